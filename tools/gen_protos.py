@@ -1,0 +1,84 @@
+"""Regenerates the Python stubs in generated/ from protos/ (or checks them)."""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc_tools
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "protos"
+OUT = ROOT / "generated"
+# protoc writes absolute imports from the proto root ("from insights.v1 import
+# x_pb2"); we keep generated/ a real package, so they are rewritten to it.
+_IMPORT = re.compile(r"^(from|import) insights\.v1", re.MULTILINE)
+
+
+def generate(dest: Path) -> None:
+    """Runs protoc for every proto file and writes the package into dest."""
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    bindir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as raw:
+        subprocess.run(
+            [
+                sys.executable, "-m", "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}", f"-I{well_known}",
+                f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+                f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
+                f"--python_out={raw}", f"--grpc_python_out={raw}",
+                f"--mypy_out={raw}", f"--mypy_grpc_out={raw}",
+                *protos,
+            ],
+            check=True,
+            cwd=PROTO_ROOT,
+        )
+        for src in Path(raw).rglob("*.py*"):
+            text = _IMPORT.sub(lambda m: f"{m.group(1)} generated.insights.v1", src.read_text())
+            target = dest / src.relative_to(raw)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+    for pkg in (dest, dest / "insights", dest / "insights" / "v1"):
+        init = pkg / "__init__.py"
+        if not init.exists():
+            init.write_text('"""Generated protobuf and gRPC stubs; rebuilt by `make proto`."""\n')
+
+
+def stale_files(current: Path, fresh: Path) -> list[str]:
+    """Names the files that differ between two generated trees."""
+    def files(tree: Path) -> set[str]:
+        return {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+    have, want = files(current), files(fresh)
+    diff = sorted(have ^ want)
+    diff += sorted(f for f in have & want if not filecmp.cmp(current / f, fresh / f, shallow=False))
+    return diff
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if generated/ is stale")
+    args = parser.parse_args()
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(Path(tmp))
+            diff = stale_files(OUT, Path(tmp))
+        if diff:
+            print("generated/ is stale; run `make proto`:", *diff, sep="\n  ")
+            return 1
+        return 0
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    generate(OUT)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
