@@ -331,6 +331,18 @@ class _PropertyOperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Prop
     """Contains any of the values of a list, ignoring case."""
     PROPERTY_OPERATOR_NOT_ICONTAINS_MULTI: _PropertyOperator.ValueType  # 25
     """Contains none of the values of a list, ignoring case."""
+    PROPERTY_OPERATOR_SEMVER_EQ: _PropertyOperator.ValueType  # 26
+    """Semantic version equal."""
+    PROPERTY_OPERATOR_SEMVER_NEQ: _PropertyOperator.ValueType  # 27
+    """Semantic version not equal."""
+    PROPERTY_OPERATOR_SEMVER_GT: _PropertyOperator.ValueType  # 28
+    """Semantic version greater than."""
+    PROPERTY_OPERATOR_SEMVER_GTE: _PropertyOperator.ValueType  # 29
+    """Semantic version greater than or equal."""
+    PROPERTY_OPERATOR_SEMVER_LT: _PropertyOperator.ValueType  # 30
+    """Semantic version less than."""
+    PROPERTY_OPERATOR_SEMVER_LTE: _PropertyOperator.ValueType  # 31
+    """Semantic version less than or equal."""
 
 class PropertyOperator(_PropertyOperator, metaclass=_PropertyOperatorEnumTypeWrapper):
     """The comparison a property filter applies."""
@@ -387,6 +399,18 @@ PROPERTY_OPERATOR_ICONTAINS_MULTI: PropertyOperator.ValueType  # 24
 """Contains any of the values of a list, ignoring case."""
 PROPERTY_OPERATOR_NOT_ICONTAINS_MULTI: PropertyOperator.ValueType  # 25
 """Contains none of the values of a list, ignoring case."""
+PROPERTY_OPERATOR_SEMVER_EQ: PropertyOperator.ValueType  # 26
+"""Semantic version equal."""
+PROPERTY_OPERATOR_SEMVER_NEQ: PropertyOperator.ValueType  # 27
+"""Semantic version not equal."""
+PROPERTY_OPERATOR_SEMVER_GT: PropertyOperator.ValueType  # 28
+"""Semantic version greater than."""
+PROPERTY_OPERATOR_SEMVER_GTE: PropertyOperator.ValueType  # 29
+"""Semantic version greater than or equal."""
+PROPERTY_OPERATOR_SEMVER_LT: PropertyOperator.ValueType  # 30
+"""Semantic version less than."""
+PROPERTY_OPERATOR_SEMVER_LTE: PropertyOperator.ValueType  # 31
+"""Semantic version less than or equal."""
 Global___PropertyOperator: _TypeAlias = PropertyOperator  # noqa: Y015
 
 class _FilterLogicalOperator:
@@ -1967,7 +1991,7 @@ class ActionsNode(_message.Message):
     def __init__(
         self,
         *,
-        id: _builtins.int = ...,
+        id: _builtins.int | None = ...,
         name: _builtins.str | None = ...,
         custom_name: _builtins.str | None = ...,
         math: Global___MathType.ValueType = ...,
@@ -1983,12 +2007,14 @@ class ActionsNode(_message.Message):
         response: _struct_pb2.Struct | None = ...,
         version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_math_group_type_index", b"_math_group_type_index", "_math_hogql", b"_math_hogql", "_math_multiplier", b"_math_multiplier", "_math_property", b"_math_property", "_math_property_type", b"_math_property_type", "_name", b"_name", "_optional_in_funnel", b"_optional_in_funnel", "_version", b"_version", "custom_name", b"custom_name", "math_group_type_index", b"math_group_type_index", "math_hogql", b"math_hogql", "math_multiplier", b"math_multiplier", "math_property", b"math_property", "math_property_revenue_currency", b"math_property_revenue_currency", "math_property_type", b"math_property_type", "name", b"name", "optional_in_funnel", b"optional_in_funnel", "response", b"response", "version", b"version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_id", b"_id", "_math_group_type_index", b"_math_group_type_index", "_math_hogql", b"_math_hogql", "_math_multiplier", b"_math_multiplier", "_math_property", b"_math_property", "_math_property_type", b"_math_property_type", "_name", b"_name", "_optional_in_funnel", b"_optional_in_funnel", "_version", b"_version", "custom_name", b"custom_name", "id", b"id", "math_group_type_index", b"math_group_type_index", "math_hogql", b"math_hogql", "math_multiplier", b"math_multiplier", "math_property", b"math_property", "math_property_revenue_currency", b"math_property_revenue_currency", "math_property_type", b"math_property_type", "name", b"name", "optional_in_funnel", b"optional_in_funnel", "response", b"response", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_math_group_type_index", b"_math_group_type_index", "_math_hogql", b"_math_hogql", "_math_multiplier", b"_math_multiplier", "_math_property", b"_math_property", "_math_property_type", b"_math_property_type", "_name", b"_name", "_optional_in_funnel", b"_optional_in_funnel", "_version", b"_version", "custom_name", b"custom_name", "fixed_properties", b"fixed_properties", "id", b"id", "math", b"math", "math_group_type_index", b"math_group_type_index", "math_hogql", b"math_hogql", "math_multiplier", b"math_multiplier", "math_property", b"math_property", "math_property_revenue_currency", b"math_property_revenue_currency", "math_property_type", b"math_property_type", "name", b"name", "optional_in_funnel", b"optional_in_funnel", "properties", b"properties", "response", b"response", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_id", b"_id", "_math_group_type_index", b"_math_group_type_index", "_math_hogql", b"_math_hogql", "_math_multiplier", b"_math_multiplier", "_math_property", b"_math_property", "_math_property_type", b"_math_property_type", "_name", b"_name", "_optional_in_funnel", b"_optional_in_funnel", "_version", b"_version", "custom_name", b"custom_name", "fixed_properties", b"fixed_properties", "id", b"id", "math", b"math", "math_group_type_index", b"math_group_type_index", "math_hogql", b"math_hogql", "math_multiplier", b"math_multiplier", "math_property", b"math_property", "math_property_revenue_currency", b"math_property_revenue_currency", "math_property_type", b"math_property_type", "name", b"name", "optional_in_funnel", b"optional_in_funnel", "properties", b"properties", "response", b"response", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
     _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
     _WhichOneofReturnType__math_group_type_index: _TypeAlias = _typing.Literal["math_group_type_index"]  # noqa: Y015
     _WhichOneofArgType__math_group_type_index: _TypeAlias = _typing.Literal["_math_group_type_index", b"_math_group_type_index"]  # noqa: Y015
     _WhichOneofReturnType__math_hogql: _TypeAlias = _typing.Literal["math_hogql"]  # noqa: Y015
@@ -2007,6 +2033,8 @@ class ActionsNode(_message.Message):
     _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__math_group_type_index) -> _WhichOneofReturnType__math_group_type_index | None: ...
     @_typing.overload
@@ -2076,11 +2104,11 @@ class DataWarehouseNode(_message.Message):
     def __init__(
         self,
         *,
-        id: _builtins.str = ...,
-        table_name: _builtins.str = ...,
-        id_field: _builtins.str = ...,
-        distinct_id_field: _builtins.str = ...,
-        timestamp_field: _builtins.str = ...,
+        id: _builtins.str | None = ...,
+        table_name: _builtins.str | None = ...,
+        id_field: _builtins.str | None = ...,
+        distinct_id_field: _builtins.str | None = ...,
+        timestamp_field: _builtins.str | None = ...,
         dw_source_type: _builtins.str | None = ...,
         name: _builtins.str | None = ...,
         custom_name: _builtins.str | None = ...,
@@ -2090,32 +2118,52 @@ class DataWarehouseNode(_message.Message):
         properties: _abc.Iterable[Global___PropertyFilter] | None = ...,
         version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_dw_source_type", b"_dw_source_type", "_math_hogql", b"_math_hogql", "_math_property", b"_math_property", "_name", b"_name", "_version", b"_version", "custom_name", b"custom_name", "dw_source_type", b"dw_source_type", "math_hogql", b"math_hogql", "math_property", b"math_property", "name", b"name", "version", b"version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_distinct_id_field", b"_distinct_id_field", "_dw_source_type", b"_dw_source_type", "_id", b"_id", "_id_field", b"_id_field", "_math_hogql", b"_math_hogql", "_math_property", b"_math_property", "_name", b"_name", "_table_name", b"_table_name", "_timestamp_field", b"_timestamp_field", "_version", b"_version", "custom_name", b"custom_name", "distinct_id_field", b"distinct_id_field", "dw_source_type", b"dw_source_type", "id", b"id", "id_field", b"id_field", "math_hogql", b"math_hogql", "math_property", b"math_property", "name", b"name", "table_name", b"table_name", "timestamp_field", b"timestamp_field", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_dw_source_type", b"_dw_source_type", "_math_hogql", b"_math_hogql", "_math_property", b"_math_property", "_name", b"_name", "_version", b"_version", "custom_name", b"custom_name", "distinct_id_field", b"distinct_id_field", "dw_source_type", b"dw_source_type", "id", b"id", "id_field", b"id_field", "math", b"math", "math_hogql", b"math_hogql", "math_property", b"math_property", "name", b"name", "properties", b"properties", "table_name", b"table_name", "timestamp_field", b"timestamp_field", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_distinct_id_field", b"_distinct_id_field", "_dw_source_type", b"_dw_source_type", "_id", b"_id", "_id_field", b"_id_field", "_math_hogql", b"_math_hogql", "_math_property", b"_math_property", "_name", b"_name", "_table_name", b"_table_name", "_timestamp_field", b"_timestamp_field", "_version", b"_version", "custom_name", b"custom_name", "distinct_id_field", b"distinct_id_field", "dw_source_type", b"dw_source_type", "id", b"id", "id_field", b"id_field", "math", b"math", "math_hogql", b"math_hogql", "math_property", b"math_property", "name", b"name", "properties", b"properties", "table_name", b"table_name", "timestamp_field", b"timestamp_field", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
     _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__distinct_id_field: _TypeAlias = _typing.Literal["distinct_id_field"]  # noqa: Y015
+    _WhichOneofArgType__distinct_id_field: _TypeAlias = _typing.Literal["_distinct_id_field", b"_distinct_id_field"]  # noqa: Y015
     _WhichOneofReturnType__dw_source_type: _TypeAlias = _typing.Literal["dw_source_type"]  # noqa: Y015
     _WhichOneofArgType__dw_source_type: _TypeAlias = _typing.Literal["_dw_source_type", b"_dw_source_type"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__id_field: _TypeAlias = _typing.Literal["id_field"]  # noqa: Y015
+    _WhichOneofArgType__id_field: _TypeAlias = _typing.Literal["_id_field", b"_id_field"]  # noqa: Y015
     _WhichOneofReturnType__math_hogql: _TypeAlias = _typing.Literal["math_hogql"]  # noqa: Y015
     _WhichOneofArgType__math_hogql: _TypeAlias = _typing.Literal["_math_hogql", b"_math_hogql"]  # noqa: Y015
     _WhichOneofReturnType__math_property: _TypeAlias = _typing.Literal["math_property"]  # noqa: Y015
     _WhichOneofArgType__math_property: _TypeAlias = _typing.Literal["_math_property", b"_math_property"]  # noqa: Y015
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__table_name: _TypeAlias = _typing.Literal["table_name"]  # noqa: Y015
+    _WhichOneofArgType__table_name: _TypeAlias = _typing.Literal["_table_name", b"_table_name"]  # noqa: Y015
+    _WhichOneofReturnType__timestamp_field: _TypeAlias = _typing.Literal["timestamp_field"]  # noqa: Y015
+    _WhichOneofArgType__timestamp_field: _TypeAlias = _typing.Literal["_timestamp_field", b"_timestamp_field"]  # noqa: Y015
     _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
     _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__distinct_id_field) -> _WhichOneofReturnType__distinct_id_field | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__dw_source_type) -> _WhichOneofReturnType__dw_source_type | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id_field) -> _WhichOneofReturnType__id_field | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__math_hogql) -> _WhichOneofReturnType__math_hogql | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__math_property) -> _WhichOneofReturnType__math_property | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__table_name) -> _WhichOneofReturnType__table_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timestamp_field) -> _WhichOneofReturnType__timestamp_field | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
@@ -2358,16 +2406,21 @@ class TrendsFormulaNode(_message.Message):
     def __init__(
         self,
         *,
-        formula: _builtins.str = ...,
+        formula: _builtins.str | None = ...,
         custom_name: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "custom_name", b"custom_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_formula", b"_formula", "custom_name", b"custom_name", "formula", b"formula"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "custom_name", b"custom_name", "formula", b"formula"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_formula", b"_formula", "custom_name", b"custom_name", "formula", b"formula"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
     _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__formula: _TypeAlias = _typing.Literal["formula"]  # noqa: Y015
+    _WhichOneofArgType__formula: _TypeAlias = _typing.Literal["_formula", b"_formula"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__formula) -> _WhichOneofReturnType__formula | None: ...
 
 Global___TrendsFormulaNode: _TypeAlias = TrendsFormulaNode  # noqa: Y015
 
@@ -2702,39 +2755,181 @@ class TrendsQuery(_message.Message):
 Global___TrendsQuery: _TypeAlias = TrendsQuery  # noqa: Y015
 
 @_typing.final
-class FunnelExclusion(_message.Message):
+class FunnelExclusionEventsNode(_message.Message):
     """---------------------------------------------------------------------------
     Funnels
     ---------------------------------------------------------------------------
 
-    An event or action that must not happen between two funnel steps.
+    An event that must not happen between two funnel steps (an EventsNode with a step window).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    NODE_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CUSTOM_NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
     FUNNEL_FROM_STEP_FIELD_NUMBER: _builtins.int
     FUNNEL_TO_STEP_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The excluded event name; unset means any event."""
+    name: _builtins.str
+    """Display name."""
+    custom_name: _builtins.str
+    """A user-chosen label."""
     funnel_from_step: _builtins.int
     """First step of the exclusion window (0-based)."""
     funnel_to_step: _builtins.int
     """Last step of the exclusion window (0-based)."""
+    version: _builtins.int
+    """Schema version of the node."""
     @_builtins.property
-    def node(self) -> Global___SeriesNode:
-        """The excluded event or action."""
+    def properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___PropertyFilter]:
+        """Filters on the excluded event."""
 
     def __init__(
         self,
         *,
-        node: Global___SeriesNode | None = ...,
-        funnel_from_step: _builtins.int = ...,
-        funnel_to_step: _builtins.int = ...,
+        event: _builtins.str | None = ...,
+        name: _builtins.str | None = ...,
+        custom_name: _builtins.str | None = ...,
+        properties: _abc.Iterable[Global___PropertyFilter] | None = ...,
+        funnel_from_step: _builtins.int | None = ...,
+        funnel_to_step: _builtins.int | None = ...,
+        version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_event", b"_event", "_funnel_from_step", b"_funnel_from_step", "_funnel_to_step", b"_funnel_to_step", "_name", b"_name", "_version", b"_version", "custom_name", b"custom_name", "event", b"event", "funnel_from_step", b"funnel_from_step", "funnel_to_step", b"funnel_to_step", "name", b"name", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnel_from_step", b"funnel_from_step", "funnel_to_step", b"funnel_to_step", "node", b"node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_event", b"_event", "_funnel_from_step", b"_funnel_from_step", "_funnel_to_step", b"_funnel_to_step", "_name", b"_name", "_version", b"_version", "custom_name", b"custom_name", "event", b"event", "funnel_from_step", b"funnel_from_step", "funnel_to_step", b"funnel_to_step", "name", b"name", "properties", b"properties", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
+    _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__event: _TypeAlias = _typing.Literal["event"]  # noqa: Y015
+    _WhichOneofArgType__event: _TypeAlias = _typing.Literal["_event", b"_event"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_from_step: _TypeAlias = _typing.Literal["funnel_from_step"]  # noqa: Y015
+    _WhichOneofArgType__funnel_from_step: _TypeAlias = _typing.Literal["_funnel_from_step", b"_funnel_from_step"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_to_step: _TypeAlias = _typing.Literal["funnel_to_step"]  # noqa: Y015
+    _WhichOneofArgType__funnel_to_step: _TypeAlias = _typing.Literal["_funnel_to_step", b"_funnel_to_step"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__event) -> _WhichOneofReturnType__event | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_from_step) -> _WhichOneofReturnType__funnel_from_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_to_step) -> _WhichOneofReturnType__funnel_to_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+
+Global___FunnelExclusionEventsNode: _TypeAlias = FunnelExclusionEventsNode  # noqa: Y015
+
+@_typing.final
+class FunnelExclusionActionsNode(_message.Message):
+    """An action that must not happen between two funnel steps (an ActionsNode with a step window)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CUSTOM_NAME_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    FUNNEL_FROM_STEP_FIELD_NUMBER: _builtins.int
+    FUNNEL_TO_STEP_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """The excluded action's id."""
+    name: _builtins.str
+    """Display name."""
+    custom_name: _builtins.str
+    """A user-chosen label."""
+    funnel_from_step: _builtins.int
+    """First step of the exclusion window (0-based)."""
+    funnel_to_step: _builtins.int
+    """Last step of the exclusion window (0-based)."""
+    version: _builtins.int
+    """Schema version of the node."""
+    @_builtins.property
+    def properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___PropertyFilter]:
+        """Filters on the excluded action."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int | None = ...,
+        name: _builtins.str | None = ...,
+        custom_name: _builtins.str | None = ...,
+        properties: _abc.Iterable[Global___PropertyFilter] | None = ...,
+        funnel_from_step: _builtins.int | None = ...,
+        funnel_to_step: _builtins.int | None = ...,
+        version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_funnel_from_step", b"_funnel_from_step", "_funnel_to_step", b"_funnel_to_step", "_id", b"_id", "_name", b"_name", "_version", b"_version", "custom_name", b"custom_name", "funnel_from_step", b"funnel_from_step", "funnel_to_step", b"funnel_to_step", "id", b"id", "name", b"name", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_funnel_from_step", b"_funnel_from_step", "_funnel_to_step", b"_funnel_to_step", "_id", b"_id", "_name", b"_name", "_version", b"_version", "custom_name", b"custom_name", "funnel_from_step", b"funnel_from_step", "funnel_to_step", b"funnel_to_step", "id", b"id", "name", b"name", "properties", b"properties", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
+    _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_from_step: _TypeAlias = _typing.Literal["funnel_from_step"]  # noqa: Y015
+    _WhichOneofArgType__funnel_from_step: _TypeAlias = _typing.Literal["_funnel_from_step", b"_funnel_from_step"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_to_step: _TypeAlias = _typing.Literal["funnel_to_step"]  # noqa: Y015
+    _WhichOneofArgType__funnel_to_step: _TypeAlias = _typing.Literal["_funnel_to_step", b"_funnel_to_step"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_from_step) -> _WhichOneofReturnType__funnel_from_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_to_step) -> _WhichOneofReturnType__funnel_to_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+
+Global___FunnelExclusionActionsNode: _TypeAlias = FunnelExclusionActionsNode  # noqa: Y015
+
+@_typing.final
+class FunnelExclusion(_message.Message):
+    """An event or action that must not happen between two funnel steps."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_NODE_FIELD_NUMBER: _builtins.int
+    ACTIONS_NODE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events_node(self) -> Global___FunnelExclusionEventsNode:
+        """An excluded event."""
+
+    @_builtins.property
+    def actions_node(self) -> Global___FunnelExclusionActionsNode:
+        """An excluded action."""
+
+    def __init__(
+        self,
+        *,
+        events_node: Global___FunnelExclusionEventsNode | None = ...,
+        actions_node: Global___FunnelExclusionActionsNode | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actions_node", b"actions_node", "events_node", b"events_node", "node", b"node"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions_node", b"actions_node", "events_node", b"events_node", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_node: _TypeAlias = _typing.Literal["events_node", "actions_node"]  # noqa: Y015
+    _WhichOneofArgType_node: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_node) -> _WhichOneofReturnType_node | None: ...
 
 Global___FunnelExclusion: _TypeAlias = FunnelExclusion  # noqa: Y015
 
@@ -3081,6 +3276,9 @@ class RetentionFilter(_message.Message):
     SELECTED_INTERVAL_FIELD_NUMBER: _builtins.int
     DISPLAY_FIELD_NUMBER: _builtins.int
     SHOW_TREND_LINES_FIELD_NUMBER: _builtins.int
+    DASHBOARD_DISPLAY_FIELD_NUMBER: _builtins.int
+    AGGREGATION_PROPERTY_FIELD_NUMBER: _builtins.int
+    AGGREGATION_TYPE_FIELD_NUMBER: _builtins.int
     period: Global___RetentionPeriod.ValueType
     """Period length (default Day)."""
     total_intervals: _builtins.int
@@ -3103,6 +3301,12 @@ class RetentionFilter(_message.Message):
     """The chart."""
     show_trend_lines: _builtins.bool
     """Draw trend lines."""
+    dashboard_display: Global___ChartDisplayType.ValueType
+    """The chart on dashboards."""
+    aggregation_property: _builtins.str
+    """Property summed for value-based retention."""
+    aggregation_type: _builtins.str
+    """"count", "sum" or "avg" for value-based retention."""
     @_builtins.property
     def target_entity(self) -> Global___RetentionEntity:
         """The cohort-starting entity."""
@@ -3127,11 +3331,18 @@ class RetentionFilter(_message.Message):
         selected_interval: _builtins.int | None = ...,
         display: Global___ChartDisplayType.ValueType = ...,
         show_trend_lines: _builtins.bool | None = ...,
+        dashboard_display: Global___ChartDisplayType.ValueType = ...,
+        aggregation_property: _builtins.str | None = ...,
+        aggregation_type: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cumulative", b"_cumulative", "_mean_retention_calculation", b"_mean_retention_calculation", "_minimum_occurrences", b"_minimum_occurrences", "_retention_reference", b"_retention_reference", "_selected_interval", b"_selected_interval", "_show_trend_lines", b"_show_trend_lines", "_time_window_mode", b"_time_window_mode", "_total_intervals", b"_total_intervals", "cumulative", b"cumulative", "mean_retention_calculation", b"mean_retention_calculation", "minimum_occurrences", b"minimum_occurrences", "retention_reference", b"retention_reference", "returning_entity", b"returning_entity", "selected_interval", b"selected_interval", "show_trend_lines", b"show_trend_lines", "target_entity", b"target_entity", "time_window_mode", b"time_window_mode", "total_intervals", b"total_intervals"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aggregation_property", b"_aggregation_property", "_aggregation_type", b"_aggregation_type", "_cumulative", b"_cumulative", "_mean_retention_calculation", b"_mean_retention_calculation", "_minimum_occurrences", b"_minimum_occurrences", "_retention_reference", b"_retention_reference", "_selected_interval", b"_selected_interval", "_show_trend_lines", b"_show_trend_lines", "_time_window_mode", b"_time_window_mode", "_total_intervals", b"_total_intervals", "aggregation_property", b"aggregation_property", "aggregation_type", b"aggregation_type", "cumulative", b"cumulative", "mean_retention_calculation", b"mean_retention_calculation", "minimum_occurrences", b"minimum_occurrences", "retention_reference", b"retention_reference", "returning_entity", b"returning_entity", "selected_interval", b"selected_interval", "show_trend_lines", b"show_trend_lines", "target_entity", b"target_entity", "time_window_mode", b"time_window_mode", "total_intervals", b"total_intervals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cumulative", b"_cumulative", "_mean_retention_calculation", b"_mean_retention_calculation", "_minimum_occurrences", b"_minimum_occurrences", "_retention_reference", b"_retention_reference", "_selected_interval", b"_selected_interval", "_show_trend_lines", b"_show_trend_lines", "_time_window_mode", b"_time_window_mode", "_total_intervals", b"_total_intervals", "cumulative", b"cumulative", "display", b"display", "mean_retention_calculation", b"mean_retention_calculation", "minimum_occurrences", b"minimum_occurrences", "period", b"period", "retention_reference", b"retention_reference", "retention_type", b"retention_type", "returning_entity", b"returning_entity", "selected_interval", b"selected_interval", "show_trend_lines", b"show_trend_lines", "target_entity", b"target_entity", "time_window_mode", b"time_window_mode", "total_intervals", b"total_intervals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggregation_property", b"_aggregation_property", "_aggregation_type", b"_aggregation_type", "_cumulative", b"_cumulative", "_mean_retention_calculation", b"_mean_retention_calculation", "_minimum_occurrences", b"_minimum_occurrences", "_retention_reference", b"_retention_reference", "_selected_interval", b"_selected_interval", "_show_trend_lines", b"_show_trend_lines", "_time_window_mode", b"_time_window_mode", "_total_intervals", b"_total_intervals", "aggregation_property", b"aggregation_property", "aggregation_type", b"aggregation_type", "cumulative", b"cumulative", "dashboard_display", b"dashboard_display", "display", b"display", "mean_retention_calculation", b"mean_retention_calculation", "minimum_occurrences", b"minimum_occurrences", "period", b"period", "retention_reference", b"retention_reference", "retention_type", b"retention_type", "returning_entity", b"returning_entity", "selected_interval", b"selected_interval", "show_trend_lines", b"show_trend_lines", "target_entity", b"target_entity", "time_window_mode", b"time_window_mode", "total_intervals", b"total_intervals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__aggregation_property: _TypeAlias = _typing.Literal["aggregation_property"]  # noqa: Y015
+    _WhichOneofArgType__aggregation_property: _TypeAlias = _typing.Literal["_aggregation_property", b"_aggregation_property"]  # noqa: Y015
+    _WhichOneofReturnType__aggregation_type: _TypeAlias = _typing.Literal["aggregation_type"]  # noqa: Y015
+    _WhichOneofArgType__aggregation_type: _TypeAlias = _typing.Literal["_aggregation_type", b"_aggregation_type"]  # noqa: Y015
     _WhichOneofReturnType__cumulative: _TypeAlias = _typing.Literal["cumulative"]  # noqa: Y015
     _WhichOneofArgType__cumulative: _TypeAlias = _typing.Literal["_cumulative", b"_cumulative"]  # noqa: Y015
     _WhichOneofReturnType__mean_retention_calculation: _TypeAlias = _typing.Literal["mean_retention_calculation"]  # noqa: Y015
@@ -3148,6 +3359,10 @@ class RetentionFilter(_message.Message):
     _WhichOneofArgType__time_window_mode: _TypeAlias = _typing.Literal["_time_window_mode", b"_time_window_mode"]  # noqa: Y015
     _WhichOneofReturnType__total_intervals: _TypeAlias = _typing.Literal["total_intervals"]  # noqa: Y015
     _WhichOneofArgType__total_intervals: _TypeAlias = _typing.Literal["_total_intervals", b"_total_intervals"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__aggregation_property) -> _WhichOneofReturnType__aggregation_property | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__aggregation_type) -> _WhichOneofReturnType__aggregation_type | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cumulative) -> _WhichOneofReturnType__cumulative | None: ...
     @_typing.overload
@@ -3286,14 +3501,21 @@ class StickinessCriteria(_message.Message):
     def __init__(
         self,
         *,
-        operator: _builtins.str = ...,
-        value: _builtins.int = ...,
+        operator: _builtins.str | None = ...,
+        value: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_operator", b"_operator", "_value", b"_value", "operator", b"operator", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["operator", b"operator", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_operator", b"_operator", "_value", b"_value", "operator", b"operator", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__operator: _TypeAlias = _typing.Literal["operator"]  # noqa: Y015
+    _WhichOneofArgType__operator: _TypeAlias = _typing.Literal["_operator", b"_operator"]  # noqa: Y015
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__operator) -> _WhichOneofReturnType__operator | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
 
 Global___StickinessCriteria: _TypeAlias = StickinessCriteria  # noqa: Y015
 
@@ -4005,24 +4227,33 @@ class HogQLVariable(_message.Message):
     is_null: _builtins.bool
     """Whether the value is null."""
     @_builtins.property
-    def value(self) -> Global___Scalar:
-        """The value."""
+    def value(self) -> _struct_pb2.Value:
+        """The value: any JSON value (lists for multi-select variables)."""
 
     def __init__(
         self,
         *,
-        variable_id: _builtins.str = ...,
-        code_name: _builtins.str = ...,
-        value: Global___Scalar | None = ...,
+        variable_id: _builtins.str | None = ...,
+        code_name: _builtins.str | None = ...,
+        value: _struct_pb2.Value | None = ...,
         is_null: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_null", b"_is_null", "is_null", b"is_null", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_code_name", b"_code_name", "_is_null", b"_is_null", "_variable_id", b"_variable_id", "code_name", b"code_name", "is_null", b"is_null", "value", b"value", "variable_id", b"variable_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_null", b"_is_null", "code_name", b"code_name", "is_null", b"is_null", "value", b"value", "variable_id", b"variable_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_code_name", b"_code_name", "_is_null", b"_is_null", "_variable_id", b"_variable_id", "code_name", b"code_name", "is_null", b"is_null", "value", b"value", "variable_id", b"variable_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__code_name: _TypeAlias = _typing.Literal["code_name"]  # noqa: Y015
+    _WhichOneofArgType__code_name: _TypeAlias = _typing.Literal["_code_name", b"_code_name"]  # noqa: Y015
     _WhichOneofReturnType__is_null: _TypeAlias = _typing.Literal["is_null"]  # noqa: Y015
     _WhichOneofArgType__is_null: _TypeAlias = _typing.Literal["_is_null", b"_is_null"]  # noqa: Y015
+    _WhichOneofReturnType__variable_id: _TypeAlias = _typing.Literal["variable_id"]  # noqa: Y015
+    _WhichOneofArgType__variable_id: _TypeAlias = _typing.Literal["_variable_id", b"_variable_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__code_name) -> _WhichOneofReturnType__code_name | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__is_null) -> _WhichOneofReturnType__is_null | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__variable_id) -> _WhichOneofReturnType__variable_id | None: ...
 
 Global___HogQLVariable: _TypeAlias = HogQLVariable  # noqa: Y015
 
@@ -4040,12 +4271,12 @@ class HogQLQuery(_message.Message):
         VALUE_FIELD_NUMBER: _builtins.int
         key: _builtins.str
         @_builtins.property
-        def value(self) -> Global___Scalar: ...
+        def value(self) -> _struct_pb2.Value: ...
         def __init__(
             self,
             *,
             key: _builtins.str = ...,
-            value: Global___Scalar | None = ...,
+            value: _struct_pb2.Value | None = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -4100,7 +4331,7 @@ class HogQLQuery(_message.Message):
         """Filters substituted for {filters}."""
 
     @_builtins.property
-    def values(self) -> _containers.MessageMap[_builtins.str, Global___Scalar]:
+    def values(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
         """Placeholder values by name."""
 
     @_builtins.property
@@ -4122,9 +4353,9 @@ class HogQLQuery(_message.Message):
     def __init__(
         self,
         *,
-        query: _builtins.str = ...,
+        query: _builtins.str | None = ...,
         filters: Global___HogQLFilters | None = ...,
-        values: _abc.Mapping[_builtins.str, Global___Scalar] | None = ...,
+        values: _abc.Mapping[_builtins.str, _struct_pb2.Value] | None = ...,
         variables: _abc.Mapping[_builtins.str, Global___HogQLVariable] | None = ...,
         name: _builtins.str | None = ...,
         explain: _builtins.bool | None = ...,
@@ -4134,9 +4365,9 @@ class HogQLQuery(_message.Message):
         response: _struct_pb2.Struct | None = ...,
         connection_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_connection_id", b"_connection_id", "_explain", b"_explain", "_name", b"_name", "_version", b"_version", "connection_id", b"connection_id", "explain", b"explain", "filters", b"filters", "modifiers", b"modifiers", "name", b"name", "response", b"response", "tags", b"tags", "version", b"version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_connection_id", b"_connection_id", "_explain", b"_explain", "_name", b"_name", "_query", b"_query", "_version", b"_version", "connection_id", b"connection_id", "explain", b"explain", "filters", b"filters", "modifiers", b"modifiers", "name", b"name", "query", b"query", "response", b"response", "tags", b"tags", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_connection_id", b"_connection_id", "_explain", b"_explain", "_name", b"_name", "_version", b"_version", "connection_id", b"connection_id", "explain", b"explain", "filters", b"filters", "modifiers", b"modifiers", "name", b"name", "query", b"query", "response", b"response", "tags", b"tags", "values", b"values", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_connection_id", b"_connection_id", "_explain", b"_explain", "_name", b"_name", "_query", b"_query", "_version", b"_version", "connection_id", b"connection_id", "explain", b"explain", "filters", b"filters", "modifiers", b"modifiers", "name", b"name", "query", b"query", "response", b"response", "tags", b"tags", "values", b"values", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__connection_id: _TypeAlias = _typing.Literal["connection_id"]  # noqa: Y015
     _WhichOneofArgType__connection_id: _TypeAlias = _typing.Literal["_connection_id", b"_connection_id"]  # noqa: Y015
@@ -4144,6 +4375,8 @@ class HogQLQuery(_message.Message):
     _WhichOneofArgType__explain: _TypeAlias = _typing.Literal["_explain", b"_explain"]  # noqa: Y015
     _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
     _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__query: _TypeAlias = _typing.Literal["query"]  # noqa: Y015
+    _WhichOneofArgType__query: _TypeAlias = _typing.Literal["_query", b"_query"]  # noqa: Y015
     _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
     _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
     @_typing.overload
@@ -4152,6 +4385,8 @@ class HogQLQuery(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__explain) -> _WhichOneofReturnType__explain | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__query) -> _WhichOneofReturnType__query | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
 
@@ -4174,14 +4409,16 @@ class ChartAxis(_message.Message):
     def __init__(
         self,
         *,
-        column: _builtins.str = ...,
+        column: _builtins.str | None = ...,
         settings: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_column", b"_column", "column", b"column", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_column", b"_column", "column", b"column", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__column: _TypeAlias = _typing.Literal["column"]  # noqa: Y015
+    _WhichOneofArgType__column: _TypeAlias = _typing.Literal["_column", b"_column"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__column) -> _WhichOneofReturnType__column | None: ...
 
 Global___ChartAxis: _TypeAlias = ChartAxis  # noqa: Y015
 

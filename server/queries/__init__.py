@@ -1,0 +1,1 @@
+"""Query-node handling: the reference JSON codec and related helpers."""
