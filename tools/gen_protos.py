@@ -29,12 +29,17 @@ def generate(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as raw:
         subprocess.run(
             [
-                sys.executable, "-m", "grpc_tools.protoc",
-                f"-I{PROTO_ROOT}", f"-I{well_known}",
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                f"-I{well_known}",
                 f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
                 f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
-                f"--python_out={raw}", f"--grpc_python_out={raw}",
-                f"--mypy_out={raw}", f"--mypy_grpc_out={raw}",
+                f"--python_out={raw}",
+                f"--grpc_python_out={raw}",
+                f"--mypy_out={raw}",
+                f"--mypy_grpc_out={raw}",
                 *protos,
             ],
             check=True,
@@ -53,8 +58,11 @@ def generate(dest: Path) -> None:
 
 def stale_files(current: Path, fresh: Path) -> list[str]:
     """Names the files that differ between two generated trees."""
+
     def files(tree: Path) -> set[str]:
-        return {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+        return {
+            str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        }
 
     have, want = files(current), files(fresh)
     diff = sorted(have ^ want)

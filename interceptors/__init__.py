@@ -1,0 +1,1 @@
+"""Server interceptors: request logging, error mapping and API-key authentication."""

@@ -1,0 +1,137 @@
+"""API-key authentication and scope checks, with the scopes each method declares in the proto."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+from generated.insights.v1 import options_pb2
+from interceptors.wrap import CallInterceptor
+from server.errors import PermissionDenied, Unauthenticated
+from server.principal import Principal, missing_scope
+from server.services.context import current_principal
+
+# Services that answer without a key: health checks and schema reflection (grpcurl sends its
+# headers on reflection calls too, so these must not insist on one).
+OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+def method_policies(services: Iterable[ServiceDescriptor]) -> dict[str, options_pb2.MethodPolicy]:
+    """`/package.Service/Method` → its declared policy. Fails start-up if one of ours has none."""
+    policies = {}
+    for service in services:
+        for method in service.methods:
+            options = method.GetOptions()
+            policy = (
+                options.Extensions[options_pb2.policy] if options.HasExtension(options_pb2.policy) else None
+            )
+            if policy is None or not policy.required_scopes:
+                raise RuntimeError(f"{service.full_name}.{method.name} declares no required scopes")
+            policies[f"/{service.full_name}/{method.name}"] = policy
+    return policies
+
+
+class KeyCache:
+    """Verified keys for a few seconds, so a hot path does not ask the database on every call."""
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000):
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0] < time.monotonic():
+            del self._entries[key]
+            return None
+        return found[1]
+
+    def put(self, key: str, principal: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl, principal)
+
+
+class AuthInterceptor(CallInterceptor):
+    """Authenticates the bearer key, checks the method's scopes and publishes the principal."""
+
+    def __init__(
+        self,
+        policies: dict[str, options_pb2.MethodPolicy],
+        verify: Callable[[str], Awaitable[Principal]],
+        cache: KeyCache,
+    ):
+        self._policies = policies
+        self._verify = verify
+        self._cache = cache
+
+    async def unary(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        if not method.startswith(OPEN_PREFIXES):
+            await self._authorise(method, context)
+        return await call()
+
+    async def stream(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], AsyncIterator[Any]],
+    ) -> AsyncIterator[Any]:
+        if not method.startswith(OPEN_PREFIXES):
+            await self._authorise(method, context)
+        async for message in call():
+            yield message
+
+    async def _authorise(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        policy = self._policies.get(method)
+        if policy is None:
+            # Fail closed: a method we serve but never declared a policy for is refused.
+            raise PermissionDenied(
+                f"method {method} does not support API key access", reason="METHOD_NOT_ALLOWED"
+            )
+        raw_key = _bearer(context.invocation_metadata() or ())
+        principal = self._cache.get(raw_key)
+        if principal is None:
+            principal = await self._verify(raw_key)
+            self._cache.put(raw_key, principal)
+        missing = missing_scope(principal.scopes, list(policy.required_scopes))
+        if missing is not None:
+            raise PermissionDenied(
+                f"API key missing required scope '{missing}'",
+                reason="MISSING_SCOPE",
+                metadata={"scope": missing},
+            )
+        current_principal.set(principal)
+
+
+def _bearer(metadata: Iterable[Any]) -> str:
+    for key, value in metadata:
+        if key == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise Unauthenticated(
+                "authorization must be 'Bearer <personal API key>'", reason="MALFORMED_AUTHORIZATION"
+            )
+    raise Unauthenticated(
+        "missing authorization metadata: send 'authorization: Bearer <personal API key>'",
+        reason="MISSING_API_KEY",
+    )

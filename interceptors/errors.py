@@ -1,0 +1,112 @@
+"""The one place where domain errors and unexpected exceptions become gRPC status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from sqlalchemy.exc import OperationalError
+
+from interceptors.wrap import CallInterceptor
+from server import errors
+
+DOMAIN = "insights.v1"
+log = logging.getLogger("insights.errors")
+
+_CODES: dict[type[errors.DomainError], int] = {
+    errors.InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    errors.NotFound: code_pb2.NOT_FOUND,
+    errors.PermissionDenied: code_pb2.PERMISSION_DENIED,
+    errors.Unauthenticated: code_pb2.UNAUTHENTICATED,
+    errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
+    errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
+    errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+}
+
+
+def to_status(error: errors.DomainError) -> status_pb2.Status:
+    """google.rpc.Status of a domain error: ErrorInfo always, BadRequest for field violations."""
+    code = next((c for cls, c in _CODES.items() if isinstance(error, cls)), code_pb2.UNKNOWN)
+    status = status_pb2.Status(code=code, message=error.message)
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    )
+    if isinstance(error, errors.InvalidArgument) and error.violations:
+        status.details.add().Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    if isinstance(error, errors.Unavailable | errors.ResourceExhausted):
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+    return status
+
+
+class ErrorInterceptor(CallInterceptor):
+    """Maps exceptions raised below it to statuses; INTERNAL errors get a logged correlation id."""
+
+    async def unary(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        try:
+            return await call()
+        except Exception as exc:
+            await self._abort(method, context, exc)
+
+    async def stream(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], AsyncIterator[Any]],
+    ) -> AsyncIterator[Any]:
+        try:
+            async for message in call():
+                yield message
+        except Exception as exc:
+            await self._abort(method, context, exc)
+
+    async def _abort(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], exc: Exception
+    ) -> NoReturn:
+        if isinstance(exc, asyncio.CancelledError) or _is_abort(exc):
+            raise exc
+        if isinstance(exc, OperationalError):
+            # The database is unreachable or locked: the caller may retry this call.
+            exc = errors.Unavailable(
+                "the metadata database is unavailable; retry shortly", reason="DATABASE_UNAVAILABLE"
+            )
+        if not isinstance(exc, errors.DomainError):
+            correlation = uuid.uuid4().hex[:16]
+            log.error("internal error in %s (correlation id %s)", method, correlation, exc_info=exc)
+            exc = errors.DomainError(
+                f"internal error (correlation id {correlation})",
+                reason="INTERNAL",
+                metadata={"correlation_id": correlation},
+            )
+            status = to_status(exc)
+            status.code = code_pb2.INTERNAL
+        else:
+            status = to_status(exc)
+        await context.abort_with_status(rpc_status.to_status(status))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc raises its own exception type out of context.abort(); it must pass through untouched.
+    return type(exc).__name__ == "AbortError" and type(exc).__module__.startswith("grpc")

@@ -1,0 +1,1 @@
+"""The Insights service: domain, composition root and command line."""

@@ -1,0 +1,119 @@
+"""Command line: serve, migrate, create-api-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from server import accounts
+from server.config import Settings
+from server.errors import DomainError
+from storage.db import Database
+from storage.migrate import upgrade
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", help="host:port to serve on (INSIGHTS_LISTEN)")
+    parser.add_argument(
+        "--database-url", help="SQLAlchemy URL of the metadata database (INSIGHTS_DATABASE_URL)"
+    )
+    parser.add_argument("--events-dsn", help="chdb://PATH or http(s)://host:port (INSIGHTS_EVENTS_DSN)")
+    parser.add_argument("--grace-seconds", type=float, help="shutdown grace period (INSIGHTS_GRACE_SECONDS)")
+    parser.add_argument("--workers", type=int, help="threads for blocking calls (INSIGHTS_WORKERS)")
+    parser.add_argument("--log-level", help="logging level (INSIGHTS_LOG_LEVEL)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        listen=args.listen,
+        database_url=args.database_url,
+        events_dsn=args.events_dsn,
+        grace_seconds=args.grace_seconds,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m server", description="The Insights gRPC service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _settings_flags(commands.add_parser("serve", help="serve gRPC until SIGTERM/SIGINT"))
+    _settings_flags(commands.add_parser("migrate", help="bring the metadata database schema up to date"))
+    key = commands.add_parser(
+        "create-api-key",
+        help="create a personal API key (bootstraps an organization, environment and user when none exist)",
+    )
+    _settings_flags(key)
+    key.add_argument(
+        "--scopes",
+        nargs="+",
+        required=True,
+        help="scopes such as insight:read insight:write, or '*' (comma-separated also works)",
+    )
+    key.add_argument(
+        "--environment",
+        type=int,
+        action="append",
+        default=None,
+        help="limit the key to this environment id (repeatable)",
+    )
+    key.add_argument("--label", default="", help="a label to recognise the key by")
+    return parser
+
+
+def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    db = Database(settings.database_url)
+    try:
+        user_id, environment_id = accounts.bootstrap(db)
+        scopes = [s for part in args.scopes for s in part.split(",") if s]
+        _, raw = accounts.create_api_key(db, user_id, scopes, args.environment, args.label)
+    finally:
+        db.close()
+    env = args.environment[0] if args.environment else environment_id
+    print(f"API key (shown once, store it now): {raw}")
+    print(f"Scopes: {' '.join(scopes)}   Environment: {env}")
+    print("Try it:")
+    print(
+        f"  .venv/bin/grpcurl -plaintext -H 'authorization: Bearer {raw}' "
+        f"-d '{{\"environment_id\": {env}}}' {settings.listen} insights.v1.InsightsService/ListInsights"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return asyncio.run(serve_main(settings))
+        if args.command == "migrate":
+            upgrade(settings.database_url)
+            print(f"migrated {settings.database_url}")
+            return 0
+        if args.command == "create-api-key":
+            upgrade(settings.database_url)
+            return _create_api_key(settings, args)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 2
+
+
+async def serve_main(settings: Settings) -> int:
+    from server.app import serve
+
+    return await serve(settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The activity log: field-level diffs of changed objects, and writing and paging entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import ActivityLog, User
+
+
+def diff(before: dict[str, Any], after: dict[str, Any], scope: str) -> list[dict[str, Any]]:
+    """Field-level changes between two snapshots of the same object (only fields in either)."""
+    changes = []
+    for field in sorted(set(before) | set(after)):
+        old, new = before.get(field), after.get(field)
+        if old != new:
+            changes.append({"type": scope, "action": "changed", "field": field, "before": old, "after": new})
+    return changes
+
+
+def record(
+    session: Session,
+    *,
+    environment_id: int,
+    organization_id: int,
+    user_id: int | None,
+    activity: str,
+    scope: str,
+    item_id: str,
+    name: str | None,
+    short_id: str | None = None,
+    changes: list[dict[str, Any]] | None = None,
+    at: dt.datetime,
+) -> None:
+    """Appends one entry to the log in the caller's transaction."""
+    session.add(
+        ActivityLog(
+            environment_id=environment_id,
+            organization_id=organization_id,
+            user_id=user_id,
+            is_system=user_id is None,
+            activity=activity,
+            scope=scope,
+            item_id=item_id,
+            detail={"changes": changes, "name": name, "short_id": short_id, "type": None},
+            created_at=at,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An activity entry with its user, ready to be shown."""
+
+    id: str
+    user_first_name: str | None
+    user_email: str | None
+    is_system: bool
+    was_impersonated: bool
+    activity: str
+    scope: str
+    item_id: str
+    detail: dict[str, Any]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    """One page of entries, newest first."""
+
+    entries: list[Entry]
+    total_count: int
+    page: int
+    has_next: bool
+
+
+def page(
+    session: Session, *, environment_id: int, scope: str, item_id: str | None, page_number: int, limit: int
+) -> EntryPage:
+    """Entries of one item (or of every item of the scope), newest first."""
+    where = [ActivityLog.environment_id == environment_id, ActivityLog.scope == scope]
+    if item_id is not None:
+        where.append(ActivityLog.item_id == item_id)
+    total = session.scalar(select(func.count()).select_from(ActivityLog).where(*where)) or 0
+    rows = session.execute(
+        select(ActivityLog, User.first_name, User.email)
+        .outerjoin(User, User.id == ActivityLog.user_id)
+        .where(*where)
+        .order_by(ActivityLog.created_at.desc(), ActivityLog.id.desc())
+        .offset((page_number - 1) * limit)
+        .limit(limit)
+    ).all()
+    entries = [
+        Entry(
+            id=log.uuid,
+            user_first_name=first_name,
+            user_email=email,
+            is_system=log.is_system,
+            was_impersonated=log.was_impersonated,
+            activity=log.activity,
+            scope=log.scope,
+            item_id=log.item_id,
+            detail=log.detail,
+            created_at=log.created_at,
+        )
+        for log, first_name, email in rows
+    ]
+    return EntryPage(entries, total, page_number, has_next=page_number * limit < total)

@@ -1,0 +1,147 @@
+"""Composition root: settings → stores → domain → servicers → a grpc.aio server with health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from generated.insights.v1 import insight_pb2, insight_pb2_grpc
+from interceptors.auth import AuthInterceptor, KeyCache, method_policies
+from interceptors.errors import ErrorInterceptor
+from interceptors.logging import LoggingInterceptor
+from server import accounts
+from server.config import Settings
+from server.insights import Insights
+from server.principal import Principal
+from server.runtime import Blocking
+from server.services.insights import InsightsServicer
+from storage.db import Database
+from storage.events import EventStore
+
+log = logging.getLogger("insights.app")
+
+SERVICES = [insight_pb2.DESCRIPTOR.services_by_name["InsightsService"]]
+# How often the stores are probed: quickly until they answer, then to notice outages.
+_PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
+
+
+class App:
+    """The running service. `start()` serves at once; health says SERVING when the stores answer."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = Database(settings.database_url, pool_size=settings.workers)
+        self.events = EventStore(settings.events_dsn)
+        self.blocking = Blocking(settings.workers)
+        self.insights = Insights(self.db)
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    async def _verify(self, raw_key: str) -> Principal:
+        return await self.blocking.run(accounts.verify_api_key, self.db, raw_key)
+
+    async def start(self) -> int:
+        """Binds the listen address, starts serving and returns the bound port."""
+        server = grpc.aio.server(
+            interceptors=[
+                LoggingInterceptor(),
+                ErrorInterceptor(),
+                AuthInterceptor(
+                    method_policies(SERVICES), self._verify, KeyCache(self.settings.auth_cache_seconds)
+                ),
+            ],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        insight_pb2_grpc.add_InsightsServiceServicer_to_server(
+            InsightsServicer(self.insights, self.blocking), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = [s.full_name for s in SERVICES]
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        for name in ["", *names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.listen}")
+        await server.start()
+        self._server = server
+        self._probe = asyncio.create_task(self._watch_stores(names))
+        log.info("serving on %s", self.address)
+        return self.port
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    async def _watch_stores(self, names: list[str]) -> None:
+        serving = False
+        while True:
+            try:
+                await self.blocking.run(self.db.ping)
+                await self.blocking.run(self.events.ping)
+                healthy = True
+            except Exception as exc:
+                healthy = False
+                log.warning("stores not ready: %s", exc)
+            if healthy != serving:
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if healthy
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in ["", *names]:
+                    await self.health.set(name, status)
+                serving = healthy
+                log.info("health: %s", "SERVING" if healthy else "NOT_SERVING")
+            await asyncio.sleep(_PROBE_SERVING if serving else _PROBE_STARTING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, drain in-flight calls within the grace period, then close the stores."""
+        if self._stopped.is_set():
+            return
+        grace = self.settings.grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self._server is not None:
+            await self._server.stop(grace)
+        self.blocking.close()
+        self.events.close()
+        self.db.close()
+        self._stopped.set()
+        log.info("stopped")
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(settings: Settings) -> int:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit code."""
+    app = App(settings)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal(signum: int) -> None:
+        log.info(
+            "received %s: shutting down (grace %.1fs)", signal.Signals(signum).name, settings.grace_seconds
+        )
+        if not stopping:
+            stopping.append(asyncio.create_task(app.stop()))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await app.wait_stopped()
+    return 0

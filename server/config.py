@@ -1,0 +1,69 @@
+"""Settings of the service, read once from environment variables and flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from server.errors import InvalidArgument
+
+_PREFIX = "INSIGHTS_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be configured with; every field has a default."""
+
+    # host:port to listen on; port 0 lets the kernel pick one.
+    listen: str = "127.0.0.1:50051"
+    # SQLAlchemy URL of the metadata database.
+    database_url: str = "sqlite:///./var/insights.db"
+    # Event store: chdb://PATH (embedded ClickHouse) or http(s)://host:port.
+    events_dsn: str = "chdb://./var/events"
+    # Seconds in-flight calls get to finish on shutdown.
+    grace_seconds: float = 10.0
+    # Threads running blocking database and engine calls.
+    workers: int = 8
+    # Seconds a verified API key is trusted without asking the database.
+    auth_cache_seconds: float = 5.0
+    # Python logging level.
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Reads INSIGHTS_<FIELD> variables, then applies explicit overrides (flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = env.get(_PREFIX + field.name.upper())
+            if raw is not None and raw != "":
+                values[field.name] = _coerce(field.name, field.type, raw)
+        settings = cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given).validated()
+
+    def validated(self) -> Settings:
+        """Rejects values the service cannot run with, naming the variable."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise InvalidArgument("INSIGHTS_LISTEN must be host:port", field="listen")
+        if self.grace_seconds < 0:
+            raise InvalidArgument("INSIGHTS_GRACE_SECONDS must be >= 0", field="grace_seconds")
+        if self.workers < 1:
+            raise InvalidArgument("INSIGHTS_WORKERS must be >= 1", field="workers")
+        if self.auth_cache_seconds < 0:
+            raise InvalidArgument("INSIGHTS_AUTH_CACHE_SECONDS must be >= 0", field="auth_cache_seconds")
+        return self
+
+
+def _coerce(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (int, "int"):
+            return int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{_PREFIX}{name.upper()} is not a number: {raw!r}", field=name) from None
+    return raw

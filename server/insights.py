@@ -1,0 +1,795 @@
+"""Insight rules: create, read, list, update, soft delete and restore, tags, views and activity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import string
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from sqlalchemy import Select, and_, delete, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from generated.insights.v1 import query_pb2
+from server import activity
+from server.errors import InvalidArgument, NotFound, Violations
+from server.principal import EnvironmentInfo, Principal
+from server.queries.dates import parse_point
+from server.queries.kinds import insight_type
+from storage.db import Database
+from storage.models import (
+    Dashboard,
+    DashboardTile,
+    Insight,
+    InsightViewed,
+    Tag,
+    TaggedItem,
+    User,
+    utcnow,
+)
+
+SCOPE = "Insight"
+TEXT_LIMIT = 400
+SEARCH_LIMIT = 200
+TAG_LIMIT = 255
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+BULK_MAX_IDS = 500
+BULK_MAX_TAGS = 100
+BULK_MAX_PAIRS = 10_000
+SKIP_REASON = "Not found or no edit access"
+# A view closer than this to the recorded one is not written again: reads stay reads.
+VIEW_RESOLUTION = dt.timedelta(seconds=60)
+# Fields an update may name; every other path of Insight is output-only or unknown.
+WRITABLE = (
+    "name",
+    "derived_name",
+    "description",
+    "query",
+    "order",
+    "deleted",
+    "dashboards",
+    "tags",
+    "favorited",
+    "saved",
+)
+# Changing one of these moves last_modified_at/by (the reference's "material" fields).
+MATERIAL = frozenset({"name", "description", "query"})
+_SHORT_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """An insight addressed by numeric id or by short id."""
+
+    id: int | None = None
+    short_id: str | None = None
+
+    def where(self) -> Any:
+        if self.id is not None:
+            return Insight.id == self.id
+        if self.short_id:
+            return Insight.short_id == self.short_id
+        raise InvalidArgument("give the insight's id or short_id", field="id")
+
+
+@dataclass
+class InsightFields:
+    """Writable fields of an insight as given by a caller; which ones apply is decided separately."""
+
+    name: str | None = None
+    derived_name: str | None = None
+    description: str | None = None
+    query: query_pb2.QueryNode | None = None
+    order: int | None = None
+    deleted: bool = False
+    dashboards: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    favorited: bool = False
+    saved: bool | None = None
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """A user as shown on an insight."""
+
+    id: int
+    uuid: str
+    distinct_id: str
+    first_name: str
+    last_name: str
+    email: str
+    is_email_verified: bool
+    role_at_organization: str
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """A dashboard tile showing the insight."""
+
+    id: int
+    dashboard_id: int
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class InsightView:
+    """An insight with everything shown alongside it, as seen by one caller."""
+
+    row: Insight
+    query: query_pb2.QueryNode | None
+    tags: list[str]
+    dashboards: list[int]
+    tiles: list[TileRef]
+    created_by: UserRef | None
+    last_modified_by: UserRef | None
+    last_viewed_at: dt.datetime | None
+    timezone: str
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters, ordering and page of a list request (empty values mean "no filter")."""
+
+    basic: bool = False
+    created_by: Sequence[int] = ()
+    created_date_from: str = ""
+    created_date_to: str = ""
+    dashboards: Sequence[int] = ()
+    date_from: str = ""
+    date_to: str = ""
+    favorited: bool = False
+    insight: str = ""
+    last_viewed_date_from: str = ""
+    last_viewed_date_to: str = ""
+    limit: int = 0
+    offset: int = 0
+    saved: bool | None = None
+    search: str = ""
+    short_id: str = ""
+    tags: Sequence[str] = ()
+    user: bool = False
+    order: str = ""
+
+
+@dataclass(frozen=True)
+class InsightPage:
+    """One page of a list."""
+
+    items: list[InsightView]
+    count: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class BulkTagResult:
+    """Outcome of a bulk tag update: the changed insights' tags, and the skipped ids."""
+
+    updated: list[tuple[int, list[str]]]
+    skipped: list[tuple[int, str]]
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    """Trimmed, lowercased, without empties and duplicates, sorted (the reference's tagify)."""
+    return sorted({t.strip().lower() for t in tags if t.strip()})
+
+
+def query_json(query: query_pb2.QueryNode | None) -> Any:
+    """The query as JSON, for activity diffs."""
+    return json_format.MessageToDict(query) if query is not None else None
+
+
+class Insights:
+    """The insight domain. Every method runs synchronously in one database transaction."""
+
+    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow):
+        self.db = db
+        self.clock = clock
+
+    # ----------------------------------------------------------------------------- commands
+
+    def create(self, principal: Principal, environment_id: int, fields: InsightFields) -> InsightView:
+        env = principal.environment(environment_id)
+        tags = self._check_fields(fields, set(WRITABLE))
+        now = self.clock()
+        with self.db.session() as session:
+            self._check_dashboards(session, env.id, fields.dashboards)
+            row = Insight(
+                environment_id=env.id,
+                short_id=self._new_short_id(session, env.id),
+                name=fields.name,
+                derived_name=fields.derived_name,
+                description=fields.description,
+                query=fields.query.SerializeToString(deterministic=True) if fields.query else None,
+                insight_type=insight_type(fields.query),
+                order=fields.order,
+                deleted=fields.deleted,
+                saved=True if fields.saved is None else fields.saved,
+                favorited=fields.favorited,
+                created_at=now,
+                created_by_id=principal.user_id,
+                updated_at=now,
+                last_modified_at=now,
+                last_modified_by_id=principal.user_id,
+            )
+            session.add(row)
+            session.flush()
+            self._set_tags(session, row, tags)
+            self._set_dashboards(session, row, fields.dashboards, now)
+            session.add(
+                InsightViewed(
+                    environment_id=env.id, user_id=principal.user_id, insight_id=row.id, last_viewed_at=now
+                )
+            )
+            if row.name or row.derived_name:
+                activity.record(
+                    session,
+                    environment_id=env.id,
+                    organization_id=env.organization_id,
+                    user_id=principal.user_id,
+                    activity="created",
+                    scope=SCOPE,
+                    item_id=str(row.id),
+                    name=row.name or row.derived_name,
+                    short_id=row.short_id,
+                    at=now,
+                )
+            session.flush()
+            return self._views(session, principal, env, [row])[0]
+
+    def update(
+        self,
+        principal: Principal,
+        environment_id: int,
+        lookup: Lookup,
+        fields: InsightFields,
+        paths: Sequence[str],
+    ) -> InsightView:
+        env = principal.environment(environment_id)
+        bad = [p for p in paths if p not in WRITABLE]
+        if bad:
+            raise InvalidArgument(
+                f"update_mask path {bad[0]!r} is not a writable field of Insight (writable: {', '.join(WRITABLE)})",
+                field="update_mask",
+                reason="INVALID_UPDATE_MASK",
+            )
+        chosen = set(paths)
+        tags = self._check_fields(fields, chosen)
+        now = self.clock()
+        with self.db.session() as session:
+            # Only an update that restores may address a deleted insight.
+            restoring = "deleted" in chosen and not fields.deleted
+            row = self._find(session, env.id, lookup, include_deleted=restoring)
+            if "dashboards" in chosen:
+                self._check_dashboards(session, env.id, fields.dashboards)
+            before = self._snapshot(session, row)
+            if "name" in chosen:
+                row.name = fields.name
+            if "derived_name" in chosen:
+                row.derived_name = fields.derived_name
+            if "description" in chosen:
+                row.description = fields.description
+            if "query" in chosen:
+                row.query = fields.query.SerializeToString(deterministic=True) if fields.query else None
+                row.insight_type = insight_type(fields.query)
+            if "order" in chosen:
+                row.order = fields.order
+            if "favorited" in chosen:
+                row.favorited = fields.favorited
+            # As the reference: an update that does not name `saved` saves the insight.
+            row.saved = fields.saved if "saved" in chosen and fields.saved is not None else True
+            if "tags" in chosen:
+                self._set_tags(session, row, tags)
+            if "dashboards" in chosen:
+                self._set_dashboards(session, row, fields.dashboards, now)
+            was_deleted = row.deleted
+            if "deleted" in chosen:
+                row.deleted = fields.deleted
+                if fields.deleted and not was_deleted:
+                    self._soft_delete_tiles(session, row.id)
+            after = self._snapshot(session, row)
+            changes = activity.diff(before, after, SCOPE)
+            if any(c["field"] in MATERIAL for c in changes):
+                row.last_modified_at = now
+                row.last_modified_by_id = principal.user_id
+            row.updated_at = now
+            self._log_update(session, principal, env, row, was_deleted, changes, now)
+            session.flush()
+            return self._views(session, principal, env, [row])[0]
+
+    def delete(self, principal: Principal, environment_id: int, lookup: Lookup) -> InsightView:
+        return self.update(principal, environment_id, lookup, InsightFields(deleted=True), ["deleted"])
+
+    def bulk_update_tags(
+        self, principal: Principal, environment_id: int, ids: Sequence[int], action: str, tags: Sequence[str]
+    ) -> BulkTagResult:
+        env = principal.environment(environment_id)
+        violations = Violations()
+        if not 1 <= len(ids) <= BULK_MAX_IDS:
+            violations.add("ids", f"ids must hold 1 to {BULK_MAX_IDS} insight ids (got {len(ids)})")
+        if action not in ("add", "remove", "set"):
+            violations.add("action", "action must be add, remove or set")
+        if len(tags) > BULK_MAX_TAGS:
+            violations.add("tags", f"at most {BULK_MAX_TAGS} tags (got {len(tags)})")
+        for i, tag in enumerate(tags):
+            if len(tag) > TAG_LIMIT:
+                violations.add(f"tags[{i}]", f"a tag is at most {TAG_LIMIT} characters (got {len(tag)})")
+        wanted = normalize_tags(tags)
+        if action in ("add", "remove") and not wanted:
+            violations.add("tags", f"{action} needs at least one tag")
+        if len(set(ids)) * len(wanted) > BULK_MAX_PAIRS:
+            violations.add("tags", f"ids x tags must be at most {BULK_MAX_PAIRS}")
+        violations.raise_if_any()
+        now = self.clock()
+        updated: list[tuple[int, list[str]]] = []
+        skipped: list[tuple[int, str]] = []
+        with self.db.session() as session:
+            rows = {
+                r.id: r
+                for r in session.scalars(
+                    select(Insight).where(
+                        Insight.environment_id == env.id, Insight.id.in_(set(ids)), Insight.deleted.is_(False)
+                    )
+                )
+            }
+            current = self._tags_of(session, list(rows))
+            seen: set[int] = set()
+            for insight_id in ids:
+                if insight_id in seen:
+                    continue
+                seen.add(insight_id)
+                row = rows.get(insight_id)
+                if row is None:
+                    skipped.append((insight_id, SKIP_REASON))
+                    continue
+                old = current.get(insight_id, [])
+                if action == "add":
+                    new = normalize_tags([*old, *wanted])
+                elif action == "remove":
+                    new = [t for t in old if t not in set(wanted)]
+                else:
+                    new = wanted
+                if new != old:
+                    self._set_tags(session, row, new)
+                    row.updated_at = now
+                    activity.record(
+                        session,
+                        environment_id=env.id,
+                        organization_id=env.organization_id,
+                        user_id=principal.user_id,
+                        activity="updated",
+                        scope=SCOPE,
+                        item_id=str(row.id),
+                        name=row.name or row.derived_name,
+                        short_id=row.short_id,
+                        changes=activity.diff({"tags": old}, {"tags": new}, SCOPE),
+                        at=now,
+                    )
+                updated.append((insight_id, new))
+        return BulkTagResult(updated, skipped)
+
+    # ------------------------------------------------------------------------------ queries
+
+    def get(self, principal: Principal, environment_id: int, lookup: Lookup) -> InsightView:
+        """One live insight; records the caller's view."""
+        env = principal.environment(environment_id)
+        now = self.clock()
+        with self.db.session() as session:
+            row = self._find(session, env.id, lookup)
+            self._record_view(session, env.id, principal.user_id, row.id, now)
+            return self._views(session, principal, env, [row])[0]
+
+    def list_insights(self, principal: Principal, environment_id: int, filters: ListFilters) -> InsightPage:
+        env = principal.environment(environment_id)
+        violations = Violations()
+        if len(filters.search) > SEARCH_LIMIT:
+            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
+        if filters.limit < 0:
+            violations.add("limit", "limit must not be negative")
+        if filters.offset < 0:
+            violations.add("offset", "offset must not be negative")
+        limit = min(filters.limit or DEFAULT_PAGE, MAX_PAGE)
+        now = self.clock()
+        where: list[Any] = [Insight.environment_id == env.id, Insight.deleted.is_(False)]
+        for name, column in (
+            ("created_date_from", Insight.created_at),
+            ("date_from", Insight.last_modified_at),
+        ):
+            moment = self._filter_date(getattr(filters, name), name, env, now, violations)
+            if moment is not None:
+                where.append(column >= moment)
+        for name, column in (("created_date_to", Insight.created_at), ("date_to", Insight.last_modified_at)):
+            moment = self._filter_date(getattr(filters, name), name, env, now, violations)
+            if moment is not None:
+                where.append(column < moment)
+        viewed_from = self._filter_date(
+            filters.last_viewed_date_from, "last_viewed_date_from", env, now, violations
+        )
+        viewed_to = self._filter_date(
+            filters.last_viewed_date_to, "last_viewed_date_to", env, now, violations
+        )
+        order_by = self._ordering(filters.order, violations)
+        violations.raise_if_any()
+
+        if filters.created_by:
+            where.append(Insight.created_by_id.in_(list(filters.created_by)))
+        if filters.user:
+            where.append(Insight.created_by_id == principal.user_id)
+        if filters.favorited:
+            where.append(Insight.favorited.is_(True))
+        if filters.short_id:
+            where.append(Insight.short_id == filters.short_id)
+        if filters.insight:
+            where.append(Insight.insight_type == filters.insight)
+        for dashboard_id in set(filters.dashboards):
+            where.append(
+                exists().where(
+                    DashboardTile.insight_id == Insight.id,
+                    DashboardTile.dashboard_id == dashboard_id,
+                    DashboardTile.deleted.is_(False),
+                )
+            )
+        if filters.tags:
+            where.append(
+                exists().where(
+                    TaggedItem.insight_id == Insight.id,
+                    Tag.id == TaggedItem.tag_id,
+                    Tag.name.in_(normalize_tags(filters.tags)),
+                )
+            )
+        if filters.saved is not None:
+            on_dashboard = exists().where(
+                DashboardTile.insight_id == Insight.id,
+                DashboardTile.deleted.is_(False),
+                Dashboard.id == DashboardTile.dashboard_id,
+                Dashboard.deleted.is_(False),
+            )
+            where.append(
+                or_(Insight.saved.is_(True), on_dashboard) if filters.saved else Insight.saved.is_(False)
+            )
+        if filters.search:
+            pattern = f"%{_escape_like(filters.search.lower())}%"
+            where.append(
+                or_(
+                    func.lower(Insight.name).like(pattern, escape="\\"),
+                    func.lower(Insight.derived_name).like(pattern, escape="\\"),
+                    func.lower(Insight.description).like(pattern, escape="\\"),
+                    exists().where(
+                        TaggedItem.insight_id == Insight.id,
+                        Tag.id == TaggedItem.tag_id,
+                        Tag.name.like(pattern, escape="\\"),
+                    ),
+                )
+            )
+        view = (
+            select(InsightViewed.insight_id, InsightViewed.last_viewed_at)
+            .where(InsightViewed.user_id == principal.user_id)
+            .subquery()
+        )
+        query: Select[Any] = (
+            select(Insight).outerjoin(view, view.c.insight_id == Insight.id).where(and_(*where))
+        )
+        if viewed_from is not None:
+            query = query.where(view.c.last_viewed_at >= viewed_from)
+        if viewed_to is not None:
+            query = query.where(view.c.last_viewed_at < viewed_to)
+        with self.db.session() as session:
+            count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = list(
+                session.scalars(
+                    query.order_by(*order_by(view.c.last_viewed_at)).offset(filters.offset).limit(limit)
+                )
+            )
+            return InsightPage(self._views(session, principal, env, rows), count, limit, filters.offset)
+
+    def activity(
+        self, principal: Principal, environment_id: int, lookup: Lookup | None, page: int, limit: int
+    ) -> activity.EntryPage:
+        env = principal.environment(environment_id)
+        violations = Violations()
+        if page < 0:
+            violations.add("page", "page starts at 1")
+        if limit < 0:
+            violations.add("limit", "limit must not be negative")
+        violations.raise_if_any()
+        with self.db.session() as session:
+            item_id = None
+            if lookup is not None:
+                item_id = str(self._find(session, env.id, lookup, include_deleted=True).id)
+            return activity.page(
+                session,
+                environment_id=env.id,
+                scope=SCOPE,
+                item_id=item_id,
+                page_number=page or 1,
+                limit=min(limit or 10, MAX_PAGE),
+            )
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _check_fields(self, fields: InsightFields, chosen: set[str]) -> list[str]:
+        violations = Violations()
+        for name in ("name", "derived_name", "description"):
+            value = getattr(fields, name)
+            if name in chosen and value is not None and len(value) > TEXT_LIMIT:
+                violations.add(f"insight.{name}", f"insight.{name} must be at most {TEXT_LIMIT} characters")
+        if "tags" in chosen:
+            for i, tag in enumerate(fields.tags):
+                if len(tag.strip()) > TAG_LIMIT:
+                    violations.add(
+                        f"insight.tags[{i}]", f"insight.tags[{i}] is longer than {TAG_LIMIT} characters"
+                    )
+        violations.raise_if_any()
+        return normalize_tags(fields.tags)
+
+    def _check_dashboards(self, session: Session, environment_id: int, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        found = set(
+            session.scalars(
+                select(Dashboard.id).where(
+                    Dashboard.environment_id == environment_id,
+                    Dashboard.id.in_(set(ids)),
+                    Dashboard.deleted.is_(False),
+                )
+            )
+        )
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise InvalidArgument(
+                f"Dashboard not found: {missing[0]}", field="insight.dashboards", reason="DASHBOARD_NOT_FOUND"
+            )
+
+    def _new_short_id(self, session: Session, environment_id: int) -> str:
+        while True:
+            candidate = "".join(secrets.choice(_SHORT_ID_ALPHABET) for _ in range(8))
+            taken = session.scalar(
+                select(Insight.id).where(
+                    Insight.environment_id == environment_id, Insight.short_id == candidate
+                )
+            )
+            if taken is None:
+                return candidate
+
+    def _find(
+        self, session: Session, environment_id: int, lookup: Lookup, *, include_deleted: bool = False
+    ) -> Insight:
+        query = select(Insight).where(Insight.environment_id == environment_id, lookup.where())
+        if not include_deleted:
+            query = query.where(Insight.deleted.is_(False))
+        row = session.scalars(query).first()
+        if row is None:
+            ident = lookup.id if lookup.id is not None else lookup.short_id
+            raise NotFound(
+                f"Insight {ident} not found.", reason="INSIGHT_NOT_FOUND", metadata={"insight": str(ident)}
+            )
+        return row
+
+    def _tags_of(self, session: Session, insight_ids: list[int]) -> dict[int, list[str]]:
+        tags: dict[int, list[str]] = {}
+        if not insight_ids:
+            return tags
+        for insight_id, name in session.execute(
+            select(TaggedItem.insight_id, Tag.name)
+            .join(Tag, Tag.id == TaggedItem.tag_id)
+            .where(TaggedItem.insight_id.in_(insight_ids))
+            .order_by(Tag.name)
+        ):
+            tags.setdefault(insight_id, []).append(name)
+        return tags
+
+    def _set_tags(self, session: Session, row: Insight, tags: list[str]) -> None:
+        existing = {
+            t.name: t
+            for t in session.scalars(
+                select(Tag).where(Tag.environment_id == row.environment_id, Tag.name.in_(tags))
+            )
+        }
+        for name in tags:
+            if name not in existing:
+                tag = Tag(environment_id=row.environment_id, name=name)
+                session.add(tag)
+                existing[name] = tag
+        session.flush()
+        wanted_ids = {existing[name].id for name in tags}
+        have = set(session.scalars(select(TaggedItem.tag_id).where(TaggedItem.insight_id == row.id)))
+        if have - wanted_ids:
+            session.execute(
+                delete(TaggedItem).where(
+                    TaggedItem.insight_id == row.id, TaggedItem.tag_id.in_(have - wanted_ids)
+                )
+            )
+        for tag_id in sorted(wanted_ids - have):
+            session.add(TaggedItem(tag_id=tag_id, insight_id=row.id))
+
+    def _set_dashboards(
+        self, session: Session, row: Insight, dashboard_ids: Sequence[int], now: dt.datetime
+    ) -> None:
+        tiles = {
+            t.dashboard_id: t
+            for t in session.scalars(select(DashboardTile).where(DashboardTile.insight_id == row.id))
+        }
+        wanted = set(dashboard_ids)
+        for dashboard_id, tile in tiles.items():
+            tile.deleted = dashboard_id not in wanted
+        for dashboard_id in sorted(wanted - set(tiles)):
+            session.add(DashboardTile(dashboard_id=dashboard_id, insight_id=row.id, created_at=now))
+
+    def _soft_delete_tiles(self, session: Session, insight_id: int) -> None:
+        for tile in session.scalars(select(DashboardTile).where(DashboardTile.insight_id == insight_id)):
+            tile.deleted = True
+
+    def _record_view(
+        self, session: Session, environment_id: int, user_id: int, insight_id: int, now: dt.datetime
+    ) -> None:
+        view = session.scalars(
+            select(InsightViewed).where(
+                InsightViewed.user_id == user_id, InsightViewed.insight_id == insight_id
+            )
+        ).first()
+        if view is None:
+            session.add(
+                InsightViewed(
+                    environment_id=environment_id, user_id=user_id, insight_id=insight_id, last_viewed_at=now
+                )
+            )
+        elif now - view.last_viewed_at >= VIEW_RESOLUTION:
+            view.last_viewed_at = now
+
+    def _snapshot(self, session: Session, row: Insight) -> dict[str, Any]:
+        """The diffed fields of an insight (the reference's excluded fields left out)."""
+        session.flush()
+        dashboards = session.execute(
+            select(Dashboard.id, Dashboard.name)
+            .join(DashboardTile, DashboardTile.dashboard_id == Dashboard.id)
+            .where(DashboardTile.insight_id == row.id, DashboardTile.deleted.is_(False))
+            .order_by(Dashboard.id)
+        ).all()
+        return {
+            "name": row.name,
+            "derived_name": row.derived_name,
+            "description": row.description,
+            "query": query_json(_parse_query(row.query)),
+            "deleted": row.deleted,
+            "favorited": row.favorited,
+            "tags": self._tags_of(session, [row.id]).get(row.id, []),
+            "dashboards": [{"id": i, "name": n} for i, n in dashboards],
+        }
+
+    def _log_update(
+        self,
+        session: Session,
+        principal: Principal,
+        env: EnvironmentInfo,
+        row: Insight,
+        was_deleted: bool,
+        changes: list[dict[str, Any]],
+        now: dt.datetime,
+    ) -> None:
+        if row.deleted and not was_deleted:
+            verb = "deleted"
+        elif was_deleted and not row.deleted:
+            verb = "restored"
+        elif changes:
+            verb = "updated"
+        else:
+            return
+        activity.record(
+            session,
+            environment_id=env.id,
+            organization_id=env.organization_id,
+            user_id=principal.user_id,
+            activity=verb,
+            scope=SCOPE,
+            item_id=str(row.id),
+            name=row.name or row.derived_name,
+            short_id=row.short_id,
+            changes=changes,
+            at=now,
+        )
+
+    def _filter_date(
+        self, value: str, name: str, env: EnvironmentInfo, now: dt.datetime, violations: Violations
+    ) -> dt.datetime | None:
+        if not value:
+            return None
+        try:
+            return parse_point(value, env.timezone, now, week_start_day=env.week_start_day)
+        except ValueError as exc:
+            violations.add(name, str(exc))
+            return None
+
+    def _ordering(self, order: str, violations: Violations) -> Callable[[Any], list[Any]]:
+        columns = {
+            "last_modified_at": Insight.last_modified_at,
+            "created_at": Insight.created_at,
+            "name": Insight.name,
+            "order": Insight.order,
+        }
+        key = order.lstrip("-")
+        descending = order.startswith("-")
+        if order and key not in (*columns, "last_viewed_at"):
+            violations.add("order", f"cannot order by {order!r}")
+
+        def build(viewed: Any) -> list[Any]:
+            if not order or key == "order":
+                return [
+                    Insight.order.is_(None),
+                    Insight.order.desc() if descending else Insight.order,
+                    Insight.last_modified_at.desc(),
+                    Insight.id.desc(),
+                ]
+            column = viewed if key == "last_viewed_at" else columns[key]
+            direction = column.desc() if descending else column.asc()
+            # Nulls last in both directions, on both dialects.
+            return [column.is_(None), direction, Insight.id.desc()]
+
+        return build
+
+    def _views(
+        self, session: Session, principal: Principal, env: EnvironmentInfo, rows: list[Insight]
+    ) -> list[InsightView]:
+        """Loads what is shown beside each insight with one query per relation, not per row."""
+        ids = [r.id for r in rows]
+        if not ids:
+            return []
+        tags = self._tags_of(session, ids)
+        tiles: dict[int, list[TileRef]] = {}
+        for tile in session.scalars(
+            select(DashboardTile).where(DashboardTile.insight_id.in_(ids)).order_by(DashboardTile.id)
+        ):
+            tiles.setdefault(tile.insight_id, []).append(TileRef(tile.id, tile.dashboard_id, tile.deleted))
+        user_ids = {u for r in rows for u in (r.created_by_id, r.last_modified_by_id) if u is not None}
+        users = {u.id: _user_ref(u) for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+        viewed = dict(
+            session.execute(
+                select(InsightViewed.insight_id, InsightViewed.last_viewed_at).where(
+                    InsightViewed.user_id == principal.user_id, InsightViewed.insight_id.in_(ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        return [
+            InsightView(
+                row=r,
+                query=_parse_query(r.query),
+                tags=tags.get(r.id, []),
+                dashboards=[t.dashboard_id for t in tiles.get(r.id, []) if not t.deleted],
+                tiles=tiles.get(r.id, []),
+                created_by=users.get(r.created_by_id) if r.created_by_id else None,
+                last_modified_by=users.get(r.last_modified_by_id) if r.last_modified_by_id else None,
+                last_viewed_at=viewed.get(r.id),
+                timezone=env.timezone,
+            )
+            for r in rows
+        ]
+
+
+def _parse_query(blob: bytes | None) -> query_pb2.QueryNode | None:
+    if blob is None:
+        return None
+    node = query_pb2.QueryNode()
+    node.ParseFromString(blob)
+    return node
+
+
+def _user_ref(user: User) -> UserRef:
+    return UserRef(
+        user.id,
+        user.uuid,
+        user.distinct_id,
+        user.first_name,
+        user.last_name,
+        user.email,
+        user.is_email_verified,
+        user.role_at_organization,
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,1 @@
+"""gRPC servicers: translate protobuf requests to domain calls and domain results back."""

@@ -1,0 +1,127 @@
+"""InsightsService: translates requests to the insight domain and its results back."""
+
+from __future__ import annotations
+
+import grpc
+
+from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
+from server.insights import Insights, ListFilters
+from server.runtime import Blocking
+from server.services import convert
+from server.services.context import principal
+
+
+class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
+    """Thin: every rule lives in server.insights."""
+
+    def __init__(self, insights: Insights, blocking: Blocking):
+        self._insights = insights
+        self._run = blocking.run
+
+    async def ListInsights(
+        self, request: insight_pb2.ListInsightsRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.ListInsightsResponse:
+        filters = ListFilters(
+            basic=request.basic,
+            created_by=list(request.created_by),
+            created_date_from=request.created_date_from,
+            created_date_to=request.created_date_to,
+            dashboards=list(request.dashboards),
+            date_from=request.date_from,
+            date_to=request.date_to,
+            favorited=request.favorited,
+            insight=convert.INSIGHT_TYPES.get(request.insight, ""),
+            last_viewed_date_from=request.last_viewed_date_from,
+            last_viewed_date_to=request.last_viewed_date_to,
+            limit=request.limit,
+            offset=request.offset,
+            saved=request.saved if request.HasField("saved") else None,
+            search=request.search,
+            short_id=request.short_id,
+            tags=list(request.tags),
+            user=request.user,
+            order=request.order,
+        )
+        page = await self._run(self._insights.list_insights, principal(), request.environment_id, filters)
+        results = [convert.insight(view, basic=request.basic) for view in page.items]
+        response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
+        if page.offset + page.limit < page.count:
+            response.next_offset = page.offset + page.limit
+        if page.offset > 0:
+            response.previous_offset = max(page.offset - page.limit, 0)
+        if request.format == common_pb2.RESPONSE_FORMAT_CSV:
+            response.csv = convert.insights_csv(results)
+        return response
+
+    async def CreateInsight(
+        self, request: insight_pb2.CreateInsightRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.Insight:
+        view = await self._run(
+            self._insights.create,
+            principal(),
+            request.environment_id,
+            convert.insight_fields(request.insight),
+        )
+        return convert.insight(view)
+
+    async def GetInsight(
+        self, request: insight_pb2.GetInsightRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.Insight:
+        view = await self._run(
+            self._insights.get, principal(), request.environment_id, convert.lookup(request)
+        )
+        return convert.insight(view)
+
+    async def UpdateInsight(
+        self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.Insight:
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else None
+        view = await self._run(
+            self._insights.update,
+            principal(),
+            request.environment_id,
+            convert.lookup(request),
+            convert.insight_fields(request.insight),
+            paths if paths is not None else convert.set_fields(request.insight),
+        )
+        return convert.insight(view)
+
+    async def DeleteInsight(
+        self, request: insight_pb2.DeleteInsightRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.Insight:
+        view = await self._run(
+            self._insights.delete, principal(), request.environment_id, convert.lookup(request)
+        )
+        return convert.insight(view)
+
+    async def ListInsightActivity(
+        self, request: insight_pb2.ListInsightActivityRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.ListInsightActivityResponse:
+        lookup = convert.lookup(request) if request.WhichOneof("lookup") else None
+        page = await self._run(
+            self._insights.activity, principal(), request.environment_id, lookup, request.page, request.limit
+        )
+        response = insight_pb2.ListInsightActivityResponse(
+            results=[convert.activity_entry(e) for e in page.entries], total_count=page.total_count
+        )
+        if page.has_next:
+            response.next_page = page.page + 1
+        if page.page > 1:
+            response.previous_page = page.page - 1
+        return response
+
+    async def BulkUpdateInsightTags(
+        self, request: insight_pb2.BulkUpdateInsightTagsRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.BulkUpdateInsightTagsResponse:
+        result = await self._run(
+            self._insights.bulk_update_tags,
+            principal(),
+            request.environment_id,
+            list(request.ids),
+            convert.BULK_ACTIONS.get(request.action, ""),
+            list(request.tags),
+        )
+        return insight_pb2.BulkUpdateInsightTagsResponse(
+            updated=[insight_pb2.TaggedInsight(id=i, tags=tags) for i, tags in result.updated],
+            skipped=[insight_pb2.SkippedInsight(id=i, reason=reason) for i, reason in result.skipped],
+        )

@@ -1,0 +1,239 @@
+"""SQLAlchemy ORM models of the metadata database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores UTC instants; always returns timezone-aware datetimes (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+# Integer primary keys that are BIGINT on PostgreSQL and the rowid alias on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Organization(Base):
+    """A company using the service; users are members of organizations."""
+
+    __tablename__ = "organizations"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(400))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Environment(Base):
+    """A project environment (the reference's team): the tenant insights and events belong to."""
+
+    __tablename__ = "environments"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(400))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # 0 = weeks start on Sunday, 1 = on Monday (as the reference).
+    week_start_day: Mapped[int] = mapped_column(Integer, default=0)
+    # Property filters (reference JSON) that exclude internal and test users.
+    test_account_filters: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person who signs in and owns API keys."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    first_name: Mapped[str] = mapped_column(String(150), default="")
+    last_name: Mapped[str] = mapped_column(String(150), default="")
+    distinct_id: Mapped[str] = mapped_column(String(200), default=lambda: str(uuid.uuid4()))
+    is_email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    role_at_organization: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """A user's membership of an organization, which gives access to all its environments."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "organization_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PersonalApiKey(Base):
+    """A personal API key: only a hash of the secret is stored."""
+
+    __tablename__ = "personal_api_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    label: Mapped[str] = mapped_column(String(40), default="")
+    # SHA-256 hex of the whole key; keys are 256-bit random so a fast hash is enough.
+    secure_value: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's first and last characters, to recognise it in lists.
+    mask_value: Mapped[str] = mapped_column(String(20))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # Environment ids the key is limited to; null means every environment of the user.
+    scoped_environments: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Insight(Base):
+    """A saved query. Never hard-deleted: `deleted` marks a soft delete."""
+
+    __tablename__ = "insights"
+    __table_args__ = (
+        UniqueConstraint("environment_id", "short_id"),
+        Index("ix_insights_env_deleted_modified", "environment_id", "deleted", "last_modified_at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    short_id: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    derived_name: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    # The QueryNode message, serialised protobuf (lossless and cheap to load).
+    query: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The list filter `insight` value derived from the query: TRENDS, FUNNELS, ..., JSON, SQL.
+    insight_type: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
+    order: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    saved: Mapped[bool] = mapped_column(Boolean, default=True)
+    favorited: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_sample: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_modified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_modified_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+
+class Tag(Base):
+    """A tag name of an environment."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("environment_id", "name"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    name: Mapped[str] = mapped_column(String(255))
+
+
+class TaggedItem(Base):
+    """The association of a tag with an insight (removing a tag removes this row only)."""
+
+    __tablename__ = "tagged_items"
+    __table_args__ = (UniqueConstraint("tag_id", "insight_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), index=True)
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"), index=True)
+
+
+class Dashboard(Base):
+    """A dashboard; insights sit on it through tiles."""
+
+    __tablename__ = "dashboards"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"), index=True)
+    name: Mapped[str] = mapped_column(String(400), default="")
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+
+class DashboardTile(Base):
+    """An insight placed on a dashboard; removing it soft-deletes the tile."""
+
+    __tablename__ = "dashboard_tiles"
+    __table_args__ = (UniqueConstraint("dashboard_id", "insight_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    dashboard_id: Mapped[int] = mapped_column(ForeignKey("dashboards.id"), index=True)
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"), index=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class InsightViewed(Base):
+    """When a user last viewed an insight."""
+
+    __tablename__ = "insight_views"
+    __table_args__ = (UniqueConstraint("user_id", "insight_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"), index=True)
+    last_viewed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ActivityLog(Base):
+    """One entry of the audit trail; append-only."""
+
+    __tablename__ = "activity_log"
+    __table_args__ = (
+        Index("ix_activity_env_scope_item", "environment_id", "scope", "item_id", "created_at"),
+    )
+    # Integer key: orders entries written within the same clock tick.
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # The public id of the entry.
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    is_system: Mapped[bool] = mapped_column(Boolean, default=False)
+    was_impersonated: Mapped[bool] = mapped_column(Boolean, default=False)
+    activity: Mapped[str] = mapped_column(String(79))
+    scope: Mapped[str] = mapped_column(String(79))
+    item_id: Mapped[str] = mapped_column(String(72))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""The test suites: unit, integration, contract, and their shared support code."""

@@ -1,0 +1,1 @@
+"""Contract tests: checks on protos/ and generated/ that need no running server."""

@@ -1,0 +1,1 @@
+"""Test harness helpers shared by the test suites (throwaway PostgreSQL, ...)."""
