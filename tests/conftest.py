@@ -18,3 +18,9 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL tests skipped: {reason}")
     with running_postgres() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def events_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one chDB path of the test process: chDB opens a single path per process at a time."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}/events"
