@@ -38,4 +38,5 @@ test: venv
 run: venv
 	$(PY) -m server migrate
 	$(PY) -m server create-api-key --scopes '*' --label demo
+	$(PY) -m server demo --events 1000000 --if-empty
 	$(PY) -m server serve

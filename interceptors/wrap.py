@@ -91,6 +91,10 @@ async def _await(result: Any) -> Any:
 
 
 async def _aiter(result: Any) -> AsyncIterator[Any]:
+    if inspect.isawaitable(result):
+        # A handler that writes its messages with context.write() (as the aio health Watch does).
+        await result
+        return
     if hasattr(result, "__aiter__"):
         async for message in result:
             yield message

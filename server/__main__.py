@@ -1,12 +1,14 @@
-"""Command line: serve, migrate, create-api-key."""
+"""Command line: serve, migrate, create-api-key, events load, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from server import accounts
 from server.config import Settings
@@ -61,7 +63,36 @@ def _parser() -> argparse.ArgumentParser:
         help="limit the key to this environment id (repeatable)",
     )
     key.add_argument("--label", default="", help="a label to recognise the key by")
+    events = commands.add_parser("events", help="event store commands").add_subparsers(
+        dest="events_command", required=True
+    )
+    load = events.add_parser(
+        "load",
+        help="load a JSON Lines or CSV file of events (through IngestEvents when a server answers)",
+    )
+    _settings_flags(load)
+    load.add_argument("file", type=Path, help=".jsonl/.ndjson/.json (one object per line) or .csv")
+    load.add_argument("--environment", type=int, help="environment id (default: the first one)")
+    load.add_argument("--batch-size", type=int, default=10_000, help="events per insert (default 10000)")
+    _api_key_flag(load)
+    demo = commands.add_parser("demo", help="generate the deterministic demo dataset and insights")
+    _settings_flags(demo)
+    demo.add_argument("--events", type=int, default=1_000_000, help="number of events (default 1000000)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (same seed and day, same data)")
+    demo.add_argument("--environment", type=int, help="environment id (default: the demo environment)")
+    demo.add_argument(
+        "--if-empty", action="store_true", help="do nothing when the environment already has events"
+    )
+    _api_key_flag(demo)
     return parser
+
+
+def _api_key_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("INSIGHTS_API_KEY", ""),
+        help="key with event:write, used when a server answers at --listen (INSIGHTS_API_KEY)",
+    )
 
 
 def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,6 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "create-api-key":
             upgrade(settings.database_url)
             return _create_api_key(settings, args)
+        if args.command == "events" and args.events_command == "load":
+            from server.loader import run_load
+
+            return run_load(settings, args.file, args.environment, args.batch_size, args.api_key)
+        if args.command == "demo":
+            from server.demo import run_demo
+
+            return run_demo(settings, args.events, args.seed, args.environment, args.if_empty, args.api_key)
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

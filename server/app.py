@@ -11,22 +11,28 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from generated.insights.v1 import insight_pb2, insight_pb2_grpc
+from generated.insights.v1 import events_pb2, events_pb2_grpc, insight_pb2, insight_pb2_grpc
 from interceptors.auth import AuthInterceptor, KeyCache, method_policies
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
 from server import accounts
 from server.config import Settings
+from server.execution import Execution
+from server.ingest import Ingestion
 from server.insights import Insights
 from server.principal import Principal
 from server.runtime import Blocking
+from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from storage.db import Database
 from storage.events import EventStore
 
 log = logging.getLogger("insights.app")
 
-SERVICES = [insight_pb2.DESCRIPTOR.services_by_name["InsightsService"]]
+SERVICES = [
+    insight_pb2.DESCRIPTOR.services_by_name["InsightsService"],
+    events_pb2.DESCRIPTOR.services_by_name["EventsService"],
+]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
 
@@ -37,9 +43,11 @@ class App:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.workers)
-        self.events = EventStore(settings.events_dsn)
+        self.events = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)
         self.blocking = Blocking(settings.workers)
-        self.insights = Insights(self.db)
+        self.execution = Execution(self.db, self.events)
+        self.insights = Insights(self.db, validate_query=self.execution.validate)
+        self.ingestion = Ingestion(self.events)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -62,7 +70,10 @@ class App:
             options=[("grpc.so_reuseport", 0)],
         )
         insight_pb2_grpc.add_InsightsServiceServicer_to_server(
-            InsightsServicer(self.insights, self.blocking), server
+            InsightsServicer(self.insights, self.execution, self.blocking), server
+        )
+        events_pb2_grpc.add_EventsServiceServicer_to_server(
+            EventsServicer(self.ingestion, self.blocking), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]
@@ -85,10 +96,15 @@ class App:
 
     async def _watch_stores(self, names: list[str]) -> None:
         serving = False
+        schema_ready = False
         while True:
             try:
                 await self.blocking.run(self.db.ping)
                 await self.blocking.run(self.events.ping)
+                if not schema_ready:
+                    # The event tables exist before anything is served (idempotent DDL).
+                    await self.blocking.run(self.events.ensure_schema)
+                    schema_ready = True
                 healthy = True
             except Exception as exc:
                 healthy = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -22,6 +23,8 @@ class Settings:
     database_url: str = "sqlite:///./var/insights.db"
     # Event store: chdb://PATH (embedded ClickHouse) or http(s)://host:port.
     events_dsn: str = "chdb://./var/events"
+    # ClickHouse cluster name: when set, the schema is replicated tables + Distributed ones on it.
+    clickhouse_cluster: str = ""
     # Seconds in-flight calls get to finish on shutdown.
     grace_seconds: float = 10.0
     # Threads running blocking database and engine calls.
@@ -53,6 +56,13 @@ class Settings:
             raise InvalidArgument("INSIGHTS_GRACE_SECONDS must be >= 0", field="grace_seconds")
         if self.workers < 1:
             raise InvalidArgument("INSIGHTS_WORKERS must be >= 1", field="workers")
+        if self.clickhouse_cluster and not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_]{0,63}", self.clickhouse_cluster
+        ):
+            raise InvalidArgument(
+                "INSIGHTS_CLICKHOUSE_CLUSTER must be an identifier (letters, digits, _)",
+                field="clickhouse_cluster",
+            )
         if self.auth_cache_seconds < 0:
             raise InvalidArgument("INSIGHTS_AUTH_CACHE_SECONDS must be >= 0", field="auth_cache_seconds")
         return self

@@ -42,6 +42,9 @@ class InvalidArgument(DomainError):
         found = list(violations or [])
         if field is not None:
             found.insert(0, FieldViolation(field, message))
+        if found and found[0].field not in message:
+            # The message alone must tell a grpcurl user which field is wrong.
+            message = f"{found[0].field}: {message}"
         super().__init__(message, reason=reason, metadata={"field": found[0].field} if found else None)
         self.violations = found
 

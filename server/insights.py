@@ -186,15 +186,23 @@ def query_json(query: query_pb2.QueryNode | None) -> Any:
 class Insights:
     """The insight domain. Every method runs synchronously in one database transaction."""
 
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], dt.datetime] = utcnow,
+        validate_query: Callable[[EnvironmentInfo, query_pb2.QueryNode | None, str], None] | None = None,
+    ):
         self.db = db
         self.clock = clock
+        # Refuses queries the engine could never run, before anything is saved.
+        self.validate_query = validate_query or (lambda env, query, prefix: None)
 
     # ----------------------------------------------------------------------------- commands
 
     def create(self, principal: Principal, environment_id: int, fields: InsightFields) -> InsightView:
         env = principal.environment(environment_id)
         tags = self._check_fields(fields, set(WRITABLE))
+        self.validate_query(env, fields.query, "insight.")
         now = self.clock()
         with self.db.session() as session:
             self._check_dashboards(session, env.id, fields.dashboards)
@@ -259,6 +267,8 @@ class Insights:
             )
         chosen = set(paths)
         tags = self._check_fields(fields, chosen)
+        if "query" in chosen:
+            self.validate_query(env, fields.query, "insight.")
         now = self.clock()
         with self.db.session() as session:
             # Only an update that restores may address a deleted insight.
@@ -745,15 +755,14 @@ class Insights:
             tiles.setdefault(tile.insight_id, []).append(TileRef(tile.id, tile.dashboard_id, tile.deleted))
         user_ids = {u for r in rows for u in (r.created_by_id, r.last_modified_by_id) if u is not None}
         users = {u.id: _user_ref(u) for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
-        viewed = dict(
-            session.execute(
+        viewed: dict[int, dt.datetime] = {
+            insight_id: at
+            for insight_id, at in session.execute(
                 select(InsightViewed.insight_id, InsightViewed.last_viewed_at).where(
                     InsightViewed.user_id == principal.user_id, InsightViewed.insight_id.in_(ids)
                 )
             )
-            .tuples()
-            .all()
-        )
+        }
         return [
             InsightView(
                 row=r,

@@ -2,15 +2,126 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import queue
+import re
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import clickhouse_connect
+
+# A cluster name goes into DDL as an identifier, and identifiers cannot be bound parameters.
+_CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# A server-side placeholder: {name:Type}.
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[^{}]+\}")
+# Rows per INSERT: large enough for few parts, small enough for bounded memory.
+INSERT_BATCH = 100_000
+
+
+class EventRow(NamedTuple):
+    """One row of `events`, in column order (a tuple, so it is inserted as is)."""
+
+    team_id: int
+    uuid: uuid.UUID
+    event: str
+    distinct_id: str
+    person_id: uuid.UUID
+    timestamp: dt.datetime  # aware
+    properties: str  # JSON object text
+    person_properties: str  # JSON object text
+
+
+class PersonRow(NamedTuple):
+    """One row of `persons`, in column order."""
+
+    team_id: int
+    id: uuid.UUID
+    properties: str  # JSON object text
+    created_at: dt.datetime  # aware
+
+
+EVENT_COLUMNS = EventRow._fields
+PERSON_COLUMNS = PersonRow._fields
+
+
+def check_cluster_name(cluster: str) -> str:
+    """The cluster name when it is a plain identifier; ValueError otherwise."""
+    if not _CLUSTER_NAME.match(cluster):
+        raise ValueError(f"invalid ClickHouse cluster name {cluster!r}: use letters, digits and _")
+    return cluster
+
+
+_EVENTS_COLUMNS_DDL = """(
+    team_id Int64,
+    uuid UUID,
+    event String,
+    distinct_id String,
+    person_id UUID,
+    timestamp DateTime64(6, 'UTC'),
+    properties String,
+    person_properties String,
+    created_at DateTime64(6, 'UTC') DEFAULT now64(6),
+    `$session_id` String MATERIALIZED JSONExtractString(properties, '$session_id')
+)"""
+_EVENTS_LAYOUT = (
+    "PARTITION BY toYYYYMM(timestamp)\n"
+    "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))\n"
+    "SAMPLE BY cityHash64(distinct_id)"
+)
+_PERSONS_COLUMNS_DDL = """(
+    team_id Int64,
+    id UUID,
+    properties String,
+    created_at DateTime64(6, 'UTC')
+)"""
+_PERSONS_LAYOUT = "ORDER BY (team_id, id)"
+
+
+def ddl_statements(cluster: str | None = None) -> list[str]:
+    """CREATE statements for `events` and `persons`, idempotent (IF NOT EXISTS).
+
+    Without a cluster: plain MergeTree tables. With one: replicated `*_local` tables on every
+    node and Distributed `events`/`persons` over them, so readers and writers use the same names.
+    """
+    if not cluster:
+        return [
+            f"CREATE TABLE IF NOT EXISTS events {_EVENTS_COLUMNS_DDL}\nENGINE = MergeTree\n{_EVENTS_LAYOUT}",
+            f"CREATE TABLE IF NOT EXISTS persons {_PERSONS_COLUMNS_DDL}\n"
+            f"ENGINE = ReplacingMergeTree\n{_PERSONS_LAYOUT}",
+        ]
+    name = check_cluster_name(cluster)
+    on = f"ON CLUSTER {name}"
+    return [
+        f"CREATE TABLE IF NOT EXISTS events_local {on} {_EVENTS_COLUMNS_DDL}\n"
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/events_local', '{replica}')\n"
+        f"{_EVENTS_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS events {on} AS events_local\n"
+        f"ENGINE = Distributed({name}, currentDatabase(), events_local, cityHash64(distinct_id))",
+        f"CREATE TABLE IF NOT EXISTS persons_local {on} {_PERSONS_COLUMNS_DDL}\n"
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/persons_local', '{replica}')\n"
+        f"{_PERSONS_LAYOUT}",
+        f"CREATE TABLE IF NOT EXISTS persons {on} AS persons_local\n"
+        f"ENGINE = Distributed({name}, currentDatabase(), persons_local, cityHash64(id))",
+    ]
+
+
+def unbound_parameters(sql: str, parameters: Mapping[str, Any]) -> list[str]:
+    """Parameter names that no {name:Type} placeholder of `sql` binds (they would be formatted
+    into the text client-side, which we never allow)."""
+    bound = set(_PLACEHOLDER.findall(sql))
+    return sorted(k for k in parameters if k not in bound)
+
+
+def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(rows)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
 def parse_dsn(dsn: str) -> tuple[str, str]:
@@ -33,9 +144,10 @@ class EventStore:
     parallel, so blocking calls borrow a client from the pool for their duration.
     """
 
-    def __init__(self, dsn: str, *, pool_size: int = 4):
+    def __init__(self, dsn: str, *, pool_size: int = 4, cluster: str = ""):
         self.dsn = dsn
         self.kind, self.target = parse_dsn(dsn)
+        self.cluster = check_cluster_name(cluster) if cluster else ""
         self._pool_size = pool_size
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._all: list[Any] = []
@@ -72,6 +184,73 @@ class EventStore:
         """Raises unless the engine answers a trivial query."""
         with self.client() as client:
             client.query("SELECT 1")
+
+    def ensure_schema(self) -> None:
+        """Creates the tables that do not exist yet (safe to call on every start)."""
+        with self.client() as client:
+            for statement in ddl_statements(self.cluster or None):
+                client.command(statement)
+
+    def insert_events(self, rows: Iterable[EventRow | Sequence[Any]], batch_size: int = INSERT_BATCH) -> int:
+        """Inserts rows (EventRow or tuples in EVENT_COLUMNS order) in batches; returns the count."""
+        return self._insert("events", EVENT_COLUMNS, rows, batch_size)
+
+    def insert_event_columns(self, columns: Sequence[Sequence[Any]]) -> int:
+        """Inserts one batch given as columns in EVENT_COLUMNS order (UUIDs may be ints and
+        timestamps microseconds since the epoch): the bulk path, with no per-row objects."""
+        if len(columns) != len(EVENT_COLUMNS):
+            raise ValueError(f"expected {len(EVENT_COLUMNS)} columns, got {len(columns)}")
+        with self.client() as client:
+            client.insert("events", list(columns), column_names=list(EVENT_COLUMNS), column_oriented=True)
+        return len(columns[0])
+
+    def insert_persons(
+        self, rows: Iterable[PersonRow | Sequence[Any]], batch_size: int = INSERT_BATCH
+    ) -> int:
+        """Inserts rows (PersonRow or tuples in PERSON_COLUMNS order) in batches; returns the count."""
+        return self._insert("persons", PERSON_COLUMNS, rows, batch_size)
+
+    def _insert(self, table: str, columns: Sequence[str], rows: Iterable[Any], batch_size: int) -> int:
+        count = 0
+        with self.client() as client:
+            for batch in _batches(rows, batch_size):
+                client.insert(table, batch, column_names=list(columns))
+                count += len(batch)
+        return count
+
+    def query(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Runs a query (blocking) and returns its rows.
+
+        Every value must be bound server-side through a `{name:Type}` placeholder; a parameter
+        without one is refused rather than formatted into the SQL text.
+        """
+        params = dict(parameters or {})
+        unbound = unbound_parameters(sql, params)
+        if unbound:
+            raise ValueError(f"parameters without a {{name:Type}} placeholder: {unbound}")
+        with self.client() as client:
+            result = client.query(sql, parameters=params or None, settings=dict(settings or {}) or None)
+            return [tuple(row) for row in result.result_rows]
+
+    def earliest_timestamp(self, team_id: int) -> dt.datetime | None:
+        """The environment's first event time (UTC), or None when it has no events."""
+        rows = self.query(
+            "SELECT minOrNull(timestamp) FROM events WHERE team_id = {team_id:Int64}", {"team_id": team_id}
+        )
+        found: dt.datetime | None = rows[0][0] if rows else None
+        if found is None:
+            return None
+        return found if found.tzinfo else found.replace(tzinfo=dt.UTC)
+
+    def count_events(self, team_id: int) -> int:
+        """Number of events stored for the environment."""
+        rows = self.query("SELECT count() FROM events WHERE team_id = {team_id:Int64}", {"team_id": team_id})
+        return int(rows[0][0])
 
     def close(self) -> None:
         """Closes every client; an unclosed chDB connection can crash the interpreter at exit."""

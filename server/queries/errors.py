@@ -13,5 +13,7 @@ class QueryError(ValueError):
 
     def within(self, prefix: str) -> QueryError:
         """The same error with its path placed under `prefix`."""
-        joined = f"{prefix}.{self.path}" if self.path and not self.path.startswith("[") else f"{prefix}{self.path}"
+        joined = (
+            f"{prefix}.{self.path}" if self.path and not self.path.startswith("[") else f"{prefix}{self.path}"
+        )
         return QueryError(self.message, joined if self.path else prefix)

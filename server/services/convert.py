@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from generated.insights.v1 import activity_pb2, common_pb2, insight_pb2
 from server import activity
+from server.execution import Computed, Refresh
 from server.insights import InsightFields, InsightView, Lookup, UserRef
 
 # Proto enum → the domain's insight type name.
@@ -23,6 +24,15 @@ INSIGHT_TYPES = {
     insight_pb2.INSIGHT_TYPE_LIFECYCLE: "LIFECYCLE",
     insight_pb2.INSIGHT_TYPE_JSON: "JSON",
     insight_pb2.INSIGHT_TYPE_SQL: "SQL",
+}
+REFRESH_MODES: dict[int, Refresh] = {
+    common_pb2.REFRESH_MODE_FORCE_BLOCKING: Refresh.FORCE_BLOCKING,
+    common_pb2.REFRESH_MODE_FORCE_ASYNC: Refresh.FORCE_ASYNC,
+    common_pb2.REFRESH_MODE_BLOCKING: Refresh.BLOCKING,
+    common_pb2.REFRESH_MODE_ASYNC: Refresh.ASYNC,
+    common_pb2.REFRESH_MODE_ASYNC_EXCEPT_ON_CACHE_MISS: Refresh.ASYNC_EXCEPT_ON_CACHE_MISS,
+    common_pb2.REFRESH_MODE_LAZY_ASYNC: Refresh.LAZY_ASYNC,
+    common_pb2.REFRESH_MODE_FORCE_CACHE: Refresh.FORCE_CACHE,
 }
 BULK_ACTIONS = {
     insight_pb2.BULK_TAG_ACTION_ADD: "add",
@@ -85,7 +95,14 @@ def user(ref: UserRef | None) -> common_pb2.UserBasic | None:
     )
 
 
-def insight(view: InsightView, *, basic: bool = False) -> insight_pb2.Insight:
+def refresh(mode: int, default: Refresh) -> Refresh:
+    """The domain's refresh mode of a request's enum value (unspecified: the endpoint default)."""
+    return REFRESH_MODES.get(mode, default)
+
+
+def insight(
+    view: InsightView, computed: Computed | None = None, *, basic: bool = False
+) -> insight_pb2.Insight:
     """The Insight message of a view; `basic` leaves out what the reference's basic list omits."""
     row = view.row
     message = insight_pb2.Insight(
@@ -120,7 +137,27 @@ def insight(view: InsightView, *, basic: bool = False) -> insight_pb2.Insight:
         message.is_cached = False
         if view.last_viewed_at is not None:
             message.last_viewed_at.FromDatetime(view.last_viewed_at)
+    if computed is not None:
+        attach_result(message, computed)
     return message
+
+
+def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
+    """Copies a computed result (or the reason there is none) onto an insight."""
+    if computed.error is not None:
+        message.query_status.complete = True
+        message.query_status.error = True
+        message.query_status.error_message = computed.error
+        return
+    if computed.result is not None:
+        message.result.CopyFrom(computed.result)
+    message.has_more = computed.has_more
+    message.hogql = computed.sql
+    if computed.last_refresh is not None:
+        message.last_refresh.FromDatetime(computed.last_refresh)
+    if computed.date_range is not None:
+        message.resolved_date_range.date_from.FromDatetime(computed.date_range.date_from)
+        message.resolved_date_range.date_to.FromDatetime(computed.date_range.date_to)
 
 
 def insights_csv(messages: list[insight_pb2.Insight]) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
-from server.insights import Insights, ListFilters
+from server.execution import Execution, Refresh
+from server.insights import Insights, InsightView, ListFilters
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
@@ -14,9 +15,19 @@ from server.services.context import principal
 class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     """Thin: every rule lives in server.insights."""
 
-    def __init__(self, insights: Insights, blocking: Blocking):
+    def __init__(self, insights: Insights, execution: Execution, blocking: Blocking):
         self._insights = insights
+        self._execution = execution
         self._run = blocking.run
+
+    async def _with_result(
+        self, environment_id: int, view: InsightView, mode: int, default: Refresh, *, basic: bool = False
+    ) -> insight_pb2.Insight:
+        if basic:
+            return convert.insight(view, basic=True)
+        env = principal().environment(environment_id)
+        computed = await self._run(self._execution.compute, env, view.query, convert.refresh(mode, default))
+        return convert.insight(view, computed)
 
     async def ListInsights(
         self, request: insight_pb2.ListInsightsRequest, context: grpc.aio.ServicerContext
@@ -43,7 +54,12 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             order=request.order,
         )
         page = await self._run(self._insights.list_insights, principal(), request.environment_id, filters)
-        results = [convert.insight(view, basic=request.basic) for view in page.items]
+        results = [
+            await self._with_result(
+                request.environment_id, view, request.refresh, Refresh.FORCE_CACHE, basic=request.basic
+            )
+            for view in page.items
+        ]
         response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
         if page.offset + page.limit < page.count:
             response.next_offset = page.offset + page.limit
@@ -62,7 +78,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             request.environment_id,
             convert.insight_fields(request.insight),
         )
-        return convert.insight(view)
+        return await self._with_result(request.environment_id, view, request.refresh, Refresh.FORCE_CACHE)
 
     async def GetInsight(
         self, request: insight_pb2.GetInsightRequest, context: grpc.aio.ServicerContext
@@ -70,7 +86,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         view = await self._run(
             self._insights.get, principal(), request.environment_id, convert.lookup(request)
         )
-        return convert.insight(view)
+        return await self._with_result(request.environment_id, view, request.refresh, Refresh.FORCE_CACHE)
 
     async def UpdateInsight(
         self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext
@@ -84,7 +100,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             convert.insight_fields(request.insight),
             paths if paths is not None else convert.set_fields(request.insight),
         )
-        return convert.insight(view)
+        return await self._with_result(request.environment_id, view, request.refresh, Refresh.FORCE_CACHE)
 
     async def DeleteInsight(
         self, request: insight_pb2.DeleteInsightRequest, context: grpc.aio.ServicerContext

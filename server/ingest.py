@@ -1,0 +1,220 @@
+"""Event ingestion rules: what makes an event valid, and appending valid ones to the store in batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.errors import InvalidArgument
+from server.principal import Principal
+from storage.events import EventRow, EventStore
+
+# Limits on the identifying texts of an event (the reference's event and distinct_id limits).
+MAX_TEXT = 200
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+# Clocks drift: an event up to a day ahead of ours is accepted.
+FUTURE_SLACK = dt.timedelta(days=1)
+# How many rejections a response lists (the counts are always complete).
+MAX_REJECTIONS = 1000
+# Valid events buffered before one INSERT: bounds memory while keeping parts large.
+BATCH_SIZE = 10_000
+# person_id = uuid5(PERSON_NAMESPACE, "<environment_id>:<distinct_id>") when a caller gives none.
+PERSON_NAMESPACE = uuid.UUID("6f1c3b8e-8f0e-5f2a-9d3c-7a1e2b4c5d60")
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """An event as a caller sent it, before validation (texts as given, empty = absent)."""
+
+    event: str
+    distinct_id: str
+    timestamp: dt.datetime | None
+    properties: str = ""
+    uuid: str = ""
+    person_id: str = ""
+    person_properties: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event that was not stored: its position in the stream (or file line) and why."""
+
+    index: int
+    reason: str
+
+
+class Rejected(ValueError):
+    """Raised by `validate` with the reason an event cannot be stored."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def person_id_for(environment_id: int, distinct_id: str) -> uuid.UUID:
+    """The person of a distinct_id when the caller names none: stable per environment."""
+    return uuid.uuid5(PERSON_NAMESPACE, f"{environment_id}:{distinct_id}")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _text(value: str, name: str) -> str:
+    if not value or not value.strip():
+        raise Rejected(f"{name} is required")
+    if len(value) > MAX_TEXT:
+        raise Rejected(f"{name} is longer than {MAX_TEXT} characters")
+    _utf8(value, name)
+    return value
+
+
+def _utf8(value: str, name: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Rejected(f"{name} is not valid UTF-8 text") from None
+
+
+def _json_object(text: str, name: str) -> str:
+    """The text itself when it is a JSON object ("{}" when empty): kept verbatim so numbers stay exact."""
+    if not text or not text.strip():
+        return "{}"
+    _utf8(text, name)
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise Rejected(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise Rejected(f"{name} must be a JSON object")
+    return text
+
+
+def _uuid(text: str, name: str) -> uuid.UUID | None:
+    if not text:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise Rejected(f"{name} is not a valid UUID: {text[:60]!r}") from None
+
+
+def validate(environment_id: int, event: IncomingEvent, now: dt.datetime) -> EventRow:
+    """The row to store for a valid event; raises Rejected with the reason otherwise."""
+    name = _text(event.event, "event")
+    distinct_id = _text(event.distinct_id, "distinct_id")
+    ts = event.timestamp
+    if ts is None:
+        raise Rejected("timestamp is required")
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.UTC)
+    if ts < EARLIEST:
+        raise Rejected(f"timestamp {ts.isoformat()} is before {EARLIEST.date().isoformat()}")
+    if ts > now + FUTURE_SLACK:
+        raise Rejected(f"timestamp {ts.isoformat()} is more than a day in the future")
+    properties = _json_object(event.properties, "properties")
+    person_properties = _json_object(event.person_properties, "person_properties")
+    event_uuid = _uuid(event.uuid, "uuid") or uuid.uuid4()
+    person_id = _uuid(event.person_id, "person_id") or person_id_for(environment_id, distinct_id)
+    return EventRow(
+        team_id=environment_id,
+        uuid=event_uuid,
+        event=name,
+        distinct_id=distinct_id,
+        person_id=person_id,
+        timestamp=ts.astimezone(dt.UTC),
+        properties=properties,
+        person_properties=person_properties,
+    )
+
+
+def validate_all(
+    environment_id: int, events: Iterable[tuple[int, IncomingEvent]], now: dt.datetime | None = None
+) -> tuple[list[EventRow], list[Rejection]]:
+    """Valid rows and (index, reason) rejections of numbered events."""
+    now = now or utcnow()
+    rows: list[EventRow] = []
+    rejections: list[Rejection] = []
+    for index, event in events:
+        try:
+            rows.append(validate(environment_id, event, now))
+        except Rejected as exc:
+            rejections.append(Rejection(index, exc.reason))
+    return rows, rejections
+
+
+@dataclass
+class IngestRun:
+    """One ingestion (an IngestEvents stream, a file load): numbers events from 0, validates them
+    and stores the valid ones in batches. Its methods block: call them through `Blocking`."""
+
+    store: EventStore
+    environment_id: int
+    batch_size: int = BATCH_SIZE
+    clock: Callable[[], dt.datetime] = utcnow
+    accepted: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    _pending: list[EventRow] = field(default_factory=list)
+    _next_index: int = 0
+
+    def check_environment(self, environment_id: int) -> None:
+        """A stream carries one environment: INVALID_ARGUMENT when a later message names another."""
+        if environment_id != self.environment_id:
+            raise InvalidArgument(
+                f"environment_id {environment_id} differs from the stream's first message "
+                f"({self.environment_id}): one stream carries one environment",
+                field="environment_id",
+            )
+
+    def add(self, events: Iterable[IncomingEvent]) -> None:
+        """Validates events (numbered after the previous ones); stores full batches."""
+        start = self._next_index
+        numbered = list(enumerate(events, start))
+        self._next_index = start + len(numbered)
+        rows, rejections = validate_all(self.environment_id, numbered, self.clock())
+        self.reject(rejections)
+        self._pending.extend(rows)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def add_rows(self, rows: Iterable[EventRow]) -> None:
+        """Queues rows that are already valid (validated elsewhere, or generated)."""
+        self._pending.extend(rows)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def reject(self, rejections: Iterable[Rejection]) -> None:
+        """Records rejections decided outside `add` (e.g. a line a file reader could not parse)."""
+        for rejection in rejections:
+            self.rejected += 1
+            if len(self.rejections) < MAX_REJECTIONS:
+                self.rejections.append(rejection)
+
+    def flush(self) -> None:
+        """Stores the buffered valid events."""
+        pending, self._pending = self._pending, []
+        if pending:
+            self.store.insert_events(pending)
+            self.accepted += len(pending)
+
+
+class Ingestion:
+    """Starts ingestion runs for callers allowed to reach the environment."""
+
+    def __init__(self, store: EventStore, batch_size: int = BATCH_SIZE):
+        self.store = store
+        self.batch_size = batch_size
+
+    def start(self, principal: Principal, environment_id: int) -> IngestRun:
+        """A run for the environment; PERMISSION_DENIED when the caller's key cannot reach it."""
+        env = principal.environment(environment_id)
+        return IngestRun(self.store, env.id, batch_size=self.batch_size)

@@ -1,0 +1,491 @@
+"""Loading event files (JSON Lines, CSV) into an environment: through a running server's
+IngestEvents, or straight into the event store when no server answers."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from generated.insights.v1 import events_pb2, events_pb2_grpc
+from server.ingest import MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
+from storage.events import EventRow, EventStore
+
+FORMATS = ("jsonl", "csv")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
+REQUIRED_CSV_COLUMNS = ("event", "distinct_id", "timestamp")
+DEFAULT_BATCH = 10_000
+# How much of the file is read to decide whether it can be parsed at all.
+_HEAD_BYTES = 64 * 1024
+# One IngestEvents message stays well under gRPC's default 4 MB message limit.
+_MESSAGE_BYTES = 1 << 20
+_MESSAGE_EVENTS = 2_000
+_BOM = "\ufeff"
+
+
+class FileFormatError(ValueError):
+    """The file cannot be parsed at all (binary, not JSON Lines, CSV without the header): nothing is loaded."""
+
+
+class TransportError(RuntimeError):
+    """The server refused or failed the stream; the message says how."""
+
+
+@dataclass
+class LoadSummary:
+    """What a load did: counts, and the first rejections with their line numbers."""
+
+    format: str
+    loaded: int = 0
+    rejected: int = 0
+    rejections: list[Rejection] = field(default_factory=list)  # index = line number
+    parsed: int = 0  # rows that parsed (valid or not)
+
+    def reject(self, items: Iterable[Rejection]) -> None:
+        for item in items:
+            self.rejected += 1
+            if len(self.rejections) < MAX_REJECTIONS:
+                self.rejections.append(item)
+
+
+# ---------------------------------------------------------------------------
+# Reading files
+# ---------------------------------------------------------------------------
+
+
+def detect_format(path: Path) -> str:
+    """jsonl or csv, by extension, else by sniffing; FileFormatError when the file is unusable."""
+    with path.open("rb") as f:
+        head = f.read(_HEAD_BYTES)
+    if b"\x00" in head:
+        raise FileFormatError(f"{path} looks binary (NUL bytes): expected JSON Lines or CSV")
+    text = _decode_head(head, path)
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    first = text.lstrip()[:1]
+    if fmt is None:
+        fmt = "jsonl" if first in ("{", "[") else "csv"
+    if not text.strip():
+        return fmt
+    if fmt == "jsonl":
+        _check_jsonl_head(text, path)
+    else:
+        _check_csv_header(text, path)
+    return fmt
+
+
+def _decode_head(head: bytes, path: Path) -> str:
+    """The head as text. Its first line must be UTF-8 (a later bad line is only a bad row)."""
+    first = next((line for line in head.splitlines() if line.strip()), b"")
+    try:
+        first.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The read may cut a multi-byte character in two at the end of the head.
+        cut = exc.reason == "unexpected end of data" and len(first) == len(head.rstrip())
+        if not cut:
+            raise FileFormatError(f"{path} is not UTF-8 text: expected JSON Lines or CSV") from None
+    return head.decode("utf-8", errors="replace")
+
+
+def _check_jsonl_head(text: str, path: Path) -> None:
+    first = next((line for line in text.lstrip(_BOM).splitlines() if line.strip()), "")
+    if first.lstrip().startswith("["):
+        raise FileFormatError(f"{path} holds a JSON array: expected JSON Lines (one event object per line)")
+    try:
+        value = json.loads(first)
+    except ValueError:
+        raise FileFormatError(f"{path} is not JSON Lines: its first line is not JSON") from None
+    if not isinstance(value, dict):
+        raise FileFormatError(f"{path} is not JSON Lines: its first line is not a JSON object")
+
+
+def _check_csv_header(text: str, path: Path) -> None:
+    header = next(csv.reader(text.lstrip(_BOM).splitlines()[:1]), [])
+    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in [h.strip() for h in header]]
+    if missing:
+        raise FileFormatError(
+            f"{path} is not an events CSV: its header lacks {', '.join(missing)} "
+            f"(needs {', '.join(REQUIRED_CSV_COLUMNS)}; optional properties, uuid, person_id, person_properties)"
+        )
+
+
+Parsed = tuple[int, IncomingEvent | str]  # (line number, the event or why the line cannot be read)
+
+
+def read_events(path: Path, fmt: str, progress: Callable[[int], None] | None = None) -> Iterator[Parsed]:
+    """Every record of the file with its (first) line number; `progress` gets bytes read."""
+    with path.open("rb") as f:
+        if fmt == "jsonl":
+            yield from _read_jsonl(f, progress)
+        else:
+            yield from _read_csv(f, progress)
+
+
+def _read_jsonl(f: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[Parsed]:
+    for number, raw in enumerate(f, 1):
+        if progress:
+            progress(len(raw))
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, "line is not valid UTF-8"
+            continue
+        if number == 1:
+            line = line.lstrip(_BOM)
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            yield number, f"not valid JSON: {exc}"
+            continue
+        if not isinstance(value, dict):
+            yield number, "not a JSON object"
+            continue
+        yield number, _from_record(value, json_values=True)
+
+
+def _read_csv(f: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[Parsed]:
+    def lines() -> Iterator[str]:
+        for raw in f:
+            if progress:
+                progress(len(raw))
+            # Undecodable bytes survive as surrogates; the row holding them is rejected below.
+            yield raw.decode("utf-8", errors="surrogateescape")
+
+    reader = csv.reader(lines())
+    header = [h.strip().lstrip(_BOM) for h in next(reader, [])]
+    if header:
+        header[0] = header[0].lstrip(_BOM)
+    consumed = reader.line_num
+    while True:
+        start = consumed + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            consumed = reader.line_num
+            yield start, f"not valid CSV: {exc}"
+            continue
+        consumed = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield start, f"has {len(row)} columns, the header has {len(header)}"
+            continue
+        try:
+            for cell in row:
+                cell.encode("utf-8")
+        except UnicodeEncodeError:
+            yield start, "line is not valid UTF-8"
+            continue
+        yield start, _from_record(dict(zip(header, row, strict=True)), json_values=False)
+
+
+def _from_record(record: dict[str, Any], *, json_values: bool) -> IncomingEvent | str:
+    """An IncomingEvent from a JSON object or a CSV row, or why the record cannot be one."""
+    texts: dict[str, str] = {}
+    for key in ("event", "distinct_id", "uuid", "person_id"):
+        value = record.get(key)
+        if value is None:
+            texts[key] = ""
+        elif isinstance(value, str):
+            texts[key] = value
+        elif key == "distinct_id" and isinstance(value, int) and not isinstance(value, bool):
+            texts[key] = str(value)
+        else:
+            return f"{key} must be a string"
+    blobs: dict[str, str] = {}
+    for key in ("properties", "person_properties"):
+        value = record.get(key)
+        if value is None or value == "":
+            blobs[key] = ""
+        elif isinstance(value, str):
+            blobs[key] = value
+        elif json_values and isinstance(value, dict):
+            blobs[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        else:
+            return f"{key} must be a JSON object"
+    timestamp = parse_timestamp(record.get("timestamp"))
+    if isinstance(timestamp, str):
+        return timestamp
+    return IncomingEvent(
+        event=texts["event"],
+        distinct_id=texts["distinct_id"],
+        timestamp=timestamp,
+        properties=blobs["properties"],
+        uuid=texts["uuid"],
+        person_id=texts["person_id"],
+        person_properties=blobs["person_properties"],
+    )
+
+
+def parse_timestamp(value: Any) -> dt.datetime | str | None:
+    """An aware datetime from ISO 8601 text (naive = UTC), None when absent, or the reason it is bad."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return "timestamp must be an ISO 8601 date-time text"
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        return f"timestamp is not an ISO 8601 date-time: {value[:60]!r}"
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _batched(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
+    batch: list[Parsed] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def validated_batches(
+    parsed: Iterable[Parsed], environment_id: int, summary: LoadSummary, batch_size: int
+) -> Iterator[list[tuple[int, EventRow]]]:
+    """Valid rows (with line numbers) batch by batch; the rest go to the summary's rejections.
+
+    The rules are server.ingest's, so a file loads the same way directly or through a server.
+    """
+    for batch in _batched(parsed, batch_size):
+        events: list[tuple[int, IncomingEvent]] = []
+        for number, item in batch:
+            if isinstance(item, str):
+                summary.reject([Rejection(number, item)])
+            else:
+                events.append((number, item))
+        summary.parsed += len(events)
+        rows, rejections = validate_all(environment_id, events)
+        summary.reject(rejections)
+        # validate_all keeps the order of valid events: pair them back with their lines.
+        refused = {r.index for r in rejections}
+        valid_numbers = [n for n, _ in events if n not in refused]
+        yield list(zip(valid_numbers, rows, strict=True))
+
+
+# ---------------------------------------------------------------------------
+# Transports
+# ---------------------------------------------------------------------------
+
+
+def client_target(listen: str) -> str:
+    """Where a client reaches a server listening on `listen` (wildcard hosts mean loopback)."""
+    host, _, port = listen.rpartition(":")
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def server_answers(target: str, timeout: float = 1.0) -> bool:
+    """Whether a gRPC server answers a health check at `target` within `timeout` seconds."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return True
+
+
+def to_proto(row: EventRow) -> events_pb2.Event:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(row.timestamp)
+    return events_pb2.Event(
+        event=row.event,
+        distinct_id=row.distinct_id,
+        timestamp=ts,
+        properties=row.properties,
+        uuid=str(row.uuid),
+        person_id=str(row.person_id),
+        person_properties=row.person_properties,
+    )
+
+
+def ingest_over_grpc(
+    target: str,
+    api_key: str,
+    environment_id: int,
+    batches: Iterable[list[tuple[int, EventRow]]],
+    summary: LoadSummary,
+) -> None:
+    """Streams numbered rows through IngestEvents; the server's rejections come back numbered."""
+    numbers = array("q")
+
+    def requests() -> Iterator[events_pb2.IngestEventsRequest]:
+        message = events_pb2.IngestEventsRequest(environment_id=environment_id)
+        size = 0
+        for batch in batches:
+            for number, row in batch:
+                event = to_proto(row)
+                numbers.append(number)
+                message.events.append(event)
+                size += event.ByteSize()
+                if size >= _MESSAGE_BYTES or len(message.events) >= _MESSAGE_EVENTS:
+                    yield message
+                    message = events_pb2.IngestEventsRequest(environment_id=environment_id)
+                    size = 0
+        if message.events or not numbers:
+            yield message
+
+    with grpc.insecure_channel(target) as channel:
+        stub = events_pb2_grpc.EventsServiceStub(channel)
+        try:
+            response = stub.IngestEvents(requests(), metadata=(("authorization", f"Bearer {api_key}"),))
+        except grpc.RpcError as exc:
+            raise TransportError(
+                f"the server at {target} refused the events: {exc.code().name}: {exc.details()}"
+            ) from None
+    summary.loaded += response.accepted
+    summary.reject(Rejection(numbers[r.index], r.reason) for r in response.rejections)
+    # Rejections past the server's list are counted, without their lines.
+    summary.rejected += response.rejected - len(response.rejections)
+
+
+def ingest_direct(
+    store: EventStore, batches: Iterable[list[tuple[int, EventRow]]], summary: LoadSummary
+) -> None:
+    """Inserts numbered rows into the store, batch by batch."""
+    for batch in batches:
+        summary.loaded += store.insert_events([row for _, row in batch])
+
+
+# ---------------------------------------------------------------------------
+# The whole load
+# ---------------------------------------------------------------------------
+
+
+def load_file(
+    path: Path,
+    environment_id: int,
+    *,
+    store: EventStore | None = None,
+    target: str | None = None,
+    api_key: str = "",
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = True,
+) -> LoadSummary:
+    """Loads a file through the server at `target`, or into `store` when target is None.
+
+    FileFormatError (nothing loaded) when the file cannot be parsed at all.
+    """
+    if batch_size < 1:
+        raise ValueError("batch size must be >= 1")
+    fmt = detect_format(path)
+    summary = LoadSummary(format=fmt)
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    with tqdm(
+        total=os.path.getsize(path),
+        unit="B",
+        unit_scale=True,
+        desc=f"loading {path.name}",
+        disable=not progress,
+    ) as bar:
+        parsed = read_events(path, fmt, bar.update)
+        batches = validated_batches(parsed, environment_id, summary, batch_size)
+        if target is not None:
+            ingest_over_grpc(target, api_key, environment_id, batches, summary)
+        else:
+            if store is None:
+                raise ValueError("give a store or a target")
+            ingest_direct(store, batches, summary)
+    return summary
+
+
+def summary_lines(summary: LoadSummary, path: Path, where: str) -> list[str]:
+    """The human summary of a load."""
+    lines = [f"{path}: {summary.format}, loaded {summary.loaded} events {where}, rejected {summary.rejected}"]
+    for rejection in summary.rejections:
+        lines.append(f"  line {rejection.index}: {rejection.reason}")
+    hidden = summary.rejected - len(summary.rejections)
+    if hidden > 0:
+        lines.append(f"  ... and {hidden} more")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def resolve_environment(database_url: str, environment_id: int | None) -> tuple[int, int]:
+    """(user id, environment id): the given environment (which must exist) or the first one,
+    bootstrapping a demo organization when there is none."""
+    from sqlalchemy import select
+
+    from server import accounts
+    from storage.db import Database
+    from storage.migrate import upgrade
+    from storage.models import Environment, Membership
+
+    upgrade(database_url)
+    db = Database(database_url)
+    try:
+        if environment_id is None:
+            return accounts.bootstrap(db)
+        with db.session() as session:
+            env = session.get(Environment, environment_id)
+            if env is None:
+                raise LookupError(f"environment {environment_id} does not exist")
+            user_id = session.scalars(
+                select(Membership.user_id).where(Membership.organization_id == env.organization_id)
+            ).first()
+            return int(user_id or 0), environment_id
+    finally:
+        db.close()
+
+
+def run_load(settings: Any, path: Path, environment_id: int | None, batch_size: int, api_key: str) -> int:
+    """`python -m server events load`: 0 all loaded, 1 some rows rejected, 2 nothing loadable or refused."""
+    import sys
+
+    if not path.is_file():
+        print(f"error: {path} is not a file", file=sys.stderr)
+        return 2
+    try:
+        detect_format(path)
+        _, env_id = resolve_environment(settings.database_url, environment_id)
+    except (FileFormatError, LookupError) as exc:
+        print(f"error: {exc}; nothing was loaded", file=sys.stderr)
+        return 2
+    target = client_target(settings.listen)
+    try:
+        if server_answers(target):
+            if not api_key:
+                print(
+                    f"error: a server answers at {target}: give --api-key or INSIGHTS_API_KEY "
+                    "(a key with the event:write scope)",
+                    file=sys.stderr,
+                )
+                return 2
+            where = f"through the server at {target}"
+            summary = load_file(path, env_id, target=target, api_key=api_key, batch_size=batch_size)
+        else:
+            where = f"into {settings.events_dsn}"
+            store = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)
+            try:
+                store.ensure_schema()
+                summary = load_file(path, env_id, store=store, batch_size=batch_size)
+            finally:
+                store.close()
+    except (FileFormatError, TransportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in summary_lines(summary, path, f"{where} (environment {env_id})"):
+        print(line)
+    if summary.rejected == 0:
+        return 0
+    return 2 if summary.parsed == 0 and summary.loaded == 0 else 1

@@ -1,0 +1,375 @@
+"""Property access and property filters as NULL-safe ClickHouse SQL, every user value bound as a parameter.
+
+The property text follows docs/engine-semantics.md ("Property text"): the text ClickHouse's own
+JSON parser gives (numbers canonical, objects minified), which costs one parse per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Literal, TypeAlias
+
+from generated.insights.v1 import query_pb2
+from server.queries.errors import QueryError
+from server.queries.sql import Params
+
+Source = Literal["event", "person"]
+
+BREAKDOWN_NULL = "$$_posthog_breakdown_null_$$"
+
+_COLUMNS: dict[str, str] = {"event": "properties", "person": "person_properties"}
+
+_Op = query_pb2.PropertyOperator
+_Type = query_pb2.PropertyFilterType
+_OpValue: TypeAlias = query_pb2.PropertyOperator.ValueType
+_TypeValue: TypeAlias = query_pb2.PropertyFilterType.ValueType
+
+
+_NUMERIC_STRING = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _column(source: str) -> str:
+    try:
+        return _COLUMNS[source]
+    except KeyError:
+        raise ValueError(f"unknown property source {source!r}") from None
+
+
+def property_text(params: Params, key: str, source: Source | str) -> str:
+    """SQL for the property text of `key` (Nullable(String)), per the contract's "Property text".
+
+    One JSON parse: ClickHouse gives strings unescaped, numbers in canonical form, booleans as
+    'true'/'false', objects and arrays as minified JSON, and NULL for a missing key or JSON null.
+    """
+    return f"nullIf(JSONExtract({_column(source)}, {params.bind(key, 'String')}, 'Nullable(String)'), '')"
+
+
+def property_number(params: Params, key: str, source: Source | str) -> str:
+    """SQL for `toFloatOrNull(text)` of the property (Nullable(Float64)), for sum/avg/min/max/quantiles."""
+    return f"toFloat64OrNull({property_text(params, key, source)})"
+
+
+def breakdown_value_sql(params: Params, key: str, source: Source | str) -> str:
+    """SQL for a breakdown value: the property text, or the null label when NULL (missing, null, '')."""
+    return f"ifNull({property_text(params, key, source)}, '{BREAKDOWN_NULL}')"
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+_SCALAR_OPS_NEEDING_VALUE = {
+    _Op.PROPERTY_OPERATOR_EXACT,
+    _Op.PROPERTY_OPERATOR_IS_NOT,
+    _Op.PROPERTY_OPERATOR_ICONTAINS,
+    _Op.PROPERTY_OPERATOR_NOT_ICONTAINS,
+    _Op.PROPERTY_OPERATOR_REGEX,
+    _Op.PROPERTY_OPERATOR_NOT_REGEX,
+    _Op.PROPERTY_OPERATOR_GT,
+    _Op.PROPERTY_OPERATOR_GTE,
+    _Op.PROPERTY_OPERATOR_LT,
+    _Op.PROPERTY_OPERATOR_LTE,
+    _Op.PROPERTY_OPERATOR_MIN,
+    _Op.PROPERTY_OPERATOR_MAX,
+    _Op.PROPERTY_OPERATOR_IS_DATE_EXACT,
+    _Op.PROPERTY_OPERATOR_IS_DATE_BEFORE,
+    _Op.PROPERTY_OPERATOR_IS_DATE_AFTER,
+}
+# With a list value, these combine their per-item filters with AND; the rest with OR.
+_AND_COMBINED = {_Op.PROPERTY_OPERATOR_NOT_ICONTAINS, _Op.PROPERTY_OPERATOR_NOT_REGEX}
+_COMPARE = {
+    _Op.PROPERTY_OPERATOR_GT: ">",
+    _Op.PROPERTY_OPERATOR_GTE: ">=",
+    _Op.PROPERTY_OPERATOR_MIN: ">=",
+    _Op.PROPERTY_OPERATOR_LT: "<",
+    _Op.PROPERTY_OPERATOR_LTE: "<=",
+    _Op.PROPERTY_OPERATOR_MAX: "<=",
+}
+
+Scalar = str | int | float | bool
+
+
+def _op_name(op: _OpValue) -> str:
+    return _Op.Name(op).removeprefix("PROPERTY_OPERATOR_").lower()
+
+
+def _type_name(kind: _TypeValue) -> str:
+    return _Type.Name(kind).removeprefix("PROPERTY_FILTER_TYPE_").lower()
+
+
+def value_text(value: Scalar) -> str:
+    """The text a filter value compares as: the same canonical form as a stored property's text.
+
+    A string as is; an integer, or an integral float, in decimal (5.0 → "5"); another float in
+    shortest round-trip form (5.50 → "5.5"); a boolean as "true"/"false".
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, int | float):
+        return repr(value)
+    return value
+
+
+def _scalar(message: query_pb2.PropertyValue | query_pb2.Scalar) -> Scalar | None:
+    kind = message.WhichOneof("kind")
+    if kind is None or kind == "list_value":
+        return None
+    value: Scalar = getattr(message, kind)
+    return value
+
+
+def _as_number(value: Scalar) -> float | None:
+    """The value as a number when it is one (or a numeric string); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if _NUMERIC_STRING.fullmatch(value):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+# Escapes RE2 knows: control characters, classes, anchors, Unicode classes, \\Q..\\E, \\C.
+_RE2_ESCAPE_LETTERS = frozenset("afnrtvxdDsSwWbBApPzQEC")
+_RE2_FLAGS = frozenset("imsU-")
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a valid RE2 regex, or None when it looks valid.
+
+    A scan rejects what RE2 lacks (look-around, backreferences, atomic groups, possessive
+    quantifiers, conditionals, Python-only escapes and flags); Python's compiler then catches
+    the rest of the broken syntax (unbalanced parentheses, nothing to repeat, bad ranges), except
+    for patterns with RE2-only escapes, which are left to the engine.
+    """
+    i, in_class, re2_only = 0, False, False
+    while i < len(pattern):
+        char, following = pattern[i], pattern[i + 1 : i + 2]
+        if char == "\\":
+            if following.isdigit() and following != "0" and not in_class:
+                return f"backreferences are not supported: {pattern[i : i + 2]!r}"
+            if following.isalpha() and following not in _RE2_ESCAPE_LETTERS:
+                return f"invalid escape {pattern[i : i + 2]!r}"
+            re2_only = re2_only or following in ("p", "P", "z", "Q", "E", "C")
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+            i += 1
+            continue
+        if char == "[":
+            i += 1
+            i += pattern[i : i + 1] == "^"
+            i += pattern[i : i + 1] == "]"  # a leading ']' is literal
+            in_class = True
+            continue
+        if char == "(" and following == "?":
+            rest = pattern[i + 2 :]
+            if rest.startswith(("=", "!", "<=", "<!", ">", "(", "P=", "#")):
+                return f"unsupported group syntax {pattern[i : i + 4]!r} (RE2 has no look-around)"
+            flags = re.match(r"[A-Za-z-]*", rest)
+            letters = flags.group(0) if flags else ""
+            if (
+                letters
+                and rest[len(letters) : len(letters) + 1] in (":", ")")
+                and not set(letters) <= _RE2_FLAGS
+            ):
+                return f"unsupported regex flags {letters!r} (RE2 knows i, m, s, U)"
+            re2_only = re2_only or "U" in letters
+        if char in "*+?}" and following == "+":
+            return "possessive quantifiers are not supported"
+        i += 1
+    if re2_only:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "possible nested set" for POSIX classes, valid in RE2
+            re.compile(pattern)
+    except re.error as error:
+        return f"invalid regex: {error}"
+    return None
+
+
+def filter_sql(params: Params, f: query_pb2.PropertyFilter, path: str, timezone: str) -> str:
+    """A NULL-safe boolean SQL expression (0/1, never NULL) for one event or person property filter."""
+    kind = f.type or _Type.PROPERTY_FILTER_TYPE_EVENT
+    if kind not in (_Type.PROPERTY_FILTER_TYPE_EVENT, _Type.PROPERTY_FILTER_TYPE_PERSON):
+        raise QueryError(f"filter type {_type_name(kind)} is not supported yet", f"{path}.type")
+    if not f.HasField("key") or f.key == "":
+        raise QueryError("a property filter needs a key", f"{path}.key")
+    source = "person" if kind == _Type.PROPERTY_FILTER_TYPE_PERSON else "event"
+    op = f.operator or _Op.PROPERTY_OPERATOR_EXACT
+    value_path = f"{path}.value"
+
+    if op == _Op.PROPERTY_OPERATOR_IS_SET:
+        return f"({property_text(params, f.key, source)} IS NOT NULL)"
+    if op == _Op.PROPERTY_OPERATOR_IS_NOT_SET:
+        return f"({property_text(params, f.key, source)} IS NULL)"
+
+    is_list = f.value.WhichOneof("kind") == "list_value"
+    items: list[Scalar] = []
+    if is_list:
+        for i, item in enumerate(f.value.list_value.values):
+            scalar = _scalar(item)
+            if scalar is None:
+                raise QueryError("a list value holds strings, numbers or booleans", f"{value_path}[{i}]")
+            items.append(scalar)
+
+    if op in (_Op.PROPERTY_OPERATOR_BETWEEN, _Op.PROPERTY_OPERATOR_NOT_BETWEEN):
+        return _between_sql(params, f.key, source, op, items if is_list else None, value_path)
+
+    if op in (_Op.PROPERTY_OPERATOR_IN, _Op.PROPERTY_OPERATOR_NOT_IN):
+        if not is_list:
+            raise QueryError(f"operator {_op_name(op)} needs a list value", value_path)
+        return _membership_sql(params, f.key, source, items, negated=op == _Op.PROPERTY_OPERATOR_NOT_IN)
+
+    if op not in _SCALAR_OPS_NEEDING_VALUE:
+        raise QueryError(f"operator {_op_name(op)} is not supported", f"{path}.operator")
+
+    if not is_list:
+        scalar = _scalar(f.value)
+        if scalar is None:
+            raise QueryError(f"operator {_op_name(op)} needs a value", value_path)
+        return _scalar_sql(params, f.key, source, op, scalar, value_path, timezone)
+
+    if not items:
+        return "1"
+    if op == _Op.PROPERTY_OPERATOR_EXACT:
+        return _membership_sql(params, f.key, source, items, negated=False)
+    if op == _Op.PROPERTY_OPERATOR_IS_NOT:
+        return _membership_sql(params, f.key, source, items, negated=True)
+    parts = [
+        _scalar_sql(params, f.key, source, op, item, f"{value_path}[{i}]", timezone)
+        for i, item in enumerate(items)
+    ]
+    return _combine(parts, "AND" if op in _AND_COMBINED else "OR")
+
+
+def _combine(parts: Sequence[str], joiner: Literal["AND", "OR"]) -> str:
+    if not parts:
+        return "1"
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + f" {joiner} ".join(parts) + ")"
+
+
+def _membership_sql(params: Params, key: str, source: str, items: Sequence[Scalar], *, negated: bool) -> str:
+    texts = params.bind([value_text(item) for item in items], "Array(String)")
+    found = f"ifNull(has({texts}, {property_text(params, key, source)}), 0)"
+    return f"(NOT {found})" if negated else found
+
+
+def _between_sql(
+    params: Params, key: str, source: str, op: _OpValue, items: list[Scalar] | None, value_path: str
+) -> str:
+    bounds = [_as_number(item) for item in items] if items is not None else []
+    if items is None or len(items) != 2 or any(bound is None for bound in bounds):
+        raise QueryError(f"operator {_op_name(op)} needs a list of two numbers", value_path)
+    low, high = bounds
+    assert low is not None and high is not None
+    if low > high:
+        raise QueryError(f"operator {_op_name(op)} needs the smaller number first", value_path)
+    number = f"toFloat64OrNull({property_text(params, key, source)})"
+    lo, hi = params.bind(low, "Float64"), params.bind(high, "Float64")
+    if op == _Op.PROPERTY_OPERATOR_BETWEEN:
+        return f"ifNull({number} >= {lo} AND {number} <= {hi}, 0)"
+    return f"ifNull({number} < {lo} OR {number} > {hi}, 0)"
+
+
+def _scalar_sql(
+    params: Params, key: str, source: str, op: _OpValue, value: Scalar, value_path: str, timezone: str
+) -> str:
+    text = property_text(params, key, source)
+    if op == _Op.PROPERTY_OPERATOR_EXACT:
+        return f"ifNull({text} = {params.bind(value_text(value), 'String')}, 0)"
+    if op == _Op.PROPERTY_OPERATOR_IS_NOT:
+        return f"ifNull({text} != {params.bind(value_text(value), 'String')}, 1)"
+    if op in (_Op.PROPERTY_OPERATOR_ICONTAINS, _Op.PROPERTY_OPERATOR_NOT_ICONTAINS):
+        found = (
+            f"ifNull(positionCaseInsensitiveUTF8({text}, {params.bind(value_text(value), 'String')}) > 0, 0)"
+        )
+        return found if op == _Op.PROPERTY_OPERATOR_ICONTAINS else f"(NOT {found})"
+    if op in (_Op.PROPERTY_OPERATOR_REGEX, _Op.PROPERTY_OPERATOR_NOT_REGEX):
+        pattern = value_text(value)
+        problem = regex_problem(pattern)
+        if problem is not None:
+            raise QueryError(problem, value_path)
+        found = f"ifNull(match({text}, {params.bind(pattern, 'String')}), 0)"
+        return found if op == _Op.PROPERTY_OPERATOR_REGEX else f"(NOT {found})"
+    if op in _COMPARE:
+        sign = _COMPARE[op]
+        number = _as_number(value)
+        if number is not None:
+            return f"ifNull(toFloat64OrNull({text}) {sign} {params.bind(number, 'Float64')}, 0)"
+        return f"ifNull({text} {sign} {params.bind(value_text(value), 'String')}, 0)"
+    return _date_sql(params, text, op, value_text(value), timezone)
+
+
+def _date_sql(params: Params, text: str, op: _OpValue, value: str, timezone: str) -> str:
+    tz = params.bind(timezone, "String")
+    parsed = f"parseDateTime64BestEffortOrNull({text}, 6, {tz})"
+    sign = {
+        _Op.PROPERTY_OPERATOR_IS_DATE_EXACT: "=",
+        _Op.PROPERTY_OPERATOR_IS_DATE_BEFORE: "<",
+        _Op.PROPERTY_OPERATOR_IS_DATE_AFTER: ">",
+    }[op]
+    day = _calendar_day(value)
+    if day is not None:
+        return f"ifNull(toDate({parsed}, {tz}) {sign} {params.bind(day.isoformat(), 'Date')}, 0)"
+    bound = f"parseDateTime64BestEffortOrNull({params.bind(value, 'String')}, 6, {tz})"
+    return f"ifNull({parsed} {sign} {bound}, 0)"
+
+
+def _calendar_day(value: str) -> dt.date | None:
+    if not _DATE_ONLY.fullmatch(value):
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+# --- lists and groups ------------------------------------------------------------------------------
+
+
+def filters_sql(params: Params, filters: Iterable[query_pb2.PropertyFilter], path: str, timezone: str) -> str:
+    """The AND of a repeated PropertyFilter field (`1` when empty); item i is reported at `path[i]`."""
+    return _combine([filter_sql(params, f, f"{path}[{i}]", timezone) for i, f in enumerate(filters)], "AND")
+
+
+def properties_sql(params: Params, props: query_pb2.Properties, path: str, timezone: str) -> str:
+    """SQL for a `Properties` message: a flat list is ANDed, a group nests AND/OR; empty matches all."""
+    kind = props.WhichOneof("kind")
+    if kind == "list":
+        return filters_sql(params, props.list.values, f"{path}.values", timezone)
+    if kind == "group":
+        group = props.group
+        parts = [
+            _group_sql(params, value, f"{path}.values[{i}]", timezone) for i, value in enumerate(group.values)
+        ]
+        return _combine(parts, _joiner(group.type))
+    return "1"
+
+
+def _joiner(kind: query_pb2.FilterLogicalOperator.ValueType) -> Literal["AND", "OR"]:
+    return "OR" if kind == query_pb2.FilterLogicalOperator.FILTER_LOGICAL_OPERATOR_OR else "AND"
+
+
+def _group_sql(params: Params, group: query_pb2.PropertyGroupFilterValue, path: str, timezone: str) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(group.values):
+        item_path = f"{path}.values[{i}]"
+        which = item.WhichOneof("item")
+        if which == "filter":
+            parts.append(filter_sql(params, item.filter, item_path, timezone))
+        elif which == "group":
+            parts.append(_group_sql(params, item.group, item_path, timezone))
+        else:
+            raise QueryError("a group member needs a filter or a group", item_path)
+    return _combine(parts, _joiner(group.type))

@@ -1,0 +1,510 @@
+"""Computes a TrendsQuery: validates it, runs one statement per series and period, shapes the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from generated.insights.v1 import query_pb2, results_pb2
+from server.errors import FailedPrecondition
+from server.queries import trends_sql as tsql
+from server.queries.dates import QueryDateRange, compare_range, resolve_date_range
+from server.queries.errors import QueryError
+from server.queries.formula import parse_formula
+from server.queries.sql import Params
+
+M = query_pb2
+Execute = Callable[[str, dict[str, Any]], Sequence[Sequence[Any]]]
+
+TOTAL_VALUE_DISPLAYS = frozenset(
+    {
+        M.CHART_DISPLAY_TYPE_BOLD_NUMBER,
+        M.CHART_DISPLAY_TYPE_ACTIONS_PIE,
+        M.CHART_DISPLAY_TYPE_ACTIONS_BAR_VALUE,
+        M.CHART_DISPLAY_TYPE_ACTIONS_TABLE,
+        M.CHART_DISPLAY_TYPE_WORLD_MAP,
+    }
+)
+INTERVAL_NAMES = {
+    M.INTERVAL_TYPE_UNSPECIFIED: "day",
+    M.INTERVAL_TYPE_MINUTE: "minute",
+    M.INTERVAL_TYPE_HOUR: "hour",
+    M.INTERVAL_TYPE_DAY: "day",
+    M.INTERVAL_TYPE_WEEK: "week",
+    M.INTERVAL_TYPE_MONTH: "month",
+}
+DEFAULT_BREAKDOWN_LIMIT = 25
+MAX_BREAKDOWNS = 3
+_SUPPORTED_BREAKDOWN_TYPES: dict[int, str] = {
+    M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
+    M.BREAKDOWN_TYPE_EVENT: "event",
+    M.BREAKDOWN_TYPE_PERSON: "person",
+}
+_MATH_NAMES: dict[int, str] = {
+    v.number: v.name.removeprefix("MATH_TYPE_").lower() for v in M.MathType.DESCRIPTOR.values
+}
+
+
+@dataclass(frozen=True)
+class TrendsContext:
+    """What a trends computation needs to know about the environment and the moment."""
+
+    team_id: int
+    timezone: str
+    week_start_day: int
+    now: dt.datetime
+    test_account_filters: list[query_pb2.PropertyFilter] = field(default_factory=list)
+    # The environment's first event, for date_from "all" (asked only when needed).
+    earliest: Callable[[], dt.datetime | None] = lambda: None
+
+
+@dataclass(frozen=True)
+class TrendsOutcome:
+    """A computed trends result and facts about how it was computed."""
+
+    result: results_pb2.TrendsResult
+    has_more: bool
+    date_range: QueryDateRange
+    sql: str
+
+
+@dataclass
+class _Item:
+    """One result line before it becomes a message."""
+
+    series: int
+    label: str
+    breakdown: tuple[str, ...] | None
+    data: list[float]
+    aggregated: float | None = None
+    compare_label: str = ""
+
+
+def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execute) -> TrendsOutcome:
+    """Validates and computes `query`. Raises QueryError (path relative to the query) when invalid."""
+    _validate(query)
+    display = query.trends_filter.display
+    total_value = display in TOTAL_VALUE_DISPLAYS
+    cumulative = display == M.CHART_DISPLAY_TYPE_ACTIONS_LINE_GRAPH_CUMULATIVE
+    interval = "day" if total_value else INTERVAL_NAMES[query.interval]
+    date_from = query.date_range.date_from if query.date_range.HasField("date_from") else None
+    date_to = query.date_range.date_to if query.date_range.HasField("date_to") else None
+    current = resolve_date_range(
+        date_from,
+        date_to,
+        explicit_date=query.date_range.explicit_date,
+        interval=interval,
+        timezone=ctx.timezone,
+        week_start_day=ctx.week_start_day,
+        now=ctx.now,
+        exact_timerange=display == M.CHART_DISPLAY_TYPE_BOLD_NUMBER,
+        earliest=ctx.earliest() if date_from == "all" else None,
+    )
+    periods: list[tuple[str, QueryDateRange]] = [("", current)]
+    if query.compare_filter.compare:
+        previous = compare_range(
+            current,
+            date_from=date_from,
+            date_to=date_to,
+            compare_to=query.compare_filter.compare_to
+            if query.compare_filter.HasField("compare_to")
+            else None,
+            now=ctx.now,
+        )
+        periods = [("current", current), ("previous", previous)]
+    breakdown = _breakdown(query.breakdown_filter)
+    limit = (
+        query.breakdown_filter.breakdown_limit if query.breakdown_filter.HasField("breakdown_limit") else 0
+    )
+    limit = limit or DEFAULT_BREAKDOWN_LIMIT
+    factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
+    threshold = int(factor * 2**64) if factor < 1 else None
+    labels = [_series_label(node) for node in query.series]
+    has_more = False
+    statements: list[str] = []
+    items: list[_Item] = []
+    for compare_label, dates in periods:
+        window = tsql.Window(dates, total_value, cumulative, ctx.team_id, threshold)
+        for index, node in enumerate(query.series):
+            params = Params()
+            spec = _spec(params, node, query, ctx, f"series[{index}]")
+            sql = tsql.statement(params, spec, window, breakdown)
+            statements.append(sql)
+            values = _collect(execute(sql, params.values), dates, total_value)
+            scale = 1 / factor if spec.math in tsql.COUNTING and factor < 1 else 1.0
+            series_items, cut = _shape(values, dates, total_value, breakdown, limit, query.breakdown_filter)
+            has_more = has_more or bool(cut)
+            if (
+                cut
+                and not query.breakdown_filter.breakdown_hide_other_aggregation
+                and spec.math not in tsql.ADDITIVE
+            ):
+                # Distinct counts of the cut values cannot be summed: count them again as one group.
+                other_params = Params()
+                other_spec = _spec(other_params, node, query, ctx, f"series[{index}]")
+                kept = [list(i.breakdown or ()) for i in series_items if i.breakdown != _other_key(breakdown)]
+                sql = tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept)
+                statements.append(sql)
+                recomputed = _collect(execute(sql, other_params.values), dates, total_value)
+                for item in series_items:
+                    if item.breakdown == _other_key(breakdown):
+                        item.data, item.aggregated = _values_of(
+                            recomputed, next(iter(recomputed), None), dates, total_value
+                        )
+            for item in series_items:
+                item.series = index
+                item.label = _item_label(labels[index], item.breakdown, len(query.series))
+                item.compare_label = compare_label
+                item.data = [v * scale for v in item.data]
+                if item.aggregated is not None:
+                    item.aggregated *= scale
+            items.extend(series_items)
+    formulas = _formulas(query)
+    if formulas:
+        items = _apply_formulas(formulas, items, len(query.series), [p for p, _ in periods], total_value)
+    result = results_pb2.TrendsResult(
+        series=[
+            _message(
+                item,
+                query,
+                dict(periods)[item.compare_label] if item.compare_label else current,
+                cumulative,
+                total_value,
+                bool(formulas),
+            )
+            for item in items
+        ]
+    )
+    return TrendsOutcome(result, has_more, current, ";\n".join(statements))
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+def _validate(query: query_pb2.TrendsQuery) -> None:
+    if not query.series:
+        raise QueryError("a trends query needs at least one series", "series")
+    if query.interval == M.INTERVAL_TYPE_SECOND:
+        raise QueryError("interval 'second' is not supported for trends", "interval")
+    if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
+        raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+    if query.HasField("aggregation_group_type_index"):
+        raise QueryError("aggregating by groups is not supported yet", "aggregation_group_type_index")
+    for index, node in enumerate(query.series):
+        path = f"series[{index}]"
+        kind = node.WhichOneof("node")
+        if kind is None:
+            raise QueryError("empty series node", path)
+        if kind == "actions_node":
+            raise FailedPrecondition(
+                f"{path}: actions are not stored by this service yet; use an EventsNode or a GroupNode",
+                reason="ACTIONS_NOT_SUPPORTED",
+                metadata={"field": f"{path}.id"},
+            )
+        if kind == "data_warehouse_node":
+            raise QueryError("data warehouse series are not supported", path)
+        source = getattr(node, kind)
+        _validate_math(source, path)
+        if kind == "group_node":
+            if not source.nodes:
+                raise QueryError("a GroupNode needs at least one node", f"{path}.nodes")
+            for i, member in enumerate(source.nodes):
+                if member.WhichOneof("node") != "events_node":
+                    raise FailedPrecondition(
+                        f"{path}.nodes[{i}]: actions are not stored by this service yet",
+                        reason="ACTIONS_NOT_SUPPORTED",
+                        metadata={"field": f"{path}.nodes[{i}]"},
+                    )
+
+
+def _validate_math(node: Any, path: str) -> None:
+    math = node.math
+    if math in tsql.PROPERTY_MATHS and not node.math_property:
+        raise QueryError(f"math '{_MATH_NAMES[math]}' needs math_property", f"{path}.math_property")
+    if math in (M.MATH_TYPE_UNIQUE_GROUP, M.MATH_TYPE_HOGQL, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS):
+        raise QueryError(f"math '{_MATH_NAMES[math]}' is not supported for trends", f"{path}.math")
+    if node.HasField("math_property_type") and node.math_property_type not in (
+        "event_properties",
+        "person_properties",
+    ):
+        raise QueryError(
+            "math_property_type must be event_properties or person_properties", f"{path}.math_property_type"
+        )
+
+
+def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
+    if bf.breakdown_histogram_bin_count or bf.breakdown_normalize_url:
+        raise QueryError("histogram and URL-normalising breakdowns are not supported yet", "breakdownFilter")
+    if bf.breakdowns:
+        if len(bf.breakdowns) > MAX_BREAKDOWNS:
+            raise QueryError(f"at most {MAX_BREAKDOWNS} breakdowns", "breakdownFilter.breakdowns")
+        dims = []
+        for i, b in enumerate(bf.breakdowns):
+            path = f"breakdownFilter.breakdowns[{i}]"
+            if b.histogram_bin_count or b.normalize_url:
+                raise QueryError("histogram and URL-normalising breakdowns are not supported yet", path)
+            dims.append(
+                (_breakdown_key(b.property, f"{path}.property"), _breakdown_source(b.type, f"{path}.type"))
+            )
+        return tsql.Breakdown(tuple(dims))
+    if not bf.HasField("breakdown"):
+        return None
+    key = _breakdown_key(bf.breakdown, "breakdownFilter.breakdown")
+    return tsql.Breakdown(((key, _breakdown_source(bf.breakdown_type, "breakdownFilter.breakdown_type")),))
+
+
+def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
+    if key.WhichOneof("kind") != "string_value" or not key.string_value:
+        raise QueryError("breakdown must be a property name (cohort breakdowns are not supported yet)", path)
+    return key.string_value
+
+
+def _breakdown_source(kind: int, path: str) -> str:
+    if kind not in _SUPPORTED_BREAKDOWN_TYPES:
+        raise QueryError("only event and person breakdowns are supported", path)
+    return _SUPPORTED_BREAKDOWN_TYPES[kind]
+
+
+def _formulas(query: query_pb2.TrendsQuery) -> list[tuple[str, str | None, str]]:
+    """(formula, custom name, path) of each formula, from formulaNodes, formulas or formula."""
+    tf = query.trends_filter
+    if tf.formula_nodes:
+        return [
+            (
+                n.formula,
+                n.custom_name if n.HasField("custom_name") else None,
+                f"trendsFilter.formulaNodes[{i}]",
+            )
+            for i, n in enumerate(tf.formula_nodes)
+        ]
+    if tf.formulas:
+        return [(f, None, f"trendsFilter.formulas[{i}]") for i, f in enumerate(tf.formulas)]
+    if tf.HasField("formula") and tf.formula.strip():
+        return [(tf.formula, None, "trendsFilter.formula")]
+    return []
+
+
+# ---------------------------------------------------------------------------------- statements
+
+
+def _spec(
+    params: Params, node: query_pb2.SeriesNode, query: query_pb2.TrendsQuery, ctx: TrendsContext, path: str
+) -> tsql.SeriesSpec:
+    source = getattr(node, node.WhichOneof("node") or "events_node")
+    base, match = tsql.series_conditions(params, node, query, ctx.test_account_filters, path, ctx.timezone)
+    return tsql.SeriesSpec(
+        math=source.math or M.MATH_TYPE_TOTAL,
+        base_where=base,
+        match_where=match,
+        math_property=source.math_property if source.math_property else None,
+        math_property_source="person" if source.math_property_type == "person_properties" else "event",
+        multiplier=source.math_multiplier if source.HasField("math_multiplier") else None,
+    )
+
+
+Values = dict[tuple[str, ...], dict[str, float]]
+
+
+def _collect(rows: Sequence[Sequence[Any]], dates: QueryDateRange, total_value: bool) -> Values:
+    """Rows of (bucket text, breakdown value(s), value) → breakdown key → bucket text → value."""
+    found: Values = {}
+    for bucket, value_key, value in rows:
+        key = tuple(value_key) if isinstance(value_key, list | tuple) else (value_key,)
+        found.setdefault(key, {})[bucket] = found.get(key, {}).get(bucket, 0.0) + float(value)
+    return found
+
+
+def _values_of(
+    found: Values, key: tuple[str, ...] | None, dates: QueryDateRange, total_value: bool
+) -> tuple[list[float], float | None]:
+    buckets = found.get(key, {}) if key is not None else {}
+    if total_value:
+        return [], float(sum(buckets.values()))
+    return [buckets.get(key, 0.0) for key in tsql.grid_keys(dates)], None
+
+
+def _other_key(breakdown: tsql.Breakdown | None) -> tuple[str, ...]:
+    return tuple([tsql.OTHER_LABEL] * (len(breakdown.dimensions) if breakdown else 1))
+
+
+def _shape(
+    found: Values,
+    dates: QueryDateRange,
+    total_value: bool,
+    breakdown: tsql.Breakdown | None,
+    limit: int,
+    bf: query_pb2.BreakdownFilter,
+) -> tuple[list[_Item], list[tuple[str, ...]]]:
+    """Items of one series and period: ranked breakdown values, the rest cut (and returned)."""
+    if breakdown is None:
+        data, aggregated = _values_of(found, next(iter(found), None), dates, total_value)
+        return [_Item(0, "", None, data, aggregated)], []
+    totals = {key: sum(buckets.values()) for key, buckets in found.items()}
+
+    def rank(key: tuple[str, ...]) -> tuple[int, float, tuple[str, ...]]:
+        is_null = all(v == tsql.NULL_LABEL for v in key)
+        return (1 if is_null else 0, -totals[key], key)
+
+    ordered = sorted(found, key=rank)
+    kept, cut = ordered[:limit], ordered[limit:]
+    items = []
+    for key in kept:
+        data, aggregated = _values_of(found, key, dates, total_value)
+        items.append(_Item(0, "", key, data, aggregated))
+    if cut and not bf.breakdown_hide_other_aggregation:
+        merged: dict[str, float] = {}
+        for key in cut:
+            for bucket, value in found[key].items():
+                merged[bucket] = merged.get(bucket, 0.0) + value
+        other = _other_key(breakdown)
+        data, aggregated = _values_of({other: merged}, other, dates, total_value)
+        items.append(_Item(0, "", other, data, aggregated))
+    return items, cut
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+def _series_label(node: query_pb2.SeriesNode) -> str:
+    source = getattr(node, node.WhichOneof("node") or "events_node")
+    if source.HasField("custom_name") and source.custom_name:
+        return str(source.custom_name)
+    if source.HasField("name") and source.name:
+        return str(source.name)
+    if node.WhichOneof("node") == "group_node":
+        names = [
+            m.events_node.event if m.events_node.HasField("event") else "All events" for m in source.nodes
+        ]
+        return ", ".join(names)
+    return str(source.event) if source.HasField("event") else "All events"
+
+
+def _item_label(series_label: str, key: tuple[str, ...] | None, series_count: int) -> str:
+    if key is None:
+        return series_label
+    value = "::".join(key)
+    return f"{series_label} - {value}" if series_count > 1 else value
+
+
+def _apply_formulas(
+    formulas: list[tuple[str, str | None, str]],
+    items: list[_Item],
+    series_count: int,
+    periods: list[str],
+    total_value: bool,
+) -> list[_Item]:
+    out: list[_Item] = []
+    for index, (text, custom_name, path) in enumerate(formulas):
+        formula = parse_formula(text, series_count, path)
+        label = custom_name or f"Formula ({text})"
+        for period in periods:
+            in_period = [i for i in items if i.compare_label == period]
+            keys: list[tuple[str, ...] | None] = []
+            for item in in_period:
+                if item.breakdown not in keys:
+                    keys.append(item.breakdown)
+            width = next((len(i.data) for i in in_period if not total_value), 0)
+            results = []
+            for key in keys:
+                by_series = {i.series: i for i in in_period if i.breakdown == key}
+                if total_value:
+                    columns = [
+                        [by_series[s].aggregated or 0.0] if s in by_series else [0.0]
+                        for s in range(series_count)
+                    ]
+                    value = formula.evaluate(columns)
+                    results.append(
+                        _Item(
+                            index,
+                            label if key is None else f"{label} - {'::'.join(key)}",
+                            key,
+                            [],
+                            sum(value),
+                            period,
+                        )
+                    )
+                else:
+                    columns = [
+                        by_series[s].data if s in by_series else [0.0] * width for s in range(series_count)
+                    ]
+                    results.append(
+                        _Item(
+                            index,
+                            label if key is None else f"{label} - {'::'.join(key)}",
+                            key,
+                            formula.evaluate(columns),
+                            None,
+                            period,
+                        )
+                    )
+            if any(k is not None for k in keys):
+                results.sort(
+                    key=lambda r: (_bucket_rank(r.breakdown), r.aggregated if total_value else sum(r.data)),
+                    reverse=True,
+                )
+            out.extend(results)
+    return out
+
+
+def _bucket_rank(key: tuple[str, ...] | None) -> int:
+    if key is None:
+        return 0
+    if all(v == tsql.OTHER_LABEL for v in key):
+        return -2
+    if all(v == tsql.NULL_LABEL for v in key):
+        return -1
+    return 0
+
+
+def _message(
+    item: _Item,
+    query: query_pb2.TrendsQuery,
+    dates: QueryDateRange,
+    cumulative: bool,
+    total_value: bool,
+    is_formula: bool,
+) -> results_pb2.TrendsSeries:
+    data = list(item.data)
+    if cumulative and not total_value:
+        running = 0.0
+        for i, value in enumerate(data):
+            running += value
+            data[i] = running
+    message = results_pb2.TrendsSeries(label=item.label, order=item.series)
+    if total_value:
+        message.aggregated_value = item.aggregated or 0.0
+    else:
+        message.data.extend(data)
+        message.days.extend(dates.days())
+        message.labels.extend(
+            [f"day {i}" for i in range(len(data))] if item.compare_label else dates.labels()
+        )
+        message.count = data[-1] if cumulative and data else float(sum(data))
+    if item.breakdown is not None:
+        if len(item.breakdown) == 1:
+            message.breakdown_value.string_value = item.breakdown[0]
+        else:
+            message.breakdown_values.extend(item.breakdown)
+    if item.compare_label:
+        message.compare = True
+        message.compare_label = item.compare_label
+    if not is_formula:
+        node = query.series[item.series]
+        kind = node.WhichOneof("node") or "events_node"
+        source = getattr(node, kind)
+        message.action.CopyFrom(
+            results_pb2.TrendsSeriesAction(
+                id=str(source.event) if kind == "events_node" and source.HasField("event") else "",
+                type="events",
+                order=item.series,
+                name=_series_label(node),
+                math=source.math,
+            )
+        )
+        if source.HasField("custom_name"):
+            message.action.custom_name = source.custom_name
+        if source.math_property:
+            message.action.math_property = source.math_property
+    return message

@@ -1,0 +1,365 @@
+"""Builds the ClickHouse SQL of one trends series: rows of (bucket, breakdown value, value)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from generated.insights.v1 import query_pb2
+from server.queries.dates import QueryDateRange
+from server.queries.properties import breakdown_value_sql, filters_sql, properties_sql, property_number
+from server.queries.sql import Params
+
+M = query_pb2
+# Buckets are keyed by text that matches grid_keys(): the start instant in epoch seconds for minute,
+# hour and day buckets (so the two 01:00 hours of a DST fall-back night stay apart), and the local
+# start date for week and month buckets (ClickHouse gives those as Date).
+_DATE_KEYED = frozenset({"week", "month"})
+NULL_LABEL = "$$_posthog_breakdown_null_$$"
+OTHER_LABEL = "$$_posthog_breakdown_other_$$"
+
+# Maths whose per-bucket values can be added across breakdown values (so "Other" is a sum).
+ADDITIVE = frozenset(
+    {
+        M.MATH_TYPE_TOTAL,
+        M.MATH_TYPE_SUM,
+        M.MATH_TYPE_FIRST_TIME_FOR_USER,
+        M.MATH_TYPE_FIRST_MATCHING_EVENT_FOR_USER,
+    }
+)
+# Maths counted in events or actors, which sampling scales back.
+COUNTING = frozenset(
+    {
+        M.MATH_TYPE_TOTAL,
+        M.MATH_TYPE_DAU,
+        M.MATH_TYPE_WEEKLY_ACTIVE,
+        M.MATH_TYPE_MONTHLY_ACTIVE,
+        M.MATH_TYPE_UNIQUE_SESSION,
+        M.MATH_TYPE_FIRST_TIME_FOR_USER,
+        M.MATH_TYPE_FIRST_MATCHING_EVENT_FOR_USER,
+    }
+)
+PROPERTY_MATHS: dict[int, str | float] = {
+    M.MATH_TYPE_SUM: "sum",
+    M.MATH_TYPE_AVG: "avg",
+    M.MATH_TYPE_MIN: "min",
+    M.MATH_TYPE_MAX: "max",
+    M.MATH_TYPE_MEDIAN: 0.5,
+    M.MATH_TYPE_P75: 0.75,
+    M.MATH_TYPE_P90: 0.9,
+    M.MATH_TYPE_P95: 0.95,
+    M.MATH_TYPE_P99: 0.99,
+}
+PER_ACTOR_MATHS: dict[int, str | float] = {
+    M.MATH_TYPE_AVG_COUNT_PER_ACTOR: "avg",
+    M.MATH_TYPE_MIN_COUNT_PER_ACTOR: "min",
+    M.MATH_TYPE_MAX_COUNT_PER_ACTOR: "max",
+    M.MATH_TYPE_MEDIAN_COUNT_PER_ACTOR: 0.5,
+    M.MATH_TYPE_P75_COUNT_PER_ACTOR: 0.75,
+    M.MATH_TYPE_P90_COUNT_PER_ACTOR: 0.9,
+    M.MATH_TYPE_P95_COUNT_PER_ACTOR: 0.95,
+    M.MATH_TYPE_P99_COUNT_PER_ACTOR: 0.99,
+}
+ACTIVE_WINDOW_DAYS: dict[int, int] = {M.MATH_TYPE_WEEKLY_ACTIVE: 7, M.MATH_TYPE_MONTHLY_ACTIVE: 30}
+_TRUNCATE = {
+    "minute": "toStartOfMinute",
+    "hour": "toStartOfHour",
+    "day": "toStartOfDay",
+    "month": "toStartOfMonth",
+}
+_STEPS_PER_DAY = {"minute": 1440, "hour": 24, "day": 1, "week": 1}
+_STEP = {
+    "minute": "toIntervalMinute",
+    "hour": "toIntervalHour",
+    "day": "toIntervalDay",
+    "week": "toIntervalDay",
+}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """What a series is split by: (key, source) per dimension; source is "event" or "person"."""
+
+    dimensions: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class SeriesSpec:
+    """One series reduced to what the SQL needs."""
+
+    math: int
+    # Condition selecting the series' events before property filters (event names), and with them.
+    base_where: str
+    match_where: str
+    math_property: str | None = None
+    math_property_source: str = "event"
+    multiplier: float | None = None
+    extra: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time frame and bucketing a statement runs over."""
+
+    dates: QueryDateRange
+    total_value: bool
+    cumulative: bool
+    team_id: int
+    sample_threshold: int | None
+
+
+def series_conditions(
+    params: Params,
+    node: query_pb2.SeriesNode,
+    query: query_pb2.TrendsQuery,
+    test_filters: list[query_pb2.PropertyFilter],
+    path: str,
+    timezone: str,
+) -> tuple[str, str]:
+    """(event-name condition, full match condition) of a series node."""
+    shared = [
+        properties_sql(params, query.properties, "properties", timezone)
+        if query.HasField("properties")
+        else "1"
+    ]
+    if query.filter_test_accounts:
+        shared.append(filters_sql(params, test_filters, "filterTestAccounts", timezone))
+    kind = node.WhichOneof("node")
+    if kind == "events_node":
+        events = node.events_node
+        name = _event_condition(params, events)
+        own = filters_sql(params, events.properties, f"{path}.properties", timezone)
+        return name, _and([name, own, *shared])
+    group = node.group_node
+    names, matches = [], []
+    for i, member in enumerate(group.nodes):
+        member_node = member.events_node
+        member_path = f"{path}.nodes[{i}]"
+        name = _event_condition(params, member_node)
+        names.append(name)
+        matches.append(
+            _and([name, filters_sql(params, member_node.properties, f"{member_path}.properties", timezone)])
+        )
+    own = filters_sql(params, group.properties, f"{path}.properties", timezone)
+    return _or(names), _and([_or(matches), own, *shared])
+
+
+def grid_keys(dates: QueryDateRange) -> list[str]:
+    """The key of each bucket of the grid, as the SQL of this module writes it."""
+    if dates.interval in _DATE_KEYED:
+        return [b.strftime("%Y-%m-%d") for b in dates.bucket_starts()]
+    return [str(int(b.timestamp())) for b in dates.bucket_starts()]
+
+
+def statement(
+    params: Params,
+    spec: SeriesSpec,
+    window: Window,
+    breakdown: Breakdown | None,
+    exclude_values: list[list[str]] | None = None,
+) -> str:
+    """SQL returning (b, bv, v): local bucket start text ('' for totals), breakdown value, value.
+
+    `exclude_values` recomputes the "Other" bucket: events of those breakdown values are left out
+    and every remaining value is grouped under the Other label.
+    """
+    tz = params.bind(window.dates.timezone, "String")
+    bv = _breakdown_expr(params, breakdown)
+    where = [spec.match_where, *spec.extra]
+    if exclude_values is not None:
+        where.append(f"NOT has({params.bind(exclude_values, 'Array(Array(String))')}, {_as_array(bv)})")
+        other = params.bind(OTHER_LABEL, "String")
+        width = len(breakdown.dimensions) if breakdown else 1
+        bv = other if width == 1 else f"[{', '.join([other] * width)}]"
+    if spec.math in ACTIVE_WINDOW_DAYS and not _active_is_dau(spec.math, window.dates.interval):
+        return _active_statement(params, spec, window, bv, where, tz)
+    if spec.math in (M.MATH_TYPE_FIRST_TIME_FOR_USER, M.MATH_TYPE_FIRST_MATCHING_EVENT_FOR_USER):
+        return _first_time_statement(params, spec, window, bv, where, tz)
+    lower, upper = _bounds(params, window, tz)
+    filters = _and(
+        [
+            _team(params, window),
+            f"timestamp >= {lower}",
+            f"timestamp <= {upper}",
+            *_sampling(params, window),
+            *where,
+        ]
+    )
+    bucket = _bucket("timestamp", window, tz, params)
+    if spec.math in PER_ACTOR_MATHS:
+        inner = (
+            f"SELECT {bucket} AS b, {bv} AS bv, person_id, count() AS c FROM events WHERE {filters} "
+            f"GROUP BY b, bv, person_id"
+        )
+        return f"SELECT b, bv, {_aggregate(PER_ACTOR_MATHS[spec.math], 'toFloat64(c)')} AS v FROM ({inner}) GROUP BY b, bv"
+    if window.cumulative and spec.math in (
+        M.MATH_TYPE_DAU,
+        M.MATH_TYPE_WEEKLY_ACTIVE,
+        M.MATH_TYPE_MONTHLY_ACTIVE,
+    ):
+        # A running count of distinct actors: each actor counts once, in their first bucket.
+        inner = (
+            f"SELECT person_id, {bv} AS bv, min({bucket}) AS b FROM events WHERE {filters} "
+            f"GROUP BY person_id, bv"
+        )
+        return f"SELECT b, bv, toFloat64(count()) AS v FROM ({inner}) GROUP BY b, bv"
+    value = _math_value(params, spec)
+    return f"SELECT {bucket} AS b, {bv} AS bv, {value} AS v FROM events WHERE {filters} GROUP BY b, bv"
+
+
+def _math_value(params: Params, spec: SeriesSpec) -> str:
+    if spec.math in (M.MATH_TYPE_TOTAL, M.MATH_TYPE_UNSPECIFIED):
+        return "toFloat64(count())"
+    if spec.math in (M.MATH_TYPE_DAU, M.MATH_TYPE_WEEKLY_ACTIVE, M.MATH_TYPE_MONTHLY_ACTIVE):
+        return "toFloat64(uniqExact(person_id))"
+    if spec.math == M.MATH_TYPE_UNIQUE_SESSION:
+        return "toFloat64(uniqExact(`$session_id`))"
+    assert spec.math_property is not None
+    number = property_number(params, spec.math_property, spec.math_property_source)
+    if spec.multiplier is not None:
+        number = f"({number} * {params.bind(spec.multiplier, 'Float64')})"
+    return _aggregate(PROPERTY_MATHS[spec.math], number)
+
+
+def _aggregate(kind: str | float, value: str) -> str:
+    if isinstance(kind, float):
+        # Exact quantile with linear interpolation (numpy's default), deterministic unlike quantile().
+        return f"ifNull(toFloat64(quantileExactInclusive({kind})({value})), 0)"
+    return f"ifNull(toFloat64({kind}({value})), 0)"
+
+
+def _active_is_dau(math: int, interval: str) -> bool:
+    # As the reference: weekly_active over week (or longer) buckets is dau; monthly over months too.
+    return interval == "month" or (math == M.MATH_TYPE_WEEKLY_ACTIVE and interval == "week")
+
+
+def _active_statement(
+    params: Params, spec: SeriesSpec, window: Window, bv: str, where: list[str], tz: str
+) -> str:
+    """Rolling distinct actors: bucket d counts actors active in (d - L days, d] (truncated times)."""
+    days = ACTIVE_WINDOW_DAYS[spec.math]
+    dates = window.dates
+    upper = params.bind(dates.sql_bounds()[1], "String")
+    upper_sql = f"toDateTime64({upper}, 6, {tz})"
+    days_param = params.bind(days, "UInt32")
+    if window.total_value:
+        filters = _and(
+            [
+                _team(params, window),
+                f"timestamp > {upper_sql} - toIntervalDay({days_param})",
+                f"timestamp <= {upper_sql}",
+                *_sampling(params, window),
+                *where,
+            ]
+        )
+        return f"SELECT '' AS b, {bv} AS bv, toFloat64(uniqExact(person_id)) AS v FROM events WHERE {filters} GROUP BY b, bv"
+    first = params.bind(dates.bucket_starts()[0].strftime("%Y-%m-%d %H:%M:%S"), "String")
+    lower_sql = f"toDateTime64({first}, 6, {tz}) - toIntervalDay({days_param})"
+    unit = dates.interval
+    truncate = "toStartOfDay" if unit == "week" else _TRUNCATE[unit]
+    steps = params.bind(days * _STEPS_PER_DAY[unit], "UInt32")
+    filters = _and(
+        [
+            _team(params, window),
+            f"timestamp >= {lower_sql}",
+            f"timestamp <= {upper_sql}",
+            *_sampling(params, window),
+            *where,
+        ]
+    )
+    inner = (
+        f"SELECT {truncate}(toTimeZone(timestamp, {tz})) AS t, {bv} AS bv, person_id FROM events "
+        f"WHERE {filters} GROUP BY t, bv, person_id"
+    )
+    grid_param = params.bind(grid_keys(dates), "Array(String)")
+    key = "formatDateTime(d, '%Y-%m-%d')" if unit in _DATE_KEYED else "toString(toUnixTimestamp(d))"
+    return (
+        f"SELECT {key} AS b, bv, toFloat64(uniqExact(person_id)) AS v "
+        f"FROM ({inner}) ARRAY JOIN arrayMap(i -> t + {_STEP[unit]}(i), range({steps})) AS d "
+        f"WHERE has({grid_param}, b) GROUP BY b, bv"
+    )
+
+
+def _first_time_statement(
+    params: Params, spec: SeriesSpec, window: Window, bv: str, where: list[str], tz: str
+) -> str:
+    """Actors counted in the bucket of their first event (first-ever, or first matching)."""
+    lower, upper = _bounds(params, window, tz)
+    match = _and(where)
+    in_range = f"timestamp >= {lower}"
+    if spec.math == M.MATH_TYPE_FIRST_TIME_FOR_USER:
+        first = "min(timestamp)"
+        matched_first = f"minIf(timestamp, {in_range} AND {match})"
+        value = f"argMin({bv}, timestamp)"
+        having = "first = matched AND first >= " + lower
+    else:
+        first = f"minIf(timestamp, {match})"
+        matched_first = first
+        value = f"argMinIf({bv}, timestamp, {match})"
+        having = f"first = matched AND first >= {lower} AND countIf({match}) > 0"
+    filters = _and(
+        [_team(params, window), spec.base_where, f"timestamp <= {upper}", *_sampling(params, window)]
+    )
+    inner = (
+        f"SELECT person_id, {first} AS first, {matched_first} AS matched, {value} AS bv FROM events "
+        f"WHERE {filters} GROUP BY person_id HAVING {having}"
+    )
+    bucket = _bucket("first", window, tz, params)
+    return f"SELECT {bucket} AS b, bv, toFloat64(count()) AS v FROM ({inner}) GROUP BY b, bv"
+
+
+def _bucket(column: str, window: Window, tz: str, params: Params) -> str:
+    if window.total_value:
+        return "''"
+    unit = window.dates.interval
+    local = f"toTimeZone({column}, {tz})"
+    if unit == "week":
+        mode = params.bind(3 if window.dates.week_start_day == 1 else 0, "UInt8")
+        return f"toString(toStartOfWeek({local}, {mode}))"
+    if unit == "month":
+        return f"toString(toStartOfMonth({local}))"
+    return f"toString(toUnixTimestamp({_TRUNCATE[unit]}({local})))"
+
+
+def _bounds(params: Params, window: Window, tz: str) -> tuple[str, str]:
+    lower, upper = window.dates.sql_bounds()
+    return (
+        f"toDateTime64({params.bind(lower, 'String')}, 6, {tz})",
+        f"toDateTime64({params.bind(upper, 'String')}, 6, {tz})",
+    )
+
+
+def _team(params: Params, window: Window) -> str:
+    return f"team_id = {params.bind(window.team_id, 'Int64')}"
+
+
+def _sampling(params: Params, window: Window) -> list[str]:
+    # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
+    if window.sample_threshold is None:
+        return []
+    return [f"cityHash64(distinct_id) < {params.bind(window.sample_threshold, 'UInt64')}"]
+
+
+def _breakdown_expr(params: Params, breakdown: Breakdown | None) -> str:
+    if breakdown is None:
+        return "''"
+    values = [breakdown_value_sql(params, key, source) for key, source in breakdown.dimensions]
+    return values[0] if len(values) == 1 else f"[{', '.join(values)}]"
+
+
+def _as_array(expr: str) -> str:
+    return expr if expr.startswith("[") else f"[{expr}]"
+
+
+def _event_condition(params: Params, node: query_pb2.EventsNode) -> str:
+    return f"event = {params.bind(node.event, 'String')}" if node.HasField("event") else "1"
+
+
+def _and(parts: list[str]) -> str:
+    useful = [p for p in parts if p and p != "1"]
+    return " AND ".join(f"({p})" for p in useful) if useful else "1"
+
+
+def _or(parts: list[str]) -> str:
+    if not parts or any(p == "1" for p in parts):
+        return "1"
+    return " OR ".join(f"({p})" for p in parts)

@@ -1,0 +1,67 @@
+"""EventsService: streams of event batches into the ingestion domain, counts back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import grpc
+
+from generated.insights.v1 import events_pb2, events_pb2_grpc
+from server.ingest import EARLIEST, IncomingEvent, Ingestion, IngestRun
+from server.runtime import Blocking
+from server.services.context import principal
+
+EARLIEST_OUT = EARLIEST - dt.timedelta(days=1)
+
+
+def incoming(event: events_pb2.Event) -> IncomingEvent:
+    """The domain's view of a proto event (an unset timestamp stays absent)."""
+    timestamp: dt.datetime | None = None
+    if event.HasField("timestamp"):
+        try:
+            timestamp = event.timestamp.ToDatetime(tzinfo=dt.UTC)
+        except (ValueError, OverflowError):
+            # Beyond what datetime holds: far outside the accepted range either way.
+            timestamp = (
+                dt.datetime.max.replace(tzinfo=dt.UTC) if event.timestamp.seconds > 0 else EARLIEST_OUT
+            )
+    return IncomingEvent(
+        event=event.event,
+        distinct_id=event.distinct_id,
+        timestamp=timestamp,
+        properties=event.properties,
+        uuid=event.uuid,
+        person_id=event.person_id,
+        person_properties=event.person_properties,
+    )
+
+
+class EventsServicer(events_pb2_grpc.EventsServiceServicer):
+    """Thin: every rule lives in server.ingest."""
+
+    def __init__(self, ingestion: Ingestion, blocking: Blocking):
+        self._ingestion = ingestion
+        self._run = blocking.run
+
+    async def IngestEvents(
+        self,
+        request_iterator: AsyncIterator[events_pb2.IngestEventsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> events_pb2.IngestEventsResponse:
+        run: IngestRun | None = None
+        # One message at a time: memory stays bounded by a batch plus one message.
+        async for message in request_iterator:
+            if run is None:
+                run = self._ingestion.start(principal(), message.environment_id)
+            else:
+                run.check_environment(message.environment_id)
+            await self._run(run.add, [incoming(e) for e in message.events])
+        if run is None:
+            return events_pb2.IngestEventsResponse()
+        await self._run(run.flush)
+        return events_pb2.IngestEventsResponse(
+            accepted=run.accepted,
+            rejected=run.rejected,
+            rejections=[events_pb2.RejectedEvent(index=r.index, reason=r.reason) for r in run.rejections],
+        )

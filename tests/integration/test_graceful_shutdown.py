@@ -1,0 +1,125 @@
+"""SIGTERM on `python -m server serve`: in-flight calls finish, new ones are refused, exit 0 within grace."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import insight_pb2_grpc as igrpc
+from tests.integration.itkit import bearer, expect_error, free_port, wait_for_health
+
+REPO = Path(__file__).resolve().parents[2]
+GRACE_SECONDS = 8.0
+
+
+def _prepare_database(database_url: str) -> tuple[int, str]:
+    """Migrate a fresh SQLite file and create a tenant: (environment id, raw key)."""
+    from server import accounts
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    upgrade(database_url)
+    db = Database(database_url)
+    try:
+        org = accounts.create_organization(db, "shutdown org")
+        env = accounts.create_environment(db, org, "shutdown env")
+        user = accounts.create_user(db, "shutdown@example.com", first_name="Shut")
+        accounts.add_membership(db, user, org)
+        _, raw = accounts.create_api_key(db, user, ["insight:write"])
+    finally:
+        db.close()
+    return env, raw
+
+
+async def test_sigterm_drains_the_in_flight_call_and_exits_zero(tmp_path: Path) -> None:
+    db_file = tmp_path / "insights.db"
+    database_url = f"sqlite:///{db_file}"
+    environment_id, key = await asyncio.to_thread(_prepare_database, database_url)
+    port = free_port()
+    env = {
+        **os.environ,
+        "INSIGHTS_LISTEN": f"127.0.0.1:{port}",
+        "INSIGHTS_DATABASE_URL": database_url,
+        "INSIGHTS_EVENTS_DSN": f"chdb://{tmp_path / 'events'}",
+        "INSIGHTS_GRACE_SECONDS": str(GRACE_SECONDS),
+        "INSIGHTS_AUTH_CACHE_SECONDS": "0",
+        "INSIGHTS_LOG_LEVEL": "INFO",
+    }
+    log = (tmp_path / "server.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", cwd=REPO, env=env, stdout=log, stderr=log
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    lock: sqlite3.Connection | None = None
+    try:
+        ready = asyncio.create_task(wait_for_health(channel, timeout=60))
+        exited = asyncio.create_task(process.wait())
+        done, _ = await asyncio.wait({ready, exited}, timeout=65, return_when=asyncio.FIRST_COMPLETED)
+        assert ready in done, f"server did not become SERVING (exit {process.returncode}):\n{_log(tmp_path)}"
+        exited.cancel()
+        ready.result()
+
+        stub = igrpc.InsightsServiceStub(channel)
+        metadata = bearer(key)
+        await stub.ListInsights(
+            ipb.ListInsightsRequest(environment_id=environment_id), metadata=metadata, timeout=10
+        )
+
+        # Hold the database's write lock so that the next CreateInsight waits inside the server.
+        lock = sqlite3.connect(db_file, timeout=5, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        request = ipb.CreateInsightRequest(
+            environment_id=environment_id, insight=ipb.Insight(name="finished during shutdown")
+        )
+        in_flight = asyncio.ensure_future(stub.CreateInsight(request, metadata=metadata, timeout=20))
+        await asyncio.sleep(0.4)
+        assert not in_flight.done(), "the call was not held by the database lock"
+
+        process.send_signal(signal.SIGTERM)
+        terminated_at = time.monotonic()
+        await asyncio.sleep(0.2)
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as fresh:
+            refused = igrpc.InsightsServiceStub(fresh).ListInsights(
+                ipb.ListInsightsRequest(environment_id=environment_id), metadata=metadata, timeout=3
+            )
+            await expect_error(refused, grpc.StatusCode.UNAVAILABLE)
+        assert not in_flight.done(), "the in-flight call ended before the lock was released"
+
+        await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - terminated_at)))
+        lock.execute("COMMIT")
+        lock.close()
+        lock = None
+
+        created = await asyncio.wait_for(in_flight, 15)
+        assert created.name == "finished during shutdown"
+        assert created.id > 0
+
+        code = await asyncio.wait_for(process.wait(), GRACE_SECONDS + 5)
+        elapsed = time.monotonic() - terminated_at
+        assert code == 0, _log(tmp_path)
+        assert elapsed < GRACE_SECONDS, f"exit took {elapsed:.1f}s, grace is {GRACE_SECONDS}s"
+
+        with sqlite3.connect(db_file) as check:
+            rows = check.execute("SELECT name, deleted FROM insights WHERE id = ?", (created.id,)).fetchall()
+        assert rows == [("finished during shutdown", 0)]
+    finally:
+        if lock is not None:
+            lock.close()
+        await channel.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
+
+
+def _log(tmp_path: Path) -> str:
+    return (tmp_path / "server.log").read_text(errors="replace")[-4000:]

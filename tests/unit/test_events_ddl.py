@@ -1,0 +1,106 @@
+"""The event-store DDL (single node and cluster) and the rule that every value is a bound parameter."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from storage.events import (
+    EVENT_COLUMNS,
+    EventStore,
+    check_cluster_name,
+    ddl_statements,
+    unbound_parameters,
+)
+
+
+def _squash(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql)
+
+
+def test_single_node_ddl_is_mergetree_events_and_replacing_persons() -> None:
+    events, persons = (_squash(s) for s in ddl_statements())
+    assert events.startswith("CREATE TABLE IF NOT EXISTS events (")
+    assert "ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp)" in events
+    assert "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))" in events
+    assert "SAMPLE BY cityHash64(distinct_id)" in events
+    assert "timestamp DateTime64(6, 'UTC')" in events
+    assert "created_at DateTime64(6, 'UTC') DEFAULT now64(6)" in events
+    assert "`$session_id` String MATERIALIZED JSONExtractString(properties, '$session_id')" in events
+    for column in EVENT_COLUMNS:
+        assert re.search(rf"\b{column} ", events), column
+    assert persons.startswith("CREATE TABLE IF NOT EXISTS persons (")
+    assert "ENGINE = ReplacingMergeTree ORDER BY (team_id, id)" in persons
+    assert "ON CLUSTER" not in events + persons
+    assert ddl_statements("") == ddl_statements(None)
+
+
+def test_cluster_ddl_is_replicated_local_tables_behind_distributed_ones() -> None:
+    statements = [_squash(s) for s in ddl_statements("analytics")]
+    assert len(statements) == 4
+    events_local, events, persons_local, persons = statements
+    assert events_local.startswith("CREATE TABLE IF NOT EXISTS events_local ON CLUSTER analytics (")
+    assert (
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/events_local', '{replica}')" in events_local
+    )
+    assert "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))" in events_local
+    assert "SAMPLE BY cityHash64(distinct_id)" in events_local
+    assert events == (
+        "CREATE TABLE IF NOT EXISTS events ON CLUSTER analytics AS events_local "
+        "ENGINE = Distributed(analytics, currentDatabase(), events_local, cityHash64(distinct_id))"
+    )
+    assert (
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/persons_local', '{replica}')"
+        in persons_local
+    )
+    assert persons.endswith("Distributed(analytics, currentDatabase(), persons_local, cityHash64(id))")
+    # Local tables are created before the Distributed tables that point at them.
+    assert statements.index(events_local) < statements.index(events)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "a-b", "1cluster", "x; DROP TABLE events", "c l", "a'b", "`c`", "x" * 65, "имя"]
+)
+def test_bad_cluster_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="cluster name"):
+        check_cluster_name(name)
+    if name:
+        with pytest.raises(ValueError, match="cluster name"):
+            ddl_statements(name)
+        with pytest.raises(ValueError, match="cluster name"):
+            EventStore("chdb:///nonexistent/never-opened", cluster=name)
+
+
+def test_good_cluster_names_pass() -> None:
+    for name in ("default", "_x", "prod_cluster_2"):
+        assert check_cluster_name(name) == name
+
+
+def test_cluster_setting_is_validated() -> None:
+    from server.config import Settings
+    from server.errors import InvalidArgument
+
+    assert Settings.from_env({"INSIGHTS_CLICKHOUSE_CLUSTER": "main"}).clickhouse_cluster == "main"
+    with pytest.raises(InvalidArgument) as exc:
+        Settings.from_env({"INSIGHTS_CLICKHOUSE_CLUSTER": "main; DROP"})
+    assert exc.value.violations[0].field == "clickhouse_cluster"
+
+
+def test_parameters_must_have_server_side_placeholders() -> None:
+    sql = "SELECT count() FROM events WHERE team_id = {team_id:Int64} AND event = {event:String}"
+    assert unbound_parameters(sql, {"team_id": 1, "event": "x"}) == []
+    # A %(name)s parameter would be formatted into the SQL client-side: refused.
+    assert unbound_parameters("SELECT %(x)s", {"x": 1}) == ["x"]
+    assert unbound_parameters(sql, {"team_id": 1, "event": "x", "extra": 2}) == ["extra"]
+
+
+def test_bound_values_travel_as_http_parameters_not_sql_text() -> None:
+    """What the HTTP backend sends: the SQL unchanged plus param_* values (server-side binding)."""
+    from clickhouse_connect.driver.binding import bind_query
+
+    hostile = "'); DROP TABLE events; --\\"
+    sql = "SELECT JSONExtract(properties, {key:String}, 'Nullable(String)') FROM events WHERE team_id = {t:Int64}"
+    final, params = bind_query(sql, {"key": hostile, "t": 7})
+    assert final == sql
+    assert params == {"param_key": "\\'); DROP TABLE events; --\\\\", "param_t": "7"}
