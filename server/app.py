@@ -21,6 +21,7 @@ from server.execution import Execution
 from server.ingest import Ingestion
 from server.insights import Insights
 from server.principal import Principal
+from server.readcache import ReadCache
 from server.runtime import Blocking
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
@@ -46,7 +47,9 @@ class App:
         self.events = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)
         self.blocking = Blocking(settings.workers)
         self.execution = Execution(self.db, self.events)
-        self.insights = Insights(self.db, validate_query=self.execution.validate)
+        self.insights = Insights(
+            self.db, validate_query=self.execution.validate, read_cache=ReadCache(settings.read_cache_seconds)
+        )
         self.ingestion = Ingestion(self.events)
         self.health = health.aio.HealthServicer()
         self.port = 0

@@ -31,6 +31,8 @@ class Settings:
     workers: int = 8
     # Seconds a verified API key is trusted without asking the database.
     auth_cache_seconds: float = 5.0
+    # Seconds a read insight is served from memory (0 disables); other replicas' writes show after it.
+    read_cache_seconds: float = 2.0
     # Python logging level.
     log_level: str = "INFO"
 
@@ -63,6 +65,8 @@ class Settings:
                 "INSIGHTS_CLICKHOUSE_CLUSTER must be an identifier (letters, digits, _)",
                 field="clickhouse_cluster",
             )
+        if self.read_cache_seconds < 0:
+            raise InvalidArgument("INSIGHTS_READ_CACHE_SECONDS must be >= 0", field="read_cache_seconds")
         if self.auth_cache_seconds < 0:
             raise InvalidArgument("INSIGHTS_AUTH_CACHE_SECONDS must be >= 0", field="auth_cache_seconds")
         return self

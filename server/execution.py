@@ -87,11 +87,15 @@ class Execution:
             # Saving a query that cannot be computed yet (e.g. with actions) is allowed.
             return
 
+    def computes(self, refresh: Refresh) -> bool:
+        """Whether `refresh` can compute (else the answer is a cache miss, known without any I/O)."""
+        return refresh in _COMPUTING
+
     def compute(
         self, env: EnvironmentInfo, query: query_pb2.QueryNode | None, refresh: Refresh
     ) -> Computed | None:
         """The result for `refresh`, or None when the mode does not compute (a cache miss)."""
-        if refresh not in _COMPUTING or query is None:
+        if not self.computes(refresh) or query is None:
             return None
         trends = trends_source(query)
         if trends is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 import string
@@ -19,6 +20,7 @@ from server.errors import InvalidArgument, NotFound, Violations
 from server.principal import EnvironmentInfo, Principal
 from server.queries.dates import parse_point
 from server.queries.kinds import insight_type
+from server.readcache import ReadCache
 from storage.db import Database
 from storage.models import (
     Dashboard,
@@ -191,9 +193,11 @@ class Insights:
         db: Database,
         clock: Callable[[], dt.datetime] = utcnow,
         validate_query: Callable[[EnvironmentInfo, query_pb2.QueryNode | None, str], None] | None = None,
+        read_cache: ReadCache | None = None,
     ):
         self.db = db
         self.clock = clock
+        self.cache = read_cache or ReadCache(0)
         # Refuses queries the engine could never run, before anything is saved.
         self.validate_query = validate_query or (lambda env, query, prefix: None)
 
@@ -247,7 +251,9 @@ class Insights:
                     at=now,
                 )
             session.flush()
-            return self._views(session, principal, env, [row])[0]
+            view = self._views(session, principal, env, [row])[0]
+        self.cache.saw(principal.user_id, view.row.id, now)
+        return view
 
     def update(
         self,
@@ -309,7 +315,9 @@ class Insights:
             row.updated_at = now
             self._log_update(session, principal, env, row, was_deleted, changes, now)
             session.flush()
-            return self._views(session, principal, env, [row])[0]
+            view = self._views(session, principal, env, [row])[0]
+        self.cache.forget(env.id)  # after the commit, so no reader re-caches the old state
+        return view
 
     def delete(self, principal: Principal, environment_id: int, lookup: Lookup) -> InsightView:
         return self.update(principal, environment_id, lookup, InsightFields(deleted=True), ["deleted"])
@@ -380,6 +388,7 @@ class Insights:
                         at=now,
                     )
                 updated.append((insight_id, new))
+        self.cache.forget(env.id)
         return BulkTagResult(updated, skipped)
 
     # ------------------------------------------------------------------------------ queries
@@ -388,10 +397,31 @@ class Insights:
         """One live insight; records the caller's view."""
         env = principal.environment(environment_id)
         now = self.clock()
+        generation = self.cache.generation(env.id)
         with self.db.session() as session:
             row = self._find(session, env.id, lookup)
             self._record_view(session, env.id, principal.user_id, row.id, now)
-            return self._views(session, principal, env, [row])[0]
+            view = self._views(session, principal, env, [row])[0]
+        self.cache.put(view, generation)
+        self.cache.saw(principal.user_id, row.id, view.last_viewed_at)
+        return view
+
+    def get_cached(self, principal: Principal, environment_id: int, lookup: Lookup) -> InsightView | None:
+        """The insight from memory when a recent read has it and the caller's view needs no write.
+
+        Never blocks, so the servicer tries it on the event loop before falling back to get().
+        """
+        env = principal.environment(environment_id)
+        key = lookup.id if lookup.id is not None else lookup.short_id
+        if key is None:
+            return None
+        view = self.cache.get(env.id, key)
+        if view is None:
+            return None
+        last = self.cache.last_view(principal.user_id, view.row.id)
+        if last is None or self.clock() - last >= VIEW_RESOLUTION:
+            return None
+        return dataclasses.replace(view, last_viewed_at=last)
 
     def list_insights(self, principal: Principal, environment_id: int, filters: ListFilters) -> InsightPage:
         env = principal.environment(environment_id)

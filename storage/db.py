@@ -23,6 +23,9 @@ class Database:
         if self.dialect == "sqlite":
             # Threads of the executor share connections; wait on locks instead of failing.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
+            if parsed.database not in (None, "", ":memory:"):
+                # One connection per worker thread, kept open: reopening re-runs the pragmas.
+                kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: Engine = create_engine(url, **kwargs)
