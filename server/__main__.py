@@ -84,7 +84,36 @@ def _parser() -> argparse.ArgumentParser:
         "--if-empty", action="store_true", help="do nothing when the environment already has events"
     )
     _api_key_flag(demo)
+    query = commands.add_parser("query", help="query node tools").add_subparsers(
+        dest="query_command", required=True
+    )
+    convert = query.add_parser(
+        "convert", help="convert a query between the reference JSON and protobuf JSON (for grpcurl)"
+    )
+    convert.add_argument("file", help="a JSON file, or - for standard input")
+    convert.add_argument(
+        "--to",
+        choices=["proto", "reference"],
+        default="proto",
+        help="proto: reference JSON in, protobuf JSON out (default); reference: the other way",
+    )
     return parser
+
+
+def _convert_query(args: argparse.Namespace) -> int:
+    from server.queries.codec import CodecError
+    from server.queries.convert import convert
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    try:
+        print(convert(text, args.to))
+    except CodecError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # the message starts with the failing path
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _api_key_flag(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +145,9 @@ def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "query":
+        # Pure conversion: needs no settings, database or event store.
+        return _convert_query(args)
     try:
         settings = _settings(args)
     except DomainError as exc:
