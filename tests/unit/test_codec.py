@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from generated.insights.v1 import options_pb2, query_pb2
 from server.queries.codec import CodecError, from_reference_json, to_reference_json
 
-SEED_DIR = Path("/work/shared/reference/seed-examples")
+# The seed's example bodies, copied from the reference (shared/reference/seed-examples).
+SEED_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "seed-examples"
 
 
 def strip_nulls(value: Any) -> Any:

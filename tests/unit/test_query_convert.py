@@ -13,7 +13,7 @@ import pytest
 from server.queries.codec import CodecError
 from server.queries.convert import convert
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "reference" / "seed-examples"
+SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed-examples"
 ROOT = Path(__file__).resolve().parents[2]
 
 
