@@ -31,6 +31,7 @@ class MethodPolicy(_message.Message):
     REQUIRED_SCOPES_FIELD_NUMBER: _builtins.int
     SHARING_ACCESS_FIELD_NUMBER: _builtins.int
     COALESCABLE_FIELD_NUMBER: _builtins.int
+    RESPONSE_PER_USER_FIELD_NUMBER: _builtins.int
     sharing_access: _builtins.bool
     """Whether a sharing credential (public access token or share session token)
     may call this method instead of an API key.
@@ -38,6 +39,10 @@ class MethodPolicy(_message.Message):
     coalescable: _builtins.bool
     """Whether identical concurrent calls may be coalesced into one run whose
     response every waiting caller receives.
+    """
+    response_per_user: _builtins.bool
+    """Whether the response carries fields of the calling user (such as
+    last_viewed_at), so that only calls of the same user may be coalesced.
     """
     @_builtins.property
     def required_scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -51,10 +56,11 @@ class MethodPolicy(_message.Message):
         required_scopes: _abc.Iterable[_builtins.str] | None = ...,
         sharing_access: _builtins.bool = ...,
         coalescable: _builtins.bool = ...,
+        response_per_user: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalescable", b"coalescable", "required_scopes", b"required_scopes", "sharing_access", b"sharing_access"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalescable", b"coalescable", "required_scopes", b"required_scopes", "response_per_user", b"response_per_user", "sharing_access", b"sharing_access"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
