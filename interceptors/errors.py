@@ -28,6 +28,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     errors.AlreadyExists: code_pb2.ALREADY_EXISTS,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.Cancelled: code_pb2.CANCELLED,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 
@@ -11,8 +12,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from generated.insights.v1 import events_pb2, events_pb2_grpc, insight_pb2, insight_pb2_grpc
+from generated.insights.v1 import (
+    events_pb2,
+    events_pb2_grpc,
+    insight_pb2,
+    insight_pb2_grpc,
+    query_service_pb2,
+    query_service_pb2_grpc,
+)
 from interceptors.auth import AuthInterceptor, KeyCache, method_policies
+from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
 from server import accounts
@@ -22,9 +31,11 @@ from server.ingest import Ingestion
 from server.insights import Insights
 from server.principal import Principal
 from server.readcache import ReadCache
+from server.resultcache import MemoryResultCache
 from server.runtime import Blocking
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
+from server.services.queries import QueryServicer
 from storage.db import Database
 from storage.events import EventStore
 
@@ -32,6 +43,7 @@ log = logging.getLogger("insights.app")
 
 SERVICES = [
     insight_pb2.DESCRIPTOR.services_by_name["InsightsService"],
+    query_service_pb2.DESCRIPTOR.services_by_name["QueryService"],
     events_pb2.DESCRIPTOR.services_by_name["EventsService"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
@@ -46,7 +58,15 @@ class App:
         self.db = Database(settings.database_url, pool_size=settings.workers)
         self.events = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)
         self.blocking = Blocking(settings.workers)
-        self.execution = Execution(self.db, self.events)
+        self.execution = Execution(
+            self.db,
+            self.events,
+            self.blocking,
+            MemoryResultCache(settings.result_cache_mb * 1024 * 1024),
+            max_running=settings.max_running_queries,
+            max_queued=settings.max_queued_queries,
+            status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
+        )
         self.insights = Insights(
             self.db, validate_query=self.execution.validate, read_cache=ReadCache(settings.read_cache_seconds)
         )
@@ -62,6 +82,8 @@ class App:
 
     async def start(self) -> int:
         """Binds the listen address, starts serving and returns the bound port."""
+        # Kept on the app so that tests and benchmarks can read its counters.
+        self.coalescing = CoalescingInterceptor(method_policies(SERVICES))
         server = grpc.aio.server(
             interceptors=[
                 LoggingInterceptor(),
@@ -69,12 +91,15 @@ class App:
                 AuthInterceptor(
                     method_policies(SERVICES), self._verify, KeyCache(self.settings.auth_cache_seconds)
                 ),
+                # After auth: every caller is authorised on its own before it joins a shared run.
+                self.coalescing,
             ],
             options=[("grpc.so_reuseport", 0)],
         )
         insight_pb2_grpc.add_InsightsServiceServicer_to_server(
             InsightsServicer(self.insights, self.execution, self.blocking), server
         )
+        query_service_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.execution), server)
         events_pb2_grpc.add_EventsServiceServicer_to_server(
             EventsServicer(self.ingestion, self.blocking), server
         )
@@ -136,6 +161,7 @@ class App:
                 await self._probe
         if self._server is not None:
             await self._server.stop(grace)
+        self.execution.close()
         self.blocking.close()
         self.events.close()
         self.db.close()

@@ -33,6 +33,14 @@ class Settings:
     auth_cache_seconds: float = 5.0
     # Seconds a read insight is served from memory (0 disables); other replicas' writes show after it.
     read_cache_seconds: float = 2.0
+    # Bytes of results the in-process result cache keeps, in MiB (least recently used go first).
+    result_cache_mb: int = 256
+    # Engine queries running at once; more wait in a queue.
+    max_running_queries: int = 4
+    # Runs allowed to wait for a slot; past it, RunQuery answers RESOURCE_EXHAUSTED.
+    max_queued_queries: int = 100
+    # Seconds a finished run's status stays readable.
+    query_status_ttl_seconds: float = 1200.0
     # Python logging level.
     log_level: str = "INFO"
 
@@ -56,6 +64,14 @@ class Settings:
             raise InvalidArgument("INSIGHTS_LISTEN must be host:port", field="listen")
         if self.grace_seconds < 0:
             raise InvalidArgument("INSIGHTS_GRACE_SECONDS must be >= 0", field="grace_seconds")
+        for name in (
+            "result_cache_mb",
+            "max_running_queries",
+            "max_queued_queries",
+            "query_status_ttl_seconds",
+        ):
+            if getattr(self, name) < (0 if name == "max_queued_queries" else 1):
+                raise InvalidArgument(f"INSIGHTS_{name.upper()} is out of range", field=name)
         if self.workers < 1:
             raise InvalidArgument("INSIGHTS_WORKERS must be >= 1", field="workers")
         if self.clickhouse_cluster and not re.fullmatch(

@@ -79,6 +79,12 @@ class AlreadyExists(DomainError):
     reason = "ALREADY_EXISTS"
 
 
+class Cancelled(DomainError):
+    """The operation was cancelled (for example its query was killed by CancelQuery)."""
+
+    reason = "CANCELLED"
+
+
 class Unavailable(DomainError):
     """A dependency is temporarily unreachable; retrying later may succeed."""
 

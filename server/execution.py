@@ -1,24 +1,29 @@
-"""Execution of insight queries: which refresh modes compute, and running the engine."""
+"""Execution of queries: the refresh modes over the result cache, and runs of the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import DomainError, FailedPrecondition, InvalidArgument
+from server.errors import Cancelled, FailedPrecondition, InvalidArgument
 from server.principal import EnvironmentInfo
 from server.queries.codec import CodecError, from_reference_json
-from server.queries.dates import QueryDateRange
 from server.queries.errors import QueryError
-from server.queries.trends import TrendsContext, run_trends
+from server.queries.trends import INTERVAL_NAMES, TOTAL_VALUE_DISPLAYS, TrendsContext, run_trends
+from server.resultcache import CacheEntry, ResultCache
+from server.runs import Progress, Run, Runs
+from server.runtime import Blocking
+from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
 from storage.db import Database
-from storage.events import EventStore
+from storage.events import EventStore, QueryCancelled, check_run_id
 from storage.models import Environment, utcnow
 
 
@@ -34,19 +39,28 @@ class Refresh(enum.Enum):
     FORCE_CACHE = "force_cache"
 
 
-# With no cache yet, these are the modes that compute now; the others answer as a cache miss.
-_COMPUTING = frozenset({Refresh.FORCE_BLOCKING, Refresh.BLOCKING, Refresh.ASYNC_EXCEPT_ON_CACHE_MISS})
+_ASYNC = frozenset({Refresh.ASYNC, Refresh.LAZY_ASYNC, Refresh.FORCE_ASYNC})
+# How often a stream reports while a run computes: not more often than this, and at least every second.
+STREAM_MIN_GAP, STREAM_HEARTBEAT = 0.25, 1.0
 
 
 @dataclass(frozen=True)
 class Computed:
-    """A computed result, or the reason none could be computed."""
+    """What a caller gets: a result (fresh or cached) with its cache facts, a run's status, or an error."""
 
-    result: results_pb2.InsightResult | None
+    result: results_pb2.InsightResult | None = None
     has_more: bool = False
-    date_range: QueryDateRange | None = None
+    date_from: dt.datetime | None = None
+    date_to: dt.datetime | None = None
     last_refresh: dt.datetime | None = None
+    cache_target_age: dt.datetime | None = None
+    next_allowed_client_refresh: dt.datetime | None = None
     sql: str = ""
+    is_cached: bool = False
+    cache_key: str = ""
+    timezone: str = ""
+    trigger: str = ""
+    status: Run | None = None
     error: str | None = None
 
 
@@ -66,16 +80,52 @@ def _source_path(query: query_pb2.QueryNode) -> str:
     return "query.source" if query.WhichOneof("node") == "insight_viz_node" else "query"
 
 
-class Execution:
-    """Runs insight queries on the event store (synchronously: call it from the blocking pool)."""
+def _interval(trends: query_pb2.TrendsQuery) -> str:
+    return (
+        "day"
+        if trends.trends_filter.display in TOTAL_VALUE_DISPLAYS
+        else INTERVAL_NAMES.get(trends.interval, "day")
+    )
 
-    def __init__(self, db: Database, events: EventStore, clock: Callable[[], dt.datetime] = utcnow):
+
+class Execution:
+    """Answers queries per refresh mode from the result cache or by running the engine (one run per key)."""
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventStore,
+        blocking: Blocking,
+        cache: ResultCache,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        max_running: int = 4,
+        max_queued: int = 100,
+        status_ttl: dt.timedelta = dt.timedelta(minutes=20),
+    ):
         self.db = db
         self.events = events
+        self.blocking = blocking
+        self.cache = cache
         self.clock = clock
+        # Progress polls and kills must never queue behind the engine queries they watch.
+        self._control = Blocking(2)
+        self.runs = Runs(
+            clock=clock,
+            poll_progress=self._progress,
+            kill=self._kill,
+            max_running=max_running,
+            max_queued=max_queued,
+            status_ttl=status_ttl,
+        )
+
+    def close(self) -> None:
+        self._control.close()
+
+    # ------------------------------------------------------------------------------ validation
 
     def validate(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None, field_prefix: str) -> None:
-        """Raises INVALID_ARGUMENT for a query the engine would refuse; runs nothing."""
+        """Raises INVALID_ARGUMENT for a query the engine would refuse; runs nothing (synchronous)."""
         trends = trends_source(query)
         if trends is None or query is None:
             return
@@ -87,32 +137,243 @@ class Execution:
             # Saving a query that cannot be computed yet (e.g. with actions) is allowed.
             return
 
-    def computes(self, refresh: Refresh) -> bool:
-        """Whether `refresh` can compute (else the answer is a cache miss, known without any I/O)."""
-        return refresh in _COMPUTING
+    # ------------------------------------------------------------------------------- answering
 
-    def compute(
-        self, env: EnvironmentInfo, query: query_pb2.QueryNode | None, refresh: Refresh
+    def answers_from_memory(self, refresh: Refresh) -> bool:
+        """Whether `refresh` never computes: FORCE_CACHE answers from the cache or as a miss."""
+        return refresh == Refresh.FORCE_CACHE
+
+    async def result(
+        self,
+        env: EnvironmentInfo,
+        query: query_pb2.QueryNode | None,
+        refresh: Refresh,
+        *,
+        client_query_id: str = "",
+        insight_id: int | None = None,
+        field_prefix: str = "",
     ) -> Computed | None:
-        """The result for `refresh`, or None when the mode does not compute (a cache miss)."""
-        if not self.computes(refresh) or query is None:
+        """The answer for `refresh` (the reference's cache decision flow); None is a plain cache miss."""
+        if query is None:
             return None
         trends = trends_source(query)
         if trends is None:
-            kind = query.WhichOneof("node") or "empty"
-            return Computed(None, error=f"computing {kind} queries is not supported yet")
+            if refresh == Refresh.FORCE_CACHE:
+                return None
+            return Computed(
+                error=f"computing {query.WhichOneof('node') or 'empty'} queries is not supported yet"
+            )
+        key = await self._key(env, trends)
+        entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(key)
+        now = self.clock()
+        start = self._starter(env, query, trends, key, client_query_id, insight_id, field_prefix)
+        if entry is not None:
+            stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to)
+            if refresh == Refresh.FORCE_ASYNC:
+                return self._cached(entry, env, key, start(detached=True), "refresh param")
+            if not stale:
+                return self._cached(entry, env, key, self.runs.in_flight(key), "")
+            if refresh == Refresh.FORCE_CACHE:
+                return self._cached(entry, env, key, self.runs.in_flight(key), "")
+            if refresh in (Refresh.ASYNC, Refresh.ASYNC_EXCEPT_ON_CACHE_MISS):
+                return self._cached(entry, env, key, start(detached=True), "stale")
+            if refresh == Refresh.LAZY_ASYNC:
+                lazily_stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to, lazy=True)
+                run = start(detached=True) if lazily_stale else self.runs.in_flight(key)
+                return self._cached(entry, env, key, run, "stale" if lazily_stale else "")
+        elif refresh == Refresh.FORCE_CACHE:
+            return None
+        elif refresh in _ASYNC:
+            run = start(detached=True)
+            return Computed(status=run, cache_key=key, timezone=env.timezone, trigger="cache miss")
+        # The blocking answers: BLOCKING (stale or missing), ASYNC_EXCEPT_ON_CACHE_MISS (missing), FORCE_BLOCKING.
+        run = start(detached=False)
+        fresh: CacheEntry = await self.runs.wait(run)
+        trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
+        return self._fresh(fresh, env, key, trigger)
+
+    async def stream(
+        self,
+        env: EnvironmentInfo,
+        query: query_pb2.QueryNode | None,
+        refresh: Refresh,
+        *,
+        client_query_id: str = "",
+    ) -> AsyncIterator[Computed | Run]:
+        """A run's status snapshots while it computes, then the answer; a fresh cached answer at once."""
+        if refresh == Refresh.FORCE_CACHE:
+            # Never computes: the cached answer, or nothing (a cache miss).
+            answer = await self.result(env, query, refresh, client_query_id=client_query_id)
+            if answer is not None:
+                yield answer
+            return
+        trends = trends_source(query)
+        if trends is None or query is None:
+            yield Computed(error="computing this query kind is not supported yet")
+            return
+        key = await self._key(env, trends)
+        entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(key)
+        if entry is not None and not is_stale(
+            self.clock(), entry.last_refresh, entry.interval, entry.date_to
+        ):
+            yield self._cached(entry, env, key, None, "")
+            return
+        run = self._starter(env, query, trends, key, client_query_id, None, "")(detached=refresh in _ASYNC)
+        waiter = asyncio.ensure_future(self.runs.wait(run))
         try:
-            outcome = run_trends(trends, self._context(env), self._execute)
+            last = 0.0
+            while True:
+                changed = run.changed
+                yield run
+                last = time.monotonic()
+                if waiter.done():
+                    break
+                # Wake on a change (or a heartbeat), then keep at least the minimum gap.
+                change = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait(
+                        {waiter, change}, timeout=STREAM_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    change.cancel()
+                if waiter.done():
+                    break
+                gap = STREAM_MIN_GAP - (time.monotonic() - last)
+                if gap > 0:
+                    await asyncio.wait({waiter}, timeout=gap)
+            fresh: CacheEntry = waiter.result()
+            yield self._fresh(fresh, env, key, "cache miss" if entry is None else "stale")
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def status(self, env: EnvironmentInfo, run_id: str) -> Run:
+        return self.runs.get(env.id, run_id)
+
+    async def cancel(self, env: EnvironmentInfo, run_id: str, *, dequeue_only: bool = False) -> str:
+        return await self.runs.cancel(self.runs.get(env.id, run_id), dequeue_only=dequeue_only)
+
+    # ---------------------------------------------------------------------------------- runs
+
+    def _starter(
+        self,
+        env: EnvironmentInfo,
+        query: query_pb2.QueryNode,
+        trends: query_pb2.TrendsQuery,
+        key: str,
+        client_query_id: str,
+        insight_id: int | None,
+        field_prefix: str,
+    ) -> Callable[..., Run]:
+        if client_query_id:
+            try:
+                check_run_id(client_query_id)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc), field="client_query_id") from None
+
+        def start(*, detached: bool) -> Run:
+            async def compute(run: Run) -> CacheEntry:
+                return await self._compute(run, env, query, trends, key, field_prefix)
+
+            return self.runs.start(
+                client_query_id or key, env.id, key, insight_id, compute, detached=detached
+            )
+
+        return start
+
+    async def _compute(
+        self,
+        run: Run,
+        env: EnvironmentInfo,
+        query: query_pb2.QueryNode,
+        trends: query_pb2.TrendsQuery,
+        key: str,
+        field_prefix: str,
+    ) -> CacheEntry:
+        context = await self.blocking.run(self._context, env)
+
+        def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+            return self.events.query(sql, params, run_id=run.id)
+
+        try:
+            outcome = await self.blocking.run(run_trends, trends, context, execute)
         except QueryError as exc:
-            raise _invalid(exc, _source_path(query)) from None
-        except DomainError:
-            raise
+            raise _invalid(exc, f"{field_prefix}{_source_path(query)}") from None
+        except QueryCancelled:
+            raise Cancelled("the query was cancelled", reason="QUERY_CANCELLED") from None
+        entry = CacheEntry(
+            payload=results_pb2.InsightResult(trends=outcome.result).SerializeToString(),
+            has_more=outcome.has_more,
+            sql=outcome.sql,
+            date_from=outcome.date_range.date_from,
+            date_to=outcome.date_range.date_to,
+            interval=_interval(trends),
+            last_refresh=self.clock(),
+        )
+        self.cache.put(key, entry)
+        return entry
+
+    async def _progress(self, run_id: str) -> Progress | None:
+        found = await self._control.run(self.events.progress, run_id)
+        if found is None:
+            return None
+        return Progress(found.read_rows, found.total_rows_approx, found.read_bytes, found.elapsed_seconds)
+
+    async def _kill(self, run_id: str) -> bool:
+        return await self._control.run(self.events.kill, run_id)
+
+    # -------------------------------------------------------------------------------- answers
+
+    def _cached(
+        self, entry: CacheEntry, env: EnvironmentInfo, key: str, run: Run | None, trigger: str
+    ) -> Computed:
+        return self._answer(entry, env, key, is_cached=True, run=run, trigger=trigger)
+
+    def _fresh(self, entry: CacheEntry, env: EnvironmentInfo, key: str, trigger: str) -> Computed:
+        return self._answer(entry, env, key, is_cached=False, run=None, trigger=trigger)
+
+    def _answer(
+        self,
+        entry: CacheEntry,
+        env: EnvironmentInfo,
+        key: str,
+        *,
+        is_cached: bool,
+        run: Run | None,
+        trigger: str,
+    ) -> Computed:
+        result = results_pb2.InsightResult()
+        result.ParseFromString(entry.payload)
         return Computed(
-            results_pb2.InsightResult(trends=outcome.result),
-            outcome.has_more,
-            outcome.date_range,
-            self.clock(),
-            outcome.sql,
+            result=result,
+            has_more=entry.has_more,
+            date_from=entry.date_from,
+            date_to=entry.date_to,
+            last_refresh=entry.last_refresh,
+            cache_target_age=cache_target_age(entry.last_refresh, entry.interval),
+            next_allowed_client_refresh=next_allowed_client_refresh(
+                entry.last_refresh, entry.interval, entry.date_from, entry.date_to
+            ),
+            sql=entry.sql,
+            is_cached=is_cached,
+            cache_key=key,
+            timezone=env.timezone,
+            trigger=trigger,
+            status=run,
+        )
+
+    # -------------------------------------------------------------------------------- helpers
+
+    async def _key(self, env: EnvironmentInfo, trends: query_pb2.TrendsQuery) -> str:
+        filters = (
+            await self.blocking.run(self._raw_test_filters, env.id) if trends.filter_test_accounts else None
+        )
+        return cache_key(
+            trends,
+            environment_id=env.id,
+            timezone=env.timezone,
+            week_start_day=env.week_start_day,
+            test_account_filters=filters,
         )
 
     def _context(self, env: EnvironmentInfo) -> TrendsContext:
@@ -125,13 +386,16 @@ class Execution:
             earliest=lambda: self.events.earliest_timestamp(env.id),
         )
 
-    def _test_account_filters(self, environment_id: int) -> list[query_pb2.PropertyFilter]:
+    def _raw_test_filters(self, environment_id: int) -> list[Any]:
         with self.db.session() as session:
             raw = session.scalar(
                 select(Environment.test_account_filters).where(Environment.id == environment_id)
             )
+        return list(raw or [])
+
+    def _test_account_filters(self, environment_id: int) -> list[query_pb2.PropertyFilter]:
         filters = []
-        for i, item in enumerate(raw or []):
+        for i, item in enumerate(self._raw_test_filters(environment_id)):
             try:
                 filters.append(from_reference_json(item, query_pb2.PropertyFilter))
             except CodecError as exc:
@@ -140,9 +404,6 @@ class Execution:
                     reason="BAD_TEST_ACCOUNT_FILTERS",
                 ) from None
         return filters
-
-    def _execute(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return self.events.query(sql, params)
 
 
 def _invalid(exc: QueryError, prefix: str) -> InvalidArgument:

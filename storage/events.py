@@ -9,12 +9,14 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
 
 # A cluster name goes into DDL as an identifier, and identifiers cannot be bound parameters.
 _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -22,6 +24,22 @@ _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[^{}]+\}")
 # Rows per INSERT: large enough for few parts, small enough for bounded memory.
 INSERT_BATCH = 100_000
+# A run id tags an engine query through the `log_comment` setting. Besides being bound as a
+# parameter by progress() and kill(), it lands in the query's SETTINGS clause (the chDB backend of
+# clickhouse-connect formats settings into the SQL text), so only a plain token is accepted.
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# The engine's code for a query stopped by KILL QUERY (QUERY_WAS_CANCELLED).
+QUERY_WAS_CANCELLED = 394
+
+# Progress of every initial statement tagged with the run id (several statements may share one
+# tag: their rows and bytes add up, the oldest gives the elapsed time). `is_initial_query` keeps
+# the sub-queries a Distributed table sends to shards on the same node from being counted twice.
+_PROGRESS_SQL = (
+    "SELECT count(), sum(read_rows), sum(total_rows_approx), sum(read_bytes), max(elapsed)\n"
+    "FROM system.processes\n"
+    "WHERE Settings['log_comment'] = {run_id:String} AND is_initial_query"
+)
+_KILL_SQL = "KILL QUERY WHERE Settings['log_comment'] = {run_id:String} SYNC"
 
 
 class EventRow(NamedTuple):
@@ -48,6 +66,51 @@ class PersonRow(NamedTuple):
 
 EVENT_COLUMNS = EventRow._fields
 PERSON_COLUMNS = PersonRow._fields
+
+
+def check_run_id(run_id: str) -> str:
+    """The run id when it is a plain token (letters, digits, `_.:-`, at most 128); ValueError otherwise."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    return run_id
+
+
+class QueryCancelled(Exception):
+    """The engine stopped the query because it was killed (KILL QUERY: code 394,
+    QUERY_WAS_CANCELLED). `run_id` is the tag the query ran under, when it had one."""
+
+    def __init__(self, message: str, run_id: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class EngineProgress:
+    """The engine's own counters for a running query (from `system.processes`)."""
+
+    read_rows: int
+    total_rows_approx: int  # 0 while the engine does not know yet
+    read_bytes: int
+    elapsed_seconds: float
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """True when a clickhouse-connect error reports a killed query (code 394), on chDB or HTTP."""
+    if getattr(error, "code", None) == QUERY_WAS_CANCELLED:
+        return True
+    text = str(error)
+    return "QUERY_WAS_CANCELLED" in text or f"Code: {QUERY_WAS_CANCELLED}." in text
+
+
+def _kill_reported(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether a KILL QUERY result names a query that it stopped.
+
+    The result has one row per matching query, `kill_status` first ('finished' once a SYNC kill
+    is done, 'cant_cancel' when it cannot be). With no match the chDB backend returns a summary
+    row instead (read_rows, read_bytes, elapsed_ns), so rows are not simply counted.
+    """
+    column = list(names).index("kill_status") if "kill_status" in names else 0
+    return any(len(row) > column and str(row[column]) == "finished" for row in rows)
 
 
 def check_cluster_name(cluster: str) -> str:
@@ -142,6 +205,9 @@ class EventStore:
 
     One client runs one query at a time, while several clients on the same chDB path run in
     parallel, so blocking calls borrow a client from the pool for their duration.
+
+    Beside the pool, a dedicated control client (opened on first use) serves progress() and
+    kill(): they must answer while every pooled client is busy with the queries they observe.
     """
 
     def __init__(self, dsn: str, *, pool_size: int = 4, cluster: str = ""):
@@ -153,12 +219,28 @@ class EventStore:
         self._all: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._control: Any = None
+        # One client runs one statement at a time: progress and kill calls take turns on it
+        # (each is short; a SYNC kill waits only for the engine to stop the query).
+        self._control_lock = threading.Lock()
 
-    def _connect(self) -> Any:
+    def _connect(self, *, send_receive_timeout: int = 300) -> Any:
         if self.kind == "chdb":
             Path(self.target).mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(interface="chdb", path=self.target)
-        return clickhouse_connect.get_client(dsn=self.target, connect_timeout=3, send_receive_timeout=300)
+        return clickhouse_connect.get_client(
+            dsn=self.target, connect_timeout=3, send_receive_timeout=send_receive_timeout
+        )
+
+    @contextmanager
+    def _control_client(self) -> Iterator[Any]:
+        """The control client (never one of the pool's), held for one statement."""
+        with self._control_lock:
+            if self._closed:
+                raise ConnectionError("event store is closed")
+            if self._control is None:
+                self._control = self._connect(send_receive_timeout=30)
+            yield self._control
 
     @contextmanager
     def client(self) -> Iterator[Any]:
@@ -223,19 +305,63 @@ class EventStore:
         sql: str,
         parameters: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> list[tuple[Any, ...]]:
         """Runs a query (blocking) and returns its rows.
 
         Every value must be bound server-side through a `{name:Type}` placeholder; a parameter
         without one is refused rather than formatted into the SQL text.
+
+        With a `run_id` (see check_run_id) the engine query is tagged `log_comment=run_id`, so
+        progress(run_id) observes it and kill(run_id) stops it; a killed query raises
+        QueryCancelled.
         """
         params = dict(parameters or {})
         unbound = unbound_parameters(sql, params)
         if unbound:
             raise ValueError(f"parameters without a {{name:Type}} placeholder: {unbound}")
+        engine_settings = dict(settings or {})
+        if run_id is not None:
+            check_run_id(run_id)
+            tagged = engine_settings.setdefault("log_comment", run_id)
+            if tagged != run_id:
+                raise ValueError("settings['log_comment'] conflicts with run_id: pass one of them")
         with self.client() as client:
-            result = client.query(sql, parameters=params or None, settings=dict(settings or {}) or None)
+            try:
+                result = client.query(sql, parameters=params or None, settings=engine_settings or None)
+            except ClickHouseConnectError as exc:
+                if is_cancellation(exc):
+                    raise QueryCancelled(f"engine query was cancelled: {exc}", run_id) from exc
+                raise
             return [tuple(row) for row in result.result_rows]
+
+    def progress(self, run_id: str) -> EngineProgress | None:
+        """The engine's counters for the query tagged `run_id`, or None when none is running.
+
+        Several statements under one tag: rows and bytes are summed, the largest elapsed wins.
+        Reads `system.processes` on the control client (the same SQL on chDB and on a server).
+        """
+        check_run_id(run_id)
+        with self._control_client() as client:
+            rows = client.query(_PROGRESS_SQL, parameters={"run_id": run_id}).result_rows
+        if not rows or not int(rows[0][0]):
+            return None
+        _, read_rows, total_rows, read_bytes, elapsed = rows[0]
+        return EngineProgress(
+            read_rows=int(read_rows or 0),
+            total_rows_approx=int(total_rows or 0),
+            read_bytes=int(read_bytes or 0),
+            elapsed_seconds=float(elapsed or 0.0),
+        )
+
+    def kill(self, run_id: str) -> bool:
+        """Stops the queries tagged `run_id` (KILL QUERY ... SYNC on the control client): True
+        when a running query was killed, False when none was running (or it could not be
+        cancelled). The killed query's caller gets QueryCancelled."""
+        check_run_id(run_id)
+        with self._control_client() as client:
+            result = client.query(_KILL_SQL, parameters={"run_id": run_id})
+            return _kill_reported(result.column_names, result.result_rows)
 
     def earliest_timestamp(self, team_id: int) -> dt.datetime | None:
         """The environment's first event time (UTC), or None when it has no events."""
@@ -259,3 +385,7 @@ class EventStore:
             for client in self._all:
                 client.close()
             self._all.clear()
+        with self._control_lock:
+            if self._control is not None:
+                self._control.close()
+                self._control = None

@@ -9,10 +9,11 @@ from typing import Any
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from generated.insights.v1 import activity_pb2, common_pb2, insight_pb2
+from generated.insights.v1 import activity_pb2, common_pb2, insight_pb2, query_service_pb2, results_pb2
 from server import activity
 from server.execution import Computed, Refresh
 from server.insights import InsightFields, InsightView, Lookup, UserRef
+from server.runs import Run
 
 # Proto enum → the domain's insight type name.
 INSIGHT_TYPES = {
@@ -143,7 +144,7 @@ def insight(
 
 
 def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
-    """Copies a computed result (or the reason there is none) onto an insight."""
+    """Copies an answer (a result with its cache facts, a run's status, or an error) onto an insight."""
     if computed.error is not None:
         message.query_status.complete = True
         message.query_status.error = True
@@ -151,13 +152,86 @@ def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
         return
     if computed.result is not None:
         message.result.CopyFrom(computed.result)
-    message.has_more = computed.has_more
+        message.has_more = computed.has_more
     message.hogql = computed.sql
-    if computed.last_refresh is not None:
-        message.last_refresh.FromDatetime(computed.last_refresh)
-    if computed.date_range is not None:
-        message.resolved_date_range.date_from.FromDatetime(computed.date_range.date_from)
-        message.resolved_date_range.date_to.FromDatetime(computed.date_range.date_to)
+    message.is_cached = computed.is_cached
+    if computed.timezone:
+        message.timezone = computed.timezone
+    _stamp(message.last_refresh, computed.last_refresh)
+    _stamp(message.cache_target_age, computed.cache_target_age)
+    _stamp(message.next_allowed_client_refresh, computed.next_allowed_client_refresh)
+    if computed.date_from is not None and computed.date_to is not None:
+        message.resolved_date_range.date_from.FromDatetime(computed.date_from)
+        message.resolved_date_range.date_to.FromDatetime(computed.date_to)
+    if computed.status is not None:
+        message.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+
+
+def query_response(computed: Computed | None) -> query_service_pb2.QueryResponse:
+    """The QueryResponse of an answer (empty on a cache miss)."""
+    response = query_service_pb2.QueryResponse()
+    if computed is None:
+        return response
+    if computed.error is not None:
+        response.query_status.complete = True
+        response.query_status.error = True
+        response.query_status.error_message = computed.error
+        return response
+    if computed.result is not None:
+        response.result.CopyFrom(computed.result)
+    response.has_more = computed.has_more
+    response.is_cached = computed.is_cached
+    response.cache_key = computed.cache_key
+    response.timezone = computed.timezone
+    response.hogql = computed.sql
+    response.calculation_trigger = computed.trigger
+    _stamp(response.last_refresh, computed.last_refresh)
+    _stamp(response.cache_target_age, computed.cache_target_age)
+    _stamp(response.next_allowed_client_refresh, computed.next_allowed_client_refresh)
+    if computed.date_from is not None and computed.date_to is not None:
+        response.resolved_date_range.date_from.FromDatetime(computed.date_from)
+        response.resolved_date_range.date_to.FromDatetime(computed.date_to)
+    if computed.status is not None:
+        response.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+    return response
+
+
+def query_status(run: Run, *, show_progress: bool) -> results_pb2.QueryStatus:
+    """The reference's query status of a run (with its result once complete)."""
+    status = results_pb2.QueryStatus(
+        id=run.id,
+        team_id=run.team_id,
+        complete=run.complete,
+        error=run.error,
+        query_async=True,
+        task_id=run.id,
+    )
+    if run.insight_id is not None:
+        status.insight_id = run.insight_id
+    if run.error_message is not None:
+        status.error_message = run.error_message
+    _stamp(status.start_time, run.start_time)
+    _stamp(status.pickup_time, run.pickup_time)
+    _stamp(status.end_time, run.end_time)
+    _stamp(status.expiration_time, run.expiration_time)
+    if show_progress and run.progress is not None and not run.complete:
+        status.query_progress.CopyFrom(
+            results_pb2.QueryProgress(
+                bytes_read=run.progress.read_bytes,
+                rows_read=run.progress.read_rows,
+                estimated_rows_total=run.progress.total_rows,
+                time_elapsed=int(run.progress.elapsed_seconds * 1000),
+            )
+        )
+    entry = run.value
+    if run.complete and not run.error and entry is not None:
+        status.results.ParseFromString(entry.payload)
+    return status
+
+
+def _stamp(field: timestamp_pb2.Timestamp, value: dt.datetime | None) -> None:
+    if value is not None:
+        field.FromDatetime(value)
 
 
 def insights_csv(messages: list[insight_pb2.Insight]) -> str:

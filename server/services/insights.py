@@ -25,11 +25,10 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     ) -> insight_pb2.Insight:
         if basic:
             return convert.insight(view, basic=True)
-        refresh = convert.refresh(mode, default)
-        if not self._execution.computes(refresh):
-            return convert.insight(view)
         env = principal().environment(environment_id)
-        computed = await self._run(self._execution.compute, env, view.query, refresh)
+        computed = await self._execution.result(
+            env, view.query, convert.refresh(mode, default), insight_id=view.row.id
+        )
         return convert.insight(view, computed)
 
     async def ListInsights(

@@ -209,7 +209,7 @@ COMPUTING_MODES = {
 
 @pytest.mark.parametrize("mode", [m for m in cpb.RefreshMode.values() if m != cpb.REFRESH_MODE_UNSPECIFIED])
 async def test_refresh_modes_compute_only_when_they_may_block(api: Api, mode: int) -> None:
-    """With no result cache yet, the blocking modes compute and every other mode is a cache miss."""
+    """On a cache miss the blocking modes compute, the async modes start a run, force_cache answers nothing."""
     created = await api.create(name="trend", query=trends_viz())
 
     request = ipb.GetInsightRequest(environment_id=api.environment_id, id=created.id, refresh=mode)  # type: ignore[arg-type]
@@ -226,6 +226,9 @@ async def test_refresh_modes_compute_only_when_they_may_block(api: Api, mode: in
         assert len(fetched.result.trends.series[0].data) == len(fetched.result.trends.series[0].days) > 0
         assert fetched.HasField("last_refresh")
         assert item.result.trends.series
+    elif mode == cpb.REFRESH_MODE_FORCE_CACHE:
+        assert not fetched.HasField("result") and not fetched.HasField("query_status")
     else:
+        # An async mode on a cache miss starts a run and answers at once with its status.
         assert not fetched.HasField("result")
-        assert not item.HasField("result")
+        assert fetched.query_status.id and fetched.query_status.query_async

@@ -1,0 +1,224 @@
+"""Query runs: one engine computation per key, shared by every caller, with status, progress and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.errors import Cancelled, DomainError, NotFound, ResourceExhausted
+
+log = logging.getLogger("insights.runs")
+
+
+@dataclass
+class Progress:
+    """Engine counters of a running query."""
+
+    read_rows: int = 0
+    total_rows: int = 0
+    read_bytes: int = 0
+    elapsed_seconds: float = 0.0
+
+
+@dataclass
+class Run:
+    """One computation: queued, running, then complete (with a result or an error)."""
+
+    id: str
+    team_id: int
+    key: str
+    insight_id: int | None
+    start_time: dt.datetime
+    pickup_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    expiration_time: dt.datetime | None = None
+    complete: bool = False
+    error: bool = False
+    error_message: str | None = None
+    cancelled: bool = False
+    progress: Progress | None = None
+    # What the computation returned, once complete without error.
+    value: Any = None
+    # The exception a failed run raised, re-raised to callers that were waiting for it.
+    failure: BaseException | None = None
+    # Async runs outlive their callers; other runs are cancelled when no caller waits any more.
+    detached: bool = False
+    waiters: int = 0
+    task: asyncio.Task[Any] | None = None
+    # Set on every status change, so that streams wake up without polling.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def touch(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    @property
+    def running(self) -> bool:
+        return self.pickup_time is not None and not self.complete
+
+
+Compute = Callable[[Run], Awaitable[Any]]
+
+
+class Runs:
+    """The runs of this process: single flight per key, bounded concurrency, expiry of finished runs."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], dt.datetime],
+        poll_progress: Callable[[str], Awaitable[Progress | None]],
+        kill: Callable[[str], Awaitable[bool]],
+        max_running: int = 4,
+        max_queued: int = 100,
+        status_ttl: dt.timedelta = dt.timedelta(minutes=20),
+        progress_interval: float = 0.1,
+    ):
+        self._clock = clock
+        self._poll_progress = poll_progress
+        self._kill = kill
+        self._slots = asyncio.Semaphore(max_running)
+        self._max_queued = max_queued
+        self._queued = 0
+        self._ttl = status_ttl
+        self._interval = progress_interval
+        self._by_id: dict[tuple[int, str], Run] = {}
+        self._in_flight: dict[str, Run] = {}
+        self.engine_runs = 0
+
+    def in_flight(self, key: str) -> Run | None:
+        return self._in_flight.get(key)
+
+    def start(
+        self, run_id: str, team_id: int, key: str, insight_id: int | None, compute: Compute, *, detached: bool
+    ) -> Run:
+        """The run computing `key`: the one in flight, or a new one started now."""
+        self._expire()
+        current = self._in_flight.get(key)
+        if current is not None:
+            current.detached = current.detached or detached
+            if run_id != current.id:
+                # Another caller's id for the same computation reads and cancels the same run.
+                self._by_id[(team_id, run_id)] = current
+            return current
+        if self._queued >= self._max_queued:
+            raise ResourceExhausted(
+                "too many queries are waiting to run; retry shortly",
+                reason="RUN_QUEUE_FULL",
+                metadata={"max_queued": str(self._max_queued)},
+            )
+        run = Run(
+            id=run_id,
+            team_id=team_id,
+            key=key,
+            insight_id=insight_id,
+            start_time=self._clock(),
+            detached=detached,
+        )
+        self._by_id[(team_id, run_id)] = run
+        self._in_flight[key] = run
+        run.task = asyncio.get_running_loop().create_task(self._execute(run, compute), name=f"run {run_id}")
+        return run
+
+    async def wait(self, run: Run) -> Any:
+        """Waits for a run's value (raising its failure) as one of its callers.
+
+        A caller that goes away stops waiting; the run goes on while other callers wait or it is
+        detached, and is cancelled when its last caller leaves.
+        """
+        run.waiters += 1
+        try:
+            assert run.task is not None
+            await asyncio.shield(run.task)
+        except asyncio.CancelledError:
+            if run.task is not None and not run.task.done() and run.waiters == 1 and not run.detached:
+                await self.cancel(run)
+            raise
+        finally:
+            run.waiters -= 1
+        if run.failure is not None:
+            raise run.failure
+        return run.value
+
+    def get(self, team_id: int, run_id: str) -> Run:
+        self._expire()
+        run = self._by_id.get((team_id, run_id))
+        if run is None:
+            raise NotFound(
+                f"Query {run_id} not found (or expired).",
+                reason="QUERY_NOT_FOUND",
+                metadata={"query_id": run_id},
+            )
+        return run
+
+    async def cancel(self, run: Run, *, dequeue_only: bool = False) -> str:
+        """Stops a run: "already_complete", "cancelled" or "not_dequeued" (dequeue_only on a started run)."""
+        if run.complete:
+            return "already_complete"
+        if run.running:
+            if dequeue_only:
+                return "not_dequeued"
+            run.cancelled = True
+            await self._kill(run.id)
+        else:
+            run.cancelled = True
+        if run.task is not None:
+            run.task.cancel()
+            with contextlib.suppress(BaseException):
+                await run.task
+        return "cancelled"
+
+    async def _execute(self, run: Run, compute: Compute) -> Any:
+        self._queued += 1
+        queued = True
+        try:
+            async with self._slots:
+                self._queued -= 1
+                queued = False
+                run.pickup_time = self._clock()
+                run.touch()
+                poller = asyncio.get_running_loop().create_task(self._watch(run))
+                try:
+                    self.engine_runs += 1
+                    run.value = await compute(run)
+                finally:
+                    poller.cancel()
+        except asyncio.CancelledError:
+            run.error, run.error_message = True, "Query was cancelled"
+            run.failure = Cancelled("the query was cancelled", reason="QUERY_CANCELLED")
+        except DomainError as exc:
+            run.error, run.error_message, run.failure = True, exc.message, exc
+        except Exception as exc:
+            log.error("run %s failed", run.id, exc_info=exc)
+            run.error, run.error_message, run.failure = True, None, exc
+        finally:
+            if queued:
+                self._queued -= 1
+            run.complete = True
+            run.end_time = self._clock()
+            run.expiration_time = run.end_time + self._ttl
+            if self._in_flight.get(run.key) is run:
+                del self._in_flight[run.key]
+            run.touch()
+        return run.value
+
+    async def _watch(self, run: Run) -> None:
+        """Polls the engine's counters while the run computes."""
+        while True:
+            with contextlib.suppress(Exception):
+                found = await self._poll_progress(run.id)
+                if found is not None:
+                    run.progress = found
+                    run.touch()
+            await asyncio.sleep(self._interval)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for key, run in list(self._by_id.items()):
+            if run.expiration_time is not None and run.expiration_time < now:
+                del self._by_id[key]
