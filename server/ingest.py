@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -84,17 +85,34 @@ def _utf8(value: str, name: str) -> None:
         raise Rejected(f"{name} is not valid UTF-8 text") from None
 
 
+# One decoder for every event: json.loads with parse_constant builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _object_problem(text: str) -> str | None:
+    """Why a text is not a JSON object, or None when it is one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text"
+    try:
+        value = _DECODER.decode(text)
+    except ValueError as exc:
+        return f"is not valid JSON: {exc}"
+    return None if isinstance(value, dict) else "must be a JSON object"
+
+
+# Every event of a person carries the same person_properties text: check each text once.
+_person_object_problem = functools.lru_cache(maxsize=4096)(_object_problem)
+
+
 def _json_object(text: str, name: str) -> str:
     """The text itself when it is a JSON object ("{}" when empty): kept verbatim so numbers stay exact."""
     if not text or not text.strip():
         return "{}"
-    _utf8(text, name)
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        raise Rejected(f"{name} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise Rejected(f"{name} must be a JSON object")
+    problem = _person_object_problem(text) if name == "person_properties" else _object_problem(text)
+    if problem is not None:
+        raise Rejected(f"{name} {problem}")
     return text
 
 
