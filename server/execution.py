@@ -18,12 +18,13 @@ from server.principal import EnvironmentInfo
 from server.queries.codec import CodecError, from_reference_json
 from server.queries.errors import QueryError
 from server.queries.trends import INTERVAL_NAMES, TOTAL_VALUE_DISPLAYS, TrendsContext, run_trends
+from server.queries.trends import _series_label as series_label
 from server.resultcache import CacheEntry, ResultCache
 from server.runs import Progress, Run, Runs
 from server.runtime import Blocking
 from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
 from storage.db import Database
-from storage.events import EventStore, QueryCancelled, check_run_id
+from storage.events import EventStore, QueryCancelled, check_run_id, user_error
 from storage.models import Environment, utcnow
 
 
@@ -170,17 +171,17 @@ class Execution:
         if entry is not None:
             stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to)
             if refresh == Refresh.FORCE_ASYNC:
-                return self._cached(entry, env, key, start(detached=True), "refresh param")
+                return self._cached(entry, trends, env, key, start(detached=True), "refresh param")
             if not stale:
-                return self._cached(entry, env, key, self.runs.in_flight(key), "")
+                return self._cached(entry, trends, env, key, self.runs.in_flight(key), "")
             if refresh == Refresh.FORCE_CACHE:
-                return self._cached(entry, env, key, self.runs.in_flight(key), "")
+                return self._cached(entry, trends, env, key, self.runs.in_flight(key), "")
             if refresh in (Refresh.ASYNC, Refresh.ASYNC_EXCEPT_ON_CACHE_MISS):
-                return self._cached(entry, env, key, start(detached=True), "stale")
+                return self._cached(entry, trends, env, key, start(detached=True), "stale")
             if refresh == Refresh.LAZY_ASYNC:
                 lazily_stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to, lazy=True)
                 run = start(detached=True) if lazily_stale else self.runs.in_flight(key)
-                return self._cached(entry, env, key, run, "stale" if lazily_stale else "")
+                return self._cached(entry, trends, env, key, run, "stale" if lazily_stale else "")
         elif refresh == Refresh.FORCE_CACHE:
             return None
         elif refresh in _ASYNC:
@@ -190,7 +191,7 @@ class Execution:
         run = start(detached=False)
         fresh: CacheEntry = await self.runs.wait(run)
         trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
-        return self._fresh(fresh, env, key, trigger)
+        return self._fresh(fresh, trends, env, key, trigger)
 
     async def stream(
         self,
@@ -216,7 +217,7 @@ class Execution:
         if entry is not None and not is_stale(
             self.clock(), entry.last_refresh, entry.interval, entry.date_to
         ):
-            yield self._cached(entry, env, key, None, "")
+            yield self._cached(entry, trends, env, key, None, "")
             return
         run = self._starter(env, query, trends, key, client_query_id, None, "")(detached=refresh in _ASYNC)
         waiter = asyncio.ensure_future(self.runs.wait(run))
@@ -242,7 +243,7 @@ class Execution:
                 if gap > 0:
                     await asyncio.wait({waiter}, timeout=gap)
             fresh: CacheEntry = waiter.result()
-            yield self._fresh(fresh, env, key, "cache miss" if entry is None else "stale")
+            yield self._fresh(fresh, trends, env, key, "cache miss" if entry is None else "stale")
         finally:
             if not waiter.done():
                 waiter.cancel()
@@ -301,6 +302,15 @@ class Execution:
             raise _invalid(exc, f"{field_prefix}{_source_path(query)}") from None
         except QueryCancelled:
             raise Cancelled("the query was cancelled", reason="QUERY_CANCELLED") from None
+        except Exception as exc:
+            problem = user_error(exc)
+            if problem is None:
+                raise
+            # E.g. a regex filter RE2 rejects: the caller's query is at fault, and may be told so.
+            field = f"{field_prefix}{_source_path(query)}"
+            raise InvalidArgument(
+                f"{field}: the engine refused a value of the query ({problem})", field=field, reason=problem
+            ) from None
         entry = CacheEntry(
             payload=results_pb2.InsightResult(trends=outcome.result).SerializeToString(),
             has_more=outcome.has_more,
@@ -325,16 +335,25 @@ class Execution:
     # -------------------------------------------------------------------------------- answers
 
     def _cached(
-        self, entry: CacheEntry, env: EnvironmentInfo, key: str, run: Run | None, trigger: str
+        self,
+        entry: CacheEntry,
+        trends: query_pb2.TrendsQuery,
+        env: EnvironmentInfo,
+        key: str,
+        run: Run | None,
+        trigger: str,
     ) -> Computed:
-        return self._answer(entry, env, key, is_cached=True, run=run, trigger=trigger)
+        return self._answer(entry, trends, env, key, is_cached=True, run=run, trigger=trigger)
 
-    def _fresh(self, entry: CacheEntry, env: EnvironmentInfo, key: str, trigger: str) -> Computed:
-        return self._answer(entry, env, key, is_cached=False, run=None, trigger=trigger)
+    def _fresh(
+        self, entry: CacheEntry, trends: query_pb2.TrendsQuery, env: EnvironmentInfo, key: str, trigger: str
+    ) -> Computed:
+        return self._answer(entry, trends, env, key, is_cached=False, run=None, trigger=trigger)
 
     def _answer(
         self,
         entry: CacheEntry,
+        trends: query_pb2.TrendsQuery,
         env: EnvironmentInfo,
         key: str,
         *,
@@ -344,6 +363,8 @@ class Execution:
     ) -> Computed:
         result = results_pb2.InsightResult()
         result.ParseFromString(entry.payload)
+        # Names are not part of the key: the entry may hold another caller's (reference §3.2, 4).
+        _apply_names(result.trends, trends)
         return Computed(
             result=result,
             has_more=entry.has_more,
@@ -404,6 +425,31 @@ class Execution:
                     reason="BAD_TEST_ACCOUNT_FILTERS",
                 ) from None
         return filters
+
+
+def _apply_names(result: results_pb2.TrendsResult, trends: query_pb2.TrendsQuery) -> None:
+    """Puts the caller's series and formula names (custom_name) on a result computed under others."""
+    formulas = trends.trends_filter.formula_nodes
+    for line in result.series:
+        if line.HasField("action"):
+            if line.order >= len(trends.series):
+                continue
+            node = trends.series[line.order]
+            source = getattr(node, node.WhichOneof("node") or "events_node")
+            old, new = line.action.name, series_label(node)
+            keyed = line.HasField("breakdown_value") or len(line.breakdown_values) > 0
+            if not keyed:
+                line.label = new
+            elif len(trends.series) > 1 and line.label.startswith(f"{old} - "):
+                line.label = new + line.label[len(old) :]
+            line.action.name = new
+            if source.HasField("custom_name"):
+                line.action.custom_name = source.custom_name
+            else:
+                line.action.ClearField("custom_name")
+        elif line.order < len(formulas):
+            formula = formulas[line.order]
+            line.label = formula.custom_name or f"Formula ({formula.formula})"
 
 
 def _invalid(exc: QueryError, prefix: str) -> InvalidArgument:

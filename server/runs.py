@@ -192,7 +192,9 @@ class Runs:
             run.error, run.error_message = True, "Query was cancelled"
             run.failure = Cancelled("the query was cancelled", reason="QUERY_CANCELLED")
         except DomainError as exc:
-            run.error, run.error_message, run.failure = True, exc.message, exc
+            # A killed engine query surfaces here or as CancelledError above, whichever lands first.
+            message = "Query was cancelled" if isinstance(exc, Cancelled) else exc.message
+            run.error, run.error_message, run.failure = True, message, exc
         except Exception as exc:
             log.error("run %s failed", run.id, exc_info=exc)
             run.error, run.error_message, run.failure = True, None, exc

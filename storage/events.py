@@ -102,6 +102,20 @@ def is_cancellation(error: BaseException) -> bool:
     return "QUERY_WAS_CANCELLED" in text or f"Code: {QUERY_WAS_CANCELLED}." in text
 
 
+# Engine errors caused by the query's own values (a regular expression RE2 cannot compile, text that
+# cannot be parsed as asked): the caller can fix them, so they are not internal errors.
+USER_ERROR_CODES = {427: "CANNOT_COMPILE_REGEXP", 6: "CANNOT_PARSE_TEXT", 27: "CANNOT_PARSE_INPUT_ASSERTION_FAILED"}
+
+
+def user_error(error: BaseException) -> str | None:
+    """The engine's name for an error the query's values caused, or None for any other error."""
+    code = getattr(error, "code", None)
+    if code in USER_ERROR_CODES:
+        return USER_ERROR_CODES[code]
+    text = str(error)
+    return next((name for name in USER_ERROR_CODES.values() if f"({name})" in text), None)
+
+
 def _kill_reported(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
     """Whether a KILL QUERY result names a query that it stopped.
 
