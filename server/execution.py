@@ -140,10 +140,6 @@ class Execution:
 
     # ------------------------------------------------------------------------------- answering
 
-    def answers_from_memory(self, refresh: Refresh) -> bool:
-        """Whether `refresh` never computes: FORCE_CACHE answers from the cache or as a miss."""
-        return refresh == Refresh.FORCE_CACHE
-
     async def result(
         self,
         env: EnvironmentInfo,
