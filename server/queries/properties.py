@@ -30,7 +30,7 @@ _TypeValue: TypeAlias = query_pb2.PropertyFilterType.ValueType
 
 
 _NUMERIC_STRING = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}")
 
 
 def _column(source: str) -> str:
@@ -108,10 +108,20 @@ def value_text(value: Scalar) -> str:
     """
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # As the contract's canonical number text: integral floats below 1e21 as integers, -0.0 as
+        # "-0", others shortest round-trip with a bare exponent (1.5e-07 → "1.5e-7").
+        if value == 0:
+            return "-0" if math.copysign(1.0, value) < 0 else "0"
+        if value.is_integer() and abs(value) < 1e21:
+            return str(int(value))
+        text = repr(value)
+        if "e" in text:
+            mantissa, exponent = text.split("e")
+            return f"{mantissa}e{int(exponent)}"
+        return text
     return value
 
 
@@ -234,6 +244,10 @@ def filter_sql(params: Params, f: query_pb2.PropertyFilter, path: str, timezone:
 
     if not is_list:
         scalar = _scalar(f.value)
+        if scalar is None and op == _Op.PROPERTY_OPERATOR_EXACT:
+            return f"({property_text(params, f.key, source)} IS NULL)"  # contract: `= null` is IS NULL
+        if scalar is None and op == _Op.PROPERTY_OPERATOR_IS_NOT:
+            return f"({property_text(params, f.key, source)} IS NOT NULL)"
         if scalar is None:
             raise QueryError(f"operator {_op_name(op)} needs a value", value_path)
         return _scalar_sql(params, f.key, source, op, scalar, value_path, timezone)
@@ -260,6 +274,8 @@ def _combine(parts: Sequence[str], joiner: Literal["AND", "OR"]) -> str:
 
 
 def _membership_sql(params: Params, key: str, source: str, items: Sequence[Scalar], *, negated: bool) -> str:
+    if not items:
+        return "1"  # an empty list matches everything (in and not_in alike), as the reference
     texts = params.bind([value_text(item) for item in items], "Array(String)")
     found = f"ifNull(has({texts}, {property_text(params, key, source)}), 0)"
     return f"(NOT {found})" if negated else found
@@ -285,6 +301,8 @@ def _between_sql(
 def _scalar_sql(
     params: Params, key: str, source: str, op: _OpValue, value: Scalar, value_path: str, timezone: str
 ) -> str:
+    if op in _DATE_OPS and not _ISO_DATETIME_RE.fullmatch(value_text(value).strip()):
+        return "0"  # an unparsable date value matches nothing (checked before any parameter is bound)
     text = property_text(params, key, source)
     if op == _Op.PROPERTY_OPERATOR_EXACT:
         return f"ifNull({text} = {params.bind(value_text(value), 'String')}, 0)"
@@ -311,26 +329,47 @@ def _scalar_sql(
     return _date_sql(params, text, op, value_text(value), timezone)
 
 
+# The date texts is_date_* understands (contract: "ISO 8601 dates and date-times"): a date, an optional
+# time (T or space, optional seconds and fraction) and an optional offset. Other texts are unparsable.
+_ISO_DATETIME = (
+    r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"([T ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+)
+_ISO_DATETIME_RE = re.compile(_ISO_DATETIME)
+
+
+_DATE_OPS = frozenset(
+    {
+        _Op.PROPERTY_OPERATOR_IS_DATE_EXACT,
+        _Op.PROPERTY_OPERATOR_IS_DATE_BEFORE,
+        _Op.PROPERTY_OPERATOR_IS_DATE_AFTER,
+    }
+)
+
+
 def _date_sql(params: Params, text: str, op: _OpValue, value: str, timezone: str) -> str:
     tz = params.bind(timezone, "String")
-    parsed = f"parseDateTime64BestEffortOrNull({text}, 6, {tz})"
+    iso = params.bind(f"^{_ISO_DATETIME}$", "String")
+    parsed = f"if(match(trimBoth({text}), {iso}), parseDateTime64BestEffortOrNull(trimBoth({text}), 6, {tz}), NULL)"
     sign = {
         _Op.PROPERTY_OPERATOR_IS_DATE_EXACT: "=",
         _Op.PROPERTY_OPERATOR_IS_DATE_BEFORE: "<",
         _Op.PROPERTY_OPERATOR_IS_DATE_AFTER: ">",
     }[op]
-    day = _calendar_day(value)
+    day = _calendar_day(value.strip())
     if day is not None:
         return f"ifNull(toDate({parsed}, {tz}) {sign} {params.bind(day.isoformat(), 'Date')}, 0)"
-    bound = f"parseDateTime64BestEffortOrNull({params.bind(value, 'String')}, 6, {tz})"
+    bound = f"parseDateTime64BestEffortOrNull({params.bind(value.strip(), 'String')}, 6, {tz})"
     return f"ifNull({parsed} {sign} {bound}, 0)"
 
 
 def _calendar_day(value: str) -> dt.date | None:
-    if not _DATE_ONLY.fullmatch(value):
+    match = _DATE_ONLY.fullmatch(value)
+    if not match:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        return dt.date(*(int(part) for part in value.split("-")))
     except ValueError:
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,8 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
         earliest=ctx.earliest() if date_from == "all" else None,
     )
     periods: list[tuple[str, QueryDateRange]] = [("", current)]
-    if query.compare_filter.compare:
+    if query.compare_filter.compare and date_from != "all":
+        # As the reference: compare is disabled when date_from is "all".
         previous = compare_range(
             current,
             date_from=date_from,
@@ -158,12 +160,23 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
                 item.label = _item_label(labels[index], item.breakdown, len(query.series))
                 item.compare_label = compare_label
                 item.data = [v * scale for v in item.data]
+                if cumulative:
+                    # The displayed line (formulas run on it, as the reference's do).
+                    item.data = list(itertools.accumulate(item.data))
                 if item.aggregated is not None:
                     item.aggregated *= scale
             items.extend(series_items)
     formulas = _formulas(query)
     if formulas:
-        items = _apply_formulas(formulas, items, len(query.series), [p for p, _ in periods], total_value)
+        items = _apply_formulas(
+            formulas,
+            items,
+            len(query.series),
+            [p for p, _ in periods],
+            total_value,
+            cumulative,
+            bool(breakdown and breakdown.multi),
+        )
     result = results_pb2.TrendsResult(
         series=[
             _message(
@@ -173,6 +186,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
                 cumulative,
                 total_value,
                 bool(formulas),
+                bool(breakdown and breakdown.multi),
             )
             for item in items
         ]
@@ -248,7 +262,7 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
             dims.append(
                 (_breakdown_key(b.property, f"{path}.property"), _breakdown_source(b.type, f"{path}.type"))
             )
-        return tsql.Breakdown(tuple(dims))
+        return tsql.Breakdown(tuple(dims), multi=True)
     if not bf.HasField("breakdown"):
         return None
     key = _breakdown_key(bf.breakdown, "breakdownFilter.breakdown")
@@ -344,7 +358,8 @@ def _shape(
     totals = {key: sum(buckets.values()) for key, buckets in found.items()}
 
     def rank(key: tuple[str, ...]) -> tuple[int, float, tuple[str, ...]]:
-        is_null = all(v == tsql.NULL_LABEL for v in key)
+        # As the reference (`has(bv, NULL_LABEL)`): a value with any null part ranks after the rest.
+        is_null = tsql.NULL_LABEL in key
         return (1 if is_null else 0, -totals[key], key)
 
     ordered = sorted(found, key=rank)
@@ -394,18 +409,29 @@ def _apply_formulas(
     series_count: int,
     periods: list[str],
     total_value: bool,
+    cumulative: bool,
+    multi: bool,
 ) -> list[_Item]:
+    """Formula items per period, as the reference: on the displayed data (cumulative when shown so).
+
+    With a breakdown the formula runs per breakdown value and keeps its plain label; the rows of a
+    formula are sorted descending by (normal 0 / null -1 / Other -2, total, count, data, repr(value)).
+    With compare the items of a period are then ordered by count descending.
+    """
+    parsed = [
+        (index, parse_formula(text, series_count, path), custom_name or f"Formula ({text})")
+        for index, (text, custom_name, path) in enumerate(formulas)
+    ]
     out: list[_Item] = []
-    for index, (text, custom_name, path) in enumerate(formulas):
-        formula = parse_formula(text, series_count, path)
-        label = custom_name or f"Formula ({text})"
-        for period in periods:
-            in_period = [i for i in items if i.compare_label == period]
-            keys: list[tuple[str, ...] | None] = []
-            for item in in_period:
-                if item.breakdown not in keys:
-                    keys.append(item.breakdown)
-            width = next((len(i.data) for i in in_period if not total_value), 0)
+    for period in periods:
+        in_period = [i for i in items if i.compare_label == period]
+        keys: list[tuple[str, ...] | None] = []
+        for item in in_period:
+            if item.breakdown not in keys:
+                keys.append(item.breakdown)
+        width = next((len(i.data) for i in in_period if not total_value), 0)
+        period_items: list[_Item] = []
+        for index, formula, label in parsed:
             results = []
             for key in keys:
                 by_series = {i.series: i for i in in_period if i.breakdown == key}
@@ -414,46 +440,49 @@ def _apply_formulas(
                         [by_series[s].aggregated or 0.0] if s in by_series else [0.0]
                         for s in range(series_count)
                     ]
-                    value = formula.evaluate(columns)
-                    results.append(
-                        _Item(
-                            index,
-                            label if key is None else f"{label} - {'::'.join(key)}",
-                            key,
-                            [],
-                            sum(value),
-                            period,
-                        )
-                    )
+                    results.append(_Item(index, label, key, [], sum(formula.evaluate(columns)), period))
                 else:
                     columns = [
                         by_series[s].data if s in by_series else [0.0] * width for s in range(series_count)
                     ]
-                    results.append(
-                        _Item(
-                            index,
-                            label if key is None else f"{label} - {'::'.join(key)}",
-                            key,
-                            formula.evaluate(columns),
-                            None,
-                            period,
-                        )
-                    )
+                    results.append(_Item(index, label, key, formula.evaluate(columns), None, period))
             if any(k is not None for k in keys):
-                results.sort(
-                    key=lambda r: (_bucket_rank(r.breakdown), r.aggregated if total_value else sum(r.data)),
-                    reverse=True,
-                )
-            out.extend(results)
+                results.sort(key=lambda r: _formula_rank(r, total_value, cumulative, multi), reverse=True)
+            period_items.extend(results)
+        if period:
+            period_items.sort(key=lambda r: -_count(r.data, total_value, cumulative))
+        out.extend(period_items)
     return out
+
+
+def _count(data: list[float], total_value: bool, cumulative: bool) -> float:
+    """The `count` of a result line: 0 for totals, the last value when cumulative, else the sum."""
+    if total_value:
+        return 0.0
+    if cumulative:
+        return data[-1] if data else 0.0
+    return float(sum(data))
+
+
+def _formula_rank(item: _Item, total_value: bool, cumulative: bool, multi: bool) -> tuple[Any, ...]:
+    key = item.breakdown or ()
+    value: Any = key if multi else key[0]
+    total = (item.aggregated or 0.0) if total_value else sum(item.data)
+    return (
+        _bucket_rank(item.breakdown),
+        total,
+        _count(item.data, total_value, cumulative),
+        item.data,
+        repr(value),
+    )
 
 
 def _bucket_rank(key: tuple[str, ...] | None) -> int:
     if key is None:
         return 0
-    if all(v == tsql.OTHER_LABEL for v in key):
+    if tsql.OTHER_LABEL in key:
         return -2
-    if all(v == tsql.NULL_LABEL for v in key):
+    if tsql.NULL_LABEL in key:
         return -1
     return 0
 
@@ -465,13 +494,9 @@ def _message(
     cumulative: bool,
     total_value: bool,
     is_formula: bool,
+    multi: bool,
 ) -> results_pb2.TrendsSeries:
-    data = list(item.data)
-    if cumulative and not total_value:
-        running = 0.0
-        for i, value in enumerate(data):
-            running += value
-            data[i] = running
+    data = list(item.data)  # already cumulative for the cumulative display
     message = results_pb2.TrendsSeries(label=item.label, order=item.series)
     if total_value:
         message.aggregated_value = item.aggregated or 0.0
@@ -481,9 +506,9 @@ def _message(
         message.labels.extend(
             [f"day {i}" for i in range(len(data))] if item.compare_label else dates.labels()
         )
-        message.count = data[-1] if cumulative and data else float(sum(data))
+        message.count = _count(data, total_value, cumulative)
     if item.breakdown is not None:
-        if len(item.breakdown) == 1:
+        if not multi:
             message.breakdown_value.string_value = item.breakdown[0]
         else:
             message.breakdown_values.extend(item.breakdown)

@@ -80,6 +80,8 @@ class Breakdown:
     """What a series is split by: (key, source) per dimension; source is "event" or "person"."""
 
     dimensions: tuple[tuple[str, str], ...]
+    # Given as the `breakdowns` list (values are lists, even of one), not the single `breakdown`.
+    multi: bool = False
 
 
 @dataclass
@@ -272,9 +274,19 @@ def _active_statement(
     )
     grid_param = params.bind(grid_keys(dates), "Array(String)")
     key = "formatDateTime(d, '%Y-%m-%d')" if unit in _DATE_KEYED else "toString(toUnixTimestamp(d))"
+    if unit in ("minute", "hour"):
+        # The window is L calendar days (wall clock, as `d - INTERVAL L DAY` in the time zone), so a
+        # DST change inside it makes it an hour longer or shorter: take a step more, then keep the
+        # bucket starts d with d - L days < t.
+        candidates = (
+            f"arrayFilter(x -> toTimeZone(x - toIntervalDay({days_param}), {tz}) < t, "
+            f"arrayMap(i -> toTimeZone(t + {_STEP[unit]}(i), {tz}), range({steps} + 2)))"
+        )
+    else:
+        candidates = f"arrayMap(i -> t + {_STEP[unit]}(i), range({steps}))"
     return (
         f"SELECT {key} AS b, bv, toFloat64(uniqExact(person_id)) AS v "
-        f"FROM ({inner}) ARRAY JOIN arrayMap(i -> t + {_STEP[unit]}(i), range({steps})) AS d "
+        f"FROM ({inner}) ARRAY JOIN {candidates} AS d "
         f"WHERE has({grid_param}, b) GROUP BY b, bv"
     )
 
@@ -360,6 +372,9 @@ def _and(parts: list[str]) -> str:
 
 
 def _or(parts: list[str]) -> str:
-    if not parts or any(p == "1" for p in parts):
+    # Every part stays in the text, even next to a "1": each parameter bound must be used.
+    if not parts:
         return "1"
+    if len(parts) == 1:
+        return parts[0]
     return " OR ".join(f"({p})" for p in parts)

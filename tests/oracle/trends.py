@@ -377,6 +377,9 @@ def _compile_operator(op: str, value: Any, tz: ZoneInfo) -> TextPred:
         # in/not_in included (reference: a zero-length list is `true`).
         if not value:
             return _true
+        if any(v is None or isinstance(v, dict | list | tuple) for v in value):
+            # Contract: a list value holds strings, numbers or booleans (null items are invalid).
+            raise InvalidArgument(f"a list value holds strings, numbers or booleans, not {value!r}")
         if op == "exact":
             op = "in"
         elif op == "is_not":
@@ -429,8 +432,9 @@ def compile_properties(props: Any, tz: ZoneInfo) -> Pred:
         raise InvalidArgument(f"unsupported property filter type {ftype!r}")
     key = props.get("key")
     if key is None or key == "":
-        # DECISION: a filter without a key is malformed and ignored (reference: becomes `true`).
-        return _true
+        # Contract ("Property filters"): a filter without a key is INVALID_ARGUMENT (the reference
+        # ignores it; we name the field instead).
+        raise InvalidArgument("a property filter needs a key")
     key = str(key)
     op = props.get("operator") or "exact"
     if op not in _OPERATORS:
@@ -456,9 +460,9 @@ def _local_naive(instant: datetime, tz: ZoneInfo) -> datetime:
 
 
 _REL_RE = re.compile(r"-?(?P<n>\d+)?(?P<unit>[a-zA-Z])(?P<pos>Start|End)?")
-# DECISION: unit letters are case-sensitive and only the reference table's: h d w m M s q y
-# (M = minutes). Other letters (H, D, W, Q, Y, ...) are INVALID_ARGUMENT.
-_REL_UNITS = frozenset("hdwmMsqy")
+# The reference table's units h d w m M s q y (M = minutes); the reference regex also accepts the
+# upper-case H D W Q Y (and S), which mean the same as the lower-case ones (contract: "Date range").
+_REL_UNITS = frozenset("hdwmMsqyHDWQYS")
 
 
 def _relative_delta(unit: str, n: int) -> relativedelta:
@@ -490,20 +494,13 @@ def _parse_relative(text: str) -> tuple[str, int, str | None] | None:
     m = _REL_RE.fullmatch(text.strip())
     if not m or m["unit"] not in _REL_UNITS:
         return None
-    return m["unit"], int(m["n"] or 0), m["pos"]
+    unit = m["unit"] if m["unit"] == "M" else m["unit"].lower()
+    return unit, int(m["n"] or 0), m["pos"]
 
 
-def _parse_date(text: str, tz: ZoneInfo, now: datetime, always_truncate: bool) -> _Parsed:
-    absolute = _parse_iso(text, tz)
-    if absolute is not None:
-        return _Parsed(absolute[0], None, 0)
-    rel = _parse_relative(text)
-    if rel is None:
-        raise InvalidArgument(f"unparsable date {text!r}")
-    unit, n, pos = rel
-    # DECISION: relative arithmetic is wall-clock arithmetic in the environment time zone
-    # (so -24h across a DST change is 24 wall-clock hours, as with an aware zoneinfo datetime).
-    value = now - _relative_delta(unit, n)
+def _apply_relative(base: datetime, unit: str, n: int, pos: str | None) -> datetime:
+    """``base`` (naive local wall clock) minus the delta, with the table's Start/End fields set."""
+    value = base - _relative_delta(unit, n)
     # Start/End only where the reference table defines them; elsewhere they are ignored.
     if unit == "h" and pos == "Start":
         value = value.replace(minute=0, second=0, microsecond=0)
@@ -520,6 +517,20 @@ def _parse_date(text: str, tz: ZoneInfo, now: datetime, always_truncate: bool) -
         value = value.replace(day=min(31, calendar.monthrange(value.year, value.month)[1]))
     elif unit == "y" and pos == "Start":
         value = value.replace(month=1, day=1)
+    return value
+
+
+def _parse_date(text: str, tz: ZoneInfo, now: datetime, always_truncate: bool) -> _Parsed:
+    absolute = _parse_iso(text, tz)
+    if absolute is not None:
+        return _Parsed(absolute[0], None, 0)
+    rel = _parse_relative(text)
+    if rel is None:
+        raise InvalidArgument(f"unparsable date {text!r}")
+    unit, n, pos = rel
+    # DECISION: relative arithmetic is wall-clock arithmetic in the environment time zone
+    # (so -24h across a DST change is 24 wall-clock hours, as with an aware zoneinfo datetime).
+    value = _apply_relative(now, unit, n, pos)
     if always_truncate:
         if unit == "h":
             value = value.replace(minute=0, second=0, microsecond=0)
@@ -584,7 +595,7 @@ def _grid(
             d = _week_start(d, week_start_day)
         elif interval == "month":
             d = d.replace(day=1)
-        # DECISION: date_from after date_to gives no buckets (data []), not an error.
+        # (date_from after date_to is rejected before; a previous period gets its count by moving date_to.)
         while datetime.combine(d, time()) <= to_naive:
             keys.append(d)
             check()
@@ -666,11 +677,15 @@ def _range_inputs(
         interval = "day"
     exact = display == "BoldNumber"
     explicit = bool(dr.get("explicitDate"))
-    raw_from = dr.get("date_from") or "-7d"
+    raw_from = dr.get("date_from") or None
     from_is_all = raw_from == "all"
     if from_is_all:
         # DECISION: "all" behaves as an absolute date_from (truncated like one).
         parsed_from = _Parsed(env.first_event, None, 0)
+    elif raw_from is None:
+        # Reference §2.2: a missing date_from is today 00:00 - 7 days, for every display (BoldNumber's
+        # exact range applies to a given relative date_from only); it counts as "-7d" for the kludge.
+        parsed_from = _Parsed(datetime.combine(env.now.date() - timedelta(days=7), time()), "d", 7)
     else:
         parsed_from = _parse_date(
             raw_from, env.tz, env.now, always_truncate=not (interval == "minute" or exact)
@@ -693,6 +708,13 @@ def _range_inputs(
             to_naive = to_naive.replace(minute=59, second=59, microsecond=999999)
         elif interval == "minute" and to_relative:
             to_naive = to_naive.replace(second=59, microsecond=999999)
+    from_naive = parsed_from.value
+    if from_is_all and _to_utc(from_naive, env.tz) > _to_utc(to_naive, env.tz):
+        # The first event lies after the range's end: a range of one instant (one bucket).
+        from_naive = to_naive
+    if _to_utc(from_naive, env.tz) > _to_utc(to_naive, env.tz):
+        # Contract ("Date range"): date_from after date_to is INVALID_ARGUMENT.
+        raise InvalidArgument(f"date_from {from_naive} is after date_to {to_naive}")
     from_relative = parsed_from.unit is not None
     use_start = not (
         exact
@@ -702,7 +724,7 @@ def _range_inputs(
     )
     return _RangeInputs(
         interval=interval,
-        from_naive=parsed_from.value,
+        from_naive=from_naive,
         to_naive=to_naive,
         from_unit=parsed_from.unit,
         from_n=parsed_from.n,
@@ -734,24 +756,44 @@ def _build_range(inputs: _RangeInputs, from_naive: datetime, to_naive: datetime,
 
 
 def _previous_bounds(inputs: _RangeInputs, compare_to: str | None, env: _Env) -> tuple[datetime, datetime]:
+    """The previous period's (date_from, date_to), naive local, with as many buckets as the current one."""
+    prev_from, prev_to = _shifted_bounds(inputs, compare_to, env)
+    return prev_from, _with_bucket_count(inputs, prev_from, prev_to, env)
+
+
+def _shifted_bounds(inputs: _RangeInputs, compare_to: str | None, env: _Env) -> tuple[datetime, datetime]:
     f, t = inputs.from_naive, inputs.to_naive
+    tz = env.tz
     if compare_to:
         rel = _parse_relative(compare_to)
         if rel is None:
-            # DECISION: compare_to must be a relative string; Start/End on it are ignored.
+            # DECISION: compare_to must be a relative string.
             raise InvalidArgument(f"compare_to must be relative, got {compare_to!r}")
-        delta = _relative_delta(rel[0], rel[1])
-        return f - delta, t - delta
+        # Contract ("Compare"): both bounds shifted as a relative date_from would be, Start/End included.
+        return _apply_relative(f, *rel), _apply_relative(t, *rel)
+    start, end = _to_utc(f, tz), _to_utc(t, tz)
+    if inputs.interval == "minute" or (inputs.interval == "hour" and end - start < timedelta(days=1)):
+        # Contract ("Compare"): a minute range, or an hour range shorter than a day, compares with
+        # the immediately preceding span of elapsed time; when that span starts in the same bucket
+        # as the current one, it starts one interval earlier; hour: from the start of its hour.
+        elapsed = end - start
+        step = timedelta(minutes=1) if inputs.interval == "minute" else timedelta(hours=1)
+
+        def bucket(instant: datetime) -> datetime:
+            return _bucket_key(instant, inputs.interval, tz, env.week_start_day)  # type: ignore[no-any-return]
+
+        prev = start - elapsed
+        if bucket(prev) >= bucket(start):
+            prev = start - step
+        if inputs.interval == "hour":
+            prev = bucket(prev)
+        return _local_naive(prev, tz), _local_naive(prev + elapsed, tz)
     diff = t - f
-    prev_from = f - diff
-    if inputs.interval == "minute":
-        # DECISION: the reference aligns only day/week/month/hour; minute keeps the plain
-        # previous period [date_from - diff, date_from].
-        return prev_from, f
-    # day/week/month/hour: keep the clock times of the current bounds. DECISION: read literally for
-    # hour too, so an hour range shorter than a day (e.g. -6h) gets a previous period equal to the
-    # current one (as PostHog's code does).
-    prev_from = datetime.combine(prev_from.date(), f.time())
+    # day/week/month (and hour over a day or more): keep the clock times of the current bounds.
+    prev_from = datetime.combine((f - diff).date(), f.time())
+    if prev_from >= f:
+        # An explicit range shorter than a day: the previous period is the day before.
+        prev_from -= timedelta(days=1)
     if (
         inputs.interval == "day"
         and inputs.from_unit == "d"
@@ -760,12 +802,32 @@ def _previous_bounds(inputs: _RangeInputs, compare_to: str | None, env: _Env) ->
         and not inputs.to_given
     ):
         # The week-over-week kludge. DECISION: applied before prev_to is derived, so the previous
-        # period is shifted by a day as a whole and has as many buckets as the current one
-        # (-7d: previous = days -14..-7, overlapping the current period's first day). It also
-        # applies to BoldNumber (interval forced to day), read literally.
+        # period is shifted by a day as a whole (-7d: previous = days -14..-7, overlapping the
+        # current period's first day). It also applies to BoldNumber (interval forced to day).
         prev_from += timedelta(days=1)
-    prev_to = datetime.combine((prev_from + diff).date(), t.time())
-    return prev_from, prev_to
+    return prev_from, prev_from + diff
+
+
+def _with_bucket_count(inputs: _RangeInputs, prev_from: datetime, prev_to: datetime, env: _Env) -> datetime:
+    """Contract ("Compare"): the previous period has the current period's bucket count; when the
+    shifted period would have another count, its date_to moves to the end of bucket number
+    ``count`` (the instant before bucket ``count + 1`` starts)."""
+    tz, wsd, interval = env.tz, env.week_start_day, inputs.interval
+    count = len(_grid(interval, inputs.from_naive, inputs.to_naive, tz, wsd)[0])
+    in_order = _to_utc(prev_from, tz) <= _to_utc(prev_to, tz)
+    if in_order and len(_grid(interval, prev_from, prev_to, tz, wsd)[0]) == count:
+        return prev_to
+    far = {
+        "minute": timedelta(minutes=count + 3),
+        "hour": timedelta(hours=count + 3),
+        "day": timedelta(days=count + 2),
+        "week": timedelta(weeks=count + 2),
+    }.get(interval, relativedelta(months=count + 2))
+    keys = _grid(interval, prev_from, prev_from + far, tz, wsd)[0]
+    start = keys[count]
+    if isinstance(start, datetime):  # hour/minute keys are UTC instants
+        return _local_naive(start - timedelta(microseconds=1), tz)
+    return _local_naive(_to_utc(datetime.combine(start, time()), tz) - timedelta(microseconds=1), tz)
 
 
 def resolve_date_range(
@@ -989,7 +1051,8 @@ class _Values:
     @property
     def rank_total(self) -> float:
         # DECISION: breakdown ranking uses the non-cumulative per-bucket sum (aggregated value for
-        # total-value displays), also for non-additive maths (sum of the bucket values).
+        # total-value displays), also for non-additive maths (sum of the bucket values); for
+        # cumulative dau the per-bucket values are the new actors (see _Period.evaluate).
         return self.aggregated if self.aggregated is not None else math.fsum(self.raw)
 
 
@@ -1044,6 +1107,10 @@ class _Period:
             increments = [0.0] * len(per_bucket)
             for i in first.values():
                 increments[i] += 1
+            # Contract ("Breakdowns"): the ranking total is the sum of the values before the running
+            # sum; for cumulative dau those are the new actors per bucket (the reference's inner query),
+            # so the total is the number of distinct actors in the range.
+            raw = increments
         else:
             increments = raw
         shown, running = [], 0.0

@@ -250,12 +250,12 @@ def python_match(text: str | None, op: str, value: Any) -> bool:
         if x is None:
             return False
         return low <= x <= high if op == "between" else x < low or x > high
+    if isinstance(value, list) and not value:
+        return True  # an empty list matches everything, in and not_in included
     if op == "in":
         return text in [vtext(item) for item in value]
     if op == "not_in":
         return text not in [vtext(item) for item in value]
-    if isinstance(value, list) and not value:
-        return True  # an empty list with another operator matches everything
     if op == "exact" and isinstance(value, list):
         return text in [vtext(item) for item in value]
     if op == "is_not" and isinstance(value, list):
@@ -595,7 +595,7 @@ def test_flat_list_and_empty_forms(ch: tuple[Any, str]) -> None:
         (make_filter("k", "not_between", 3), "series[0].properties[2].value", "two numbers"),
         (make_filter("k", "in", "abc"), "series[0].properties[2].value", "list"),
         (make_filter("k", "not_in", 5), "series[0].properties[2].value", "list"),
-        (make_filter("k", "exact", None), "series[0].properties[2].value", "needs a value"),
+        (make_filter("k", "icontains", None), "series[0].properties[2].value", "needs a value"),
         (make_filter("k", "regex", "(a"), "series[0].properties[2].value", "regex"),
         (make_filter("k", "regex", "(?=a)"), "series[0].properties[2].value", "look-around"),
         (make_filter("k", "not_regex", "(a)\\1"), "series[0].properties[2].value", "backreference"),

@@ -1,0 +1,150 @@
+"""Runs a reference-JSON TrendsQuery through the SQL engine on embedded chDB, in the oracle's shape.
+
+Each run gets a fresh environment id (from a counter far above the integration tests' ids), so no
+cleanup is needed and the runs never see each other's events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.codec import from_reference_json
+from server.queries.trends import TrendsContext, TrendsOutcome, run_trends
+from storage.events import EventRow, EventStore
+from tests.oracle import Event
+
+_team_ids = itertools.count(10_000_000)
+_NS = uuid.UUID("7d4c1e0a-2f8b-4a51-9a3c-5b0e6f1d2c3b")
+
+
+_last: list[int] = []
+
+
+def next_team_id() -> int:
+    team_id = next(_team_ids)
+    _last[:] = [team_id]
+    return team_id
+
+
+def last_team_id() -> int:
+    """The environment of the latest run that inserted its own events."""
+    return _last[0]
+
+
+def person_uuid(person: str) -> uuid.UUID:
+    return uuid.uuid5(_NS, person)
+
+
+def event_rows(team_id: int, events: Sequence[Event]) -> list[EventRow]:
+    return [
+        EventRow(
+            team_id=team_id,
+            uuid=uuid.UUID(e.uuid),
+            event=e.event,
+            distinct_id=e.distinct_id,
+            person_id=person_uuid(e.person_id),
+            timestamp=e.timestamp.astimezone(dt.UTC),
+            properties=json.dumps(e.properties),
+            person_properties=json.dumps(e.person_properties),
+        )
+        for e in events
+    ]
+
+
+@dataclass
+class EngineRun:
+    results: list[dict[str, Any]]
+    has_more: bool
+    outcome: TrendsOutcome
+
+
+def run_engine(
+    store: EventStore,
+    events: Sequence[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    week_start_day: int,
+    now: dt.datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+    team_id: int | None = None,
+) -> EngineRun:
+    """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
+    if team_id is None:
+        team_id = next_team_id()
+        if events:
+            store.insert_events(event_rows(team_id, events))
+    proto = from_reference_json(query, query_pb2.TrendsQuery)
+    ctx = TrendsContext(
+        team_id=team_id,
+        timezone=timezone,
+        week_start_day=week_start_day,
+        now=now,
+        test_account_filters=[
+            from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
+        ],
+        earliest=lambda: store.earliest_timestamp(team_id),
+    )
+    outcome = run_trends(proto, ctx, execute=store.query)
+    return EngineRun(as_json(outcome.result), outcome.has_more, outcome)
+
+
+def as_json(result: results_pb2.TrendsResult) -> list[dict[str, Any]]:
+    """Engine items in the oracle's item shape (the keys the oracle produces, nothing else)."""
+    out = []
+    for s in result.series:
+        item: dict[str, Any] = {
+            "data": list(s.data),
+            "days": list(s.days),
+            "labels": list(s.labels),
+            "count": s.count,
+            "label": s.label,
+            "order": s.order,
+        }
+        if s.breakdown_values:
+            item["breakdown_value"] = list(s.breakdown_values)
+        elif s.HasField("breakdown_value"):
+            kind = s.breakdown_value.WhichOneof("kind")
+            item["breakdown_value"] = getattr(s.breakdown_value, kind) if kind else None
+        if s.compare:
+            item["compare"] = True
+            item["compare_label"] = s.compare_label
+        if s.HasField("aggregated_value"):
+            item["aggregated_value"] = s.aggregated_value
+        out.append(item)
+    return out
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
+    """What differs between the oracle's items and the engine's, as readable lines (empty: equal)."""
+    problems: list[str] = []
+    if len(expected) != len(actual):
+        problems.append(
+            f"item count: oracle {len(expected)} engine {len(actual)}\n"
+            f"  oracle labels {[i['label'] for i in expected]}\n  engine labels {[i['label'] for i in actual]}"
+        )
+    for n, (want, got) in enumerate(zip(expected, actual, strict=False)):
+        keys = set(want) | set(got)
+        for key in sorted(keys):
+            a, b = want.get(key, "<missing>"), got.get(key, "<missing>")
+            if key in ("data",) and isinstance(a, list) and isinstance(b, list):
+                same = len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+            elif key in ("count", "aggregated_value") and isinstance(a, float) and isinstance(b, float):
+                same = _close(a, b)
+            else:
+                same = a == b
+            if not same:
+                problems.append(f"item {n} ({want.get('label')!r}) {key}: oracle {a!r} engine {b!r}")
+    return problems
