@@ -67,8 +67,11 @@ class CoalescingInterceptor(CallInterceptor):
         max_waiters: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         volatile_fields: Iterable[str] = VOLATILE_FIELDS,
+        cheap: Callable[[str, Any], bool] = lambda method, request: False,
     ):
         self._policies = {m: p for m, p in policies.items() if p.coalescable}
+        # Calls that only read what is already computed (a cache read) cost less than joining.
+        self._cheap = cheap
         self._max_keys = max_keys
         self._max_waiters = max_waiters
         self._clock = clock
@@ -97,8 +100,9 @@ class CoalescingInterceptor(CallInterceptor):
     ) -> Any:
         policy = self._policies.get(method)
         principal = current_principal.get()
-        if policy is None or principal is None:
-            # Not coalescable, or nobody authenticated to check (the servicer decides alone).
+        if policy is None or principal is None or self._cheap(method, request):
+            # Not coalescable, nobody authenticated to check (the servicer decides alone), or a
+            # call that never computes.
             return await call()
         environment = ""
         if _has_field(request, "environment_id"):

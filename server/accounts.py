@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 import zoneinfo
@@ -121,7 +122,13 @@ def verify_api_key(db: Database, raw_key: str) -> Principal:
         ).scalars()
         allowed = set(key.scoped_environments) if key.scoped_environments else None
         environments = {
-            env.id: EnvironmentInfo(env.id, env.organization_id, env.timezone, env.week_start_day)
+            env.id: EnvironmentInfo(
+                env.id,
+                env.organization_id,
+                env.timezone,
+                env.week_start_day,
+                json.dumps(env.test_account_filters or [], sort_keys=True),
+            )
             for env in rows
             if allowed is None or env.id in allowed
         }

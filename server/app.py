@@ -33,6 +33,7 @@ from server.principal import Principal
 from server.readcache import ReadCache
 from server.resultcache import MemoryResultCache
 from server.runtime import Blocking
+from server.services import convert
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
@@ -83,7 +84,7 @@ class App:
     async def start(self) -> int:
         """Binds the listen address, starts serving and returns the bound port."""
         # Kept on the app so that tests and benchmarks can read its counters.
-        self.coalescing = CoalescingInterceptor(method_policies(SERVICES))
+        self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=convert.reads_cache_only)
         server = grpc.aio.server(
             interceptors=[
                 LoggingInterceptor(),

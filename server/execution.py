@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import functools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import select
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Cancelled, FailedPrecondition, InvalidArgument
@@ -25,7 +25,7 @@ from server.runtime import Blocking
 from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
 from storage.db import Database
 from storage.events import EventStore, QueryCancelled, check_run_id, user_error
-from storage.models import Environment, utcnow
+from storage.models import utcnow
 
 
 class Refresh(enum.Enum):
@@ -382,15 +382,10 @@ class Execution:
     # -------------------------------------------------------------------------------- helpers
 
     async def _key(self, env: EnvironmentInfo, trends: query_pb2.TrendsQuery) -> str:
-        filters = (
-            await self.blocking.run(self._raw_test_filters, env.id) if trends.filter_test_accounts else None
-        )
-        return cache_key(
-            trends,
-            environment_id=env.id,
-            timezone=env.timezone,
-            week_start_day=env.week_start_day,
-            test_account_filters=filters,
+        # The environment's test-account filters belong in the key only when the query applies them.
+        filters = env.test_account_filters if trends.filter_test_accounts else ""
+        return _memo_key(
+            env.id, env.timezone, env.week_start_day, filters, trends.SerializeToString(deterministic=True)
         )
 
     def _context(self, env: EnvironmentInfo) -> TrendsContext:
@@ -399,20 +394,13 @@ class Execution:
             timezone=env.timezone,
             week_start_day=env.week_start_day,
             now=self.clock(),
-            test_account_filters=self._test_account_filters(env.id),
+            test_account_filters=self._test_account_filters(env),
             earliest=lambda: self.events.earliest_timestamp(env.id),
         )
 
-    def _raw_test_filters(self, environment_id: int) -> list[Any]:
-        with self.db.session() as session:
-            raw = session.scalar(
-                select(Environment.test_account_filters).where(Environment.id == environment_id)
-            )
-        return list(raw or [])
-
-    def _test_account_filters(self, environment_id: int) -> list[query_pb2.PropertyFilter]:
+    def _test_account_filters(self, env: EnvironmentInfo) -> list[query_pb2.PropertyFilter]:
         filters = []
-        for i, item in enumerate(self._raw_test_filters(environment_id)):
+        for i, item in enumerate(json.loads(env.test_account_filters)):
             try:
                 filters.append(from_reference_json(item, query_pb2.PropertyFilter))
             except CodecError as exc:
@@ -446,6 +434,22 @@ def _apply_names(result: results_pb2.TrendsResult, trends: query_pb2.TrendsQuery
         elif line.order < len(formulas):
             formula = formulas[line.order]
             line.label = formula.custom_name or f"Formula ({formula.formula})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _memo_key(
+    environment_id: int, timezone: str, week_start_day: int, test_filters: str, query: bytes
+) -> str:
+    """The cache key of a query given as bytes: hot reads of the same insight skip normalising it."""
+    trends = query_pb2.TrendsQuery()
+    trends.ParseFromString(query)
+    return cache_key(
+        trends,
+        environment_id=environment_id,
+        timezone=timezone,
+        week_start_day=week_start_day,
+        test_account_filters=json.loads(test_filters) if test_filters else None,
+    )
 
 
 def _invalid(exc: QueryError, prefix: str) -> InvalidArgument:

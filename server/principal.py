@@ -15,6 +15,9 @@ class EnvironmentInfo:
     organization_id: int
     timezone: str
     week_start_day: int
+    # The environment's test-account filters as canonical JSON text (reference JSON property filters);
+    # carried here so that hot paths never read them from the database.
+    test_account_filters: str = "[]"
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,23 @@ def user(ref: UserRef | None) -> common_pb2.UserBasic | None:
     )
 
 
+# The refresh mode of a call that names none, per method (the reference's endpoint defaults).
+DEFAULT_REFRESH: dict[str, Refresh] = {
+    "/insights.v1.InsightsService/GetInsight": Refresh.FORCE_CACHE,
+    "/insights.v1.InsightsService/ListInsights": Refresh.FORCE_CACHE,
+    "/insights.v1.QueryService/RunQuery": Refresh.BLOCKING,
+    "/insights.v1.QueryService/StreamQuery": Refresh.BLOCKING,
+}
+
+
+def reads_cache_only(method: str, request: Any) -> bool:
+    """Whether a call only reads the result cache (FORCE_CACHE): such calls never compute."""
+    default = DEFAULT_REFRESH.get(method)
+    if default is None or not hasattr(request, "refresh"):
+        return False
+    return refresh(request.refresh, default) == Refresh.FORCE_CACHE
+
+
 def refresh(mode: int, default: Refresh) -> Refresh:
     """The domain's refresh mode of a request's enum value (unspecified: the endpoint default)."""
     return REFRESH_MODES.get(mode, default)
