@@ -527,7 +527,11 @@ def set_up_environment(db: Database, user_id: int, environment_id: int) -> int:
             raise ValueError(f"environment {environment_id} does not exist")
         env.test_account_filters = list(TEST_ACCOUNT_FILTERS)
         info = EnvironmentInfo(
-            env.id, env.organization_id, env.timezone, env.week_start_day, json.dumps(env.test_account_filters or [])
+            env.id,
+            env.organization_id,
+            env.timezone,
+            env.week_start_day,
+            json.dumps(env.test_account_filters or []),
         )
         existing = session.scalar(
             select(func.count()).select_from(Insight).where(Insight.environment_id == environment_id)

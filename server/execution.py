@@ -17,8 +17,13 @@ from server.errors import Cancelled, FailedPrecondition, InvalidArgument
 from server.principal import EnvironmentInfo
 from server.queries.codec import CodecError, from_reference_json
 from server.queries.errors import QueryError
-from server.queries.trends import INTERVAL_NAMES, TOTAL_VALUE_DISPLAYS, TrendsContext, run_trends
-from server.queries.trends import _series_label as series_label
+from server.queries.trends import (
+    INTERVAL_NAMES,
+    TOTAL_VALUE_DISPLAYS,
+    TrendsContext,
+    run_trends,
+    series_label,
+)
 from server.resultcache import CacheEntry, ResultCache
 from server.runs import Progress, Run, Runs
 from server.runtime import Blocking

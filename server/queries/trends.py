@@ -123,7 +123,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
     limit = limit or DEFAULT_BREAKDOWN_LIMIT
     factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
     threshold = int(factor * 2**64) if factor < 1 else None
-    labels = [_series_label(node) for node in query.series]
+    labels = [series_label(node) for node in query.series]
     has_more = False
     statements: list[str] = []
     items: list[_Item] = []
@@ -382,7 +382,7 @@ def _shape(
 # ------------------------------------------------------------------------------------ results
 
 
-def _series_label(node: query_pb2.SeriesNode) -> str:
+def series_label(node: query_pb2.SeriesNode) -> str:
     source = getattr(node, node.WhichOneof("node") or "events_node")
     if source.HasField("custom_name") and source.custom_name:
         return str(source.custom_name)
@@ -524,7 +524,7 @@ def _message(
                 id=str(source.event) if kind == "events_node" and source.HasField("event") else "",
                 type="events",
                 order=item.series,
-                name=_series_label(node),
+                name=series_label(node),
                 math=source.math,
             )
         )
