@@ -57,7 +57,9 @@ class App:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.workers)
-        self.events = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)
+        self.events = EventStore(
+            settings.events_dsn, cluster=settings.clickhouse_cluster, materialized=settings.materialized_keys
+        )
         self.blocking = Blocking(settings.workers)
         self.execution = Execution(
             self.db,

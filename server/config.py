@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from server.errors import InvalidArgument
+from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 
 _PREFIX = "INSIGHTS_"
 
@@ -41,8 +42,14 @@ class Settings:
     max_queued_queries: int = 100
     # Seconds a finished run's status stays readable.
     query_status_ttl_seconds: float = 1200.0
+    # Event property keys stored as columns of their own (comma-separated), read without JSON parsing.
+    materialized_properties: str = ",".join(DEFAULT_MATERIALIZED)
     # Python logging level.
     log_level: str = "INFO"
+
+    @property
+    def materialized_keys(self) -> list[str]:
+        return [k.strip() for k in self.materialized_properties.split(",") if k.strip()]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -72,6 +79,12 @@ class Settings:
         ):
             if getattr(self, name) < (0 if name == "max_queued_queries" else 1):
                 raise InvalidArgument(f"INSIGHTS_{name.upper()} is out of range", field=name)
+        try:
+            materialized_columns(self.materialized_keys)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"INSIGHTS_MATERIALIZED_PROPERTIES: {exc}", field="materialized_properties"
+            ) from None
         if self.workers < 1:
             raise InvalidArgument("INSIGHTS_WORKERS must be >= 1", field="workers")
         if self.clickhouse_cluster and not re.fullmatch(

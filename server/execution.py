@@ -401,6 +401,7 @@ class Execution:
             now=self.clock(),
             test_account_filters=self._test_account_filters(env),
             earliest=lambda: self.events.earliest_timestamp(env.id),
+            materialized=self.events.materialized,
         )
 
     def _test_account_filters(self, env: EnvironmentInfo) -> list[query_pb2.PropertyFilter]:

@@ -104,7 +104,11 @@ def is_cancellation(error: BaseException) -> bool:
 
 # Engine errors caused by the query's own values (a regular expression RE2 cannot compile, text that
 # cannot be parsed as asked): the caller can fix them, so they are not internal errors.
-USER_ERROR_CODES = {427: "CANNOT_COMPILE_REGEXP", 6: "CANNOT_PARSE_TEXT", 27: "CANNOT_PARSE_INPUT_ASSERTION_FAILED"}
+USER_ERROR_CODES = {
+    427: "CANNOT_COMPILE_REGEXP",
+    6: "CANNOT_PARSE_TEXT",
+    27: "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+}
 
 
 def user_error(error: BaseException) -> str | None:
@@ -188,6 +192,48 @@ def ddl_statements(cluster: str | None = None) -> list[str]:
     ]
 
 
+# Event property keys read often enough to be stored as columns of their own (as the reference's
+# mat_* columns): a breakdown or filter on them reads that column instead of parsing JSON per row.
+DEFAULT_MATERIALIZED = (
+    "$browser",
+    "$os",
+    "$current_url",
+    "$pathname",
+    "$geoip_country_code",
+    "$device_type",
+    "$host",
+    "$referring_domain",
+)
+# Keys come from configuration and end up in DDL text (DDL takes no bound parameters), so only
+# plain characters are allowed.
+_MATERIALIZABLE = re.compile(r"^[$A-Za-z0-9_.-]{1,64}$")
+
+
+def materialized_columns(keys: Iterable[str]) -> dict[str, str]:
+    """Property key → column name (`mat_` + the key with other characters as '_'); refuses bad keys."""
+    columns: dict[str, str] = {}
+    for key in keys:
+        if not _MATERIALIZABLE.match(key):
+            raise ValueError(f"cannot materialize property {key!r}: use letters, digits, '$', '_', '.', '-'")
+        column = "mat_" + re.sub(r"[^A-Za-z0-9_]", "_", key)
+        if column in columns.values():
+            raise ValueError(f"materialized properties {key!r} and another map to the same column {column}")
+        columns[key] = column
+    return columns
+
+
+def materialized_ddl(columns: Mapping[str, str], table: str = "events", on: str = "") -> list[str]:
+    """ALTERs adding each materialized property column (the same text expression the engine uses)."""
+    statements = []
+    for key, column in columns.items():
+        expression = f"nullIf(JSONExtract(properties, '{key}', 'Nullable(String)'), '')"
+        statements.append(
+            f"ALTER TABLE {table}{' ' + on if on else ''} ADD COLUMN IF NOT EXISTS {column} Nullable(String) "
+            f"MATERIALIZED {expression}"
+        )
+    return statements
+
+
 def unbound_parameters(sql: str, parameters: Mapping[str, Any]) -> list[str]:
     """Parameter names that no {name:Type} placeholder of `sql` binds (they would be formatted
     into the text client-side, which we never allow)."""
@@ -224,10 +270,19 @@ class EventStore:
     kill(): they must answer while every pooled client is busy with the queries they observe.
     """
 
-    def __init__(self, dsn: str, *, pool_size: int = 4, cluster: str = ""):
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        cluster: str = "",
+        materialized: Iterable[str] = DEFAULT_MATERIALIZED,
+    ):
         self.dsn = dsn
         self.kind, self.target = parse_dsn(dsn)
         self.cluster = check_cluster_name(cluster) if cluster else ""
+        # Property key → column: the engine reads these columns instead of the JSON text.
+        self.materialized = materialized_columns(materialized)
         self._pool_size = pool_size
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._all: list[Any] = []
@@ -283,8 +338,17 @@ class EventStore:
 
     def ensure_schema(self) -> None:
         """Creates the tables that do not exist yet (safe to call on every start)."""
+        if self.cluster:
+            on = f"ON CLUSTER {self.cluster}"
+            extra = materialized_ddl(self.materialized, "events_local", on) + [
+                # The Distributed table reads the local tables' stored columns by name.
+                f"ALTER TABLE events {on} ADD COLUMN IF NOT EXISTS {column} Nullable(String)"
+                for column in self.materialized.values()
+            ]
+        else:
+            extra = materialized_ddl(self.materialized)
         with self.client() as client:
-            for statement in ddl_statements(self.cluster or None):
+            for statement in [*ddl_statements(self.cluster or None), *extra]:
                 client.command(statement)
 
     def insert_events(self, rows: Iterable[EventRow | Sequence[Any]], batch_size: int = INSERT_BATCH) -> int:

@@ -46,7 +46,11 @@ def property_text(params: Params, key: str, source: Source | str) -> str:
     One JSON parse: ClickHouse gives strings unescaped, numbers in canonical form, booleans as
     'true'/'false', objects and arrays as minified JSON, and NULL for a missing key or JSON null.
     """
-    return f"nullIf(JSONExtract({_column(source)}, {params.bind(key, 'String')}, 'Nullable(String)'), '')"
+    column = _column(source)
+    if source == "event" and key in params.columns:
+        # The same expression, computed once at insert time into a column of its own.
+        return params.columns[key]
+    return f"nullIf(JSONExtract({column}, {params.bind(key, 'String')}, 'Nullable(String)'), '')"
 
 
 def property_number(params: Params, key: str, source: Source | str) -> str:

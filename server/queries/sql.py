@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 # ClickHouse type names we bind with: letters, digits, parentheses, commas, quotes (for a time zone
@@ -17,11 +18,13 @@ class Params:
     user string at all; `values` goes to `client.query(sql, parameters=values)`.
     """
 
-    def __init__(self, prefix: str = "p") -> None:
+    def __init__(self, prefix: str = "p", *, columns: Mapping[str, str] | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
             raise ValueError(f"bad parameter prefix {prefix!r}")
         self._prefix = prefix
         self.values: dict[str, Any] = {}
+        # Event property key → a materialized column holding its text (names from configuration).
+        self.columns: Mapping[str, str] = columns or {}
 
     def bind(self, value: Any, ch_type: str) -> str:
         """Records `value` and returns its placeholder, e.g. `{p3:String}`."""

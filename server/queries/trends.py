@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,8 @@ class TrendsContext:
     test_account_filters: list[query_pb2.PropertyFilter] = field(default_factory=list)
     # The environment's first event, for date_from "all" (asked only when needed).
     earliest: Callable[[], dt.datetime | None] = lambda: None
+    # Event property key → the materialized column holding its text.
+    materialized: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
     for compare_label, dates in periods:
         window = tsql.Window(dates, total_value, cumulative, ctx.team_id, threshold)
         for index, node in enumerate(query.series):
-            params = Params()
+            params = Params(columns=ctx.materialized)
             spec = _spec(params, node, query, ctx, f"series[{index}]")
             sql = tsql.statement(params, spec, window, breakdown)
             statements.append(sql)
@@ -144,7 +146,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
                 and spec.math not in tsql.ADDITIVE
             ):
                 # Distinct counts of the cut values cannot be summed: count them again as one group.
-                other_params = Params()
+                other_params = Params(columns=ctx.materialized)
                 other_spec = _spec(other_params, node, query, ctx, f"series[{index}]")
                 kept = [list(i.breakdown or ()) for i in series_items if i.breakdown != _other_key(breakdown)]
                 sql = tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept)

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from storage.events import EventStore
+from storage.events import DEFAULT_MATERIALIZED, EventStore
 
 
 @pytest.fixture(scope="module")
 def store(events_dsn: str) -> Iterator[EventStore]:
-    store = EventStore(events_dsn)
+    # Two of the generated keys are materialized, so both property paths meet the oracle.
+    store = EventStore(events_dsn, materialized=(*DEFAULT_MATERIALIZED, "browser", "amount"))
     store.ensure_schema()
     yield store
     store.close()

@@ -92,6 +92,7 @@ def run_engine(
             from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
         ],
         earliest=lambda: store.earliest_timestamp(team_id),
+        materialized=store.materialized,
     )
     outcome = run_trends(proto, ctx, execute=store.query)
     return EngineRun(as_json(outcome.result), outcome.has_more, outcome)

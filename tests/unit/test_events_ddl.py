@@ -104,3 +104,34 @@ def test_bound_values_travel_as_http_parameters_not_sql_text() -> None:
     final, params = bind_query(sql, {"key": hostile, "t": 7})
     assert final == sql
     assert params == {"param_key": "\\'); DROP TABLE events; --\\\\", "param_t": "7"}
+
+
+def test_materialized_properties_get_columns_of_their_own() -> None:
+    from storage.events import materialized_columns, materialized_ddl
+
+    columns = materialized_columns(["$browser", "$current_url", "plan.tier"])
+    assert columns == {
+        "$browser": "mat__browser",
+        "$current_url": "mat__current_url",
+        "plan.tier": "mat_plan_tier",
+    }
+    (first, *_) = materialized_ddl(columns)
+    assert first == (
+        "ALTER TABLE events ADD COLUMN IF NOT EXISTS mat__browser Nullable(String) MATERIALIZED "
+        "nullIf(JSONExtract(properties, '$browser', 'Nullable(String)'), '')"
+    )
+
+
+@pytest.mark.parametrize("key", ["a'b", "x y", "", "k" * 65, "a;DROP", "é"])
+def test_a_materialized_key_must_be_plain(key: str) -> None:
+    from storage.events import materialized_columns
+
+    with pytest.raises(ValueError):
+        materialized_columns([key])
+
+
+def test_two_keys_cannot_share_a_column() -> None:
+    from storage.events import materialized_columns
+
+    with pytest.raises(ValueError, match="same column"):
+        materialized_columns(["a.b", "a_b"])
