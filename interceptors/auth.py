@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -76,6 +77,7 @@ class AuthInterceptor(CallInterceptor):
         self._policies = policies
         self._verify = verify
         self._cache = cache
+        self._pending: dict[str, asyncio.Future[Principal]] = {}
 
     async def unary(
         self,
@@ -110,7 +112,14 @@ class AuthInterceptor(CallInterceptor):
         raw_key = _bearer(context.invocation_metadata() or ())
         principal = self._cache.get(raw_key)
         if principal is None:
-            principal = await self._verify(raw_key)
+            # One database check per key at a time: when a hot key's cache entry expires, the
+            # calls arriving together share the check instead of stampeding the database.
+            pending = self._pending.get(raw_key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._verify(raw_key))
+                self._pending[raw_key] = pending
+                pending.add_done_callback(lambda _: self._pending.pop(raw_key, None))
+            principal = await asyncio.shield(pending)
             self._cache.put(raw_key, principal)
         missing = missing_scope(principal.scopes, list(policy.required_scopes))
         if missing is not None:

@@ -95,7 +95,7 @@ class App:
                     method_policies(SERVICES), self._verify, KeyCache(self.settings.auth_cache_seconds)
                 ),
                 # After auth: every caller is authorised on its own before it joins a shared run.
-                self.coalescing,
+                *([self.coalescing] if self.settings.coalescing else []),
             ],
             options=[("grpc.so_reuseport", 0)],
         )

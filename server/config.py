@@ -44,6 +44,8 @@ class Settings:
     query_status_ttl_seconds: float = 1200.0
     # Event property keys stored as columns of their own (comma-separated), read without JSON parsing.
     materialized_properties: str = ",".join(DEFAULT_MATERIALIZED)
+    # Whether identical concurrent calls of coalescable methods share one run (off: for comparisons).
+    coalescing: bool = True
     # Python logging level.
     log_level: str = "INFO"
 
@@ -102,6 +104,12 @@ class Settings:
 
 
 def _coerce(name: str, kind: Any, raw: str) -> Any:
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise InvalidArgument(f"{_PREFIX}{name.upper()} must be true or false: {raw!r}", field=name)
     try:
         if kind in (float, "float"):
             return float(raw)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
-from server.execution import Execution, Refresh
+from server.execution import Computed, Execution, Refresh
 from server.insights import Insights, InsightView, ListFilters
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
+
+# Insight messages kept for reuse by hot reads (the memo is cleared when full).
+_RENDERED_MEMO = 1024
 
 
 class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
@@ -19,6 +24,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         self._insights = insights
         self._execution = execution
         self._run = blocking.run
+        self._rendered: dict[tuple[Any, ...], tuple[Any, Computed | None, insight_pb2.Insight]] = {}
 
     async def _with_result(
         self, environment_id: int, view: InsightView, mode: int, default: Refresh, *, basic: bool = False
@@ -29,7 +35,26 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         computed = await self._execution.result(
             env, view.query, convert.refresh(mode, default), insight_id=view.row.id
         )
-        return convert.insight(view, computed)
+        return self._render(view, computed)
+
+    def _render(self, view: InsightView, computed: Computed | None) -> insight_pb2.Insight:
+        """The Insight message, reused while the same cached view meets the same cached answer.
+
+        A hot read of an insight with a large cached result would otherwise rebuild a large
+        message per call. Messages are returned read-only (gRPC only serializes them); a live run
+        status is never reused.
+        """
+        if computed is not None and computed.status is not None:
+            return convert.insight(view, computed)
+        key = (view.row.id, view.last_viewed_at, id(computed))
+        found = self._rendered.get(key)
+        if found is not None and found[0] is view.row and found[1] is computed:
+            return found[2]
+        message = convert.insight(view, computed)
+        if len(self._rendered) >= _RENDERED_MEMO:
+            self._rendered.clear()
+        self._rendered[key] = (view.row, computed, message)
+        return message
 
     async def ListInsights(
         self, request: insight_pb2.ListInsightsRequest, context: grpc.aio.ServicerContext

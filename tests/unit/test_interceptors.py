@@ -99,3 +99,39 @@ async def test_one_log_line_per_call_names_the_key_id_never_the_key(caplog: pyte
     assert "duration_ms=" in lines[0]
     assert "code=UNAUTHENTICATED" in lines[1]
     assert all(KEY not in line for line in lines)
+
+
+async def test_concurrent_calls_with_a_cold_key_share_one_verification() -> None:
+    import asyncio
+
+    checks = 0
+
+    async def verify(raw: str) -> Principal:
+        nonlocal checks
+        checks += 1
+        await asyncio.sleep(0.05)  # the database round trip the calls would otherwise repeat
+        return Principal(key_id=1, user_id=1, scopes=frozenset({"*"}), environments={})
+
+    async def ok(request: bytes, context: Any) -> bytes:
+        return request
+
+    policies = {METHOD: options_pb2.MethodPolicy(required_scopes=["insight:read"])}
+    interceptors = [ErrorInterceptor(), AuthInterceptor(policies, verify, KeyCache(5.0))]
+    async for channel in _serve(ok, interceptors):
+        call = channel.unary_unary(METHOD)
+        replies = await asyncio.gather(
+            *(call(b"x", metadata=(("authorization", f"Bearer {KEY}"),), timeout=5) for _ in range(20))
+        )
+    assert replies == [b"x"] * 20
+    assert checks == 1
+
+
+def test_settings_read_booleans_and_refuse_nonsense() -> None:
+    from server.config import Settings
+    from server.errors import InvalidArgument
+
+    assert Settings.from_env({"INSIGHTS_COALESCING": "false"}).coalescing is False
+    assert Settings.from_env({}).coalescing is True
+    with pytest.raises(InvalidArgument) as caught:
+        Settings.from_env({"INSIGHTS_COALESCING": "maybe"})
+    assert caught.value.violations[0].field == "coalescing"
