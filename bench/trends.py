@@ -355,6 +355,8 @@ async def measure_query(
             week_start_day=env.week_start_day,
             now=dt.datetime.now(dt.UTC),
             earliest=lambda: app.events.earliest_timestamp(env.id),
+            # The same materialized columns as the service's own engine, so "direct" runs its SQL.
+            materialized=app.events.materialized,
         )
 
     # The engine's statements and bound values, recorded while it runs them for real.

@@ -62,7 +62,6 @@ class App:
         )
         self.blocking = Blocking(settings.workers)
         self.execution = Execution(
-            self.db,
             self.events,
             self.blocking,
             MemoryResultCache(settings.result_cache_mb * 1024 * 1024),

@@ -28,7 +28,6 @@ from server.resultcache import CacheEntry, ResultCache
 from server.runs import Progress, Run, Runs
 from server.runtime import Blocking
 from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
-from storage.db import Database
 from storage.events import EventStore, QueryCancelled, check_run_id, user_error
 from storage.models import utcnow
 
@@ -101,7 +100,6 @@ class Execution:
 
     def __init__(
         self,
-        db: Database,
         events: EventStore,
         blocking: Blocking,
         cache: ResultCache,
@@ -111,7 +109,6 @@ class Execution:
         max_queued: int = 100,
         status_ttl: dt.timedelta = dt.timedelta(minutes=20),
     ):
-        self.db = db
         self.events = events
         self.blocking = blocking
         self.cache = cache

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -18,6 +17,7 @@ from generated.insights.v1 import query_pb2
 from server import activity
 from server.errors import InvalidArgument, NotFound, Violations
 from server.principal import EnvironmentInfo, Principal
+from server.queries.codec import to_reference_json
 from server.queries.dates import parse_point
 from server.queries.kinds import insight_type
 from server.readcache import ReadCache
@@ -181,8 +181,8 @@ def normalize_tags(tags: Iterable[str]) -> list[str]:
 
 
 def query_json(query: query_pb2.QueryNode | None) -> Any:
-    """The query as JSON, for activity diffs."""
-    return json_format.MessageToDict(query) if query is not None else None
+    """The query as the reference's JSON (the form users know), for activity diffs."""
+    return to_reference_json(query) if query is not None else None
 
 
 class Insights:

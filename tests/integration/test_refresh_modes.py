@@ -99,7 +99,7 @@ def probe(world: World) -> EngineProbe:
 async def execution(world: World, clock: Clock, probe: EngineProbe) -> AsyncIterator[Execution]:
     # Through a probe: a test can hold a run at the engine while it looks at the run's status.
     store: Any = probe
-    execution = Execution(world.db, store, world.blocking, MemoryResultCache(), clock=clock)
+    execution = Execution(store, world.blocking, MemoryResultCache(), clock=clock)
     try:
         yield execution
     finally:
@@ -393,7 +393,6 @@ async def test_renaming_a_series_keeps_the_hit_and_changing_a_filter_misses(
 
 async def test_a_finished_run_status_expires_after_its_ttl(world: World, clock: Clock) -> None:
     execution = Execution(
-        world.db,
         world.store,
         world.blocking,
         MemoryResultCache(),
