@@ -32,6 +32,7 @@ lint: venv
 test: venv
 	$(PY) -m pytest -q
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/buf lint
 
 # Migrates the metadata store, prints a demo key (bootstrapping a demo org on first run), serves.
