@@ -23,7 +23,7 @@ proto: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy .
+	$(BIN)/mypy
 	$(BIN)/buf lint
 	$(BIN)/buf format --exit-code -d
 
