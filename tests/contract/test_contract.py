@@ -98,14 +98,20 @@ def test_services_are_found() -> None:
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
-def test_every_rpc_declares_required_scopes(method: MethodDescriptor) -> None:
+def test_every_rpc_declares_an_access_policy(method: MethodDescriptor) -> None:
     options = method.GetOptions()
     # The auth interceptor refuses a method without a policy, so a missing one is an unusable RPC.
     assert options.HasExtension(options_pb2.policy), (
         f"{method.full_name} has no `option (policy)`; add "
         f'`option (policy) = {{required_scopes: "<object>:read|write"}};` to the rpc'
     )
-    scopes = list(options.Extensions[options_pb2.policy].required_scopes)
-    assert scopes, f"{method.full_name} declares a policy with no required_scopes"
+    policy = options.Extensions[options_pb2.policy]
+    scopes = list(policy.required_scopes)
+    # Every RPC needs scopes, or is public (no credential), or is reached with a sharing credential.
+    assert scopes or policy.public or policy.sharing_access, (
+        f"{method.full_name} declares a policy with no required_scopes, public or sharing_access"
+    )
+    if policy.public:
+        assert not scopes and not policy.sharing_access, f"{method.full_name}: public excludes other rules"
     bad = [s for s in scopes if not SCOPE.fullmatch(s)]
     assert not bad, f"{method.full_name} has malformed scopes {bad}; expected '<object>:read|write'"

@@ -32,6 +32,7 @@ class MethodPolicy(_message.Message):
     SHARING_ACCESS_FIELD_NUMBER: _builtins.int
     COALESCABLE_FIELD_NUMBER: _builtins.int
     RESPONSE_PER_USER_FIELD_NUMBER: _builtins.int
+    PUBLIC_FIELD_NUMBER: _builtins.int
     sharing_access: _builtins.bool
     """Whether a sharing credential (public access token or share session token)
     may call this method instead of an API key.
@@ -43,6 +44,10 @@ class MethodPolicy(_message.Message):
     response_per_user: _builtins.bool
     """Whether the response carries fields of the calling user (such as
     last_viewed_at), so that only calls of the same user may be coalesced.
+    """
+    public: _builtins.bool
+    """Whether the method needs no credential at all (such as unlocking a shared
+    insight with its password); required_scopes must then be empty.
     """
     @_builtins.property
     def required_scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -57,10 +62,11 @@ class MethodPolicy(_message.Message):
         sharing_access: _builtins.bool = ...,
         coalescable: _builtins.bool = ...,
         response_per_user: _builtins.bool = ...,
+        public: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalescable", b"coalescable", "required_scopes", b"required_scopes", "response_per_user", b"response_per_user", "sharing_access", b"sharing_access"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalescable", b"coalescable", "public", b"public", "required_scopes", b"required_scopes", "response_per_user", b"response_per_user", "sharing_access", b"sharing_access"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
