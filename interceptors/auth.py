@@ -1,4 +1,4 @@
-"""API-key authentication and scope checks, with the scopes each method declares in the proto."""
+"""API-key and sharing-credential authentication, with the policy each method declares in the proto."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from google.protobuf.descriptor import ServiceDescriptor
 from generated.insights.v1 import options_pb2
 from interceptors.wrap import CallInterceptor
 from server.errors import PermissionDenied, Unauthenticated
-from server.principal import Principal, missing_scope
-from server.services.context import current_principal
+from server.principal import Principal, SharePrincipal, missing_scope
+from server.services.context import current_principal, current_share
+from server.sharing import ACCESS_TOKEN_HEADER, SHARE_TOKEN_HEADER
 
 # Services that answer without a key: health checks and schema reflection (grpcurl sends its
 # headers on reflection calls too, so these must not insist on one).
@@ -34,8 +35,14 @@ def method_policies(services: Iterable[ServiceDescriptor]) -> dict[str, options_
             policy = (
                 options.Extensions[options_pb2.policy] if options.HasExtension(options_pb2.policy) else None
             )
-            if policy is None or not policy.required_scopes:
-                raise RuntimeError(f"{service.full_name}.{method.name} declares no required scopes")
+            if policy is None or not (policy.required_scopes or policy.public or policy.sharing_access):
+                raise RuntimeError(
+                    f"{service.full_name}.{method.name} declares no required scopes, public or sharing access"
+                )
+            if policy.public and (policy.required_scopes or policy.sharing_access):
+                raise RuntimeError(
+                    f"{service.full_name}.{method.name} is public but also declares access rules"
+                )
             policies[f"/{service.full_name}/{method.name}"] = policy
     return policies
 
@@ -73,9 +80,11 @@ class AuthInterceptor(CallInterceptor):
         policies: dict[str, options_pb2.MethodPolicy],
         verify: Callable[[str], Awaitable[Principal]],
         cache: KeyCache,
+        resolve_share: Callable[[str, str], Awaitable[SharePrincipal]] | None = None,
     ):
         self._policies = policies
         self._verify = verify
+        self._resolve_share = resolve_share
         self._cache = cache
         self._pending: dict[str, asyncio.Future[Principal]] = {}
 
@@ -109,7 +118,27 @@ class AuthInterceptor(CallInterceptor):
             raise PermissionDenied(
                 f"method {method} does not support API key access", reason="METHOD_NOT_ALLOWED"
             )
-        raw_key = _bearer(context.invocation_metadata() or ())
+        if policy.public:
+            return
+        metadata = tuple(context.invocation_metadata() or ())
+        sharing = _sharing_credential(metadata)
+        if sharing is not None and not any(key == "authorization" for key, _ in metadata):
+            if not policy.sharing_access or self._resolve_share is None:
+                # A public link's credential reads its one insight; every other method needs a key.
+                raise PermissionDenied(
+                    f"a sharing credential cannot call {method}: it only reads the shared insight "
+                    "(GetSharedInsight)",
+                    reason="SHARING_ACCESS_NOT_ALLOWED",
+                )
+            current_share.set(await self._resolve_share(*sharing))
+            return
+        if not policy.required_scopes:
+            raise Unauthenticated(
+                f"{method} needs a sharing credential: send 'x-sharing-access-token' (the link's token) "
+                "or 'x-share-token' (from UnlockSharedInsight) metadata",
+                reason="MISSING_SHARING_CREDENTIAL",
+            )
+        raw_key = _bearer(metadata)
         principal = self._cache.get(raw_key)
         if principal is None:
             # One database check per key at a time: when a hot key's cache entry expires, the
@@ -144,3 +173,17 @@ def _bearer(metadata: Iterable[Any]) -> str:
         "missing authorization metadata: send 'authorization: Bearer <personal API key>'",
         reason="MISSING_API_KEY",
     )
+
+
+def _sharing_credential(metadata: Iterable[Any]) -> tuple[str, str] | None:
+    """(header, token) of the sharing credential in the metadata, or None.
+
+    A share session token (from UnlockSharedInsight) wins over the link's raw token when both are sent.
+    """
+    found = {
+        key: str(value).strip() for key, value in metadata if key in (SHARE_TOKEN_HEADER, ACCESS_TOKEN_HEADER)
+    }
+    for header in (SHARE_TOKEN_HEADER, ACCESS_TOKEN_HEADER):
+        if header in found:
+            return header, found[header]
+    return None

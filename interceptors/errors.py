@@ -50,7 +50,10 @@ def to_status(error: errors.DomainError) -> status_pb2.Status:
             )
         )
     if isinstance(error, errors.Unavailable | errors.ResourceExhausted):
-        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+        delay = getattr(error, "retry_after", None) or 1.0
+        seconds = int(delay)
+        retry = duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=retry))
     return status
 
 

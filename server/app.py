@@ -19,6 +19,8 @@ from generated.insights.v1 import (
     insight_pb2_grpc,
     query_service_pb2,
     query_service_pb2_grpc,
+    sharing_pb2,
+    sharing_pb2_grpc,
 )
 from interceptors.auth import AuthInterceptor, KeyCache, method_policies
 from interceptors.coalescing import CoalescingInterceptor
@@ -29,7 +31,7 @@ from server.config import Settings
 from server.execution import Execution
 from server.ingest import Ingestion
 from server.insights import Insights
-from server.principal import Principal
+from server.principal import Principal, SharePrincipal
 from server.readcache import ReadCache
 from server.resultcache import MemoryResultCache
 from server.runtime import Blocking
@@ -37,6 +39,8 @@ from server.services import convert
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
+from server.services.sharing import SharingServicer
+from server.sharing import Sharing
 from storage.db import Database
 from storage.events import EventStore
 
@@ -46,6 +50,7 @@ SERVICES = [
     insight_pb2.DESCRIPTOR.services_by_name["InsightsService"],
     query_service_pb2.DESCRIPTOR.services_by_name["QueryService"],
     events_pb2.DESCRIPTOR.services_by_name["EventsService"],
+    sharing_pb2.DESCRIPTOR.services_by_name["SharingService"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -73,6 +78,14 @@ class App:
             self.db, validate_query=self.execution.validate, read_cache=ReadCache(settings.read_cache_seconds)
         )
         self.ingestion = Ingestion(self.events)
+        # Tests move time for rotation and attempt limits by replacing `self.sharing.clock`.
+        self.sharing = Sharing(
+            self.db,
+            self.insights,
+            self.execution,
+            self.blocking,
+            grace=dt.timedelta(seconds=settings.sharing_grace_seconds),
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -81,6 +94,9 @@ class App:
 
     async def _verify(self, raw_key: str) -> Principal:
         return await self.blocking.run(accounts.verify_api_key, self.db, raw_key)
+
+    async def _resolve_share(self, header: str, token: str) -> SharePrincipal:
+        return await self.blocking.run(self.sharing.resolve, header, token)
 
     async def start(self) -> int:
         """Binds the listen address, starts serving and returns the bound port."""
@@ -91,7 +107,10 @@ class App:
                 LoggingInterceptor(),
                 ErrorInterceptor(),
                 AuthInterceptor(
-                    method_policies(SERVICES), self._verify, KeyCache(self.settings.auth_cache_seconds)
+                    method_policies(SERVICES),
+                    self._verify,
+                    KeyCache(self.settings.auth_cache_seconds),
+                    resolve_share=self._resolve_share,
                 ),
                 # After auth: every caller is authorised on its own before it joins a shared run.
                 *([self.coalescing] if self.settings.coalescing else []),
@@ -104,6 +123,9 @@ class App:
         query_service_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.execution), server)
         events_pb2_grpc.add_EventsServiceServicer_to_server(
             EventsServicer(self.ingestion, self.blocking), server
+        )
+        sharing_pb2_grpc.add_SharingServiceServicer_to_server(
+            SharingServicer(self.sharing, self.blocking), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]

@@ -46,6 +46,8 @@ class Settings:
     materialized_properties: str = ",".join(DEFAULT_MATERIALIZED)
     # Whether identical concurrent calls of coalescable methods share one run (off: for comparisons).
     coalescing: bool = True
+    # Seconds a rotated sharing access token keeps working after RefreshSharingToken.
+    sharing_grace_seconds: float = 300.0
     # Python logging level.
     log_level: str = "INFO"
 
@@ -98,6 +100,10 @@ class Settings:
             )
         if self.read_cache_seconds < 0:
             raise InvalidArgument("INSIGHTS_READ_CACHE_SECONDS must be >= 0", field="read_cache_seconds")
+        if self.sharing_grace_seconds < 0:
+            raise InvalidArgument(
+                "INSIGHTS_SHARING_GRACE_SECONDS must be >= 0", field="sharing_grace_seconds"
+            )
         if self.auth_cache_seconds < 0:
             raise InvalidArgument("INSIGHTS_AUTH_CACHE_SECONDS must be >= 0", field="auth_cache_seconds")
         return self

@@ -92,9 +92,20 @@ class Unavailable(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """A limit or quota was reached."""
+    """A limit or quota was reached; `retry_after` (seconds) says when retrying may succeed."""
 
     reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
 
 
 @dataclass

@@ -194,6 +194,13 @@ class Execution:
         trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
         return self._fresh(fresh, trends, env, key, trigger)
 
+    async def cached(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> CacheEntry | None:
+        """The cached entry of a query, if any, without computing anything."""
+        trends = trends_source(query)
+        if trends is None:
+            return None
+        return self.cache.get(await self._key(env, trends))
+
     async def stream(
         self,
         env: EnvironmentInfo,

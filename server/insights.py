@@ -251,7 +251,7 @@ class Insights:
                     at=now,
                 )
             session.flush()
-            view = self._views(session, principal, env, [row])[0]
+            view = self._views(session, principal.user_id, env, [row])[0]
         self.cache.saw(principal.user_id, view.row.id, now)
         return view
 
@@ -315,7 +315,7 @@ class Insights:
             row.updated_at = now
             self._log_update(session, principal, env, row, was_deleted, changes, now)
             session.flush()
-            view = self._views(session, principal, env, [row])[0]
+            view = self._views(session, principal.user_id, env, [row])[0]
         self.cache.forget(env.id)  # after the commit, so no reader re-caches the old state
         return view
 
@@ -401,10 +401,16 @@ class Insights:
         with self.db.session() as session:
             row = self._find(session, env.id, lookup)
             self._record_view(session, env.id, principal.user_id, row.id, now)
-            view = self._views(session, principal, env, [row])[0]
+            view = self._views(session, principal.user_id, env, [row])[0]
         self.cache.put(view, generation)
         self.cache.saw(principal.user_id, row.id, view.last_viewed_at)
         return view
+
+    def get_shared(self, env: EnvironmentInfo, insight_id: int) -> InsightView:
+        """A live insight as an anonymous viewer of its public link sees it: no user, no view recorded."""
+        with self.db.session() as session:
+            row = self._find(session, env.id, Lookup(id=insight_id))
+            return self._views(session, None, env, [row])[0]
 
     def get_cached(self, principal: Principal, environment_id: int, lookup: Lookup) -> InsightView | None:
         """The insight from memory when a recent read has it and the caller's view needs no write.
@@ -524,7 +530,9 @@ class Insights:
                     query.order_by(*order_by(view.c.last_viewed_at)).offset(filters.offset).limit(limit)
                 )
             )
-            return InsightPage(self._views(session, principal, env, rows), count, limit, filters.offset)
+            return InsightPage(
+                self._views(session, principal.user_id, env, rows), count, limit, filters.offset
+            )
 
     def activity(
         self, principal: Principal, environment_id: int, lookup: Lookup | None, page: int, limit: int
@@ -771,7 +779,7 @@ class Insights:
         return build
 
     def _views(
-        self, session: Session, principal: Principal, env: EnvironmentInfo, rows: list[Insight]
+        self, session: Session, user_id: int | None, env: EnvironmentInfo, rows: list[Insight]
     ) -> list[InsightView]:
         """Loads what is shown beside each insight with one query per relation, not per row."""
         ids = [r.id for r in rows]
@@ -789,7 +797,7 @@ class Insights:
             insight_id: at
             for insight_id, at in session.execute(
                 select(InsightViewed.insight_id, InsightViewed.last_viewed_at).where(
-                    InsightViewed.user_id == principal.user_id, InsightViewed.insight_id.in_(ids)
+                    InsightViewed.user_id == user_id, InsightViewed.insight_id.in_(ids)
                 )
             )
         }

@@ -43,6 +43,19 @@ class Principal:
         return found
 
 
+@dataclass(frozen=True)
+class SharePrincipal:
+    """An anonymous viewer holding a sharing credential: it reaches one insight, read-only."""
+
+    environment: EnvironmentInfo
+    insight_id: int
+    configuration_id: int
+    # The configuration's whitelisted display settings (hideExtraDetails, ...).
+    settings: dict[str, bool]
+    # The share password the session was opened with; None for the raw access token.
+    share_password_id: int | None = None
+
+
 def has_scope(granted: frozenset[str], required: str) -> bool:
     """Whether granted scopes satisfy one required scope: '*' grants all, 'X:write' implies 'X:read'."""
     if "*" in granted or required in granted:

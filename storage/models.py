@@ -237,3 +237,49 @@ class ActivityLog(Base):
     item_id: Mapped[str] = mapped_column(String(72))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SharingConfiguration(Base):
+    """How an insight is shared publicly. Rotation expires a row and adds a new one: never deleted."""
+
+    __tablename__ = "sharing_configurations"
+    __table_args__ = (Index("ix_sharing_insight_expires", "insight_id", "expires_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The public link's token (URL-safe random); the link is the credential, so it is unique.
+    access_token: Mapped[str] = mapped_column(String(400), unique=True)
+    # Null: the active configuration. Set by rotation: the token keeps working until then.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # Whitelisted boolean display settings (detailed, hideExtraDetails, ...); null when never set.
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    password_required: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SharePassword(Base):
+    """A password of a sharing configuration: only a slow salted hash is stored; soft-deleted."""
+
+    __tablename__ = "share_passwords"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sharing_configuration_id: Mapped[int] = mapped_column(ForeignKey("sharing_configurations.id"), index=True)
+    # Self-describing: scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str] = mapped_column(String(100), default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ShareSession(Base):
+    """A share session opened with a password: only the SHA-256 of its token is stored."""
+
+    __tablename__ = "share_sessions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    sharing_configuration_id: Mapped[int] = mapped_column(ForeignKey("sharing_configurations.id"), index=True)
+    share_password_id: Mapped[int] = mapped_column(ForeignKey("share_passwords.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()

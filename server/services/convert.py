@@ -7,13 +7,21 @@ import datetime as dt
 import io
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from generated.insights.v1 import activity_pb2, common_pb2, insight_pb2, query_service_pb2, results_pb2
+from generated.insights.v1 import (
+    activity_pb2,
+    common_pb2,
+    insight_pb2,
+    query_service_pb2,
+    results_pb2,
+    sharing_pb2,
+)
 from server import activity
 from server.execution import Computed, Refresh
 from server.insights import InsightFields, InsightView, Lookup, UserRef
 from server.runs import Run
+from server.sharing import ConfigChange, ConfigView, SharedRead
 
 # Proto enum → the domain's insight type name.
 INSIGHT_TYPES = {
@@ -335,4 +343,46 @@ def activity_entry(entry: activity.Entry) -> activity_pb2.ActivityLogEntry:
         message.user.CopyFrom(
             activity_pb2.ActivityUser(first_name=entry.user_first_name or "", email=entry.user_email)
         )
+    return message
+
+
+def sharing_configuration(view: ConfigView) -> sharing_pb2.SharingConfiguration:
+    """The SharingConfiguration message of a configuration (created_at unset for the unsaved default)."""
+    message = sharing_pb2.SharingConfiguration(
+        enabled=view.enabled,
+        access_token=view.access_token,
+        password_required=view.password_required,
+        share_passwords=[
+            sharing_pb2.SharePassword(
+                id=p.id,
+                created_at=timestamp(p.created_at),
+                note=p.note,
+                created_by_email=p.created_by_email,
+                is_active=p.is_active,
+            )
+            for p in view.passwords
+        ],
+    )
+    _stamp(message.created_at, view.created_at)
+    if view.settings is not None:
+        message.settings.update(view.settings)
+    return message
+
+
+def sharing_change(message: sharing_pb2.SharingConfiguration) -> ConfigChange:
+    settings = json_format.MessageToDict(message.settings) if message.HasField("settings") else {}
+    return ConfigChange(
+        enabled=message.enabled, settings=settings, password_required=message.password_required
+    )
+
+
+def shared_insight(read: SharedRead) -> insight_pb2.Insight:
+    """The Insight a shared viewer sees: read-only, without the viewer fields of a user."""
+    message = insight(read.view, read.computed)
+    message.user_access_level = "viewer"
+    # The reference's view-only privilege level (37 is "can edit").
+    message.effective_privilege_level = 21
+    if read.hide_extra_details:
+        for name in ("created_by", "last_modified_by", "created_at", "last_modified_at"):
+            message.ClearField(name)
     return message

@@ -1,0 +1,470 @@
+"""Sharing through the real server: configuration, rotation, passwords, unlocking and shared reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from google.protobuf import field_mask_pb2, struct_pb2
+from google.rpc import error_details_pb2
+
+from generated.insights.v1 import common_pb2
+from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import sharing_pb2 as spb
+from generated.insights.v1 import sharing_pb2_grpc as sgrpc
+from tests.integration.itkit import (
+    Api,
+    Metadata,
+    Server,
+    Tenant,
+    assert_invalid,
+    bearer,
+    error_info,
+    expect_error,
+    rich_status,
+    trends_viz,
+)
+
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    """The sharing domain's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(server: Server) -> Iterator[Clock]:
+    fake = Clock()
+    sharing = server.app.sharing
+    real = sharing.clock
+    sharing.clock = fake
+    try:
+        yield fake
+    finally:
+        sharing.clock = real
+        # Failures recorded at the fake times must not limit later tests.
+        sharing.limiter.clear()
+
+
+@dataclass
+class Share:
+    """SharingService calls of one environment's key."""
+
+    stub: sgrpc.SharingServiceStub
+    environment_id: int
+    metadata: Metadata
+
+    async def get(self, insight_id: int) -> spb.SharingConfiguration:
+        request = spb.GetSharingConfigurationRequest(
+            environment_id=self.environment_id, insight_id=insight_id
+        )
+        return await self.stub.GetSharingConfiguration(request, metadata=self.metadata, timeout=10)
+
+    async def update(
+        self, insight_id: int, mask: list[str] | None = None, **fields: Any
+    ) -> spb.SharingConfiguration:
+        request = spb.UpdateSharingConfigurationRequest(
+            environment_id=self.environment_id,
+            insight_id=insight_id,
+            sharing_configuration=spb.SharingConfiguration(**fields),
+        )
+        if mask is not None:
+            request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=mask))
+        return await self.stub.UpdateSharingConfiguration(request, metadata=self.metadata, timeout=10)
+
+    async def refresh(self, insight_id: int) -> spb.SharingConfiguration:
+        request = spb.RefreshSharingTokenRequest(environment_id=self.environment_id, insight_id=insight_id)
+        return await self.stub.RefreshSharingToken(request, metadata=self.metadata, timeout=10)
+
+    async def create_password(
+        self, insight_id: int, raw: str | None = None, note: str = ""
+    ) -> spb.CreateSharePasswordResponse:
+        request = spb.CreateSharePasswordRequest(
+            environment_id=self.environment_id, insight_id=insight_id, note=note
+        )
+        if raw is not None:
+            request.raw_password = raw
+        return await self.stub.CreateSharePassword(request, metadata=self.metadata, timeout=10)
+
+    async def delete_password(self, insight_id: int, password_id: int) -> spb.SharingConfiguration:
+        request = spb.DeleteSharePasswordRequest(
+            environment_id=self.environment_id, insight_id=insight_id, password_id=password_id
+        )
+        return await self.stub.DeleteSharePassword(request, metadata=self.metadata, timeout=10)
+
+    async def unlock(self, access_token: str, password: str) -> spb.UnlockSharedInsightResponse:
+        # No key: unlocking is public.
+        request = spb.UnlockSharedInsightRequest(access_token=access_token, password=password)
+        return await self.stub.UnlockSharedInsight(request, timeout=10)
+
+    async def read(
+        self,
+        *,
+        access_token: str | None = None,
+        share_token: str | None = None,
+        refresh: int = 0,
+        metadata: Metadata = (),
+    ) -> ipb.Insight:
+        sent = list(metadata)
+        if access_token is not None:
+            sent.append(("x-sharing-access-token", access_token))
+        if share_token is not None:
+            sent.append(("x-share-token", share_token))
+        request = spb.GetSharedInsightRequest(refresh=refresh)
+        return await self.stub.GetSharedInsight(request, metadata=tuple(sent), timeout=20)
+
+
+@pytest.fixture
+def share(server: Server, tenant: Tenant) -> Share:
+    key = tenant.key("sharing_configuration:write", "insight:write", "activity_log:read")
+    return Share(sgrpc.SharingServiceStub(server.channel), tenant.environment_id, bearer(key))
+
+
+@pytest.fixture
+def owner(api: Api, share: Share) -> Api:
+    """The insight API with the same key as `share` (so activity is readable)."""
+    return api.as_key(_raw(share.metadata))
+
+
+def _raw(metadata: Metadata) -> str:
+    return metadata[0][1].removeprefix("Bearer ")
+
+
+async def _enabled(share: Share, insight_id: int, **fields: Any) -> spb.SharingConfiguration:
+    mask = ["enabled", *fields]
+    return await share.update(insight_id, mask, enabled=True, **fields)
+
+
+async def _protected(share: Share, insight_id: int) -> tuple[spb.SharingConfiguration, int]:
+    """Enabled, password-protected, with PASSWORD as its one password: (config, password id)."""
+    await _enabled(share, insight_id, password_required=True)
+    created = await share.create_password(insight_id, PASSWORD, note="for the board")
+    return await share.get(insight_id), created.id
+
+
+async def test_default_configuration_is_unsaved_and_disabled(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Shared")
+    first = await share.get(insight.id)
+    assert not first.enabled and not first.password_required
+    assert not first.HasField("created_at"), "the default is not saved"
+    assert len(first.access_token) >= 28
+    assert dict(first.settings) == {} and list(first.share_passwords) == []
+    # Nothing was saved: the next read proposes another token.
+    assert (await share.get(insight.id)).access_token != first.access_token
+
+
+async def test_enable_and_disable_write_activity(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Shared")
+    enabled = await _enabled(share, insight.id)
+    assert enabled.enabled and enabled.HasField("created_at")
+    assert (await share.get(insight.id)).access_token == enabled.access_token, "saved on first update"
+    disabled = await share.update(insight.id, ["enabled"], enabled=False)
+    assert not disabled.enabled and disabled.access_token == enabled.access_token
+    # Writing the same value again is no flip: no entry.
+    await share.update(insight.id, ["enabled"], enabled=False)
+    activities = [e.activity for e in (await owner.activity(insight.id)).results]
+    assert activities[:2] == ["sharing disabled", "sharing enabled"], activities
+    assert activities.count("sharing disabled") == 1
+
+
+async def test_settings_keep_whitelisted_booleans(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Shared")
+    settings = struct_pb2.Struct()
+    settings.update({"legend": True, "noHeader": False, "bogus": True, "theme": "dark"})
+    config = await share.update(insight.id, ["settings"], settings=settings)
+    assert dict(config.settings) == {"legend": True, "noHeader": False}
+    assert dict((await share.get(insight.id)).settings) == {"legend": True, "noHeader": False}
+
+    bad = struct_pb2.Struct()
+    bad.update({"hideExtraDetails": "yes"})
+    err = await expect_error(
+        share.update(insight.id, ["settings"], settings=bad), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert_invalid(err, "sharing_configuration.settings.hideExtraDetails")
+
+    err = await expect_error(
+        share.update(insight.id, ["access_token"], access_token="mine"), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert_invalid(err, "update_mask", mentions="access_token")
+
+
+async def test_passwords_created_verified_and_deactivated(
+    server: Server, owner: Api, share: Share, tenant: Tenant
+) -> None:
+    insight = await owner.create(name="Secret")
+    await _enabled(share, insight.id)
+    err = await expect_error(share.create_password(insight.id, PASSWORD), grpc.StatusCode.FAILED_PRECONDITION)
+    assert "Password protection must be enabled" in (err.details() or "")
+
+    await share.update(insight.id, ["password_required"], password_required=True)
+    err = await expect_error(share.create_password(insight.id, "short"), grpc.StatusCode.INVALID_ARGUMENT)
+    assert_invalid(err, "raw_password", mentions="at least 8 characters")
+    err = await expect_error(
+        share.create_password(insight.id, PASSWORD, note="n" * 101), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert_invalid(err, "note")
+
+    given = await share.create_password(insight.id, PASSWORD, note="for the board")
+    assert given.password == PASSWORD and given.note == "for the board"
+    assert given.created_by_email == tenant.email
+    generated = await share.create_password(insight.id)
+    assert len(generated.password) >= 16 and generated.password != PASSWORD
+    same = await share.create_password(insight.id, PASSWORD, note="same text")
+
+    config = await share.get(insight.id)
+    listed = {p.id: p for p in config.share_passwords}
+    assert set(listed) == {given.id, generated.id, same.id}
+    assert listed[given.id].note == "for the board" and listed[given.id].is_active
+    assert listed[given.id].created_by_email == tenant.email
+    assert PASSWORD not in str(config), "the plaintext is shown only once"
+
+    from storage.models import SharePassword
+
+    with server.db.session() as session:
+        hashes = {
+            password_id: password_hash
+            for password_id, password_hash in session.execute(
+                sa.select(SharePassword.id, SharePassword.password_hash).where(
+                    SharePassword.id.in_([given.id, same.id])
+                )
+            )
+        }
+    assert PASSWORD not in hashes[given.id] and hashes[given.id].startswith("scrypt$")
+    assert hashes[given.id] != hashes[same.id], "equal passwords must hash differently (salt)"
+
+    # The raw token alone no longer reads a protected insight.
+    err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
+    assert error_info(err).reason == "SHARING_PASSWORD_REQUIRED"
+    err = await expect_error(
+        share.unlock(config.access_token, "wrong password"), grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert err.details() == "Incorrect password"
+
+    unlocked = await share.unlock(config.access_token, generated.password)
+    expires = unlocked.expires_at.ToDatetime(dt.UTC)
+    assert dt.timedelta(hours=23) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=24)
+    seen = await share.read(share_token=unlocked.share_token)
+    assert seen.id == insight.id and seen.name == "Secret"
+
+    # Deactivating the password revokes its sessions; the others still unlock.
+    after = await share.delete_password(insight.id, generated.id)
+    assert {p.id for p in after.share_passwords} == {given.id, same.id}
+    err = await expect_error(share.read(share_token=unlocked.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_REVOKED"
+    await expect_error(share.unlock(config.access_token, generated.password), grpc.StatusCode.UNAUTHENTICATED)
+    await expect_error(share.delete_password(insight.id, generated.id), grpc.StatusCode.NOT_FOUND)
+    await expect_error(share.delete_password(insight.id, 987654321), grpc.StatusCode.NOT_FOUND)
+
+    activities = [e.activity for e in (await owner.activity(insight.id)).results]
+    assert "share password created" in activities and "share password deleted" in activities
+
+
+async def test_shared_read_without_password_and_hide_extra_details(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Public", description="for everyone")
+    config = await share.get(insight.id)
+    # Not enabled yet: the default's token was never saved, so it is unknown.
+    err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_INVALID"
+
+    config = await _enabled(share, insight.id)
+    seen = await share.read(access_token=config.access_token)
+    assert (seen.id, seen.name, seen.description) == (insight.id, "Public", "for everyone")
+    assert seen.HasField("created_by") and seen.HasField("created_at")
+    assert seen.user_access_level == "viewer"
+    assert not seen.HasField("last_viewed_at"), "a shared viewer is no user"
+
+    hide = struct_pb2.Struct()
+    hide.update({"hideExtraDetails": True})
+    await share.update(insight.id, ["settings"], settings=hide)
+    hidden = await share.read(access_token=config.access_token)
+    for name in ("created_by", "last_modified_by", "created_at", "last_modified_at"):
+        assert not hidden.HasField(name), name
+    assert hidden.name == "Public"
+
+    await share.update(insight.id, ["enabled"], enabled=False)
+    err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
+    assert error_info(err).reason == "SHARING_DISABLED"
+    await expect_error(share.read(access_token="not-a-token"), grpc.StatusCode.UNAUTHENTICATED)
+
+    # A deleted insight is gone for its link too.
+    await share.update(insight.id, ["enabled"], enabled=True)
+    await owner.delete(insight.id)
+    await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.NOT_FOUND)
+
+
+async def test_shared_viewers_cannot_force_engine_load(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Trend", query=trends_viz("shared-event"))
+    config = await _enabled(share, insight.id)
+    # No cache yet: force_blocking becomes blocking, which computes once.
+    first = await share.read(access_token=config.access_token, refresh=common_pb2.REFRESH_MODE_FORCE_BLOCKING)
+    assert first.HasField("result") and not first.is_cached
+    # A fresh cached result: force_blocking is downgraded to blocking, which answers from the cache.
+    again = await share.read(access_token=config.access_token, refresh=common_pb2.REFRESH_MODE_FORCE_BLOCKING)
+    assert again.is_cached and again.last_refresh == first.last_refresh
+
+
+async def test_rotation_keeps_the_old_token_for_the_grace_period(
+    owner: Api, share: Share, clock: Clock
+) -> None:
+    insight = await owner.create(name="Rotated")
+    old, password_id = await _protected(share, insight.id)
+    old_session = await share.unlock(old.access_token, PASSWORD)
+
+    new = await share.refresh(insight.id)
+    assert new.access_token != old.access_token
+    assert new.enabled and new.password_required
+    assert [p.note for p in new.share_passwords] == ["for the board"], "passwords move to the new token"
+    assert (await share.get(insight.id)).access_token == new.access_token
+
+    # Within the grace period both tokens unlock, with the same password.
+    clock.advance(299)
+    await share.unlock(old.access_token, PASSWORD)
+    new_session = await share.unlock(new.access_token, PASSWORD)
+    await share.read(share_token=old_session.share_token)
+
+    clock.advance(2)
+    err = await expect_error(share.unlock(old.access_token, PASSWORD), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+    err = await expect_error(share.read(share_token=old_session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert (await share.read(share_token=new_session.share_token)).id == insight.id
+
+    # A share session lasts 24 hours.
+    clock.advance(24 * 3600)
+    await expect_error(share.read(share_token=new_session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    activities = [e.activity for e in (await owner.activity(insight.id)).results]
+    assert "access token refreshed" in activities
+    assert password_id not in {p.id for p in new.share_passwords}, "copies, not the old rows"
+
+
+async def test_a_token_reaches_only_its_insight(
+    server: Server, owner: Api, share: Share, stub: Any, tenant: Tenant
+) -> None:
+    a = await owner.create(name="A")
+    b = await owner.create(name="B")
+    token_a = (await _enabled(share, a.id)).access_token
+    await _enabled(share, b.id)
+    assert (await share.read(access_token=token_a)).id == a.id
+
+    sharing_header = (("x-sharing-access-token", token_a),)
+    for call in (
+        stub.ListInsights(
+            ipb.ListInsightsRequest(environment_id=tenant.environment_id), metadata=sharing_header
+        ),
+        stub.GetInsight(
+            ipb.GetInsightRequest(environment_id=tenant.environment_id, id=b.id), metadata=sharing_header
+        ),
+        share.stub.GetSharingConfiguration(
+            spb.GetSharingConfigurationRequest(environment_id=tenant.environment_id, insight_id=a.id),
+            metadata=sharing_header,
+        ),
+        share.stub.RefreshSharingToken(
+            spb.RefreshSharingTokenRequest(environment_id=tenant.environment_id, insight_id=a.id),
+            metadata=(("x-share-token", "anything"),),
+        ),
+    ):
+        err = await expect_error(call, grpc.StatusCode.PERMISSION_DENIED)
+        assert error_info(err).reason == "SHARING_ACCESS_NOT_ALLOWED"
+
+
+async def test_failed_unlocks_are_limited_and_reset_on_success(
+    owner: Api, share: Share, clock: Clock
+) -> None:
+    insight = await owner.create(name="Guarded")
+    config, _ = await _protected(share, insight.id)
+    await share.unlock(config.access_token, PASSWORD)  # a success clears this peer's earlier failures
+
+    for _ in range(10):
+        await expect_error(
+            share.unlock(config.access_token, "wrong password"), grpc.StatusCode.UNAUTHENTICATED
+        )
+    err = await expect_error(share.unlock(config.access_token, PASSWORD), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    retry = [d for d in rich_status(err).details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+    assert retry, "RESOURCE_EXHAUSTED carries RetryInfo"
+    info = error_details_pb2.RetryInfo()
+    retry[0].Unpack(info)
+    assert 60 < info.retry_delay.seconds <= 300
+    # The peer is limited too, whatever token it tries.
+    await expect_error(share.unlock("another-token", PASSWORD), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    clock.advance(301)
+    await share.unlock(config.access_token, PASSWORD)
+    # The success reset the count: nine more failures are still allowed before the limit.
+    for _ in range(9):
+        await expect_error(
+            share.unlock(config.access_token, "wrong password"), grpc.StatusCode.UNAUTHENTICATED
+        )
+    await share.unlock(config.access_token, PASSWORD)
+
+
+# method -> (required scope, request factory)
+RPCS: dict[str, tuple[str, Any]] = {
+    "GetSharingConfiguration": (
+        "sharing_configuration:read",
+        lambda env, i: spb.GetSharingConfigurationRequest(environment_id=env, insight_id=i),
+    ),
+    "UpdateSharingConfiguration": (
+        "sharing_configuration:write",
+        lambda env, i: spb.UpdateSharingConfigurationRequest(environment_id=env, insight_id=i),
+    ),
+    "RefreshSharingToken": (
+        "sharing_configuration:write",
+        lambda env, i: spb.RefreshSharingTokenRequest(environment_id=env, insight_id=i),
+    ),
+    "CreateSharePassword": (
+        "sharing_configuration:write",
+        lambda env, i: spb.CreateSharePasswordRequest(environment_id=env, insight_id=i),
+    ),
+    "DeleteSharePassword": (
+        "sharing_configuration:write",
+        lambda env, i: spb.DeleteSharePasswordRequest(environment_id=env, insight_id=i, password_id=1),
+    ),
+}
+
+
+@pytest.mark.parametrize("method", sorted(RPCS))
+async def test_every_rpc_needs_its_scope(method: str, owner: Api, share: Share, tenant: Tenant) -> None:
+    insight = await owner.create(name="Scoped")
+    scope, factory = RPCS[method]
+    weaker = "insight:write" if scope.endswith(":read") else "sharing_configuration:read"
+    metadata = bearer(tenant.key(weaker))
+    err = await expect_error(
+        getattr(share.stub, method)(factory(tenant.environment_id, insight.id), metadata=metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert scope in (err.details() or "") and error_info(err).reason == "MISSING_SCOPE"
+
+
+async def test_writes_need_a_reachable_insight(owner: Api, share: Share, make_tenant: Any) -> None:
+    other = make_tenant()
+    foreign = await owner.as_key(other.key("insight:write"), other.environment_id).create(name="Theirs")
+    await expect_error(share.get(foreign.id), grpc.StatusCode.NOT_FOUND)
+    await expect_error(share.update(foreign.id, ["enabled"], enabled=True), grpc.StatusCode.NOT_FOUND)
+    deleted = await owner.create(name="Gone")
+    await owner.delete(deleted.id)
+    await expect_error(share.refresh(deleted.id), grpc.StatusCode.NOT_FOUND)
+    await expect_error(share.create_password(deleted.id, PASSWORD), grpc.StatusCode.NOT_FOUND)
+    elsewhere = Share(share.stub, other.environment_id, share.metadata)
+    await expect_error(elsewhere.get(foreign.id), grpc.StatusCode.PERMISSION_DENIED)
+
+
+async def test_shared_read_needs_a_sharing_credential(share: Share, tenant: Tenant) -> None:
+    err = await expect_error(share.read(), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
+    assert "x-sharing-access-token" in (err.details() or "")
+    # An API key does not stand for a shared insight either.
+    err = await expect_error(share.read(metadata=bearer(tenant.key("*"))), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
