@@ -13,6 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from generated.insights.v1 import (
+    alerts_pb2,
+    alerts_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     insight_pb2,
@@ -27,6 +29,7 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
 from server import accounts
+from server.alerts.configs import Alerts
 from server.config import Settings
 from server.execution import Execution
 from server.ingest import Ingestion
@@ -36,6 +39,7 @@ from server.readcache import ReadCache
 from server.resultcache import MemoryResultCache
 from server.runtime import Blocking
 from server.services import convert
+from server.services.alerts import AlertsServicer
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
@@ -51,6 +55,7 @@ SERVICES = [
     query_service_pb2.DESCRIPTOR.services_by_name["QueryService"],
     events_pb2.DESCRIPTOR.services_by_name["EventsService"],
     sharing_pb2.DESCRIPTOR.services_by_name["SharingService"],
+    alerts_pb2.DESCRIPTOR.services_by_name["AlertsService"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -74,8 +79,12 @@ class App:
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
         )
+        self.alerts = Alerts(self.db)
         self.insights = Insights(
-            self.db, validate_query=self.execution.validate, read_cache=ReadCache(settings.read_cache_seconds)
+            self.db,
+            validate_query=self.execution.validate,
+            read_cache=ReadCache(settings.read_cache_seconds),
+            on_update=self.alerts.on_insight_changed,
         )
         self.ingestion = Ingestion(self.events)
         # Tests move time for rotation and attempt limits by replacing `self.sharing.clock`.
@@ -126,6 +135,9 @@ class App:
         )
         sharing_pb2_grpc.add_SharingServiceServicer_to_server(
             SharingServicer(self.sharing, self.blocking), server
+        )
+        alerts_pb2_grpc.add_AlertsServiceServicer_to_server(
+            AlertsServicer(self.alerts, self.blocking), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]

@@ -194,8 +194,11 @@ class Insights:
         clock: Callable[[], dt.datetime] = utcnow,
         validate_query: Callable[[EnvironmentInfo, query_pb2.QueryNode | None, str], None] | None = None,
         read_cache: ReadCache | None = None,
+        on_update: Callable[[Session, int | None, EnvironmentInfo, Insight, dt.datetime], None] | None = None,
     ):
         self.db = db
+        # Called in the transaction of every update (the alerts of a deleted insight go with it).
+        self.on_update = on_update or (lambda session, user_id, env, row, now: None)
         self.clock = clock
         self.cache = read_cache or ReadCache(0)
         # Refuses queries the engine could never run, before anything is saved.
@@ -314,6 +317,7 @@ class Insights:
                 row.last_modified_by_id = principal.user_id
             row.updated_at = now
             self._log_update(session, principal, env, row, was_deleted, changes, now)
+            self.on_update(session, principal.user_id, env, row, now)
             session.flush()
             view = self._views(session, principal.user_id, env, [row])[0]
         self.cache.forget(env.id)  # after the commit, so no reader re-caches the old state

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -283,3 +284,80 @@ class ShareSession(Base):
     share_password_id: Mapped[int] = mapped_column(ForeignKey("share_passwords.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+class Threshold(Base):
+    """The bounds an alert checks against (reference JSON InsightThreshold in `configuration`)."""
+
+    __tablename__ = "alert_thresholds"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    # {"type": "absolute"|"percentage", "bounds": {"lower": x, "upper": y}} (reference JSON).
+    configuration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertConfiguration(Base):
+    """An alert on an insight. Never hard-deleted: `deleted` hides it from every read and check."""
+
+    __tablename__ = "alert_configurations"
+    __table_args__ = (Index("ix_alerts_due", "enabled", "deleted", "next_check_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"), index=True)
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"), index=True)
+    threshold_id: Mapped[str] = mapped_column(ForeignKey("alert_thresholds.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    # User ids (members of the organization) notified when it fires.
+    subscribed_users: Mapped[list[Any]] = mapped_column(default=list)
+    # Reference JSON: {"type": "absolute_value"|"relative_increase"|"relative_decrease"}.
+    condition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # "Firing", "Not firing", "Errored" or "Snoozed" (the reference's strings).
+    state: Mapped[str] = mapped_column(String(20), default="Not firing")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_notified_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_checked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # Reference JSON TrendsAlertConfig: {"type", "series_index", "check_ongoing_interval"?}.
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Reference JSON detector or ensemble; null without a detector.
+    detector_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # "hourly", "daily", "weekly" or "monthly".
+    calculation_interval: Mapped[str] = mapped_column(String(20), default="daily")
+    snoozed_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    skip_weekend: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Reference JSON: {"blocked_windows": [{"start": "HH:MM", "end": "HH:MM"}]}; null when none.
+    schedule_restriction: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    investigation_agent_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    investigation_gates_notifications: Mapped[bool] = mapped_column(Boolean, default=False)
+    investigation_inconclusive_action: Mapped[str] = mapped_column(String(40), default="")
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AlertCheck(Base):
+    """One evaluation (or snooze/un-snooze) of an alert; removed by retention after 14 days."""
+
+    __tablename__ = "alert_checks"
+    __table_args__ = (Index("ix_alert_checks_alert_created", "alert_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alert_configurations.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    calculated_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The alert's condition when the check ran (reference JSON).
+    condition: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20))
+    # Which targets were notified (makes a retried delivery idempotent); null before notifying.
+    targets_notified: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    anomaly_scores: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    triggered_points: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    triggered_dates: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    interval: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    triggered_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    notification_sent_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -1,0 +1,1 @@
+"""Alert evaluation: conditions, anomaly detectors and the check schedule (pure functions)."""
