@@ -52,6 +52,33 @@ def record(
     )
 
 
+def record_insight(
+    session: Session,
+    *,
+    environment_id: int,
+    organization_id: int,
+    user_id: int | None,
+    verb: str,
+    insight: Any,
+    at: dt.datetime,
+    changes: list[dict[str, Any]] | None = None,
+) -> None:
+    """Appends an entry about an insight (a storage.models.Insight row), named as it is now."""
+    record(
+        session,
+        environment_id=environment_id,
+        organization_id=organization_id,
+        user_id=user_id,
+        activity=verb,
+        scope="Insight",
+        item_id=str(insight.id),
+        name=insight.name or insight.derived_name,
+        short_id=insight.short_id,
+        changes=changes,
+        at=at,
+    )
+
+
 @dataclass(frozen=True)
 class Entry:
     """An activity entry with its user, ready to be shown."""

@@ -241,16 +241,13 @@ class Insights:
                 )
             )
             if row.name or row.derived_name:
-                activity.record(
+                activity.record_insight(
                     session,
                     environment_id=env.id,
                     organization_id=env.organization_id,
                     user_id=principal.user_id,
-                    activity="created",
-                    scope=SCOPE,
-                    item_id=str(row.id),
-                    name=row.name or row.derived_name,
-                    short_id=row.short_id,
+                    verb="created",
+                    insight=row,
                     at=now,
                 )
             session.flush()
@@ -378,18 +375,15 @@ class Insights:
                 if new != old:
                     self._set_tags(session, row, new)
                     row.updated_at = now
-                    activity.record(
+                    activity.record_insight(
                         session,
                         environment_id=env.id,
                         organization_id=env.organization_id,
                         user_id=principal.user_id,
-                        activity="updated",
-                        scope=SCOPE,
-                        item_id=str(row.id),
-                        name=row.name or row.derived_name,
-                        short_id=row.short_id,
-                        changes=activity.diff({"tags": old}, {"tags": new}, SCOPE),
+                        verb="updated",
+                        insight=row,
                         at=now,
+                        changes=activity.diff({"tags": old}, {"tags": new}, SCOPE),
                     )
                 updated.append((insight_id, new))
         self.cache.forget(env.id)
@@ -730,18 +724,15 @@ class Insights:
             verb = "updated"
         else:
             return
-        activity.record(
+        activity.record_insight(
             session,
             environment_id=env.id,
             organization_id=env.organization_id,
             user_id=principal.user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=str(row.id),
-            name=row.name or row.derived_name,
-            short_id=row.short_id,
-            changes=changes,
+            verb=verb,
+            insight=row,
             at=now,
+            changes=changes,
         )
 
     def _filter_date(

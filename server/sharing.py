@@ -695,18 +695,15 @@ class Sharing:
         changes: list[dict[str, Any]] | None,
         now: dt.datetime,
     ) -> None:
-        activity.record(
+        activity.record_insight(
             session,
             environment_id=env.id,
             organization_id=env.organization_id,
             user_id=principal.user_id,
-            activity=name,
-            scope=SCOPE,
-            item_id=str(insight.id),
-            name=insight.name or insight.derived_name,
-            short_id=insight.short_id,
-            changes=changes,
+            verb=name,
+            insight=insight,
             at=now,
+            changes=changes,
         )
 
 
