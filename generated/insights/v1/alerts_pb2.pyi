@@ -802,6 +802,7 @@ class Alert(_message.Message):
     INVESTIGATION_AGENT_ENABLED_FIELD_NUMBER: _builtins.int
     INVESTIGATION_GATES_NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     INVESTIGATION_INCONCLUSIVE_ACTION_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID of the alert (output only)."""
     insight: _builtins.int
@@ -835,6 +836,10 @@ class Alert(_message.Message):
     investigation_inconclusive_action: _builtins.str
     """What happens when an investigation is inconclusive, such as "notify"
     (stored; not acted on here).
+    """
+    webhook_url: _builtins.str
+    """An http(s) URL that receives a JSON POST for each firing check (at most
+    2048 characters; empty: no webhook).
     """
     @_builtins.property
     def created_by(self) -> _common_pb2.UserBasic:
@@ -916,10 +921,11 @@ class Alert(_message.Message):
         investigation_agent_enabled: _builtins.bool = ...,
         investigation_gates_notifications: _builtins.bool = ...,
         investigation_inconclusive_action: _builtins.str = ...,
+        webhook_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "threshold", b"threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "calculation_interval", b"calculation_interval", "checks", b"checks", "checks_total", b"checks_total", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "id", b"id", "insight", b"insight", "investigation_agent_enabled", b"investigation_agent_enabled", "investigation_gates_notifications", b"investigation_gates_notifications", "investigation_inconclusive_action", b"investigation_inconclusive_action", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "name", b"name", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "skip_weekend", b"skip_weekend", "snoozed_until", b"snoozed_until", "state", b"state", "subscribed_users", b"subscribed_users", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "calculation_interval", b"calculation_interval", "checks", b"checks", "checks_total", b"checks_total", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "id", b"id", "insight", b"insight", "investigation_agent_enabled", b"investigation_agent_enabled", "investigation_gates_notifications", b"investigation_gates_notifications", "investigation_inconclusive_action", b"investigation_inconclusive_action", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "name", b"name", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "skip_weekend", b"skip_weekend", "snoozed_until", b"snoozed_until", "state", b"state", "subscribed_users", b"subscribed_users", "threshold", b"threshold", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -1340,3 +1346,29 @@ class ListAlertChecksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__previous_offset) -> _WhichOneofReturnType__previous_offset | None: ...
 
 Global___ListAlertChecksResponse: _TypeAlias = ListAlertChecksResponse  # noqa: Y015
+
+@_typing.final
+class CheckAlertNowRequest(_message.Message):
+    """Request of CheckAlertNow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVIRONMENT_ID_FIELD_NUMBER: _builtins.int
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    environment_id: _builtins.int
+    """The environment."""
+    alert_id: _builtins.str
+    """UUID of the alert."""
+    def __init__(
+        self,
+        *,
+        environment_id: _builtins.int = ...,
+        alert_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "environment_id", b"environment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAlertNowRequest: _TypeAlias = CheckAlertNowRequest  # noqa: Y015

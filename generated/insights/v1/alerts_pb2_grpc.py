@@ -75,6 +75,11 @@ class AlertsServiceStub:
                 request_serializer=insights_dot_v1_dot_alerts__pb2.ListAlertChecksRequest.SerializeToString,
                 response_deserializer=insights_dot_v1_dot_alerts__pb2.ListAlertChecksResponse.FromString,
                 _registered_method=True)
+        self.CheckAlertNow = channel.unary_unary(
+                '/insights.v1.AlertsService/CheckAlertNow',
+                request_serializer=insights_dot_v1_dot_alerts__pb2.CheckAlertNowRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_alerts__pb2.AlertCheck.FromString,
+                _registered_method=True)
 
 
 class AlertsServiceServicer:
@@ -137,6 +142,14 @@ class AlertsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAlertNow(self, request, context):
+        """Evaluates the alert at once (notifying as a scheduled check would) and
+        returns the recorded check.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlertsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +192,11 @@ def add_AlertsServiceServicer_to_server(servicer, server):
                     servicer.ListAlertChecks,
                     request_deserializer=insights_dot_v1_dot_alerts__pb2.ListAlertChecksRequest.FromString,
                     response_serializer=insights_dot_v1_dot_alerts__pb2.ListAlertChecksResponse.SerializeToString,
+            ),
+            'CheckAlertNow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAlertNow,
+                    request_deserializer=insights_dot_v1_dot_alerts__pb2.CheckAlertNowRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_alerts__pb2.AlertCheck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +416,33 @@ class AlertsService:
             '/insights.v1.AlertsService/ListAlertChecks',
             insights_dot_v1_dot_alerts__pb2.ListAlertChecksRequest.SerializeToString,
             insights_dot_v1_dot_alerts__pb2.ListAlertChecksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAlertNow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.AlertsService/CheckAlertNow',
+            insights_dot_v1_dot_alerts__pb2.CheckAlertNowRequest.SerializeToString,
+            insights_dot_v1_dot_alerts__pb2.AlertCheck.FromString,
             options,
             channel_credentials,
             insecure,

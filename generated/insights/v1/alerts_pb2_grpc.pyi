@@ -49,6 +49,10 @@ class AlertsServiceStub:
     """Deletes an alert (kept in storage, hidden from every read) and returns it."""
     ListAlertChecks: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertChecksRequest, _alerts_pb2.ListAlertChecksResponse]
     """The checks of an alert, newest first."""
+    CheckAlertNow: _grpc.UnaryUnaryMultiCallable[_alerts_pb2.CheckAlertNowRequest, _alerts_pb2.AlertCheck]
+    """Evaluates the alert at once (notifying as a scheduled check would) and
+    returns the recorded check.
+    """
 
 @_typing.type_check_only
 class AlertsServiceAsyncStub(AlertsServiceStub):
@@ -71,6 +75,10 @@ class AlertsServiceAsyncStub(AlertsServiceStub):
     """Deletes an alert (kept in storage, hidden from every read) and returns it."""
     ListAlertChecks: _aio.UnaryUnaryMultiCallable[_alerts_pb2.ListAlertChecksRequest, _alerts_pb2.ListAlertChecksResponse]  # type: ignore[assignment]
     """The checks of an alert, newest first."""
+    CheckAlertNow: _aio.UnaryUnaryMultiCallable[_alerts_pb2.CheckAlertNowRequest, _alerts_pb2.AlertCheck]  # type: ignore[assignment]
+    """Evaluates the alert at once (notifying as a scheduled check would) and
+    returns the recorded check.
+    """
 
 class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Alerts on insights and their thresholds."""
@@ -138,5 +146,15 @@ class AlertsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_alerts_pb2.ListAlertChecksResponse, _abc.Awaitable[_alerts_pb2.ListAlertChecksResponse]]:
         """The checks of an alert, newest first."""
+
+    @_abc_1.abstractmethod
+    def CheckAlertNow(
+        self,
+        request: _alerts_pb2.CheckAlertNowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_alerts_pb2.AlertCheck, _abc.Awaitable[_alerts_pb2.AlertCheck]]:
+        """Evaluates the alert at once (notifying as a scheduled check would) and
+        returns the recorded check.
+        """
 
 def add_AlertsServiceServicer_to_server(servicer: AlertsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
