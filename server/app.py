@@ -29,7 +29,10 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
 from server import accounts
+from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
+from server.alerts.notify import WebhookNotifier
+from server.alerts.scheduler import Scheduler
 from server.config import Settings
 from server.execution import Execution
 from server.ingest import Ingestion
@@ -80,6 +83,23 @@ class App:
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
         )
         self.alerts = Alerts(self.db)
+        # Tests replace `self.checker.notifier` / call `self.scheduler.run_once(now)` directly.
+        self.checker = Checker(
+            self.db,
+            self.execution,
+            self.blocking,
+            WebhookNotifier(
+                self.blocking.run,
+                timeout=settings.alert_webhook_timeout_seconds,
+                attempts=settings.alert_webhook_attempts,
+            ),
+        )
+        self.scheduler = Scheduler(
+            self.db,
+            self.checker,
+            poll_seconds=settings.alert_poll_seconds,
+            concurrency=settings.alert_concurrency,
+        )
         self.insights = Insights(
             self.db,
             validate_query=self.execution.validate,
@@ -137,7 +157,7 @@ class App:
             SharingServicer(self.sharing, self.blocking), server
         )
         alerts_pb2_grpc.add_AlertsServiceServicer_to_server(
-            AlertsServicer(self.alerts, self.blocking), server
+            AlertsServicer(self.alerts, self.blocking, self.checker), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]
@@ -150,6 +170,7 @@ class App:
         await server.start()
         self._server = server
         self._probe = asyncio.create_task(self._watch_stores(names))
+        self.scheduler.start()
         log.info("serving on %s", self.address)
         return self.port
 
@@ -195,6 +216,8 @@ class App:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        # No new alert checks; one in flight is cancelled (its alert is due again after the lease).
+        await self.scheduler.stop()
         if self._server is not None:
             await self._server.stop(grace)
         self.execution.close()

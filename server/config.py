@@ -48,6 +48,13 @@ class Settings:
     coalescing: bool = True
     # Seconds a rotated sharing access token keeps working after RefreshSharingToken.
     sharing_grace_seconds: float = 300.0
+    # Seconds between passes of the alert scheduler; 0 disables it (CheckAlertNow still works).
+    alert_poll_seconds: float = 30.0
+    # Alerts checked at once by one scheduler pass.
+    alert_concurrency: int = 4
+    # Seconds one webhook attempt may take, and attempts per notification (with backoff).
+    alert_webhook_timeout_seconds: float = 5.0
+    alert_webhook_attempts: int = 3
     # Python logging level.
     log_level: str = "INFO"
 
@@ -106,6 +113,16 @@ class Settings:
             )
         if self.auth_cache_seconds < 0:
             raise InvalidArgument("INSIGHTS_AUTH_CACHE_SECONDS must be >= 0", field="auth_cache_seconds")
+        if self.alert_poll_seconds < 0:
+            raise InvalidArgument("INSIGHTS_ALERT_POLL_SECONDS must be >= 0", field="alert_poll_seconds")
+        for name in ("alert_concurrency", "alert_webhook_attempts"):
+            if not 1 <= getattr(self, name) <= 100:
+                raise InvalidArgument(f"INSIGHTS_{name.upper()} must be 1-100", field=name)
+        if not 0 < self.alert_webhook_timeout_seconds <= 60:
+            raise InvalidArgument(
+                "INSIGHTS_ALERT_WEBHOOK_TIMEOUT_SECONDS must be in (0, 60]",
+                field="alert_webhook_timeout_seconds",
+            )
         return self
 
 

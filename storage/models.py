@@ -334,6 +334,8 @@ class AlertConfiguration(Base):
     investigation_agent_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     investigation_gates_notifications: Mapped[bool] = mapped_column(Boolean, default=False)
     investigation_inconclusive_action: Mapped[str] = mapped_column(String(40), default="")
+    # http(s) URL receiving a JSON POST per firing check; "" for none (migration 0004).
+    webhook_url: Mapped[str] = mapped_column(String(2048), default="", server_default="")
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -56,7 +57,9 @@ WRITABLE = (
     "investigation_agent_enabled",
     "investigation_gates_notifications",
     "investigation_inconclusive_action",
+    "webhook_url",
 )
+WEBHOOK_URL_LIMIT = 2048
 # Changing one of these makes the alert due at once.
 RECHECK = frozenset({"threshold", "condition", "config", "detector_config", "calculation_interval"})
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -206,6 +209,25 @@ def check_alert(alert: apb.Alert, query: query_pb2.QueryNode | None, prefix: str
     if alert.HasField("detector_config"):
         check_detector(alert.detector_config, f"{prefix}.detector_config")
     check_windows(alert.schedule_restriction, f"{prefix}.schedule_restriction")
+    if alert.webhook_url:
+        check_webhook_url(alert.webhook_url, f"{prefix}.webhook_url")
+
+
+def check_webhook_url(url: str, field: str) -> None:
+    """An absolute http(s) URL with a host, at most 2048 characters, no credentials."""
+    if len(url) > WEBHOOK_URL_LIMIT:
+        raise _bad(field, f"at most {WEBHOOK_URL_LIMIT} characters")
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise _bad(field, f"not a URL (got {url!r})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise _bad(field, "must be an absolute http or https URL")
+    if parsed.username or parsed.password:
+        raise _bad(field, "must not carry credentials")
+    if any(c.isspace() for c in url):
+        raise _bad(field, "must not contain whitespace")
 
 
 def parse_snooze(value: str, now: dt.datetime, field: str) -> dt.datetime:
@@ -334,6 +356,7 @@ class Alerts:
                 investigation_agent_enabled=alert.investigation_agent_enabled,
                 investigation_gates_notifications=alert.investigation_gates_notifications,
                 investigation_inconclusive_action=alert.investigation_inconclusive_action,
+                webhook_url=alert.webhook_url,
                 created_by_id=principal.user_id,
                 created_at=now,
                 updated_at=now,
@@ -477,6 +500,7 @@ class Alerts:
                 "investigation_agent_enabled",
                 "investigation_gates_notifications",
                 "investigation_inconclusive_action",
+                "webhook_url",
             ):
                 if name in chosen:
                     setattr(row, name, getattr(merged, name))
@@ -642,6 +666,7 @@ class Alerts:
             investigation_agent_enabled=row.investigation_agent_enabled,
             investigation_gates_notifications=row.investigation_gates_notifications,
             investigation_inconclusive_action=row.investigation_inconclusive_action,
+            webhook_url=row.webhook_url,
         )
         message.threshold.name = threshold.name
         message.threshold.configuration.CopyFrom(
@@ -740,4 +765,5 @@ def _snapshot(row: AlertConfiguration, threshold: Threshold) -> dict[str, Any]:
         "investigation_agent_enabled": row.investigation_agent_enabled,
         "investigation_gates_notifications": row.investigation_gates_notifications,
         "investigation_inconclusive_action": row.investigation_inconclusive_action,
+        "webhook_url": row.webhook_url,
     }

@@ -9,6 +9,7 @@ from google.protobuf import json_format
 
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc
+from server.alerts.checker import Checker
 from server.alerts.configs import Alerts, AlertView, Page, ThresholdView
 from server.queries.codec import from_reference_json
 from server.runtime import Blocking
@@ -76,6 +77,7 @@ def alert(view: AlertView) -> apb.Alert:
         investigation_agent_enabled=row.investigation_agent_enabled,
         investigation_gates_notifications=row.investigation_gates_notifications,
         investigation_inconclusive_action=row.investigation_inconclusive_action,
+        webhook_url=row.webhook_url,
     )
     if view.created_by is not None:
         created_by = convert.user(view.created_by)
@@ -120,9 +122,10 @@ def _offsets(page: Page[Any], response: Any) -> None:
 class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     """Thin: every rule lives in server.alerts.configs."""
 
-    def __init__(self, alerts: Alerts, blocking: Blocking):
+    def __init__(self, alerts: Alerts, blocking: Blocking, checker: Checker):
         self._alerts = alerts
         self._run = blocking.run
+        self._checker = checker
 
     async def ListThresholds(
         self, request: apb.ListThresholdsRequest, context: grpc.aio.ServicerContext
@@ -216,3 +219,9 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         response = apb.ListAlertChecksResponse(count=page.count, results=[check(c) for c in page.items])
         _offsets(page, response)
         return response
+
+    async def CheckAlertNow(
+        self, request: apb.CheckAlertNowRequest, context: grpc.aio.ServicerContext
+    ) -> apb.AlertCheck:
+        row = await self._checker.check_now(principal(), request.environment_id, request.alert_id)
+        return check(row)

@@ -259,6 +259,8 @@ def make_settings(database_url: str, events_dsn: str, **overrides: Any) -> Any:
         "grace_seconds": 2.0,
         "auth_cache_seconds": 0.0,
         "log_level": "WARNING",
+        # The scheduler is driven by tests through `app.scheduler.run_once(now)`.
+        "alert_poll_seconds": 0.0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -368,6 +368,10 @@ RPCS: dict[str, tuple[str, Any]] = {
         "alert:read",
         lambda env: apb.ListAlertChecksRequest(environment_id=env, alert_id="x"),
     ),
+    "CheckAlertNow": (
+        "alert:write",
+        lambda env: apb.CheckAlertNowRequest(environment_id=env, alert_id="x"),
+    ),
 }
 
 
