@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
@@ -40,7 +41,9 @@ def check(row: AlertCheck) -> apb.AlertCheck:
     message = apb.AlertCheck(
         id=row.id,
         state=STATES.get(row.state, apb.ALERT_STATE_UNSPECIFIED),
-        anomaly_scores=row.anomaly_scores or [],
+        # Unscored points (None: consumed by preprocessing or without a full training window) are
+        # NaN, so the scores stay aligned with the series and with triggered_points.
+        anomaly_scores=[math.nan if s is None else s for s in row.anomaly_scores or []],
         triggered_points=row.triggered_points or [],
         triggered_dates=[str(d) for d in row.triggered_dates or []],
         interval=row.interval or "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,12 +15,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import json_format
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from generated.insights.v1 import alerts_pb2 as apb
+from server.alerts.checker import Checker
 from server.alerts.scheduler import Scheduler
 from storage.events import EventRow
-from storage.models import AlertConfiguration
+from storage.models import AlertCheck, AlertConfiguration
 from tests.integration.itkit import Api, Server, Tenant, assert_invalid, expect_error, trends_viz
 from tests.integration.test_alerts import Alerts, bounds
 
@@ -270,3 +272,186 @@ async def test_scheduler_task_starts_and_stops(server: Server) -> None:
     assert scheduler.running
     await asyncio.wait_for(scheduler.stop(), timeout=5)
     assert not scheduler.running
+
+
+# --------------------------------------------------------------------------- retention, ordering
+
+
+def _add_checks(server: Server, alert_id: str, *created: dt.datetime) -> list[str]:
+    with server.db.session() as session:
+        rows = [
+            AlertCheck(alert_id=alert_id, created_at=c, state="Not firing", condition={}) for c in created
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows]
+
+
+def _check_ids(server: Server, alert_id: str) -> set[str]:
+    with server.db.session() as session:
+        return set(session.scalars(select(AlertCheck.id).where(AlertCheck.alert_id == alert_id)))
+
+
+async def test_scheduler_removes_checks_older_than_14_days(
+    server: Server, owner: Api, alerts: Alerts
+) -> None:
+    insight = await owner.create(name="Views", query=trends_viz())
+    alert = await alerts.create(insight.id)
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    day = dt.timedelta(days=1)
+    second = dt.timedelta(seconds=1)
+    old = _add_checks(server, alert.id, now - 30 * day, now - 14 * day - second)
+    young = _add_checks(
+        server, alert.id, now - 14 * day + second, now - 13 * day, now - dt.timedelta(hours=1)
+    )
+    # batch=0 claims no alert: the pass only applies retention, at the controlled instant.
+    scheduler = Scheduler(server.app.db, server.app.checker, batch=0, poll_seconds=0)
+    result = await scheduler.run_once(now)
+    assert result.checked == [] and result.removed_checks >= len(old)
+    assert _check_ids(server, alert.id) == set(young)
+    assert (await alerts.get(alert.id)).checks_total == len(young)
+
+
+class RecordingChecker(Checker):
+    """The real checker, recording the order in which the scheduler hands it alerts."""
+
+    seen: list[str]
+
+    async def check(self, alert_id: str, **kw: Any) -> Any:
+        self.seen.append(alert_id)
+        return await super().check(alert_id, **kw)
+
+
+async def test_scheduler_checks_hourly_alerts_first(server: Server, owner: Api, alerts: Alerts) -> None:
+    insight = await owner.create(name="Views", query=trends_viz())
+    now = dt.datetime(2019, 6, 5, 12, 0, tzinfo=UTC)  # a Wednesday, before any other test's instants
+    iv = apb.AlertCalculationInterval
+    made: dict[str, apb.Alert] = {}
+    # Created (and due) in an order unlike the expected one: the interval outranks next_check_at.
+    for name, interval, due_hours_ago in [
+        ("monthly", iv.ALERT_CALCULATION_INTERVAL_MONTHLY, 50),
+        ("weekly", iv.ALERT_CALCULATION_INTERVAL_WEEKLY, 40),
+        ("daily-late", iv.ALERT_CALCULATION_INTERVAL_DAILY, 3),
+        ("daily-early", iv.ALERT_CALCULATION_INTERVAL_DAILY, 30),
+        ("hourly", iv.ALERT_CALCULATION_INTERVAL_HOURLY, 1),
+    ]:
+        made[name] = await alerts.create(insight.id, name=name, calculation_interval=interval)
+        _set(server, made[name].id, next_check_at=now - dt.timedelta(hours=due_hours_ago))
+    names = {a.id: n for n, a in made.items()}
+    real = server.app.checker
+    checker = RecordingChecker(real.db, real.execution, real.blocking, real.notifier)
+    checker.seen = []
+    scheduler = Scheduler(server.app.db, checker, concurrency=1, batch=2, poll_seconds=0)
+    try:
+        first = await scheduler.run_once(now)
+        # batch=2: the claim itself is ordered (hourly, then daily by next_check_at).
+        assert [names[i] for i in first.checked if i in names] == ["hourly", "daily-early"]
+        scheduler.batch = 100
+        second = await scheduler.run_once(now)
+        assert [names[i] for i in second.checked if i in names] == ["daily-late", "monthly", "weekly"]
+        assert [names[i] for i in checker.seen if i in names] == [
+            "hourly",
+            "daily-early",
+            "daily-late",
+            "monthly",
+            "weekly",
+        ]
+    finally:
+        for a in made.values():  # leave nothing due at other tests' past instants
+            await alerts.delete(a.id)
+
+
+# ------------------------------------------------------------------------------------ detectors
+
+
+def daily_events(server: Server, environment_id: int, event: str, counts: list[int]) -> None:
+    """counts[-1] events yesterday at noon UTC, counts[-2] the day before, and so on."""
+    noon = dt.datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    rows = []
+    for back, count in enumerate(reversed(counts), start=1):
+        when = noon - dt.timedelta(days=back)
+        rows += [
+            EventRow(environment_id, uuid.uuid4(), event, f"d{back}-{i}", uuid.uuid4(), when, "{}", "{}")
+            for i in range(count)
+        ]
+    server.app.events.insert_events(rows)
+
+
+async def test_zscore_detector_fires_on_a_planted_spike_and_not_on_a_flat_trend(
+    server: Server, owner: Api, alerts: Alerts, tenant: Tenant, receiver: Receiver
+) -> None:
+    history = [10 + i % 3 for i in range(35)]  # 10, 11, 12, 10, ... : small noise, no trend
+    daily_events(server, tenant.environment_id, "spiky", [*history, 60])
+    daily_events(server, tenant.environment_id, "flat", [*history, 11])
+    detector = apb.DetectorConfig(
+        type=apb.DETECTOR_TYPE_ZSCORE, window=30, threshold=0.99, direction=apb.DETECTOR_DIRECTION_UP
+    )
+    spiky = await owner.create(name="Spiky", query=trends_viz("spiky"))
+    flat = await owner.create(name="Flat", query=trends_viz("flat"))
+    # The threshold's bounds would fire on both (values above 5): the detector decides instead.
+    fires = await alerts.create(
+        spiky.id, threshold=bounds(upper=5), detector_config=detector, webhook_url=receiver.url
+    )
+    quiet = await alerts.create(
+        flat.id, threshold=bounds(upper=5), detector_config=detector, webhook_url=receiver.url
+    )
+
+    check = await check_now(alerts, fires.id)
+    assert check.state == apb.ALERT_STATE_FIRING and check.calculated_value == 60
+    anchor = len(check.anomaly_scores) - 2  # yesterday: the last complete day (today is ongoing)
+    assert anchor >= 31 and anchor in check.triggered_points
+    assert check.anomaly_scores[anchor] >= 0.99
+    # Points without a full training window are unscored: NaN keeps the scores aligned.
+    assert math.isnan(check.anomaly_scores[0]) and not math.isnan(check.anomaly_scores[anchor - 1])
+    yesterday = (dt.datetime.now(UTC) - dt.timedelta(days=1)).date().isoformat()
+    assert any(d.startswith(yesterday) for d in check.triggered_dates)
+    assert check.triggered_metadata["breaches"] and "anomalous" in check.triggered_metadata["breaches"][0]
+    assert len(receiver.bodies) == 1 and receiver.bodies[0]["check_id"] == check.id
+    assert (await alerts.get(fires.id)).state == apb.ALERT_STATE_FIRING
+
+    calm = await check_now(alerts, quiet.id)
+    assert calm.state == apb.ALERT_STATE_NOT_FIRING and not calm.error
+    assert len(calm.anomaly_scores) == len(check.anomaly_scores)
+    assert anchor not in calm.triggered_points
+    assert len(receiver.bodies) == 1
+
+
+async def test_notification_rule_same_interval_and_failed_deliveries(
+    server: Server, owner: Api, alerts: Alerts, tenant: Tenant, receiver: Receiver
+) -> None:
+    pageviews(server, tenant.environment_id, 5)
+    insight = await owner.create(name="Views", query=trends_viz())
+    alert = await alerts.create(insight.id, threshold=bounds(upper=3), webhook_url=receiver.url)
+    now = dt.datetime.now(UTC)
+
+    # A firing check notified in the previous (daily) interval does not hold back today's.
+    earlier = await server.app.checker.check(alert.id, now=now - dt.timedelta(days=1))
+    assert earlier.state == "Firing" and earlier.notification_sent_at is not None
+    assert len(receiver.bodies) == 1
+    today = await check_now(alerts, alert.id)
+    assert today.HasField("notification_sent_at") and len(receiver.bodies) == 2
+    # ...but holds back another firing check of the same interval.
+    again = await check_now(alerts, alert.id)
+    assert again.state == apb.ALERT_STATE_FIRING and not again.HasField("notification_sent_at")
+    assert len(receiver.bodies) == 2
+
+
+async def test_a_failed_delivery_does_not_hold_back_the_next_check(
+    server: Server, owner: Api, alerts: Alerts, tenant: Tenant, receiver: Receiver
+) -> None:
+    pageviews(server, tenant.environment_id, 5)
+    insight = await owner.create(name="Views", query=trends_viz())
+    alert = await alerts.create(insight.id, threshold=bounds(upper=3), webhook_url=receiver.url)
+    receiver.statuses = [400]  # final: not retried
+    failed = await check_now(alerts, alert.id)
+    assert failed.state == apb.ALERT_STATE_FIRING and not failed.HasField("notification_sent_at")
+    assert json_format.MessageToDict(failed.targets_notified) == {"webhooks": [], "failed": [receiver.url]}
+    assert len(receiver.bodies) == 1
+    assert not (await alerts.get(alert.id)).HasField("last_notified_at")
+    # The previous check fired but was not notified: the next firing check in the interval notifies.
+    retried = await check_now(alerts, alert.id)
+    assert retried.HasField("notification_sent_at") and len(receiver.bodies) == 2
+    # Delivering the failed check again now reaches its target (not yet in targets_notified).
+    redelivered = await server.app.checker.deliver(failed.id)
+    assert redelivered.targets_notified == {"webhooks": [receiver.url], "failed": []}
+    assert len(receiver.bodies) == 3
