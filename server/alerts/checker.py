@@ -28,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
@@ -151,6 +152,9 @@ class Checker:
         self.blocking = blocking
         self.notifier = notifier
         self.clock = clock
+        # Checks of one alert in this process run one after the other, so that a manual check and a
+        # scheduled one never both decide to notify for the same interval.
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def check_now(self, principal: Principal, environment_id: int, alert_id: str) -> AlertCheck:
         """CheckAlertNow: the alert of an environment the caller reaches, checked at once."""
@@ -167,13 +171,16 @@ class Checker:
         manual: bool = False,
     ) -> AlertCheck:
         """Evaluates one alert and records the check; a firing check is then delivered."""
-        now = now or self.clock()
-        loaded = await self.blocking.run(self._load, alert_id, environment_id)
-        outcome = await self._evaluate(loaded)
-        check, notify = await self.blocking.run(self._record, loaded, outcome, now, previous_next, manual)
-        if notify:
-            check = await self.deliver(check.id, now=now)
-        return check
+        # One lock per alert id, kept (as many as there are alerts): dropping a lock while a
+        # waiter is about to take it would let a third check run beside that waiter.
+        async with self._locks.setdefault(alert_id, asyncio.Lock()):
+            now = now or self.clock()
+            loaded = await self.blocking.run(self._load, alert_id, environment_id)
+            outcome = await self._evaluate(loaded)
+            check, notify = await self.blocking.run(self._record, loaded, outcome, now, previous_next, manual)
+            if notify:
+                check = await self.deliver(check.id, now=now)
+            return check
 
     # ----------------------------------------------------------------------------- evaluation
 
@@ -313,9 +320,11 @@ class Checker:
             row.updated_at = now
             notify = outcome.state == FIRING and not snoozed
             if notify and previous is not None and previous.state == FIRING:
-                sent = _aware(previous.notification_sent_at)
+                # Still firing since the last check: a notification already delivered in this
+                # interval (by any earlier check, not only the previous one) is enough.
+                sent = _aware(row.last_notified_at)
                 if sent is not None and interval_start(
-                    row.calculation_interval, _aware(previous.created_at) or now, env.timezone
+                    row.calculation_interval, sent, env.timezone
                 ) == interval_start(row.calculation_interval, now, env.timezone):
                     notify = False
             session.flush()

@@ -455,3 +455,17 @@ async def test_a_failed_delivery_does_not_hold_back_the_next_check(
     redelivered = await server.app.checker.deliver(failed.id)
     assert redelivered.targets_notified == {"webhooks": [receiver.url], "failed": []}
     assert len(receiver.bodies) == 3
+
+
+async def test_overlapping_checks_of_one_alert_notify_once(
+    server: Server, owner: Api, alerts: Alerts, tenant: Tenant, receiver: Receiver
+) -> None:
+    """A manual check arriving while another check of the same alert runs waits for it, then sees
+    that the interval was already notified (the scheduler goes through the same checker)."""
+    pageviews(server, tenant.environment_id, 5)
+    insight = await owner.create(name="Views", query=trends_viz())
+    alert = await alerts.create(insight.id, threshold=bounds(upper=3), webhook_url=receiver.url)
+    checks = await asyncio.gather(*(check_now(alerts, alert.id) for _ in range(4)))
+    assert all(c.state == apb.ALERT_STATE_FIRING for c in checks)
+    assert sum(c.HasField("notification_sent_at") for c in checks) == 1
+    assert len(receiver.bodies) == 1
