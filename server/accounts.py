@@ -23,6 +23,17 @@ _SCOPE = re.compile(r"^(\*|[a-z_]+:(read|write))$")
 _LAST_USED_RESOLUTION = dt.timedelta(hours=1)
 
 
+def environment_info(env: Environment) -> EnvironmentInfo:
+    """What every call needs to know about an environment (test filters as canonical JSON text)."""
+    return EnvironmentInfo(
+        env.id,
+        env.organization_id,
+        env.timezone,
+        env.week_start_day,
+        json.dumps(env.test_account_filters or [], sort_keys=True),
+    )
+
+
 def hash_key(raw_key: str) -> str:
     """The stored form of a key: SHA-256 of a 256-bit random secret needs no slow hash."""
     return hashlib.sha256(raw_key.encode()).hexdigest()
@@ -121,17 +132,7 @@ def verify_api_key(db: Database, raw_key: str) -> Principal:
             .where(Membership.user_id == key.user_id)
         ).scalars()
         allowed = set(key.scoped_environments) if key.scoped_environments else None
-        environments = {
-            env.id: EnvironmentInfo(
-                env.id,
-                env.organization_id,
-                env.timezone,
-                env.week_start_day,
-                json.dumps(env.test_account_filters or [], sort_keys=True),
-            )
-            for env in rows
-            if allowed is None or env.id in allowed
-        }
+        environments = {env.id: environment_info(env) for env in rows if allowed is None or env.id in allowed}
         if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
             key.last_used_at = now
         return Principal(

@@ -18,9 +18,10 @@ import numpy as np
 from sqlalchemy import func, select
 
 from generated.insights.v1 import query_pb2
+from server.accounts import environment_info
 from server.ingest import person_id_for
 from server.insights import InsightFields, Insights
-from server.principal import EnvironmentInfo, Principal
+from server.principal import Principal
 from server.queries.codec import from_reference_json
 from storage.db import Database
 from storage.events import EventRow, PersonRow
@@ -526,13 +527,7 @@ def set_up_environment(db: Database, user_id: int, environment_id: int) -> int:
         if env is None:
             raise ValueError(f"environment {environment_id} does not exist")
         env.test_account_filters = list(TEST_ACCOUNT_FILTERS)
-        info = EnvironmentInfo(
-            env.id,
-            env.organization_id,
-            env.timezone,
-            env.week_start_day,
-            json.dumps(env.test_account_filters or []),
-        )
+        info = environment_info(env)
         existing = session.scalar(
             select(func.count()).select_from(Insight).where(Insight.environment_id == environment_id)
         )

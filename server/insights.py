@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from generated.insights.v1 import query_pb2
 from server import activity
 from server.errors import InvalidArgument, NotFound, Violations
+from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal
 from server.queries.codec import to_reference_json
 from server.queries.dates import parse_point
@@ -264,13 +265,7 @@ class Insights:
         paths: Sequence[str],
     ) -> InsightView:
         env = principal.environment(environment_id)
-        bad = [p for p in paths if p not in WRITABLE]
-        if bad:
-            raise InvalidArgument(
-                f"update_mask path {bad[0]!r} is not a writable field of Insight (writable: {', '.join(WRITABLE)})",
-                field="update_mask",
-                reason="INVALID_UPDATE_MASK",
-            )
+        check_update_mask(paths, WRITABLE, "Insight")
         chosen = set(paths)
         tags = self._check_fields(fields, chosen)
         if "query" in chosen:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server import activity
+from server.accounts import environment_info
 from server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -28,6 +29,7 @@ from server.errors import (
 )
 from server.execution import Computed, Execution, Refresh
 from server.insights import Insights, InsightView
+from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal, SharePrincipal
 from server.runtime import Blocking
 from server.staleness import stale_after
@@ -326,14 +328,7 @@ class Sharing:
         paths: Sequence[str],
     ) -> ConfigView:
         env = principal.environment(environment_id)
-        bad = [p for p in paths if p not in WRITABLE]
-        if bad:
-            raise InvalidArgument(
-                f"update_mask path {bad[0]!r} is not a writable field of SharingConfiguration "
-                f"(writable: {', '.join(WRITABLE)})",
-                field="update_mask",
-                reason="INVALID_UPDATE_MASK",
-            )
+        check_update_mask(paths, WRITABLE, "SharingConfiguration")
         chosen = set(paths)
         settings = clean_settings(change.settings or {}) if "settings" in chosen else None
         now = self.clock()
@@ -571,13 +566,7 @@ class Sharing:
             assert config is not None
             env = session.get(Environment, config.environment_id)
             assert env is not None
-            info = EnvironmentInfo(
-                env.id,
-                env.organization_id,
-                env.timezone,
-                env.week_start_day,
-                _json(env.test_account_filters or []),
-            )
+            info = environment_info(env)
             return SharePrincipal(
                 environment=info,
                 insight_id=config.insight_id,

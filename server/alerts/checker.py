@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from generated.insights.v1 import query_pb2
+from server.accounts import environment_info
 from server.alerts import detectors, evaluate, schedule
 from server.alerts.notify import Notification, Notifier
 from server.errors import NotFound
@@ -73,16 +73,6 @@ class Outcome:
     triggered_dates: list[str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     disable: bool = False
-
-
-def env_info(env: Environment) -> EnvironmentInfo:
-    return EnvironmentInfo(
-        env.id,
-        env.organization_id,
-        env.timezone,
-        env.week_start_day,
-        json.dumps(env.test_account_filters or [], sort_keys=True),
-    )
 
 
 def windows_of(row: AlertConfiguration) -> list[schedule.BlockedWindow]:
@@ -198,7 +188,7 @@ class Checker:
             threshold = session.get(Threshold, row.threshold_id)
             env = session.get(Environment, row.environment_id)
             assert threshold is not None and env is not None
-            return Loaded(row, threshold, insight, env_info(env))
+            return Loaded(row, threshold, insight, environment_info(env))
 
     async def _evaluate(self, loaded: Loaded) -> Outcome:
         row = loaded.alert

@@ -22,6 +22,7 @@ from server import activity
 from server.errors import InvalidArgument, NotFound
 from server.execution import trends_source
 from server.insights import UserRef, _parse_query, _user_ref
+from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal
 from server.queries.codec import from_reference_json, to_reference_json
 from server.queries.dates import parse_point
@@ -449,13 +450,7 @@ class Alerts:
         self, principal: Principal, environment_id: int, alert_id: str, alert: apb.Alert, paths: Sequence[str]
     ) -> AlertView:
         env = principal.environment(environment_id)
-        bad = [p for p in paths if p not in WRITABLE]
-        if bad:
-            raise InvalidArgument(
-                f"update_mask path {bad[0]!r} is not a writable field of Alert (writable: {', '.join(WRITABLE)})",
-                field="update_mask",
-                reason="INVALID_UPDATE_MASK",
-            )
+        check_update_mask(paths, WRITABLE, "Alert")
         chosen = set(paths)
         now = self.clock()
         with self.db.session() as session:
