@@ -694,7 +694,7 @@ class Insights:
             "name": row.name,
             "derived_name": row.derived_name,
             "description": row.description,
-            "query": query_json(_parse_query(row.query)),
+            "query": query_json(parse_query(row.query)),
             "deleted": row.deleted,
             "favorited": row.favorited,
             "tags": self._tags_of(session, [row.id]).get(row.id, []),
@@ -782,7 +782,7 @@ class Insights:
         ):
             tiles.setdefault(tile.insight_id, []).append(TileRef(tile.id, tile.dashboard_id, tile.deleted))
         user_ids = {u for r in rows for u in (r.created_by_id, r.last_modified_by_id) if u is not None}
-        users = {u.id: _user_ref(u) for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
+        users = {u.id: user_ref(u) for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
         viewed: dict[int, dt.datetime] = {
             insight_id: at
             for insight_id, at in session.execute(
@@ -794,7 +794,7 @@ class Insights:
         return [
             InsightView(
                 row=r,
-                query=_parse_query(r.query),
+                query=parse_query(r.query),
                 tags=tags.get(r.id, []),
                 dashboards=[t.dashboard_id for t in tiles.get(r.id, []) if not t.deleted],
                 tiles=tiles.get(r.id, []),
@@ -807,7 +807,8 @@ class Insights:
         ]
 
 
-def _parse_query(blob: bytes | None) -> query_pb2.QueryNode | None:
+def parse_query(blob: bytes | None) -> query_pb2.QueryNode | None:
+    """The QueryNode stored on an insight row (serialised protobuf), or None."""
     if blob is None:
         return None
     node = query_pb2.QueryNode()
@@ -815,7 +816,8 @@ def _parse_query(blob: bytes | None) -> query_pb2.QueryNode | None:
     return node
 
 
-def _user_ref(user: User) -> UserRef:
+def user_ref(user: User) -> UserRef:
+    """A user as shown on resources (insights, alerts)."""
     return UserRef(
         user.id,
         user.uuid,

@@ -44,7 +44,7 @@ from server.alerts import detectors, evaluate, schedule
 from server.alerts.notify import Notification, Notifier
 from server.errors import NotFound
 from server.execution import Execution, Refresh, trends_source
-from server.insights import _parse_query
+from server.insights import parse_query
 from server.principal import EnvironmentInfo, Principal
 from server.runtime import Blocking
 from storage.db import Database
@@ -192,7 +192,7 @@ class Checker:
 
     async def _evaluate(self, loaded: Loaded) -> Outcome:
         row = loaded.alert
-        trends = trends_source(_parse_query(loaded.insight.query))
+        trends = trends_source(parse_query(loaded.insight.query))
         if trends is None:
             return _invalid([("insight", "the insight is not alertable (only trends insights are)")])
         condition = str((row.condition or {}).get("type") or "absolute_value")

@@ -21,7 +21,7 @@ from generated.insights.v1 import query_pb2
 from server import activity
 from server.errors import InvalidArgument, NotFound
 from server.execution import trends_source
-from server.insights import UserRef, _parse_query, _user_ref
+from server.insights import UserRef, parse_query, user_ref
 from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal
 from server.queries.codec import from_reference_json, to_reference_json
@@ -324,7 +324,7 @@ class Alerts:
         now = self.clock()
         with self.db.session() as session:
             insight = self._insight(session, env.id, alert.insight, field="alert.insight")
-            check_alert(alert, _parse_query(insight.query))
+            check_alert(alert, parse_query(insight.query))
             self._check_users(session, env, alert.subscribed_users)
             snoozed = (
                 parse_snooze(alert.snoozed_until, now, "alert.snoozed_until") if alert.snoozed_until else None
@@ -464,7 +464,7 @@ class Alerts:
             for path in chosen:
                 merged.ClearField(path)  # type: ignore[arg-type]
                 _copy(alert, merged, path)
-            check_alert(merged, _parse_query(insight.query))
+            check_alert(merged, parse_query(insight.query))
             if "subscribed_users" in chosen:
                 self._check_users(session, env, merged.subscribed_users)
             before = _snapshot(row, threshold)
@@ -532,7 +532,7 @@ class Alerts:
         self, session: Session, user_id: int | None, env: EnvironmentInfo, insight: Insight, now: dt.datetime
     ) -> None:
         """Hook of Insights.update: a deleted or no longer alertable insight takes its alerts with it."""
-        if not insight.deleted and trends_source(_parse_query(insight.query)) is not None:
+        if not insight.deleted and trends_source(parse_query(insight.query)) is not None:
             return
         rows = session.scalars(
             select(AlertConfiguration).where(
@@ -640,7 +640,7 @@ class Alerts:
             session.scalar(select(func.count()).select_from(AlertCheck).where(AlertCheck.alert_id == row.id))
             or 0
         )
-        return AlertView(row, threshold, _user_ref(user) if user else None, [], total)
+        return AlertView(row, threshold, user_ref(user) if user else None, [], total)
 
     def _threshold_view(self, session: Session, row: Threshold) -> ThresholdView:
         alerts = session.scalars(
