@@ -302,7 +302,8 @@ class Execution:
         context = await self.blocking.run(self._context, env)
 
         def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-            return self.events.query(sql, params, run_id=run.id)
+            with run.engine_statement():
+                return self.events.query(sql, params, run_id=run.tag)
 
         try:
             outcome = await self.blocking.run(run_trends, trends, context, execute)

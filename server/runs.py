@@ -6,13 +6,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import Cancelled, DomainError, NotFound, ResourceExhausted
 
 log = logging.getLogger("insights.runs")
+
+# How long a cancel keeps killing a run's engine statement before it gives up (and says so in the
+# log), and how often it looks again: a kill can land just before the statement reaches the engine.
+STOP_WITHIN_SECONDS, STOP_POLL_SECONDS = 5.0, 0.02
 
 
 @dataclass
@@ -27,7 +33,12 @@ class Progress:
 
 @dataclass
 class Run:
-    """One computation: queued, running, then complete (with a result or an error)."""
+    """One computation: queued, running, then complete (with a result or an error).
+
+    `id` is the name callers use (their client_query_id, or the cache key) and is only meaningful
+    within `team_id`. `tag` marks the run's engine statements (log_comment): it is generated here,
+    unique per run, so no caller can choose it and reach another environment's engine query.
+    """
 
     id: str
     team_id: int
@@ -52,6 +63,33 @@ class Run:
     task: asyncio.Task[Any] | None = None
     # Set on every status change, so that streams wake up without polling.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    tag: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex}")
+    # Set when the run is cancelled: the worker thread starts no further engine statement.
+    stop: threading.Event = field(default_factory=threading.Event)
+    _in_engine: int = 0
+    _engine_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextlib.contextmanager
+    def engine_statement(self) -> Iterator[None]:
+        """Brackets one engine statement of the run (on its worker thread); refuses once stopped.
+
+        The count goes up before `stop` is read, and a canceller sets `stop` before it reads the
+        count: either the statement never starts, or the canceller sees it and kills it.
+        """
+        with self._engine_lock:
+            self._in_engine += 1
+        try:
+            if self.stop.is_set():
+                raise Cancelled("the query was cancelled", reason="QUERY_CANCELLED")
+            yield
+        finally:
+            with self._engine_lock:
+                self._in_engine -= 1
+
+    @property
+    def in_engine(self) -> bool:
+        """Whether an engine statement of the run is running (or about to start)."""
+        return self._in_engine > 0
 
     def touch(self) -> None:
         self.changed.set()
@@ -137,6 +175,7 @@ class Runs:
             await asyncio.shield(run.task)
         except asyncio.CancelledError:
             if run.task is not None and not run.task.done() and run.waiters == 1 and not run.detached:
+                # The last caller left (deadline, cancel, disconnect): nobody wants the work any more.
                 await self.cancel(run)
             raise
         finally:
@@ -157,21 +196,42 @@ class Runs:
         return run
 
     async def cancel(self, run: Run, *, dequeue_only: bool = False) -> str:
-        """Stops a run: "already_complete", "cancelled" or "not_dequeued" (dequeue_only on a started run)."""
+        """Stops a run: "already_complete", "cancelled" or "not_dequeued" (dequeue_only on a started run).
+
+        No further engine statement of the run starts, the running one is killed, and the call
+        returns once the run has ended.
+        """
         if run.complete:
             return "already_complete"
-        if run.running:
-            if dequeue_only:
-                return "not_dequeued"
-            run.cancelled = True
-            await self._kill(run.id)
-        else:
-            run.cancelled = True
+        if run.running and dequeue_only:
+            return "not_dequeued"
+        run.cancelled = True
+        await self._stop_engine(run)
         if run.task is not None:
             run.task.cancel()
             with contextlib.suppress(BaseException):
                 await run.task
         return "cancelled"
+
+    async def cancel_all(self) -> int:
+        """Cancels every run in flight (shutdown); returns how many were cancelled."""
+        runs = list(self._in_flight.values())
+        outcomes = await asyncio.gather(*(self.cancel(run) for run in runs), return_exceptions=True)
+        return sum(1 for outcome in outcomes if outcome == "cancelled")
+
+    async def _stop_engine(self, run: Run) -> None:
+        run.stop.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_WITHIN_SECONDS
+        while run.in_engine:
+            with contextlib.suppress(Exception):
+                await self._kill(run.tag)
+            if not run.in_engine:
+                return
+            if loop.time() > deadline:
+                log.warning("run %s: its engine statement did not stop within %ss", run.tag, STOP_WITHIN_SECONDS)
+                return
+            await asyncio.sleep(STOP_POLL_SECONDS)
 
     async def _execute(self, run: Run, compute: Compute) -> Any:
         self._queued += 1
@@ -213,7 +273,7 @@ class Runs:
         """Polls the engine's counters while the run computes."""
         while True:
             with contextlib.suppress(Exception):
-                found = await self._poll_progress(run.id)
+                found = await self._poll_progress(run.tag)
                 if found is not None:
                     run.progress = found
                     run.touch()

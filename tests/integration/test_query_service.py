@@ -31,6 +31,7 @@ from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2 as rpb
 from storage.events import EventRow
 from tests.integration.engineprobe import EngineProbe, eventually
+from tests.integration.heavy import BULK_EVENTS, bulk_insert, heavy_trend
 from tests.integration.itkit import (
     Api,
     Metadata,
@@ -74,6 +75,11 @@ def _filter(key: str, op: qpb.PropertyOperator.ValueType, value: str) -> qpb.Pro
 
 def run_id() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def engine_tag(server: Server, environment_id: int, query_id: str) -> str:
+    """The server-generated tag the run named `query_id` gives its engine statements."""
+    return str(server.app.execution.runs.get(environment_id, query_id).tag)
 
 
 @dataclass
@@ -262,14 +268,15 @@ async def test_when_every_caller_leaves_the_engine_query_is_stopped(
         calls = [caller.run(trend(), FORCE_BLOCKING, client_query_id=query_id) for _ in range(2)]
         running = await caller.wait_status(query_id, lambda s: s.query_progress.rows_read > 0)
         assert not running.complete
+        tag = engine_tag(server, caller.environment_id, query_id)
         started = time.monotonic()
         for call in calls:
             call.cancel()
         done = await caller.wait_status(query_id, lambda s: s.complete)
     assert done.error and done.error_message == "Query was cancelled"
     assert time.monotonic() - started < 5.0
-    assert query_id in probe.kills
-    assert await asyncio.to_thread(probe.store.progress, query_id) is None
+    assert tag in probe.kills
+    assert await asyncio.to_thread(probe.store.progress, tag) is None
 
 
 @sqlite_only
@@ -302,44 +309,6 @@ async def test_a_failing_query_fails_every_waiter_and_the_next_call_runs_afresh(
 # ------------------------------------------------------------------------------------------------
 # StreamQuery
 
-BULK_EVENTS = 6_000_000
-_BULK_SQL = """
-INSERT INTO events (team_id, uuid, event, distinct_id, person_id, timestamp, properties, person_properties)
-SELECT {team:Int64}, generateUUIDv4(number), '$pageview', toString(number % 50000),
-       generateUUIDv4(number % 50000), now64(6) - toIntervalSecond(number % (5 * 86400)),
-       concat('{"$browser":"', ['Chrome', 'Firefox', 'Safari', 'Edge'][number % 4 + 1], '"}'), '{}'
-FROM numbers({count:UInt64})
-"""
-
-
-def _bulk_insert(server: Server, environment_id: int, count: int) -> None:
-    with server.app.events.client() as client:
-        client.command(_BULK_SQL, parameters={"team": environment_id, "count": count})
-
-
-def _heavy_trend() -> qpb.QueryNode:
-    """One engine statement reading every event of the range, with per-row string work."""
-    query = qpb.QueryNode(
-        trends_query=qpb.TrendsQuery(
-            series=[
-                qpb.SeriesNode(
-                    events_node=qpb.EventsNode(
-                        event="$pageview",
-                        math=qpb.MATH_TYPE_DAU,
-                        properties=[
-                            _filter("$browser", qpb.PROPERTY_OPERATOR_ICONTAINS, "r"),
-                            _filter("$browser", qpb.PROPERTY_OPERATOR_REGEX, "^(Ch|Fi|Sa)[a-z]+e?"),
-                        ],
-                    )
-                )
-            ],
-            interval=qpb.INTERVAL_TYPE_HOUR,
-            date_range=qpb.DateRange(date_from="-6d"),
-        )
-    )
-    return query
-
-
 async def _read(call: Any) -> list[tuple[float, qs.QueryEvent]]:
     return [(time.monotonic(), message) async for message in call]
 
@@ -348,8 +317,8 @@ async def _read(call: Any) -> list[tuple[float, qs.QueryEvent]]:
 async def test_streams_report_monotonic_progress_then_the_result_of_run_query(
     server: Server, tenant: Tenant, caller: Caller
 ) -> None:
-    await asyncio.to_thread(_bulk_insert, server, tenant.environment_id, BULK_EVENTS)
-    query = _heavy_trend()
+    await asyncio.to_thread(bulk_insert, server, tenant.environment_id, BULK_EVENTS)
+    query = heavy_trend()
     runs = server.app.execution.runs.engine_runs
     started = time.monotonic()
     # Two streams and a RunQuery on the same query share one computation and its progress.
@@ -396,13 +365,14 @@ async def test_cancelling_a_stream_stops_the_engine_query(
         assert first.WhichOneof("event") == "status" and first.status.id == query_id
         while not (await asyncio.wait_for(call.read(), 10)).status.query_progress.rows_read:
             pass
+        tag = engine_tag(server, caller.environment_id, query_id)
         started = time.monotonic()
         call.cancel()
         done = await caller.wait_status(query_id, lambda s: s.complete)
     assert done.error and done.error_message == "Query was cancelled"
     assert time.monotonic() - started < 5.0
-    assert query_id in probe.kills
-    assert await asyncio.to_thread(probe.store.progress, query_id) is None
+    assert tag in probe.kills
+    assert await asyncio.to_thread(probe.store.progress, tag) is None
 
 
 @sqlite_only
@@ -454,6 +424,7 @@ async def test_a_running_query_shows_progress_and_is_cancelled(
         assert later.query_progress.bytes_read > 0 and later.query_progress.estimated_rows_total > 0
         quiet = await caller.status(query_id, show_progress=False)
         assert not quiet.HasField("query_progress")
+        tag = engine_tag(server, caller.environment_id, query_id)
         # Another tenant cannot see or cancel the run.
         stranger = make_tenant()
         other = Caller(caller.stub, stranger.environment_id, bearer(stranger.key("query:read")))
@@ -468,9 +439,39 @@ async def test_a_running_query_shows_progress_and_is_cancelled(
     assert time.monotonic() - started < 5.0
     assert done.error and done.error_message == "Query was cancelled" and done.HasField("end_time")
     assert not done.HasField("results")
-    assert await asyncio.to_thread(probe.store.progress, query_id) is None
+    assert await asyncio.to_thread(probe.store.progress, tag) is None
     again = await caller.cancel(query_id)
     assert again.outcome == qs.CANCEL_OUTCOME_ALREADY_COMPLETE and again.message == "Query already complete"
+
+
+@sqlite_only
+async def test_the_same_query_id_in_two_environments_names_two_unrelated_runs(
+    server: Server, caller: Caller, probe: EngineProbe, make_tenant: Callable[[], Tenant]
+) -> None:
+    query_id = run_id()
+    stranger = make_tenant()
+    other = Caller(caller.stub, stranger.environment_id, bearer(stranger.key("query:read")))
+    with probe.slow():
+        await caller.run(trend(), ASYNC, client_query_id=query_id)
+        await caller.wait_status(query_id, lambda s: s.query_progress.rows_read > 0)
+        mine = engine_tag(server, caller.environment_id, query_id)
+        with probe.gate():
+            # The other environment's run with the same id is held before the engine: it has read nothing.
+            await other.run(trend("$autocapture"), ASYNC, client_query_id=query_id)
+            await eventually(lambda: len(probe.held) == 2, what="the other run at the engine boundary")
+            theirs = engine_tag(server, stranger.environment_id, query_id)
+            assert theirs != mine
+            seen = await other.status(query_id)
+            await eventually(lambda: server.app.execution.runs.get(caller.environment_id, query_id).progress)
+            assert not seen.HasField("query_progress") and not seen.complete
+            outcome = await other.cancel(query_id)
+            assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
+            assert (await other.status(query_id)).error_message == "Query was cancelled"
+        # The first environment's run goes on, and its engine query was never a target.
+        still = await caller.status(query_id)
+        assert not still.complete and mine not in probe.kills and theirs in probe.kills
+        assert await asyncio.to_thread(probe.store.progress, mine) is not None
+        await caller.cancel(query_id)
 
 
 @sqlite_only
@@ -500,6 +501,7 @@ async def test_a_second_caller_that_joined_the_run_can_cancel_it_by_its_own_id(
         first = await caller.run(trend(), ASYNC, client_query_id=first_id)
         assert first.query_status.id == first_id
         await caller.wait_status(first_id, lambda s: s.query_progress.rows_read > 0)
+        tag = engine_tag(server, caller.environment_id, first_id)
         joined = await other_key.run(trend(), ASYNC, client_query_id=second_id)
         assert joined.query_status.id == first_id  # the run in flight, not a new one
         assert (await other_key.status(second_id)).id == first_id
@@ -507,7 +509,7 @@ async def test_a_second_caller_that_joined_the_run_can_cancel_it_by_its_own_id(
         assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
         done = await caller.wait_status(first_id, lambda s: s.complete, timeout=5)
     assert done.error_message == "Query was cancelled"
-    assert probe.kills == [first_id]
+    assert probe.kills == [tag]
 
 
 @sqlite_only
@@ -648,9 +650,9 @@ async def test_get_insight_and_run_query_share_one_computation(
     with probe.gate() as gate:
         got = asyncio.ensure_future(api.stub.GetInsight(request, metadata=api.metadata, timeout=CALL_TIMEOUT))
         await eventually(lambda: probe.held, what="the insight's run at the engine")
-        (key,) = probe.held  # no client_query_id: the run is named by its cache key
+        (tag,) = probe.held
         ran = asyncio.ensure_future(caller.run(trend(), FORCE_BLOCKING))
-        run = server.app.execution.runs.in_flight(key)
+        run = next(r for r in server.app.execution.runs._in_flight.values() if r.tag == tag)
         await eventually(lambda: run.waiters == 2, what="RunQuery to join the insight's run")
         assert not ran.done()
         gate.open()

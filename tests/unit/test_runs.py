@@ -1,0 +1,173 @@
+"""Runs as one cancellable unit: once cancelled, no further engine statement starts and the running
+one is killed by the run's own server-generated tag; runs of different environments never meet."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from typing import Any
+
+import pytest
+
+from server.errors import Cancelled
+from server.runs import Progress, Run, Runs
+
+WAIT = 10.0  # seconds a test waits for a thread event at most (a safety net, not a threshold)
+
+
+class Engine:
+    """Stands in for the kill and progress callables Runs is given: it records what it is asked,
+    and a kill releases the statement that is running under that tag."""
+
+    def __init__(self) -> None:
+        self.kills: list[str] = []
+        self.polled: list[str] = []
+        self.running: dict[str, threading.Event] = {}
+
+    async def kill(self, tag: str) -> bool:
+        self.kills.append(tag)
+        released = self.running.get(tag)
+        if released is None:
+            return False
+        released.set()
+        return True
+
+    async def progress(self, tag: str) -> Progress | None:
+        self.polled.append(tag)
+        return None
+
+    def statement(self, run: Run, log: list[str], name: str) -> None:
+        """One engine statement of `run` that only a kill ends (on the calling worker thread)."""
+        with run.engine_statement():
+            log.append(name)
+            released = threading.Event()
+            self.running[run.tag] = released
+            assert released.wait(WAIT), "the statement was never killed"
+            raise Cancelled("killed", reason="QUERY_CANCELLED")
+
+
+def _runs(engine: Engine) -> Runs:
+    return Runs(
+        clock=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        poll_progress=engine.progress,
+        kill=engine.kill,
+        progress_interval=0.01,
+    )
+
+
+async def _thread(fn: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+async def test_a_run_cancelled_before_its_first_statement_starts_none() -> None:
+    engine = Engine()
+    runs = _runs(engine)
+    entered, proceed = threading.Event(), threading.Event()
+    started: list[str] = []
+    refused: list[BaseException] = []
+
+    def work(run: Run) -> None:
+        entered.set()
+        proceed.wait(WAIT)
+        # The compile step is over; the thread now wants the engine.
+        try:
+            with run.engine_statement():
+                started.append("statement")
+        except Cancelled as exc:
+            refused.append(exc)
+
+    async def compute(run: Run) -> Any:
+        return await _thread(lambda: work(run))
+
+    run = runs.start("q", 1, "key", None, compute, detached=True)
+    assert await asyncio.to_thread(entered.wait, WAIT)
+    assert await runs.cancel(run) == "cancelled"
+    proceed.set()
+    # The worker thread goes on after the asyncio task ended; wait for it to reach the engine.
+    for _ in range(1000):
+        if refused or started:
+            break
+        await asyncio.sleep(0.01)
+    assert started == [] and len(refused) == 1
+    assert run.complete and run.error_message == "Query was cancelled"
+
+
+async def test_cancel_kills_the_running_statement_and_no_later_one_starts() -> None:
+    engine = Engine()
+    runs = _runs(engine)
+    statements: list[str] = []
+    in_first = threading.Event()
+
+    def work(run: Run) -> None:
+        try:
+            in_first.set()
+            engine.statement(run, statements, "first")
+        except Cancelled:
+            pass
+        # A runner that swallowed the error would go on to its next statement: it must be refused.
+        engine.statement(run, statements, "second")
+
+    async def compute(run: Run) -> Any:
+        return await _thread(lambda: work(run))
+
+    run = runs.start("q", 1, "key", None, compute, detached=True)
+    assert await asyncio.to_thread(in_first.wait, WAIT)
+    for _ in range(1000):
+        if run.in_engine:
+            break
+        await asyncio.sleep(0.01)
+    assert await runs.cancel(run) == "cancelled"
+    assert engine.kills and set(engine.kills) == {run.tag}
+    assert not run.in_engine
+    assert statements == ["first"]
+
+
+async def test_the_engine_tag_is_generated_per_run_never_the_callers_id() -> None:
+    engine = Engine()
+    runs = _runs(engine)
+    gate = asyncio.Event()
+
+    async def compute(run: Run) -> Any:
+        await gate.wait()
+        return run.tag
+
+    # Two environments, the same caller-chosen id, different queries.
+    first = runs.start("report-run-1", 1, "key-a", None, compute, detached=True)
+    second = runs.start("report-run-1", 2, "key-b", None, compute, detached=True)
+    assert first.tag != second.tag
+    assert "report-run-1" not in (first.tag, second.tag)
+    assert runs.get(1, "report-run-1") is first and runs.get(2, "report-run-1") is second
+    await runs.cancel(second)
+    assert not first.complete and first.tag not in engine.kills
+    gate.set()
+    assert await runs.wait(first) == first.tag
+
+
+async def test_cancel_all_stops_every_run_in_flight() -> None:
+    engine = Engine()
+    runs = _runs(engine)
+    statements: list[str] = []
+    entered = [threading.Event() for _ in range(3)]
+
+    def work(run: Run, i: int) -> None:
+        with pytest.raises(Cancelled):
+            entered[i].set()
+            engine.statement(run, statements, f"s{i}")
+
+    def compute_for(i: int) -> Any:
+        async def compute(run: Run) -> Any:
+            return await _thread(lambda: work(run, i))
+
+        return compute
+
+    started = [runs.start(f"q{i}", 1, f"key{i}", None, compute_for(i), detached=True) for i in range(3)]
+    for event in entered:
+        assert await asyncio.to_thread(event.wait, WAIT)
+    for _ in range(1000):
+        if all(run.in_engine for run in started):
+            break
+        await asyncio.sleep(0.01)
+    assert await runs.cancel_all() == 3
+    assert all(run.complete and not run.in_engine for run in started)
+    assert sorted(engine.kills) == sorted(run.tag for run in started)
