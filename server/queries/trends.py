@@ -126,48 +126,60 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
     factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
     threshold = int(factor * 2**64) if factor < 1 else None
     labels = [series_label(node) for node in query.series]
-    has_more = False
-    statements: list[str] = []
-    items: list[_Item] = []
+    # Every series of every period in one statement (branches of a UNION ALL): one engine query per
+    # run, so a cancel or deadline stops all of it, and the engine scans the branches in parallel.
+    params = Params(columns=ctx.materialized)
+    branches: list[tuple[str, QueryDateRange, int, tsql.Window, tsql.SeriesSpec]] = []
     for compare_label, dates in periods:
         window = tsql.Window(dates, total_value, cumulative, ctx.team_id, threshold)
         for index, node in enumerate(query.series):
-            params = Params(columns=ctx.materialized)
             spec = _spec(params, node, query, ctx, f"series[{index}]")
-            sql = tsql.statement(params, spec, window, breakdown)
-            statements.append(sql)
-            values = _collect(execute(sql, params.values), dates, total_value)
-            scale = 1 / factor if spec.math in tsql.COUNTING and factor < 1 else 1.0
-            series_items, cut = _shape(values, dates, total_value, breakdown, limit, query.breakdown_filter)
-            has_more = has_more or bool(cut)
-            if (
-                cut
-                and not query.breakdown_filter.breakdown_hide_other_aggregation
-                and spec.math not in tsql.ADDITIVE
-            ):
-                # Distinct counts of the cut values cannot be summed: count them again as one group.
-                other_params = Params(columns=ctx.materialized)
-                other_spec = _spec(other_params, node, query, ctx, f"series[{index}]")
-                kept = [list(i.breakdown or ()) for i in series_items if i.breakdown != _other_key(breakdown)]
-                sql = tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept)
-                statements.append(sql)
-                recomputed = _collect(execute(sql, other_params.values), dates, total_value)
-                for item in series_items:
-                    if item.breakdown == _other_key(breakdown):
-                        item.data, item.aggregated = _values_of(
-                            recomputed, next(iter(recomputed), None), dates, total_value
-                        )
-            for item in series_items:
-                item.series = index
-                item.label = _item_label(labels[index], item.breakdown, len(query.series))
-                item.compare_label = compare_label
-                item.data = [v * scale for v in item.data]
-                if cumulative:
-                    # The displayed line (formulas run on it, as the reference's do).
-                    item.data = list(itertools.accumulate(item.data))
-                if item.aggregated is not None:
-                    item.aggregated *= scale
-            items.extend(series_items)
+            branches.append((compare_label, dates, index, window, spec))
+    sql = tsql.union([tsql.statement(params, spec, window, breakdown) for *_, window, spec in branches])
+    statements = [sql]
+    found = _split(execute(sql, params.values), len(branches))
+    has_more = False
+    shaped: list[list[_Item]] = []
+    recount: list[int] = []  # branches whose "Other" line is counted again
+    for b, (_, dates, _, _, spec) in enumerate(branches):
+        series_items, cut = _shape(found[b], dates, total_value, breakdown, limit, query.breakdown_filter)
+        has_more = has_more or bool(cut)
+        shaped.append(series_items)
+        if cut and not query.breakdown_filter.breakdown_hide_other_aggregation and spec.math not in tsql.ADDITIVE:
+            recount.append(b)
+    if recount:
+        # Distinct counts of the cut values cannot be summed: count them again as one group.
+        other_params = Params(columns=ctx.materialized)
+        parts = []
+        for b in recount:
+            _, _, index, window, _ = branches[b]
+            other_spec = _spec(other_params, query.series[index], query, ctx, f"series[{index}]")
+            kept = [list(i.breakdown or ()) for i in shaped[b] if i.breakdown != _other_key(breakdown)]
+            parts.append(tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept))
+        other_sql = tsql.union(parts)
+        statements.append(other_sql)
+        recounted = _split(execute(other_sql, other_params.values), len(recount))
+        for position, b in enumerate(recount):
+            values = recounted[position]
+            for item in shaped[b]:
+                if item.breakdown == _other_key(breakdown):
+                    item.data, item.aggregated = _values_of(
+                        values, next(iter(values), None), branches[b][1], total_value
+                    )
+    items: list[_Item] = []
+    for b, (compare_label, _, index, _, spec) in enumerate(branches):
+        scale = 1 / factor if spec.math in tsql.COUNTING and factor < 1 else 1.0
+        for item in shaped[b]:
+            item.series = index
+            item.label = _item_label(labels[index], item.breakdown, len(query.series))
+            item.compare_label = compare_label
+            item.data = [v * scale for v in item.data]
+            if cumulative:
+                # The displayed line (formulas run on it, as the reference's do).
+                item.data = list(itertools.accumulate(item.data))
+            if item.aggregated is not None:
+                item.aggregated *= scale
+        items.extend(shaped[b])
     formulas = _formulas(query)
     if formulas:
         items = _apply_formulas(
@@ -323,12 +335,13 @@ def _spec(
 Values = dict[tuple[str, ...], dict[str, float]]
 
 
-def _collect(rows: Sequence[Sequence[Any]], dates: QueryDateRange, total_value: bool) -> Values:
-    """Rows of (bucket text, breakdown value(s), value) → breakdown key → bucket text → value."""
-    found: Values = {}
-    for bucket, value_key, value in rows:
+def _split(rows: Sequence[Sequence[Any]], branches: int) -> list[Values]:
+    """Rows of (branch, bucket text, breakdown value(s), value) → per branch: breakdown key → bucket → value."""
+    found: list[Values] = [{} for _ in range(branches)]
+    for branch, bucket, value_key, value in rows:
         key = tuple(value_key) if isinstance(value_key, list | tuple) else (value_key,)
-        found.setdefault(key, {})[bucket] = found.get(key, {}).get(bucket, 0.0) + float(value)
+        buckets = found[branch].setdefault(key, {})
+        buckets[bucket] = buckets.get(bucket, 0.0) + float(value)
     return found
 
 

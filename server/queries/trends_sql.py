@@ -378,3 +378,15 @@ def _or(parts: list[str]) -> str:
     if len(parts) == 1:
         return parts[0]
     return " OR ".join(f"({p})" for p in parts)
+
+
+def union(statements: list[str]) -> str:
+    """One statement returning (s, b, bv, v): each statement's rows tagged with its index `s`.
+
+    The indexes are our own small integers, not user values, so they are written as literals.
+    """
+    if len(statements) == 1:
+        return f"SELECT toUInt32(0) AS s, b, bv, v FROM ({statements[0]})"
+    return "\nUNION ALL\n".join(
+        f"SELECT toUInt32({i}) AS s, b, bv, v FROM ({sql})" for i, sql in enumerate(statements)
+    )
