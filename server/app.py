@@ -62,6 +62,8 @@ SERVICES = [
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
+# How long shutdown waits for worker threads after the grace period and the cancel of every run.
+_CLOSE_SECONDS = 3.0
 
 
 class App:
@@ -220,8 +222,14 @@ class App:
         await self.scheduler.stop()
         if self._server is not None:
             await self._server.stop(grace)
+        # Calls still running at the end of the grace period were just aborted; runs nobody waits
+        # for (async ones) would go on computing: stop every engine statement now.
+        cancelled = await self.execution.runs.cancel_all()
+        if cancelled:
+            log.info("cancelled %d query runs still computing at shutdown", cancelled)
         self.execution.close()
-        self.blocking.close()
+        # Worker threads end once their statements are killed; a stuck one must not hold the exit.
+        self.blocking.close(timeout=_CLOSE_SECONDS)
         self.events.close()
         self.db.close()
         self._stopped.set()

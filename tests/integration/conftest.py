@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from generated.insights.v1 import insight_pb2_grpc as igrpc
-from tests.integration.itkit import Api, Server, Tenant, bearer, make_settings, unique, wait_for_health
+from tests.integration.itkit import Api, Server, Tenant, bearer, make_settings, new_tenant, wait_for_health
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -69,15 +69,9 @@ def stub(server: Server) -> igrpc.InsightsServiceStub:
 @pytest.fixture
 def make_tenant(server: Server) -> Callable[[], Tenant]:
     """A factory of fresh tenants (organization + environment + user)."""
-    from server import accounts
 
     def make() -> Tenant:
-        organization_id = int(accounts.create_organization(server.db, unique("org")))
-        environment_id = int(accounts.create_environment(server.db, organization_id, unique("env")))
-        email = f"{unique('owner')}@example.com"
-        user_id = int(accounts.create_user(server.db, email, first_name="Owner", last_name="Tester"))
-        accounts.add_membership(server.db, user_id, organization_id)
-        return Tenant(server.db, organization_id, environment_id, user_id, email)
+        return new_tenant(server)
 
     return make
 

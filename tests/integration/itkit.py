@@ -283,6 +283,18 @@ class Server:
         return self.app.db
 
 
+def new_tenant(server: Server) -> Tenant:
+    """A fresh organization with one environment and one member (the owner)."""
+    from server import accounts
+
+    organization_id = int(accounts.create_organization(server.db, unique("org")))
+    environment_id = int(accounts.create_environment(server.db, organization_id, unique("env")))
+    email = f"{unique('owner')}@example.com"
+    user_id = int(accounts.create_user(server.db, email, first_name="Owner", last_name="Tester"))
+    accounts.add_membership(server.db, user_id, organization_id)
+    return Tenant(server.db, organization_id, environment_id, user_id, email)
+
+
 @dataclass
 class Tenant:
     """A fresh organization with one environment and one member, plus helpers to add more."""
