@@ -37,6 +37,10 @@ INTERVAL_NAMES = {
     M.INTERVAL_TYPE_MONTH: "month",
 }
 DEFAULT_BREAKDOWN_LIMIT = 25
+# Values one answer may hold at most (lines × intervals): about 30-40 MB of response, and the engine
+# rows, Python objects and cached bytes behind it. Each part has its own bound too (series, the
+# breakdown limit, buckets); this bounds their product.
+MAX_POINTS = 1_000_000
 MAX_BREAKDOWNS = 3
 _SUPPORTED_BREAKDOWN_TYPES: dict[int, str] = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
@@ -125,6 +129,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
     limit = limit or DEFAULT_BREAKDOWN_LIMIT
     factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
     threshold = int(factor * 2**64) if factor < 1 else None
+    _check_points(query, len(periods), breakdown, limit, 1 if total_value else current.bucket_count())
     labels = [series_label(node) for node in query.series]
     # Every series of every period in one statement (branches of a UNION ALL): one engine query per
     # run, so a cancel or deadline stops all of it, and the engine scans the branches in parallel.
@@ -135,15 +140,17 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
         for index, node in enumerate(query.series):
             spec = _spec(params, node, query, ctx, f"series[{index}]")
             branches.append((compare_label, dates, index, window, spec))
-    sql = tsql.union([tsql.statement(params, spec, window, breakdown) for *_, window, spec in branches])
+    sql = tsql.union([_ranked(params, tsql.statement(params, spec, window, breakdown), breakdown, limit) for *_, window, spec in branches])
     statements = [sql]
-    found = _split(execute(sql, params.values), len(branches))
+    found, others = _split(execute(sql, params.values), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
     recount: list[int] = []  # branches whose "Other" line is counted again
     for b, (_, dates, _, _, spec) in enumerate(branches):
-        series_items, cut = _shape(found[b], dates, total_value, breakdown, limit, query.breakdown_filter)
-        has_more = has_more or bool(cut)
+        series_items, cut = _shape(
+            found[b], others[b], dates, total_value, breakdown, limit, query.breakdown_filter
+        )
+        has_more = has_more or cut
         shaped.append(series_items)
         if cut and not query.breakdown_filter.breakdown_hide_other_aggregation and spec.math not in tsql.ADDITIVE:
             recount.append(b)
@@ -155,10 +162,10 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
             _, _, index, window, _ = branches[b]
             other_spec = _spec(other_params, query.series[index], query, ctx, f"series[{index}]")
             kept = [list(i.breakdown or ()) for i in shaped[b] if i.breakdown != _other_key(breakdown)]
-            parts.append(tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept))
+            parts.append((tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept), False))
         other_sql = tsql.union(parts)
         statements.append(other_sql)
-        recounted = _split(execute(other_sql, other_params.values), len(recount))
+        recounted, _ = _split(execute(other_sql, other_params.values), len(recount))
         for position, b in enumerate(recount):
             values = recounted[position]
             for item in shaped[b]:
@@ -209,6 +216,19 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
 
 
 # ----------------------------------------------------------------------------------- validation
+
+
+def _check_points(
+    query: query_pb2.TrendsQuery, periods: int, breakdown: tsql.Breakdown | None, limit: int, buckets: int
+) -> None:
+    lines = len(query.series) * periods * ((limit + 1) if breakdown else 1)
+    if lines * buckets > MAX_POINTS:
+        raise QueryError(
+            f"this query could return {lines * buckets:,} values ({lines:,} lines of {buckets:,} intervals), "
+            f"more than {MAX_POINTS:,}: narrow the date range, use a longer interval, fewer series or a "
+            "lower breakdown_limit",
+            "dateRange",
+        )
 
 
 def _validate(query: query_pb2.TrendsQuery) -> None:
@@ -335,14 +355,25 @@ def _spec(
 Values = dict[tuple[str, ...], dict[str, float]]
 
 
-def _split(rows: Sequence[Sequence[Any]], branches: int) -> list[Values]:
-    """Rows of (branch, bucket text, breakdown value(s), value) → per branch: breakdown key → bucket → value."""
+def _ranked(params: Params, sql: str, breakdown: tsql.Breakdown | None, limit: int) -> tuple[str, bool]:
+    if breakdown is None:
+        return sql, False
+    return tsql.ranked(params, sql, breakdown, limit), True
+
+
+def _split(rows: Sequence[Sequence[Any]], branches: int) -> tuple[list[Values], list[dict[str, float]]]:
+    """Rows of (branch, bucket text, breakdown value(s), value, cut) → per branch: the kept values
+    (breakdown key → bucket → value), and the cut values summed per bucket."""
     found: list[Values] = [{} for _ in range(branches)]
-    for branch, bucket, value_key, value in rows:
-        key = tuple(value_key) if isinstance(value_key, list | tuple) else (value_key,)
-        buckets = found[branch].setdefault(key, {})
+    others: list[dict[str, float]] = [{} for _ in range(branches)]
+    for branch, bucket, value_key, value, cut in rows:
+        if cut:
+            buckets = others[branch]
+        else:
+            key = tuple(value_key) if isinstance(value_key, list | tuple) else (value_key,)
+            buckets = found[branch].setdefault(key, {})
         buckets[bucket] = buckets.get(bucket, 0.0) + float(value)
-    return found
+    return found, others
 
 
 def _values_of(
@@ -360,16 +391,18 @@ def _other_key(breakdown: tsql.Breakdown | None) -> tuple[str, ...]:
 
 def _shape(
     found: Values,
+    cut: dict[str, float],
     dates: QueryDateRange,
     total_value: bool,
     breakdown: tsql.Breakdown | None,
     limit: int,
     bf: query_pb2.BreakdownFilter,
-) -> tuple[list[_Item], list[tuple[str, ...]]]:
-    """Items of one series and period: ranked breakdown values, the rest cut (and returned)."""
+) -> tuple[list[_Item], bool]:
+    """Items of one series and period: the kept breakdown values in rank order, then "Other" (the
+    values the engine cut, summed per bucket); and whether any value was cut."""
     if breakdown is None:
         data, aggregated = _values_of(found, next(iter(found), None), dates, total_value)
-        return [_Item(0, "", None, data, aggregated)], []
+        return [_Item(0, "", None, data, aggregated)], False
     totals = {key: sum(buckets.values()) for key, buckets in found.items()}
 
     def rank(key: tuple[str, ...]) -> tuple[int, float, tuple[str, ...]]:
@@ -377,21 +410,15 @@ def _shape(
         is_null = tsql.NULL_LABEL in key
         return (1 if is_null else 0, -totals[key], key)
 
-    ordered = sorted(found, key=rank)
-    kept, cut = ordered[:limit], ordered[limit:]
     items = []
-    for key in kept:
+    for key in sorted(found, key=rank)[:limit]:
         data, aggregated = _values_of(found, key, dates, total_value)
         items.append(_Item(0, "", key, data, aggregated))
     if cut and not bf.breakdown_hide_other_aggregation:
-        merged: dict[str, float] = {}
-        for key in cut:
-            for bucket, value in found[key].items():
-                merged[bucket] = merged.get(bucket, 0.0) + value
         other = _other_key(breakdown)
-        data, aggregated = _values_of({other: merged}, other, dates, total_value)
+        data, aggregated = _values_of({other: cut}, other, dates, total_value)
         items.append(_Item(0, "", other, data, aggregated))
-    return items, cut
+    return items, bool(cut)
 
 
 # ------------------------------------------------------------------------------------ results

@@ -380,13 +380,33 @@ def _or(parts: list[str]) -> str:
     return " OR ".join(f"({p})" for p in parts)
 
 
-def union(statements: list[str]) -> str:
-    """One statement returning (s, b, bv, v): each statement's rows tagged with its index `s`.
+def ranked(params: Params, sql: str, breakdown: Breakdown, limit: int) -> str:
+    """A statement's rows with its breakdown values ranked in the engine: (b, bv, v, o).
 
-    The indexes are our own small integers, not user values, so they are written as literals.
+    The top `limit` values (by their total over every bucket; a value with a null part after the
+    rest; ties by value) keep their rows with `o = 0`; every other value is summed per bucket into
+    one row with `o = 1` and an empty `bv`. So the engine returns at most (limit + 1) rows per
+    bucket whatever the cardinality of the breakdown, and `o` tells whether anything was cut.
     """
-    if len(statements) == 1:
-        return f"SELECT toUInt32(0) AS s, b, bv, v FROM ({statements[0]})"
-    return "\nUNION ALL\n".join(
-        f"SELECT toUInt32({i}) AS s, b, bv, v FROM ({sql})" for i, sql in enumerate(statements)
+    null = params.bind(NULL_LABEL, "String")
+    has_null = f"has(bv, {null})" if len(breakdown.dimensions) > 1 else f"bv = {null}"
+    totals = f"SELECT b, bv, v, sum(v) OVER (PARTITION BY bv) AS t, {has_null} AS n FROM ({sql})"
+    cut = f"(dense_rank() OVER (ORDER BY n ASC, t DESC, bv ASC)) > {params.bind(limit, 'UInt64')}"
+    marked = f"SELECT b, bv, v, {cut} AS o FROM ({totals})"
+    return (
+        f"SELECT b, if(o, defaultValueOfArgumentType(bv), bv) AS k, sum(v) AS v, toUInt8(o) AS o "
+        f"FROM ({marked}) GROUP BY b, k, o"
     )
+
+
+def union(statements: list[tuple[str, bool]]) -> str:
+    """One statement returning (s, b, bv, v, o): each statement's rows tagged with its index `s`.
+
+    A statement is (sql, ranked): ranked ones return (b, k, v, o) (see `ranked`), the others
+    (b, bv, v) and get `o = 0`. The indexes are our own small integers, written as literals.
+    """
+    parts = []
+    for i, (sql, is_ranked) in enumerate(statements):
+        columns = "b, k AS bv, v, o" if is_ranked else "b, bv, v, toUInt8(0) AS o"
+        parts.append(f"SELECT toUInt32({i}) AS s, {columns} FROM ({sql})")
+    return "\nUNION ALL\n".join(parts)

@@ -406,3 +406,27 @@ def _last_team() -> int:
     from tests.engine import harness
 
     return harness.last_team_id()
+
+
+def test_a_query_whose_answer_could_exceed_the_points_bound_runs_nothing() -> None:
+    from generated.insights.v1 import query_pb2 as qpb
+    from server.queries.errors import QueryError
+    from server.queries.trends import MAX_POINTS, TrendsContext, run_trends
+
+    def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        raise AssertionError("the engine must not be asked")
+
+    query = qpb.TrendsQuery(
+        series=[qpb.SeriesNode(events_node=qpb.EventsNode(event=f"e{i}")) for i in range(100)],
+        interval=qpb.INTERVAL_TYPE_HOUR,
+        date_range=qpb.DateRange(date_from="-30d"),
+    )
+    query.breakdown_filter.breakdown.string_value = "$browser"
+    context = TrendsContext(team_id=1, timezone="UTC", week_start_day=0, now=dt.datetime(2024, 1, 15, tzinfo=dt.UTC))
+    with pytest.raises(QueryError) as raised:
+        run_trends(query, context, execute)
+    assert raised.value.path == "dateRange" and f"{MAX_POINTS:,}" in raised.value.message
+    # The same lines over a day fit, and reach the engine.
+    query.date_range.date_from = "-1d"
+    with pytest.raises(AssertionError, match="must not be asked"):
+        run_trends(query, context, execute)
