@@ -27,6 +27,7 @@ from generated.insights.v1 import (
 from interceptors.auth import AuthInterceptor, KeyCache, method_policies
 from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
+from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
 from server import accounts
 from server.alerts.checker import Checker
@@ -37,6 +38,7 @@ from server.config import Settings
 from server.execution import Execution
 from server.ingest import Ingestion
 from server.insights import Insights
+from server.memory import MemoryBudget
 from server.principal import Principal, SharePrincipal
 from server.readcache import ReadCache
 from server.resultcache import MemoryResultCache
@@ -76,10 +78,13 @@ class App:
             settings.events_dsn, cluster=settings.clickhouse_cluster, materialized=settings.materialized_keys
         )
         self.blocking = Blocking(settings.workers)
+        # One budget for every result held in memory (the cache and the answers rebuilt from it).
+        self.memory = MemoryBudget(settings.result_cache_mb * 1024 * 1024)
         self.execution = Execution(
             self.events,
             self.blocking,
-            MemoryResultCache(settings.result_cache_mb * 1024 * 1024),
+            MemoryResultCache(budget=self.memory),
+            budget=self.memory,
             max_running=settings.max_running_queries,
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
@@ -137,6 +142,9 @@ class App:
             interceptors=[
                 LoggingInterceptor(),
                 ErrorInterceptor(),
+                ResponseLimitInterceptor(
+                    self.settings.max_response_bytes, self.settings.max_response_opt_in_bytes
+                ),
                 AuthInterceptor(
                     method_policies(SERVICES),
                     self._verify,
@@ -149,7 +157,7 @@ class App:
             options=[("grpc.so_reuseport", 0)],
         )
         insight_pb2_grpc.add_InsightsServiceServicer_to_server(
-            InsightsServicer(self.insights, self.execution, self.blocking), server
+            InsightsServicer(self.insights, self.execution, self.blocking, self.memory), server
         )
         query_service_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.execution), server)
         events_pb2_grpc.add_EventsServiceServicer_to_server(

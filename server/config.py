@@ -34,8 +34,13 @@ class Settings:
     auth_cache_seconds: float = 5.0
     # Seconds a read insight is served from memory (0 disables); other replicas' writes show after it.
     read_cache_seconds: float = 2.0
-    # Bytes of results the in-process result cache keeps, in MiB (least recently used go first).
+    # MiB of results this process holds: the result cache and the answers rebuilt from it for hot
+    # reads share this one budget (memos give way first, then the least recently used results).
     result_cache_mb: int = 256
+    # Largest response message a caller gets without opting in (what gRPC clients accept by default),
+    # and the most a caller may opt in to with the x-insights-max-response-bytes header.
+    max_response_bytes: int = 4 * 1024 * 1024
+    max_response_opt_in_bytes: int = 64 * 1024 * 1024
     # Engine queries running at once; more wait in a queue.
     max_running_queries: int = 4
     # Runs allowed to wait for a slot; past it, RunQuery answers RESOURCE_EXHAUSTED.
@@ -98,6 +103,11 @@ class Settings:
             ) from None
         if self.workers < 1:
             raise InvalidArgument("INSIGHTS_WORKERS must be >= 1", field="workers")
+        if not 0 < self.max_response_bytes <= self.max_response_opt_in_bytes:
+            raise InvalidArgument(
+                "INSIGHTS_MAX_RESPONSE_BYTES must be > 0 and <= INSIGHTS_MAX_RESPONSE_OPT_IN_BYTES",
+                field="max_response_bytes",
+            )
         if self.clickhouse_cluster and not re.fullmatch(
             r"[A-Za-z_][A-Za-z0-9_]{0,63}", self.clickhouse_cluster
         ):

@@ -14,6 +14,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Cancelled, FailedPrecondition, InvalidArgument
+from server.memory import Memo, MemoryBudget
 from server.principal import EnvironmentInfo
 from server.queries.codec import CodecError, from_reference_json
 from server.queries.errors import QueryError
@@ -24,7 +25,7 @@ from server.queries.trends import (
     run_trends,
     series_label,
 )
-from server.resultcache import CacheEntry, ResultCache
+from server.resultcache import DEFAULT_MAX_BYTES, CacheEntry, ResultCache
 from server.runs import Progress, Run, Runs
 from server.runtime import Blocking
 from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
@@ -44,8 +45,11 @@ class Refresh(enum.Enum):
     FORCE_CACHE = "force_cache"
 
 
-# Answers built from cached entries that are kept for reuse (the memo is cleared when full).
-_ANSWER_MEMO = 1024
+# Answers rebuilt from cached entries are kept for hot reads while they fit this share of the memory
+# budget; a large result is parsed again rather than held twice.
+ANSWER_MEMO_SHARE, ANSWER_MEMO_MAX_ITEM = 8, 256 * 1024
+# A parsed result takes more memory than its serialized bytes (objects, the arena): an estimate.
+PARSED_FACTOR = 3
 _ASYNC = frozenset({Refresh.ASYNC, Refresh.LAZY_ASYNC, Refresh.FORCE_ASYNC})
 # How often a stream reports while a run computes: not more often than this, and at least every second.
 STREAM_MIN_GAP, STREAM_HEARTBEAT = 0.25, 1.0
@@ -69,6 +73,8 @@ class Computed:
     trigger: str = ""
     status: Run | None = None
     error: str | None = None
+    # Bytes of the serialized result (what memos of answers are charged by).
+    size: int = 0
 
 
 def trends_source(query: query_pb2.QueryNode | None) -> query_pb2.TrendsQuery | None:
@@ -105,6 +111,7 @@ class Execution:
         cache: ResultCache,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
+        budget: MemoryBudget | None = None,
         max_running: int = 4,
         max_queued: int = 100,
         status_ttl: dt.timedelta = dt.timedelta(minutes=20),
@@ -115,7 +122,10 @@ class Execution:
         self.clock = clock
         # Progress polls and kills must never queue behind the engine queries they watch.
         self._control = Blocking(2)
-        self._answers: dict[tuple[Any, ...], tuple[CacheEntry, Computed]] = {}
+        budget = budget or MemoryBudget(DEFAULT_MAX_BYTES)
+        self._answers: Memo[tuple[Any, ...], tuple[CacheEntry, Computed]] = Memo(
+            budget, "answers", share=budget.limit // ANSWER_MEMO_SHARE, max_item=ANSWER_MEMO_MAX_ITEM
+        )
         self.runs = Runs(
             clock=clock,
             poll_progress=self._progress,
@@ -189,7 +199,7 @@ class Execution:
             run = start(detached=True)
             return Computed(status=run, cache_key=key, timezone=env.timezone, trigger="cache miss")
         # The blocking answers: BLOCKING (stale or missing), ASYNC_EXCEPT_ON_CACHE_MISS (missing), FORCE_BLOCKING.
-        run = start(detached=False)
+        run = start(detached=False, waiting=True)
         fresh: CacheEntry = await self.runs.wait(run)
         trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
         return self._fresh(fresh, trends, env, key, trigger)
@@ -227,7 +237,9 @@ class Execution:
         ):
             yield self._cached(entry, trends, env, key, None, "")
             return
-        run = self._starter(env, query, trends, key, client_query_id, None, "")(detached=refresh in _ASYNC)
+        run = self._starter(env, query, trends, key, client_query_id, None, "")(
+            detached=refresh in _ASYNC, waiting=True
+        )
         waiter = asyncio.ensure_future(self.runs.wait(run))
         try:
             last = 0.0
@@ -257,7 +269,14 @@ class Execution:
                 waiter.cancel()
 
     def status(self, env: EnvironmentInfo, run_id: str) -> Run:
-        return self.runs.get(env.id, run_id)
+        """A run of the environment; a complete one points at its result while the cache holds it."""
+        run = self.runs.get(env.id, run_id)
+        if run.complete and not run.error and run.result() is None:
+            # Its own entry was evicted; a newer result of the same query is as good an answer.
+            entry = self.cache.get(run.key)
+            if entry is not None:
+                run.remember(entry)
+        return run
 
     async def cancel(self, env: EnvironmentInfo, run_id: str, *, dequeue_only: bool = False) -> str:
         return await self.runs.cancel(self.runs.get(env.id, run_id), dequeue_only=dequeue_only)
@@ -280,12 +299,12 @@ class Execution:
             except ValueError as exc:
                 raise InvalidArgument(str(exc), field="client_query_id") from None
 
-        def start(*, detached: bool) -> Run:
+        def start(*, detached: bool, waiting: bool = False) -> Run:
             async def compute(run: Run) -> CacheEntry:
                 return await self._compute(run, env, query, trends, key, field_prefix)
 
             return self.runs.start(
-                client_query_id or key, env.id, key, insight_id, compute, detached=detached
+                client_query_id or key, env.id, key, insight_id, compute, detached=detached, waiting=waiting
             )
 
         return start
@@ -404,11 +423,10 @@ class Execution:
             timezone=env.timezone,
             trigger=trigger,
             status=run,
+            size=len(entry.payload),
         )
         if run is None:
-            if len(self._answers) >= _ANSWER_MEMO:
-                self._answers.clear()
-            self._answers[memo] = (entry, answer)
+            self._answers.put(memo, (entry, answer), answer.size * PARSED_FACTOR)
         return answer
 
     # -------------------------------------------------------------------------------- helpers

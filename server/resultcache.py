@@ -8,6 +8,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from server.memory import RESULTS_ORDER, MemoryBudget
+
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 # Bytes charged per entry beyond its payload and SQL: the key, the dataclass, the datetimes and the
@@ -55,16 +57,22 @@ class ResultCache(Protocol):
 
 
 class MemoryResultCache:
-    """A thread-safe LRU cache bounded by the total bytes of its entries.
+    """A thread-safe LRU cache bounded by a memory budget (its own, or one shared with other holders).
 
     Engine runs put from worker threads while asyncio handlers get, so every operation takes one
-    lock; each is O(1) (OrderedDict move/pop), so holding it on the event loop is harmless.
+    lock; each is O(1) (OrderedDict move/pop), so holding it on the event loop is harmless. When the
+    budget is exceeded it asks the cache for bytes back and the least recently used entries go.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        if max_bytes <= 0:
-            raise ValueError("max_bytes must be positive")
-        self.max_bytes = max_bytes
+    HOLDER = "results"
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, *, budget: MemoryBudget | None = None) -> None:
+        if budget is None:
+            if max_bytes <= 0:
+                raise ValueError("max_bytes must be positive")
+            budget = MemoryBudget(max_bytes)
+        self._budget = budget
+        self.max_bytes = budget.limit
         self._entries: OrderedDict[str, tuple[CacheEntry, int]] = OrderedDict()  # oldest use first
         self._bytes = 0
         self._lock = threading.Lock()
@@ -72,6 +80,7 @@ class MemoryResultCache:
         self._misses = 0
         self._evictions = 0
         self._rejected = 0
+        budget.register(self.HOLDER, self._reclaim, RESULTS_ORDER)
 
     def get(self, key: str) -> CacheEntry | None:
         with self._lock:
@@ -87,25 +96,36 @@ class MemoryResultCache:
         size = entry.size  # outside the lock: encoding the SQL is O(len)
         with self._lock:
             old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
+            freed = old[1] if old is not None else 0
             if size > self.max_bytes:
                 # Storing it would evict everything and still not fit. The older entry is dropped too:
                 # after put(), get() returns this entry or nothing, never an earlier result.
                 self._rejected += 1
-                return
-            self._entries[key] = (entry, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, evicted) = self._entries.popitem(last=False)
-                self._bytes -= evicted
-                self._evictions += 1
+                size = 0
+            else:
+                self._entries[key] = (entry, size)
+            self._bytes += size - freed
+        self._budget.release(self.HOLDER, freed)
+        if size:
+            self._budget.charge(self.HOLDER, size)
 
     def delete(self, key: str) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
+            freed = old[1] if old is not None else 0
+            self._bytes -= freed
+        self._budget.release(self.HOLDER, freed)
+
+    def _reclaim(self, excess: int) -> None:
+        """Evicts least recently used entries until `excess` bytes are freed (or none is left)."""
+        freed = 0
+        with self._lock:
+            while freed < excess and self._entries:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                freed += evicted
+                self._evictions += 1
+            self._bytes -= freed
+        self._budget.release(self.HOLDER, freed)
 
     def stats(self) -> dict[str, int]:
         with self._lock:

@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import threading
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,8 +54,10 @@ class Run:
     error_message: str | None = None
     cancelled: bool = False
     progress: Progress | None = None
-    # What the computation returned, once complete without error.
+    # What the computation returned, held only while a caller still has to collect it: a finished
+    # run's status must not pin a result that the memory budget has already let go of.
     value: Any = None
+    _kept: weakref.ref[Any] | None = None
     # The exception a failed run raised, re-raised to callers that were waiting for it.
     failure: BaseException | None = None
     # Async runs outlive their callers; other runs are cancelled when no caller waits any more.
@@ -85,6 +88,25 @@ class Run:
         finally:
             with self._engine_lock:
                 self._in_engine -= 1
+
+    def result(self) -> Any:
+        """The run's value while it is still held anywhere (a caller, the result cache), else None."""
+        if self.value is not None:
+            return self.value
+        return self._kept() if self._kept is not None else None
+
+    def remember(self, value: Any) -> None:
+        """Points the status at `value` without holding it (a weak reference where possible)."""
+        try:
+            self._kept = weakref.ref(value)
+        except TypeError:
+            self.value = value
+
+    def release(self) -> None:
+        """Drops the strong reference once nobody is left to collect the value."""
+        if self.complete and self.waiters == 0 and self.value is not None:
+            self.remember(self.value)
+            self.value = None
 
     @property
     def in_engine(self) -> bool:
@@ -133,9 +155,21 @@ class Runs:
         return self._in_flight.get(key)
 
     def start(
-        self, run_id: str, team_id: int, key: str, insight_id: int | None, compute: Compute, *, detached: bool
+        self,
+        run_id: str,
+        team_id: int,
+        key: str,
+        insight_id: int | None,
+        compute: Compute,
+        *,
+        detached: bool,
+        waiting: bool = False,
     ) -> Run:
-        """The run computing `key`: the one in flight, or a new one started now."""
+        """The run computing `key`: the one in flight, or a new one started now.
+
+        A caller that will `wait()` for the value passes `waiting=True`: the run then holds its value
+        until that caller has collected it, even if the run ends before the caller starts waiting.
+        """
         self._expire()
         current = self._in_flight.get(key)
         if current is not None:
@@ -143,6 +177,7 @@ class Runs:
             if run_id != current.id:
                 # Another caller's id for the same computation reads and cancels the same run.
                 self._by_id[(team_id, run_id)] = current
+            current.waiters += int(waiting)
             return current
         if self._queued >= self._max_queued:
             raise ResourceExhausted(
@@ -157,6 +192,7 @@ class Runs:
             insight_id=insight_id,
             start_time=self._clock(),
             detached=detached,
+            waiters=int(waiting),
         )
         self._by_id[(team_id, run_id)] = run
         self._in_flight[key] = run
@@ -164,12 +200,11 @@ class Runs:
         return run
 
     async def wait(self, run: Run) -> Any:
-        """Waits for a run's value (raising its failure) as one of its callers.
+        """Waits for a run's value (raising its failure) as one of its callers (started `waiting`).
 
         A caller that goes away stops waiting; the run goes on while other callers wait or it is
         detached, and is cancelled when its last caller leaves.
         """
-        run.waiters += 1
         try:
             assert run.task is not None
             await asyncio.shield(run.task)
@@ -180,9 +215,11 @@ class Runs:
             raise
         finally:
             run.waiters -= 1
-        if run.failure is not None:
-            raise run.failure
-        return run.value
+            value, failure = run.value, run.failure
+            run.release()
+        if failure is not None:
+            raise failure
+        return value
 
     def get(self, team_id: int, run_id: str) -> Run:
         self._expire()
@@ -266,8 +303,10 @@ class Runs:
             run.expiration_time = run.end_time + self._ttl
             if self._in_flight.get(run.key) is run:
                 del self._in_flight[run.key]
+            run.release()
             run.touch()
-        return run.value
+        # Not the value: the task outlives the run's callers, and must not pin what they collected.
+        return None
 
     async def _watch(self, run: Run) -> None:
         """Polls the engine's counters while the run computes."""

@@ -221,6 +221,10 @@ def query_response(computed: Computed | None) -> query_service_pb2.QueryResponse
     return response
 
 
+# The label of a complete status whose result is no longer held (see query_status).
+RESULTS_EVICTED = "results_evicted"
+
+
 def query_status(run: Run, *, show_progress: bool) -> results_pb2.QueryStatus:
     """The reference's query status of a run (with its result once complete)."""
     status = results_pb2.QueryStatus(
@@ -248,9 +252,13 @@ def query_status(run: Run, *, show_progress: bool) -> results_pb2.QueryStatus:
                 time_elapsed=int(run.progress.elapsed_seconds * 1000),
             )
         )
-    entry = run.value
-    if run.complete and not run.error and entry is not None:
-        status.results.ParseFromString(entry.payload)
+    entry = run.result()
+    if run.complete and not run.error:
+        if entry is not None:
+            status.results.ParseFromString(entry.payload)
+        else:
+            # The memory budget let the result go before the status expired: run the query again.
+            status.labels.append(RESULTS_EVICTED)
     return status
 
 

@@ -7,24 +7,32 @@ from typing import Any
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
-from server.execution import Computed, Execution, Refresh
+from server.execution import PARSED_FACTOR, Computed, Execution, Refresh
 from server.insights import Insights, InsightView, ListFilters
+from server.memory import Memo, MemoryBudget
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
 
-# Insight messages kept for reuse by hot reads (the memo is cleared when full).
-_RENDERED_MEMO = 1024
+# Rendered messages are kept while they fit this share of the memory budget (see Execution's memo).
+_RENDERED_SHARE, _RENDERED_MAX_ITEM = 8, 256 * 1024
+# An estimate of an insight message without its result (names, query, people, dates).
+_VIEW_BYTES = 4096
 
 
 class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     """Thin: every rule lives in server.insights."""
 
-    def __init__(self, insights: Insights, execution: Execution, blocking: Blocking):
+    def __init__(
+        self, insights: Insights, execution: Execution, blocking: Blocking, budget: MemoryBudget | None = None
+    ):
         self._insights = insights
         self._execution = execution
         self._run = blocking.run
-        self._rendered: dict[tuple[Any, ...], tuple[Any, Computed | None, insight_pb2.Insight]] = {}
+        budget = budget or MemoryBudget(64 * 1024 * 1024)
+        self._rendered: Memo[tuple[Any, ...], tuple[Any, Computed | None, insight_pb2.Insight]] = Memo(
+            budget, "rendered", share=budget.limit // _RENDERED_SHARE, max_item=_RENDERED_MAX_ITEM
+        )
 
     async def _with_result(
         self, environment_id: int, view: InsightView, mode: int, default: Refresh, *, basic: bool = False
@@ -51,9 +59,9 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         if found is not None and found[0] is view.row and found[1] is computed:
             return found[2]
         message = convert.insight(view, computed)
-        if len(self._rendered) >= _RENDERED_MEMO:
-            self._rendered.clear()
-        self._rendered[key] = (view.row, computed, message)
+        # The result dominates the message: its serialized size stands for the whole (cheap to know).
+        size = (computed.size if computed is not None else 0) * PARSED_FACTOR + _VIEW_BYTES
+        self._rendered.put(key, (view.row, computed, message), size)
         return message
 
     async def ListInsights(

@@ -11,7 +11,7 @@ import random
 import socket
 import string
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -444,3 +444,44 @@ def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass
+class Dedicated:
+    """A server of a test's own (its own settings and SQLite file, the session's chDB store) with one
+    environment and a key holding `scopes`."""
+
+    app: Any
+    channel: grpc.aio.Channel
+    environment_id: int
+    key: str
+
+
+@contextlib.asynccontextmanager
+async def dedicated_server(
+    database_dir: Any, events_dsn: str, scopes: Sequence[str] = ("query:read",), **overrides: Any
+) -> AsyncIterator[Dedicated]:
+    from server import accounts
+    from server.app import App
+    from storage.migrate import upgrade
+    from storage.models import Environment
+
+    url = f"sqlite:///{database_dir / 'insights.db'}"
+    await asyncio.to_thread(upgrade, url)
+    app = App(make_settings(url, events_dsn, **overrides))
+    port = await app.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        await wait_for_health(channel)
+        organization_id = accounts.create_organization(app.db, unique("org"))
+        # Far above the shared servers' environment ids: the chDB store is shared.
+        environment_id = 50_000_000 + uuid.uuid4().int % 1_000_000
+        with app.db.session() as session:
+            session.add(Environment(id=environment_id, organization_id=organization_id, name="dedicated"))
+        user_id = accounts.create_user(app.db, f"{unique('owner')}@example.com")
+        accounts.add_membership(app.db, user_id, organization_id)
+        _, raw = accounts.create_api_key(app.db, user_id, list(scopes), label="dedicated")
+        yield Dedicated(app, channel, environment_id, raw)
+    finally:
+        await channel.close()
+        await app.stop(1.0)

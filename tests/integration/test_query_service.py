@@ -38,8 +38,8 @@ from tests.integration.itkit import (
     Server,
     Tenant,
     bearer,
+    dedicated_server,
     expect_error,
-    make_settings,
     rich_status,
 )
 
@@ -529,38 +529,21 @@ class SmallServer:
 async def small_server(
     tmp_path_factory: pytest.TempPathFactory, events_dsn: str
 ) -> AsyncIterator[SmallServer]:
-    from server import accounts
-    from server.app import App
-    from storage.migrate import upgrade
-    from storage.models import Environment
-    from tests.integration.itkit import wait_for_health
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('small') / 'insights.db'}"
-    await asyncio.to_thread(upgrade, url)
-    settings = make_settings(
-        url, events_dsn, max_running_queries=1, max_queued_queries=1, query_status_ttl_seconds=1.0
-    )
-    app = App(settings)
-    port = await app.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        await wait_for_health(channel)
-        organization_id = accounts.create_organization(app.db, "small")
-        # Far above the other servers' environment ids: the chDB store is shared.
-        environment_id = 50_000_000 + uuid.uuid4().int % 1_000_000
-        with app.db.session() as session:
-            session.add(Environment(id=environment_id, organization_id=organization_id, name="small"))
-        user_id = accounts.create_user(app.db, "small@example.com")
-        accounts.add_membership(app.db, user_id, organization_id)
-        _, raw = accounts.create_api_key(app.db, user_id, ["query:read"], label="small")
+    async with dedicated_server(
+        tmp_path_factory.mktemp("small"),
+        events_dsn,
+        max_running_queries=1,
+        max_queued_queries=1,
+        query_status_ttl_seconds=1.0,
+    ) as dedicated:
+        app = dedicated.app
         probe = EngineProbe(app.execution.events)
         app.execution.events = probe  # type: ignore[assignment]
-        caller = Caller(qs_grpc.QueryServiceStub(channel), environment_id, bearer(raw))
-        yield SmallServer(app, channel, probe, caller)
-    finally:
-        await _cancel_leftovers(app.execution)
-        await channel.close()
-        await app.stop(1.0)
+        caller = Caller(qs_grpc.QueryServiceStub(dedicated.channel), dedicated.environment_id, bearer(dedicated.key))
+        try:
+            yield SmallServer(app, dedicated.channel, probe, caller)
+        finally:
+            await _cancel_leftovers(app.execution)
 
 
 def _retry_info(err: grpc.aio.AioRpcError) -> error_details_pb2.RetryInfo | None:

@@ -154,3 +154,38 @@ def test_concurrent_puts_and_gets_keep_the_bound_and_the_accounting() -> None:
     stored = [cache.get(f"k{i}") for i in range(60)]
     assert stats["bytes"] == sum(e.size for e in stored if e is not None)
     assert stats["entries"] == sum(e is not None for e in stored)
+
+
+def test_the_cache_and_memos_share_one_budget_and_memos_give_way_first() -> None:
+    from server.memory import Memo, MemoryBudget
+
+    budget = MemoryBudget(4 * ONE)
+    cache = MemoryResultCache(budget=budget)
+    memo: Memo[str, str] = Memo(budget, "answers", share=2 * ONE, max_item=ONE)
+    cache.put("a", entry(tag=1))
+    cache.put("b", entry(tag=2))
+    memo.put("x", "answer x", ONE)
+    memo.put("y", "answer y", ONE)
+    assert budget.used == 4 * ONE and len(cache) == 2 and len(memo) == 2
+    # A third result needs room: the memo's oldest answer goes, the results stay.
+    cache.put("c", entry(tag=3))
+    assert budget.used <= budget.limit
+    assert len(cache) == 3 and memo.get("x") is None and memo.get("y") == "answer y"
+    # Then results, least recently used first, once the memos are empty.
+    cache.put("d", entry(tag=4))
+    cache.put("e", entry(tag=5))
+    assert budget.used <= budget.limit and len(memo) == 0
+    assert cache.get("a") is None and cache.get("e") is not None
+
+
+def test_a_memo_keeps_no_item_above_its_item_bound_and_stays_within_its_share() -> None:
+    from server.memory import Memo, MemoryBudget
+
+    budget = MemoryBudget(100 * ONE)
+    memo: Memo[int, int] = Memo(budget, "answers", share=3 * ONE, max_item=ONE)
+    memo.put(0, 0, 2 * ONE)
+    assert memo.get(0) is None and budget.used == 0
+    for i in range(10):
+        memo.put(i, i, ONE)
+    assert len(memo) == 3 and budget.held("answers") == 3 * ONE
+    assert [memo.get(i) for i in (6, 7, 8, 9)] == [None, 7, 8, 9]

@@ -133,7 +133,7 @@ async def test_the_engine_tag_is_generated_per_run_never_the_callers_id() -> Non
         return run.tag
 
     # Two environments, the same caller-chosen id, different queries.
-    first = runs.start("report-run-1", 1, "key-a", None, compute, detached=True)
+    first = runs.start("report-run-1", 1, "key-a", None, compute, detached=True, waiting=True)
     second = runs.start("report-run-1", 2, "key-b", None, compute, detached=True)
     assert first.tag != second.tag
     assert "report-run-1" not in (first.tag, second.tag)
