@@ -50,6 +50,7 @@ from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
 from server.services.sharing import SharingServicer
 from server.sharing import Sharing
+from server.unlocks import UnlockLimits
 from storage.db import Database
 from storage.events import EventStore
 
@@ -121,6 +122,11 @@ class App:
             self.execution,
             self.blocking,
             grace=dt.timedelta(seconds=settings.sharing_grace_seconds),
+            unlock_limits=UnlockLimits(
+                window=dt.timedelta(seconds=settings.sharing_unlock_window_seconds),
+                per_address=settings.sharing_unlock_failures_per_address,
+                per_link=settings.sharing_unlock_failures_per_link,
+            ),
         )
         self.health = health.aio.HealthServicer()
         self.port = 0

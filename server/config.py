@@ -53,6 +53,11 @@ class Settings:
     coalescing: bool = True
     # Seconds a rotated sharing access token keeps working after RefreshSharingToken.
     sharing_grace_seconds: float = 300.0
+    # Failed share-password guesses allowed per client address, and per link from all addresses
+    # (higher, so one address cannot lock a link for everyone), within a window of this many seconds.
+    sharing_unlock_window_seconds: float = 300.0
+    sharing_unlock_failures_per_address: int = 10
+    sharing_unlock_failures_per_link: int = 100
     # Seconds between passes of the alert scheduler; 0 disables it (CheckAlertNow still works).
     alert_poll_seconds: float = 30.0
     # Alerts checked at once by one scheduler pass.
@@ -120,6 +125,16 @@ class Settings:
         if self.sharing_grace_seconds < 0:
             raise InvalidArgument(
                 "INSIGHTS_SHARING_GRACE_SECONDS must be >= 0", field="sharing_grace_seconds"
+            )
+        if self.sharing_unlock_window_seconds <= 0:
+            raise InvalidArgument(
+                "INSIGHTS_SHARING_UNLOCK_WINDOW_SECONDS must be > 0", field="sharing_unlock_window_seconds"
+            )
+        if not 1 <= self.sharing_unlock_failures_per_address <= self.sharing_unlock_failures_per_link:
+            raise InvalidArgument(
+                "INSIGHTS_SHARING_UNLOCK_FAILURES_PER_ADDRESS must be >= 1 and at most "
+                "INSIGHTS_SHARING_UNLOCK_FAILURES_PER_LINK",
+                field="sharing_unlock_failures_per_address",
             )
         if self.auth_cache_seconds < 0:
             raise InvalidArgument("INSIGHTS_AUTH_CACHE_SECONDS must be >= 0", field="auth_cache_seconds")

@@ -8,9 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +22,6 @@ from server.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     Unauthenticated,
 )
 from server.execution import Computed, Execution, Refresh
@@ -33,6 +30,7 @@ from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal, SharePrincipal
 from server.runtime import Blocking
 from server.staleness import stale_after
+from server.unlocks import UnlockLimiter, UnlockLimits, client_address
 from storage.db import Database
 from storage.models import (
     Environment,
@@ -52,9 +50,6 @@ NOTE_LIMIT = 100
 MIN_PASSWORD = 8
 DEFAULT_GRACE = dt.timedelta(seconds=300)
 SESSION_LIFETIME = dt.timedelta(hours=24)
-# Failed unlock attempts allowed per access token and per peer within the window.
-MAX_FAILED_UNLOCKS = 10
-UNLOCK_WINDOW = dt.timedelta(minutes=5)
 # Work factor of the password hash: scrypt with 16 MiB of memory per hash (about 50 ms here).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 _SALT_BYTES, _HASH_BYTES = 16, 32
@@ -212,75 +207,8 @@ def shared_refresh(
     return Refresh.LAZY_ASYNC
 
 
-def peer_host(peer: str) -> str:
-    """The client address of a gRPC peer string without its port ('ipv4:1.2.3.4:5678' → 'ipv4:1.2.3.4')."""
-    kind, sep, rest = peer.partition(":")
-    if not sep:
-        return peer
-    if kind in ("ipv4", "ipv6"):
-        host, _, port = rest.rpartition(":")
-        return f"{kind}:{host}" if host and port.isdigit() else peer
-    return peer
-
-
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class AttemptLimiter:
-    """Failed attempts per key in a sliding window, in memory (one process's view)."""
-
-    def __init__(
-        self,
-        clock: Callable[[], dt.datetime],
-        limit: int = MAX_FAILED_UNLOCKS,
-        window: dt.timedelta = UNLOCK_WINDOW,
-        max_keys: int = 100_000,
-    ):
-        self.clock = clock
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[dt.datetime]] = {}
-        # Domain calls run on worker threads.
-        self._lock = threading.Lock()
-
-    def begin(self, keys: Sequence[str]) -> None:
-        """Counts an attempt as failed up front (so concurrent attempts cannot slip past the limit),
-        or raises RESOURCE_EXHAUSTED with the delay until one more attempt is allowed."""
-        now = self.clock()
-        with self._lock:
-            for key in keys:
-                failures = self._pruned(key, now)
-                if len(failures) >= self.limit:
-                    retry = max((failures[0] + self.window - now).total_seconds(), 1.0)
-                    raise ResourceExhausted(
-                        f"too many failed unlock attempts; retry in {int(retry + 0.999)} s",
-                        reason="TOO_MANY_UNLOCK_ATTEMPTS",
-                        metadata={"retry_after_seconds": str(int(retry + 0.999))},
-                        retry_after=retry,
-                    )
-            if len(self._failures) >= self.max_keys:
-                self._failures = {k: q for k in list(self._failures) if (q := self._pruned(k, now))}
-            for key in keys:
-                self._failures.setdefault(key, deque()).append(now)
-
-    def succeeded(self, keys: Iterable[str]) -> None:
-        """Forgets the keys' failures (the attempt counted by begin() included)."""
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
-
-    def clear(self) -> None:
-        """Forgets every failure (operators, and tests that moved the clock)."""
-        with self._lock:
-            self._failures.clear()
-
-    def _pruned(self, key: str, now: dt.datetime) -> deque[dt.datetime]:
-        failures = self._failures.get(key, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
 
 
 # ------------------------------------------------------------------------------------ domain
@@ -298,6 +226,7 @@ class Sharing:
         *,
         clock: Callable[[], dt.datetime] = utcnow,
         grace: dt.timedelta = DEFAULT_GRACE,
+        unlock_limits: UnlockLimits | None = None,
     ):
         self.db = db
         self.insights = insights
@@ -306,7 +235,7 @@ class Sharing:
         self.clock = clock
         self.grace = grace
         # The limiter reads the domain's clock at call time, so swapping `clock` moves both.
-        self.limiter = AttemptLimiter(lambda: self.clock())
+        self.limiter = UnlockLimiter(db, lambda: self.clock(), unlock_limits)
 
     # ---------------------------------------------------------------------- configuration
 
@@ -497,25 +426,30 @@ class Sharing:
     # ---------------------------------------------------------------------- public access
 
     def unlock(self, access_token: str, password: str, peer: str) -> Unlocked:
-        """A share session for the right password; failures are limited per token and per peer."""
-        keys = [f"token:{_sha256(access_token)}", f"peer:{peer_host(peer)}"]
-        self.limiter.begin(keys)
+        """A share session for the right password; failures are limited per address, then per link."""
+        address = client_address(peer)
+        # A locked address is refused before anything is looked up, whatever link it names.
+        self.limiter.check_address(address)
         now = self.clock()
         with self.db.session() as session:
             config = self._by_token(session, access_token)
             _check_config(config, now)
             assert config is not None
-            match = next(
-                (
-                    p
-                    for p in self._passwords(session, config.id)
-                    if verify_password(password, p.password_hash)
-                ),
-                None,
-            )
-            if match is None:
-                raise Unauthenticated("Incorrect password", reason="INCORRECT_PASSWORD")
-            token = secrets.token_urlsafe(32)
+            config_id = config.id
+            hashes = [(p.id, p.password_hash) for p in self._passwords(session, config.id)]
+        # Only guesses at a live link are counted: unknown, rotated-out or disabled links check no
+        # password, so they tell a guesser nothing (and leave no row to store).
+        self.limiter.begin(config_id, address)
+        # The slow hashes are checked outside any transaction.
+        match = next((pid for pid, stored in hashes if verify_password(password, stored)), None)
+        if match is None:
+            raise Unauthenticated("Incorrect password", reason="INCORRECT_PASSWORD")
+        self.limiter.succeeded(config_id, address)
+        token = secrets.token_urlsafe(32)
+        with self.db.session() as session:
+            config = session.get(SharingConfiguration, config_id)
+            _check_config(config, now)
+            assert config is not None
             expires = now + SESSION_LIFETIME
             if config.expires_at is not None:
                 expires = min(expires, config.expires_at)
@@ -523,12 +457,11 @@ class Sharing:
                 ShareSession(
                     token_hash=_sha256(token),
                     sharing_configuration_id=config.id,
-                    share_password_id=match.id,
+                    share_password_id=match,
                     created_at=now,
                     expires_at=expires,
                 )
             )
-        self.limiter.succeeded(keys)
         return Unlocked(token, expires)
 
     def resolve(self, header: str, token: str) -> SharePrincipal:

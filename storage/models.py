@@ -286,6 +286,26 @@ class ShareSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
 
 
+class ShareUnlockFailure(Base):
+    """A failed (or in-flight) share-password guess, counted per client address and per link.
+
+    Rows live as long as the unlock window says and are then deleted: they are counters, not
+    something a user made. A row is kept only for a real link, and attempts past a limit leave no
+    row, so the table holds at most (links) x (per-link limit) rows within a window.
+    """
+
+    __tablename__ = "share_unlock_failures"
+    __table_args__ = (
+        Index("ix_share_unlock_failures_client_at", "client", "at"),
+        Index("ix_share_unlock_failures_config_at", "sharing_configuration_id", "at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sharing_configuration_id: Mapped[int] = mapped_column(ForeignKey("sharing_configurations.id"))
+    # SHA-256 (hex) of the client address the attempt is limited by (an IPv4 host or an IPv6 /64).
+    client: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class Threshold(Base):
     """The bounds an alert checks against (reference JSON InsightThreshold in `configuration`)."""
 

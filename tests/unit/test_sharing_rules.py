@@ -1,4 +1,4 @@
-"""Pure sharing rules: the shared refresh remapping, settings, password hashes, peers, the attempt limiter."""
+"""Pure sharing rules: refresh remapping, settings, password hashes, client addresses, unlock limits."""
 
 from __future__ import annotations
 
@@ -6,16 +6,11 @@ import datetime as dt
 
 import pytest
 
-from server.errors import InvalidArgument, ResourceExhausted
+from server.config import Settings
+from server.errors import InvalidArgument
 from server.execution import Refresh
-from server.sharing import (
-    AttemptLimiter,
-    clean_settings,
-    hash_password,
-    peer_host,
-    shared_refresh,
-    verify_password,
-)
+from server.sharing import clean_settings, hash_password, shared_refresh, verify_password
+from server.unlocks import client_address, retry_after
 
 NOW = dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)
 
@@ -65,23 +60,33 @@ def test_password_hash_is_salted_and_verifies() -> None:
     assert not verify_password("s3cret-pass", "bogus") and not verify_password("x", "md5$1$2$3$4$5")
 
 
-def test_peer_host_drops_the_port() -> None:
-    assert peer_host("ipv4:10.0.0.7:51234") == "ipv4:10.0.0.7"
-    assert peer_host("ipv6:[::1]:51234") == "ipv6:[::1]"
-    assert peer_host("unix:/tmp/sock") == "unix:/tmp/sock"
+def test_client_address_is_the_host_or_the_ipv6_64() -> None:
+    assert client_address("ipv4:10.0.0.7:51234") == "ipv4:10.0.0.7"
+    # One host usually holds a whole /64: its addresses count as one.
+    assert client_address("ipv6:[2001:db8:1:2:aaaa::1]:51234") == "ipv6:2001:db8:1:2::/64"
+    assert client_address("ipv6:[2001:db8:1:2:bbbb::9]:1") == client_address("ipv6:[2001:db8:1:2::5]:2")
+    assert client_address("ipv6:[2001:db8:1:3::5]:2") != client_address("ipv6:[2001:db8:1:2::5]:2")
+    assert client_address("ipv6:[::ffff:10.0.0.7]:51234") == "ipv4:10.0.0.7", "IPv4-mapped is IPv4"
+    assert client_address("ipv6:[fe80::1%25eth0]:51234") == "ipv6:fe80::/64"
+    assert client_address("unix:/tmp/sock") == "unix:/tmp/sock"
+    assert client_address("ipv4:not-an-address:1") == "ipv4:not-an-address:1"
 
 
-def test_limiter_blocks_after_the_limit_until_the_window_passes() -> None:
-    now = [NOW]
-    limiter = AttemptLimiter(lambda: now[0], limit=3, window=dt.timedelta(minutes=5))
-    for _ in range(3):
-        limiter.begin(["k"])
-    with pytest.raises(ResourceExhausted) as caught:
-        limiter.begin(["k"])
-    assert caught.value.retry_after == 300
-    limiter.begin(["other"])  # keys are independent
-    now[0] += dt.timedelta(minutes=5)
-    limiter.begin(["k"])
-    limiter.succeeded(["k"])
-    for _ in range(3):
-        limiter.begin(["k"])
+def test_retry_after_waits_for_enough_failures_to_leave_the_window() -> None:
+    window = dt.timedelta(minutes=5)
+    times = [NOW - dt.timedelta(seconds=s) for s in (200, 100, 50)]
+    assert retry_after(times, 4, window, NOW) == 0, "under the limit"
+    assert retry_after(times, 3, window, NOW) == 100, "the oldest must leave"
+    assert retry_after(times, 2, window, NOW) == 200, "the two oldest must leave"
+
+
+def test_unlock_limit_settings_are_validated() -> None:
+    assert Settings(sharing_unlock_failures_per_address=5, sharing_unlock_failures_per_link=5).validated()
+    for bad in (
+        {"sharing_unlock_window_seconds": 0},
+        {"sharing_unlock_failures_per_address": 0},
+        # A link ceiling under the per-address limit would let one address close the link.
+        {"sharing_unlock_failures_per_address": 20, "sharing_unlock_failures_per_link": 10},
+    ):
+        with pytest.raises(InvalidArgument):
+            Settings(**bad).validated()  # type: ignore[arg-type]
