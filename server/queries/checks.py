@@ -63,6 +63,8 @@ def _walk(
     message: Message, path: str, *, in_query: bool, list_member: bool = False
 ) -> Iterator[tuple[str, str]]:
     desc = message.DESCRIPTOR
+    if not in_query and not _can_hold_problems(desc):
+        return  # e.g. a batch of events: nothing to check, and walking it would cost per event
     union = _is_union(desc)
     for field, value in message.ListFields():
         if list_member:
@@ -105,6 +107,25 @@ def _value(
 @cache
 def _numbers(enum: Enum) -> frozenset[int]:
     return frozenset(v.number for v in enum.values)
+
+
+@cache
+def _can_hold_problems(desc: Desc) -> bool:
+    """Whether a message of this type can hold an enum field or a query node, at any depth."""
+    seen: set[str] = set()
+    pending = [desc]
+    while pending:
+        current = pending.pop()
+        if current.full_name == _QUERY_NODE:
+            return True
+        for field in current.fields:
+            if field.enum_type is not None:
+                return True
+            sub = field.message_type
+            if sub is not None and sub.full_name not in seen:
+                seen.add(sub.full_name)
+                pending.append(sub)
+    return False
 
 
 @cache
