@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -106,10 +107,17 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     behaviour: Any
     if not handler.request_streaming and not handler.response_streaming:
         inner_uu = handler.unary_unary
+        if inspect.iscoroutinefunction(inner_uu):
+            # The hot path (every GetInsight): one coroutine, no adapter around the inner one.
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                check(request)
+                return await inner_uu(request, context)
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            check(request)
-            return await _await(inner_uu(request, context))
+        else:
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                check(request)
+                return await _await(inner_uu(request, context))
 
         behaviour, factory = unary_unary, grpc.unary_unary_rpc_method_handler
     elif not handler.request_streaming:
