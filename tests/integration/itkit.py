@@ -432,3 +432,15 @@ def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, for requests built as raw bytes (bad bytes, or messages
+    too deep for the Python runtime to copy)."""
+    length, size = b"", len(payload)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            break
+    return bytes([number << 3 | 2]) + length + payload

@@ -35,6 +35,7 @@ from tests.integration.itkit import (
     error_info,
     expect_error,
     field_violations,
+    length_delimited,
     trends_query,
     trends_viz,
     viz,
@@ -283,22 +284,11 @@ def _raw_call(server: Server, method: str) -> Any:
     return server.channel.unary_unary(method, request_serializer=None, response_deserializer=None)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field."""
-    length, size = b"", len(payload)
-    while True:
-        byte, size = size & 0x7F, size >> 7
-        length += bytes([byte | (0x80 if size else 0)])
-        if not size:
-            break
-    return bytes([number << 3 | 2]) + length + payload
-
-
 async def test_invalid_utf8_in_a_string_field_is_invalid_argument(
     server: Server, api: Api, key: Metadata
 ) -> None:
     body = ipb.CreateInsightRequest(environment_id=api.environment_id).SerializeToString()
-    body += _field(2, _field(3, b"bad \xff\xfe name"))  # insight.name
+    body += length_delimited(2, length_delimited(3, b"bad \xff\xfe name"))  # insight.name
 
     err = await expect_error(
         _raw_call(server, "/insights.v1.InsightsService/CreateInsight")(body, metadata=key, timeout=TIMEOUT),
@@ -328,7 +318,7 @@ async def test_an_undecodable_message_in_a_request_stream_is_invalid_argument(
         "/insights.v1.EventsService/IngestEvents", request_serializer=None, response_deserializer=None
     )
     good = epb.IngestEventsRequest(environment_id=api.environment_id).SerializeToString()
-    bad = good + _field(2, _field(1, b"\xc3\x28"))  # events[0].event
+    bad = good + length_delimited(2, length_delimited(1, b"\xc3\x28"))  # events[0].event
 
     async def messages() -> Any:
         yield good
@@ -342,7 +332,7 @@ async def test_an_undecodable_message_in_a_request_stream_is_invalid_argument(
 
 
 async def test_a_decodable_request_without_a_key_is_still_unauthenticated(server: Server) -> None:
-    body = _field(2, _field(3, b"\xff"))
+    body = length_delimited(2, length_delimited(3, b"\xff"))
 
     await expect_error(
         _raw_call(server, "/insights.v1.InsightsService/CreateInsight")(body, timeout=TIMEOUT),

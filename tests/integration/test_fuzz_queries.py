@@ -33,7 +33,7 @@ from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from server.queries.codec import from_reference_json
 from tests.engine.strategies import trends_query
-from tests.integration.itkit import Server, Tenant, bearer
+from tests.integration.itkit import Server, Tenant, bearer, length_delimited
 
 SEED = int(os.environ.get("INSIGHTS_FUZZ_SEED") or secrets.randbelow(2**32))
 # Each call must answer within this: a hang, or work that does not stop, fails the example.
@@ -183,17 +183,6 @@ def query_nodes(draw: st.DrawFn) -> qpb.QueryNode:
     return node
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field, to wrap a node's bytes without copying the message."""
-    length, size = b"", len(payload)
-    while True:
-        byte, size = size & 0x7F, size >> 7
-        length += bytes([byte | (0x80 if size else 0)])
-        if not size:
-            break
-    return bytes([number << 3 | 2]) + length + payload
-
-
 _REFRESH = st.one_of(
     st.sampled_from(
         [
@@ -231,14 +220,15 @@ async def test_random_query_nodes_are_answered_or_refused_never_internal(
 
     ran = await _code(
         run,
-        qs.RunQueryRequest(environment_id=env, refresh=refresh).SerializeToString() + _field(2, raw),
+        qs.RunQueryRequest(environment_id=env, refresh=refresh).SerializeToString()
+        + length_delimited(2, raw),
         metadata,
     )
-    insight = ipb.Insight(name="fuzzed").SerializeToString() + _field(_QUERY, raw)
+    insight = ipb.Insight(name="fuzzed").SerializeToString() + length_delimited(_QUERY, raw)
     created = await _code(
         create,
         ipb.CreateInsightRequest(environment_id=env, refresh=refresh).SerializeToString()
-        + _field(2, insight),
+        + length_delimited(2, insight),
         metadata,
     )
     event(f"RunQuery {ran.name}, CreateInsight {created.name}")
