@@ -151,6 +151,7 @@ async def test_an_undefined_enum_number_in_a_query_names_its_field(
 
     assert_invalid(err, send.prefix + field)
     assert "is not a value of" in (err.details() or "")
+    assert (await send.api.list()).count == 0  # nothing was stored
 
 
 async def test_every_undefined_enum_of_a_request_is_reported(
@@ -185,7 +186,7 @@ async def test_a_repeated_enum_item_is_named_by_its_index(api: Api, key: Metadat
     assert_invalid(err, "insight.query.source.pathsFilter.includeEventTypes[1]")
 
 
-async def test_undefined_refresh_and_display_are_refused_not_ignored(send: Send) -> None:
+async def test_an_undefined_refresh_is_refused_not_ignored(send: Send) -> None:
     err = await expect_error(send(lambda q: None, refresh=999), grpc.StatusCode.INVALID_ARGUMENT)
     assert_invalid(err, "refresh")
 
