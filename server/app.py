@@ -29,6 +29,7 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
+from interceptors.validation import RequestChecks
 from server import accounts
 from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
@@ -157,6 +158,9 @@ class App:
                     KeyCache(self.settings.auth_cache_seconds),
                     resolve_share=self._resolve_share,
                 ),
+                # After auth, before anything reads the request: undecodable bytes and undefined
+                # enum numbers are INVALID_ARGUMENT for every method, stored queries included.
+                RequestChecks(),
                 # After auth: every caller is authorised on its own before it joins a shared run.
                 *([self.coalescing] if self.settings.coalescing else []),
             ],

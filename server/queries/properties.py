@@ -97,11 +97,12 @@ Scalar = str | int | float | bool
 
 
 def _op_name(op: _OpValue) -> str:
-    return _Op.Name(op).removeprefix("PROPERTY_OPERATOR_").lower()
+    # A number the enum lacks is refused at the API's edge; here it is only named.
+    return _Op.Name(op).removeprefix("PROPERTY_OPERATOR_").lower() if op in _Op.values() else str(op)
 
 
 def _type_name(kind: _TypeValue) -> str:
-    return _Type.Name(kind).removeprefix("PROPERTY_FILTER_TYPE_").lower()
+    return _Type.Name(kind).removeprefix("PROPERTY_FILTER_TYPE_").lower() if kind in _Type.values() else str(kind)
 
 
 def value_text(value: Scalar) -> str:
@@ -149,6 +150,13 @@ def _as_number(value: Scalar) -> float | None:
     return None
 
 
+# Bounds of a regex filter value, checked before anything compiles it: RE2 (the engine's) needs no
+# more, and Python's parser, which checks the syntax first, recurses once per nested group.
+MAX_REGEX_LENGTH = 10_000
+MAX_REGEX_DEPTH = 100
+# How deep property groups may nest (the reference's editor makes two levels).
+MAX_GROUP_DEPTH = 10
+
 # Escapes RE2 knows: control characters, classes, anchors, Unicode classes, \\Q..\\E, \\C.
 _RE2_ESCAPE_LETTERS = frozenset("afnrtvxdDsSwWbBApPzQEC")
 _RE2_FLAGS = frozenset("imsU-")
@@ -160,9 +168,12 @@ def regex_problem(pattern: str) -> str | None:
     A scan rejects what RE2 lacks (look-around, backreferences, atomic groups, possessive
     quantifiers, conditionals, Python-only escapes and flags); Python's compiler then catches
     the rest of the broken syntax (unbalanced parentheses, nothing to repeat, bad ranges), except
-    for patterns with RE2-only escapes, which are left to the engine.
+    for patterns with RE2-only escapes, which are left to the engine. Length and group nesting
+    are bounded first (MAX_REGEX_LENGTH, MAX_REGEX_DEPTH), so that compiler never runs out of stack.
     """
-    i, in_class, re2_only = 0, False, False
+    if len(pattern) > MAX_REGEX_LENGTH:
+        return f"a regex has at most {MAX_REGEX_LENGTH} characters (got {len(pattern)})"
+    i, in_class, re2_only, depth = 0, False, False, 0
     while i < len(pattern):
         char, following = pattern[i], pattern[i + 1 : i + 2]
         if char == "\\":
@@ -183,6 +194,12 @@ def regex_problem(pattern: str) -> str | None:
             i += pattern[i : i + 1] == "]"  # a leading ']' is literal
             in_class = True
             continue
+        if char == "(":
+            depth += 1
+            if depth > MAX_REGEX_DEPTH:
+                return f"a regex nests groups at most {MAX_REGEX_DEPTH} deep"
+        elif char == ")":
+            depth = max(depth - 1, 0)
         if char == "(" and following == "?":
             rest = pattern[i + 2 :]
             if rest.startswith(("=", "!", "<=", "<!", ">", "(", "P=", "#")):
@@ -390,11 +407,12 @@ def properties_sql(params: Params, props: query_pb2.Properties, path: str, timez
     """SQL for a `Properties` message: a flat list is ANDed, a group nests AND/OR; empty matches all."""
     kind = props.WhichOneof("kind")
     if kind == "list":
-        return filters_sql(params, props.list.values, f"{path}.values", timezone)
+        # A list is the JSON array itself (`properties[0]`), as the reference writes it.
+        return filters_sql(params, props.list.values, path, timezone)
     if kind == "group":
         group = props.group
         parts = [
-            _group_sql(params, value, f"{path}.values[{i}]", timezone) for i, value in enumerate(group.values)
+            _group_sql(params, value, f"{path}.values[{i}]", timezone, 1) for i, value in enumerate(group.values)
         ]
         return _combine(parts, _joiner(group.type))
     return "1"
@@ -404,7 +422,11 @@ def _joiner(kind: query_pb2.FilterLogicalOperator.ValueType) -> Literal["AND", "
     return "OR" if kind == query_pb2.FilterLogicalOperator.FILTER_LOGICAL_OPERATOR_OR else "AND"
 
 
-def _group_sql(params: Params, group: query_pb2.PropertyGroupFilterValue, path: str, timezone: str) -> str:
+def _group_sql(
+    params: Params, group: query_pb2.PropertyGroupFilterValue, path: str, timezone: str, depth: int
+) -> str:
+    if depth > MAX_GROUP_DEPTH:
+        raise QueryError(f"property groups nest at most {MAX_GROUP_DEPTH} levels deep", path)
     parts: list[str] = []
     for i, item in enumerate(group.values):
         item_path = f"{path}.values[{i}]"
@@ -412,7 +434,7 @@ def _group_sql(params: Params, group: query_pb2.PropertyGroupFilterValue, path: 
         if which == "filter":
             parts.append(filter_sql(params, item.filter, item_path, timezone))
         elif which == "group":
-            parts.append(_group_sql(params, item.group, item_path, timezone))
+            parts.append(_group_sql(params, item.group, item_path, timezone, depth + 1))
         else:
             raise QueryError("a group member needs a filter or a group", item_path)
     return _combine(parts, _joiner(group.type))

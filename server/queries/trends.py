@@ -11,6 +11,7 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import FailedPrecondition
 from server.queries import trends_sql as tsql
+from server.queries.checks import problems
 from server.queries.dates import QueryDateRange, compare_range, resolve_date_range
 from server.queries.errors import QueryError
 from server.queries.formula import parse_formula
@@ -41,6 +42,10 @@ DEFAULT_BREAKDOWN_LIMIT = 25
 # rows, Python objects and cached bytes behind it. Each part has its own bound too (series, the
 # breakdown limit, buckets); this bounds their product.
 MAX_POINTS = 1_000_000
+# Bounds that keep one query's work and answer in proportion (docs/decisions.md, "Query bounds").
+MAX_BREAKDOWN_LIMIT = 1000
+MAX_SERIES = 100
+MAX_FORMULAS = 100
 MAX_BREAKDOWNS = 3
 _SUPPORTED_BREAKDOWN_TYPES: dict[int, str] = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
@@ -232,8 +237,24 @@ def _check_points(
 
 
 def _validate(query: query_pb2.TrendsQuery) -> None:
+    for path, problem in problems(query):
+        # Undefined enum numbers (refused at the API's edge too) must never reach the lookups below.
+        raise QueryError(problem, path)
     if not query.series:
         raise QueryError("a trends query needs at least one series", "series")
+    if len(query.series) > MAX_SERIES:
+        raise QueryError(f"a trends query has at most {MAX_SERIES} series (got {len(query.series)})", "series")
+    tf = query.trends_filter
+    for name, count in (("formulaNodes", len(tf.formula_nodes)), ("formulas", len(tf.formulas))):
+        if count > MAX_FORMULAS:
+            raise QueryError(f"at most {MAX_FORMULAS} formulas (got {count})", f"trendsFilter.{name}")
+    limit = query.breakdown_filter.breakdown_limit
+    if not 0 <= limit <= MAX_BREAKDOWN_LIMIT:
+        # 0 (or unset) means the default of 25, as in the reference.
+        raise QueryError(
+            f"breakdown_limit must be between 1 and {MAX_BREAKDOWN_LIMIT} (got {limit})",
+            "breakdownFilter.breakdown_limit",
+        )
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported for trends", "interval")
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
@@ -258,6 +279,8 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
         if kind == "group_node":
             if not source.nodes:
                 raise QueryError("a GroupNode needs at least one node", f"{path}.nodes")
+            if len(source.nodes) > MAX_SERIES:
+                raise QueryError(f"a GroupNode has at most {MAX_SERIES} nodes", f"{path}.nodes")
             for i, member in enumerate(source.nodes):
                 if member.WhichOneof("node") != "events_node":
                     raise FailedPrecondition(

@@ -315,8 +315,12 @@ def _value(data: Any) -> struct_pb2.Value:
     elif isinstance(data, str):
         value.string_value = data
     elif isinstance(data, dict):
+        # Marked set first: updating with {} (or extending with []) would leave the Value without
+        # a kind, which JSON printers refuse ("nil Value"); an empty list is `[]`, as the reference.
+        value.struct_value.SetInParent()
         value.struct_value.update(data)
     else:
+        value.list_value.SetInParent()
         value.list_value.extend(data)
     return value
 

@@ -485,3 +485,14 @@ async def dedicated_server(
     finally:
         await channel.close()
         await app.stop(1.0)
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, for requests built as raw bytes (bad bytes, or messages
+    too deep for the Python runtime to copy)."""
+    length, size = b"", len(payload)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            break
+    return bytes([number << 3 | 2]) + length + payload

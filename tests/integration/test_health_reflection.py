@@ -157,3 +157,25 @@ async def test_grpcurl_lists_services_and_creates_an_insight(
     )
     assert code != 0
     assert "Unauthenticated" in err, err
+
+
+async def test_grpcurl_prints_an_activity_page_after_a_tag_change(server: Server, tenant: Tenant, api: Api) -> None:
+    insight = await api.create(name="Tagged later")
+    await api.update(insight.id, ["tags"], tags=["new"])  # tags go from [] to ["new"]
+
+    key = tenant.key("activity_log:read")
+    body = {"environment_id": tenant.environment_id, "id": insight.id}
+    code, out, err = await _run_grpcurl(
+        "-plaintext",
+        "-H",
+        f"authorization: Bearer {key}",
+        "-d",
+        json.dumps(body),
+        server.target,
+        f"{SERVICE_NAME}/ListInsightActivity",
+    )
+
+    assert code == 0, err
+    page = json.loads(out)
+    [tags] = [c for c in page["results"][0]["detail"]["changes"] if c["field"] == "tags"]
+    assert tags["before"] == [] and tags["after"] == ["new"]
