@@ -1,4 +1,5 @@
-"""Command line: serve, migrate, create-api-key, events load, demo."""
+"""Command line: serve, migrate, create-api-key, organizations, environments, api-keys, events load,
+demo, query convert."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import accounts, transport
+from server import admin, transport
 from server.config import Settings
 from server.errors import DomainError
-from storage.db import Database
 from storage.migrate import upgrade
 
 
@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     _settings_flags(commands.add_parser("migrate", help="bring the metadata database schema up to date"))
     key = commands.add_parser(
         "create-api-key",
-        help="create a personal API key (bootstraps an organization, environment and user when none exist)",
+        help="create a personal API key (with no owner named, bootstraps an organization, environment "
+        "and user when none exist)",
     )
     _settings_flags(key)
     key.add_argument(
@@ -85,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         help="limit the key to this environment id (repeatable)",
     )
     key.add_argument("--label", default="", help="a label to recognise the key by")
+    admin.add_key_owner_flags(key)
+    admin.json_flag(key)
+    admin.add_commands(commands, _settings_flags)
     events = commands.add_parser("events", help="event store commands").add_subparsers(
         dest="events_command", required=True
     )
@@ -152,25 +156,6 @@ def _api_key_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.database_url)
-    try:
-        user_id, environment_id = accounts.bootstrap(db)
-        scopes = [s for part in args.scopes for s in part.split(",") if s]
-        _, raw = accounts.create_api_key(db, user_id, scopes, args.environment, args.label)
-    finally:
-        db.close()
-    env = args.environment[0] if args.environment else environment_id
-    print(f"API key (shown once, store it now): {raw}")
-    print(f"Scopes: {' '.join(scopes)}   Environment: {env}")
-    print("Try it:")
-    print(
-        f"  .venv/bin/grpcurl -plaintext -H 'authorization: Bearer {raw}' "
-        f"-d '{{\"environment_id\": {env}}}' {settings.listen} insights.v1.InsightsService/ListInsights"
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "query":
@@ -195,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "create-api-key":
             upgrade(settings.database_url)
-            return _create_api_key(settings, args)
+            return admin.create_api_key(settings, args)
+        if args.command in ("organizations", "environments", "api-keys"):
+            upgrade(settings.database_url)
+            return admin.run(settings, args)
         if args.command == "events" and args.events_command == "load":
             from server.loader import run_load
 
@@ -214,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(settings, args.events, args.seed, args.environment, args.if_empty, args.api_key)
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        return admin.exit_code(exc)
     except TransportError as exc:
         # Something listens at the address but does not speak our transport (demo looks too).
         print(f"error: {exc}", file=sys.stderr)
