@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.served import (
@@ -39,6 +37,7 @@ from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc, que
 from generated.insights.v1.query_pb2 import QueryNode
 from server.app import App
 from server.queries.codec import from_reference_json
+from server.transport import client_channel
 
 TARGET_EXECUTIONS = 1
 TARGET_WALL_RATIO = 1.3
@@ -141,7 +140,7 @@ async def measure_throughput(
 ) -> dict[str, Any]:
     """bench/unary.py's two phases: its echo server, then GetInsight on an insight with a cached result."""
     env_id = prepared.environment_id
-    async with grpc.aio.insecure_channel(app.address) as channel:
+    async with client_channel(app.address) as channel:
         stub = insight_pb2_grpc.InsightsServiceStub(channel)
         created = await stub.CreateInsight(
             insight_pb2.CreateInsightRequest(

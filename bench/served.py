@@ -52,6 +52,7 @@ from server.demo import generate
 from server.principal import Principal
 from server.queries.codec import from_reference_json
 from server.services.queries import QueryServicer
+from server.transport import bind, client_channel, with_server_tls
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -171,7 +172,7 @@ def prepare(tmp: Path, scopes: list[str]) -> Prepared:
         log_level="WARNING",
         grace_seconds=1.0,
     )
-    return Prepared(settings, env_id, (("authorization", f"Bearer {raw_key}"),))
+    return Prepared(with_server_tls(settings), env_id, (("authorization", f"Bearer {raw_key}"),))
 
 
 async def load_demo(app: App, environment_id: int, events: int, seed: int) -> str:
@@ -213,9 +214,7 @@ async def start_uncoalesced(app: App) -> tuple[grpc.aio.Server, str]:
         options=[("grpc.so_reuseport", 0)],
     )
     query_service_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(app.execution), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    if port == 0:
-        raise OSError("cannot listen on 127.0.0.1:0")
+    port = bind(server, app.settings, "127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -300,7 +299,7 @@ def _agent_process(conn: mpc.Connection) -> None:
                     return
                 channel = channels.get(cmd["target"])
                 if channel is None:
-                    channel = grpc.aio.insecure_channel(cmd["target"])
+                    channel = client_channel(cmd["target"])
                     await asyncio.wait_for(channel.channel_ready(), 10)
                     channels[cmd["target"]] = channel
                 if cmd["kind"] == "burst":

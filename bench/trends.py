@@ -38,6 +38,7 @@ from server.queries.codec import from_reference_json
 from server.queries.dates import QueryDateRange
 from server.queries.sql import Params
 from server.queries.trends import TrendsContext, TrendsOutcome, run_trends
+from server.transport import client_channel, with_server_tls
 from storage.db import Database
 from storage.events import EventStore
 from storage.migrate import upgrade
@@ -183,7 +184,7 @@ def load_dataset(store: EventStore, data: Dataset) -> tuple[float, int]:
 
 async def wait_serving(target: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with client_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -217,7 +218,7 @@ async def measure_ingest(
 ) -> dict[str, Any]:
     """IngestEvents (pre-serialized messages from this process) against direct inserts of the same events."""
     messages, wire_bytes = _ingest_messages(data, env_rpc, per_message)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with client_channel(target) as channel:
         call = channel.stream_unary(
             INGEST_METHOD, response_deserializer=events_pb2.IngestEventsResponse.FromString
         )
@@ -289,7 +290,7 @@ async def measure_size(size: int, tmp: Path, args: argparse.Namespace) -> dict[s
         log_level="WARNING",
         grace_seconds=1.0,
     )
-    app = App(settings)
+    app = App(with_server_tls(settings))
     result: dict[str, Any] = {"size": size, "queries": {}}
     try:
         began = time.perf_counter()
@@ -304,7 +305,7 @@ async def measure_size(size: int, tmp: Path, args: argparse.Namespace) -> dict[s
         await app.start()
         target = app.address
         await wait_serving(target)
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with client_channel(target) as channel:
             stub = insight_pb2_grpc.InsightsServiceStub(channel)
             for name, body in QUERIES.items():
                 query = from_reference_json(body, query_pb2.QueryNode)

@@ -31,6 +31,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
+from server.config import Settings
+from server.transport import bind, client_channel, with_server_tls
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.5
@@ -58,8 +60,8 @@ async def serve_echo(port: int) -> None:
         ECHO_SERVICE, {ECHO_NAME: grpc.unary_unary_rpc_method_handler(_echo)}
     )
     server.add_generic_rpc_handlers((handler,))
-    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
-        raise OSError(f"echo server cannot listen on 127.0.0.1:{port}")
+    # Over TLS when the service is (INSIGHTS_TLS_*): the ratio compares like with like.
+    bind(server, with_server_tls(Settings()), f"127.0.0.1:{port}")
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -108,7 +110,7 @@ async def drive(load: Load, start_at: float, end_at: float) -> Sample:
     begin, end = start_at - offset, end_at - offset
     sample = Sample()
     stopped_at: list[float] = []
-    async with grpc.aio.insecure_channel(load.target) as channel:
+    async with client_channel(load.target) as channel:
         call = channel.unary_unary(load.method)  # bytes in, bytes out: no (de)serialization cost
         await asyncio.wait_for(channel.channel_ready(), 10)
 
@@ -141,7 +143,7 @@ def _client_process(load: Load, conn: mpc.Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and terminates us
 
     async def main() -> Sample:
-        async with grpc.aio.insecure_channel(load.target) as channel:
+        async with client_channel(load.target) as channel:
             await asyncio.wait_for(channel.channel_ready(), 10)
         conn.send("ready")
         start_at, end_at = await asyncio.to_thread(conn.recv)
@@ -338,7 +340,7 @@ def spawned(name: str, argv: list[str], env: dict[str, str], log: Path, target: 
 async def wait_serving(server: Running, *, health: bool, timeout: float = 60.0) -> None:
     """Polls standard health until SERVING, or (health=False) until the channel connects."""
     deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(server.target) as channel:
+    async with client_channel(server.target) as channel:
         while time.monotonic() < deadline:
             server.check_alive()
             try:
@@ -437,7 +439,7 @@ def realistic_insight() -> ipb.Insight:
 
 async def seed_insight(target: str, metadata: Metadata, environment_id: int) -> tuple[int, int]:
     """Creates the insight through CreateInsight and checks GetInsight answers: (id, response bytes)."""
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with client_channel(target) as channel:
         stub = igrpc.InsightsServiceStub(channel)
         created = await stub.CreateInsight(
             ipb.CreateInsightRequest(environment_id=environment_id, insight=realistic_insight()),

@@ -1,4 +1,5 @@
-"""Command line: serve, migrate, create-api-key, events load, demo."""
+"""Command line: serve, migrate, create-api-key, organizations, environments, api-keys, events load,
+demo, query convert."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import accounts
+from server import admin, transport
 from server.config import Settings
 from server.errors import DomainError
-from storage.db import Database
 from storage.migrate import upgrade
 
 
@@ -28,6 +28,21 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="logging level (INSIGHTS_LOG_LEVEL)")
 
 
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", help="PEM certificate chain to serve TLS with (INSIGHTS_TLS_CERT)")
+    parser.add_argument("--tls-key", help="its PEM private key (INSIGHTS_TLS_KEY)")
+    parser.add_argument(
+        "--tls-client-ca",
+        help="PEM CAs whose client certificates are required: mutual TLS (INSIGHTS_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        default=None,
+        help="serve plaintext on a non-loopback address, behind a TLS proxy (INSIGHTS_ALLOW_PLAINTEXT)",
+    )
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         listen=args.listen,
@@ -36,17 +51,25 @@ def _settings(args: argparse.Namespace) -> Settings:
         grace_seconds=args.grace_seconds,
         workers=args.workers,
         log_level=args.log_level,
+        # Only `serve` has these flags.
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
+        allow_plaintext=getattr(args, "allow_plaintext", None),
     )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m server", description="The Insights gRPC service.")
     commands = parser.add_subparsers(dest="command", required=True)
-    _settings_flags(commands.add_parser("serve", help="serve gRPC until SIGTERM/SIGINT"))
+    serve = commands.add_parser("serve", help="serve gRPC until SIGTERM/SIGINT")
+    _settings_flags(serve)
+    _tls_flags(serve)
     _settings_flags(commands.add_parser("migrate", help="bring the metadata database schema up to date"))
     key = commands.add_parser(
         "create-api-key",
-        help="create a personal API key (bootstraps an organization, environment and user when none exist)",
+        help="create a personal API key (with no owner named, bootstraps an organization, environment "
+        "and user when none exist)",
     )
     _settings_flags(key)
     key.add_argument(
@@ -63,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         help="limit the key to this environment id (repeatable)",
     )
     key.add_argument("--label", default="", help="a label to recognise the key by")
+    admin.add_key_owner_flags(key)
+    admin.json_flag(key)
+    admin.add_commands(commands, _settings_flags)
     events = commands.add_parser("events", help="event store commands").add_subparsers(
         dest="events_command", required=True
     )
@@ -74,7 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("file", type=Path, help=".jsonl/.ndjson/.json (one object per line) or .csv")
     load.add_argument("--environment", type=int, help="environment id (default: the first one)")
     load.add_argument("--batch-size", type=int, default=10_000, help="events per insert (default 10000)")
+    load.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        help="load through the server there (needs --environment); default: the one at --listen, if any",
+    )
     _api_key_flag(load)
+    transport.add_arguments(load)
     demo = commands.add_parser("demo", help="generate the deterministic demo dataset and insights")
     _settings_flags(demo)
     demo.add_argument("--events", type=int, default=1_000_000, help="number of events (default 1000000)")
@@ -124,25 +156,6 @@ def _api_key_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _create_api_key(settings: Settings, args: argparse.Namespace) -> int:
-    db = Database(settings.database_url)
-    try:
-        user_id, environment_id = accounts.bootstrap(db)
-        scopes = [s for part in args.scopes for s in part.split(",") if s]
-        _, raw = accounts.create_api_key(db, user_id, scopes, args.environment, args.label)
-    finally:
-        db.close()
-    env = args.environment[0] if args.environment else environment_id
-    print(f"API key (shown once, store it now): {raw}")
-    print(f"Scopes: {' '.join(scopes)}   Environment: {env}")
-    print("Try it:")
-    print(
-        f"  .venv/bin/grpcurl -plaintext -H 'authorization: Bearer {raw}' "
-        f"-d '{{\"environment_id\": {env}}}' {settings.listen} insights.v1.InsightsService/ListInsights"
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "query":
@@ -156,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    from server.loader import TransportError
+
     try:
         if args.command == "serve":
             return asyncio.run(serve_main(settings))
@@ -165,17 +180,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "create-api-key":
             upgrade(settings.database_url)
-            return _create_api_key(settings, args)
+            return admin.create_api_key(settings, args)
+        if args.command in ("organizations", "environments", "api-keys"):
+            upgrade(settings.database_url)
+            return admin.run(settings, args)
         if args.command == "events" and args.events_command == "load":
             from server.loader import run_load
 
-            return run_load(settings, args.file, args.environment, args.batch_size, args.api_key)
+            return run_load(
+                settings,
+                args.file,
+                args.environment,
+                args.batch_size,
+                args.api_key,
+                transport.ClientTransport.from_args(args),
+                args.server,
+            )
         if args.command == "demo":
             from server.demo import run_demo
 
             return run_demo(settings, args.events, args.seed, args.environment, args.if_empty, args.api_key)
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return admin.exit_code(exc)
+    except TransportError as exc:
+        # Something listens at the address but does not speak our transport (demo looks too).
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2
 

@@ -30,7 +30,7 @@ from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
 from interceptors.validation import RequestChecks
-from server import accounts
+from server import accounts, transport
 from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
 from server.alerts.notify import WebhookNotifier
@@ -184,14 +184,12 @@ class App:
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = server.add_insecure_port(self.settings.listen)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.settings.listen}")
+        self.port = transport.bind(server, self.settings)
         await server.start()
         self._server = server
         self._probe = asyncio.create_task(self._watch_stores(names))
         self.scheduler.start()
-        log.info("serving on %s", self.address)
+        log.info("serving on %s (%s)", self.address, transport.describe(self.settings))
         return self.port
 
     @property
@@ -259,6 +257,8 @@ class App:
 
 async def serve(settings: Settings) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit code."""
+    # A bad certificate or key stops the start here, before any store is opened.
+    transport.server_credentials(settings)
     app = App(settings)
     await app.start()
     loop = asyncio.get_running_loop()

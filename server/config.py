@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -67,6 +68,18 @@ class Settings:
     alert_webhook_attempts: int = 3
     # Python logging level.
     log_level: str = "INFO"
+    # PEM certificate chain and private key the server presents; with both set it speaks TLS only.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # PEM CA certificates: when set, a client must present a certificate they signed (mutual TLS).
+    tls_client_ca: str = ""
+    # Plaintext on a non-loopback address (behind a TLS-terminating proxy); otherwise refused,
+    # since API keys would cross the network in clear.
+    allow_plaintext: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
     @property
     def materialized_keys(self) -> list[str]:
@@ -90,6 +103,7 @@ class Settings:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise InvalidArgument("INSIGHTS_LISTEN must be host:port", field="listen")
+        check_transport(self)
         if self.grace_seconds < 0:
             raise InvalidArgument("INSIGHTS_GRACE_SECONDS must be >= 0", field="grace_seconds")
         for name in (
@@ -149,6 +163,40 @@ class Settings:
                 field="alert_webhook_timeout_seconds",
             )
         return self
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a listen host only accepts connections from this machine (names other than
+    localhost count as reachable: what they resolve to can change)."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(settings: Settings) -> None:
+    """Rejects TLS settings that do not go together, and plaintext off loopback unless allowed."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise InvalidArgument(
+            "INSIGHTS_TLS_CERT and INSIGHTS_TLS_KEY go together: set both (TLS) or neither",
+            field="tls_key" if settings.tls_cert else "tls_cert",
+        )
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise InvalidArgument(
+            "INSIGHTS_TLS_CLIENT_CA needs INSIGHTS_TLS_CERT and INSIGHTS_TLS_KEY (mutual TLS is TLS)",
+            field="tls_client_ca",
+        )
+    host = settings.listen.rpartition(":")[0]
+    if not settings.tls and not settings.allow_plaintext and not loopback_host(host):
+        raise InvalidArgument(
+            f"INSIGHTS_LISTEN {settings.listen} is not a loopback address and TLS is off: API keys "
+            "would cross the network in clear. Set INSIGHTS_TLS_CERT and INSIGHTS_TLS_KEY, or "
+            "INSIGHTS_ALLOW_PLAINTEXT=true when a TLS-terminating proxy is in front",
+            field="listen",
+        )
 
 
 def _coerce(name: str, kind: Any, raw: str) -> Any:

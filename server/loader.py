@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import json
 import os
+import socket
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from generated.insights.v1 import events_pb2, events_pb2_grpc
 from server.ingest import MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
+from server.transport import ClientTransport
 from storage.events import EventRow, EventStore
 
 FORMATS = ("jsonl", "csv")
@@ -290,14 +292,38 @@ def client_target(listen: str) -> str:
     return f"{host}:{port}"
 
 
-def server_answers(target: str, timeout: float = 1.0) -> bool:
-    """Whether a gRPC server answers a health check at `target` within `timeout` seconds."""
-    with grpc.insecure_channel(target) as channel:
+def server_answers(target: str, timeout: float = 1.0, transport: ClientTransport | None = None) -> bool:
+    """Whether a gRPC server answers a health check at `target` within `timeout` seconds.
+
+    TransportError when something accepts connections there but the handshake fails (TLS spoken
+    to a plaintext server or the other way round, or a refused client certificate): loading
+    around such a server would be wrong.
+    """
+    transport = transport or ClientTransport.from_env()
+    with transport.channel(target) as channel:
         try:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError as exc:
-            return exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return True
+            if _accepts_connections(target, timeout):
+                raise TransportError(
+                    f"something listens at {target} but does not answer gRPC over "
+                    f"{transport.describe(target)} ({exc.details()}): for a TLS server give --tls-ca "
+                    "(and --tls-cert/--tls-key when it requires client certificates), for a plaintext "
+                    "one --plaintext"
+                ) from None
+            return False
     return True
+
+
+def _accepts_connections(target: str, timeout: float) -> bool:
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def to_proto(row: EventRow) -> events_pb2.Event:
@@ -320,6 +346,7 @@ def ingest_over_grpc(
     environment_id: int,
     batches: Iterable[list[tuple[int, EventRow]]],
     summary: LoadSummary,
+    transport: ClientTransport | None = None,
 ) -> None:
     """Streams numbered rows through IngestEvents; the server's rejections come back numbered."""
     numbers = array("q")
@@ -340,7 +367,7 @@ def ingest_over_grpc(
         if message.events or not numbers:
             yield message
 
-    with grpc.insecure_channel(target) as channel:
+    with (transport or ClientTransport.from_env()).channel(target) as channel:
         stub = events_pb2_grpc.EventsServiceStub(channel)
         try:
             response = stub.IngestEvents(requests(), metadata=(("authorization", f"Bearer {api_key}"),))
@@ -376,6 +403,7 @@ def load_file(
     api_key: str = "",
     batch_size: int = DEFAULT_BATCH,
     progress: bool = True,
+    transport: ClientTransport | None = None,
 ) -> LoadSummary:
     """Loads a file through the server at `target`, or into `store` when target is None.
 
@@ -397,7 +425,7 @@ def load_file(
         parsed = read_events(path, fmt, bar.update)
         batches = validated_batches(parsed, environment_id, summary, batch_size)
         if target is not None:
-            ingest_over_grpc(target, api_key, environment_id, batches, summary)
+            ingest_over_grpc(target, api_key, environment_id, batches, summary, transport)
         else:
             if store is None:
                 raise ValueError("give a store or a target")
@@ -448,22 +476,41 @@ def resolve_environment(database_url: str, environment_id: int | None) -> tuple[
         db.close()
 
 
-def run_load(settings: Any, path: Path, environment_id: int | None, batch_size: int, api_key: str) -> int:
-    """`python -m server events load`: 0 all loaded, 1 some rows rejected, 2 nothing loadable or refused."""
+def run_load(
+    settings: Any,
+    path: Path,
+    environment_id: int | None,
+    batch_size: int,
+    api_key: str,
+    transport: ClientTransport | None = None,
+    server: str | None = None,
+) -> int:
+    """`python -m server events load`: 0 all loaded, 1 some rows rejected, 2 nothing loadable or refused.
+
+    `server` (host:port) names the server to load through; without it, one answering at the
+    settings' listen address is used, else the store is written directly.
+    """
     import sys
 
     if not path.is_file():
         print(f"error: {path} is not a file", file=sys.stderr)
         return 2
+    if server and environment_id is None:
+        print("error: --server needs --environment (the id on that server)", file=sys.stderr)
+        return 2
     try:
         detect_format(path)
-        _, env_id = resolve_environment(settings.database_url, environment_id)
+        # A named server has its own database: its environment ids are not checked here.
+        env_id = environment_id if server and environment_id else None
+        if env_id is None:
+            _, env_id = resolve_environment(settings.database_url, environment_id)
     except (FileFormatError, LookupError) as exc:
         print(f"error: {exc}; nothing was loaded", file=sys.stderr)
         return 2
-    target = client_target(settings.listen)
+    target = server or client_target(settings.listen)
+    transport = transport or ClientTransport.from_env()
     try:
-        if server_answers(target):
+        if server_answers(target, transport=transport):
             if not api_key:
                 print(
                     f"error: a server answers at {target}: give --api-key or INSIGHTS_API_KEY "
@@ -471,8 +518,13 @@ def run_load(settings: Any, path: Path, environment_id: int | None, batch_size: 
                     file=sys.stderr,
                 )
                 return 2
-            where = f"through the server at {target}"
-            summary = load_file(path, env_id, target=target, api_key=api_key, batch_size=batch_size)
+            where = f"through the server at {target} ({transport.describe(target)})"
+            summary = load_file(
+                path, env_id, target=target, api_key=api_key, batch_size=batch_size, transport=transport
+            )
+        elif server:
+            print(f"error: no server answers at {server}; nothing was loaded", file=sys.stderr)
+            return 2
         else:
             where = f"into {settings.events_dsn}"
             store = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)

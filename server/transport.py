@@ -1,0 +1,238 @@
+"""Transport security: the server's listening port (TLS, mutual TLS, or plaintext on loopback) and
+clients' channels to it (the loader, the benchmarks), built from the same kind of settings."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import grpc
+
+from server.config import Settings, check_transport, loopback_host
+from server.errors import InvalidArgument
+
+log = logging.getLogger("insights.transport")
+
+_CLIENT_PREFIX = "INSIGHTS_CLIENT_TLS"
+ChannelOptions = Sequence[tuple[str, Any]]
+
+
+def _read(path: str, variable: str) -> bytes:
+    """A PEM file's bytes, or a configuration error naming the variable and the reason."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise InvalidArgument(f"{variable}: cannot read {path}: {exc.strerror}", field=variable) from None
+    if b"-----BEGIN " not in data:
+        raise InvalidArgument(f"{variable}: {path} is not a PEM file", field=variable)
+    return data
+
+
+# ---------------------------------------------------------------------------
+# The server side
+# ---------------------------------------------------------------------------
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' files (None: plaintext); every file is checked now, so
+    that a bad one stops the start with its name instead of failing each handshake later."""
+    check_transport(settings)
+    if not settings.tls:
+        return None
+    cert = _read(settings.tls_cert, "INSIGHTS_TLS_CERT")
+    key = _read(settings.tls_key, "INSIGHTS_TLS_KEY")
+    client_ca = _read(settings.tls_client_ca, "INSIGHTS_TLS_CLIENT_CA") if settings.tls_client_ca else None
+    # grpc only parses these at the first handshake; the standard library says now what is wrong.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InvalidArgument(
+            f"INSIGHTS_TLS_CERT/INSIGHTS_TLS_KEY: not a certificate chain and its private key: {exc}",
+            field="tls_cert",
+        ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cadata=client_ca.decode("ascii", errors="replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise InvalidArgument(
+                f"INSIGHTS_TLS_CLIENT_CA: not PEM CA certificates: {exc}", field="tls_client_ca"
+            ) from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def bind(server: grpc.aio.Server, settings: Settings, listen: str | None = None) -> int:
+    """Adds the listening port (`listen`, default the settings' address) and returns it."""
+    address = listen or settings.listen
+    credentials = server_credentials(replace(settings, listen=address))
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    host = address.rpartition(":")[0]
+    if credentials is None and not loopback_host(host):
+        log.warning(
+            "serving PLAINTEXT on non-loopback %s (INSIGHTS_ALLOW_PLAINTEXT): API keys travel in clear "
+            "unless a TLS-terminating proxy is in front",
+            address,
+        )
+    return int(port)
+
+
+def describe(settings: Settings) -> str:
+    """How the server speaks, for its start-up log line."""
+    if settings.tls_client_ca:
+        return "mutual TLS (client certificates required)"
+    return "TLS" if settings.tls else "plaintext"
+
+
+def with_server_tls(settings: Settings, env: Mapping[str, str] | None = None) -> Settings:
+    """`settings` plus the environment's INSIGHTS_TLS_* (for servers the benchmarks start)."""
+    env = os.environ if env is None else env
+    return replace(
+        settings,
+        tls_cert=env.get("INSIGHTS_TLS_CERT", ""),
+        tls_key=env.get("INSIGHTS_TLS_KEY", ""),
+        tls_client_ca=env.get("INSIGHTS_TLS_CLIENT_CA", ""),
+    )
+
+
+# ---------------------------------------------------------------------------
+# The client side
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientTransport:
+    """How a client reaches the service: plaintext, or TLS (optionally with a client certificate).
+
+    Unless `tls` says otherwise, TLS is used when a CA or client certificate is given or the
+    target is not on loopback: a bearer key only travels in clear on this machine.
+    """
+
+    # True/False force TLS or plaintext; None decides per target (see above).
+    tls: bool | None = None
+    # PEM CA certificates trusted for the server's certificate; empty: the system's roots.
+    ca: str = ""
+    # PEM client certificate and private key, for a server that requires mutual TLS.
+    cert: str = ""
+    key: str = ""
+    # The name checked against the server's certificate instead of the target's host.
+    server_name: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: Any) -> ClientTransport:
+        """INSIGHTS_CLIENT_TLS[_CA|_CERT|_KEY|_SERVER_NAME], then flags (None: not given).
+
+        With INSIGHTS_TLS_CERT set, the server this environment describes speaks TLS: so does
+        the client, unless told otherwise.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        raw = env.get(_CLIENT_PREFIX, "").strip().lower()
+        if raw:
+            if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise InvalidArgument(f"{_CLIENT_PREFIX} must be true or false: {raw!r}", field="tls")
+            values["tls"] = raw in ("1", "true", "yes", "on")
+        elif env.get("INSIGHTS_TLS_CERT"):
+            values["tls"] = True
+        for name in ("ca", "cert", "key", "server_name"):
+            given = env.get(f"{_CLIENT_PREFIX}_{name.upper()}")
+            if given:
+                values[name] = given
+        values.update({k: v for k, v in flags.items() if v is not None})
+        return cls(**values).validated()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: Mapping[str, str] | None = None) -> ClientTransport:
+        """From the flags `add_arguments` defines, over the environment."""
+        return cls.from_env(
+            env,
+            tls=args.tls,
+            ca=args.tls_ca,
+            cert=args.tls_cert,
+            key=args.tls_key,
+            server_name=args.tls_server_name,
+        )
+
+    def validated(self) -> ClientTransport:
+        if bool(self.cert) != bool(self.key):
+            raise InvalidArgument(
+                "a client certificate and its key go together (--tls-cert and --tls-key)", field="cert"
+            )
+        if self.tls is False and (self.ca or self.cert):
+            raise InvalidArgument("plaintext was asked for, but TLS files were given", field="tls")
+        return self
+
+    def secure(self, target: str) -> bool:
+        """Whether a channel to `target` uses TLS."""
+        if self.tls is not None:
+            return self.tls
+        return bool(self.ca or self.cert) or not loopback_host(target.rpartition(":")[0])
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """TLS channel credentials (files read now: a missing one is a clear error)."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(self.ca, "--tls-ca") if self.ca else None,
+            private_key=_read(self.key, "--tls-key") if self.key else None,
+            certificate_chain=_read(self.cert, "--tls-cert") if self.cert else None,
+        )
+
+    def _options(self, options: ChannelOptions) -> list[tuple[str, Any]]:
+        extra = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        return [*options, *extra]
+
+    def channel(self, target: str, options: ChannelOptions = ()) -> grpc.Channel:
+        """A blocking-API channel to `target`."""
+        if not self.secure(target):
+            return grpc.insecure_channel(target, options=list(options))
+        return grpc.secure_channel(target, self.credentials(), options=self._options(options))
+
+    def aio_channel(self, target: str, options: ChannelOptions = ()) -> grpc.aio.Channel:
+        """An asyncio channel to `target`."""
+        if not self.secure(target):
+            return grpc.aio.insecure_channel(target, options=list(options))
+        return grpc.aio.secure_channel(target, self.credentials(), options=self._options(options))
+
+    def describe(self, target: str) -> str:
+        if not self.secure(target):
+            return "plaintext"
+        return "mutual TLS" if self.cert else "TLS"
+
+
+def client_channel(target: str, options: ChannelOptions = ()) -> grpc.aio.Channel:
+    """An asyncio channel to `target` as the environment's INSIGHTS_CLIENT_TLS_* say (benchmarks)."""
+    return ClientTransport.from_env().aio_channel(target, options)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The client transport flags (each also read from INSIGHTS_CLIENT_TLS_*)."""
+    group = parser.add_argument_group(
+        "transport", "plaintext on loopback by default; TLS off loopback or when a file below is given"
+    )
+    mode = group.add_mutually_exclusive_group()
+    mode.add_argument("--tls", action="store_true", default=None, help="use TLS (INSIGHTS_CLIENT_TLS=true)")
+    mode.add_argument(
+        "--plaintext",
+        dest="tls",
+        action="store_false",
+        default=None,
+        help="no TLS, even off loopback (INSIGHTS_CLIENT_TLS=false)",
+    )
+    group.add_argument("--tls-ca", help="PEM CA certificates to trust (INSIGHTS_CLIENT_TLS_CA)")
+    group.add_argument("--tls-cert", help="PEM client certificate, for mutual TLS (INSIGHTS_CLIENT_TLS_CERT)")
+    group.add_argument("--tls-key", help="its private key (INSIGHTS_CLIENT_TLS_KEY)")
+    group.add_argument(
+        "--tls-server-name",
+        help="name to check the server certificate against (INSIGHTS_CLIENT_TLS_SERVER_NAME)",
+    )
