@@ -31,7 +31,7 @@ from interceptors.logging import LoggingInterceptor
 from server import accounts
 from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
-from server.alerts.notify import WebhookNotifier
+from server.alerts.notify import Egress, WebhookNotifier
 from server.alerts.scheduler import Scheduler
 from server.config import Settings
 from server.execution import Execution
@@ -92,6 +92,7 @@ class App:
                 self.blocking.run,
                 timeout=settings.alert_webhook_timeout_seconds,
                 attempts=settings.alert_webhook_attempts,
+                egress=Egress(settings.webhook_policy),
             ),
         )
         self.scheduler = Scheduler(
