@@ -82,7 +82,7 @@ class App:
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
         )
-        self.alerts = Alerts(self.db)
+        self.alerts = Alerts(self.db, webhook_policy=settings.webhook_policy)
         # Tests replace `self.checker.notifier` / call `self.scheduler.run_once(now)` directly.
         self.checker = Checker(
             self.db,
