@@ -33,7 +33,7 @@ from interceptors.validation import RequestChecks
 from server import accounts, transport
 from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
-from server.alerts.notify import WebhookNotifier
+from server.alerts.notify import Egress, WebhookNotifier
 from server.alerts.scheduler import Scheduler
 from server.config import Settings
 from server.execution import Execution
@@ -91,7 +91,7 @@ class App:
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
         )
-        self.alerts = Alerts(self.db)
+        self.alerts = Alerts(self.db, webhook_policy=settings.webhook_policy)
         # Tests replace `self.checker.notifier` / call `self.scheduler.run_once(now)` directly.
         self.checker = Checker(
             self.db,
@@ -101,6 +101,7 @@ class App:
                 self.blocking.run,
                 timeout=settings.alert_webhook_timeout_seconds,
                 attempts=settings.alert_webhook_attempts,
+                egress=Egress(settings.webhook_policy),
             ),
         )
         self.scheduler = Scheduler(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from server.alerts.egress import EgressPolicy
 from server.errors import InvalidArgument
 from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 
@@ -66,6 +67,9 @@ class Settings:
     # Seconds one webhook attempt may take, and attempts per notification (with backoff).
     alert_webhook_timeout_seconds: float = 5.0
     alert_webhook_attempts: int = 3
+    # Internal webhook targets admitted despite the SSRF policy: CIDRs, addresses, host names
+    # ("*.corp.example" for a domain), comma-separated. Empty: webhooks reach public addresses only.
+    alert_webhook_allowed_networks: str = ""
     # Python logging level.
     log_level: str = "INFO"
     # PEM certificate chain and private key the server presents; with both set it speaks TLS only.
@@ -80,6 +84,10 @@ class Settings:
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert)
+
+    @property
+    def webhook_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.alert_webhook_allowed_networks)
 
     @property
     def materialized_keys(self) -> list[str]:
@@ -162,6 +170,12 @@ class Settings:
                 "INSIGHTS_ALERT_WEBHOOK_TIMEOUT_SECONDS must be in (0, 60]",
                 field="alert_webhook_timeout_seconds",
             )
+        try:
+            self.webhook_policy  # noqa: B018 - parsing is the check
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"INSIGHTS_ALERT_WEBHOOK_ALLOWED_NETWORKS: {exc}", field="alert_webhook_allowed_networks"
+            ) from None
         return self
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import query_pb2
 from server import activity
+from server.alerts.egress import EgressPolicy
 from server.errors import InvalidArgument, NotFound
 from server.execution import trends_source
 from server.insights import UserRef, parse_query, user_ref
@@ -162,7 +163,12 @@ def check_detector(detector: apb.DetectorConfig, field: str, *, nested: bool = F
             raise _bad(f"{field}.lower_bound", "lower_bound must not exceed upper_bound")
 
 
-def check_alert(alert: apb.Alert, query: query_pb2.QueryNode | None, prefix: str = "alert") -> None:
+def check_alert(
+    alert: apb.Alert,
+    query: query_pb2.QueryNode | None,
+    prefix: str = "alert",
+    webhook_policy: EgressPolicy | None = None,
+) -> None:
     """The alert's configuration against its insight (reference §1.3, §1.4 and §7.2)."""
     trends = trends_source(query)
     if trends is None:
@@ -211,11 +217,15 @@ def check_alert(alert: apb.Alert, query: query_pb2.QueryNode | None, prefix: str
         check_detector(alert.detector_config, f"{prefix}.detector_config")
     check_windows(alert.schedule_restriction, f"{prefix}.schedule_restriction")
     if alert.webhook_url:
-        check_webhook_url(alert.webhook_url, f"{prefix}.webhook_url")
+        check_webhook_url(alert.webhook_url, f"{prefix}.webhook_url", webhook_policy)
 
 
-def check_webhook_url(url: str, field: str) -> None:
-    """An absolute http(s) URL with a host, at most 2048 characters, no credentials."""
+def check_webhook_url(url: str, field: str, policy: EgressPolicy | None = None) -> None:
+    """An absolute http(s) URL with a host, at most 2048 characters, no credentials.
+
+    With a `policy`, also a host that is not obviously internal (egress.EgressPolicy.url_refusal,
+    no DNS): the send-time check is the real guard, this one tells the author at once.
+    """
     if len(url) > WEBHOOK_URL_LIMIT:
         raise _bad(field, f"at most {WEBHOOK_URL_LIMIT} characters")
     try:
@@ -229,6 +239,18 @@ def check_webhook_url(url: str, field: str) -> None:
         raise _bad(field, "must not carry credentials")
     if any(c.isspace() for c in url):
         raise _bad(field, "must not contain whitespace")
+    if policy is not None:
+        try:
+            refusal = policy.url_refusal(parsed.hostname)
+        except ValueError:
+            raise _bad(field, "the host is not a valid host name") from None
+        if refusal is not None:
+            raise _bad(
+                field,
+                f"must not target an internal host ({refusal}); the server's operator can admit one "
+                "with INSIGHTS_ALERT_WEBHOOK_ALLOWED_NETWORKS",
+                "WEBHOOK_TARGET_NOT_ALLOWED",
+            )
 
 
 def parse_snooze(value: str, now: dt.datetime, field: str) -> dt.datetime:
@@ -276,9 +298,16 @@ def _page_args(limit: int, offset: int, default: int, maximum: int) -> int:
 class Alerts:
     """The alert-configuration domain. Every method runs synchronously in one database transaction."""
 
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow):
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], dt.datetime] = utcnow,
+        webhook_policy: EgressPolicy | None = None,
+    ):
         self.db = db
         self.clock = clock
+        # Which webhook hosts may be saved (tests swap it like the notifier's egress).
+        self.webhook_policy = webhook_policy or EgressPolicy()
 
     # ------------------------------------------------------------------------------ thresholds
 
@@ -324,7 +353,7 @@ class Alerts:
         now = self.clock()
         with self.db.session() as session:
             insight = self._insight(session, env.id, alert.insight, field="alert.insight")
-            check_alert(alert, parse_query(insight.query))
+            check_alert(alert, parse_query(insight.query), webhook_policy=self.webhook_policy)
             self._check_users(session, env, alert.subscribed_users)
             snoozed = (
                 parse_snooze(alert.snoozed_until, now, "alert.snoozed_until") if alert.snoozed_until else None
@@ -464,7 +493,10 @@ class Alerts:
             for path in chosen:
                 merged.ClearField(path)  # type: ignore[arg-type]
                 _copy(alert, merged, path)
-            check_alert(merged, parse_query(insight.query))
+            # The host policy applies to a URL being set: an alert saved before it (or under a
+            # wider allowlist) stays editable, and its webhook is refused at send time instead.
+            policy = self.webhook_policy if "webhook_url" in chosen else None
+            check_alert(merged, parse_query(insight.query), webhook_policy=policy)
             if "subscribed_users" in chosen:
                 self._check_users(session, env, merged.subscribed_users)
             before = _snapshot(row, threshold)

@@ -261,6 +261,8 @@ def make_settings(database_url: str, events_dsn: str, **overrides: Any) -> Any:
         "log_level": "WARNING",
         # The scheduler is driven by tests through `app.scheduler.run_once(now)`.
         "alert_poll_seconds": 0.0,
+        # Alert tests' webhook receivers listen on 127.0.0.1, admitted like an operator would.
+        "alert_webhook_allowed_networks": "127.0.0.1/32",
     }
     values.update(overrides)
     return Settings(**values)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from server.alerts.checker import interval_start
-from server.alerts.notify import Notification, WebhookNotifier, post_json
+from server.alerts.egress import EgressPolicy, EgressRefused
+from server.alerts.notify import Egress, Notification, WebhookNotifier, post_json
 
 UTC = dt.UTC
 
@@ -37,10 +38,14 @@ class FakeSender:
     def __init__(self, *answers: int | BaseException) -> None:
         self.answers = list(answers)
         self.calls: list[tuple[Callable[..., Any], str, dict[str, Any], float]] = []
+        self.egress: list[Egress] = []
         self.sleeps: list[float] = []
 
-    async def run(self, fn: Callable[..., Any], url: str, body: dict[str, Any], timeout: float) -> int:
+    async def run(
+        self, fn: Callable[..., Any], url: str, body: dict[str, Any], timeout: float, egress: Egress
+    ) -> int:
         self.calls.append((fn, url, body, timeout))
+        self.egress.append(egress)
         answer = self.answers.pop(0) if self.answers else 200
         if isinstance(answer, BaseException):
             raise answer
@@ -120,6 +125,14 @@ async def test_attempts_are_bounded_with_exponential_backoff() -> None:
     assert not failed.delivered and failed.attempts == 4 and failed.status is None
     assert failed.error is not None and "OSError" in failed.error
     assert len(errors.calls) == 4 and errors.sleeps == pytest.approx([0.1, 0.2, 0.4])
+
+
+async def test_a_target_refused_by_the_egress_policy_is_final() -> None:
+    sender = FakeSender(EgressRefused("loopback"), 200)
+    egress = Egress(EgressPolicy.parse("10.0.0.0/8"))
+    result = await sender.notifier(egress=egress).deliver(URL, notification())
+    assert not result.delivered and result.attempts == 1 and result.status is None
+    assert len(sender.calls) == 1 and sender.sleeps == [] and sender.egress == [egress]
 
 
 async def test_at_least_one_attempt() -> None:
