@@ -29,6 +29,7 @@ from storage.events import EventRow, EventStore
 from storage.migrate import upgrade
 from storage.models import Environment
 from tests.integration.engineprobe import EngineProbe
+from tests.integration.itkit import Clock
 
 # A Wednesday noon: "-7d" ends at the end of this day, so a day trend stays mutable for 12 hours.
 T0 = dt.datetime(2025, 3, 12, 12, 0, tzinfo=dt.UTC)
@@ -36,19 +37,6 @@ TICK = dt.timedelta(microseconds=1)
 SETTLE = 15.0  # seconds an async run may take here at most
 # Far above the ids of the servers' databases: events of this module never show in their tenants.
 ENV_ID = 40_000_000 + uuid.uuid4().int % 1_000_000
-
-
-class Clock:
-    """The execution's clock: set and advanced by the test."""
-
-    def __init__(self, now: dt.datetime = T0):
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def set(self, moment: dt.datetime) -> None:
-        self.now = moment
 
 
 @dataclass
@@ -87,7 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, events_dsn: str) -> Iterator
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ Clients with distinct addresses reach the real server through a relay bound to 1
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +19,14 @@ from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from tests.integration.addresses import channel_from
 from tests.integration.itkit import (
+    Clock,
     Server,
     Tenant,
     bearer,
     error_info,
     expect_error,
     make_settings,
+    sharing_clock,
     wait_for_health,
 )
 
@@ -33,31 +34,10 @@ PASSWORD = "correct horse battery"
 WRONG = "not the password"
 
 
-class Clock:
-    """One clock for the sharing domain of every server in a test, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(server: Server) -> Iterator[Clock]:
-    fake = Clock()
-    sharing = server.app.sharing
-    real = sharing.clock
-    sharing.clock = fake
-    sharing.limiter.clear()
-    try:
+    with sharing_clock(server) as fake:
         yield fake
-    finally:
-        sharing.clock = real
-        sharing.limiter.clear()
 
 
 @dataclass

@@ -19,6 +19,7 @@ from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from tests.integration.itkit import (
     Api,
+    Clock,
     Metadata,
     Server,
     Tenant,
@@ -27,39 +28,17 @@ from tests.integration.itkit import (
     error_info,
     expect_error,
     rich_status,
+    sharing_clock,
     trends_viz,
 )
 
 PASSWORD = "correct horse battery"
 
 
-class Clock:
-    """The sharing domain's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock(server: Server) -> Iterator[Clock]:
-    fake = Clock()
-    sharing = server.app.sharing
-    real = sharing.clock
-    sharing.clock = fake
-    # Failures other tests left from this loopback address must not count here either.
-    sharing.limiter.clear()
-    try:
+    with sharing_clock(server) as fake:
         yield fake
-    finally:
-        sharing.clock = real
-        # Failures recorded at the fake times must not limit later tests.
-        sharing.limiter.clear()
 
 
 @dataclass
