@@ -107,9 +107,11 @@ class BatchSender:
         """Pauses, then waits until the channel is connected again (bounded)."""
         self.reconnects += 1
         time.sleep(self._backoff[min(failures, len(self._backoff)) - 1])
+        ready = grpc.channel_ready_future(self._channel)
         try:
-            grpc.channel_ready_future(self._channel).result(timeout=self._ready_timeout)
+            ready.result(timeout=self._ready_timeout)
         except grpc.FutureTimeoutError:
+            ready.cancel()
             raise SendFailed(
                 f"the server did not come back within {self._ready_timeout:g}s", self.acked
             ) from None
