@@ -13,18 +13,20 @@ from typing import Any
 # Stored copies of a batch's uuids are looked for among the events of the batch's own UTC days:
 # `toDate(timestamp)` is the second column of the sorting key, so the engine reads only those days
 # of the environment. A retry carries the same timestamp, hence the same day.
+# UUIDs travel as their 128-bit numbers: the client library formats an Array(UInt128) parameter
+# twice as fast as the same UUIDs as text, and no UUID objects are built for the column path.
 EXISTING_SQL = (
-    "SELECT DISTINCT uuid FROM events\n"
-    "WHERE team_id = {team_id:Int64} AND toDate(timestamp) IN {days:Array(Date)}"
-    " AND uuid IN {uuids:Array(UUID)}"
+    "SELECT DISTINCT toUInt128(uuid) FROM events\n"
+    "WHERE team_id = {team_id:Int64} AND toDate(timestamp) IN {days:Array(Date)}\n"
+    "  AND toUInt128(uuid) IN {uuids:Array(UInt128)}"
 )
 # UUIDs per look-up: keeps each statement's bound parameters small (~40 bytes per UUID).
 LOOKUP_CHUNK = 10_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
 
-# (team_id, days, uuids) -> the uuids among them already stored on those days.
-Existing = Callable[[int, list[dt.date], list[uuid.UUID]], set[uuid.UUID]]
+# (team_id, days, uuids as numbers) -> the numbers among them already stored on those days.
+Existing = Callable[[int, list[dt.date], list[int]], set[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +37,13 @@ class InsertOutcome:
     duplicates: int
 
 
-def as_uuid(value: Any) -> uuid.UUID:
-    """A UUID from a UUID, its integer or its text (the forms the insert paths accept)."""
+def uuid_number(value: Any) -> int:
+    """The 128-bit number of a UUID given as a UUID, its number or its text (the forms inserts take)."""
     if isinstance(value, uuid.UUID):
-        return value
+        return value.int
     if isinstance(value, int):
-        return uuid.UUID(int=value)
-    return uuid.UUID(str(value))
+        return value
+    return uuid.UUID(str(value)).int
 
 
 def utc_day(value: Any) -> dt.date:
@@ -53,17 +55,17 @@ def utc_day(value: Any) -> dt.date:
 
 
 def new_positions(
-    teams: Sequence[int], uuids: Sequence[uuid.UUID], days: Sequence[dt.date], existing: Existing
+    teams: Sequence[int], uuids: Sequence[int], days: Sequence[dt.date], existing: Existing
 ) -> list[int]:
     """Positions of the rows to store: the first row of each (team, uuid) in the batch, unless the
     store already holds that uuid for the team (first write wins: later copies are dropped)."""
-    first: dict[tuple[int, uuid.UUID], int] = {}
+    first: dict[tuple[int, int], int] = {}
     for position, key in enumerate(zip(teams, uuids, strict=True)):
         first.setdefault(key, position)
     by_team: dict[int, list[int]] = {}
     for (team, _), position in first.items():
         by_team.setdefault(team, []).append(position)
-    stored: set[tuple[int, uuid.UUID]] = set()
+    stored: set[tuple[int, int]] = set()
     for team, positions in by_team.items():
         # Sorted by day, so that each look-up chunk covers few days.
         positions.sort(key=lambda p: days[p])

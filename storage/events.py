@@ -23,9 +23,9 @@ from storage.event_dedup import (
     Existing,
     InsertOutcome,
     TeamLocks,
-    as_uuid,
     new_positions,
     utc_day,
+    uuid_number,
 )
 
 # A cluster name goes into DDL as an identifier, and identifiers cannot be bound parameters.
@@ -388,7 +388,7 @@ class EventStore:
         if not rows:
             return InsertOutcome(0, 0)
         teams = [int(row[0]) for row in rows]
-        uuids = [as_uuid(row[1]) for row in rows]
+        uuids = [uuid_number(row[1]) for row in rows]
         days = [utc_day(row[5]) for row in rows]
         # Environment locks first, then a client: a lock holder never waits on a client held by a
         # thread that waits for the same lock.
@@ -409,7 +409,7 @@ class EventStore:
         if not count:
             return 0
         teams = [int(team) for team in columns[0]]
-        uuids = [as_uuid(value) for value in columns[1]]
+        uuids = [uuid_number(value) for value in columns[1]]
         days = [utc_day(value) for value in columns[5]]
         with self._team_locks.hold(teams), self.client() as client:
             keep = new_positions(teams, uuids, days, self._existing_on(client))
@@ -428,10 +428,10 @@ class EventStore:
     def _existing_on(client: Any) -> Existing:
         """The look-up of already stored uuids, on the client that will insert."""
 
-        def existing(team_id: int, days: list[dt.date], uuids: list[uuid.UUID]) -> set[uuid.UUID]:
-            parameters = {"team_id": team_id, "days": days, "uuids": [str(u) for u in uuids]}
+        def existing(team_id: int, days: list[dt.date], uuids: list[int]) -> set[int]:
+            parameters = {"team_id": team_id, "days": days, "uuids": uuids}
             result = client.query(EXISTING_SQL, parameters=parameters)
-            return {as_uuid(row[0]) for row in result.result_rows}
+            return {int(row[0]) for row in result.result_rows}
 
         return existing
 

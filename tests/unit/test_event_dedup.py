@@ -8,17 +8,17 @@ import uuid
 
 from server.ingest import IncomingEvent
 from server.loader import line_uuid, with_line_uuid
-from storage.event_dedup import LOOKUP_CHUNK, as_uuid, new_positions, utc_day
+from storage.event_dedup import LOOKUP_CHUNK, new_positions, utc_day, uuid_number
 
-U = [uuid.UUID(int=i + 1) for i in range(6)]
+U = [1001, 1002, 1003]  # uuids as their numbers
 DAY = dt.date(2024, 3, 5)
 
 
 def test_copies_in_a_batch_keep_the_first_and_stored_uuids_are_dropped_per_team() -> None:
-    looked_up: list[tuple[int, list[dt.date], list[uuid.UUID]]] = []
+    looked_up: list[tuple[int, list[dt.date], list[int]]] = []
     stored = {(7, U[2])}
 
-    def existing(team: int, days: list[dt.date], uuids: list[uuid.UUID]) -> set[uuid.UUID]:
+    def existing(team: int, days: list[dt.date], uuids: list[int]) -> set[int]:
         looked_up.append((team, days, uuids))
         return {u for u in uuids if (team, u) in stored}
 
@@ -36,11 +36,11 @@ def test_copies_in_a_batch_keep_the_first_and_stored_uuids_are_dropped_per_team(
 
 def test_large_batches_are_looked_up_in_chunks_sorted_by_day() -> None:
     count = LOOKUP_CHUNK + 5
-    uuids = [uuid.UUID(int=i + 1) for i in range(count)]
+    uuids = list(range(count))
     days = [DAY + dt.timedelta(days=i % 2) for i in range(count)]
     calls: list[tuple[list[dt.date], int]] = []
 
-    def existing(team: int, chunk_days: list[dt.date], chunk: list[uuid.UUID]) -> set[uuid.UUID]:
+    def existing(team: int, chunk_days: list[dt.date], chunk: list[int]) -> set[int]:
         calls.append((chunk_days, len(chunk)))
         return set()
 
@@ -55,8 +55,8 @@ def test_days_and_uuids_in_every_form_the_insert_paths_take() -> None:
     assert utc_day(dt.datetime(2024, 3, 5, 23, 59)) == DAY
     microseconds = int(dt.datetime(2024, 3, 5, 12, tzinfo=dt.UTC).timestamp()) * 1_000_000
     assert utc_day(microseconds) == DAY
-    assert as_uuid(U[3]) is U[3]
-    assert as_uuid(U[3].int) == as_uuid(str(U[3])) == U[3]
+    some = uuid.uuid4()
+    assert uuid_number(some) == uuid_number(some.int) == uuid_number(str(some)) == some.int
 
 
 def test_a_file_row_without_uuid_gets_one_from_its_line_and_content() -> None:
@@ -68,5 +68,5 @@ def test_a_file_row_without_uuid_gets_one_from_its_line_and_content() -> None:
     assert line_uuid(3, row) != line_uuid(3, IncomingEvent("$pageview", "ann", at, properties='{"a": 2}'))
     assert line_uuid(3, row) != line_uuid(3, IncomingEvent("$pageview", "bob", at, properties='{"a": 1}'))
     assert with_line_uuid(3, row).uuid == str(line_uuid(3, row))
-    given = IncomingEvent("$pageview", "ann", at, uuid=str(U[0]))
+    given = IncomingEvent("$pageview", "ann", at, uuid=str(uuid.uuid4()))
     assert with_line_uuid(3, given) is given
