@@ -384,9 +384,12 @@ def ingest_over_grpc(
         try:
             sender.send()
         except SendFailed as exc:
+            if not exc.acked:
+                raise TransportError(f"the server at {target} refused the events: {exc}") from None
             raise TransportError(
-                f"the server at {target} did not take every event: {exc} "
-                f"({summary.loaded} stored, {summary.duplicates} already there; a retry stores the rest once)"
+                f"the server at {target} stopped taking events: {exc}; the {exc.acked} batches it "
+                f"acknowledged are stored ({summary.loaded} new events): loading again stores the rest, "
+                "each event once"
             ) from None
 
 

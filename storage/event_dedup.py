@@ -20,6 +20,14 @@ EXISTING_SQL = (
     "WHERE team_id = {team_id:Int64} AND toDate(timestamp) IN {days:Array(Date)}\n"
     "  AND toUInt128(uuid) IN {uuids:Array(UInt128)}"
 )
+# Which of a batch's days hold any event of the environment: uuids of the other days need no look-up
+# (a first load, a backfill into new days). Only asked for batches where binding the uuids costs more
+# than this extra statement.
+STORED_DAYS_SQL = (
+    "SELECT DISTINCT toDate(timestamp) FROM events\n"
+    "WHERE team_id = {team_id:Int64} AND toDate(timestamp) IN {days:Array(Date)}"
+)
+STORED_DAYS_FROM = 2_000
 # UUIDs per look-up: keeps each statement's bound parameters small (~40 bytes per UUID).
 LOOKUP_CHUNK = 10_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
@@ -27,6 +35,8 @@ _US_PER_DAY = 86_400_000_000
 
 # (team_id, days, uuids as numbers) -> the numbers among them already stored on those days.
 Existing = Callable[[int, list[dt.date], list[int]], set[int]]
+# (team_id, days) -> the days among them on which the environment has events.
+StoredDays = Callable[[int, list[dt.date]], set[dt.date]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,11 @@ def utc_day(value: Any) -> dt.date:
 
 
 def new_positions(
-    teams: Sequence[int], uuids: Sequence[int], days: Sequence[dt.date], existing: Existing
+    teams: Sequence[int],
+    uuids: Sequence[int],
+    days: Sequence[dt.date],
+    existing: Existing,
+    stored_days: StoredDays | None = None,
 ) -> list[int]:
     """Positions of the rows to store: the first row of each (team, uuid) in the batch, unless the
     store already holds that uuid for the team (first write wins: later copies are dropped)."""
@@ -67,6 +81,9 @@ def new_positions(
         by_team.setdefault(team, []).append(position)
     stored: set[tuple[int, int]] = set()
     for team, positions in by_team.items():
+        if stored_days is not None and len(positions) >= STORED_DAYS_FROM:
+            busy = stored_days(team, sorted({days[p] for p in positions}))
+            positions = [p for p in positions if days[p] in busy]
         # Sorted by day, so that each look-up chunk covers few days.
         positions.sort(key=lambda p: days[p])
         for start in range(0, len(positions), LOOKUP_CHUNK):

@@ -20,8 +20,10 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
 
 from storage.event_dedup import (
     EXISTING_SQL,
+    STORED_DAYS_SQL,
     Existing,
     InsertOutcome,
+    StoredDays,
     TeamLocks,
     new_positions,
     utc_day,
@@ -393,7 +395,7 @@ class EventStore:
         # Environment locks first, then a client: a lock holder never waits on a client held by a
         # thread that waits for the same lock.
         with self._team_locks.hold(teams), self.client() as client:
-            keep = new_positions(teams, uuids, days, self._existing_on(client))
+            keep = new_positions(teams, uuids, days, *self._lookups_on(client))
             if keep:
                 kept = rows if len(keep) == len(rows) else [rows[p] for p in keep]
                 client.insert("events", kept, column_names=list(EVENT_COLUMNS), settings=_INSERT_SETTINGS)
@@ -412,7 +414,7 @@ class EventStore:
         uuids = [uuid_number(value) for value in columns[1]]
         days = [utc_day(value) for value in columns[5]]
         with self._team_locks.hold(teams), self.client() as client:
-            keep = new_positions(teams, uuids, days, self._existing_on(client))
+            keep = new_positions(teams, uuids, days, *self._lookups_on(client))
             if keep:
                 kept = columns if len(keep) == count else [[column[p] for p in keep] for column in columns]
                 client.insert(
@@ -425,15 +427,19 @@ class EventStore:
         return len(keep)
 
     @staticmethod
-    def _existing_on(client: Any) -> Existing:
-        """The look-up of already stored uuids, on the client that will insert."""
+    def _lookups_on(client: Any) -> tuple[Existing, StoredDays]:
+        """The look-ups of stored uuids and of days holding events, on the client that will insert."""
 
         def existing(team_id: int, days: list[dt.date], uuids: list[int]) -> set[int]:
             parameters = {"team_id": team_id, "days": days, "uuids": uuids}
             result = client.query(EXISTING_SQL, parameters=parameters)
             return {int(row[0]) for row in result.result_rows}
 
-        return existing
+        def stored_days(team_id: int, days: list[dt.date]) -> set[dt.date]:
+            result = client.query(STORED_DAYS_SQL, parameters={"team_id": team_id, "days": days})
+            return {row[0] for row in result.result_rows}
+
+        return existing, stored_days
 
     def insert_persons(
         self, rows: Iterable[PersonRow | Sequence[Any]], batch_size: int = INSERT_BATCH

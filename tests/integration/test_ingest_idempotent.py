@@ -248,3 +248,9 @@ async def test_direct_inserts_racing_in_threads_store_each_event_once(server: Se
     columns = [list(column) for column in zip(*rows, strict=True)]
     assert await asyncio.to_thread(server.app.events.insert_event_columns, columns) == 0
     assert await stored(server, env) == 1000
+
+    # A large batch mixing stored events with new ones on a day the environment has no events yet.
+    earlier = [r._replace(uuid=uuid.uuid4(), timestamp=NOW - dt.timedelta(days=3)) for r in rows]
+    outcome = await asyncio.to_thread(server.app.events.insert_new_events, [*rows, *earlier, *rows[:500]])
+    assert (outcome.inserted, outcome.duplicates) == (1000, 1500)
+    assert await stored(server, env) == 2000

@@ -8,7 +8,7 @@ import uuid
 
 from server.ingest import IncomingEvent
 from server.loader import line_uuid, with_line_uuid
-from storage.event_dedup import LOOKUP_CHUNK, new_positions, utc_day, uuid_number
+from storage.event_dedup import LOOKUP_CHUNK, STORED_DAYS_FROM, new_positions, utc_day, uuid_number
 
 U = [1001, 1002, 1003]  # uuids as their numbers
 DAY = dt.date(2024, 3, 5)
@@ -47,6 +47,27 @@ def test_large_batches_are_looked_up_in_chunks_sorted_by_day() -> None:
     assert new_positions([1] * count, uuids, days, existing) == list(range(count))
     assert [n for _, n in calls] == [LOOKUP_CHUNK, 5]
     assert calls[1][0] == [DAY + dt.timedelta(days=1)]
+
+
+def test_large_batches_look_up_only_the_uuids_of_days_that_hold_events() -> None:
+    count = STORED_DAYS_FROM
+    days = [DAY if i % 2 else DAY + dt.timedelta(days=1) for i in range(count)]
+    looked_up: list[int] = []
+
+    def existing(team: int, chunk_days: list[dt.date], chunk: list[int]) -> set[int]:
+        assert chunk_days == [DAY]
+        looked_up.extend(chunk)
+        return {1}
+
+    def stored_days(team: int, asked: list[dt.date]) -> set[dt.date]:
+        assert asked == [DAY, DAY + dt.timedelta(days=1)]
+        return {DAY}
+
+    kept = new_positions([5] * count, list(range(count)), days, existing, stored_days)
+    assert sorted(looked_up) == list(range(1, count, 2))
+    assert kept == [p for p in range(count) if p != 1]
+    # Small batches skip the extra statement: one look-up does.
+    assert new_positions([5] * 3, [7, 8, 9], [DAY] * 3, lambda *_: set(), stored_days=None) == [0, 1, 2]
 
 
 def test_days_and_uuids_in_every_form_the_insert_paths_take() -> None:
