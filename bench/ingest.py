@@ -1,5 +1,5 @@
-"""What the duplicate look-up costs an insert: deduplicating inserts against plain inserts of the same batches,
-into an environment that already holds a demo dataset."""
+"""What the duplicate look-up costs an insert: deduplicating inserts against plain inserts of the same
+batches, into an environment that already holds a demo dataset."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ TARGET_RATIO = 2.0
 
 
 def fresh_batch(size: int, rng: random.Random, spread_days: int) -> list[EventRow]:
-    """`size` new events: today's (spread_days=1, live traffic) or over the last `spread_days` days (a backfill)."""
+    """`size` new events: today's (spread_days=1, live traffic) or over the last `spread_days` days
+    (a backfill)."""
     now = dt.datetime.now(dt.UTC)
     rows = []
     for i in range(size):
@@ -83,8 +84,9 @@ def main() -> int:
             p, d, r = (statistics.median(x) for x in (plain, dedup, again))
             results[label] = d / p
             print(
-                f"  {label:>8}: plain {args.batch / p:>10,.0f} ev/s   deduplicating {args.batch / d:>10,.0f} ev/s"
-                f"   ratio {d / p:.2f}   all duplicates {args.batch / r:>10,.0f} ev/s",
+                f"  {label:>8}: plain {args.batch / p:>10,.0f} ev/s"
+                f"   deduplicating {args.batch / d:>10,.0f} ev/s   ratio {d / p:.2f}"
+                f"   all duplicates {args.batch / r:>10,.0f} ev/s",
                 flush=True,
             )
         ratio = results["today"]

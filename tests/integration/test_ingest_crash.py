@@ -121,7 +121,8 @@ def make_batches(environment_id: int) -> list[epb.IngestEventBatchesRequest]:
             )
             for i in range(PER_BATCH)
         ]
-        batches.append(epb.IngestEventBatchesRequest(environment_id=environment_id, sequence=b + 1, events=events))
+        request = epb.IngestEventBatchesRequest(environment_id=environment_id, sequence=b + 1, events=events)
+        batches.append(request)
     return batches
 
 
@@ -144,7 +145,9 @@ async def pageview_total(deployment: Deployment) -> float:
     return float(sum(response.result.trends.series[0].data))
 
 
-async def test_acknowledged_batches_survive_sigkill_and_a_resend_stores_each_event_once(tmp_path: Path) -> None:
+async def test_acknowledged_batches_survive_sigkill_and_a_resend_stores_each_event_once(
+    tmp_path: Path,
+) -> None:
     deployment = await asyncio.to_thread(_prepare, tmp_path)
     batches = make_batches(deployment.environment_id)
     acked: list[epb.IngestEventBatchesResponse] = []
@@ -227,9 +230,8 @@ async def test_the_loader_resumes_after_the_server_is_killed_and_restarted(tmp_p
     def load() -> None:
         batches = validated_batches(read_events(path, "jsonl"), deployment.environment_id, summary, PER_BATCH)
         try:
-            ingest_over_grpc(
-                deployment.target, deployment.key, deployment.environment_id, batches, summary, ready_timeout=180
-            )
+            target, key, env = deployment.target, deployment.key, deployment.environment_id
+            ingest_over_grpc(target, key, env, batches, summary, ready_timeout=180)
         except Exception as exc:  # reported by the assertion below
             outcome["error"] = exc
 
@@ -259,3 +261,48 @@ async def test_the_loader_resumes_after_the_server_is_killed_and_restarted(tmp_p
         )
         assert (reloaded.loaded, reloaded.duplicates) == (0, lines)
         assert await pageview_total(deployment) == lines
+
+
+_OLD_STORE_SCRIPT = """
+import datetime as dt, sys, uuid
+from storage.events import EventRow, EventStore
+
+store = EventStore(sys.argv[1])
+with store.client() as client:
+    # The events table as stores created before deduplication have it.
+    client.command(
+        "CREATE TABLE events (team_id Int64, uuid UUID, event String, distinct_id String, person_id UUID,"
+        " timestamp DateTime64(6, 'UTC'), properties String, person_properties String,"
+        " created_at DateTime64(6, 'UTC') DEFAULT now64(6),"
+        " `$session_id` String MATERIALIZED JSONExtractString(properties, '$session_id'))"
+        " ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp)"
+        " ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))"
+        " SAMPLE BY cityHash64(distinct_id)"
+    )
+store.ensure_schema()
+now = dt.datetime.now(dt.UTC)
+rows = [EventRow(3, uuid.uuid4(), "e", "d", uuid.uuid4(), now, "{}", "{}") for _ in range(100)]
+first = store.insert_new_events(rows)
+again = store.insert_new_events(rows[:60] + rows[:60])
+engine = store.query("SELECT engine FROM system.tables WHERE name = 'events' AND database = 'default'")
+print(first.inserted, again.inserted, again.duplicates, store.count_events(3), engine[0][0])
+store.close()
+"""
+
+
+async def test_a_store_created_before_deduplication_keeps_its_table_and_skips_duplicates(
+    tmp_path: Path,
+) -> None:
+    # Its own process: a chDB path is held by the process that opened it.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _OLD_STORE_SCRIPT,
+        f"chdb://{tmp_path / 'events'}",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()[-3000:]
+    assert out.decode().split() == ["100", "0", "120", "100", "MergeTree"]
