@@ -94,12 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     load = events.add_parser(
         "load",
-        help="load a JSON Lines or CSV file of events (through IngestEvents when a server answers)",
+        help="load a JSON Lines or CSV file of events (through IngestEventBatches when a server answers)",
     )
     _settings_flags(load)
     load.add_argument("file", type=Path, help=".jsonl/.ndjson/.json (one object per line) or .csv")
     load.add_argument("--environment", type=int, help="environment id (default: the first one)")
-    load.add_argument("--batch-size", type=int, default=10_000, help="events per insert (default 10000)")
+    load.add_argument(
+        "--batch-size", type=int, default=10_000, help="events per insert and per acknowledged batch (default 10000)"
+    )
     load.add_argument(
         "--server",
         metavar="HOST:PORT",

@@ -1,4 +1,5 @@
-"""Event ingestion rules: what makes an event valid, and appending valid ones to the store in batches."""
+"""Event ingestion rules: what makes an event valid, and appending valid ones to the store in batches
+(each event once: the store skips a uuid the environment already holds)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import datetime as dt
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ FUTURE_SLACK = dt.timedelta(days=1)
 MAX_REJECTIONS = 1000
 # Valid events buffered before one INSERT: bounds memory while keeping parts large.
 BATCH_SIZE = 10_000
+# Events in one acknowledged batch (IngestEventBatches): one batch is one INSERT.
+MAX_BATCH_EVENTS = 10_000
 # person_id = uuid5(PERSON_NAMESPACE, "<environment_id>:<distinct_id>") when a caller gives none.
 PERSON_NAMESPACE = uuid.UUID("6f1c3b8e-8f0e-5f2a-9d3c-7a1e2b4c5d60")
 
@@ -169,6 +172,16 @@ def validate_all(
     return rows, rejections
 
 
+def _check_same_environment(environment_id: int, first: int) -> None:
+    """A stream carries one environment: INVALID_ARGUMENT when a later message names another."""
+    if environment_id != first:
+        raise InvalidArgument(
+            f"environment_id {environment_id} differs from the stream's first message "
+            f"({first}): one stream carries one environment",
+            field="environment_id",
+        )
+
+
 @dataclass
 class IngestRun:
     """One ingestion (an IngestEvents stream, a file load): numbers events from 0, validates them
@@ -180,18 +193,16 @@ class IngestRun:
     clock: Callable[[], dt.datetime] = utcnow
     accepted: int = 0
     rejected: int = 0
+    # Valid events not stored because the environment already held their uuid (or the stream
+    # repeated it).
+    duplicates: int = 0
     rejections: list[Rejection] = field(default_factory=list)
     _pending: list[EventRow] = field(default_factory=list)
     _next_index: int = 0
 
     def check_environment(self, environment_id: int) -> None:
         """A stream carries one environment: INVALID_ARGUMENT when a later message names another."""
-        if environment_id != self.environment_id:
-            raise InvalidArgument(
-                f"environment_id {environment_id} differs from the stream's first message "
-                f"({self.environment_id}): one stream carries one environment",
-                field="environment_id",
-            )
+        _check_same_environment(environment_id, self.environment_id)
 
     def add(self, events: Iterable[IncomingEvent]) -> None:
         """Validates events (numbered after the previous ones); stores full batches."""
@@ -221,8 +232,44 @@ class IngestRun:
         """Stores the buffered valid events."""
         pending, self._pending = self._pending, []
         if pending:
-            self.store.insert_events(pending)
-            self.accepted += len(pending)
+            outcome = self.store.insert_new_events(pending)
+            self.accepted += outcome.inserted
+            self.duplicates += outcome.duplicates
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """The acknowledgement of one batch: stored, skipped as duplicates, rejected (index in the batch)."""
+
+    accepted: int
+    duplicates: int
+    rejections: list[Rejection]
+
+
+@dataclass
+class BatchStream:
+    """One IngestEventBatches stream: each batch is validated and stored on its own, and its
+    outcome returns only once the store has written it. Its methods block: call them through
+    `Blocking`."""
+
+    store: EventStore
+    environment_id: int
+    clock: Callable[[], dt.datetime] = utcnow
+
+    def check_environment(self, environment_id: int) -> None:
+        """A stream carries one environment: INVALID_ARGUMENT when a later message names another."""
+        _check_same_environment(environment_id, self.environment_id)
+
+    def ingest(self, events: Sequence[IncomingEvent]) -> BatchOutcome:
+        """Validates and stores one batch (as one INSERT); INVALID_ARGUMENT when it is too large."""
+        if len(events) > MAX_BATCH_EVENTS:
+            raise InvalidArgument(
+                f"events: a batch holds at most {MAX_BATCH_EVENTS} events, this one {len(events)}",
+                field="events",
+            )
+        rows, rejections = validate_all(self.environment_id, enumerate(events), self.clock())
+        outcome = self.store.insert_new_events(rows)
+        return BatchOutcome(outcome.inserted, outcome.duplicates, rejections)
 
 
 class Ingestion:
@@ -236,3 +283,8 @@ class Ingestion:
         """A run for the environment; PERMISSION_DENIED when the caller's key cannot reach it."""
         env = principal.environment(environment_id)
         return IngestRun(self.store, env.id, batch_size=self.batch_size)
+
+    def start_batches(self, principal: Principal, environment_id: int) -> BatchStream:
+        """A batch stream for the environment; PERMISSION_DENIED as `start`."""
+        env = principal.environment(environment_id)
+        return BatchStream(self.store, env.id)

@@ -1,14 +1,15 @@
 """Loading event files (JSON Lines, CSV) into an environment: through a running server's
-IngestEvents, or straight into the event store when no server answers."""
+IngestEventBatches, or straight into the event store when no server answers."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
 import socket
-from array import array
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,9 @@ import grpc
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from generated.insights.v1 import events_pb2, events_pb2_grpc
-from server.ingest import MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
+from generated.insights.v1 import events_pb2
+from server.batch_sender import BatchSender, OutgoingBatch, SendFailed
+from server.ingest import MAX_BATCH_EVENTS, MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
 from server.transport import ClientTransport
 from storage.events import EventRow, EventStore
 
@@ -29,10 +31,14 @@ REQUIRED_CSV_COLUMNS = ("event", "distinct_id", "timestamp")
 DEFAULT_BATCH = 10_000
 # How much of the file is read to decide whether it can be parsed at all.
 _HEAD_BYTES = 64 * 1024
-# One IngestEvents message stays well under gRPC's default 4 MB message limit.
-_MESSAGE_BYTES = 1 << 20
-_MESSAGE_EVENTS = 2_000
+# One IngestEventBatches message (one acknowledged batch) stays well under gRPC's default 4 MB
+# message limit and within the server's events-per-batch limit.
+_MESSAGE_BYTES = 2 << 20
+_MESSAGE_EVENTS = MAX_BATCH_EVENTS
 _BOM = "\ufeff"
+# A row without a uuid gets uuid5(LINE_NAMESPACE, its line number and content): loading the same
+# file again (or after lines were appended) then stores nothing twice.
+LINE_NAMESPACE = uuid.UUID("0b9d7a52-3c1e-5d4f-8a6b-2e7f9c1d3a50")
 
 
 class FileFormatError(ValueError):
@@ -50,6 +56,7 @@ class LoadSummary:
     format: str
     loaded: int = 0
     rejected: int = 0
+    duplicates: int = 0  # valid rows not stored: the environment already held their uuid
     rejections: list[Rejection] = field(default_factory=list)  # index = line number
     parsed: int = 0  # rows that parsed (valid or not)
 
@@ -256,6 +263,20 @@ def _batched(items: Iterable[Parsed], size: int) -> Iterator[list[Parsed]]:
         yield batch
 
 
+def line_uuid(number: int, event: IncomingEvent) -> uuid.UUID:
+    """The uuid of a file row that has none: from its line number and every field it carries."""
+    stamp = event.timestamp.isoformat() if event.timestamp is not None else ""
+    fields = (str(number), event.event, event.distinct_id, stamp, event.properties, event.person_id)
+    return uuid.uuid5(LINE_NAMESPACE, "\x1f".join((*fields, event.person_properties)))
+
+
+def with_line_uuid(number: int, event: IncomingEvent) -> IncomingEvent:
+    """The event, given its line's uuid when it has none (so that a reload is recognised)."""
+    if event.uuid:
+        return event
+    return dataclasses.replace(event, uuid=str(line_uuid(number, event)))
+
+
 def validated_batches(
     parsed: Iterable[Parsed], environment_id: int, summary: LoadSummary, batch_size: int
 ) -> Iterator[list[tuple[int, EventRow]]]:
@@ -269,7 +290,7 @@ def validated_batches(
             if isinstance(item, str):
                 summary.reject([Rejection(number, item)])
             else:
-                events.append((number, item))
+                events.append((number, with_line_uuid(number, item)))
         summary.parsed += len(events)
         rows, rejections = validate_all(environment_id, events)
         summary.reject(rejections)
@@ -340,6 +361,25 @@ def to_proto(row: EventRow) -> events_pb2.Event:
     )
 
 
+def messages_of(
+    batches: Iterable[list[tuple[int, EventRow]]],
+) -> Iterator[list[tuple[int, events_pb2.Event]]]:
+    """Each batch as the events of one IngestEventBatches message, split where it would exceed the
+    message bounds (count and bytes): a batch is the unit a caller sees acknowledged."""
+    for batch in batches:
+        message: list[tuple[int, events_pb2.Event]] = []
+        size = 0
+        for number, row in batch:
+            event = to_proto(row)
+            message.append((number, event))
+            size += event.ByteSize()
+            if size >= _MESSAGE_BYTES or len(message) >= _MESSAGE_EVENTS:
+                yield message
+                message, size = [], 0
+        if message:
+            yield message
+
+
 def ingest_over_grpc(
     target: str,
     api_key: str,
@@ -347,46 +387,47 @@ def ingest_over_grpc(
     batches: Iterable[list[tuple[int, EventRow]]],
     summary: LoadSummary,
     transport: ClientTransport | None = None,
+    **sender_options: Any,
 ) -> None:
-    """Streams numbered rows through IngestEvents; the server's rejections come back numbered."""
-    numbers = array("q")
+    """Streams numbered rows through IngestEventBatches; each acknowledged batch is counted (its
+    rejections numbered back), and a dropped stream is resumed from the first unacknowledged batch.
+    TransportError when the server refuses, or stays unreachable past the retries."""
 
-    def requests() -> Iterator[events_pb2.IngestEventsRequest]:
-        message = events_pb2.IngestEventsRequest(environment_id=environment_id)
-        size = 0
-        for batch in batches:
-            for number, row in batch:
-                event = to_proto(row)
-                numbers.append(number)
-                message.events.append(event)
-                size += event.ByteSize()
-                if size >= _MESSAGE_BYTES or len(message.events) >= _MESSAGE_EVENTS:
-                    yield message
-                    message = events_pb2.IngestEventsRequest(environment_id=environment_id)
-                    size = 0
-        if message.events or not numbers:
-            yield message
+    def acknowledged(batch: OutgoingBatch, ack: events_pb2.IngestEventBatchesResponse) -> None:
+        summary.loaded += ack.accepted
+        summary.duplicates += ack.duplicates
+        summary.reject(Rejection(batch.numbers[r.index], r.reason) for r in ack.rejections)
+        summary.rejected += ack.rejected - len(ack.rejections)
 
     with (transport or ClientTransport.from_env()).channel(target) as channel:
-        stub = events_pb2_grpc.EventsServiceStub(channel)
+        sender = BatchSender(
+            channel,
+            (("authorization", f"Bearer {api_key}"),),
+            environment_id,
+            messages_of(batches),
+            acknowledged,
+            **sender_options,
+        )
         try:
-            response = stub.IngestEvents(requests(), metadata=(("authorization", f"Bearer {api_key}"),))
-        except grpc.RpcError as exc:
+            sender.send()
+        except SendFailed as exc:
+            if not exc.acked:
+                raise TransportError(f"the server at {target} refused the events: {exc}") from None
             raise TransportError(
-                f"the server at {target} refused the events: {exc.code().name}: {exc.details()}"
+                f"the server at {target} stopped taking events: {exc}; the {exc.acked} batches it "
+                f"acknowledged are stored ({summary.loaded} new events): loading again stores the rest, "
+                "each event once"
             ) from None
-    summary.loaded += response.accepted
-    summary.reject(Rejection(numbers[r.index], r.reason) for r in response.rejections)
-    # Rejections past the server's list are counted, without their lines.
-    summary.rejected += response.rejected - len(response.rejections)
 
 
 def ingest_direct(
     store: EventStore, batches: Iterable[list[tuple[int, EventRow]]], summary: LoadSummary
 ) -> None:
-    """Inserts numbered rows into the store, batch by batch."""
+    """Inserts numbered rows into the store, batch by batch (rows it already holds are skipped)."""
     for batch in batches:
-        summary.loaded += store.insert_events([row for _, row in batch])
+        outcome = store.insert_new_events([row for _, row in batch])
+        summary.loaded += outcome.inserted
+        summary.duplicates += outcome.duplicates
 
 
 # ---------------------------------------------------------------------------
@@ -436,6 +477,8 @@ def load_file(
 def summary_lines(summary: LoadSummary, path: Path, where: str) -> list[str]:
     """The human summary of a load."""
     lines = [f"{path}: {summary.format}, loaded {summary.loaded} events {where}, rejected {summary.rejected}"]
+    if summary.duplicates:
+        lines.append(f"  {summary.duplicates} events were already stored (same uuid): skipped")
     for rejection in summary.rejections:
         lines.append(f"  line {rejection.index}: {rejection.reason}")
     hidden = summary.rejected - len(summary.rejections)

@@ -18,12 +18,28 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
 
+from storage.event_dedup import (
+    EXISTING_SQL,
+    STORED_DAYS_SQL,
+    Existing,
+    InsertOutcome,
+    StoredDays,
+    TeamLocks,
+    new_positions,
+    utc_day,
+    uuid_number,
+)
+
 # A cluster name goes into DDL as an identifier, and identifiers cannot be bound parameters.
 _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # A server-side placeholder: {name:Type}.
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):[^{}]+\}")
 # Rows per INSERT: large enough for few parts, small enough for bounded memory.
 INSERT_BATCH = 100_000
+# Every events INSERT returns only once the rows are written where readers find them: never
+# buffered by the server (async_insert) nor queued by a Distributed table for later sending, so an
+# acknowledgement sent after it covers stored rows and the next duplicate look-up sees them.
+_INSERT_SETTINGS = {"async_insert": 0, "insert_distributed_sync": 1}
 # A run id tags an engine query through the `log_comment` setting. Besides being bound as a
 # parameter by progress() and kill(), it lands in the query's SETTINGS clause (the chDB backend of
 # clickhouse-connect formats settings into the SQL text), so only a plain token is accepted.
@@ -150,9 +166,14 @@ _EVENTS_COLUMNS_DDL = """(
     created_at DateTime64(6, 'UTC') DEFAULT now64(6),
     `$session_id` String MATERIALIZED JSONExtractString(properties, '$session_id')
 )"""
+# The reference's layout: the sorting key ends with the event's uuid, so that the replacing engine
+# folds copies of one event together when it merges parts. That is only a backstop (merges happen
+# when they happen, and queries do not read FINAL): insert_new_events keeps copies out in the first
+# place. Stores created before the key held the uuid keep their plain MergeTree table (a sorting
+# key cannot be extended with an existing column in place); the insert-time rule covers them too.
 _EVENTS_LAYOUT = (
     "PARTITION BY toYYYYMM(timestamp)\n"
-    "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))\n"
+    "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))\n"
     "SAMPLE BY cityHash64(distinct_id)"
 )
 _PERSONS_COLUMNS_DDL = """(
@@ -167,12 +188,13 @@ _PERSONS_LAYOUT = "ORDER BY (team_id, id)"
 def ddl_statements(cluster: str | None = None) -> list[str]:
     """CREATE statements for `events` and `persons`, idempotent (IF NOT EXISTS).
 
-    Without a cluster: plain MergeTree tables. With one: replicated `*_local` tables on every
+    Without a cluster: plain tables. With one: replicated `*_local` tables on every
     node and Distributed `events`/`persons` over them, so readers and writers use the same names.
     """
     if not cluster:
         return [
-            f"CREATE TABLE IF NOT EXISTS events {_EVENTS_COLUMNS_DDL}\nENGINE = MergeTree\n{_EVENTS_LAYOUT}",
+            f"CREATE TABLE IF NOT EXISTS events {_EVENTS_COLUMNS_DDL}\n"
+            f"ENGINE = ReplacingMergeTree\n{_EVENTS_LAYOUT}",
             f"CREATE TABLE IF NOT EXISTS persons {_PERSONS_COLUMNS_DDL}\n"
             f"ENGINE = ReplacingMergeTree\n{_PERSONS_LAYOUT}",
         ]
@@ -180,7 +202,7 @@ def ddl_statements(cluster: str | None = None) -> list[str]:
     on = f"ON CLUSTER {name}"
     return [
         f"CREATE TABLE IF NOT EXISTS events_local {on} {_EVENTS_COLUMNS_DDL}\n"
-        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/events_local', '{replica}')\n"
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/events_local', '{replica}')\n"
         f"{_EVENTS_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS events {on} AS events_local\n"
         f"ENGINE = Distributed({name}, currentDatabase(), events_local, cityHash64(distinct_id))",
@@ -292,6 +314,8 @@ class EventStore:
         # One client runs one statement at a time: progress and kill calls take turns on it
         # (each is short; a SYNC kill waits only for the engine to stop the query).
         self._control_lock = threading.Lock()
+        # Duplicate look-up and insert run alone per environment (see insert_new_events).
+        self._team_locks = TeamLocks()
 
     def _connect(self, *, send_receive_timeout: int = 300) -> Any:
         if self.kind == "chdb":
@@ -352,17 +376,70 @@ class EventStore:
                 client.command(statement)
 
     def insert_events(self, rows: Iterable[EventRow | Sequence[Any]], batch_size: int = INSERT_BATCH) -> int:
-        """Inserts rows (EventRow or tuples in EVENT_COLUMNS order) in batches; returns the count."""
-        return self._insert("events", EVENT_COLUMNS, rows, batch_size)
+        """Inserts rows (EventRow or tuples in EVENT_COLUMNS order) in batches, skipping duplicates
+        (see insert_new_events); returns the number stored."""
+        return sum(self.insert_new_events(batch).inserted for batch in _batches(rows, batch_size))
+
+    def insert_new_events(self, rows: Sequence[EventRow | Sequence[Any]]) -> InsertOutcome:
+        """Stores the rows whose (team_id, uuid) the store does not hold yet, as one INSERT.
+
+        Duplicates are a uuid repeated within `rows` (the first copy is kept) or already stored for
+        the team on the same UTC day (the stored copy wins). When this returns, the engine has
+        written the rows (a synchronous insert), so a caller may acknowledge them.
+        """
+        if not rows:
+            return InsertOutcome(0, 0)
+        teams = [int(row[0]) for row in rows]
+        uuids = [uuid_number(row[1]) for row in rows]
+        days = [utc_day(row[5]) for row in rows]
+        # Environment locks first, then a client: a lock holder never waits on a client held by a
+        # thread that waits for the same lock.
+        with self._team_locks.hold(teams), self.client() as client:
+            keep = new_positions(teams, uuids, days, *self._lookups_on(client))
+            if keep:
+                kept = rows if len(keep) == len(rows) else [rows[p] for p in keep]
+                client.insert("events", kept, column_names=list(EVENT_COLUMNS), settings=_INSERT_SETTINGS)
+        return InsertOutcome(len(keep), len(rows) - len(keep))
 
     def insert_event_columns(self, columns: Sequence[Sequence[Any]]) -> int:
         """Inserts one batch given as columns in EVENT_COLUMNS order (UUIDs may be ints and
-        timestamps microseconds since the epoch): the bulk path, with no per-row objects."""
+        timestamps microseconds since the epoch): the bulk path, with no per-row objects.
+        Duplicates are skipped as by insert_new_events; returns the number stored."""
         if len(columns) != len(EVENT_COLUMNS):
             raise ValueError(f"expected {len(EVENT_COLUMNS)} columns, got {len(columns)}")
-        with self.client() as client:
-            client.insert("events", list(columns), column_names=list(EVENT_COLUMNS), column_oriented=True)
-        return len(columns[0])
+        count = len(columns[0])
+        if not count:
+            return 0
+        teams = [int(team) for team in columns[0]]
+        uuids = [uuid_number(value) for value in columns[1]]
+        days = [utc_day(value) for value in columns[5]]
+        with self._team_locks.hold(teams), self.client() as client:
+            keep = new_positions(teams, uuids, days, *self._lookups_on(client))
+            if keep:
+                kept = columns if len(keep) == count else [[column[p] for p in keep] for column in columns]
+                client.insert(
+                    "events",
+                    list(kept),
+                    column_names=list(EVENT_COLUMNS),
+                    column_oriented=True,
+                    settings=_INSERT_SETTINGS,
+                )
+        return len(keep)
+
+    @staticmethod
+    def _lookups_on(client: Any) -> tuple[Existing, StoredDays]:
+        """The look-ups of stored uuids and of days holding events, on the client that will insert."""
+
+        def existing(team_id: int, days: list[dt.date], uuids: list[int]) -> set[int]:
+            parameters = {"team_id": team_id, "days": days, "uuids": uuids}
+            result = client.query(EXISTING_SQL, parameters=parameters)
+            return {int(row[0]) for row in result.result_rows}
+
+        def stored_days(team_id: int, days: list[dt.date]) -> set[dt.date]:
+            result = client.query(STORED_DAYS_SQL, parameters={"team_id": team_id, "days": days})
+            return {row[0] for row in result.result_rows}
+
+        return existing, stored_days
 
     def insert_persons(
         self, rows: Iterable[PersonRow | Sequence[Any]], batch_size: int = INSERT_BATCH

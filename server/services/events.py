@@ -1,4 +1,4 @@
-"""EventsService: streams of event batches into the ingestion domain, counts back."""
+"""EventsService: streams of event batches into the ingestion domain, counts (or per-batch acks) back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from generated.insights.v1 import events_pb2, events_pb2_grpc
-from server.ingest import EARLIEST, IncomingEvent, Ingestion, IngestRun
+from server.ingest import EARLIEST, BatchStream, IncomingEvent, Ingestion, IngestRun
 from server.runtime import Blocking
 from server.services.context import principal
 
@@ -64,4 +64,29 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
             accepted=run.accepted,
             rejected=run.rejected,
             rejections=[events_pb2.RejectedEvent(index=r.index, reason=r.reason) for r in run.rejections],
+            duplicates=run.duplicates,
         )
+
+    async def IngestEventBatches(
+        self,
+        request_iterator: AsyncIterator[events_pb2.IngestEventBatchesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[events_pb2.IngestEventBatchesResponse]:
+        stream: BatchStream | None = None
+        # One batch at a time, acknowledged only after its insert returned: the ack order is the
+        # request order, and an ack never runs ahead of the stored rows.
+        async for message in request_iterator:
+            if stream is None:
+                stream = self._ingestion.start_batches(principal(), message.environment_id)
+            else:
+                stream.check_environment(message.environment_id)
+            outcome = await self._run(stream.ingest, [incoming(e) for e in message.events])
+            yield events_pb2.IngestEventBatchesResponse(
+                sequence=message.sequence,
+                accepted=outcome.accepted,
+                duplicates=outcome.duplicates,
+                rejected=len(outcome.rejections),
+                rejections=[
+                    events_pb2.RejectedEvent(index=r.index, reason=r.reason) for r in outcome.rejections
+                ],
+            )

@@ -237,7 +237,16 @@ async def test_cli_loads_directly_when_no_server_answers(tmp_path: Path) -> None
     good = write_jsonl(tmp_path / "good.jsonl", [json.dumps(r) for r in good_records()])
     code, out, err = await _cli("events", "load", str(good), *flags)
     assert code == 0, (out, err)
-    assert f"loaded 3 events into chdb://{tmp_path / 'events'}" in out
+    # The same rows on the same lines as in mixed.jsonl: recognised, not stored twice.
+    assert f"loaded 0 events into chdb://{tmp_path / 'events'}" in out
+    assert "3 events were already stored" in out
+
+    more = write_jsonl(tmp_path / "more.jsonl", [json.dumps(r) for r in reversed(good_records())])
+    code, out, err = await _cli("events", "load", str(more), *flags)
+    assert code == 0, (out, err)
+    # Rows without a uuid are told apart by line: other lines are other events (two rows stay
+    # on their line: the middle one).
+    assert f"loaded 2 events into chdb://{tmp_path / 'events'}" in out
 
 
 async def test_cli_streams_through_a_running_server(

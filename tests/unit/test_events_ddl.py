@@ -19,11 +19,14 @@ def _squash(sql: str) -> str:
     return re.sub(r"\s+", " ", sql)
 
 
-def test_single_node_ddl_is_mergetree_events_and_replacing_persons() -> None:
+def test_single_node_ddl_is_replacing_events_and_persons() -> None:
     events, persons = (_squash(s) for s in ddl_statements())
     assert events.startswith("CREATE TABLE IF NOT EXISTS events (")
-    assert "ENGINE = MergeTree PARTITION BY toYYYYMM(timestamp)" in events
-    assert "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))" in events
+    # The reference's layout: copies of an event share the sorting key, so merges fold them.
+    assert "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(timestamp)" in events
+    assert (
+        "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))" in events
+    )
     assert "SAMPLE BY cityHash64(distinct_id)" in events
     assert "timestamp DateTime64(6, 'UTC')" in events
     assert "created_at DateTime64(6, 'UTC') DEFAULT now64(6)" in events
@@ -42,9 +45,13 @@ def test_cluster_ddl_is_replicated_local_tables_behind_distributed_ones() -> Non
     events_local, events, persons_local, persons = statements
     assert events_local.startswith("CREATE TABLE IF NOT EXISTS events_local ON CLUSTER analytics (")
     assert (
-        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/events_local', '{replica}')" in events_local
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/events_local', '{replica}')"
+        in events_local
     )
-    assert "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id))" in events_local
+    assert (
+        "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))"
+        in events_local
+    )
     assert "SAMPLE BY cityHash64(distinct_id)" in events_local
     assert events == (
         "CREATE TABLE IF NOT EXISTS events ON CLUSTER analytics AS events_local "

@@ -40,6 +40,11 @@ class EventsServiceStub:
                 request_serializer=insights_dot_v1_dot_events__pb2.IngestEventsRequest.SerializeToString,
                 response_deserializer=insights_dot_v1_dot_events__pb2.IngestEventsResponse.FromString,
                 _registered_method=True)
+        self.IngestEventBatches = channel.stream_stream(
+                '/insights.v1.EventsService/IngestEventBatches',
+                request_serializer=insights_dot_v1_dot_events__pb2.IngestEventBatchesRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_events__pb2.IngestEventBatchesResponse.FromString,
+                _registered_method=True)
 
 
 class EventsServiceServicer:
@@ -48,7 +53,22 @@ class EventsServiceServicer:
 
     def IngestEvents(self, request_iterator, context):
         """Appends a stream of event batches; valid events are stored in batches as
-        they arrive, invalid ones are reported and skipped.
+        they arrive, invalid ones are reported and skipped. The one answer comes
+        at the end: a stream that breaks leaves the client not knowing what was
+        stored, so resending it whole is the only recovery (safe when every event
+        has a uuid). IngestEventBatches acknowledges batch by batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestEventBatches(self, request_iterator, context):
+        """Stores batches and acknowledges each one, in order, once its events are
+        written (the ack is the promise: an acknowledged batch survives a crash of
+        the server). A client keeps each batch until its ack; after a dropped
+        stream it opens a new one and resends the unacknowledged batches, which is
+        safe because events with a uuid are stored once (copies count as
+        duplicates). Invalid events are reported per batch and skipped.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +81,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.IngestEvents,
                     request_deserializer=insights_dot_v1_dot_events__pb2.IngestEventsRequest.FromString,
                     response_serializer=insights_dot_v1_dot_events__pb2.IngestEventsResponse.SerializeToString,
+            ),
+            'IngestEventBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.IngestEventBatches,
+                    request_deserializer=insights_dot_v1_dot_events__pb2.IngestEventBatchesRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_events__pb2.IngestEventBatchesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +116,33 @@ class EventsService:
             '/insights.v1.EventsService/IngestEvents',
             insights_dot_v1_dot_events__pb2.IngestEventsRequest.SerializeToString,
             insights_dot_v1_dot_events__pb2.IngestEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestEventBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/insights.v1.EventsService/IngestEventBatches',
+            insights_dot_v1_dot_events__pb2.IngestEventBatchesRequest.SerializeToString,
+            insights_dot_v1_dot_events__pb2.IngestEventBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,7 +35,18 @@ class EventsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EventsServiceAsyncStub: ...
     IngestEvents: _grpc.StreamUnaryMultiCallable[_events_pb2.IngestEventsRequest, _events_pb2.IngestEventsResponse]
     """Appends a stream of event batches; valid events are stored in batches as
-    they arrive, invalid ones are reported and skipped.
+    they arrive, invalid ones are reported and skipped. The one answer comes
+    at the end: a stream that breaks leaves the client not knowing what was
+    stored, so resending it whole is the only recovery (safe when every event
+    has a uuid). IngestEventBatches acknowledges batch by batch.
+    """
+    IngestEventBatches: _grpc.StreamStreamMultiCallable[_events_pb2.IngestEventBatchesRequest, _events_pb2.IngestEventBatchesResponse]
+    """Stores batches and acknowledges each one, in order, once its events are
+    written (the ack is the promise: an acknowledged batch survives a crash of
+    the server). A client keeps each batch until its ack; after a dropped
+    stream it opens a new one and resends the unacknowledged batches, which is
+    safe because events with a uuid are stored once (copies count as
+    duplicates). Invalid events are reported per batch and skipped.
     """
 
 @_typing.type_check_only
@@ -45,7 +56,18 @@ class EventsServiceAsyncStub(EventsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     IngestEvents: _aio.StreamUnaryMultiCallable[_events_pb2.IngestEventsRequest, _events_pb2.IngestEventsResponse]  # type: ignore[assignment]
     """Appends a stream of event batches; valid events are stored in batches as
-    they arrive, invalid ones are reported and skipped.
+    they arrive, invalid ones are reported and skipped. The one answer comes
+    at the end: a stream that breaks leaves the client not knowing what was
+    stored, so resending it whole is the only recovery (safe when every event
+    has a uuid). IngestEventBatches acknowledges batch by batch.
+    """
+    IngestEventBatches: _aio.StreamStreamMultiCallable[_events_pb2.IngestEventBatchesRequest, _events_pb2.IngestEventBatchesResponse]  # type: ignore[assignment]
+    """Stores batches and acknowledges each one, in order, once its events are
+    written (the ack is the promise: an acknowledged batch survives a crash of
+    the server). A client keeps each batch until its ack; after a dropped
+    stream it opens a new one and resends the unacknowledged batches, which is
+    safe because events with a uuid are stored once (copies count as
+    duplicates). Invalid events are reported per batch and skipped.
     """
 
 class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -58,7 +80,24 @@ class EventsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_events_pb2.IngestEventsResponse, _abc.Awaitable[_events_pb2.IngestEventsResponse]]:
         """Appends a stream of event batches; valid events are stored in batches as
-        they arrive, invalid ones are reported and skipped.
+        they arrive, invalid ones are reported and skipped. The one answer comes
+        at the end: a stream that breaks leaves the client not knowing what was
+        stored, so resending it whole is the only recovery (safe when every event
+        has a uuid). IngestEventBatches acknowledges batch by batch.
+        """
+
+    @_abc_1.abstractmethod
+    def IngestEventBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_events_pb2.IngestEventBatchesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_events_pb2.IngestEventBatchesResponse], _abc.AsyncIterator[_events_pb2.IngestEventBatchesResponse]]:
+        """Stores batches and acknowledges each one, in order, once its events are
+        written (the ack is the promise: an acknowledged batch survives a crash of
+        the server). A client keeps each batch until its ack; after a dropped
+        stream it opens a new one and resends the unacknowledged batches, which is
+        safe because events with a uuid are stored once (copies count as
+        duplicates). Invalid events are reported per batch and skipped.
         """
 
 def add_EventsServiceServicer_to_server(servicer: EventsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

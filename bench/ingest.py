@@ -1,0 +1,102 @@
+"""What the duplicate look-up costs an insert: deduplicating inserts against plain inserts of the same
+batches, into an environment that already holds a demo dataset."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from server.demo import DAYS, generate
+from storage.events import EVENT_COLUMNS, EventRow, EventStore
+
+ENV = 1
+# The look-up may cost an insert at most this factor on fresh batches of today's events.
+TARGET_RATIO = 2.0
+
+
+def fresh_batch(size: int, rng: random.Random, spread_days: int) -> list[EventRow]:
+    """`size` new events: today's (spread_days=1, live traffic) or over the last `spread_days` days
+    (a backfill)."""
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for i in range(size):
+        at = now - dt.timedelta(seconds=rng.randrange(spread_days * 86_400))
+        event_uuid = uuid.UUID(int=rng.getrandbits(128))
+        rows.append(EventRow(ENV, event_uuid, "$pageview", f"b{i % 500}", uuid.uuid4(), at, "{}", "{}"))
+    return rows
+
+
+def plain_insert(store: EventStore, rows: list[EventRow]) -> None:
+    """The insert as it was before deduplication: one INSERT, no look-up."""
+    with store.client() as client:
+        client.insert("events", rows, column_names=list(EVENT_COLUMNS))
+
+
+def timed(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events already stored (1000000)")
+    parser.add_argument("--batch", type=int, default=1_000, help="events per insert (1000)")
+    parser.add_argument("--rounds", type=int, default=30, help="inserts of each kind (30)")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    store = EventStore(f"chdb://{tmp / 'events'}")
+    try:
+        store.ensure_schema()
+        began = time.perf_counter()
+        for columns in generate(ENV, args.events, seed=7).columns(100_000):
+            store.insert_event_columns(columns)
+        store.query("OPTIMIZE TABLE events FINAL")
+        print(
+            f"{args.events:,} demo events over {DAYS} days stored in {time.perf_counter() - began:.1f}s; "
+            f"batches of {args.batch:,}, {args.rounds} rounds each, medians",
+            flush=True,
+        )
+        rng = random.Random(7)
+        results: dict[str, float] = {}
+        for label, spread in (("today", 1), (f"{DAYS} days", DAYS)):
+            plain: list[float] = []
+            dedup: list[float] = []
+            again: list[float] = []
+            for _ in range(args.rounds):
+                # Alternated, so that both kinds see the same machine load and the same table.
+                a, b = fresh_batch(args.batch, rng, spread), fresh_batch(args.batch, rng, spread)
+                plain.append(timed(functools.partial(plain_insert, store, a)))
+                dedup.append(timed(functools.partial(store.insert_new_events, b)))
+                again.append(timed(functools.partial(store.insert_new_events, b)))
+            p, d, r = (statistics.median(x) for x in (plain, dedup, again))
+            results[label] = d / p
+            print(
+                f"  {label:>8}: plain {args.batch / p:>10,.0f} ev/s"
+                f"   deduplicating {args.batch / d:>10,.0f} ev/s   ratio {d / p:.2f}"
+                f"   all duplicates {args.batch / r:>10,.0f} ev/s",
+                flush=True,
+            )
+        ratio = results["today"]
+        verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
+        print(f"{verdict}  deduplicating / plain insert time, today's events: {ratio:.2f} <= {TARGET_RATIO}")
+        return 0 if verdict == "PASS" else 1
+    finally:
+        store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
