@@ -38,12 +38,22 @@ class MemoryBudget:
             self._reclaimers.append((order, holder, reclaim))
             self._reclaimers.sort(key=lambda item: item[0])
 
-    def charge(self, holder: str, size: int) -> None:
+    def charge(self, holder: str, size: int, *, reclaim: bool = True) -> None:
+        """Adds `size` to the holder's bytes; past the limit, asks the holders for bytes back (unless
+        the caller made room itself, under its own lock: `reclaim=False`)."""
         with self._lock:
             self._held[holder] = self._held.get(holder, 0) + size
             excess = sum(self._held.values()) - self.limit
-        if excess > 0:
+        if excess > 0 and reclaim:
             self._reclaim()
+
+    def make_room(self, size: int, *, before: int) -> None:
+        """Asks the holders ordered before `before` for the bytes that `size` more would exceed."""
+        for order, _, reclaim in list(self._reclaimers):
+            excess = self.used + size - self.limit
+            if order >= before or excess <= 0:
+                return
+            reclaim(excess)
 
     def release(self, holder: str, size: int) -> None:
         with self._lock:

@@ -94,20 +94,28 @@ class MemoryResultCache:
 
     def put(self, key: str, entry: CacheEntry) -> None:
         size = entry.size  # outside the lock: encoding the SQL is O(len)
+        if size <= self.max_bytes:
+            # Rebuilt answers give way first (they take their own locks: not under ours).
+            self._budget.make_room(size, before=RESULTS_ORDER)
         with self._lock:
             old = self._entries.pop(key, None)
-            freed = old[1] if old is not None else 0
+            if old is not None:
+                self._bytes -= old[1]
+                self._budget.release(self.HOLDER, old[1])
             if size > self.max_bytes:
                 # Storing it would evict everything and still not fit. The older entry is dropped too:
                 # after put(), get() returns this entry or nothing, never an earlier result.
                 self._rejected += 1
-                size = 0
-            else:
-                self._entries[key] = (entry, size)
-            self._bytes += size - freed
-        self._budget.release(self.HOLDER, freed)
-        if size:
-            self._budget.charge(self.HOLDER, size)
+                return
+            # Room is made under the lock, so the bound holds at every moment, not only eventually.
+            while self._entries and self._budget.used + size > self.max_bytes:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
+                self._budget.release(self.HOLDER, evicted)
+                self._evictions += 1
+            self._entries[key] = (entry, size)
+            self._bytes += size
+            self._budget.charge(self.HOLDER, size, reclaim=False)
 
     def delete(self, key: str) -> None:
         with self._lock:
