@@ -155,6 +155,14 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
 
     await events.IngestEvents(batches(), metadata=md, timeout=TIMEOUT)
 
+    async def acknowledged() -> AsyncIterator[epb.IngestEventBatchesRequest]:
+        async for batch in batches():
+            # One acknowledged batch, with a rejection in its answer.
+            yield epb.IngestEventBatchesRequest(environment_id=env, sequence=1, events=batch.events)
+
+    async for _ in events.IngestEventBatches(acknowledged(), metadata=md, timeout=TIMEOUT):
+        pass
+
     trends = trends_query()
     trends.breakdown_filter.breakdown.string_value = "$browser"
     query = viz(qpb.InsightSource(trends_query=trends))
