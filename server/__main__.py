@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import accounts
+from server import accounts, redaction
 from server.config import Settings
 from server.errors import DomainError
 from storage.db import Database
@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    redaction.install()  # before anything can log a key, a token or a password
     try:
         if args.command == "serve":
             return asyncio.run(serve_main(settings))

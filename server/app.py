@@ -28,7 +28,7 @@ from interceptors.auth import AuthInterceptor, KeyCache, method_policies
 from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
-from server import accounts
+from server import accounts, redaction
 from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
 from server.alerts.notify import WebhookNotifier
@@ -129,6 +129,7 @@ class App:
 
     async def start(self) -> int:
         """Binds the listen address, starts serving and returns the bound port."""
+        redaction.install()  # however the process set up logging, no secret reaches a log line
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=convert.reads_cache_only)
         server = grpc.aio.server(
