@@ -14,6 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
 
+from interceptors.callstate import is_abort, is_call_over, is_cancelled
 from interceptors.wrap import CallInterceptor
 from server import errors
 
@@ -88,8 +89,15 @@ class ErrorInterceptor(CallInterceptor):
     async def _abort(
         self, method: str, context: grpc.aio.ServicerContext[Any, Any], exc: Exception
     ) -> NoReturn:
-        if isinstance(exc, asyncio.CancelledError) or _is_abort(exc):
+        if isinstance(exc, asyncio.CancelledError) or is_abort(exc):
             raise exc
+        if is_call_over(exc) or is_cancelled() or context.time_remaining() == 0:
+            # The call was cancelled (client, deadline, shutdown), its deadline passed, or it already
+            # ended: the client has its status from grpc, this exception is the work being cut short (not
+            # an internal error), and no status of ours can reach anyone. Ending as cancelled says so to
+            # grpc and to the access log.
+            log.debug("%s ended before it could answer: %r", method, exc)
+            raise asyncio.CancelledError(f"{method} ended before it could answer") from exc
         if isinstance(exc, OperationalError):
             # The database is unreachable or locked: the caller may retry this call.
             exc = errors.Unavailable(
@@ -107,10 +115,12 @@ class ErrorInterceptor(CallInterceptor):
             status.code = code_pb2.INTERNAL
         else:
             status = to_status(exc)
-        await context.abort_with_status(rpc_status.to_status(status))
+        try:
+            await context.abort_with_status(rpc_status.to_status(status))
+        except Exception as failed:
+            if is_abort(failed):
+                raise
+            # The status could not be sent: the call ended (deadline, cancel, shutdown) meanwhile.
+            log.debug("%s ended before its status was sent: %r", method, failed)
+            raise asyncio.CancelledError(f"{method} ended before its status was sent") from failed
         raise AssertionError("abort_with_status returned")  # pragma: no cover
-
-
-def _is_abort(exc: BaseException) -> bool:
-    # grpc raises its own exception type out of context.abort(); it must pass through untouched.
-    return type(exc).__name__ == "AbortError" and type(exc).__module__.startswith("grpc")

@@ -132,9 +132,10 @@ class App:
         redaction.install()  # however the process set up logging, no secret reaches a log line
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=convert.reads_cache_only)
+        self.requests_log = LoggingInterceptor()
         server = grpc.aio.server(
             interceptors=[
-                LoggingInterceptor(),
+                self.requests_log,
                 ErrorInterceptor(),
                 AuthInterceptor(
                     method_policies(SERVICES),
@@ -220,6 +221,8 @@ class App:
         # No new alert checks; one in flight is cancelled (its alert is due again after the lease).
         await self.scheduler.stop()
         if self._server is not None:
+            # Calls still running when the grace period ends are cancelled: logged as UNAVAILABLE.
+            self.requests_log.stopping(grace)
             await self._server.stop(grace)
         self.execution.close()
         self.blocking.close()
