@@ -225,7 +225,9 @@ class App:
             self.requests_log.stopping(grace)
             await self._server.stop(grace)
         self.execution.close()
-        self.blocking.close()
+        # Joins the worker threads off the event loop: calls cancelled at the end of the grace period
+        # still unwind (and are logged with the code their clients got) meanwhile.
+        await asyncio.to_thread(self.blocking.close)
         self.events.close()
         self.db.close()
         self._stopped.set()

@@ -16,7 +16,7 @@ from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
-from tests.integration.engineprobe import EngineProbe, eventually
+from tests.integration.engineprobe import EngineProbe, Gate, eventually
 from tests.integration.itkit import Metadata, Server, Tenant, bearer, make_settings, unique, wait_for_health
 
 RUN_QUERY = "/insights.v1.QueryService/RunQuery"
@@ -77,14 +77,28 @@ async def test_a_deadline_and_a_cancel_are_logged_as_the_client_saw_them_never_a
         await eventually(lambda: _codes(caplog, RUN_QUERY), what="the access log line of the late call")
         assert _codes(caplog, RUN_QUERY) == ["DEADLINE_EXCEEDED"]
 
-        held = len(probe.held)
+        before = len(probe.run_ids)
         left = stub.RunQuery(_run(tenant.environment_id, unique("left")), metadata=metadata, timeout=30)
-        await eventually(lambda: len(probe.held) > held, what="the second run to reach the engine")
+        await eventually(
+            lambda: set(probe.run_ids[before:]) & probe.held, what="the second run to be held in the engine"
+        )
         left.cancel()
         await eventually(lambda: len(_codes(caplog, RUN_QUERY)) == 2, what="the cancelled call's line")
         assert _codes(caplog, RUN_QUERY) == ["DEADLINE_EXCEEDED", "CANCELLED"]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+class _OpenWhenLogged(logging.Handler):
+    """Opens a gate when a call's access-log line is written."""
+
+    def __init__(self, gate: Gate) -> None:
+        super().__init__()
+        self._gate = gate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if RUN_QUERY in record.getMessage():
+            self._gate.open()
 
 
 async def test_a_call_cut_off_by_shutdown_is_logged_unavailable(
@@ -103,6 +117,7 @@ async def test_a_call_cut_off_by_shutdown_is_logged_unavailable(
     app.execution.events = probe  # type: ignore[assignment]
     caplog.set_level(logging.INFO, logger="insights.requests")
     stopping: asyncio.Task[None] | None = None
+    release: _OpenWhenLogged | None = None
     try:
         await wait_for_health(channel)
         organization = accounts.create_organization(app.db, "shutdown")
@@ -112,6 +127,10 @@ async def test_a_call_cut_off_by_shutdown_is_logged_unavailable(
         _, raw = accounts.create_api_key(app.db, user, ["query:read"])
         metadata: Metadata = bearer(raw)
         with probe.gate() as gate:
+            # Closing the server waits for the engine's worker threads: the held run is let go as soon
+            # as its call has been logged, so that stopping does not wait for the gate's own limit.
+            release = _OpenWhenLogged(gate)
+            logging.getLogger("insights.requests").addHandler(release)
             call = qs_grpc.QueryServiceStub(channel).RunQuery(
                 _run(environment, unique("shutdown")), metadata=metadata, timeout=30
             )
@@ -119,11 +138,14 @@ async def test_a_call_cut_off_by_shutdown_is_logged_unavailable(
             stopping = asyncio.create_task(app.stop(0.2))
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call
-            gate.open()
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         await asyncio.wait_for(stopping, 30)
         assert _codes(caplog, RUN_QUERY) == ["UNAVAILABLE"]
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert not errors, [r.getMessage() for r in errors]
     finally:
+        if release is not None:
+            logging.getLogger("insights.requests").removeHandler(release)
         await channel.close()
         if stopping is None:
             await app.stop(0.1)
