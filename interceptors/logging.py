@@ -37,8 +37,12 @@ class LoggingInterceptor(CallInterceptor):
         self._cancel_all_at: float | None = None
 
     def stopping(self, grace: float | None) -> None:
-        """The server is stopping: calls still running `grace` seconds from now will be cancelled."""
-        self._cancel_all_at = self._clock() + (grace or 0.0)
+        """The server is stopping: calls still running `grace` seconds from now will be cancelled.
+
+        `None` is grpc's "no grace limit": calls are then never cancelled by the stop.
+        """
+        if grace is not None:
+            self._cancel_all_at = self._clock() + grace
 
     async def unary(
         self,
