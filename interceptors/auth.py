@@ -130,6 +130,10 @@ class AuthInterceptor(CallInterceptor):
                     "(GetSharedInsight)",
                     reason="SHARING_ACCESS_NOT_ALLOWED",
                 )
+            if not _printable_ascii(sharing[1]):
+                raise Unauthenticated(
+                    f"{sharing[0]} must be printable ASCII", reason="MALFORMED_SHARING_CREDENTIAL"
+                )
             current_share.set(await self._resolve_share(*sharing))
             return
         if not policy.required_scopes:
@@ -164,7 +168,7 @@ def _bearer(metadata: Iterable[Any]) -> str:
     for key, value in metadata:
         if key == "authorization":
             scheme, _, token = str(value).partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
+            if scheme.lower() == "bearer" and token.strip() and _printable_ascii(token):
                 return token.strip()
             raise Unauthenticated(
                 "authorization must be 'Bearer <personal API key>'", reason="MALFORMED_AUTHORIZATION"
@@ -187,3 +191,9 @@ def _sharing_credential(metadata: Iterable[Any]) -> tuple[str, str] | None:
         if header in found:
             return header, found[header]
     return None
+
+
+def _printable_ascii(value: str) -> bool:
+    # gRPC allows only printable ASCII in text metadata; grpc hands other bytes over decoded as
+    # Latin-1, which no key or token can contain: refused before any lookup.
+    return value.isascii() and value.isprintable()

@@ -132,24 +132,22 @@ class CoalescingInterceptor(CallInterceptor):
             return await call()
         else:
             self.stats.followers += 1
-        return await self._wait(key, flight, context)
+        return await self._wait(key, flight)
 
-    async def _wait(self, key: bytes, flight: _Flight, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def _wait(self, key: bytes, flight: _Flight) -> Any:
         flight.waiters += 1
         start = self._clock()
         try:
             # asyncio.wait, like shield, never cancels what it waits for: this caller's
-            # cancellation or deadline ends this caller only.
-            done, _ = await asyncio.wait((flight.task,), timeout=context.time_remaining())
+            # cancellation or deadline ends this caller only. No timeout of our own: at the deadline
+            # grpc cancels this call (a CancelledError here) and answers DEADLINE_EXCEEDED itself; an
+            # abort racing that cancellation would fail on an already ended call.
+            await asyncio.wait((flight.task,))
         finally:
             flight.waiters -= 1
             self.stats.wait_seconds += self._clock() - start
             if flight.waiters == 0 and not flight.task.done():
                 self._abandon(key, flight)
-        if not done:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while waiting for the shared run"
-            )
         task = flight.task
         if task.cancelled():
             # Only the run itself can have been cancelled here (never by us while callers wait).

@@ -14,6 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
 
+from interceptors.callstate import is_abort, is_call_over, is_cancelled
 from interceptors.wrap import CallInterceptor
 from server import errors
 
@@ -33,27 +34,72 @@ _CODES: dict[type[errors.DomainError], int] = {
 }
 
 
+# What an error may repeat. A client refuses trailers above 8 KiB (grpc's default metadata limit, so
+# RESOURCE_EXHAUSTED instead of the real error), and the message travels twice: percent-encoded in
+# `grpc-message` (up to 3 bytes a byte) and inside the base64 `grpc-status-details-bin`. With these
+# bounds the trailers stay under 7.5 KiB however the caller's input echoes.
+MAX_MESSAGE_BYTES = 1024
+MAX_NAME_BYTES = 64  # ErrorInfo reason and metadata keys
+MAX_VALUE_BYTES = 256  # ErrorInfo metadata values and BadRequest field paths
+MAX_DESCRIPTION_BYTES = 512  # BadRequest descriptions
+MAX_DETAILS_BYTES = 2048  # ErrorInfo, BadRequest and RetryInfo together, serialized
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes at a character boundary, saying how long it was."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    note = f"… ({len(text)} characters)"
+    return data[: max(0, limit - len(note.encode()))].decode("utf-8", "ignore") + note
+
+
 def to_status(error: errors.DomainError) -> status_pb2.Status:
-    """google.rpc.Status of a domain error: ErrorInfo always, BadRequest for field violations."""
+    """google.rpc.Status of a domain error: ErrorInfo always, BadRequest for field violations.
+
+    Every text is bounded (see MAX_*), so that the status always reaches the client.
+    """
     code = next((c for cls, c in _CODES.items() if isinstance(error, cls)), code_pb2.UNKNOWN)
-    status = status_pb2.Status(code=code, message=error.message)
-    status.details.add().Pack(
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
-    )
-    if isinstance(error, errors.InvalidArgument) and error.violations:
-        status.details.add().Pack(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
-                ]
-            )
-        )
+    status = status_pb2.Status(code=code, message=clip(error.message, MAX_MESSAGE_BYTES))
+    retry: error_details_pb2.RetryInfo | None = None
     if isinstance(error, errors.Unavailable | errors.ResourceExhausted):
         delay = getattr(error, "retry_after", None) or 1.0
         seconds = int(delay)
-        retry = duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
-        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=retry))
+        retry = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
+        )
+    info = error_details_pb2.ErrorInfo(reason=clip(error.reason, MAX_NAME_BYTES), domain=DOMAIN)
+    # Room left for metadata and violations; 64 bytes cover the Any wrappers' type URLs and tags.
+    room = MAX_DETAILS_BYTES - info.ByteSize() - (retry.ByteSize() if retry else 0) - 3 * 64
+    for key, value in error.metadata.items():
+        entry = (clip(key, MAX_NAME_BYTES), clip(value, MAX_VALUE_BYTES))
+        cost = sum(len(part.encode()) for part in entry) + 8
+        if cost > room:
+            break
+        info.metadata[entry[0]] = entry[1]
+        room -= cost
+    bad: error_details_pb2.BadRequest | None = None
+    if isinstance(error, errors.InvalidArgument) and error.violations:
+        bad = error_details_pb2.BadRequest()
+        room -= 32  # the count of omitted violations, should there be any
+        for violation in error.violations:
+            kept = error_details_pb2.BadRequest.FieldViolation(
+                field=clip(violation.field, MAX_VALUE_BYTES),
+                description=clip(violation.description, MAX_DESCRIPTION_BYTES),
+            )
+            cost = kept.ByteSize() + 4
+            if cost > room:
+                break
+            bad.field_violations.append(kept)
+            room -= cost
+        omitted = len(error.violations) - len(bad.field_violations)
+        if omitted:
+            info.metadata["omitted_violations"] = str(omitted)
+    status.details.add().Pack(info)
+    if bad is not None:
+        status.details.add().Pack(bad)
+    if retry is not None:
+        status.details.add().Pack(retry)
     return status
 
 
@@ -88,8 +134,15 @@ class ErrorInterceptor(CallInterceptor):
     async def _abort(
         self, method: str, context: grpc.aio.ServicerContext[Any, Any], exc: Exception
     ) -> NoReturn:
-        if isinstance(exc, asyncio.CancelledError) or _is_abort(exc):
+        if isinstance(exc, asyncio.CancelledError) or is_abort(exc):
             raise exc
+        if is_call_over(exc) or is_cancelled() or context.time_remaining() == 0:
+            # The call was cancelled (client, deadline, shutdown), its deadline passed, or it already
+            # ended: the client has its status from grpc, this exception is the work being cut short (not
+            # an internal error), and no status of ours can reach anyone. Ending as cancelled says so to
+            # grpc and to the access log.
+            log.debug("%s ended before it could answer: %r", method, exc)
+            raise asyncio.CancelledError(f"{method} ended before it could answer") from exc
         if isinstance(exc, OperationalError):
             # The database is unreachable or locked: the caller may retry this call.
             exc = errors.Unavailable(
@@ -107,10 +160,12 @@ class ErrorInterceptor(CallInterceptor):
             status.code = code_pb2.INTERNAL
         else:
             status = to_status(exc)
-        await context.abort_with_status(rpc_status.to_status(status))
+        try:
+            await context.abort_with_status(rpc_status.to_status(status))
+        except Exception as failed:
+            if is_abort(failed):
+                raise
+            # The status could not be sent: the call ended (deadline, cancel, shutdown) meanwhile.
+            log.debug("%s ended before its status was sent: %r", method, failed)
+            raise asyncio.CancelledError(f"{method} ended before its status was sent") from failed
         raise AssertionError("abort_with_status returned")  # pragma: no cover
-
-
-def _is_abort(exc: BaseException) -> bool:
-    # grpc raises its own exception type out of context.abort(); it must pass through untouched.
-    return type(exc).__name__ == "AbortError" and type(exc).__module__.startswith("grpc")

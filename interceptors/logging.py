@@ -1,7 +1,8 @@
-"""One log line per call: method, status code, duration, environment and key id (never the key)."""
+"""One log line per call: method, the status code the client saw, duration, environment and key id."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,14 +10,39 @@ from typing import Any
 
 import grpc
 
+from interceptors.callstate import is_abort, is_call_over, is_cancelled
 from interceptors.wrap import CallInterceptor
 from server.services.context import current_principal
 
 log = logging.getLogger("insights.requests")
 
+# A client whose deadline passes cancels the call itself, so the server sees a cancel a moment before
+# its own copy of the deadline: a cancel this close to the deadline is the deadline. The server's copy
+# is also later by the rounding of the `grpc-timeout` header (up to 1 % of the timeout).
+DEADLINE_SLACK_SECONDS = 0.05
+DEADLINE_SLACK_SHARE = 0.011
+
 
 class LoggingInterceptor(CallInterceptor):
-    """Outermost interceptor: sees the final status that the error interceptor set."""
+    """Outermost interceptor: sees the final status that the error interceptor set.
+
+    A call that ends without a status of ours was ended by grpc, and the code logged is the one grpc
+    gave its client: DEADLINE_EXCEEDED when the deadline has (all but) passed, UNAVAILABLE for calls
+    still running when a stopping server's grace period ends (grpc cancels them with "Cancelling all
+    calls"), and CANCELLED when the client went away.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._cancel_all_at: float | None = None
+
+    def stopping(self, grace: float | None) -> None:
+        """The server is stopping: calls still running `grace` seconds from now will be cancelled.
+
+        `None` is grpc's "no grace limit": calls are then never cancelled by the stop.
+        """
+        if grace is not None:
+            self._cancel_all_at = self._clock() + grace
 
     async def unary(
         self,
@@ -26,10 +52,15 @@ class LoggingInterceptor(CallInterceptor):
         call: Callable[[], Awaitable[Any]],
     ) -> Any:
         start = time.perf_counter()
+        budget = context.time_remaining()
+        ended: BaseException | None = None
         try:
             return await call()
+        except BaseException as exc:
+            ended = exc
+            raise
         finally:
-            self._line(method, request, context, start)
+            self._line(method, request, context, start, budget, ended)
 
     async def stream(
         self,
@@ -39,26 +70,60 @@ class LoggingInterceptor(CallInterceptor):
         call: Callable[[], AsyncIterator[Any]],
     ) -> AsyncIterator[Any]:
         start = time.perf_counter()
+        budget = context.time_remaining()
+        ended: BaseException | None = None
         try:
             async for message in call():
                 yield message
+        except BaseException as exc:  # GeneratorExit included: grpc stopped reading the stream
+            ended = exc
+            raise
         finally:
-            self._line(method, request, context, start)
+            self._line(method, request, context, start, budget, ended)
+
+    def code(
+        self, context: grpc.aio.ServicerContext[Any, Any], budget: float | None, ended: BaseException | None
+    ) -> str:
+        """The status code the client received, given the call's deadline budget and how it ended here."""
+        if is_abort(ended) or (ended is None and not is_cancelled()):
+            # Aborted with a status of ours (abort records its code on the context), or returned.
+            return _name(context.code())
+        if is_cancelled() or isinstance(ended, asyncio.CancelledError | GeneratorExit) or is_call_over(ended):
+            remaining = context.time_remaining()
+            slack = DEADLINE_SLACK_SECONDS + DEADLINE_SLACK_SHARE * (budget or 0.0)
+            if remaining is not None and remaining <= slack:
+                return "DEADLINE_EXCEEDED"
+            if self._cancel_all_at is not None and self._clock() >= self._cancel_all_at:
+                return "UNAVAILABLE"
+            return "CANCELLED"
+        # An exception escaped every interceptor: grpc answers UNKNOWN unless a code was set.
+        code = _name(context.code())
+        return "UNKNOWN" if code == "OK" else code
 
     def _line(
-        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any], start: float
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        start: float,
+        budget: float | None,
+        ended: BaseException | None,
     ) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        code = context.code()
-        name = code.name if isinstance(code, grpc.StatusCode) else "OK" if code in (None, 0) else str(code)
         principal = current_principal.get()
         environment = getattr(request, "environment_id", None)
         log.info(
             "rpc method=%s code=%s duration_ms=%.1f environment=%s key_id=%s",
             method,
-            name,
+            self.code(context, budget, ended),
             (time.perf_counter() - start) * 1000,
             environment if environment else "-",
             principal.key_id if principal else "-",
         )
+
+
+def _name(code: Any) -> str:
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    return "OK" if code in (None, 0) else str(code)

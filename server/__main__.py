@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import admin, transport
+from server import admin, redaction, transport
 from server.config import Settings
 from server.errors import DomainError
 from storage.migrate import upgrade
@@ -171,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    redaction.install()  # before anything can log a key, a token or a password
     from server.loader import TransportError
 
     try:

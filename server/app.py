@@ -30,7 +30,7 @@ from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
 from interceptors.validation import RequestChecks
-from server import accounts, transport
+from server import accounts, redaction, transport
 from server.alerts.checker import Checker
 from server.alerts.configs import Alerts
 from server.alerts.notify import Egress, WebhookNotifier
@@ -144,11 +144,13 @@ class App:
 
     async def start(self) -> int:
         """Binds the listen address, starts serving and returns the bound port."""
+        redaction.install()  # however the process set up logging, no secret reaches a log line
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=convert.reads_cache_only)
+        self.requests_log = LoggingInterceptor()
         server = grpc.aio.server(
             interceptors=[
-                LoggingInterceptor(),
+                self.requests_log,
                 ErrorInterceptor(),
                 ResponseLimitInterceptor(
                     self.settings.max_response_bytes, self.settings.max_response_opt_in_bytes
@@ -238,6 +240,8 @@ class App:
         # No new alert checks; one in flight is cancelled (its alert is due again after the lease).
         await self.scheduler.stop()
         if self._server is not None:
+            # Calls still running when the grace period ends are cancelled: logged as UNAVAILABLE.
+            self.requests_log.stopping(grace)
             await self._server.stop(grace)
         # Calls still running at the end of the grace period were just aborted; runs nobody waits
         # for (async ones) would go on computing: stop every engine statement now.
@@ -246,7 +250,9 @@ class App:
             log.info("cancelled %d query runs still computing at shutdown", cancelled)
         self.execution.close()
         # Worker threads end once their statements are killed; a stuck one must not hold the exit.
-        self.blocking.close(timeout=_CLOSE_SECONDS)
+        # Joined off the event loop: calls cancelled at the end of the grace period still unwind (and
+        # are logged with the code their clients got) meanwhile.
+        await asyncio.to_thread(self.blocking.close, _CLOSE_SECONDS)
         self.events.close()
         self.db.close()
         self._stopped.set()

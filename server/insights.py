@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from generated.insights.v1 import query_pb2
 from server import activity
+from server.echo import shown
 from server.errors import InvalidArgument, NotFound, Violations
 from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal
@@ -604,7 +605,7 @@ class Insights:
             query = query.where(Insight.deleted.is_(False))
         row = session.scalars(query).first()
         if row is None:
-            ident = lookup.id if lookup.id is not None else lookup.short_id
+            ident = shown(lookup.id if lookup.id is not None else lookup.short_id)
             raise NotFound(
                 f"Insight {ident} not found.", reason="INSIGHT_NOT_FOUND", metadata={"insight": str(ident)}
             )

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.echo import shown
 from server.errors import Cancelled, DomainError, NotFound, ResourceExhausted
 
 log = logging.getLogger("insights.runs")
@@ -226,9 +227,9 @@ class Runs:
         run = self._by_id.get((team_id, run_id))
         if run is None:
             raise NotFound(
-                f"Query {run_id} not found (or expired).",
+                f"Query {shown(run_id)} not found (or expired).",
                 reason="QUERY_NOT_FOUND",
-                metadata={"query_id": run_id},
+                metadata={"query_id": shown(run_id)},
             )
         return run
 

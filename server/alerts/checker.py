@@ -42,6 +42,7 @@ from generated.insights.v1 import query_pb2
 from server.accounts import environment_info
 from server.alerts import detectors, evaluate, schedule
 from server.alerts.notify import Notification, Notifier
+from server.echo import shown
 from server.errors import NotFound
 from server.execution import Execution, Refresh, trends_source
 from server.insights import parse_query
@@ -183,7 +184,9 @@ class Checker:
             insight = session.get(Insight, row.insight_id) if row is not None else None
             if row is None or insight is None or insight.deleted:
                 raise NotFound(
-                    f"Alert {alert_id} not found.", reason="ALERT_NOT_FOUND", metadata={"alert": alert_id}
+                    f"Alert {shown(alert_id)} not found.",
+                    reason="ALERT_NOT_FOUND",
+                    metadata={"alert": shown(alert_id)},
                 )
             threshold = session.get(Threshold, row.threshold_id)
             env = session.get(Environment, row.environment_id)
@@ -358,7 +361,7 @@ class Checker:
             row = session.get(AlertConfiguration, check.alert_id) if check is not None else None
             insight = session.get(Insight, row.insight_id) if row is not None else None
             if check is None or row is None or insight is None:
-                raise NotFound(f"Alert check {check_id} not found.", reason="ALERT_CHECK_NOT_FOUND")
+                raise NotFound(f"Alert check {shown(check_id)} not found.", reason="ALERT_CHECK_NOT_FOUND")
             return check, row, insight
 
     def _record_delivery(

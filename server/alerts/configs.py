@@ -20,6 +20,7 @@ from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import query_pb2
 from server import activity
 from server.alerts.egress import EgressPolicy
+from server.echo import shown
 from server.errors import InvalidArgument, NotFound
 from server.execution import trends_source
 from server.insights import UserRef, parse_query, user_ref
@@ -343,7 +344,7 @@ class Alerts:
                 )
             ).first()
             if row is None:
-                raise NotFound(f"Threshold {threshold_id} not found.", reason="THRESHOLD_NOT_FOUND")
+                raise NotFound(f"Threshold {shown(threshold_id)} not found.", reason="THRESHOLD_NOT_FOUND")
             return self._threshold_view(session, row)
 
     # ---------------------------------------------------------------------------------- alerts
@@ -658,7 +659,9 @@ class Alerts:
         ).first()
         if row is None:
             raise NotFound(
-                f"Alert {alert_id} not found.", reason="ALERT_NOT_FOUND", metadata={"alert": alert_id}
+                f"Alert {shown(alert_id)} not found.",
+                reason="ALERT_NOT_FOUND",
+                metadata={"alert": shown(alert_id)},
             )
         return row
 
