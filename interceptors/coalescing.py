@@ -159,7 +159,10 @@ class CoalescingInterceptor(CallInterceptor):
             if fresh is error:
                 raise error
             raise fresh from error
-        return _fresh_response(task.result())
+        # Every caller gets the same message: responses are read-only above the servicers (gRPC only
+        # serializes them), and a copy per caller of a large answer would multiply its memory by the
+        # number of callers (up to max_waiters).
+        return task.result()
 
     def _abandon(self, key: bytes, flight: _Flight) -> None:
         # Every caller left: stop the work and let the next caller start afresh rather than join
@@ -213,12 +216,3 @@ def _fresh(error: BaseException) -> BaseException:
         return copy.copy(error)
     except Exception:
         return error
-
-
-def _fresh_response(response: Any) -> Any:
-    # Protobuf messages are mutable: each caller gets its own, so nothing above can touch another's.
-    if isinstance(response, Message):
-        clone = type(response)()
-        clone.CopyFrom(response)
-        return clone
-    return response

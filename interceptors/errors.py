@@ -62,7 +62,7 @@ def to_status(error: errors.DomainError) -> status_pb2.Status:
     code = next((c for cls, c in _CODES.items() if isinstance(error, cls)), code_pb2.UNKNOWN)
     status = status_pb2.Status(code=code, message=clip(error.message, MAX_MESSAGE_BYTES))
     retry: error_details_pb2.RetryInfo | None = None
-    if isinstance(error, errors.Unavailable | errors.ResourceExhausted):
+    if isinstance(error, errors.Unavailable | errors.ResourceExhausted) and getattr(error, "retryable", True):
         delay = getattr(error, "retry_after", None) or 1.0
         seconds = int(delay)
         retry = error_details_pb2.RetryInfo(

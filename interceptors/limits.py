@@ -80,6 +80,7 @@ class ResponseLimitInterceptor(CallInterceptor):
                 f"{OPT_IN_HEADER} request header (at most {self._ceiling}) and a client configured to "
                 "receive it",
                 reason="RESPONSE_TOO_LARGE",
+                retryable=False,
                 metadata={
                     "response_bytes": str(size),
                     "limit_bytes": str(limit),

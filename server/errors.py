@@ -103,9 +103,12 @@ class ResourceExhausted(DomainError):
         reason: str | None = None,
         metadata: dict[str, str] | None = None,
         retry_after: float | None = None,
+        retryable: bool = True,
     ):
         super().__init__(message, reason=reason, metadata=metadata)
         self.retry_after = retry_after
+        # False for a limit the same request always hits (an answer too large): no RetryInfo then.
+        self.retryable = retryable
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import insight_pb2 as ipb
@@ -22,7 +23,7 @@ from interceptors.limits import OPT_IN_HEADER
 from server.services.convert import RESULTS_EVICTED
 from storage.events import EventRow
 from tests.integration.engineprobe import eventually
-from tests.integration.itkit import Dedicated, bearer, dedicated_server, error_info, expect_error
+from tests.integration.itkit import Dedicated, bearer, dedicated_server, error_info, expect_error, rich_status
 
 VALUES = 300  # distinct breakdown values: a breakdown answer of some tens of kilobytes
 
@@ -83,6 +84,8 @@ async def test_a_response_over_the_default_limit_is_refused_naming_the_limit(lim
     assert info.reason == "RESPONSE_TOO_LARGE"
     assert info.metadata["limit_bytes"] == "4096" and int(info.metadata["response_bytes"]) > 4096
     assert OPT_IN_HEADER in (err.details() or "")
+    # The same request always hits the limit: no RetryInfo invites a pointless retry.
+    assert not any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in rich_status(err).details)
     # A small answer passes, and a caller that accepts more gets the large one.
     small = await _run(limited, _breakdown(limit=3), cpb.REFRESH_MODE_BLOCKING)
     assert len(small.result.trends.series) == 4  # three values and "Other"
