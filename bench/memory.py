@@ -19,17 +19,9 @@ the results the budget may still hold, is within +10 % of the baseline: nothing 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,58 +29,12 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.serverproc import Prepared, prepared, rss_mb, serving
 from generated.insights.v1 import common_pb2, query_pb2, query_service_pb2, query_service_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.10
 MAX_RECEIVE = 64 * 1024 * 1024  # the server's default opt-in ceiling
 OPT_IN_HEADER = "x-insights-max-response-bytes"
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, in MiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def _run(command: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
-@contextlib.contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_ready(channel: grpc.Channel, timeout: float = 120) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    stub = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(grpc.RpcError):
-            status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        time.sleep(0.2)
-    raise RuntimeError("server did not become SERVING")
 
 
 def trend(date_from: str, breakdown: str | None = None, limit: int = 0) -> query_pb2.QueryNode:
@@ -122,44 +68,21 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    try:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "INSIGHTS_LISTEN": f"127.0.0.1:{port}",
-            "INSIGHTS_DATABASE_URL": f"sqlite:///{tmp / 'insights.db'}",
-            "INSIGHTS_EVENTS_DSN": f"chdb://{tmp / 'events'}",
-            "INSIGHTS_RESULT_CACHE_MB": str(args.cache_mb),
-            "INSIGHTS_QUERY_STATUS_TTL_SECONDS": str(args.status_ttl),
-            "INSIGHTS_ALERT_POLL_SECONDS": "0",
-            "INSIGHTS_LOG_LEVEL": "WARNING",
-        }
-        _run([sys.executable, "-m", "server", "migrate"], env)
-        printed = _run([sys.executable, "-m", "server", "create-api-key", "--scopes", "*", "--label", "bench"], env)
-        key = re.search(r"(phx_\S+)", printed)
-        environment = re.search(r"Environment: (\d+)", printed)
-        assert key and environment, printed
-        started = time.monotonic()
-        _run([sys.executable, "-m", "server", "demo", "--events", str(args.events)], env)
-        print(f"demo dataset: {args.events} events in {time.monotonic() - started:.0f} s")
-        figures = measure(args, env, tmp, key.group(1), int(environment.group(1)), port)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    settings = {"result_cache_mb": str(args.cache_mb), "query_status_ttl_seconds": str(args.status_ttl)}
+    with prepared(args.events, "bench-memory-", **settings) as ready:
+        figures = measure(args, ready)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 
-def measure(
-    args: argparse.Namespace, env: dict[str, str], tmp: Path, key: str, environment: int, port: int
-) -> dict[str, Any]:
-    metadata: list[tuple[str, str]] = [("authorization", f"Bearer {key}")]
+def measure(args: argparse.Namespace, ready: Prepared) -> dict[str, Any]:
+    environment = ready.environment_id
+    metadata: list[tuple[str, str]] = [("authorization", f"Bearer {ready.key}")]
     if not args.no_opt_in:
         metadata.append((OPT_IN_HEADER, str(MAX_RECEIVE)))
     options = [("grpc.max_receive_message_length", MAX_RECEIVE)]
-    with serving(env, tmp / "server.log") as process, grpc.insecure_channel(f"127.0.0.1:{port}", options) as channel:
-        wait_ready(channel)
+    with serving(ready) as process, grpc.insecure_channel(ready.target, options) as channel:
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
 
         errors: dict[str, str] = {}
@@ -218,14 +141,6 @@ def measure(
         "outcomes": outcomes,
         "largest_answer_mb": largest,
     }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":
