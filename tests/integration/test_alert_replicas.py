@@ -62,8 +62,7 @@ class Replica:
 
 @pytest.fixture
 def replicas(server: Server) -> Iterator[tuple[Replica, Replica]]:
-    if server.db.dialect != "postgresql":
-        pytest.skip("one process is the only evaluator on SQLite; replicas share a PostgreSQL")
+    assert server.db.dialect == "postgresql"
     barrier = threading.Barrier(2)
     pair = (Replica(server, barrier), Replica(server, barrier))
     try:
@@ -74,6 +73,8 @@ def replicas(server: Server) -> Iterator[tuple[Replica, Replica]]:
             replica.close()
 
 
+# Replicas share a PostgreSQL; on SQLite one process is the only evaluator (no SKIP LOCKED there).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_two_schedulers_racing_check_each_due_alert_exactly_once(
     server: Server, api: Api, tenant: Tenant, replicas: tuple[Replica, Replica]
 ) -> None:
