@@ -50,16 +50,20 @@ def method_policies(services: Iterable[ServiceDescriptor]) -> dict[str, options_
 class KeyCache:
     """Verified keys for a few seconds, so a hot path does not ask the database on every call."""
 
-    def __init__(self, ttl_seconds: float, max_entries: int = 10_000):
+    def __init__(
+        self, ttl_seconds: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ):
         self.ttl = ttl_seconds
         self.max_entries = max_entries
+        # Seconds on a monotonic scale; tests replace it to expire entries without waiting.
+        self.clock = clock
         self._entries: dict[str, tuple[float, Principal]] = {}
 
     def get(self, key: str) -> Principal | None:
         found = self._entries.get(key)
         if found is None:
             return None
-        if found[0] < time.monotonic():
+        if found[0] < self.clock():
             del self._entries[key]
             return None
         return found[1]
@@ -69,7 +73,7 @@ class KeyCache:
             return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[key] = (time.monotonic() + self.ttl, principal)
+        self._entries[key] = (self.clock() + self.ttl, principal)
 
 
 class AuthInterceptor(CallInterceptor):

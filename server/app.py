@@ -130,6 +130,8 @@ class App:
                 per_link=settings.sharing_unlock_failures_per_link,
             ),
         )
+        # Tests expire verified keys without waiting by replacing `self.key_cache.clock`.
+        self.key_cache = KeyCache(settings.auth_cache_seconds)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -158,7 +160,7 @@ class App:
                 AuthInterceptor(
                     method_policies(SERVICES),
                     self._verify,
-                    KeyCache(self.settings.auth_cache_seconds),
+                    self.key_cache,
                     resolve_share=self._resolve_share,
                 ),
                 # After auth, before anything reads the request: undecodable bytes and undefined

@@ -127,9 +127,17 @@ def refresh(mode: int, default: Refresh) -> Refresh:
 
 
 def insight(
-    view: InsightView, computed: Computed | None = None, *, basic: bool = False
+    view: InsightView,
+    computed: Computed | None = None,
+    *,
+    basic: bool = False,
+    last_refresh: dt.datetime | None = None,
 ) -> insight_pb2.Insight:
-    """The Insight message of a view; `basic` leaves out what the reference's basic list omits."""
+    """The Insight message of a view; `basic` leaves out what the reference's basic list omits.
+
+    The basic shape is the reference's basic serializer: no result, but `last_refresh` (when the
+    cached result, if any, was computed) is kept.
+    """
     row = view.row
     message = insight_pb2.Insight(
         id=row.id,
@@ -138,8 +146,6 @@ def insight(
         derived_name=row.derived_name,
         description=row.description,
         query=view.query,
-        order=row.order,
-        deleted=row.deleted,
         dashboards=view.dashboards,
         dashboard_tiles=[
             insight_pb2.DashboardTile(id=t.id, dashboard_id=t.dashboard_id, deleted=t.deleted)
@@ -151,11 +157,18 @@ def insight(
         tags=view.tags,
         favorited=row.favorited,
         last_modified_at=timestamp(row.last_modified_at),
-        last_modified_by=user(view.last_modified_by),
         saved=row.saved,
         user_access_level="editor",
     )
-    if not basic:
+    if basic:
+        _stamp(message.last_refresh, last_refresh)
+    else:
+        if row.order is not None:
+            message.order = row.order
+        message.deleted = row.deleted
+        modified_by = user(view.last_modified_by)
+        if modified_by is not None:
+            message.last_modified_by.CopyFrom(modified_by)
         message.is_sample = row.is_sample
         message.effective_restriction_level = 21
         message.effective_privilege_level = 37

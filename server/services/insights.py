@@ -37,9 +37,11 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     async def _with_result(
         self, environment_id: int, view: InsightView, mode: int, default: Refresh, *, basic: bool = False
     ) -> insight_pb2.Insight:
-        if basic:
-            return convert.insight(view, basic=True)
         env = principal().environment(environment_id)
+        if basic:
+            # No result is computed or decoded; only when the cached one was computed is shown.
+            entry = await self._execution.cached(env, view.query)
+            return convert.insight(view, basic=True, last_refresh=entry.last_refresh if entry else None)
         computed = await self._execution.result(
             env, view.query, convert.refresh(mode, default), insight_id=view.row.id
         )
