@@ -137,6 +137,8 @@ class App:
         self._server: grpc.aio.Server | None = None
         self._probe: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        # Probes of the stores finished (health set from each): what a test waits on.
+        self.store_probes = 0
 
     async def _verify(self, raw_key: str) -> Principal:
         return await self.blocking.run(accounts.verify_api_key, self.db, raw_key)
@@ -227,6 +229,7 @@ class App:
                     await self.health.set(name, status)
                 serving = healthy
                 log.info("health: %s", "SERVING" if healthy else "NOT_SERVING")
+            self.store_probes += 1
             await asyncio.sleep(_PROBE_SERVING if serving else _PROBE_STARTING)
 
     async def stop(self, grace: float | None = None) -> None:

@@ -140,7 +140,8 @@ class Runs:
         status_ttl: dt.timedelta = dt.timedelta(minutes=20),
         progress_interval: float = 0.1,
     ):
-        self._clock = clock
+        # Statuses expire by this clock: tests move time by replacing it, as for `Sharing.clock`.
+        self.clock = clock
         self._poll_progress = poll_progress
         self._kill = kill
         self._slots = asyncio.Semaphore(max_running)
@@ -191,7 +192,7 @@ class Runs:
             team_id=team_id,
             key=key,
             insight_id=insight_id,
-            start_time=self._clock(),
+            start_time=self.clock(),
             detached=detached,
             waiters=int(waiting),
         )
@@ -278,7 +279,7 @@ class Runs:
             async with self._slots:
                 self._queued -= 1
                 queued = False
-                run.pickup_time = self._clock()
+                run.pickup_time = self.clock()
                 run.touch()
                 poller = asyncio.get_running_loop().create_task(self._watch(run))
                 try:
@@ -300,7 +301,7 @@ class Runs:
             if queued:
                 self._queued -= 1
             run.complete = True
-            run.end_time = self._clock()
+            run.end_time = self.clock()
             run.expiration_time = run.end_time + self._ttl
             if self._in_flight.get(run.key) is run:
                 del self._in_flight[run.key]
@@ -320,7 +321,7 @@ class Runs:
             await asyncio.sleep(self._interval)
 
     def _expire(self) -> None:
-        now = self._clock()
+        now = self.clock()
         for key, run in list(self._by_id.items()):
             if run.expiration_time is not None and run.expiration_time < now:
                 del self._by_id[key]

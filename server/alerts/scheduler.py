@@ -85,6 +85,8 @@ class Scheduler:
         self.retention = retention
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
+        # Passes the polling loop has finished, failed ones included: what a test waits on.
+        self.passes = 0
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -111,6 +113,7 @@ class Scheduler:
                 raise
             except Exception:
                 log.exception("alert scheduler pass failed")
+            self.passes += 1
             await asyncio.sleep(self.poll_seconds)
 
     # ---------------------------------------------------------------------------------- a pass

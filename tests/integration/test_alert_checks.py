@@ -22,6 +22,7 @@ from server.alerts.checker import Checker
 from server.alerts.scheduler import Scheduler
 from storage.events import EventRow
 from storage.models import AlertCheck, AlertConfiguration
+from tests.integration.engineprobe import eventually
 from tests.integration.itkit import Api, Server, Tenant, assert_invalid, expect_error, trends_viz
 from tests.integration.test_alerts import Alerts, bounds
 
@@ -268,7 +269,8 @@ async def test_scheduler_checks_only_due_alerts(server: Server, owner: Api, aler
 async def test_scheduler_task_starts_and_stops(server: Server) -> None:
     scheduler = Scheduler(server.app.db, server.app.checker, poll_seconds=0.01, batch=0)
     scheduler.start()
-    await asyncio.sleep(0.05)
+    # Two passes: the loop started, finished a pass and went on to the next one.
+    await eventually(lambda: scheduler.passes >= 2, what="two passes of the scheduler's loop")
     assert scheduler.running
     await asyncio.wait_for(scheduler.stop(), timeout=5)
     assert not scheduler.running

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 
 import grpc
@@ -10,7 +11,7 @@ import pytest
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import insight_pb2 as ipb
-from tests.integration.itkit import Api, Tenant, assert_invalid, expect_error, sql_viz, trends_viz
+from tests.integration.itkit import Api, Server, Tenant, assert_invalid, expect_error, sql_viz, trends_viz
 
 
 async def test_create_returns_the_stored_insight(api: Api, tenant: Tenant) -> None:
@@ -100,30 +101,49 @@ async def test_update_can_clear_a_field_named_in_the_mask(api: Api) -> None:
     assert updated.name == "Named"
 
 
-async def test_material_change_bumps_last_modified_by_and_at(api: Api, tenant: Tenant) -> None:
+class Clock:
+    """The insights domain's clock, moved by the test: every update happens at a later instant."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float = 1.0) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+async def test_material_change_bumps_last_modified_by_and_at(
+    api: Api, tenant: Tenant, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(server.app.insights, "clock", clock)
     created = await api.create(name="Material")
     other_user, other_email = tenant.add_user()
     other = api.as_key(tenant.key("insight:write", user_id=other_user))
 
-    await asyncio.sleep(0.01)
+    clock.advance()
     favorited = await other.update(created.id, ["favorited"], favorited=True)
     assert favorited.last_modified_at == created.last_modified_at
     assert favorited.last_modified_by.id == tenant.user_id
     assert favorited.updated_at.ToDatetime() > created.updated_at.ToDatetime()
+    assert favorited.updated_at.ToDatetime(dt.UTC) == clock.now
 
-    await asyncio.sleep(0.01)
+    clock.advance()
     renamed = await other.update(created.id, ["name"], name="Material v2")
     assert renamed.last_modified_at.ToDatetime() > created.last_modified_at.ToDatetime()
+    assert renamed.last_modified_at.ToDatetime(dt.UTC) == clock.now
     assert renamed.last_modified_by.id == other_user
     assert renamed.last_modified_by.email == other_email
     assert renamed.created_by.id == tenant.user_id
 
-    await asyncio.sleep(0.01)
+    clock.advance()
     described = await api.update(created.id, ["description"], description="now described")
     assert described.last_modified_at.ToDatetime() > renamed.last_modified_at.ToDatetime()
     assert described.last_modified_by.id == tenant.user_id
 
-    await asyncio.sleep(0.01)
+    clock.advance()
     requeried = await other.update(created.id, ["query"], query=trends_viz("purchase"))
     assert requeried.last_modified_at.ToDatetime() > described.last_modified_at.ToDatetime()
     assert requeried.last_modified_by.id == other_user

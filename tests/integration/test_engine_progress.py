@@ -1,10 +1,12 @@
 """Engine progress and cancellation on real chDB: a query tagged with a run id is observed through
-`system.processes` and stopped by KILL QUERY, both from the store's control client."""
+`system.processes` and stopped by KILL QUERY, both from the store's control client.
+
+How soon progress shows, how long read_rows may stall and how soon a kill ends the query are
+timing goals: bench/engine.py measures them on the same statement."""
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import threading
 import time
 import uuid
@@ -20,15 +22,15 @@ TEAM_ID = 10_000_000 + uuid.uuid4().int % 1_000_000_000
 
 # Needs no table and little memory, but hashes every row: about 60 M rows/s on two cores, so
 # ten seconds or more on this kind of machine, with read_rows advancing every ~60 ms. The test
-# kills it after about a second and a half. max_execution_time is a safety net should the kill
-# fail, so that a broken build cannot pin a client for long.
+# kills it once read_rows has advanced a few times. max_execution_time is a safety net should the
+# kill fail, so that a broken build cannot pin a client for long.
+SLOW_ROWS = 600_000_000
 SLOW_SQL = "SELECT count() FROM numbers(600000000) WHERE sipHash64(number, {team_id:Int64}) % 7 = 3"
 SLOW_SETTINGS = {"max_execution_time": 30}
 
-FIRST_SAMPLE_WITHIN = 0.3  # seconds from starting the query to progress() seeing it
-MAX_GAP = 1.0  # seconds between changes of read_rows
-SAMPLING = 1.5  # seconds of progress sampling before the kill
-CANCEL_WITHIN = 2.0  # seconds from kill() returning to query() raising
+ADVANCES = 3  # changes of read_rows the test sees before it kills the query
+WAIT = 20.0  # seconds a poll waits for its condition at most (a safety net, not a threshold)
+ENDS_WITHIN = SLOW_SETTINGS["max_execution_time"] + 5  # a query that ignored the kill ends by then
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,6 @@ def store(events_dsn: str) -> Iterator[EventStore]:
     # all shows they run on the dedicated control client.
     store = EventStore(events_dsn, pool_size=1)
     store.ensure_schema()
-    # Open the control client now: its one-off connect is not part of the latency under test.
     assert store.progress(_run_id()) is None
     try:
         yield store
@@ -58,22 +59,18 @@ class _Runner(threading.Thread):
         self.run_id = run_id
         self.rows: list[tuple[Any, ...]] | None = None
         self.error: BaseException | None = None
-        self.started_at = 0.0
-        self.ended_at = 0.0
 
     def run(self) -> None:
-        self.started_at = time.monotonic()
         try:
             self.rows = self.store.query(
                 SLOW_SQL, {"team_id": TEAM_ID}, settings=SLOW_SETTINGS, run_id=self.run_id
             )
         except BaseException as exc:
             self.error = exc
-        finally:
-            self.ended_at = time.monotonic()
 
 
-def _wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> Any:
+def _wait_for(predicate: Any, timeout: float = WAIT, interval: float = 0.02) -> Any:
+    """Polls `predicate` until it is truthy; returns its last value (falsy after `timeout`)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -87,43 +84,35 @@ def test_progress_is_observed_then_kill_cancels_the_query(store: EventStore) -> 
     runner = _Runner(store, run_id)
     runner.start()
     try:
-        first = _wait_for(lambda: store.progress(run_id), timeout=5.0)
-        first_at = time.monotonic()
+        first = _wait_for(lambda: store.progress(run_id))
         assert isinstance(first, EngineProgress), "the tagged query never showed in system.processes"
-        assert first_at - runner.started_at <= FIRST_SAMPLE_WITHIN, (
-            f"first progress sample after {first_at - runner.started_at:.3f} s"
-        )
 
-        samples: list[tuple[float, EngineProgress]] = [(first_at, first)]
-        while time.monotonic() - first_at < SAMPLING:
-            time.sleep(0.05)
+        samples: list[EngineProgress] = [first]
+
+        def advanced() -> bool:
             sample = store.progress(run_id)
             assert sample is not None, "the query vanished from system.processes before the kill"
-            samples.append((time.monotonic(), sample))
+            samples.append(sample)
+            return len({s.read_rows for s in samples}) > ADVANCES
 
-        rows = [s.read_rows for _, s in samples]
+        assert _wait_for(advanced, interval=0.05), f"read_rows never advanced: {[s.read_rows for s in samples]}"
+        rows = [s.read_rows for s in samples]
         assert rows == sorted(rows), f"read_rows went backwards: {rows}"
-        assert rows[-1] > rows[0], "read_rows never advanced"
-        assert all(s.elapsed_seconds >= 0 for _, s in samples)
-        assert samples[-1][1].total_rows_approx >= samples[-1][1].read_rows
-        assert samples[-1][1].read_bytes > 0
-        # read_rows changes at least every MAX_GAP, up to the last sample.
-        changes = [
-            t for (_, prev), (t, now) in itertools.pairwise(samples) if now.read_rows != prev.read_rows
-        ]
-        gaps = [b - a for a, b in itertools.pairwise([first_at, *changes, samples[-1][0]])]
-        assert max(gaps, default=0.0) <= MAX_GAP, f"progress stalled for {max(gaps):.3f} s"
+        elapsed = [s.elapsed_seconds for s in samples]
+        assert elapsed == sorted(elapsed) and elapsed[0] >= 0, f"elapsed went backwards: {elapsed}"
+        assert samples[-1].total_rows_approx >= samples[-1].read_rows
+        assert samples[-1].read_bytes > 0
 
         assert runner.is_alive(), "the slow query finished before it could be killed"
         assert store.kill(run_id) is True
-        killed_at = time.monotonic()
-        runner.join(timeout=CANCEL_WITHIN + 3.0)
+        # A query the kill missed runs on to its end (or to max_execution_time): it would not raise
+        # QueryCancelled, and would still be listed below.
+        runner.join(timeout=ENDS_WITHIN)
         assert not runner.is_alive(), "query() still running after kill()"
         assert isinstance(runner.error, QueryCancelled), f"expected QueryCancelled, got {runner.error!r}"
-        assert runner.error.run_id == run_id
-        assert runner.ended_at - killed_at <= CANCEL_WITHIN
+        assert runner.error.run_id == run_id and runner.rows is None
         # Well before it could have finished: it had read only part of its rows.
-        assert samples[-1][1].read_rows < 600_000_000
+        assert samples[-1].read_rows < SLOW_ROWS
 
         assert store.progress(run_id) is None
         assert store.kill(run_id) is False
@@ -132,7 +121,7 @@ def test_progress_is_observed_then_kill_cancels_the_query(store: EventStore) -> 
     finally:
         if runner.is_alive():
             store.kill(run_id)
-            runner.join(timeout=35.0)
+            runner.join(timeout=ENDS_WITHIN)
 
 
 def test_tagged_query_returns_its_rows_and_leaves_no_process(store: EventStore) -> None:

@@ -9,9 +9,11 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import insight_pb2 as ipb
@@ -19,10 +21,13 @@ from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qgrpc
 from tests.integration.heavy import heavy_trend
-from tests.integration.itkit import bearer, expect_error, free_port, wait_for_health
+from tests.integration.itkit import bearer, expect_error, free_port, health_status, wait_for_health
 
 REPO = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 8.0
+# How long a poll waits for the server to reach a state at most: a safety net, not a threshold.
+# Below the server's SQLite busy timeout (15 s), after which a call held by the lock would fail.
+REACHED_WITHIN = 10.0
 
 
 def _prepare_database(database_url: str, scopes: tuple[str, ...] = ("insight:write",)) -> tuple[int, str]:
@@ -65,6 +70,16 @@ async def _serving(process: asyncio.subprocess.Process, channel: grpc.aio.Channe
     ready.result()
 
 
+async def _until(check: Callable[[], Awaitable[bool]], what: str, tmp_path: Path, timeout: float) -> None:
+    """Polls `check` until it holds; fails with the server's log after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not within {timeout} s:\n{_log(tmp_path)}")
+        await asyncio.sleep(0.05)
+
+
 async def test_sigterm_drains_the_in_flight_call_and_exits_zero(tmp_path: Path) -> None:
     db_file = tmp_path / "insights.db"
     database_url = f"sqlite:///{db_file}"
@@ -93,13 +108,20 @@ async def test_sigterm_drains_the_in_flight_call_and_exits_zero(tmp_path: Path) 
             environment_id=environment_id, insight=ipb.Insight(name="finished during shutdown")
         )
         in_flight = asyncio.ensure_future(stub.CreateInsight(request, metadata=metadata, timeout=20))
-        await asyncio.sleep(0.4)
+        # A later call on the same connection is answered only once the server has taken this one:
+        # HTTP/2 keeps the order of the streams, and the server accepts calls in arrival order.
+        assert await health_status(channel) == health_pb2.HealthCheckResponse.SERVING
         assert not in_flight.done(), "the call was not held by the database lock"
 
         process.send_signal(signal.SIGTERM)
         terminated_at = time.monotonic()
-        await asyncio.sleep(0.2)
 
+        async def stopped_listening() -> bool:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as fresh:
+                return await health_status(fresh) == -1
+
+        # The drain has begun: the server takes no new connection, with the call still held.
+        await _until(stopped_listening, "the server to refuse new connections", tmp_path, REACHED_WITHIN)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as fresh:
             refused = igrpc.InsightsServiceStub(fresh).ListInsights(
                 ipb.ListInsightsRequest(environment_id=environment_id), metadata=metadata, timeout=3
@@ -107,7 +129,6 @@ async def test_sigterm_drains_the_in_flight_call_and_exits_zero(tmp_path: Path) 
             await expect_error(refused, grpc.StatusCode.UNAVAILABLE)
         assert not in_flight.done(), "the in-flight call ended before the lock was released"
 
-        await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - terminated_at)))
         lock.execute("COMMIT")
         lock.close()
         lock = None
@@ -181,14 +202,14 @@ async def test_sigterm_stops_running_queries_and_exits_within_the_grace_period(t
             status_request = qs.GetQueryStatusRequest(
                 environment_id=environment_id, query_id=query_id, show_progress=True
             )
-            for _ in range(600):
+
+            async def reading(status_request: qs.GetQueryStatusRequest = status_request) -> bool:
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     status = await stub.GetQueryStatus(status_request, metadata=metadata, timeout=5)
-                    if status.query_progress.rows_read > 0:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"run {query_id} never reached the engine:\n{_log(tmp_path)}")
+                    return status.query_progress.rows_read > 0
+                return False  # not started yet (NOT_FOUND)
+
+            await _until(reading, f"run {query_id} to read rows in the engine", tmp_path, timeout=30)
 
         process.send_signal(signal.SIGTERM)
         terminated_at = time.monotonic()

@@ -13,6 +13,7 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.integration.engineprobe import eventually
 from tests.integration.itkit import (
     SERVICE_NAME,
     Api,
@@ -41,7 +42,8 @@ async def test_health_follows_the_stores_and_shutdown(events_dsn: str, tmp_path:
     try:
         assert await health_status(channel, "") == NOT_SERVING
         assert await health_status(channel, SERVICE_NAME) == NOT_SERVING
-        await asyncio.sleep(0.5)
+        # A probe of the stores has found the database missing and set health from what it found.
+        await eventually(lambda: app.store_probes >= 1, what="a probe of the stores")
         assert await health_status(channel, "") == NOT_SERVING, "SERVING while the database cannot be opened"
 
         db_file.parent.mkdir()

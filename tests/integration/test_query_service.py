@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +46,9 @@ from tests.integration.itkit import (
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 CALL_TIMEOUT = 30.0
+# A caller that leaves by its deadline: the behaviour under test, not a wait. It must only outlast
+# the caller's arrival on the shared run (milliseconds), which the test checks before it leaves.
+LEAVING_DEADLINE = 2.0
 FORCE_BLOCKING = cpb.REFRESH_MODE_FORCE_BLOCKING
 BLOCKING = cpb.REFRESH_MODE_BLOCKING
 ASYNC = cpb.REFRESH_MODE_ASYNC
@@ -80,6 +82,18 @@ def run_id() -> str:
 def engine_tag(server: Server, environment_id: int, query_id: str) -> str:
     """The server-generated tag the run named `query_id` gives its engine statements."""
     return str(server.app.execution.runs.get(environment_id, query_id).tag)
+
+
+async def _stopped_by_its_kill(run: Any, probe: EngineProbe) -> None:
+    """A cancelled run ended because its engine statement was killed, not after giving up on it.
+
+    A run whose kill failed still completes (the cancel stops waiting after STOP_WITHIN_SECONDS),
+    with its statement in the engine: the statement ended first here, and the engine forgot it.
+    """
+    assert run.complete and run.cancelled
+    assert not run.in_engine, "the run completed with its engine statement still running"
+    assert run.tag in probe.kills
+    assert await asyncio.to_thread(probe.store.progress, run.tag) is None
 
 
 @dataclass
@@ -243,7 +257,7 @@ async def test_a_caller_that_leaves_does_not_stop_the_others(
     with probe.gate() as gate:
         first = caller.run(query, FORCE_BLOCKING)
         await eventually(lambda: probe.held, what="the first caller's run at the engine")
-        impatient = caller.run(query, FORCE_BLOCKING, timeout=0.5)
+        impatient = caller.run(query, FORCE_BLOCKING, timeout=LEAVING_DEADLINE)
         others = [asyncio.ensure_future(caller.run(query, FORCE_BLOCKING)) for _ in range(3)]
         await eventually(lambda: joined() == 5, what="five callers on the run")
         first.cancel()
@@ -268,15 +282,12 @@ async def test_when_every_caller_leaves_the_engine_query_is_stopped(
         calls = [caller.run(trend(), FORCE_BLOCKING, client_query_id=query_id) for _ in range(2)]
         running = await caller.wait_status(query_id, lambda s: s.query_progress.rows_read > 0)
         assert not running.complete
-        tag = engine_tag(server, caller.environment_id, query_id)
-        started = time.monotonic()
+        run = server.app.execution.runs.get(caller.environment_id, query_id)
         for call in calls:
             call.cancel()
         done = await caller.wait_status(query_id, lambda s: s.complete)
     assert done.error and done.error_message == "Query was cancelled"
-    assert time.monotonic() - started < 5.0
-    assert tag in probe.kills
-    assert await asyncio.to_thread(probe.store.progress, tag) is None
+    await _stopped_by_its_kill(run, probe)
 
 
 @sqlite_only
@@ -309,8 +320,8 @@ async def test_a_failing_query_fails_every_waiter_and_the_next_call_runs_afresh(
 # ------------------------------------------------------------------------------------------------
 # StreamQuery
 
-async def _read(call: Any) -> list[tuple[float, qs.QueryEvent]]:
-    return [(time.monotonic(), message) async for message in call]
+async def _read(call: Any) -> list[qs.QueryEvent]:
+    return [message async for message in call]
 
 
 @sqlite_only
@@ -320,28 +331,24 @@ async def test_streams_report_monotonic_progress_then_the_result_of_run_query(
     await asyncio.to_thread(bulk_insert, server, tenant.environment_id, BULK_EVENTS)
     query = heavy_trend()
     runs = server.app.execution.runs.engine_runs
-    started = time.monotonic()
-    # Two streams and a RunQuery on the same query share one computation and its progress.
+    # Two streams and a RunQuery on the same query share one computation and its progress. How
+    # soon and how often a stream reports (first progress, largest gap, the minimum gap between
+    # messages) are timing goals: bench/stream.py measures them.
     streams = [asyncio.ensure_future(_read(caller.stream(query))) for _ in range(2)]
     blocking = asyncio.ensure_future(caller.run(query))
     received = await asyncio.wait_for(asyncio.gather(*streams), CALL_TIMEOUT)
     direct = await asyncio.wait_for(blocking, CALL_TIMEOUT)
-    took = time.monotonic() - started
     assert server.app.execution.runs.engine_runs - runs == 1
 
     for messages in received:
-        kinds = [m.WhichOneof("event") for _, m in messages]
+        kinds = [m.WhichOneof("event") for m in messages]
         assert kinds[0] == "status" and kinds[-1] == "result" and set(kinds[1:-1]) <= {"status"}, kinds
-        assert not messages[0][1].status.complete and messages[0][1].status.id
-        rows = [m.status.query_progress.rows_read for _, m in messages if m.status.HasField("query_progress")]
-        assert len(rows) >= 2, f"{len(rows)} progress messages in {took:.2f} s"
+        assert not messages[0].status.complete and messages[0].status.id
+        assert len({m.status.id for m in messages[:-1]}) == 1  # one run, named alike throughout
+        rows = [m.status.query_progress.rows_read for m in messages if m.status.HasField("query_progress")]
+        assert len(rows) >= 2, f"{len(rows)} progress messages"
         assert rows == sorted(rows) and rows[-1] > rows[0], rows
-        stamps = [t for t, _ in messages]
-        gaps = [b - a for a, b in itertools.pairwise(stamps)]
-        assert max(gaps) <= 1.3, f"a gap of {max(gaps):.2f} s between messages"
-        # Not more often than every 250 ms: a few messages of slack for the first and the last.
-        assert len(messages) <= (stamps[-1] - stamps[0]) / 0.25 + 3
-        final = messages[-1][1].result
+        final = messages[-1].result
         assert final.result == direct.result and final.result.trends.series
         assert not final.is_cached and final.calculation_trigger == "cache miss"
     assert direct.result.trends.series[0].count > 0
@@ -350,7 +357,7 @@ async def test_streams_report_monotonic_progress_then_the_result_of_run_query(
     cached = await caller.run(query)
     assert cached.is_cached and cached.result == direct.result
     (only,) = await _read(caller.stream(query))
-    assert only[1].WhichOneof("event") == "result" and only[1].result.is_cached
+    assert only.WhichOneof("event") == "result" and only.result.is_cached
     assert server.app.execution.runs.engine_runs - runs == 1
 
 
@@ -365,14 +372,11 @@ async def test_cancelling_a_stream_stops_the_engine_query(
         assert first.WhichOneof("event") == "status" and first.status.id == query_id
         while not (await asyncio.wait_for(call.read(), 10)).status.query_progress.rows_read:
             pass
-        tag = engine_tag(server, caller.environment_id, query_id)
-        started = time.monotonic()
+        run = server.app.execution.runs.get(caller.environment_id, query_id)
         call.cancel()
         done = await caller.wait_status(query_id, lambda s: s.complete)
     assert done.error and done.error_message == "Query was cancelled"
-    assert time.monotonic() - started < 5.0
-    assert tag in probe.kills
-    assert await asyncio.to_thread(probe.store.progress, tag) is None
+    await _stopped_by_its_kill(run, probe)
 
 
 @sqlite_only
@@ -386,10 +390,14 @@ async def test_cancelling_a_stream_leaves_the_run_to_other_callers(
         first = await asyncio.wait_for(call.read(), 10)
         assert first.WhichOneof("event") == "status"
         waiting = asyncio.ensure_future(caller.run(query))
-        await eventually(lambda: server.app.execution.runs.in_flight(first.status.id).waiters == 2)
+        run = server.app.execution.runs.in_flight(first.status.id)
+        assert run is not None
+        await eventually(lambda: run.waiters == 2, what="RunQuery to join the stream's run")
         call.cancel()
-        await eventually(lambda: server.app.execution.runs.in_flight(first.status.id).waiters == 1)
-        await asyncio.sleep(0.1)
+        # A leaving caller decides whether it was the last one before it stops counting as a
+        # waiter: once the count is down, a cancel of the run would have begun (marked cancelled).
+        await eventually(lambda: run.waiters == 1, what="the stream to leave the run")
+        assert not run.cancelled and not run.stop.is_set()
         assert probe.held and probe.kills == []
         gate.open()
         response = await asyncio.wait_for(waiting, CALL_TIMEOUT)
@@ -431,15 +439,17 @@ async def test_a_running_query_shows_progress_and_is_cancelled(
         await expect_error(other.status(query_id), grpc.StatusCode.NOT_FOUND)
         await expect_error(other.cancel(query_id), grpc.StatusCode.NOT_FOUND)
 
-        started = time.monotonic()
+        run = server.app.execution.runs.get(caller.environment_id, query_id)
         cancelled = await caller.cancel(query_id)
         assert cancelled.outcome == qs.CANCEL_OUTCOME_CANCELLED
         assert cancelled.message == "Cancelled query on clickhouse"
-        done = await caller.wait_status(query_id, lambda s: s.complete, timeout=5)
-    assert time.monotonic() - started < 5.0
-    assert done.error and done.error_message == "Query was cancelled" and done.HasField("end_time")
+        # CancelQuery answers once the run has ended.
+        done = await caller.status(query_id)
+    assert done.complete and done.HasField("end_time")
+    assert done.error and done.error_message == "Query was cancelled"
     assert not done.HasField("results")
-    assert await asyncio.to_thread(probe.store.progress, tag) is None
+    assert run.tag == tag
+    await _stopped_by_its_kill(run, probe)
     again = await caller.cancel(query_id)
     assert again.outcome == qs.CANCEL_OUTCOME_ALREADY_COMPLETE and again.message == "Query already complete"
 
@@ -507,8 +517,9 @@ async def test_a_second_caller_that_joined_the_run_can_cancel_it_by_its_own_id(
         assert (await other_key.status(second_id)).id == first_id
         outcome = await other_key.cancel(second_id)
         assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
-        done = await caller.wait_status(first_id, lambda s: s.complete, timeout=5)
-    assert done.error_message == "Query was cancelled"
+        # CancelQuery answers once the run has ended.
+        done = await caller.status(first_id)
+    assert done.complete and done.error_message == "Query was cancelled"
     assert probe.kills == [tag]
 
 
@@ -583,10 +594,14 @@ async def test_async_runs_beyond_the_queue_bound_are_refused_and_statuses_expire
         await caller.wait_status(room.query_status.id, lambda s: s.complete)
     assert not done.error and done.HasField("results")
 
-    # The status is readable until its expiration time (one second), then NOT_FOUND.
+    # The status is readable until its expiration time (one second), then NOT_FOUND: the runs'
+    # clock is moved there instead of waiting for it.
     expires = done.expiration_time.ToDatetime(dt.UTC)
     assert expires - done.end_time.ToDatetime(dt.UTC) == dt.timedelta(seconds=1)
-    await asyncio.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
+    runs = small_server.app.execution.runs
+    runs.clock = lambda: expires
+    assert (await caller.status(running.query_status.id)).complete
+    runs.clock = lambda: expires + dt.timedelta(microseconds=1)
     await expect_error(caller.status(running.query_status.id), grpc.StatusCode.NOT_FOUND)
     await expect_error(caller.cancel(running.query_status.id), grpc.StatusCode.NOT_FOUND)
 

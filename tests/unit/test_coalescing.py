@@ -180,17 +180,22 @@ async def test_each_caller_passes_its_own_scope_and_environment_checks_before_jo
     assert probe.executions == 1 and coalescing.stats.followers == 2
 
 
+# The leaving caller's deadline: the behaviour under test, not a wait. It must only outlast the
+# arrival of the other callers (milliseconds), which the test checks before the caller leaves.
+LEAVING_DEADLINE = 1.0
+
+
 @pytest.mark.parametrize("leaves_by", ["cancel", "deadline"])
 async def test_the_first_caller_leaving_ends_only_that_caller(leaves_by: str) -> None:
     probe, coalescing = Probe(), CoalescingInterceptor(POLICIES)
     async with _serve(coalescing, probe) as call:
-        first = call(RUN, _run(), timeout=0.3 if leaves_by == "deadline" else 5)
+        first = call(RUN, _run(), timeout=LEAVING_DEADLINE if leaves_by == "deadline" else 5)
         await _until(lambda: coalescing.waiting == 1)
         rest = [call(RUN, _run()) for _ in range(3)]
         await _until(lambda: coalescing.waiting == 4)
         if leaves_by == "cancel":
             first.cancel()
-        await _until(lambda: coalescing.waiting == 3)
+        await _until(lambda: coalescing.waiting == 3, timeout=LEAVING_DEADLINE + 5)
         probe.release.set()
         responses = await asyncio.gather(*rest)
         if leaves_by == "cancel":

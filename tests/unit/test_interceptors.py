@@ -3,6 +3,7 @@ one request line per call that names the key id but never the key."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from generated.insights.v1 import options_pb2
 from interceptors.auth import AuthInterceptor, KeyCache
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
+from interceptors.wrap import CallInterceptor
 from server.errors import NotFound
 from server.principal import Principal
 
@@ -101,29 +103,46 @@ async def test_one_log_line_per_call_names_the_key_id_never_the_key(caplog: pyte
     assert all(KEY not in line for line in lines)
 
 
-async def test_concurrent_calls_with_a_cold_key_share_one_verification() -> None:
-    import asyncio
+class _Arrivals(CallInterceptor):
+    """Counts the calls that reached the next interceptor; `all_in` is set when `expected` have."""
 
+    def __init__(self, expected: int):
+        self.expected = expected
+        self.count = 0
+        self.all_in = asyncio.Event()
+
+    async def unary(self, method: str, request: Any, context: Any, call: Any) -> Any:
+        self.count += 1
+        if self.count == self.expected:
+            self.all_in.set()
+        # No suspension point before the auth interceptor's wait on the key's verification.
+        return await call()
+
+
+async def test_concurrent_calls_with_a_cold_key_share_one_verification() -> None:
     checks = 0
+    arrivals = _Arrivals(20)
 
     async def verify(raw: str) -> Principal:
         nonlocal checks
         checks += 1
-        await asyncio.sleep(0.05)  # the database round trip the calls would otherwise repeat
+        # The database round trip the calls would otherwise repeat lasts until every call has
+        # arrived: each of them looks for the key while the first check is still pending.
+        await asyncio.wait_for(arrivals.all_in.wait(), 10)
         return Principal(key_id=1, user_id=1, scopes=frozenset({"*"}), environments={})
 
     async def ok(request: bytes, context: Any) -> bytes:
         return request
 
     policies = {METHOD: options_pb2.MethodPolicy(required_scopes=["insight:read"])}
-    interceptors = [ErrorInterceptor(), AuthInterceptor(policies, verify, KeyCache(5.0))]
+    interceptors = [ErrorInterceptor(), arrivals, AuthInterceptor(policies, verify, KeyCache(5.0))]
     async for channel in _serve(ok, interceptors):
         call = channel.unary_unary(METHOD)
         replies = await asyncio.gather(
-            *(call(b"x", metadata=(("authorization", f"Bearer {KEY}"),), timeout=5) for _ in range(20))
+            *(call(b"x", metadata=(("authorization", f"Bearer {KEY}"),), timeout=15) for _ in range(20))
         )
     assert replies == [b"x"] * 20
-    assert checks == 1
+    assert arrivals.count == 20 and checks == 1
 
 
 def test_settings_read_booleans_and_refuse_nonsense() -> None:

@@ -4,6 +4,7 @@ one is killed by the run's own server-generated tag; runs of different environme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import threading
 from typing import Any
@@ -24,6 +25,8 @@ class Engine:
         self.kills: list[str] = []
         self.polled: list[str] = []
         self.running: dict[str, threading.Event] = {}
+        # Released once per statement that is inside the engine (the run's in_engine is true).
+        self.entered = threading.Semaphore(0)
 
     async def kill(self, tag: str) -> bool:
         self.kills.append(tag)
@@ -43,6 +46,7 @@ class Engine:
             log.append(name)
             released = threading.Event()
             self.running[run.tag] = released
+            self.entered.release()
             assert released.wait(WAIT), "the statement was never killed"
             raise Cancelled("killed", reason="QUERY_CANCELLED")
 
@@ -60,10 +64,16 @@ async def _thread(fn: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
+async def _in_engine(engine: Engine, statements: int = 1) -> None:
+    """Returns once `statements` more statements are inside the engine."""
+    for _ in range(statements):
+        assert await asyncio.to_thread(engine.entered.acquire, True, WAIT), "no statement reached the engine"
+
+
 async def test_a_run_cancelled_before_its_first_statement_starts_none() -> None:
     engine = Engine()
     runs = _runs(engine)
-    entered, proceed = threading.Event(), threading.Event()
+    entered, proceed, finished = threading.Event(), threading.Event(), threading.Event()
     started: list[str] = []
     refused: list[BaseException] = []
 
@@ -76,6 +86,8 @@ async def test_a_run_cancelled_before_its_first_statement_starts_none() -> None:
                 started.append("statement")
         except Cancelled as exc:
             refused.append(exc)
+        finally:
+            finished.set()
 
     async def compute(run: Run) -> Any:
         return await _thread(lambda: work(run))
@@ -84,11 +96,8 @@ async def test_a_run_cancelled_before_its_first_statement_starts_none() -> None:
     assert await asyncio.to_thread(entered.wait, WAIT)
     assert await runs.cancel(run) == "cancelled"
     proceed.set()
-    # The worker thread goes on after the asyncio task ended; wait for it to reach the engine.
-    for _ in range(1000):
-        if refused or started:
-            break
-        await asyncio.sleep(0.01)
+    # The worker thread goes on after the asyncio task ended; wait for it to try the engine.
+    assert await asyncio.to_thread(finished.wait, WAIT)
     assert started == [] and len(refused) == 1
     assert run.complete and run.error_message == "Query was cancelled"
 
@@ -97,14 +106,10 @@ async def test_cancel_kills_the_running_statement_and_no_later_one_starts() -> N
     engine = Engine()
     runs = _runs(engine)
     statements: list[str] = []
-    in_first = threading.Event()
 
     def work(run: Run) -> None:
-        try:
-            in_first.set()
+        with contextlib.suppress(Cancelled):
             engine.statement(run, statements, "first")
-        except Cancelled:
-            pass
         # A runner that swallowed the error would go on to its next statement: it must be refused.
         engine.statement(run, statements, "second")
 
@@ -112,11 +117,8 @@ async def test_cancel_kills_the_running_statement_and_no_later_one_starts() -> N
         return await _thread(lambda: work(run))
 
     run = runs.start("q", 1, "key", None, compute, detached=True)
-    assert await asyncio.to_thread(in_first.wait, WAIT)
-    for _ in range(1000):
-        if run.in_engine:
-            break
-        await asyncio.sleep(0.01)
+    await _in_engine(engine)
+    assert run.in_engine
     assert await runs.cancel(run) == "cancelled"
     assert engine.kills and set(engine.kills) == {run.tag}
     assert not run.in_engine
@@ -148,11 +150,9 @@ async def test_cancel_all_stops_every_run_in_flight() -> None:
     engine = Engine()
     runs = _runs(engine)
     statements: list[str] = []
-    entered = [threading.Event() for _ in range(3)]
 
     def work(run: Run, i: int) -> None:
         with pytest.raises(Cancelled):
-            entered[i].set()
             engine.statement(run, statements, f"s{i}")
 
     def compute_for(i: int) -> Any:
@@ -162,12 +162,8 @@ async def test_cancel_all_stops_every_run_in_flight() -> None:
         return compute
 
     started = [runs.start(f"q{i}", 1, f"key{i}", None, compute_for(i), detached=True) for i in range(3)]
-    for event in entered:
-        assert await asyncio.to_thread(event.wait, WAIT)
-    for _ in range(1000):
-        if all(run.in_engine for run in started):
-            break
-        await asyncio.sleep(0.01)
+    await _in_engine(engine, 3)
+    assert all(run.in_engine for run in started)
     assert await runs.cancel_all() == 3
     assert all(run.complete and not run.in_engine for run in started)
     assert sorted(engine.kills) == sorted(run.tag for run in started)
