@@ -21,7 +21,6 @@ def assert_mostly_nonzero(outcomes: Counter[str], minimum: float) -> None:
     """Fails when fewer than `minimum` of the examples compared a result with a non-zero value:
     comparing zeros with zeros passes whatever the engine computes."""
     total = sum(outcomes.values())
-    print("SHARE", dict(outcomes))
     share = outcomes[NONZERO] / total if total else 0.0
     assert share >= minimum, (
         f"only {outcomes[NONZERO]} of {total} examples ({share:.0%}) compared a non-zero result, "
