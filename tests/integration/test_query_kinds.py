@@ -138,8 +138,8 @@ class CountingStickiness(Runner[qpb.StickinessQuery]):
             sql = "SELECT count() FROM events WHERE team_id = {team:Int64}"
         rows = execute(sql, {"team": ctx.team_id})
         total = float(rows[0][0])
-        series = rpb.TrendsSeries(label=node.series[0].events_node.event, count=total, data=[total])
-        return Outcome(rpb.InsightResult(trends=rpb.TrendsResult(series=[series])), False, None, None, sql)
+        series = rpb.StickinessSeries(label=node.series[0].events_node.event, count=total, data=[total], days=[1])
+        return Outcome(rpb.InsightResult(stickiness=rpb.StickinessResult(series=[series])), False, None, None, sql)
 
 
 @pytest.fixture
@@ -162,7 +162,8 @@ async def test_a_new_kind_is_one_runner_computed_cached_streamed_and_cancelled(e
         return qs.RunQueryRequest(environment_id=env, query=stickiness_viz(), refresh=refresh, client_query_id=query_id)  # type: ignore[arg-type]
 
     computed = await stub.RunQuery(request(BLOCKING), metadata=metadata, timeout=30)
-    assert computed.HasField("result") and not computed.is_cached and computed.hogql.startswith("SELECT count()")
+    assert computed.result.HasField("stickiness") and not computed.is_cached
+    assert computed.hogql.startswith("SELECT count()")
     cached = await stub.RunQuery(request(cpb.REFRESH_MODE_FORCE_CACHE), metadata=metadata, timeout=30)
     assert cached.is_cached and cached.result == computed.result and runner.computed == 1
 
