@@ -400,6 +400,25 @@ class Insights:
         self.cache.saw(principal.user_id, row.id, view.last_viewed_at)
         return view
 
+    def check_dashboard(self, principal: Principal, environment_id: int, dashboard_id: int) -> None:
+        """NOT_FOUND unless the dashboard is live in the environment (a read in its context).
+
+        Dashboards store no filters of their own yet, so their context adds no layer to the query.
+        """
+        env = principal.environment(environment_id)
+        with self.db.session() as session:
+            found = session.scalar(
+                select(Dashboard.id).where(
+                    Dashboard.environment_id == env.id, Dashboard.id == dashboard_id, Dashboard.deleted.is_(False)
+                )
+            )
+        if found is None:
+            raise NotFound(
+                f"Dashboard {dashboard_id} not found.",
+                reason="DASHBOARD_NOT_FOUND",
+                metadata={"dashboard": str(dashboard_id)},
+            )
+
     def get_shared(self, env: EnvironmentInfo, insight_id: int) -> InsightView:
         """A live insight as an anonymous viewer of its public link sees it: no user, no view recorded."""
         with self.db.session() as session:

@@ -12,6 +12,7 @@ from server.errors import Cancelled, FailedPrecondition, InvalidArgument, Resour
 from server.execution import PARSED_FACTOR, Computed, Execution, Refresh
 from server.insights import Insights, InsightView, ListFilters
 from server.memory import Memo, MemoryBudget
+from server.readcontext import SAVED, ReadContext, checked
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
@@ -37,7 +38,15 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         )
 
     async def _with_result(
-        self, environment_id: int, view: InsightView, mode: int, default: Refresh, *, basic: bool = False
+        self,
+        environment_id: int,
+        view: InsightView,
+        mode: int,
+        default: Refresh,
+        *,
+        basic: bool = False,
+        context: ReadContext = SAVED,
+        client_query_id: str = "",
     ) -> insight_pb2.Insight:
         env = principal().environment(environment_id)
         if basic:
@@ -45,7 +54,11 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             entry = await self._execution.cached(env, view.query)
             return convert.insight(view, basic=True, last_refresh=entry.last_refresh if entry else None)
         computed = await self._execution.result(
-            env, view.query, convert.refresh(mode, default), insight_id=view.row.id
+            env,
+            context.query(view.query),
+            convert.refresh(mode, default),
+            insight_id=view.row.id,
+            client_query_id=client_query_id,
         )
         return self._render(view, computed)
 
@@ -136,11 +149,26 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         self, request: insight_pb2.GetInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
         lookup = convert.lookup(request)
+        # Refused before the read is recorded: a bad request changes nothing.
+        context = checked(
+            request.filters_override if request.HasField("filters_override") else None, request.variables_override
+        )
+        if request.HasField("from_dashboard"):
+            await self._run(
+                self._insights.check_dashboard, principal(), request.environment_id, request.from_dashboard
+            )
         # A hot read is answered from memory on the event loop, without a thread hop.
         view = self._insights.get_cached(principal(), request.environment_id, lookup)
         if view is None:
             view = await self._run(self._insights.get, principal(), request.environment_id, lookup)
-        return await self._with_result(request.environment_id, view, request.refresh, Refresh.FORCE_CACHE)
+        return await self._with_result(
+            request.environment_id,
+            view,
+            request.refresh,
+            Refresh.FORCE_CACHE,
+            context=context,
+            client_query_id=request.client_query_id,
+        )
 
     async def UpdateInsight(
         self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext

@@ -16,6 +16,8 @@ import grpc
 import pytest
 
 from generated.insights.v1 import common_pb2 as cpb
+from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from tests.integration.engineprobe import eventually
@@ -100,6 +102,41 @@ async def test_cancel_query_leaves_nothing_running_in_the_engine(
         timeout=10,
     )
     assert status.complete and status.error and status.error_message == "Query was cancelled"
+
+
+@sqlite_only
+async def test_a_get_insight_computation_is_named_by_its_client_query_id_and_cancellable(
+    server: Server, loaded: Tenant, stub: qs_grpc.QueryServiceStub
+) -> None:
+    insights = igrpc.InsightsServiceStub(server.channel)
+    metadata = bearer(loaded.key("insight:write", "query:read"))
+    created = await insights.CreateInsight(
+        ipb.CreateInsightRequest(
+            environment_id=loaded.environment_id, insight=ipb.Insight(name="heavy", query=heavy_trend(SERIES))
+        ),
+        metadata=metadata,
+        timeout=30,
+    )
+    query_id = f"get-{uuid.uuid4().hex[:8]}"
+    started = await insights.GetInsight(
+        ipb.GetInsightRequest(
+            environment_id=loaded.environment_id,
+            id=created.id,
+            refresh=cpb.REFRESH_MODE_FORCE_ASYNC,
+            client_query_id=query_id,
+        ),
+        metadata=metadata,
+        timeout=30,
+    )
+    assert started.query_status.id == query_id and not started.query_status.complete
+    tag = await _engine_busy(server, loaded, query_id)
+    outcome = await stub.CancelQuery(
+        qs.CancelQueryRequest(environment_id=loaded.environment_id, query_id=query_id),
+        metadata=metadata,
+        timeout=30,
+    )
+    assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
+    assert await asyncio.to_thread(server.app.events.progress, tag) is None
 
 
 @sqlite_only

@@ -721,16 +721,28 @@ class GetInsightRequest(_message.Message):
     refresh: _common_pb2.RefreshMode.ValueType
     """How the result is attached (default FORCE_CACHE)."""
     from_dashboard: _builtins.int
-    """Compute in this dashboard's context (its filters apply)."""
+    """Compute in this dashboard's context (its filters apply; dashboards hold
+    none yet). NOT_FOUND (reason DASHBOARD_NOT_FOUND) unless the dashboard is
+    live in the environment.
+    """
     client_query_id: _builtins.str
-    """Id that names the engine query, so that it can be cancelled."""
+    """Names the run this read starts, so that CancelQuery and GetQueryStatus
+    can reach it (query_status.id).
+    """
     @_builtins.property
     def filters_override(self) -> Global___DashboardFilter:
-        """Filters applied on top of the dashboard's and the insight's."""
+        """Filters applied on top of the dashboard's and the insight's: a date bound
+        replaces the query's whole date range, properties are ANDed with the
+        query's, a breakdown replaces the query's. Only the computation sees them
+        (the insight is shown as saved); the result is cached under the query as
+        overridden. A part the query's kind has no field for is INVALID_ARGUMENT.
+        """
 
     @_builtins.property
     def variables_override(self) -> _containers.MessageMap[_builtins.str, _query_pb2.HogQLVariable]:
-        """SQL variable values by variable id."""
+        """SQL variable values by variable id. INVALID_ARGUMENT while SQL insights
+        are not computed.
+        """
 
     def __init__(
         self,
