@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import query_pb2
 from server import activity
+from server.create_requests import CreateRequest, create_request, prior_insight, remember
 from server.echo import shown
 from server.errors import InvalidArgument, NotFound, Violations
 from server.masks import check_update_mask
@@ -208,12 +210,36 @@ class Insights:
 
     # ----------------------------------------------------------------------------- commands
 
-    def create(self, principal: Principal, environment_id: int, fields: InsightFields) -> InsightView:
+    def create(
+        self, principal: Principal, environment_id: int, fields: InsightFields, request_id: str = ""
+    ) -> InsightView:
+        """A new insight; with a request_id, a retry answers the insight the first call created."""
         env = principal.environment(environment_id)
         tags = self._check_fields(fields, set(WRITABLE))
+        request = create_request(request_id, fields)
         self.validate_query(env, fields.query, "insight.")
+        try:
+            return self._create(principal, env, fields, tags, request)
+        except IntegrityError:
+            if request is None:
+                raise
+            # A concurrent twin of this create committed first: its insight is the answer.
+            return self._create(principal, env, fields, tags, request)
+
+    def _create(
+        self,
+        principal: Principal,
+        env: EnvironmentInfo,
+        fields: InsightFields,
+        tags: list[str],
+        request: CreateRequest | None,
+    ) -> InsightView:
         now = self.clock()
         with self.db.session() as session:
+            prior = prior_insight(session, env.id, request) if request else None
+            if prior is not None:
+                row = self._find(session, env.id, Lookup(id=prior), include_deleted=True)
+                return self._views(session, principal.user_id, env, [row])[0]
             self._check_dashboards(session, env.id, fields.dashboards)
             row = Insight(
                 environment_id=env.id,
@@ -252,6 +278,8 @@ class Insights:
                     insight=row,
                     at=now,
                 )
+            if request is not None:
+                remember(session, env.id, request, row.id)
             session.flush()
             view = self._views(session, principal.user_id, env, [row])[0]
         self.cache.saw(principal.user_id, view.row.id, now)

@@ -205,6 +205,20 @@ class DashboardTile(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class InsightCreateRequest(Base):
+    """A CreateInsight's request_id: a retry carrying it answers the insight it created (AIP-155)."""
+
+    __tablename__ = "insight_create_requests"
+    __table_args__ = (UniqueConstraint("environment_id", "request_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    request_id: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the request's insight fields: the same id with other fields is a caller's mistake.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class InsightViewed(Base):
     """When a user last viewed an insight."""
 

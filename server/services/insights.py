@@ -8,7 +8,14 @@ from typing import Any
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
-from server.errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted, Unimplemented
+from server.errors import (
+    Cancelled,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unimplemented,
+)
 from server.execution import PARSED_FACTOR, Computed, Execution, Refresh
 from server.insights import Insights, InsightView, ListFilters
 from server.memory import Memo, MemoryBudget
@@ -61,6 +68,15 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             client_query_id=client_query_id,
         )
         return self._render(view, computed)
+
+    async def _saved_with_result(self, environment_id: int, view: InsightView, mode: int) -> insight_pb2.Insight:
+        """A just-written insight with its result. The write is committed: a computation that fails
+        now is told in query_status, since failing the call would hide the write and invite a retry
+        that duplicates it (the reference answers the same way)."""
+        try:
+            return await self._with_result(environment_id, view, mode, Refresh.FORCE_CACHE)
+        except DomainError as exc:
+            return convert.insight_with_error(view, exc.message)
 
     async def _listed(self, environment_id: int, view: InsightView, mode: int, *, basic: bool) -> insight_pb2.Insight:
         try:
@@ -142,8 +158,9 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             principal(),
             request.environment_id,
             convert.insight_fields(request.insight),
+            request.request_id,
         )
-        return await self._with_result(request.environment_id, view, request.refresh, Refresh.FORCE_CACHE)
+        return await self._saved_with_result(request.environment_id, view, request.refresh)
 
     async def GetInsight(
         self, request: insight_pb2.GetInsightRequest, context: grpc.aio.ServicerContext
@@ -193,7 +210,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             convert.insight_fields(request.insight),
             paths if paths is not None else convert.set_fields(request.insight),
         )
-        return await self._with_result(request.environment_id, view, request.refresh, Refresh.FORCE_CACHE)
+        return await self._saved_with_result(request.environment_id, view, request.refresh)
 
     async def DeleteInsight(
         self, request: insight_pb2.DeleteInsightRequest, context: grpc.aio.ServicerContext

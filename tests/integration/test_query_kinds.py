@@ -13,10 +13,12 @@ import pytest
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2 as rpb
+from server.errors import FailedPrecondition
 from server.queries.base import Execute, Outcome, QueryContext, Runner
 from server.queries.errors import QueryError
 from tests.integration.engineprobe import eventually
@@ -120,6 +122,7 @@ class CountingStickiness(Runner[qpb.StickinessQuery]):
 
     def __init__(self) -> None:
         self.slow = False
+        self.failing = False
         self.computed = 0
 
     def check(self, node: qpb.StickinessQuery, ctx: QueryContext) -> None:
@@ -132,6 +135,9 @@ class CountingStickiness(Runner[qpb.StickinessQuery]):
     def compute(self, node: qpb.StickinessQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         self.check(node, ctx)
         self.computed += 1
+        if self.failing:
+            # What a later kind meets at compute time, e.g. an action deleted since the insight was saved.
+            raise FailedPrecondition("Action 7 was deleted", reason="ACTION_DELETED")
         if self.slow:
             sql = "SELECT count() FROM numbers(3000000000) WHERE sipHash64(number, {team:Int64}) % 7 = 3"
         else:
@@ -144,7 +150,9 @@ class CountingStickiness(Runner[qpb.StickinessQuery]):
 
 @pytest.fixture
 async def extended(tmp_path_factory: pytest.TempPathFactory, events_dsn: str) -> Any:
-    async with dedicated_server(tmp_path_factory.mktemp("kinds"), events_dsn) as dedicated:
+    async with dedicated_server(
+        tmp_path_factory.mktemp("kinds"), events_dsn, scopes=("query:read", "insight:write")
+    ) as dedicated:
         runner = CountingStickiness()
         execution = dedicated.app.execution
         # The only change a new kind needs: its runner in the registry.
@@ -213,3 +221,33 @@ async def test_a_new_kinds_check_refuses_its_node_naming_the_field(extended: Any
     )
     assert (err.details() or "").startswith("query.series")
 
+
+
+async def test_a_write_whose_computation_fails_is_saved_and_says_so(extended: Any) -> None:
+    dedicated, runner = extended
+    api = Api(igrpc.InsightsServiceStub(dedicated.channel), dedicated.environment_id, bearer(dedicated.key))
+    runner.failing = True
+    created = await api.stub.CreateInsight(
+        ipb.CreateInsightRequest(
+            environment_id=api.environment_id, insight=ipb.Insight(name="sticky", query=stickiness_viz()), refresh=BLOCKING
+        ),
+        metadata=api.metadata,
+        timeout=30,
+    )
+    assert created.id and not created.HasField("result")
+    status = created.query_status
+    assert status.complete and status.error and "Action 7 was deleted" in status.error_message
+    assert (await api.get(created.id)).name == "sticky"
+    updated = await api.stub.UpdateInsight(
+        ipb.UpdateInsightRequest(
+            environment_id=api.environment_id,
+            id=created.id,
+            insight=ipb.Insight(name="renamed"),
+            update_mask={"paths": ["name"]},
+            refresh=BLOCKING,
+        ),
+        metadata=api.metadata,
+        timeout=30,
+    )
+    assert updated.name == "renamed" and updated.query_status.error
+    assert (await api.get(created.id)).name == "renamed"

@@ -654,10 +654,21 @@ class CreateInsightRequest(_message.Message):
     ENVIRONMENT_ID_FIELD_NUMBER: _builtins.int
     INSIGHT_FIELD_NUMBER: _builtins.int
     REFRESH_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     environment_id: _builtins.int
     """The environment."""
     refresh: _common_pb2.RefreshMode.ValueType
-    """Whether to compute the result now (default: never on create)."""
+    """Whether to compute the result now (default: never on create). The
+    insight is saved first: a computation that then fails leaves it saved and
+    answers it with the error in query_status (complete, error, error_message).
+    """
+    request_id: _builtins.str
+    """Makes the create idempotent (AIP-155): a retry with the same id in the
+    environment answers the insight the first call created, and creates
+    nothing. 1-64 characters of letters, digits and . _ : - (a UUID fits).
+    Reusing an id with other insight fields is INVALID_ARGUMENT
+    (REQUEST_ID_REUSED).
+    """
     @_builtins.property
     def insight(self) -> Global___Insight:
         """The insight; output-only fields are ignored."""
@@ -668,10 +679,11 @@ class CreateInsightRequest(_message.Message):
         environment_id: _builtins.int = ...,
         insight: Global___Insight | None = ...,
         refresh: _common_pb2.RefreshMode.ValueType = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["insight", b"insight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment_id", b"environment_id", "insight", b"insight", "refresh", b"refresh"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment_id", b"environment_id", "insight", b"insight", "refresh", b"refresh", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -790,7 +802,10 @@ class UpdateInsightRequest(_message.Message):
     short_id: _builtins.str
     """The 8-character short id."""
     refresh: _common_pb2.RefreshMode.ValueType
-    """Whether to compute the result now (default: never on update)."""
+    """Whether to compute the result now (default: never on update). The change
+    is saved first: a computation that then fails leaves it saved and answers
+    the insight with the error in query_status.
+    """
     @_builtins.property
     def insight(self) -> Global___Insight:
         """The new values of the fields named in update_mask."""
