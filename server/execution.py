@@ -195,6 +195,12 @@ class Execution:
         trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
         return self._fresh(fresh, job, env, trigger)
 
+    def missed(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> Computed:
+        """A cache miss as a query answer shows it: no result, the key a computation would fill
+        (so that a caller can tell which entry it asked for), none for a kind no runner computes."""
+        job = self._job(env, query, "", computing=False)
+        return Computed(cache_key=job.key if job is not None else "", timezone=env.timezone)
+
     async def cached(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> CacheEntry | None:
         """The cached entry of a query, if any, without computing anything."""
         job = self._job(env, query, "", computing=False)

@@ -34,13 +34,11 @@ class QueryServicer(qs_grpc.QueryServiceServicer):
         self, request: qs.RunQueryRequest, context: grpc.aio.ServicerContext
     ) -> qs.QueryResponse:
         env = principal().environment(request.environment_id)
+        query = request.query if request.HasField("query") else None
         computed = await self._execution.result(
-            env,
-            request.query if request.HasField("query") else None,
-            convert.refresh(request.refresh, Refresh.BLOCKING),
-            client_query_id=request.client_query_id,
+            env, query, convert.refresh(request.refresh, Refresh.BLOCKING), client_query_id=request.client_query_id
         )
-        return convert.query_response(computed)
+        return convert.query_response(computed or self._execution.missed(env, query))
 
     async def StreamQuery(
         self, request: qs.StreamQueryRequest, context: grpc.aio.ServicerContext

@@ -658,3 +658,13 @@ async def test_get_insight_and_run_query_share_one_computation(
     assert server.app.execution.runs.engine_runs - runs == 1
     assert computed.result == response.result and not computed.is_cached and not response.is_cached
     assert sum(response.result.trends.series[0].data) == 12
+
+
+async def test_a_force_cache_miss_names_the_cache_key_the_computation_then_fills(caller: Caller) -> None:
+    query = trend()
+    query.trends_query.date_range.date_from = "-11d"  # a query nothing computed yet
+    missed = await caller.run(query, cpb.REFRESH_MODE_FORCE_CACHE)
+    assert not missed.HasField("result") and not missed.is_cached
+    assert missed.cache_key
+    computed = await caller.run(query, cpb.REFRESH_MODE_BLOCKING)
+    assert computed.HasField("result") and computed.cache_key == missed.cache_key

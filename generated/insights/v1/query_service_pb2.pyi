@@ -146,7 +146,9 @@ class QueryResponse(_message.Message):
     is_cached: _builtins.bool
     """Whether the result came from the cache."""
     cache_key: _builtins.str
-    """The cache key of the result."""
+    """The cache key of the result; on a FORCE_CACHE miss, the key a
+    computation of this query would fill (empty for a kind not computed).
+    """
     timezone: _builtins.str
     """The time zone the result is computed in."""
     has_more: _builtins.bool
