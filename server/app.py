@@ -91,7 +91,9 @@ class App:
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
         )
-        self.alerts = Alerts(self.db, webhook_policy=settings.webhook_policy)
+        # Recent insight reads; alert writes clear it too, since an insight shows its alerts.
+        read_cache = ReadCache(settings.read_cache_seconds)
+        self.alerts = Alerts(self.db, webhook_policy=settings.webhook_policy, changed=read_cache.forget)
         # Tests replace `self.checker.notifier` / call `self.scheduler.run_once(now)` directly.
         self.checker = Checker(
             self.db,
@@ -113,7 +115,7 @@ class App:
         self.insights = Insights(
             self.db,
             validate_query=self.execution.validate,
-            read_cache=ReadCache(settings.read_cache_seconds),
+            read_cache=read_cache,
             on_update=self.alerts.on_insight_changed,
         )
         self.ingestion = Ingestion(self.events)

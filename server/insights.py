@@ -27,6 +27,7 @@ from server.queries.kinds import insight_type
 from server.readcache import ReadCache
 from storage.db import Database
 from storage.models import (
+    AlertConfiguration,
     Dashboard,
     DashboardTile,
     Insight,
@@ -122,6 +123,16 @@ class TileRef:
 
 
 @dataclass(frozen=True)
+class AlertRef:
+    """An alert watching the insight, as listed on it."""
+
+    id: str
+    name: str
+    enabled: bool
+    state: str
+
+
+@dataclass(frozen=True)
 class InsightView:
     """An insight with everything shown alongside it, as seen by one caller."""
 
@@ -134,6 +145,7 @@ class InsightView:
     last_modified_by: UserRef | None
     last_viewed_at: dt.datetime | None
     timezone: str
+    alerts: list[AlertRef] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -839,6 +851,13 @@ class Insights:
                 )
             )
         }
+        alerts: dict[int, list[AlertRef]] = {}
+        for alert in session.scalars(
+            select(AlertConfiguration)
+            .where(AlertConfiguration.insight_id.in_(ids), AlertConfiguration.deleted.is_(False))
+            .order_by(AlertConfiguration.created_at, AlertConfiguration.id)
+        ):
+            alerts.setdefault(alert.insight_id, []).append(AlertRef(alert.id, alert.name, alert.enabled, alert.state))
         return [
             InsightView(
                 row=r,
@@ -850,6 +869,7 @@ class Insights:
                 last_modified_by=users.get(r.last_modified_by_id) if r.last_modified_by_id else None,
                 last_viewed_at=viewed.get(r.id),
                 timezone=env.timezone,
+                alerts=alerts.get(r.id, []),
             )
             for r in rows
         ]

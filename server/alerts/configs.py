@@ -304,9 +304,12 @@ class Alerts:
         db: Database,
         clock: Callable[[], dt.datetime] = utcnow,
         webhook_policy: EgressPolicy | None = None,
+        changed: Callable[[int], None] = lambda environment_id: None,
     ):
         self.db = db
         self.clock = clock
+        # Told an environment id after a write commits: insights show their alerts (a read cache forgets).
+        self.changed = changed
         # Which webhook hosts may be saved (tests swap it like the notifier's egress).
         self.webhook_policy = webhook_policy or EgressPolicy()
 
@@ -398,7 +401,9 @@ class Alerts:
                 self._snooze(session, row, snoozed, now)
             self._log(session, principal.user_id, env, row, "created", None, now)
             session.flush()
-            return self._view(session, row, threshold, with_checks=False)
+            view = self._view(session, row, threshold, with_checks=False)
+        self.changed(env.id)
+        return view
 
     def get(
         self,
@@ -548,7 +553,9 @@ class Alerts:
             if changes:
                 self._log(session, principal.user_id, env, row, "updated", changes, now)
             session.flush()
-            return self._view(session, row, threshold, with_checks=False)
+            view = self._view(session, row, threshold, with_checks=False)
+        self.changed(env.id)
+        return view
 
     def delete(self, principal: Principal, environment_id: int, alert_id: str) -> AlertView:
         env = principal.environment(environment_id)
@@ -559,7 +566,9 @@ class Alerts:
             row.updated_at = now
             self._log(session, principal.user_id, env, row, "deleted", None, now)
             session.flush()
-            return self._view(session, row, None, with_checks=False)
+            view = self._view(session, row, None, with_checks=False)
+        self.changed(env.id)
+        return view
 
     def on_insight_changed(
         self, session: Session, user_id: int | None, env: EnvironmentInfo, insight: Insight, now: dt.datetime

@@ -174,6 +174,10 @@ def insight(
         message.effective_privilege_level = 37
         message.timezone = view.timezone
         message.is_cached = False
+        message.alerts.extend(
+            insight_pb2.InsightAlertSummary(id=a.id, name=a.name, enabled=a.enabled, state=a.state)
+            for a in view.alerts
+        )
         if view.last_viewed_at is not None:
             message.last_viewed_at.FromDatetime(view.last_viewed_at)
     if computed is not None:

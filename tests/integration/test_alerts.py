@@ -388,3 +388,24 @@ async def test_every_rpc_needs_its_scope(method: str, alerts: Alerts, tenant: Te
         grpc.StatusCode.PERMISSION_DENIED,
     )
     assert scope in (err.details() or "") and error_info(err).reason == "MISSING_SCOPE"
+
+
+async def test_an_insight_lists_its_live_alerts_and_sees_alert_writes_at_once(owner: Api, alerts: Alerts) -> None:
+    insight = await owner.create(name="watched", query=trends_viz())
+    assert list((await owner.get(insight.id)).alerts) == []  # now held by the hot-read cache
+    first = await alerts.create(insight.id, name="first")
+    second = await alerts.create(insight.id, name="second")
+    shown = (await owner.get(insight.id)).alerts
+    assert [(a.id, a.name, a.enabled, a.state) for a in shown] == [
+        (first.id, "first", True, "Not firing"),
+        (second.id, "second", True, "Not firing"),
+    ]
+    await alerts.update(first.id, ["enabled"], enabled=False)
+    await alerts.delete(second.id)
+    shown = (await owner.get(insight.id)).alerts
+    assert [(a.id, a.enabled) for a in shown] == [(first.id, False)]
+    listed = {i.id: i for i in (await owner.list()).results}
+    assert [a.id for a in listed[insight.id].alerts] == [first.id]
+    # The basic shape, like the reference's basic serializer, leaves them out.
+    basic = {i.id: i for i in (await owner.list(basic=True)).results}
+    assert list(basic[insight.id].alerts) == []

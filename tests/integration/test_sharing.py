@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from google.protobuf import field_mask_pb2, json_format, struct_pb2
 from google.rpc import error_details_pb2
 
+from generated.insights.v1 import alerts_pb2 as apb
+from generated.insights.v1 import alerts_pb2_grpc as agrpc
 from generated.insights.v1 import common_pb2
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import sharing_pb2 as spb
@@ -293,10 +295,25 @@ EXTRA_DETAILS = ("created_by", "last_modified_by", "created_at", "last_modified_
 @pytest.mark.parametrize("credential", ["access_token", "share_token"])
 @pytest.mark.parametrize("hide", [False, True], ids=["details-shown", "details-hidden"])
 async def test_shared_viewers_get_no_sql_and_no_creator_identity(
-    owner: Api, share: Share, tenant: Tenant, credential: str, hide: bool
+    server: Server, owner: Api, share: Share, tenant: Tenant, credential: str, hide: bool
 ) -> None:
     insight = await owner.create(name="Viewed", query=trends_viz("viewed-event"))
     await owner.update(insight.id, ["name"], name="Viewed again")  # sets last_modified_by
+    # An alert on it: the owner sees it listed on the insight, a viewer must not.
+    alert = apb.Alert(
+        insight=insight.id,
+        name="internal alert",
+        threshold=apb.Threshold(
+            configuration=apb.InsightThreshold(
+                type=apb.INSIGHT_THRESHOLD_TYPE_ABSOLUTE, bounds=apb.InsightsThresholdBounds(upper=1)
+            )
+        ),
+    )
+    await agrpc.AlertsServiceStub(server.channel).CreateAlert(
+        apb.CreateAlertRequest(environment_id=tenant.environment_id, alert=alert),
+        metadata=bearer(tenant.key("alert:write")),
+        timeout=10,
+    )
     settings = struct_pb2.Struct()
     settings.update({"hideExtraDetails": hide})
     protected = credential == "share_token"
@@ -319,7 +336,8 @@ async def test_shared_viewers_get_no_sql_and_no_creator_identity(
     request = ipb.GetInsightRequest(
         environment_id=tenant.environment_id, id=insight.id, refresh=common_pb2.REFRESH_MODE_BLOCKING
     )
-    assert (await owner.stub.GetInsight(request, metadata=owner.metadata, timeout=20)).hogql
+    as_owner = await owner.stub.GetInsight(request, metadata=owner.metadata, timeout=20)
+    assert as_owner.hogql and [a.name for a in as_owner.alerts] == ["internal alert"]
 
     for answer in (pending, seen):
         assert answer.hogql == "" and not answer.alerts and not answer.HasField("last_viewed_at")

@@ -266,7 +266,10 @@ class Insight(_message.Message):
 
     @_builtins.property
     def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___InsightAlertSummary]:
-        """Alerts watching the insight (only for alertable kinds). Output only."""
+        """Alerts watching the insight (live ones, oldest first; only alertable
+        kinds have any). Left out of the basic list and of shared views. Output
+        only.
+        """
 
     @_builtins.property
     def last_viewed_at(self) -> _timestamp_pb2.Timestamp:
