@@ -215,12 +215,6 @@ class IngestRun:
         if len(self._pending) >= self.batch_size:
             self.flush()
 
-    def add_rows(self, rows: Iterable[EventRow]) -> None:
-        """Queues rows that are already valid (validated elsewhere, or generated)."""
-        self._pending.extend(rows)
-        if len(self._pending) >= self.batch_size:
-            self.flush()
-
     def reject(self, rejections: Iterable[Rejection]) -> None:
         """Records rejections decided outside `add` (e.g. a line a file reader could not parse)."""
         for rejection in rejections:

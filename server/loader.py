@@ -25,7 +25,6 @@ from server.ingest import MAX_BATCH_EVENTS, MAX_REJECTIONS, IncomingEvent, Rejec
 from server.transport import ClientTransport
 from storage.events import EventRow, EventStore
 
-FORMATS = ("jsonl", "csv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 REQUIRED_CSV_COLUMNS = ("event", "distinct_id", "timestamp")
 DEFAULT_BATCH = 10_000

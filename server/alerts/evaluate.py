@@ -236,13 +236,6 @@ def _delta(cond: ConditionType, ttype: ThresholdType, anchor: float, previous: f
 # ------------------------------------------------------------------------------- comparison
 
 
-def breaches_bounds(value: float, bounds: Bounds) -> bool:
-    """Strictly outside the bounds; equality does not breach."""
-    return (bounds.lower is not None and value < bounds.lower) or (
-        bounds.upper is not None and value > bounds.upper
-    )
-
-
 def fmt_number(value: float) -> str:
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
@@ -277,6 +270,7 @@ def breach_messages(
         amount = fmt_percent(value) if ttype == ThresholdType.PERCENTAGE else fmt_number(value)
         what = f"{subject} {verb} by {amount} (from {fmt_number(previous or 0.0)} to {fmt_number(anchor)}), which is"
     out = []
+    # Strictly outside a bound breaches it; equality does not.
     if bounds.lower is not None and value < bounds.lower:
         out.append(f"{what} below the lower threshold ({fmt_bound(bounds.lower)})")
     if bounds.upper is not None and value > bounds.upper:

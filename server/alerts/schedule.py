@@ -46,7 +46,7 @@ class CalculationInterval(StrEnum):
     MONTHLY = "monthly"
 
 
-_DUE_ORDER = {
+DUE_ORDER = {
     CalculationInterval.REAL_TIME: 0,
     CalculationInterval.EVERY_15_MINUTES: 0,
     CalculationInterval.HOURLY: 0,
@@ -56,9 +56,15 @@ _DUE_ORDER = {
 }
 
 
+# The rank of an interval DUE_ORDER does not name (none today).
+LATER = 2
+
+
 def due_order(interval: CalculationInterval | str) -> int:
-    """Sort key of due alerts: hourly (and faster) first, then daily, then the rest."""
-    return _DUE_ORDER.get(CalculationInterval(interval), 2)
+    """Sort key of due alerts: hourly (and faster) first, then daily, then the rest.
+
+    The scheduler's claim ranks rows in SQL by the same table (scheduler.due_rank)."""
+    return DUE_ORDER.get(CalculationInterval(interval), LATER)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import case, delete, or_, select
 
@@ -145,11 +146,7 @@ class Scheduler:
         return outcome
 
     def _claim(self, now: dt.datetime) -> tuple[list[Claimed], list[str]]:
-        order = case(
-            (AlertConfiguration.calculation_interval.in_(("hourly", "every_15_minutes", "real_time")), 0),
-            (AlertConfiguration.calculation_interval == "daily", 1),
-            else_=2,
-        )
+        order = due_rank(AlertConfiguration.calculation_interval)
         due: list[Claimed] = []
         rescheduled: list[str] = []
         with self.db.session() as session:
@@ -204,3 +201,11 @@ class Scheduler:
         with self.db.session() as session:
             result = session.execute(delete(AlertCheck).where(AlertCheck.created_at < now - self.retention))
             return int(getattr(result, "rowcount", 0) or 0)
+
+
+def due_rank(interval: Any) -> Any:
+    """schedule.due_order as SQL over an interval column: the claim orders by the tested table."""
+    ranks: dict[int, list[str]] = {}
+    for name, rank in schedule.DUE_ORDER.items():
+        ranks.setdefault(rank, []).append(name.value)
+    return case(*((interval.in_(names), rank) for rank, names in sorted(ranks.items())), else_=schedule.LATER)

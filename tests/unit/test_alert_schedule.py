@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from server.alerts.schedule import (
     AlertFacts,
     BlockedWindow,
+    CalculationInterval,
     DueStatus,
     due_order,
     due_status,
@@ -295,3 +297,24 @@ def test_is_due_rules() -> None:
     assert due_status(facts(skip_weekend=True, next_check_at=None), saturday) == DueStatus.WEEKEND
     assert is_due(facts(skip_weekend=False, next_check_at=None), saturday)
     assert is_due(facts(skip_weekend=True), NOW)
+
+
+def test_the_claims_sql_ranks_every_interval_as_due_order(tmp_path: Any) -> None:
+    """The scheduler claims in SQL: its ranking is the one tested here, evaluated by a real database."""
+    import sqlalchemy as sa
+
+    from server.alerts.scheduler import due_rank
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'rank.db'}")
+    column = sa.column("interval", sa.String)
+    try:
+        with engine.connect() as connection:
+            for interval in CalculationInterval:
+                ranked = connection.execute(
+                    sa.select(due_rank(column)).select_from(
+                        sa.select(sa.literal(interval.value).label("interval")).subquery()
+                    )
+                ).scalar_one()
+                assert ranked == due_order(interval), interval
+    finally:
+        engine.dispose()
