@@ -796,7 +796,7 @@ class Insights:
         if not value:
             return None
         try:
-            return parse_point(value, env.timezone, now, week_start_day=env.week_start_day)
+            return parse_point(value, env.timezone, now)
         except ValueError as exc:
             violations.add(name, str(exc))
             return None

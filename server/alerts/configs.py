@@ -638,7 +638,7 @@ class Alerts:
             if not value:
                 continue
             try:
-                point = parse_point(value, env.timezone, now, week_start_day=env.week_start_day)
+                point = parse_point(value, env.timezone, now)
             except ValueError:
                 raise _bad(field, f"not a date (got {value!r})", "INVALID_DATE") from None
             where.append(AlertCheck.created_at >= point if op == "ge" else AlertCheck.created_at < point)

@@ -600,71 +600,20 @@ def _with_bucket_count(date_range: QueryDateRange, count: int) -> QueryDateRange
 
 
 # --------------------------------------------------------------------------------------------------
-# List filters
+# Instants outside a date range
 
 
-# "-7d", "+2w", "-1mStart", "dStart", "-24h", "-30M" (minutes); the sign and count are optional.
-_RELATIVE = re.compile(r"^(?P<sign>[-+]?)(?P<count>\d*)(?P<unit>[hdwmqyM])(?P<start>Start|End)?$")
+def parse_point(value: str, timezone: str, now: dt.datetime) -> dt.datetime:
+    """The instant a date string names, as an aware datetime. Raises ValueError.
 
-
-def parse_point(value: str, timezone: str, now: dt.datetime, *, week_start_day: int = 0) -> dt.datetime:
-    """The instant a date string names, as an aware datetime (the insight list filters). Raises ValueError.
-
-    Relative strings shift `now` (in the time zone) by count units; "Start"/"End" snap to the
-    start or end of that unit. A bare ISO date means its midnight in the time zone; a naive
-    date-time is a wall-clock time there; non-padded dates ("2021-1-1") are accepted.
+    The grammar of query date ranges (§2.1), so that "-1q" or "-1mStart" means the same in a query,
+    an insight list filter and an alert check filter: a relative string is always subtracted from
+    `now` in the time zone ("+1d" is not a date), "Start"/"End" snap as in a range, nothing is
+    truncated further. A bare ISO date means its midnight in the time zone; a naive date-time is a
+    wall-clock time there; non-padded dates ("2021-1-1") are accepted.
     """
-    tz = zoneinfo.ZoneInfo(timezone)
-    local_now = now.astimezone(tz)
-    text = value.strip()
-    match = _RELATIVE.match(text)
-    if match:
-        count = int(match["count"] or (0 if match["start"] else 1))
-        sign = -1 if match["sign"] == "-" else 1
-        unit = match["unit"]
-        shifted: dt.datetime = local_now + sign * _delta(unit, count)
-        if match["start"] == "Start":
-            return _start_of(shifted, unit, week_start_day)
-        if match["start"] == "End":
-            end: dt.datetime = _start_of(shifted, unit, week_start_day) + _delta(unit, 1)
-            return end - dt.timedelta(microseconds=1)
-        return shifted
-    parsed = _parse_absolute(text.replace("Z", "+00:00"), tz)
-    if parsed is None:
+    tz = _zone(timezone)
+    point = _parse_reference_point(value.strip(), tz, _local(now, tz), always_truncate=False)
+    if point is None:
         raise ValueError(f"not a date: {value!r} (use ISO 8601 or a relative date such as -7d)")
-    return parsed
-
-
-def _delta(unit: str, count: int) -> relativedelta:
-    return {
-        "M": relativedelta(minutes=count),
-        "h": relativedelta(hours=count),
-        "d": relativedelta(days=count),
-        "w": relativedelta(weeks=count),
-        "m": relativedelta(months=count),
-        "q": relativedelta(months=3 * count),
-        "y": relativedelta(years=count),
-    }[unit]
-
-
-def _start_of(moment: dt.datetime, unit: str, week_start_day: int) -> dt.datetime:
-    tz = moment.tzinfo
-    if unit == "M":
-        naive = moment.replace(tzinfo=None, second=0, microsecond=0)
-    elif unit == "h":
-        naive = moment.replace(tzinfo=None, minute=0, second=0, microsecond=0)
-    else:
-        day = moment.replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
-        if unit == "d":
-            naive = day
-        elif unit == "w":
-            # Python weekday(): Monday=0; week_start_day: 0=Sunday, 1=Monday.
-            offset = (day.weekday() + 1) % 7 if week_start_day == 0 else day.weekday()
-            naive = day - dt.timedelta(days=offset)
-        elif unit == "m":
-            naive = day.replace(day=1)
-        elif unit == "q":
-            naive = day.replace(day=1, month=3 * ((day.month - 1) // 3) + 1)
-        else:
-            naive = day.replace(day=1, month=1)
-    return naive.replace(tzinfo=tz)
+    return point.moment

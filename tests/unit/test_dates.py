@@ -317,17 +317,22 @@ def test_all_without_events_starts_now() -> None:
     assert r.days() == ["2024-01-17"]
 
 
-def test_list_filter_parse_point_still_works() -> None:
+def test_list_filters_read_dates_in_the_grammar_of_query_ranges() -> None:
     assert parse_point("-7d", BERLIN, NOW) == NOW - dt.timedelta(days=7)
-    assert parse_point("+1d", BERLIN, NOW) == NOW + dt.timedelta(days=1)
-    assert parse_point("-1wStart", BERLIN, NOW) == local(BERLIN, 2024, 1, 7)
-    assert parse_point("-1wStart", BERLIN, NOW, week_start_day=1) == local(BERLIN, 2024, 1, 8)
+    # A quarter is 13 weeks of wall clock (across the DST change here) and a week has no Start, in a
+    # list filter as in a query's range.
+    assert parse_point("-1q", BERLIN, NOW) == local(BERLIN, 2023, 10, 18, 14, 23, 45, 500000)
+    assert parse_point("-1q", BERLIN, NOW).date() == resolve("-1q").date_from.date()
+    assert parse_point("-1wStart", BERLIN, NOW) == NOW - dt.timedelta(weeks=1)
+    # "Start" sets the day as the reference's parser does; only a query's range then rounds to its interval.
+    assert parse_point("-1mStart", BERLIN, NOW) == local(BERLIN, 2023, 12, 1, 14, 23, 45, 500000)
     assert parse_point("dEnd", BERLIN, NOW) == local(BERLIN, 2024, 1, 17, 23, 59, 59, 999999)
     assert parse_point("2024-01-05", BERLIN, NOW) == local(BERLIN, 2024, 1, 5)
     assert parse_point("2021-1-1", BERLIN, NOW) == local(BERLIN, 2021, 1, 1)
     assert parse_point("2024-01-05T10:00:00Z", BERLIN, NOW) == dt.datetime(2024, 1, 5, 10, tzinfo=UTC)
-    with pytest.raises(ValueError, match="not a date"):
-        parse_point("yesterday", BERLIN, NOW)
+    for refused in ("yesterday", "+1d"):
+        with pytest.raises(ValueError, match="not a date"):
+            parse_point(refused, BERLIN, NOW)
 
 
 # --------------------------------------------------------------------------------------------------
