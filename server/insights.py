@@ -15,11 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import query_pb2
-from server import activity
+from server import activity, paging
 from server.create_requests import CreateRequest, create_request, prior_insight, remember
 from server.echo import shown
 from server.errors import InvalidArgument, NotFound, Violations
 from server.masks import check_update_mask
+from server.paging import Page
 from server.principal import EnvironmentInfo, Principal
 from server.queries.codec import to_reference_json
 from server.queries.dates import parse_point
@@ -42,8 +43,8 @@ SCOPE = "Insight"
 TEXT_LIMIT = 400
 SEARCH_LIMIT = 200
 TAG_LIMIT = 255
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
+# Activity entries per page unless asked (the reference's page size).
+ACTIVITY_PAGE = 10
 BULK_MAX_IDS = 500
 BULK_MAX_TAGS = 100
 BULK_MAX_PAIRS = 10_000
@@ -171,16 +172,6 @@ class ListFilters:
     tags: Sequence[str] = ()
     user: bool = False
     order: str = ""
-
-
-@dataclass(frozen=True)
-class InsightPage:
-    """One page of a list."""
-
-    items: list[InsightView]
-    count: int
-    limit: int
-    offset: int
 
 
 @dataclass(frozen=True)
@@ -482,16 +473,12 @@ class Insights:
             return None
         return dataclasses.replace(view, last_viewed_at=last)
 
-    def list_insights(self, principal: Principal, environment_id: int, filters: ListFilters) -> InsightPage:
+    def list_insights(self, principal: Principal, environment_id: int, filters: ListFilters) -> Page[InsightView]:
         env = principal.environment(environment_id)
         violations = Violations()
         if len(filters.search) > SEARCH_LIMIT:
             violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
-        if filters.limit < 0:
-            violations.add("limit", "limit must not be negative")
-        if filters.offset < 0:
-            violations.add("offset", "offset must not be negative")
-        limit = min(filters.limit or DEFAULT_PAGE, MAX_PAGE)
+        limit = paging.window(violations, filters.limit, filters.offset)
         now = self.clock()
         where: list[Any] = [Insight.environment_id == env.id, Insight.deleted.is_(False)]
         for name, column in (
@@ -583,7 +570,7 @@ class Insights:
                     query.order_by(*order_by(view.c.last_viewed_at)).offset(filters.offset).limit(limit)
                 )
             )
-            return InsightPage(
+            return Page(
                 self._views(session, principal.user_id, env, rows), count, limit, filters.offset
             )
 
@@ -594,8 +581,7 @@ class Insights:
         violations = Violations()
         if page < 0:
             violations.add("page", "page starts at 1")
-        if limit < 0:
-            violations.add("limit", "limit must not be negative")
+        limit = paging.window(violations, limit, 0, default=ACTIVITY_PAGE)
         violations.raise_if_any()
         with self.db.session() as session:
             item_id = None
@@ -607,7 +593,7 @@ class Insights:
                 scope=SCOPE,
                 item_id=item_id,
                 page_number=page or 1,
-                limit=min(limit or 10, MAX_PAGE),
+                limit=limit,
             )
 
     # ------------------------------------------------------------------------------ helpers

@@ -11,19 +11,20 @@ import re
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import query_pb2
-from server import activity
+from server import activity, paging
 from server.alerts.egress import EgressPolicy
 from server.echo import shown
-from server.errors import InvalidArgument, NotFound
+from server.errors import InvalidArgument, NotFound, Violations
 from server.insights import UserRef, parse_query, user_ref
 from server.masks import check_update_mask
+from server.paging import Page
 from server.principal import EnvironmentInfo, Principal
 from server.queries.codec import from_reference_json, to_reference_json
 from server.queries.dates import parse_point
@@ -32,10 +33,8 @@ from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Insight, Membership, Threshold, User, utcnow
 
-T = TypeVar("T")
 SCOPE = "Alert"
 NAME_LIMIT = 255
-DEFAULT_PAGE, MAX_PAGE = 100, 1000
 DEFAULT_CHECKS, MAX_CHECKS = 5, 500
 NOT_FIRING, SNOOZED = "Not firing", "Snoozed"
 INTERVALS = {
@@ -97,16 +96,6 @@ class ThresholdView:
 
     row: Threshold
     alerts: list[AlertView]
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a list."""
-
-    items: list[T]
-    count: int
-    limit: int
-    offset: int
 
 
 def _bad(field: str, message: str, reason: str = "INVALID_ALERT") -> InvalidArgument:
@@ -288,12 +277,17 @@ def parse_snooze(value: str, now: dt.datetime, field: str) -> dt.datetime:
     return until
 
 
-def _page_args(limit: int, offset: int, default: int, maximum: int) -> int:
-    if limit < 0:
-        raise _bad("limit", "must not be negative", "INVALID_PAGE")
-    if offset < 0:
-        raise _bad("offset", "must not be negative", "INVALID_PAGE")
-    return min(limit or default, maximum)
+def _page_args(
+    limit: int,
+    offset: int,
+    maximum: int,
+    fields: tuple[str, str] = ("limit", "offset"),
+    default: int = paging.DEFAULT_LIMIT,
+) -> int:
+    violations = Violations()
+    limit = paging.window(violations, limit, offset, default=default, maximum=maximum, fields=fields)
+    violations.raise_if_any()
+    return limit
 
 
 class Alerts:
@@ -319,7 +313,7 @@ class Alerts:
         self, principal: Principal, environment_id: int, insight_id: int, limit: int, offset: int
     ) -> Page[ThresholdView]:
         env = principal.environment(environment_id)
-        limit = _page_args(limit, offset, DEFAULT_PAGE, MAX_PAGE)
+        limit = _page_args(limit, offset, paging.MAX_LIMIT)
         with self.db.session() as session:
             insight = self._insight(session, env.id, insight_id)
             where = [Threshold.environment_id == env.id, Threshold.insight_id == insight.id]
@@ -417,12 +411,14 @@ class Alerts:
         checks_date_to: str = "",
     ) -> AlertView:
         env = principal.environment(environment_id)
-        limit = DEFAULT_CHECKS if checks_limit is None else checks_limit
-        if limit < 0:
-            raise _bad("checks_limit", "must not be negative", "INVALID_PAGE")
-        if checks_offset < 0:
-            raise _bad("checks_offset", "must not be negative", "INVALID_PAGE")
-        limit = min(limit, MAX_CHECKS)
+        # Unset means DEFAULT_CHECKS; an explicit 0 asks for no checks.
+        limit = _page_args(
+            DEFAULT_CHECKS if checks_limit is None else checks_limit,
+            checks_offset,
+            MAX_CHECKS,
+            ("checks_limit", "checks_offset"),
+            default=0,
+        )
         where = self._check_dates(env, checks_date_from, checks_date_to, "checks_date_from", "checks_date_to")
         with self.db.session() as session:
             row = self._find(session, env.id, alert_id)
@@ -440,7 +436,7 @@ class Alerts:
         self, principal: Principal, environment_id: int, insight_id: int, limit: int, offset: int
     ) -> Page[AlertView]:
         env = principal.environment(environment_id)
-        limit = _page_args(limit, offset, DEFAULT_PAGE, MAX_PAGE)
+        limit = _page_args(limit, offset, paging.MAX_LIMIT)
         where = [AlertConfiguration.environment_id == env.id, AlertConfiguration.deleted.is_(False)]
         if insight_id:
             where.append(AlertConfiguration.insight_id == insight_id)
@@ -466,7 +462,7 @@ class Alerts:
         date_to: str = "",
     ) -> Page[AlertCheck]:
         env = principal.environment(environment_id)
-        limit = _page_args(limit, offset, DEFAULT_PAGE, MAX_CHECKS)
+        limit = _page_args(limit, offset, MAX_CHECKS)
         dates = self._check_dates(env, date_from, date_to, "date_from", "date_to")
         with self.db.session() as session:
             row = self._find(session, env.id, alert_id)

@@ -11,7 +11,8 @@ from google.protobuf import json_format
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc
 from server.alerts.checker import Checker
-from server.alerts.configs import Alerts, AlertView, Page, ThresholdView
+from server.alerts.configs import Alerts, AlertView, ThresholdView
+from server.paging import Page
 from server.queries.codec import from_reference_json
 from server.runtime import Blocking
 from server.services import convert

@@ -409,3 +409,15 @@ async def test_an_insight_lists_its_live_alerts_and_sees_alert_writes_at_once(ow
     # The basic shape, like the reference's basic serializer, leaves them out.
     basic = {i.id: i for i in (await owner.list(basic=True)).results}
     assert list(basic[insight.id].alerts) == []
+
+
+async def test_negative_page_bounds_are_refused_naming_the_field(owner: Api, alerts: Alerts) -> None:
+    insight = await owner.create(name="paged", query=trends_viz())
+    alert = await alerts.create(insight.id)
+    listing = alerts.stub.ListAlerts(
+        apb.ListAlertsRequest(environment_id=alerts.env, limit=-1), metadata=alerts.md, timeout=10
+    )
+    assert_invalid(await expect_error(listing, grpc.StatusCode.INVALID_ARGUMENT), "limit")
+    err = await expect_error(alerts.get(alert.id, checks_offset=-3), grpc.StatusCode.INVALID_ARGUMENT)
+    assert_invalid(err, "checks_offset")
+    assert len((await alerts.get(alert.id, checks_limit=0)).checks) == 0
