@@ -12,14 +12,18 @@ from sqlalchemy.orm import Session
 from storage.models import ActivityLog, User
 
 
+def change(scope: str, field: str | None, before: Any, after: Any, action: str = "changed") -> dict[str, Any]:
+    """One entry of a log record's changes, in the reference's shape."""
+    return {"type": scope, "action": action, "field": field, "before": before, "after": after}
+
+
 def diff(before: dict[str, Any], after: dict[str, Any], scope: str) -> list[dict[str, Any]]:
     """Field-level changes between two snapshots of the same object (only fields in either)."""
-    changes = []
-    for field in sorted(set(before) | set(after)):
-        old, new = before.get(field), after.get(field)
-        if old != new:
-            changes.append({"type": scope, "action": "changed", "field": field, "before": old, "after": new})
-    return changes
+    return [
+        change(scope, field, before.get(field), after.get(field))
+        for field in sorted(set(before) | set(after))
+        if before.get(field) != after.get(field)
+    ]
 
 
 def record(

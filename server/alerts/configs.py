@@ -581,16 +581,11 @@ class Alerts:
         for row in rows:
             row.deleted = True
             row.updated_at = now
-            change = {"type": SCOPE, "action": "changed", "field": "deleted", "before": False, "after": True}
-            self._log(
-                session,
-                user_id,
-                env,
-                row,
-                "deleted",
-                [change, {"type": SCOPE, "action": "reason", "field": None, "before": None, "after": reason}],
-                now,
-            )
+            changes = [
+                activity.change(SCOPE, "deleted", False, True),
+                activity.change(SCOPE, None, None, reason, action="reason"),
+            ]
+            self._log(session, user_id, env, row, "deleted", changes, now)
 
     # --------------------------------------------------------------------------------- helpers
 
