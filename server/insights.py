@@ -241,7 +241,7 @@ class Insights:
         with self.db.session() as session:
             prior = prior_insight(session, env.id, request) if request else None
             if prior is not None:
-                row = self._find(session, env.id, Lookup(id=prior), include_deleted=True)
+                row = find_insight(session, env.id, Lookup(id=prior), include_deleted=True)
                 return self._views(session, principal.user_id, env, [row])[0]
             self._check_dashboards(session, env.id, fields.dashboards)
             row = Insight(
@@ -306,7 +306,7 @@ class Insights:
         with self.db.session() as session:
             # Only an update that restores may address a deleted insight.
             restoring = "deleted" in chosen and not fields.deleted
-            row = self._find(session, env.id, lookup, include_deleted=restoring)
+            row = find_insight(session, env.id, lookup, include_deleted=restoring)
             if "dashboards" in chosen:
                 self._check_dashboards(session, env.id, fields.dashboards)
             before = self._snapshot(session, row)
@@ -424,7 +424,7 @@ class Insights:
         now = self.clock()
         generation = self.cache.generation(env.id)
         with self.db.session() as session:
-            row = self._find(session, env.id, lookup)
+            row = find_insight(session, env.id, lookup)
             self._record_view(session, env.id, principal.user_id, row.id, now)
             view = self._views(session, principal.user_id, env, [row])[0]
         self.cache.put(view, generation)
@@ -453,7 +453,7 @@ class Insights:
     def get_shared(self, env: EnvironmentInfo, insight_id: int) -> InsightView:
         """A live insight as an anonymous viewer of its public link sees it: no user, no view recorded."""
         with self.db.session() as session:
-            row = self._find(session, env.id, Lookup(id=insight_id))
+            row = find_insight(session, env.id, Lookup(id=insight_id))
             return self._views(session, None, env, [row])[0]
 
     def get_cached(self, principal: Principal, environment_id: int, lookup: Lookup) -> InsightView | None:
@@ -586,7 +586,7 @@ class Insights:
         with self.db.session() as session:
             item_id = None
             if lookup is not None:
-                item_id = str(self._find(session, env.id, lookup, include_deleted=True).id)
+                item_id = str(find_insight(session, env.id, lookup, include_deleted=True).id)
             return activity.page(
                 session,
                 environment_id=env.id,
@@ -641,20 +641,6 @@ class Insights:
             )
             if taken is None:
                 return candidate
-
-    def _find(
-        self, session: Session, environment_id: int, lookup: Lookup, *, include_deleted: bool = False
-    ) -> Insight:
-        query = select(Insight).where(Insight.environment_id == environment_id, lookup.where())
-        if not include_deleted:
-            query = query.where(Insight.deleted.is_(False))
-        row = session.scalars(query).first()
-        if row is None:
-            ident = shown(lookup.id if lookup.id is not None else lookup.short_id)
-            raise NotFound(
-                f"Insight {ident} not found.", reason="INSIGHT_NOT_FOUND", metadata={"insight": str(ident)}
-            )
-        return row
 
     def _tags_of(self, session: Session, insight_ids: list[int]) -> dict[int, list[str]]:
         tags: dict[int, list[str]] = {}
@@ -859,6 +845,19 @@ class Insights:
             )
             for r in rows
         ]
+
+
+def find_insight(session: Session, environment_id: int, lookup: Lookup, *, include_deleted: bool = False) -> Insight:
+    """The insight `lookup` names in the environment; NOT_FOUND when it is not there (or deleted,
+    unless `include_deleted`). Every domain reaches an insight by this one rule."""
+    query = select(Insight).where(Insight.environment_id == environment_id, lookup.where())
+    if not include_deleted:
+        query = query.where(Insight.deleted.is_(False))
+    row = session.scalars(query).first()
+    if row is None:
+        ident = shown(lookup.id if lookup.id is not None else lookup.short_id)
+        raise NotFound(f"Insight {ident} not found.", reason="INSIGHT_NOT_FOUND", metadata={"insight": str(ident)})
+    return row
 
 
 def parse_query(blob: bytes | None) -> query_pb2.QueryNode | None:

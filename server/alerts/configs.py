@@ -22,7 +22,7 @@ from server import activity, paging
 from server.alerts.egress import EgressPolicy
 from server.echo import shown
 from server.errors import InvalidArgument, NotFound, Violations
-from server.insights import UserRef, parse_query, user_ref
+from server.insights import Lookup, UserRef, find_insight, parse_query, user_ref
 from server.masks import check_update_mask
 from server.paging import Page
 from server.principal import EnvironmentInfo, Principal
@@ -638,16 +638,13 @@ class Alerts:
     def _insight(
         self, session: Session, environment_id: int, insight_id: int, *, field: str | None = None
     ) -> Insight:
-        row = session.scalars(
-            select(Insight).where(
-                Insight.id == insight_id, Insight.environment_id == environment_id, Insight.deleted.is_(False)
-            )
-        ).first()
-        if row is None:
-            if field is not None:
-                raise _bad(field, f"insight {insight_id} not found", "INSIGHT_NOT_FOUND")
-            raise NotFound(f"Insight {insight_id} not found.", reason="INSIGHT_NOT_FOUND")
-        return row
+        try:
+            return find_insight(session, environment_id, Lookup(id=insight_id))
+        except NotFound:
+            if field is None:
+                raise
+            # Named in the request body: a bad argument, not a missing resource of the path.
+            raise _bad(field, f"insight {insight_id} not found", "INSIGHT_NOT_FOUND") from None
 
     def _find(self, session: Session, environment_id: int, alert_id: str) -> AlertConfiguration:
         row = session.scalars(
