@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from server import utc
 from server.errors import InvalidArgument
 from server.principal import Principal
 from storage.events import EventRow, EventStore
@@ -57,10 +58,6 @@ class Rejected(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def person_id_for(environment_id: int, distinct_id: str) -> uuid.UUID:
@@ -161,7 +158,7 @@ def validate_all(
     environment_id: int, events: Iterable[tuple[int, IncomingEvent]], now: dt.datetime | None = None
 ) -> tuple[list[EventRow], list[Rejection]]:
     """Valid rows and (index, reason) rejections of numbered events."""
-    now = now or utcnow()
+    now = now or utc.now()
     rows: list[EventRow] = []
     rejections: list[Rejection] = []
     for index, event in events:
@@ -190,7 +187,7 @@ class IngestRun:
     store: EventStore
     environment_id: int
     batch_size: int = BATCH_SIZE
-    clock: Callable[[], dt.datetime] = utcnow
+    clock: Callable[[], dt.datetime] = utc.now
     accepted: int = 0
     rejected: int = 0
     # Valid events not stored because the environment already held their uuid (or the stream
@@ -248,7 +245,7 @@ class BatchStream:
 
     store: EventStore
     environment_id: int
-    clock: Callable[[], dt.datetime] = utcnow
+    clock: Callable[[], dt.datetime] = utc.now
 
     def check_environment(self, environment_id: int) -> None:
         """A stream carries one environment: INVALID_ARGUMENT when a later message names another."""

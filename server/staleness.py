@@ -10,6 +10,8 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from server.utc import as_utc
+
 # Part of every cache key: bump it when the SQL, the results or their encoding change, and every
 # cached entry (in this process or a shared store) stops matching at once.
 ENGINE_VERSION = 1
@@ -51,11 +53,6 @@ _SHORT_INTERVALS = frozenset({"second", "minute", "hour"})
 _SHORT_RANGE = dt.timedelta(days=7)
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """The instant as aware UTC (naive = UTC, the convention of server/queries/dates.py)."""
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
 def stale_after(interval: str | None, *, lazy: bool = False) -> dt.timedelta:
     """How long after its computation a result of this interval (None: interval-less) stays fresh."""
     table = _LAZY_STALE_AFTER if lazy else _STALE_AFTER
@@ -70,12 +67,12 @@ def cache_target_age(last_refresh: dt.datetime, interval: str | None) -> dt.date
 
     Advisory for clients: an immutable range never goes stale whatever this says (see is_stale).
     """
-    return _utc(last_refresh) + stale_after(interval)
+    return as_utc(last_refresh) + stale_after(interval)
 
 
 def is_immutable(last_refresh: dt.datetime, date_to: dt.datetime | None) -> bool:
     """Whether the range had ended (by a margin) when it was computed, so its result is final."""
-    return date_to is not None and _utc(date_to) < _utc(last_refresh) - IMMUTABLE_MARGIN
+    return date_to is not None and as_utc(date_to) < as_utc(last_refresh) - IMMUTABLE_MARGIN
 
 
 def is_stale(
@@ -92,7 +89,7 @@ def is_stale(
     """
     if is_immutable(entry_last_refresh, date_to):
         return False
-    return _utc(now) > _utc(entry_last_refresh) + stale_after(interval, lazy=lazy)
+    return as_utc(now) > as_utc(entry_last_refresh) + stale_after(interval, lazy=lazy)
 
 
 def next_allowed_client_refresh(
@@ -111,9 +108,9 @@ def next_allowed_client_refresh(
     kinds are UNVERIFIED, and the range is what makes a recalculation cheap or expensive.
     """
     short = interval in _SHORT_INTERVALS or (
-        date_from is not None and date_to is not None and _utc(date_to) - _utc(date_from) <= _SHORT_RANGE
+        date_from is not None and date_to is not None and as_utc(date_to) - as_utc(date_from) <= _SHORT_RANGE
     )
-    return _utc(last_refresh) + (REDUCED_REFRESH_INTERVAL if short else REFRESH_INTERVAL)
+    return as_utc(last_refresh) + (REDUCED_REFRESH_INTERVAL if short else REFRESH_INTERVAL)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from server.insights import parse_query
 from server.principal import EnvironmentInfo, Principal
 from server.queries.registry import trends_of
 from server.runtime import Blocking
+from server.utc import as_utc_or_none
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Environment, Insight, Threshold, utcnow
 
@@ -96,12 +97,6 @@ def interval_start(interval: str, moment: dt.datetime, timezone: str) -> dt.date
     if interval == "monthly":
         return day.replace(day=1)
     return day
-
-
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _threshold(configuration: dict[str, Any]) -> evaluate.Threshold:
@@ -283,7 +278,7 @@ class Checker:
                 triggered_metadata=outcome.metadata or None,
             )
             session.add(check)
-            snoozed = row.snoozed_until is not None and _aware(row.snoozed_until) > now  # type: ignore[operator]
+            snoozed = row.snoozed_until is not None and as_utc_or_none(row.snoozed_until) > now  # type: ignore[operator]
             if row.snoozed_until is not None and not snoozed:
                 row.snoozed_until = None
             row.state = SNOOZED if snoozed else outcome.state
@@ -293,12 +288,12 @@ class Checker:
             row.last_checked_at = now
             if outcome.value is not None:
                 row.last_value = outcome.value
-            current = _aware(row.next_check_at)
+            current = as_utc_or_none(row.next_check_at)
             if not (manual and current is not None and current > now):
                 row.next_check_at = schedule.next_check_at(
                     row.calculation_interval,
                     now,
-                    _aware(previous_next) if previous_next is not None else current,
+                    as_utc_or_none(previous_next) if previous_next is not None else current,
                     env.timezone,
                     skip_weekend=row.skip_weekend,
                     blocked_windows=windows_of(row),
@@ -309,7 +304,7 @@ class Checker:
             if notify and previous is not None and previous.state == FIRING:
                 # Still firing since the last check: a notification already delivered in this
                 # interval (by any earlier check, not only the previous one) is enough.
-                sent = _aware(row.last_notified_at)
+                sent = as_utc_or_none(row.last_notified_at)
                 if sent is not None and interval_start(
                     row.calculation_interval, sent, env.timezone
                 ) == interval_start(row.calculation_interval, now, env.timezone):
@@ -339,7 +334,7 @@ class Checker:
             state=check.state,
             value=check.calculated_value,
             breaches=list((check.triggered_metadata or {}).get("breaches", [])),
-            checked_at=(_aware(check.created_at) or self.clock()).isoformat().replace("+00:00", "Z"),
+            checked_at=(as_utc_or_none(check.created_at) or self.clock()).isoformat().replace("+00:00", "Z"),
         )
         failed: list[str] = []
         for target in pending:

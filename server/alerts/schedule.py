@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from server.utc import as_utc
+
 UTC = dt.UTC
 
 
@@ -104,10 +106,6 @@ def _zone(timezone: str | dt.tzinfo) -> dt.tzinfo:
     return ZoneInfo(timezone) if isinstance(timezone, str) else timezone
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _at(day: dt.date, hour: int, minute: int, tz: dt.tzinfo) -> dt.datetime:
     """The UTC instant of a local wall-clock time (gaps resolve forward, ambiguity to the first)."""
     return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz).astimezone(UTC)
@@ -121,14 +119,14 @@ def minute_spread(alert_id: str | None) -> int:
 
 def is_weekend(moment: dt.datetime, timezone: str | dt.tzinfo) -> bool:
     """Saturday or Sunday in the environment's time zone."""
-    return _aware(moment).astimezone(_zone(timezone)).weekday() >= 5
+    return as_utc(moment).astimezone(_zone(timezone)).weekday() >= 5
 
 
 def _containing_window_end(
     moment: dt.datetime, tz: dt.tzinfo, windows: Sequence[BlockedWindow]
 ) -> dt.datetime | None:
     """The end (UTC) of a blocked window containing `moment`, or None when it is in none."""
-    local = _aware(moment).astimezone(tz)
+    local = as_utc(moment).astimezone(tz)
     t = local.hour * 60 + local.minute
     today = local.date()
     for w in windows:
@@ -160,7 +158,7 @@ def unblocked_after(
 ) -> dt.datetime:
     """The first instant ≥ `moment` outside the blocked windows and (with skip_weekend) weekends."""
     tz = _zone(timezone)
-    current = _aware(moment).astimezone(UTC)
+    current = as_utc(moment).astimezone(UTC)
     for _ in range(64):  # windows and weekends settle in a few steps; the bound guards odd input
         end = _containing_window_end(current, tz, blocked_windows)
         if end is not None and end > current:
@@ -189,12 +187,12 @@ def grid_next(
 ) -> dt.datetime:
     """The next check on the interval's grid, before blocked windows and weekends apply."""
     tz = _zone(timezone)
-    now = _aware(now).astimezone(UTC)
+    now = as_utc(now).astimezone(UTC)
     kind = CalculationInterval(interval)
     spread = minute_spread(alert_id)
     local_today = now.astimezone(tz).date()
     if kind == CalculationInterval.HOURLY:
-        base = _aware(previous_next) if previous_next is not None else now
+        base = as_utc(previous_next) if previous_next is not None else now
         candidate = _floor_hour(base + dt.timedelta(hours=1))
         if candidate <= now:
             candidate = _floor_hour(now) + dt.timedelta(hours=1)
@@ -249,12 +247,12 @@ class AlertFacts:
 
 def due_status(facts: AlertFacts, now: dt.datetime) -> DueStatus:
     """Why an alert is or is not checked at `now` (§7.1); an expired snooze counts as due."""
-    now = _aware(now)
+    now = as_utc(now)
     if not facts.enabled or facts.insight_deleted:
         return DueStatus.DISABLED
-    if facts.next_check_at is not None and _aware(facts.next_check_at) > now:
+    if facts.next_check_at is not None and as_utc(facts.next_check_at) > now:
         return DueStatus.NOT_YET
-    if facts.snoozed_until is not None and _aware(facts.snoozed_until) > now:
+    if facts.snoozed_until is not None and as_utc(facts.snoozed_until) > now:
         return DueStatus.SNOOZED
     if facts.skip_weekend and is_weekend(now, facts.timezone):
         return DueStatus.WEEKEND

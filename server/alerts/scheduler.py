@@ -30,6 +30,7 @@ from sqlalchemy import case, delete, or_, select
 
 from server.alerts import schedule
 from server.alerts.checker import Checker, windows_of
+from server.utc import as_utc_or_none
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Environment, Insight, utcnow
 
@@ -54,12 +55,6 @@ class Pass:
     rescheduled: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     removed_checks: int = 0
-
-
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 class Scheduler:
@@ -120,7 +115,7 @@ class Scheduler:
     # ---------------------------------------------------------------------------------- a pass
 
     async def run_once(self, now: dt.datetime | None = None) -> Pass:
-        now = _aware(now) or self.clock()
+        now = as_utc_or_none(now) or self.clock()
         blocking = self.checker.blocking
         outcome = Pass()
         due, rescheduled = await blocking.run(self._claim, now)
@@ -174,9 +169,9 @@ class Scheduler:
                     status = schedule.due_status(
                         schedule.AlertFacts(
                             enabled=row.enabled,
-                            next_check_at=_aware(row.next_check_at),
+                            next_check_at=as_utc_or_none(row.next_check_at),
                             timezone=timezone,
-                            snoozed_until=_aware(row.snoozed_until),
+                            snoozed_until=as_utc_or_none(row.snoozed_until),
                             skip_weekend=row.skip_weekend,
                             blocked_windows=windows,
                         ),
@@ -185,7 +180,7 @@ class Scheduler:
                 except ValueError:  # a malformed window: the check auto-disables the alert
                     status = schedule.DueStatus.DUE
                 if status == schedule.DueStatus.SNOOZED:
-                    row.next_check_at = _aware(row.snoozed_until)
+                    row.next_check_at = as_utc_or_none(row.snoozed_until)
                     rescheduled.append(row.id)
                 elif status in (schedule.DueStatus.WEEKEND, schedule.DueStatus.BLOCKED_WINDOW):
                     row.next_check_at = schedule.unblocked_after(
@@ -193,7 +188,7 @@ class Scheduler:
                     )
                     rescheduled.append(row.id)
                 elif status == schedule.DueStatus.DUE:
-                    due.append(Claimed(row.id, row.environment_id, _aware(row.next_check_at)))
+                    due.append(Claimed(row.id, row.environment_id, as_utc_or_none(row.next_check_at)))
                     row.next_check_at = now + self.lease
         return due, rescheduled
 

@@ -25,6 +25,7 @@ from functools import cached_property
 from dateutil.relativedelta import relativedelta
 
 from server.queries.errors import QueryError
+from server.utc import as_utc
 
 INTERVALS = ("minute", "hour", "day", "week", "month")
 MAX_BUCKETS = 10_000
@@ -74,14 +75,9 @@ def _zone(timezone: str) -> zoneinfo.ZoneInfo:
         raise ValueError(f"unknown time zone {timezone!r}") from None
 
 
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """The instant as an aware UTC datetime (naive = UTC): safe to compare across DST folds."""
-    return moment.replace(tzinfo=_UTC) if moment.tzinfo is None else moment.astimezone(_UTC)
-
-
 def _local(moment: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
     """The instant in `tz` (naive = UTC), with `fold` set in a repeated hour."""
-    return _utc(moment).astimezone(tz)
+    return as_utc(moment).astimezone(tz)
 
 
 def _attach(naive: dt.datetime, tz: zoneinfo.ZoneInfo) -> dt.datetime:
@@ -281,8 +277,8 @@ class QueryDateRange:
                 yield current
                 k = 1
                 while True:
-                    candidate = self.bucket_start(_utc(current) + k * step)
-                    if _utc(candidate) > _utc(current):
+                    candidate = self.bucket_start(as_utc(current) + k * step)
+                    if as_utc(candidate) > as_utc(current):
                         break
                     k += 1
                 current = candidate
@@ -302,16 +298,16 @@ class QueryDateRange:
                 start = _normalize(_midnight(day, tz), tz)
                 if self.interval == "day" and start.date() != day:
                     continue  # a calendar day that the zone skipped (Pacific/Apia, 2011-12-30)
-                if previous is not None and _utc(start) <= _utc(previous):
+                if previous is not None and as_utc(start) <= as_utc(previous):
                     continue
                 previous = start
                 yield start
 
     def _grid(self, limit: int | None = None) -> list[dt.datetime]:
-        end = _utc(self.date_to)
+        end = as_utc(self.date_to)
         out: list[dt.datetime] = []
         for start in self._starts():
-            if _utc(start) > end or (limit is not None and len(out) >= limit):
+            if as_utc(start) > end or (limit is not None and len(out) >= limit):
                 break
             out.append(start)
         return out
@@ -329,13 +325,13 @@ class QueryDateRange:
 
     def bucket_index(self, ts: dt.datetime) -> int | None:
         """The index in `bucket_starts()` of the bucket containing the instant `ts`, or None when outside."""
-        if _utc(ts) > _utc(self.date_to):
+        if as_utc(ts) > as_utc(self.date_to):
             return None
-        return self._index_by_instant.get(_utc(self.bucket_start(ts)))
+        return self._index_by_instant.get(as_utc(self.bucket_start(ts)))
 
     @cached_property
     def _index_by_instant(self) -> dict[dt.datetime, int]:
-        return {_utc(start): index for index, start in enumerate(self._all_values)}
+        return {as_utc(start): index for index, start in enumerate(self._all_values)}
 
     def days(self) -> list[str]:
         """`YYYY-MM-DD`, or `YYYY-MM-DD HH:MM:SS` for hour and minute buckets (local wall clock)."""
@@ -441,7 +437,7 @@ def resolve_date_range(
     from_rel: _Relative | None
     if from_text == "all":
         start = _local(earliest, tz) if earliest is not None else local_now
-        if _utc(start) > _utc(end):
+        if as_utc(start) > as_utc(end):
             start = end  # events after the range's end (or a date_to before the first event): one bucket
         from_rel = None
     elif from_text is None:
@@ -454,7 +450,7 @@ def resolve_date_range(
             raise QueryError(_unparsable(from_text, allow_all=True), "dateRange.date_from")
         start, from_rel = point.moment, point.relative
     start = _normalize(start, tz)
-    if _utc(start) > _utc(end):
+    if as_utc(start) > as_utc(end):
         raise QueryError(
             f"date_from ({_format_datetime(start)[:19]}) is after date_to ({_format_datetime(end)[:19]})",
             "dateRange.date_from",
@@ -549,18 +545,18 @@ def _previous_period(
     tz = current.tz
     start, end = _local(current.date_from, tz), _local(current.date_to, tz)
     if current.interval == "minute" or (
-        current.interval == "hour" and _utc(end) - _utc(start) < dt.timedelta(days=1)
+        current.interval == "hour" and as_utc(end) - as_utc(start) < dt.timedelta(days=1)
     ):
         # Sub-day ranges: the immediately preceding span of elapsed time (hour: from the start of its hour).
-        elapsed = _utc(end) - _utc(start)
-        prev_from = _local(_utc(start) - elapsed, tz)
-        if _utc(current.bucket_start(prev_from)) >= _utc(current.bucket_start(start)):
+        elapsed = as_utc(end) - as_utc(start)
+        prev_from = _local(as_utc(start) - elapsed, tz)
+        if as_utc(current.bucket_start(prev_from)) >= as_utc(current.bucket_start(start)):
             # A range within one bucket: the previous period starts one interval earlier.
             step = dt.timedelta(minutes=1) if current.interval == "minute" else dt.timedelta(hours=1)
-            prev_from = _local(_utc(start) - step, tz)
+            prev_from = _local(as_utc(start) - step, tz)
         if current.interval == "hour":
             prev_from = _truncate(prev_from, "hour", tz)
-        return _normalize(prev_from, tz), _local(_utc(prev_from) + elapsed, tz)
+        return _normalize(prev_from, tz), _local(as_utc(prev_from) + elapsed, tz)
     # Day, week, month (and hour over a day or more): wall-clock arithmetic, keeping the clock times
     # of the current bounds, so a DST change in either period does not shift the buckets.
     from_wall, to_wall = start.replace(tzinfo=None), end.replace(tzinfo=None)
@@ -587,7 +583,7 @@ def _previous_period(
 
 def _with_bucket_count(date_range: QueryDateRange, count: int) -> QueryDateRange:
     """`date_range` with `count` buckets: else its date_to moves to the end of bucket number `count`."""
-    in_order = _utc(date_range.date_from) <= _utc(date_range.date_to)
+    in_order = as_utc(date_range.date_from) <= as_utc(date_range.date_to)
     if count < 1 or (in_order and len(date_range._grid(limit=count + 1)) == count):
         return date_range
     starts: list[dt.datetime] = []
@@ -595,7 +591,7 @@ def _with_bucket_count(date_range: QueryDateRange, count: int) -> QueryDateRange
         starts.append(start)
         if len(starts) > count:
             break
-    new_to = _local(_utc(starts[count]) - dt.timedelta(microseconds=1), date_range.tz)
+    new_to = _local(as_utc(starts[count]) - dt.timedelta(microseconds=1), date_range.tz)
     return dataclasses.replace(date_range, date_to=new_to)
 
 
