@@ -24,17 +24,19 @@ proto: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/buf lint
 	$(BIN)/buf format --exit-code -d
 
 # The whole suite (unit, integration, contract; PostgreSQL runs start their own server),
-# then the linters CI must not let through. Property tests draw new examples every run (a failure
+# then the linters CI must not let through (lint-imports: the layers of .importlinter). Property tests draw new examples every run (a failure
 # prints the seed that replays it); HYPOTHESIS_PROFILE=dev repeats the same ones, =thorough digs.
 HYPOTHESIS_PROFILE ?= ci
 test: venv
 	$(PY) -m pytest -q --hypothesis-profile=$(HYPOTHESIS_PROFILE)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/buf lint
 
 # Migrates the metadata store, prints a demo key (bootstrapping a demo org on first run), serves.

@@ -36,7 +36,7 @@ from bench.unary import ECHO_METHOD, Load, Phase, free_port, run_phase, spawned,
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc, query_service_pb2
 from generated.insights.v1.query_pb2 import QueryNode
 from server.app import App
-from server.queries.codec import from_reference_json
+from server.queries.common.codec import from_reference_json
 from server.transport import client_channel
 
 TARGET_EXECUTIONS = 1

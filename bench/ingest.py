@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.demo import DAYS, generate
+from server.cli.demo import DAYS, generate
 from storage.events import EVENT_COLUMNS, EventRow, EventStore
 
 ENV = 1

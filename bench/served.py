@@ -45,12 +45,12 @@ from generated.insights.v1 import query_pb2, query_service_pb2_grpc
 from interceptors.auth import AuthInterceptor, KeyCache, method_policies
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
-from server import accounts
 from server.app import SERVICES, App
+from server.cli.demo import generate
 from server.config import Settings
-from server.demo import generate
+from server.domain import accounts
 from server.principal import Principal
-from server.queries.codec import from_reference_json
+from server.queries.common.codec import from_reference_json
 from server.services.queries import QueryServicer
 from server.transport import bind, client_channel, with_server_tls
 from storage.db import Database

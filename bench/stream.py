@@ -34,7 +34,7 @@ from bench.served import (
 from bench.trends import QUERIES
 from generated.insights.v1 import common_pb2, query_service_pb2
 from server.app import App
-from server.execution import STREAM_MIN_GAP
+from server.execution.refresh import STREAM_MIN_GAP
 
 TARGET_FIRST_PROGRESS = 0.300
 TARGET_MAX_GAP = 1.0

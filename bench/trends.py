@@ -28,16 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from generated.insights.v1 import common_pb2, events_pb2, insight_pb2, insight_pb2_grpc, query_pb2
-from server import accounts
 from server.app import App
+from server.cli.demo import Dataset, generate
+from server.cli.loader import to_proto
 from server.config import Settings
-from server.demo import Dataset, generate
-from server.loader import to_proto
+from server.domain import accounts
 from server.principal import EnvironmentInfo
 from server.queries.base import QueryContext
-from server.queries.codec import from_reference_json
-from server.queries.dates import QueryDateRange
-from server.queries.sql import Params
+from server.queries.common.codec import from_reference_json
+from server.queries.common.dates import QueryDateRange
+from server.queries.common.sql import Params
 from server.queries.trends.compute import TrendsOutcome, run_trends
 from server.transport import client_channel, with_server_tls
 from storage.db import Database

@@ -12,10 +12,10 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from generated.insights.v1 import options_pb2
 from interceptors.wrap import CallInterceptor
+from server.domain.sharing import ACCESS_TOKEN_HEADER, SHARE_TOKEN_HEADER
 from server.errors import PermissionDenied, Unauthenticated
 from server.principal import Principal, SharePrincipal, missing_scope
 from server.services.context import current_principal, current_share
-from server.sharing import ACCESS_TOKEN_HEADER, SHARE_TOKEN_HEADER
 
 # Services that answer without a key: health checks and schema reflection (grpcurl sends its
 # headers on reflection calls too, so these must not insist on one).

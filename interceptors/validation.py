@@ -10,7 +10,7 @@ import grpc
 
 from interceptors.wrap import _aiter, _await
 from server.errors import FieldViolation, InvalidArgument
-from server.queries.checks import problems
+from server.queries.common.checks import problems
 
 # What protobuf's decoder says (its texts are stable across upb releases) → what a caller can fix.
 _CAUSES = (

@@ -30,19 +30,22 @@ from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
 from interceptors.validation import RequestChecks
-from server import accounts, redaction, transport
-from server.alerts.checker import Checker
-from server.alerts.configs import Alerts
-from server.alerts.notify import Egress, WebhookNotifier
-from server.alerts.scheduler import Scheduler
+from server import redaction, transport
 from server.config import Settings
-from server.execution import Execution
-from server.ingest import Ingestion
-from server.insights import Insights
+from server.domain import accounts
+from server.domain.alerts.checker import Checker
+from server.domain.alerts.configs import Alerts
+from server.domain.alerts.notify import Egress, WebhookNotifier
+from server.domain.alerts.scheduler import Scheduler
+from server.domain.ingest import Ingestion
+from server.domain.insights import Insights
+from server.domain.readcache import ReadCache
+from server.domain.sharing import Sharing
+from server.domain.unlocks import UnlockLimits
+from server.execution.refresh import Execution
+from server.execution.resultcache import MemoryResultCache
 from server.memory import MemoryBudget
 from server.principal import Principal, SharePrincipal
-from server.readcache import ReadCache
-from server.resultcache import MemoryResultCache
 from server.runtime import Blocking
 from server.services import convert
 from server.services.alerts import AlertsServicer
@@ -50,8 +53,6 @@ from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
 from server.services.sharing import SharingServicer
-from server.sharing import Sharing
-from server.unlocks import UnlockLimits
 from storage.db import Database
 from storage.events import EventStore
 

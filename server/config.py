@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from server.alerts.egress import EgressPolicy
+from server.domain.alerts.egress import EgressPolicy
 from server.errors import InvalidArgument
 from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 

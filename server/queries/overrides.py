@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from generated.insights.v1 import insight_pb2, query_pb2
 from server.errors import InvalidArgument
-from server.queries.dates import resolve_date_range
-from server.queries.errors import QueryError
-from server.queries.properties import filters_sql
+from server.queries.common.dates import resolve_date_range
+from server.queries.common.errors import QueryError
+from server.queries.common.properties import filters_sql
+from server.queries.common.sql import Params
 from server.queries.registry import source_of
-from server.queries.sql import Params
 
 _AND = query_pb2.FilterLogicalOperator.FILTER_LOGICAL_OPERATOR_AND
 _OR = query_pb2.FilterLogicalOperator.FILTER_LOGICAL_OPERATOR_OR

@@ -1,4 +1,4 @@
-"""AlertsService: translates requests to the alert domain (server.alerts.configs) and its answers back."""
+"""AlertsService: translates requests to the alert domain (server.domain.alerts.configs) and its answers back."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from google.protobuf import json_format
 
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc
-from server.alerts.checker import Checker
-from server.alerts.configs import Alerts, AlertView, ThresholdView
-from server.paging import Page
-from server.queries.codec import from_reference_json
+from server.domain.alerts.checker import Checker
+from server.domain.alerts.configs import Alerts, AlertView, ThresholdView
+from server.domain.paging import Page
+from server.queries.common.codec import from_reference_json
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
@@ -124,7 +124,7 @@ def _offsets(page: Page[Any], response: Any) -> None:
 
 
 class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
-    """Thin: every rule lives in server.alerts.configs."""
+    """Thin: every rule lives in server.domain.alerts.configs."""
 
     def __init__(self, alerts: Alerts, blocking: Blocking, checker: Checker):
         self._alerts = alerts

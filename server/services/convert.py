@@ -17,11 +17,11 @@ from generated.insights.v1 import (
     results_pb2,
     sharing_pb2,
 )
-from server import activity
-from server.execution import Computed, Refresh
-from server.insights import InsightFields, InsightView, Lookup, UserRef
-from server.runs import Run
-from server.sharing import ConfigChange, ConfigView, SharedRead
+from server.domain import activity
+from server.domain.insights import InsightFields, InsightView, Lookup, UserRef
+from server.domain.sharing import ConfigChange, ConfigView, SharedRead
+from server.execution.refresh import Computed, Refresh
+from server.execution.runs import Run
 
 # Proto enum → the domain's insight type name.
 INSIGHT_TYPES = {

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from generated.insights.v1 import events_pb2, events_pb2_grpc
-from server.ingest import EARLIEST, BatchStream, IncomingEvent, Ingestion, IngestRun
+from server.domain.ingest import EARLIEST, BatchStream, IncomingEvent, Ingestion, IngestRun
 from server.runtime import Blocking
 from server.services.context import principal
 
@@ -38,7 +38,7 @@ def incoming(event: events_pb2.Event) -> IncomingEvent:
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
-    """Thin: every rule lives in server.ingest."""
+    """Thin: every rule lives in server.domain.ingest."""
 
     def __init__(self, ingestion: Ingestion, blocking: Blocking):
         self._ingestion = ingestion

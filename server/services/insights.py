@@ -8,6 +8,8 @@ from typing import Any
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
+from server.domain.insights import Insights, InsightView, ListFilters
+from server.domain.readcontext import SAVED, ReadContext, checked
 from server.errors import (
     Cancelled,
     DomainError,
@@ -16,10 +18,8 @@ from server.errors import (
     ResourceExhausted,
     Unimplemented,
 )
-from server.execution import PARSED_FACTOR, Computed, Execution, Refresh
-from server.insights import Insights, InsightView, ListFilters
+from server.execution.refresh import PARSED_FACTOR, Computed, Execution, Refresh
 from server.memory import Memo, MemoryBudget
-from server.readcontext import SAVED, ReadContext, checked
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
@@ -31,7 +31,7 @@ _VIEW_BYTES = 4096
 
 
 class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
-    """Thin: every rule lives in server.insights."""
+    """Thin: every rule lives in server.domain.insights."""
 
     def __init__(
         self, insights: Insights, execution: Execution, blocking: Blocking, budget: MemoryBudget | None = None

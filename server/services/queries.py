@@ -9,8 +9,8 @@ import grpc
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2
-from server.execution import Execution, Refresh
-from server.runs import Run
+from server.execution.refresh import Execution, Refresh
+from server.execution.runs import Run
 from server.services import convert
 from server.services.context import principal
 

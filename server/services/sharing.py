@@ -5,15 +5,15 @@ from __future__ import annotations
 import grpc
 
 from generated.insights.v1 import insight_pb2, sharing_pb2, sharing_pb2_grpc
-from server.execution import Refresh
+from server.domain.sharing import Sharing
+from server.execution.refresh import Refresh
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal, share_principal
-from server.sharing import Sharing
 
 
 class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
-    """Thin: every rule lives in server.sharing."""
+    """Thin: every rule lives in server.domain.sharing."""
 
     def __init__(self, sharing: Sharing, blocking: Blocking):
         self._sharing = sharing

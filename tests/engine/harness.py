@@ -17,7 +17,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import QueryContext
-from server.queries.codec import from_reference_json
+from server.queries.common.codec import from_reference_json
 from server.queries.trends.compute import TrendsOutcome, run_trends
 from storage.events import EventRow, EventStore
 from tests.oracle import Event

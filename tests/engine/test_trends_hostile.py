@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from server.queries.codec import CodecError
-from server.queries.errors import QueryError
+from server.queries.common.codec import CodecError
+from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.harness import EngineRun, next_team_id, run_engine
 from tests.engine.harness import event_rows as rows_of

@@ -143,7 +143,7 @@ def test_hour_buckets_keep_both_one_oclocks_of_the_fall_back_night(store: EventS
 
 
 def test_date_from_after_date_to_is_invalid(store: EventStore) -> None:
-    from server.queries.errors import QueryError
+    from server.queries.common.errors import QueryError
 
     with pytest.raises(QueryError) as raised:
         run(store, [], trends(dateRange={"date_from": "-1d", "date_to": "-3d"}))
@@ -411,7 +411,7 @@ def _last_team() -> int:
 def test_a_query_whose_answer_could_exceed_the_points_bound_runs_nothing() -> None:
     from generated.insights.v1 import query_pb2 as qpb
     from server.queries.base import QueryContext
-    from server.queries.errors import QueryError
+    from server.queries.common.errors import QueryError
     from server.queries.trends.compute import MAX_POINTS, run_trends
 
     def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

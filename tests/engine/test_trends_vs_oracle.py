@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 
 from server.errors import FailedPrecondition
-from server.queries.errors import QueryError
+from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.harness import differences, run_engine
 from tests.engine.strategies import TEST_ACCOUNT_FILTERS, Case, cases

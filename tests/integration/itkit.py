@@ -287,7 +287,7 @@ class Server:
 
 def new_tenant(server: Server) -> Tenant:
     """A fresh organization with one environment and one member (the owner)."""
-    from server import accounts
+    from server.domain import accounts
 
     organization_id = int(accounts.create_organization(server.db, unique("org")))
     environment_id = int(accounts.create_environment(server.db, organization_id, unique("env")))
@@ -310,7 +310,7 @@ class Tenant:
 
     def key(self, *scopes: str, environments: list[int] | None = None, user_id: int | None = None) -> str:
         """A new personal API key of this tenant's user (or `user_id`) with `scopes`."""
-        from server import accounts
+        from server.domain import accounts
 
         key_id, raw = accounts.create_api_key(
             self.db, user_id or self.user_id, list(scopes), environment_ids=environments, label="test"
@@ -322,12 +322,12 @@ class Tenant:
         return self.keys[raw]
 
     def revoke(self, raw: str) -> None:
-        from server import accounts
+        from server.domain import accounts
 
         accounts.revoke_api_key(self.db, self.keys[raw])
 
     def add_environment(self, name: str | None = None, timezone: str = "UTC") -> int:
-        from server import accounts
+        from server.domain import accounts
 
         return int(
             accounts.create_environment(
@@ -337,7 +337,7 @@ class Tenant:
 
     def add_user(self, first_name: str = "Other") -> tuple[int, str]:
         """A new member of the organization: (user id, email)."""
-        from server import accounts
+        from server.domain import accounts
 
         email = f"{unique('user')}@example.com"
         user_id = int(accounts.create_user(self.db, email, first_name=first_name, last_name="Tester"))
@@ -463,8 +463,8 @@ class Dedicated:
 async def dedicated_server(
     database_dir: Any, events_dsn: str, scopes: Sequence[str] = ("query:read",), **overrides: Any
 ) -> AsyncIterator[Dedicated]:
-    from server import accounts
     from server.app import App
+    from server.domain import accounts
     from storage.migrate import upgrade
     from storage.models import Environment
 

@@ -104,8 +104,8 @@ class _OpenWhenLogged(logging.Handler):
 async def test_a_call_cut_off_by_shutdown_is_logged_unavailable(
     events_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from server import accounts
     from server.app import App
+    from server.domain import accounts
     from storage.migrate import upgrade
 
     database_url = f"sqlite:///{tmp_path / 'insights.db'}"

@@ -18,8 +18,8 @@ from google.protobuf import json_format
 from sqlalchemy import select, update
 
 from generated.insights.v1 import alerts_pb2 as apb
-from server.alerts.checker import Checker
-from server.alerts.scheduler import Scheduler
+from server.domain.alerts.checker import Checker
+from server.domain.alerts.scheduler import Scheduler
 from storage.events import EventRow
 from storage.models import AlertCheck, AlertConfiguration
 from tests.integration.engineprobe import eventually

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import event, func, select, update
 
 from generated.insights.v1 import alerts_pb2_grpc as agrpc
-from server.alerts.checker import Checker
-from server.alerts.scheduler import Pass, Scheduler
+from server.domain.alerts.checker import Checker
+from server.domain.alerts.scheduler import Pass, Scheduler
 from server.runtime import Blocking
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration

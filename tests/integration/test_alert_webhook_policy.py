@@ -16,8 +16,8 @@ from google.protobuf import json_format
 from sqlalchemy import update
 
 from generated.insights.v1 import alerts_pb2 as apb
-from server.alerts.egress import EgressPolicy
-from server.alerts.notify import Egress
+from server.domain.alerts.egress import EgressPolicy
+from server.domain.alerts.notify import Egress
 from storage.models import AlertConfiguration
 from tests.integration.itkit import Api, Server, Tenant, assert_invalid, error_info, expect_error, free_port
 from tests.integration.itkit import trends_viz as views

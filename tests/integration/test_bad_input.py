@@ -23,7 +23,7 @@ from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qsgrpc
 from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
-from server.queries.properties import MAX_GROUP_DEPTH, MAX_REGEX_DEPTH, MAX_REGEX_LENGTH
+from server.queries.common.properties import MAX_GROUP_DEPTH, MAX_REGEX_DEPTH, MAX_REGEX_LENGTH
 from server.queries.trends.compute import MAX_BREAKDOWN_LIMIT, MAX_SERIES
 from tests.integration.itkit import (
     Api,
@@ -418,7 +418,7 @@ async def test_the_most_series_are_accepted(send: Send) -> None:
 
 
 async def test_an_overlong_string_in_a_query_is_refused(send: Send) -> None:
-    from server.queries.checks import MAX_QUERY_STRING
+    from server.queries.common.checks import MAX_QUERY_STRING
 
     err = await expect_error(
         send(lambda q: setattr(q.series[0].events_node, "event", "e" * (MAX_QUERY_STRING + 1))),

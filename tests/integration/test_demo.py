@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from generated.insights.v1 import query_pb2
-from server import demo
+from server.cli import demo
 from storage.models import Environment, Insight
 from tests.integration.itkit import Server, Tenant, free_port
 

@@ -30,7 +30,7 @@ from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
-from server.queries.codec import from_reference_json
+from server.queries.common.codec import from_reference_json
 from tests.engine.strategies import trends_query
 from tests.hypothesis_profiles import examples
 from tests.integration.itkit import Server, Tenant, bearer, length_delimited

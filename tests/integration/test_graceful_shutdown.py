@@ -32,7 +32,7 @@ REACHED_WITHIN = 10.0
 
 def _prepare_database(database_url: str, scopes: tuple[str, ...] = ("insight:write",)) -> tuple[int, str]:
     """Migrate a fresh SQLite file and create a tenant: (environment id, raw key)."""
-    from server import accounts
+    from server.domain import accounts
     from storage.db import Database
     from storage.migrate import upgrade
 

@@ -14,7 +14,7 @@ from google.protobuf import timestamp_pb2
 
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
-from server.ingest import IncomingEvent, Rejected, person_id_for, validate
+from server.domain.ingest import IncomingEvent, Rejected, person_id_for, validate
 from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, error_info, expect_error
 
 

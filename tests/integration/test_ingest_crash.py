@@ -26,7 +26,7 @@ from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
-from server.loader import LoadSummary, ingest_over_grpc, load_file, read_events, validated_batches
+from server.cli.loader import LoadSummary, ingest_over_grpc, load_file, read_events, validated_batches
 from tests.integration.itkit import bearer, free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ class Deployment:
 
 def _prepare(tmp: Path) -> Deployment:
     """A migrated SQLite file with a tenant whose key may write events and run queries."""
-    from server import accounts
+    from server.domain import accounts
     from storage.db import Database
     from storage.migrate import upgrade
 

@@ -19,7 +19,7 @@ from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
-from server.ingest import MAX_BATCH_EVENTS
+from server.domain.ingest import MAX_BATCH_EVENTS
 from storage.events import EventRow
 from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, error_info, expect_error
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from server.ingest import person_id_for
-from server.loader import FileFormatError, LoadSummary, detect_format, load_file
+from server.cli.loader import FileFormatError, LoadSummary, detect_format, load_file
+from server.domain.ingest import person_id_for
 from tests.integration.itkit import Server, Tenant, free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import pytest
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from server.__main__ import main
-from server.accounts import hash_key
+from server.domain.accounts import hash_key
 from tests.integration.itkit import Server, Tenant, bearer, expect_error, unique
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2 as rpb
 from server.errors import FailedPrecondition
 from server.queries.base import Execute, Outcome, QueryContext, Runner
-from server.queries.errors import QueryError
+from server.queries.common.errors import QueryError
 from tests.integration.engineprobe import eventually
 from tests.integration.itkit import (
     Api,

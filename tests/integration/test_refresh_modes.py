@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from generated.insights.v1 import query_pb2 as qpb
-from server import accounts
+from server.domain import accounts
 from server.errors import NotFound
-from server.execution import Computed, Execution, Refresh
+from server.execution.refresh import Computed, Execution, Refresh
+from server.execution.resultcache import MemoryResultCache
+from server.execution.runs import Run
 from server.principal import EnvironmentInfo
-from server.resultcache import MemoryResultCache
-from server.runs import Run
 from server.runtime import Blocking
 from storage.db import Database
 from storage.events import EventRow, EventStore

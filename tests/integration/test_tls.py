@@ -19,9 +19,9 @@ import pytest
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from server.__main__ import main
+from server.cli.loader import load_file
 from server.config import Settings
 from server.errors import InvalidArgument
-from server.loader import load_file
 from server.transport import ClientTransport, bind
 from tests.integration.itkit import bearer, free_port, health_status, make_settings, wait_for_health
 from tests.support.certs import Authority, Issued, openssl_unavailable_reason
@@ -64,7 +64,7 @@ class Running:
 
 
 def _tenant(database_url: str) -> tuple[int, int, str]:
-    from server import accounts
+    from server.domain import accounts
     from storage.db import Database
     from storage.migrate import upgrade
 
@@ -193,7 +193,7 @@ async def test_mutual_tls_refuses_clients_without_a_certificate_from_the_client_
 
 async def _fresh_environment(running: Running) -> int:
     """An environment of the running server's tenant with no events in the shared event store."""
-    from server import accounts
+    from server.domain import accounts
 
     while True:
         env = await asyncio.to_thread(

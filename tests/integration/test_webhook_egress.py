@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server.alerts.egress import EgressPolicy
-from server.alerts.notify import Egress, Notification, WebhookNotifier
+from server.domain.alerts.egress import EgressPolicy
+from server.domain.alerts.notify import Egress, Notification, WebhookNotifier
 from tests.integration.webhookkit import receiving, self_signed
 
 LOOPBACK = EgressPolicy.parse("127.0.0.1/32")

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format
 
 from generated.insights.v1 import alerts_pb2, common_pb2
-from server.queries.codec import from_reference_json, to_reference_json
+from server.queries.common.codec import from_reference_json, to_reference_json
 
 SEED_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "seed-examples"
 

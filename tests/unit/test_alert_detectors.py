@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from server.alerts.detectors import (
+from server.domain.alerts.detectors import (
     DetectorConfig,
     EnsembleConfig,
     Preprocessing,

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from server.alerts.egress import (
+from server.config import Settings
+from server.domain.alerts.egress import (
     EgressPolicy,
     EgressRefused,
     Resolver,
@@ -17,7 +18,6 @@ from server.alerts.egress import (
     parse_ipv4,
     pin,
 )
-from server.config import Settings
 from server.errors import InvalidArgument
 
 DEFAULT = EgressPolicy()

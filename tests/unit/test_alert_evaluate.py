@@ -7,7 +7,7 @@ import math
 import pytest
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.alerts.evaluate import (
+from server.domain.alerts.evaluate import (
     AlertState,
     Bounds,
     EvaluationError,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from server.alerts.checker import interval_start
-from server.alerts.egress import EgressPolicy, EgressRefused
-from server.alerts.notify import Egress, Notification, WebhookNotifier, post_json
+from server.domain.alerts.checker import interval_start
+from server.domain.alerts.egress import EgressPolicy, EgressRefused
+from server.domain.alerts.notify import Egress, Notification, WebhookNotifier, post_json
 
 UTC = dt.UTC
 

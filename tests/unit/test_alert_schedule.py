@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.alerts.schedule import (
+from server.domain.alerts.schedule import (
     AlertFacts,
     BlockedWindow,
     CalculationInterval,
@@ -303,7 +303,7 @@ def test_the_claims_sql_ranks_every_interval_as_due_order(tmp_path: Any) -> None
     """The scheduler claims in SQL: its ranking is the one tested here, evaluated by a real database."""
     import sqlalchemy as sa
 
-    from server.alerts.scheduler import due_rank
+    from server.domain.alerts.scheduler import due_rank
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'rank.db'}")
     column = sa.column("interval", sa.String)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generated.insights.v1 import options_pb2, query_pb2
-from server.queries.codec import CodecError, from_reference_json, to_reference_json
+from server.queries.common.codec import CodecError, from_reference_json, to_reference_json
 from tests.hypothesis_profiles import examples
 
 # The seed's example bodies, copied from the reference (shared/reference/seed-examples).

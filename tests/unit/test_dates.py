@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from server.queries.dates import (
+from server.queries.common.dates import (
     INTERVALS,
     MAX_BUCKETS,
     QueryDateRange,
@@ -19,7 +19,7 @@ from server.queries.dates import (
     parse_point,
     resolve_date_range,
 )
-from server.queries.errors import QueryError
+from server.queries.common.errors import QueryError
 from tests.hypothesis_profiles import examples
 
 UTC = dt.UTC

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from server.ingest import IncomingEvent
-from server.loader import line_uuid, with_line_uuid
+from server.cli.loader import line_uuid, with_line_uuid
+from server.domain.ingest import IncomingEvent
 from storage.event_dedup import LOOKUP_CHUNK, STORED_DAYS_FROM, new_positions, utc_day, uuid_number
 
 U = [1001, 1002, 1003]  # uuids as their numbers

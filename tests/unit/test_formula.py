@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.queries.errors import QueryError
-from server.queries.formula import parse_formula
+from server.queries.common.errors import QueryError
+from server.queries.common.formula import parse_formula
 
 A = [1.0, 2.0, 3.0, 0.0]
 B = [4.0, 0.0, 6.0, 0.0]

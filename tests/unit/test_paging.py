@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server import paging
+from server.domain import paging
 from server.errors import Violations
 
 

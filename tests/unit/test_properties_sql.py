@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generated.insights.v1 import query_pb2
-from server.queries.errors import QueryError
-from server.queries.properties import (
+from server.queries.common.errors import QueryError
+from server.queries.common.properties import (
     BREAKDOWN_NULL,
     breakdown_value_sql,
     filter_sql,
@@ -27,7 +27,7 @@ from server.queries.properties import (
     property_number,
     property_text,
 )
-from server.queries.sql import Params
+from server.queries.common.sql import Params
 from tests.hypothesis_profiles import examples
 from tests.support.jsontext import number_text
 from tests.support.jsontext import value_text as json_value_text

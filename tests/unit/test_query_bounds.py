@@ -11,15 +11,15 @@ import pytest
 
 from generated.insights.v1 import query_pb2 as qpb
 from server.queries.base import QueryContext
-from server.queries.errors import QueryError
-from server.queries.properties import (
+from server.queries.common.errors import QueryError
+from server.queries.common.properties import (
     MAX_GROUP_DEPTH,
     MAX_REGEX_DEPTH,
     MAX_REGEX_LENGTH,
     properties_sql,
     regex_problem,
 )
-from server.queries.sql import Params
+from server.queries.common.sql import Params
 from server.queries.trends.compute import MAX_BREAKDOWN_LIMIT, MAX_FORMULAS, MAX_SERIES, run_trends
 
 NOW = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)

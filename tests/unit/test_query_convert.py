@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from server.queries.codec import CodecError
-from server.queries.convert import convert
+from server.queries.common.codec import CodecError
+from server.queries.common.convert import convert
 
 SEED = Path(__file__).resolve().parents[1] / "fixtures" / "seed-examples"
 ROOT = Path(__file__).resolve().parents[2]

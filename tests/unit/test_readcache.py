@@ -6,7 +6,7 @@ import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
-from server.readcache import ReadCache
+from server.domain.readcache import ReadCache
 
 
 class Clock:
@@ -19,7 +19,7 @@ class Clock:
 
 def view(insight_id: int = 7, environment_id: int = 1, short_id: str = "AbCdEfGh") -> Any:
     # InsightView is a frozen dataclass; the cache only reads row ids and replaces last_viewed_at.
-    from server.insights import InsightView
+    from server.domain.insights import InsightView
 
     row = SimpleNamespace(id=insight_id, environment_id=environment_id, short_id=short_id)
     return InsightView(row, None, [], [], [], None, None, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "UTC")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from interceptors.validation import Undecodable, _decoder, check
 from server.errors import InvalidArgument
-from server.queries.checks import MAX_PROBLEMS, MAX_QUERY_STRING, problems
+from server.queries.common.checks import MAX_PROBLEMS, MAX_QUERY_STRING, problems
 
 _FD = descriptor_pb2.FieldDescriptorProto
 

@@ -8,7 +8,7 @@ import pytest
 from google.protobuf.message import Message
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.codec import from_reference_json, to_reference_json
+from server.queries.common.codec import from_reference_json, to_reference_json
 
 M = TypeVar("M", bound=Message)
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from server.resultcache import ENTRY_OVERHEAD_BYTES, CacheEntry, MemoryResultCache, ResultCache
+from server.execution.resultcache import ENTRY_OVERHEAD_BYTES, CacheEntry, MemoryResultCache, ResultCache
 
 T0 = dt.datetime(2024, 5, 10, 12, tzinfo=dt.UTC)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.errors import Cancelled
-from server.runs import Progress, Run, Runs
+from server.execution.runs import Progress, Run, Runs
 
 WAIT = 10.0  # seconds a test waits for a thread event at most (a safety net, not a threshold)
 

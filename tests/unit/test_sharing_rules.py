@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 from server.config import Settings
+from server.domain.sharing import clean_settings, hash_password, shared_refresh, verify_password
+from server.domain.unlocks import client_address, retry_after
 from server.errors import InvalidArgument
-from server.execution import Refresh
-from server.sharing import clean_settings, hash_password, shared_refresh, verify_password
-from server.unlocks import client_address, retry_after
+from server.execution.refresh import Refresh
 
 NOW = dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from generated.insights.v1 import query_pb2
-from server import staleness
-from server.queries.codec import from_reference_json
-from server.queries.dates import resolve_date_range
-from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
+from server.execution import staleness
+from server.execution.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
+from server.queries.common.codec import from_reference_json
+from server.queries.common.dates import resolve_date_range
 
 UTC = dt.UTC
 REFRESHED = dt.datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
@@ -312,8 +312,8 @@ def test_the_callers_message_is_not_mutated() -> None:
 _SUBPROCESS = """
 import json, sys
 from generated.insights.v1 import query_pb2
-from server.queries.codec import from_reference_json
-from server.staleness import cache_key
+from server.queries.common.codec import from_reference_json
+from server.execution.staleness import cache_key
 body, env = json.loads(sys.stdin.read())
 print(cache_key(from_reference_json(body, query_pb2.TrendsQuery), **env))
 """

@@ -10,11 +10,11 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import Execute, QueryContext
-from server.queries.checks import problems
-from server.queries.dates import QueryDateRange, compare_range, resolve_date_range
-from server.queries.errors import QueryError
-from server.queries.formula import parse_formula
-from server.queries.sql import Params
+from server.queries.common.checks import problems
+from server.queries.common.dates import QueryDateRange, compare_range, resolve_date_range
+from server.queries.common.errors import QueryError
+from server.queries.common.formula import parse_formula
+from server.queries.common.sql import Params
 from server.queries.trends import sql as tsql
 
 M = query_pb2

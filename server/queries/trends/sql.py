@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
-from server.queries.dates import QueryDateRange
-from server.queries.properties import breakdown_value_sql, filters_sql, properties_sql, property_number
-from server.queries.sql import Params
+from server.queries.common.dates import QueryDateRange
+from server.queries.common.properties import breakdown_value_sql, filters_sql, properties_sql, property_number
+from server.queries.common.sql import Params
 
 M = query_pb2
 # Buckets are keyed by text that matches grid_keys(): the start instant in epoch seconds for minute,

@@ -20,8 +20,8 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from generated.insights.v1 import events_pb2
-from server.batch_sender import BatchSender, OutgoingBatch, SendFailed
-from server.ingest import MAX_BATCH_EVENTS, MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
+from server.cli.batch_sender import BatchSender, OutgoingBatch, SendFailed
+from server.domain.ingest import MAX_BATCH_EVENTS, MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
 from server.transport import ClientTransport
 from storage.events import EventRow, EventStore
 
@@ -281,7 +281,7 @@ def validated_batches(
 ) -> Iterator[list[tuple[int, EventRow]]]:
     """Valid rows (with line numbers) batch by batch; the rest go to the summary's rejections.
 
-    The rules are server.ingest's, so a file loads the same way directly or through a server.
+    The rules are server.domain.ingest's, so a file loads the same way directly or through a server.
     """
     for batch in _batched(parsed, batch_size):
         events: list[tuple[int, IncomingEvent]] = []
@@ -496,7 +496,7 @@ def resolve_environment(database_url: str, environment_id: int | None) -> tuple[
     bootstrapping a demo organization when there is none."""
     from sqlalchemy import select
 
-    from server import accounts
+    from server.domain import accounts
     from storage.db import Database
     from storage.migrate import upgrade
     from storage.models import Environment, Membership

@@ -1,6 +1,6 @@
 """Checking an alert: load it, evaluate its insight, record the check, update the alert, notify.
 
-Used by CheckAlertNow and by the scheduler (server.alerts.scheduler). Database work runs in the
+Used by CheckAlertNow and by the scheduler (server.domain.alerts.scheduler). Database work runs in the
 blocking pool; the insight query runs through Execution (FORCE_BLOCKING for hourly alerts, else
 BLOCKING, which may reuse a fresh cached result).
 
@@ -39,13 +39,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from generated.insights.v1 import query_pb2
-from server.accounts import environment_info
-from server.alerts import detectors, evaluate, schedule
-from server.alerts.notify import Notification, Notifier
+from server.domain.accounts import environment_info
+from server.domain.alerts import detectors, evaluate, schedule
+from server.domain.alerts.notify import Notification, Notifier
+from server.domain.insights import parse_query
 from server.echo import shown
 from server.errors import NotFound
-from server.execution import Execution, Refresh
-from server.insights import parse_query
+from server.execution.refresh import Execution, Refresh
 from server.principal import EnvironmentInfo, Principal
 from server.queries.registry import trends_of
 from server.runtime import Blocking

@@ -28,8 +28,8 @@ from typing import Any
 
 from sqlalchemy import case, delete, or_, select
 
-from server.alerts import schedule
-from server.alerts.checker import Checker, windows_of
+from server.domain.alerts import schedule
+from server.domain.alerts.checker import Checker, windows_of
 from server.utc import as_utc_or_none
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Environment, Insight, utcnow

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import Literal, TypeAlias
 
 from generated.insights.v1 import query_pb2
-from server.queries.errors import QueryError
-from server.queries.sql import Params
+from server.queries.common.errors import QueryError
+from server.queries.common.sql import Params
 
 Source = Literal["event", "person"]
 

@@ -15,8 +15,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server import activity
-from server.accounts import environment_info
+from server.domain import activity
+from server.domain.accounts import environment_info
+from server.domain.insights import Insights, InsightView
+from server.domain.masks import check_update_mask
+from server.domain.unlocks import UnlockLimiter, UnlockLimits, client_address
 from server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -24,13 +27,10 @@ from server.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from server.execution import Computed, Execution, Refresh
-from server.insights import Insights, InsightView
-from server.masks import check_update_mask
+from server.execution.refresh import Computed, Execution, Refresh
+from server.execution.staleness import stale_after
 from server.principal import EnvironmentInfo, Principal, SharePrincipal
 from server.runtime import Blocking
-from server.staleness import stale_after
-from server.unlocks import UnlockLimiter, UnlockLimits, client_address
 from storage.db import Database
 from storage.models import (
     Environment,

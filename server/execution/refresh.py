@@ -16,16 +16,16 @@ from google.protobuf import descriptor_pool, message_factory
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
+from server.execution.resultcache import DEFAULT_MAX_BYTES, CacheEntry, ResultCache
+from server.execution.runs import Progress, Run, Runs
+from server.execution.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
 from server.memory import Memo, MemoryBudget
 from server.principal import EnvironmentInfo
 from server.queries.base import QueryContext, Runner
-from server.queries.codec import CodecError, from_reference_json
-from server.queries.errors import QueryError
+from server.queries.common.codec import CodecError, from_reference_json
+from server.queries.common.errors import QueryError
 from server.queries.registry import RUNNERS, Registry, Source, source_of
-from server.resultcache import DEFAULT_MAX_BYTES, CacheEntry, ResultCache
-from server.runs import Progress, Run, Runs
 from server.runtime import Blocking
-from server.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
 from storage.events import EventStore, QueryCancelled, check_run_id, user_error
 from storage.models import utcnow
 

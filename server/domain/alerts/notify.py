@@ -1,7 +1,7 @@
 """Notifications of firing alerts: the Notifier protocol and a webhook notifier.
 
 A notifier delivers one `Notification` to one target and reports whether it was delivered. The
-checker (server.alerts.checker) decides *whether* to notify and records which targets were
+checker (server.domain.alerts.checker) decides *whether* to notify and records which targets were
 notified on the check (`targets_notified`), so delivering a check again only reaches the targets
 that have not been notified yet.
 
@@ -11,7 +11,7 @@ standard library in the blocking pool. Each attempt has a timeout (default 5 s);
 timeout, 408, 429 or a 5xx answer is retried with exponential backoff (default 3 attempts, 0.5 s,
 then 1 s); any other non-2xx answer is final. Redirects are not followed (a 3xx is a failure).
 
-Each attempt resolves the host once through the egress policy (server.alerts.egress) and connects
+Each attempt resolves the host once through the egress policy (server.domain.alerts.egress) and connects
 to the checked addresses only, sending the original Host header and verifying TLS against the
 host name; a target the policy refuses is a final failure without a connection. Environment proxy
 variables are not used: a proxy would connect to whatever the policy had not checked.
@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from server.alerts.egress import EgressPolicy, EgressRefused, Pinned, Resolver, pin, system_resolve
+from server.domain.alerts.egress import EgressPolicy, EgressRefused, Pinned, Resolver, pin, system_resolve
 
 log = logging.getLogger("insights.alerts.notify")
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from server import accounts
 from server.config import Settings
+from server.domain import accounts
 from server.errors import NotFound
 from storage.db import Database
 

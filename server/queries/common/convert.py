@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from generated.insights.v1 import query_pb2
-from server.queries.codec import CodecError, from_reference_json, to_reference_json
+from server.queries.common.codec import CodecError, from_reference_json, to_reference_json
 
 
 def reference_to_proto_json(data: Any) -> str:

@@ -18,11 +18,11 @@ import numpy as np
 from sqlalchemy import func, select
 
 from generated.insights.v1 import query_pb2
-from server.accounts import environment_info
-from server.ingest import person_id_for
-from server.insights import InsightFields, Insights
+from server.domain.accounts import environment_info
+from server.domain.ingest import person_id_for
+from server.domain.insights import InsightFields, Insights
 from server.principal import Principal
-from server.queries.codec import from_reference_json
+from server.queries.common.codec import from_reference_json
 from storage.db import Database
 from storage.events import EventRow, PersonRow
 from storage.models import Environment, Insight
@@ -565,7 +565,7 @@ def run_demo(
 
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    from server.loader import (
+    from server.cli.loader import (
         LoadSummary,
         TransportError,
         client_target,

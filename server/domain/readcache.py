@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from server.insights import InsightView
+    from server.domain.insights import InsightView
 
 # Keyed by (environment id, insight id) or (environment id, short id).
 Key = tuple[int, int | str]

@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session
 
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import query_pb2
-from server import activity, paging
-from server.alerts.egress import EgressPolicy
+from server.domain import activity, paging
+from server.domain.alerts.egress import EgressPolicy
+from server.domain.insights import Lookup, UserRef, find_insight, parse_query, user_ref
+from server.domain.masks import check_update_mask
+from server.domain.paging import Page
 from server.echo import shown
 from server.errors import InvalidArgument, NotFound, Violations
-from server.insights import Lookup, UserRef, find_insight, parse_query, user_ref
-from server.masks import check_update_mask
-from server.paging import Page
 from server.principal import EnvironmentInfo, Principal
-from server.queries.codec import from_reference_json, to_reference_json
-from server.queries.dates import parse_point
+from server.queries.common.codec import from_reference_json, to_reference_json
+from server.queries.common.dates import parse_point
 from server.queries.registry import trends_of
 from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS
 from storage.db import Database

@@ -24,7 +24,7 @@ from functools import cached_property
 
 from dateutil.relativedelta import relativedelta
 
-from server.queries.errors import QueryError
+from server.queries.common.errors import QueryError
 from server.utc import as_utc
 
 INTERVALS = ("minute", "hour", "day", "week", "month")

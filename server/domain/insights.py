@@ -15,17 +15,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import query_pb2
-from server import activity, paging
-from server.create_requests import CreateRequest, create_request, prior_insight, remember
+from server.domain import activity, paging
+from server.domain.create_requests import CreateRequest, create_request, prior_insight, remember
+from server.domain.masks import check_update_mask
+from server.domain.paging import Page
+from server.domain.readcache import ReadCache
 from server.echo import shown
 from server.errors import InvalidArgument, NotFound, Violations
-from server.masks import check_update_mask
-from server.paging import Page
 from server.principal import EnvironmentInfo, Principal
-from server.queries.codec import to_reference_json
-from server.queries.dates import parse_point
-from server.queries.kinds import insight_type
-from server.readcache import ReadCache
+from server.queries.common.codec import to_reference_json
+from server.queries.common.dates import parse_point
+from server.queries.common.kinds import insight_type
 from storage.db import Database
 from storage.models import (
     AlertConfiguration,

@@ -1,0 +1,1 @@
+"""The command line: serve, migrate, keys, organizations, environments, events load, demo, query convert."""

@@ -1,0 +1,1 @@
+"""The execution layer: refresh modes, result cache, shared runs, staleness; knows no query kind."""

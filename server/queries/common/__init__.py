@@ -1,0 +1,1 @@
+"""What every query kind shares: dates, properties, formulas, the codec, SQL helpers, checks."""
