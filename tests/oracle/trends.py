@@ -12,7 +12,8 @@ returns a :class:`TrendsOutput` named tuple ``(results, has_more)``:
 * ``results``: the list of result items in reference JSON shape, in the contract's order. Each item
   has ``data, days, labels, count, label, order``; plus ``breakdown_value`` when the query has a
   breakdown; ``compare`` (True) and ``compare_label`` when compare is on; ``aggregated_value`` for
-  total-value displays (then ``data``, ``days`` and ``labels`` are ``[]`` and ``count`` is 0.0).
+  total-value displays (then ``data``, ``days`` and ``labels`` are ``[]`` and ``count`` is 0.0);
+  ``raw_data`` (the line before smoothing) when ``smoothingIntervals`` > 1 smoothed ``data``.
   All numbers are floats. The legacy ``action``/``filter`` echoes are not produced.
 * ``has_more``: True when a breakdown cut values into the Other bucket (any series, any period).
 
