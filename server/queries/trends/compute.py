@@ -80,7 +80,7 @@ class _Item:
     data: list[float]
     aggregated: float | None = None
     compare_label: str = ""
-    raw: list[float] | None = None  # data before smoothing, when smoothing changed it
+    raw: list[float] | None = None  # data before smoothing, when smoothingIntervals > 1
 
 
 @dataclass
