@@ -14,7 +14,8 @@ from server.utc import as_utc
 
 # Part of every cache key: bump it when the SQL, the results or their encoding change, and every
 # cached entry (in this process or a shared store) stops matching at once.
-ENGINE_VERSION = 1
+# 2: trends smoothingIntervals and maths on $session_duration (results cached by 1 ignored them).
+ENGINE_VERSION = 2
 
 # A range that ended this long before the last computation is complete: its result cannot change.
 # The margin absorbs events still arriving for the last instants of the range (reference §3.4).

@@ -121,6 +121,8 @@ def as_json(result: results_pb2.TrendsResult) -> list[dict[str, Any]]:
             item["compare_label"] = s.compare_label
         if s.HasField("aggregated_value"):
             item["aggregated_value"] = s.aggregated_value
+        if s.raw_data:
+            item["raw_data"] = list(s.raw_data)
         out.append(item)
     return out
 
@@ -141,7 +143,7 @@ def differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) ->
         keys = set(want) | set(got)
         for key in sorted(keys):
             a, b = want.get(key, "<missing>"), got.get(key, "<missing>")
-            if key in ("data",) and isinstance(a, list) and isinstance(b, list):
+            if key in ("data", "raw_data") and isinstance(a, list) and isinstance(b, list):
                 same = len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
             elif key in ("count", "aggregated_value") and isinstance(a, float) and isinstance(b, float):
                 same = _close(a, b)

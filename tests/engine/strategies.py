@@ -45,6 +45,7 @@ property_dicts = st.fixed_dictionaries(
     optional={k: st.one_of(numbers, numbers, scalars) if k in NUMERIC_KEYS else scalars for k in PROPERTY_KEYS},
 )
 session_ids = st.sampled_from(["s1", "s2", "s3", ""])
+SESSION_DURATION = "$session_duration"
 person_property_dicts = st.fixed_dictionaries(
     {},
     optional={
@@ -60,10 +61,15 @@ Window = tuple[dt.datetime, dt.datetime]
 
 @st.composite
 def events(
-    draw: st.DrawFn, now: dt.datetime, min_size: int = 0, window: Window | None = None
+    draw: st.DrawFn,
+    now: dt.datetime,
+    min_size: int = 0,
+    window: Window | None = None,
+    sessions: bool = False,
 ) -> list[Event]:
     """Up to ~40 events of a few persons within 40 days before `now` (and a few hours after);
-    with a `window` (UTC bounds), about three in four fall inside it."""
+    with a `window` (UTC bounds), about three in four fall inside it. With `sessions`, nearly every
+    event belongs to one of a few sessions (so sessions have several events and a duration)."""
     count = draw(st.integers(min_size, 40))
     persons = {p: draw(person_property_dicts) for p in PERSONS}
     out = []
@@ -76,7 +82,7 @@ def events(
             spread = draw(st.sampled_from([40 * 86400, 3 * 86400, 3 * 3600]))
             base, seconds = now, draw(st.integers(-spread, 2 * 3600))
         props = draw(property_dicts)
-        if draw(st.booleans()):
+        if draw(st.booleans()) or (sessions and draw(st.integers(0, 5))):
             props["$session_id"] = draw(session_ids)
         person_props = persons[person] if draw(st.integers(0, 4)) else draw(person_property_dicts)
         # A distinct microsecond per event: no two events share a timestamp (first-event ties are
@@ -237,13 +243,25 @@ def _nonzero_number(value: Any) -> bool:
 
 
 @st.composite
-def math_fields(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
-    """Math fields; given a `witness`, a property math usually reads a number it holds."""
-    math = draw(st.sampled_from((*ALL_MATHS, "total", "total", "dau")))
+def math_fields(draw: st.DrawFn, witness: Event | None = None, sessions: bool = False) -> dict[str, Any]:
+    """Math fields; given a `witness`, a property math usually reads a number it holds. With
+    `sessions`, half of the series aggregate session durations."""
+    if sessions and draw(st.booleans()):
+        math = draw(st.sampled_from(PROPERTY_MATHS))
+    else:
+        math = draw(st.sampled_from((*ALL_MATHS, "total", "total", "dau")))
     out: dict[str, Any] = {}
     if math != "total" or draw(st.booleans()):
         out["math"] = math
-    if math in PROPERTY_MATHS:
+    if math in PROPERTY_MATHS and draw(st.integers(0, 4 if not sessions else 1)) == 0:
+        # The session's duration, whatever the type says (as the reference), or with its own type.
+        out["math_property"] = SESSION_DURATION
+        kind = draw(st.sampled_from([None, "session_properties", "session_properties", "event_properties"]))
+        if kind is not None:
+            out["math_property_type"] = kind
+        if draw(st.integers(0, 3)) == 0:
+            out["math_multiplier"] = draw(st.sampled_from([2, 0.5, -1]))
+    elif math in PROPERTY_MATHS:
         numbers = [] if witness is None else [k for k in NUMERIC_KEYS if _nonzero_number(witness.properties.get(k))]
         if witness is not None and _nonzero_number(witness.person_properties.get("age")):
             numbers.append("age")
@@ -260,7 +278,11 @@ def math_fields(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]
 
 @st.composite
 def events_node(
-    draw: st.DrawFn, with_math: bool = True, filters: bool = True, witness: Event | None = None
+    draw: st.DrawFn,
+    with_math: bool = True,
+    filters: bool = True,
+    witness: Event | None = None,
+    sessions: bool = False,
 ) -> dict[str, Any]:
     """A series; given a `witness`, usually one whose event name and filters that event passes."""
     node: dict[str, Any] = {"kind": "EventsNode"}
@@ -273,14 +295,14 @@ def events_node(
     if filters and draw(st.integers(0, 2)) == 0:
         node["properties"] = draw(st.lists(property_filter(witness), min_size=1, max_size=2))
     if with_math:
-        node.update(draw(math_fields(witness)))
+        node.update(draw(math_fields(witness, sessions)))
         if draw(st.integers(0, 5)) == 0:
             node["custom_name"] = draw(st.sampled_from(["My series", "Ünïcode — series"]))
     return node
 
 
 @st.composite
-def group_node(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
+def group_node(draw: st.DrawFn, witness: Event | None = None, sessions: bool = False) -> dict[str, Any]:
     node: dict[str, Any] = {
         "kind": "GroupNode",
         "operator": "OR",
@@ -288,7 +310,7 @@ def group_node(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
     }
     if draw(st.integers(0, 3)) == 0:
         node["properties"] = draw(st.lists(property_filter(witness), min_size=1, max_size=1))
-    node.update(draw(math_fields(witness)))
+    node.update(draw(math_fields(witness, sessions)))
     return node
 
 
@@ -348,22 +370,32 @@ class Frame:
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> Frame:
+def frames(draw: st.DrawFn, lines: bool = False) -> Frame:
+    """A frame; with `lines`, mostly a time-series display (what smoothing changes)."""
     interval = draw(st.sampled_from(["day", "day", "hour", "week", "month", "minute"]))
     date_range = dict(draw(st.sampled_from(DATE_CHOICES[interval])))
-    return Frame(interval, date_range, draw(st.sampled_from(DISPLAYS)))
+    displays = (*DISPLAYS[:3], "ActionsBar", "ActionsTable") if lines else DISPLAYS
+    return Frame(interval, date_range, draw(st.sampled_from(displays)))
 
 
 @st.composite
 def trends_query(
-    draw: st.DrawFn, dense: bool = False, frame: Frame | None = None, witness: Event | None = None
+    draw: st.DrawFn,
+    dense: bool = False,
+    frame: Frame | None = None,
+    witness: Event | None = None,
+    focus: bool = False,
 ) -> dict[str, Any]:
-    """A valid TrendsQuery; `dense` leaves out filters and always breaks down (more non-zero values).
+    """A valid TrendsQuery; `dense` leaves out filters and always breaks down (more non-zero values);
+    `focus` always smooths (now and then with an out-of-range window) and often aggregates session
+    durations.
 
     Given a `witness` event, its series, filters and breakdowns usually select that event."""
     frame = frame or draw(frames())
-    nodes = events_node(filters=not dense, witness=witness)
-    series = draw(st.lists(st.one_of(nodes, nodes, group_node(witness)), min_size=1, max_size=3))
+    nodes = events_node(filters=not dense, witness=witness, sessions=focus)
+    series = draw(
+        st.lists(st.one_of(nodes, nodes, group_node(witness, sessions=focus)), min_size=1, max_size=3)
+    )
     q: dict[str, Any] = {"kind": "TrendsQuery", "series": series, "interval": frame.interval}
     if frame.date_range:
         q["dateRange"] = dict(frame.date_range)
@@ -374,6 +406,10 @@ def trends_query(
         q["filterTestAccounts"] = True
     display = frame.display
     trends_filter: dict[str, Any] = {"display": display}
+    if focus:
+        trends_filter["smoothingIntervals"] = draw(st.sampled_from([2, 3, 7, 2, 3, 7, 2, 3, 7, 0, 10_001]))
+    elif draw(st.integers(0, 3)) == 0:
+        trends_filter["smoothingIntervals"] = draw(st.sampled_from([1, 2, 3, 7]))
     if len(series) > 1 and draw(st.integers(0, 2)) == 0:
         # Division by zero (always 0) only as a second formula: a first one that is always zero
         # would make the whole example compare zeros.
@@ -472,18 +508,21 @@ def window(frame: Frame, timezone: str, week_start_day: int, now: dt.datetime) -
 
 
 @st.composite
-def cases(draw: st.DrawFn, dense: bool = False) -> Case:
+def cases(draw: st.DrawFn, dense: bool = False, focus: bool = False) -> Case:
     """An example built to compare something: events mostly inside the queried range, and a query
-    whose series, filters and breakdowns usually select one of them (the witness)."""
+    whose series, filters and breakdowns usually select one of them (the witness). `focus`: see
+    trends_query; the events then mostly belong to sessions, and the witness to one of them."""
     now = draw(st.sampled_from(NOWS), label="now")
     tz = draw(st.sampled_from(TIMEZONES), label="tz")
     week_start_day = draw(st.sampled_from([0, 1]), label="week_start_day")
-    frame = draw(frames(), label="frame")
+    frame = draw(frames(lines=focus), label="frame")
     bounds = window(frame, tz, week_start_day, now)
-    evs = draw(events(now, min_size=8 if dense else 3, window=bounds), label="events")
+    evs = draw(events(now, min_size=8 if dense else 3, window=bounds, sessions=focus), label="events")
     inside = [e for e in evs if bounds is None or bounds[0] <= e.timestamp <= bounds[1]]
+    if focus:
+        inside = [e for e in inside if e.properties.get("$session_id")] or inside
     witness = draw(st.sampled_from(inside), label="witness") if inside else None
-    query = draw(trends_query(dense, frame=frame, witness=witness), label="query")
+    query = draw(trends_query(dense, frame=frame, witness=witness, focus=focus), label="query")
     return Case(now, tz, week_start_day, evs, query, witness)
 
 

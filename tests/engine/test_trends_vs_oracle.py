@@ -66,12 +66,12 @@ def check(store: EventStore, case: Case) -> str:
     return outcome
 
 
-def run_cases(store: EventStore, *, dense: bool) -> Counter[str]:
+def run_cases(store: EventStore, *, dense: bool, focus: bool = False) -> Counter[str]:
     """Runs the profile's examples (100 in dev and ci) and counts what each one compared."""
     outcomes: Counter[str] = Counter()
 
     @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
-    @given(case=cases(dense))
+    @given(case=cases(dense, focus))
     def compare(case: Case) -> None:
         outcomes[check(store, case)] += 1
 
@@ -88,3 +88,10 @@ def test_engine_equals_oracle(store: EventStore) -> None:
 def test_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
     """Denser data, no filters, always a breakdown: ranking, Other, null buckets, formulas per value."""
     assert_mostly_nonzero(run_cases(store, dense=True), MIN_NONZERO_SHARE)
+
+
+@pytest.mark.hypothesis
+def test_engine_equals_oracle_on_smoothing_and_session_durations(store: EventStore) -> None:
+    """Every query smooths (a few with a window out of range), half the series aggregate session
+    durations, the events mostly belong to sessions: with breakdowns, compare, formulas, cumulative."""
+    assert_mostly_nonzero(run_cases(store, dense=False, focus=True), MIN_NONZERO_SHARE)

@@ -24,7 +24,7 @@ from generated.insights.v1 import query_service_pb2_grpc as qsgrpc
 from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from server.queries.common.properties import MAX_GROUP_DEPTH, MAX_REGEX_DEPTH, MAX_REGEX_LENGTH
-from server.queries.trends.compute import MAX_BREAKDOWN_LIMIT, MAX_SERIES
+from server.queries.trends.compute import MAX_BREAKDOWN_LIMIT, MAX_SERIES, MAX_SMOOTHING_INTERVALS
 from tests.integration.itkit import (
     Api,
     Metadata,
@@ -395,6 +395,18 @@ async def test_a_breakdown_limit_out_of_range_is_refused(send: Send, limit: int)
     err = await expect_error(send(mutate), grpc.StatusCode.INVALID_ARGUMENT)
 
     assert_invalid(err, send.prefix + "breakdownFilter.breakdown_limit", mentions=str(MAX_BREAKDOWN_LIMIT))
+
+
+@pytest.mark.parametrize("intervals", [0, -7, MAX_SMOOTHING_INTERVALS + 1])
+async def test_a_smoothing_window_out_of_range_is_refused(send: Send, intervals: int) -> None:
+    def mutate(q: qpb.TrendsQuery) -> None:
+        q.trends_filter.smoothing_intervals = intervals
+
+    err = await expect_error(send(mutate), grpc.StatusCode.INVALID_ARGUMENT)
+
+    assert_invalid(
+        err, send.prefix + "trendsFilter.smoothingIntervals", mentions=f"{MAX_SMOOTHING_INTERVALS:,}"
+    )
 
 
 async def test_too_many_series_are_refused_at_once(send: Send) -> None:

@@ -12,7 +12,8 @@ returns a :class:`TrendsOutput` named tuple ``(results, has_more)``:
 * ``results``: the list of result items in reference JSON shape, in the contract's order. Each item
   has ``data, days, labels, count, label, order``; plus ``breakdown_value`` when the query has a
   breakdown; ``compare`` (True) and ``compare_label`` when compare is on; ``aggregated_value`` for
-  total-value displays (then ``data``, ``days`` and ``labels`` are ``[]`` and ``count`` is 0.0).
+  total-value displays (then ``data``, ``days`` and ``labels`` are ``[]`` and ``count`` is 0.0);
+  ``raw_data`` (the line before smoothing) when ``smoothingIntervals`` > 1 smoothed ``data``.
   All numbers are floats. The legacy ``action``/``filter`` echoes are not produced.
 * ``has_more``: True when a breakdown cut values into the Other bucket (any series, any period).
 
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
+from fractions import Fraction
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -654,6 +656,18 @@ class _Env:
         self.now = _local_naive(now, self.tz)
         first = min((e.timestamp for e in events), default=None)
         self.first_event = _local_naive(first, self.tz) if first is not None else self.now
+        # Every session's duration in whole seconds, from all the environment's events (contract:
+        # "$session_duration"): second boundaries between its first and its last event.
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for e in events:
+            sid = _session_id(e)
+            if sid:
+                low, high = spans.get(sid, (e.timestamp, e.timestamp))
+                spans[sid] = (min(low, e.timestamp), max(high, e.timestamp))
+        self.session_seconds = {
+            sid: (high.replace(microsecond=0) - low.replace(microsecond=0)).total_seconds()
+            for sid, (low, high) in spans.items()
+        }
 
 
 def _lower_naive(inputs: _RangeInputs, from_naive: datetime) -> datetime:
@@ -967,6 +981,12 @@ def _parse_series(node: dict[str, Any], index: int, tz: ZoneInfo) -> _Series:
     math_property = node.get("math_property")
     if math_name in _PROPERTY_MATHS and not math_property:
         raise InvalidArgument(f"math {math_name} needs math_property")
+    property_type = node.get("math_property_type")
+    if property_type not in (None, "event_properties", "person_properties", "session_properties"):
+        raise InvalidArgument(f"unsupported math_property_type {property_type!r}")
+    if property_type == "session_properties" and math_property != SESSION_DURATION:
+        # DECISION: $session_duration is the only session property a math aggregates.
+        raise InvalidArgument(f"unsupported session property {math_property!r}")
     multiplier = node.get("math_multiplier")
     if multiplier is None:
         multiplier = 1.0
@@ -1019,8 +1039,16 @@ def _session_id(e: Event) -> str:
     return prop_text(e.properties, "$session_id") or ""
 
 
-def _agg_events(series: _Series, math_name: str, events: Sequence[Event]) -> float:
+SESSION_DURATION = "$session_duration"
+
+
+def _agg_events(series: _Series, math_name: str, events: Sequence[Event], env: _Env) -> float:
     """One bucket (or the whole range) of a math that is a plain aggregate over its events."""
+    if math_name in _PROPERTY_MATHS and series.math_property == SESSION_DURATION:
+        # DECISION: each session with an event here counts once, with its whole duration; events
+        # without a $session_id are in no session.
+        sessions = {_session_id(e) for e in events} - {""}
+        return _aggregate(math_name, [env.session_seconds[s] * series.multiplier for s in sessions])
     if math_name in ("total", "first_time_for_user", "first_matching_event_for_user"):
         return float(len(events))
     if math_name == "dau":
@@ -1047,6 +1075,7 @@ class _Values:
     raw: list[float]  # per bucket, before cumulative ([] for total-value displays)
     shown: list[float]  # per bucket, as displayed
     aggregated: float | None  # total-value displays
+    unsmoothed: list[float] | None = None  # `shown` before smoothing replaced it
 
     @property
     def rank_total(self) -> float:
@@ -1091,11 +1120,11 @@ class _Period:
         if not used:
             return None
         if self.total_value:
-            return _Values([], [], _agg_events(self.series, self.math, used))
+            return _Values([], [], _agg_events(self.series, self.math, used, self.env))
         per_bucket: list[list[Event]] = [[] for _ in self.rng.bucket_keys]
         for e in used:
             per_bucket[self.index[self.key(e)]].append(e)
-        raw = [_agg_events(self.series, self.math, evs) for evs in per_bucket]
+        raw = [_agg_events(self.series, self.math, evs, self.env) for evs in per_bucket]
         if not self.cumulative:
             return _Values(raw, raw, None)
         if self.math == "dau":
@@ -1394,6 +1423,38 @@ def _formulas(trends_filter: dict[str, Any], n_series: int) -> list[tuple[_Formu
 
 
 # --------------------------------------------------------------------------------------------------
+# Smoothing
+
+MAX_SMOOTHING_INTERVALS = 10_000
+
+
+def _smoothing_intervals(trends_filter: dict[str, Any]) -> int:
+    k = trends_filter.get("smoothingIntervals")
+    if k is None:
+        return 1
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_SMOOTHING_INTERVALS:
+        # DECISION: 1 to 10,000 (the bucket limit); anything else is INVALID_ARGUMENT.
+        raise InvalidArgument(f"smoothingIntervals must be 1 to {MAX_SMOOTHING_INTERVALS} (got {k!r})")
+    return k
+
+
+def _smooth(values: list[float], k: int) -> list[float]:
+    """floor of the exact mean of the last k values (fewer at the start); when the window holds a
+    non-integer, a mean within 1e-12 (relative, at least 1) of an integer is that integer."""
+    out = []
+    for i in range(len(values)):
+        window = [Fraction(v) for v in values[max(0, i - k + 1) : i + 1]]
+        mean = sum(window, Fraction(0)) / len(window)
+        nearest = round(mean)
+        noisy = any(x.denominator != 1 for x in window)
+        if noisy and abs(mean - nearest) <= Fraction(1, 10**12) * max(Fraction(1), abs(mean)):
+            out.append(float(nearest))
+        else:
+            out.append(float(math.floor(mean)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # The query
 
 
@@ -1475,6 +1536,8 @@ def _item(
         count = (data[-1] if data else 0.0) if cumulative else math.fsum(data)
         labels = [f"day {i}" for i in range(len(data))] if compare_label else list(rng.labels)
         item = {"data": data, "days": list(rng.days), "labels": labels, "count": float(count)}
+        if values.unsmoothed is not None:
+            item["raw_data"] = list(values.unsmoothed)
     item["label"] = label
     item["order"] = order
     if with_breakdown:
@@ -1604,12 +1667,20 @@ def compute_trends(
         previous = _build_range(inputs, prev_from, prev_to, env)
         periods = [(current, "current"), (previous, "previous")]
 
+    smoothing = _smoothing_intervals(trends_filter)
+
     results: list[dict[str, Any]] = []
     has_more = False
     multi_series = len(series_list) > 1
     for rng, compare_label in periods:
         rows, more = _period_rows(series_list, filters, events, rng, env, breakdown, cumulative, total_value)
         has_more = has_more or more
+        if smoothing > 1 and not total_value:
+            # DECISION: smoothing applies to the displayed line (the running total when cumulative),
+            # per period, after the breakdown cut; formulas run on the smoothed lines; total-value
+            # displays have no line and are unchanged.
+            for r in rows:
+                r.values = _Values(r.values.raw, _smooth(r.values.shown, smoothing), None, r.values.shown)
         if formulas:
             results.extend(
                 _formula_items(

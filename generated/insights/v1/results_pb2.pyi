@@ -125,6 +125,7 @@ class TrendsSeries(_message.Message):
     COMPARE_FIELD_NUMBER: _builtins.int
     COMPARE_LABEL_FIELD_NUMBER: _builtins.int
     AGGREGATED_VALUE_FIELD_NUMBER: _builtins.int
+    RAW_DATA_FIELD_NUMBER: _builtins.int
     count: _builtins.float
     """Sum of data (the last value for cumulative displays)."""
     label: _builtins.str
@@ -163,6 +164,13 @@ class TrendsSeries(_message.Message):
     def breakdown_values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Several breakdown values, for multiple breakdowns."""
 
+    @_builtins.property
+    def raw_data(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """The value per bucket before smoothing (the reference's total_array), set
+        only when trendsFilter.smoothingIntervals > 1 smoothed `data`; empty
+        otherwise, and for formula items (they are computed from smoothed data).
+        """
+
     def __init__(
         self,
         *,
@@ -178,10 +186,11 @@ class TrendsSeries(_message.Message):
         compare: _builtins.bool = ...,
         compare_label: _builtins.str = ...,
         aggregated_value: _builtins.float | None = ...,
+        raw_data: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_aggregated_value", b"_aggregated_value", "action", b"action", "aggregated_value", b"aggregated_value", "breakdown_value", b"breakdown_value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggregated_value", b"_aggregated_value", "action", b"action", "aggregated_value", b"aggregated_value", "breakdown_value", b"breakdown_value", "breakdown_values", b"breakdown_values", "compare", b"compare", "compare_label", b"compare_label", "count", b"count", "data", b"data", "days", b"days", "label", b"label", "labels", b"labels", "order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggregated_value", b"_aggregated_value", "action", b"action", "aggregated_value", b"aggregated_value", "breakdown_value", b"breakdown_value", "breakdown_values", b"breakdown_values", "compare", b"compare", "compare_label", b"compare_label", "count", b"count", "data", b"data", "days", b"days", "label", b"label", "labels", b"labels", "order", b"order", "raw_data", b"raw_data"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__aggregated_value: _TypeAlias = _typing.Literal["aggregated_value"]  # noqa: Y015
     _WhichOneofArgType__aggregated_value: _TypeAlias = _typing.Literal["_aggregated_value", b"_aggregated_value"]  # noqa: Y015

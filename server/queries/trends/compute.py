@@ -11,11 +11,12 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import Execute, QueryContext
 from server.queries.common.checks import problems
-from server.queries.common.dates import QueryDateRange, compare_range, resolve_date_range
+from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
 from server.queries.common.sql import Params
 from server.queries.trends import sql as tsql
+from server.queries.trends.smoothing import smooth
 
 M = query_pb2
 
@@ -46,6 +47,9 @@ MAX_BREAKDOWN_LIMIT = 1000
 MAX_SERIES = 100
 MAX_FORMULAS = 100
 MAX_BREAKDOWNS = 3
+# trendsFilter.smoothingIntervals: 1 (or unset) leaves the line as computed; a window longer than
+# the longest line (MAX_BUCKETS) would average nothing more, so larger values are refused.
+MAX_SMOOTHING_INTERVALS = MAX_BUCKETS
 _SUPPORTED_BREAKDOWN_TYPES: dict[int, str] = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
     M.BREAKDOWN_TYPE_EVENT: "event",
@@ -76,6 +80,7 @@ class _Item:
     data: list[float]
     aggregated: float | None = None
     compare_label: str = ""
+    raw: list[float] | None = None  # data before smoothing, when smoothingIntervals > 1
 
 
 @dataclass
@@ -90,6 +95,7 @@ class _Plan:
     factor: float
     total_value: bool
     cumulative: bool
+    smoothing: int
     formulas: list[tuple[str, str | None, str]]
     branches: list[tuple[str, QueryDateRange, int, tsql.Window, tsql.SeriesSpec]]
     params: Params
@@ -168,8 +174,22 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
             for *_, window, spec in branches
         ]
     )
+    tf = query.trends_filter
+    smoothing = tf.smoothing_intervals if tf.HasField("smoothing_intervals") else 1
     return _Plan(
-        query, ctx, periods, breakdown, limit, factor, total_value, cumulative, formulas, branches, params, sql
+        query,
+        ctx,
+        periods,
+        breakdown,
+        limit,
+        factor,
+        total_value,
+        cumulative,
+        smoothing,
+        formulas,
+        branches,
+        params,
+        sql,
     )
 
 
@@ -195,7 +215,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
         )
         has_more = has_more or cut
         shaped.append(series_items)
-        if cut and not query.breakdown_filter.breakdown_hide_other_aggregation and spec.math not in tsql.ADDITIVE:
+        if cut and not query.breakdown_filter.breakdown_hide_other_aggregation and not tsql.additive(spec):
             recount.append(b)
     if recount:
         # Distinct counts of the cut values cannot be summed: count them again as one group.
@@ -227,6 +247,10 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
             if plan.cumulative:
                 # The displayed line (formulas run on it, as the reference's do).
                 item.data = list(itertools.accumulate(item.data))
+            if plan.smoothing > 1 and not total_value:
+                # Last, on the displayed line (the running total when cumulative), as the reference
+                # smooths the zero-filled array it returns; formulas then run on the smoothed lines.
+                item.raw, item.data = item.data, smooth(item.data, plan.smoothing)
             if item.aggregated is not None:
                 item.aggregated *= scale
         items.extend(shaped[b])
@@ -296,6 +320,12 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
         )
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported for trends", "interval")
+    if tf.HasField("smoothing_intervals") and not 1 <= tf.smoothing_intervals <= MAX_SMOOTHING_INTERVALS:
+        raise QueryError(
+            f"smoothingIntervals must be between 1 and {MAX_SMOOTHING_INTERVALS:,} "
+            f"(got {tf.smoothing_intervals})",
+            "trendsFilter.smoothingIntervals",
+        )
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
     if query.HasField("aggregation_group_type_index"):
@@ -335,13 +365,28 @@ def _validate_math(node: Any, path: str) -> None:
         raise QueryError(f"math '{_MATH_NAMES[math]}' needs math_property", f"{path}.math_property")
     if math in (M.MATH_TYPE_UNIQUE_GROUP, M.MATH_TYPE_HOGQL, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS):
         raise QueryError(f"math '{_MATH_NAMES[math]}' is not supported for trends", f"{path}.math")
-    if node.HasField("math_property_type") and node.math_property_type not in (
-        "event_properties",
-        "person_properties",
-    ):
+    if node.HasField("math_property_type") and node.math_property_type not in _PROPERTY_TYPES:
         raise QueryError(
-            "math_property_type must be event_properties or person_properties", f"{path}.math_property_type"
+            "math_property_type must be event_properties, person_properties or session_properties",
+            f"{path}.math_property_type",
         )
+    if node.math_property_type == "session_properties" and node.math_property != tsql.SESSION_DURATION:
+        raise QueryError(
+            f"the only session property a math can aggregate is {tsql.SESSION_DURATION}",
+            f"{path}.math_property",
+        )
+
+
+_PROPERTY_TYPES = ("event_properties", "person_properties", "session_properties")
+
+
+def _property_source(node: Any) -> str:
+    """Where a property math reads its values: "session" for $session_duration whatever
+    math_property_type says (as the reference, which looks at the key only), else the event's or
+    the person's properties."""
+    if node.math_property == tsql.SESSION_DURATION:
+        return "session"
+    return "person" if node.math_property_type == "person_properties" else "event"
 
 
 def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
@@ -409,7 +454,7 @@ def _spec(
         base_where=base,
         match_where=match,
         math_property=source.math_property if source.math_property else None,
-        math_property_source="person" if source.math_property_type == "person_properties" else "event",
+        math_property_source=_property_source(source),
         multiplier=source.math_multiplier if source.HasField("math_multiplier") else None,
     )
 
@@ -611,6 +656,8 @@ def _message(
             [f"day {i}" for i in range(len(data))] if item.compare_label else dates.labels()
         )
         message.count = _count(data, total_value, cumulative)
+        if item.raw is not None:
+            message.raw_data.extend(item.raw)
     if item.breakdown is not None:
         if not multi:
             message.breakdown_value.string_value = item.breakdown[0]

@@ -59,6 +59,8 @@ PER_ACTOR_MATHS: dict[int, str | float] = {
     M.MATH_TYPE_P95_COUNT_PER_ACTOR: 0.95,
     M.MATH_TYPE_P99_COUNT_PER_ACTOR: 0.99,
 }
+# The math property that is a session's duration (reference §3.5), not a property of the event.
+SESSION_DURATION = "$session_duration"
 ACTIVE_WINDOW_DAYS: dict[int, int] = {M.MATH_TYPE_WEEKLY_ACTIVE: 7, M.MATH_TYPE_MONTHLY_ACTIVE: 30}
 _TRUNCATE = {
     "minute": "toStartOfMinute",
@@ -93,9 +95,18 @@ class SeriesSpec:
     base_where: str
     match_where: str
     math_property: str | None = None
+    # "event" or "person" (whose properties hold it), or "session" for SESSION_DURATION.
     math_property_source: str = "event"
     multiplier: float | None = None
     extra: list[str] = field(default_factory=list)
+
+
+def additive(spec: SeriesSpec) -> bool:
+    """Whether the series' per-bucket values of several breakdown values add up to theirs together.
+
+    Not for a sum of session durations: a session with events of two values counts in both.
+    """
+    return spec.math in ADDITIVE and spec.math_property_source != "session"
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,8 @@ def statement(
         return _active_statement(params, spec, window, bv, where, tz)
     if spec.math in (M.MATH_TYPE_FIRST_TIME_FOR_USER, M.MATH_TYPE_FIRST_MATCHING_EVENT_FOR_USER):
         return _first_time_statement(params, spec, window, bv, where, tz)
+    if spec.math in PROPERTY_MATHS and spec.math_property_source == "session":
+        return _session_statement(params, spec, window, bv, where, tz)
     lower, upper = _bounds(params, window, tz)
     filters = _and(
         [
@@ -317,6 +330,50 @@ def _first_time_statement(
     )
     bucket = _bucket("first", window, tz, params)
     return f"SELECT {bucket} AS b, bv, toFloat64(count()) AS v FROM ({inner}) GROUP BY b, bv"
+
+
+def _session_statement(
+    params: Params, spec: SeriesSpec, window: Window, bv: str, where: list[str], tz: str
+) -> str:
+    """A property math over session durations (reference §3.5): each session counts once per bucket
+    and breakdown value it has a matching event in, with its duration; then the math over those.
+
+    A session's duration spans all of its events in the environment (whatever their name, time or
+    properties, unsampled), as the reference's sessions table: whole seconds between the first and
+    the last (`dateDiff`, second boundaries crossed). Events without a `$session_id` are in no
+    session: they add no value, though their breakdown value is listed (with 0 when it has no
+    session), as a property math lists values whose events lack the property.
+    """
+    lower, upper = _bounds(params, window, tz)
+    filters = _and(
+        [
+            _team(params, window),
+            f"timestamp >= {lower}",
+            f"timestamp <= {upper}",
+            *_sampling(params, window),
+            *where,
+        ]
+    )
+    bucket = _bucket("timestamp", window, tz, params)
+    matched = (
+        f"SELECT {bucket} AS b, {bv} AS bv, `$session_id` AS sid FROM events WHERE {filters} "
+        "GROUP BY b, bv, sid"
+    )
+    # Only the matched sessions are measured, but over all their events. GLOBAL: on a Distributed
+    # table the set is built once and sent to every shard (a session's events span shards).
+    sessions = (
+        "SELECT `$session_id` AS sid, toFloat64(dateDiff('second', min(timestamp), max(timestamp))) AS d "
+        f"FROM events WHERE {_team(params, window)} "
+        f"AND `$session_id` != '' AND `$session_id` GLOBAL IN (SELECT `$session_id` FROM events "
+        f"WHERE {filters}) GROUP BY sid"
+    )
+    duration = "if(sid != '', d, NULL)"  # NULL: the aggregates skip it
+    if spec.multiplier is not None:
+        duration = f"({duration} * {params.bind(spec.multiplier, 'Float64')})"
+    return (
+        f"SELECT b, bv, {_aggregate(PROPERTY_MATHS[spec.math], duration)} AS v "
+        f"FROM ({matched}) AS m LEFT JOIN ({sessions}) AS s USING sid GROUP BY b, bv"
+    )
 
 
 def _bucket(column: str, window: Window, tz: str, params: Params) -> str:
