@@ -138,7 +138,7 @@ def insight(
     The basic shape is the reference's basic serializer: no result, but `last_refresh` (when the
     cached result, if any, was computed) is kept.
     """
-    row = view.row
+    row = view.insight
     message = insight_pb2.Insight(
         id=row.id,
         short_id=row.short_id,

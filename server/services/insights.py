@@ -64,7 +64,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             env,
             context.query(view.query),
             convert.refresh(mode, default),
-            insight_id=view.row.id,
+            insight_id=view.insight.id,
             client_query_id=client_query_id,
         )
         return self._render(view, computed)
@@ -93,14 +93,14 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         """
         if computed is not None and computed.status is not None:
             return convert.insight(view, computed)
-        key = (view.row.id, view.last_viewed_at, id(computed))
+        key = (view.insight.id, view.last_viewed_at, id(computed))
         found = self._rendered.get(key)
-        if found is not None and found[0] is view.row and found[1] is computed:
+        if found is not None and found[0] is view.insight and found[1] is computed:
             return found[2]
         message = convert.insight(view, computed)
         # The result dominates the message: its serialized size stands for the whole (cheap to know).
         size = (computed.size if computed is not None else 0) * PARSED_FACTOR + _VIEW_BYTES
-        self._rendered.put(key, (view.row, computed, message), size)
+        self._rendered.put(key, (view.insight, computed, message), size)
         return message
 
     async def ListInsights(
