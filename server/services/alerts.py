@@ -11,13 +11,12 @@ from google.protobuf import json_format
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc
 from server.domain.alerts.checker import Checker
-from server.domain.alerts.configs import Alerts, AlertView, ThresholdView
+from server.domain.alerts.configs import AlertCheckRecord, Alerts, AlertView, ThresholdView
 from server.domain.paging import Page
 from server.queries.common.codec import from_reference_json
 from server.runtime import Blocking
 from server.services import convert
 from server.services.context import principal
-from storage.models import AlertCheck
 
 STATES = {
     "Firing": apb.ALERT_STATE_FIRING,
@@ -38,7 +37,7 @@ def _stamp(field: Any, value: Any) -> None:
         field.FromDatetime(value)
 
 
-def check(row: AlertCheck) -> apb.AlertCheck:
+def check(row: AlertCheckRecord) -> apb.AlertCheck:
     message = apb.AlertCheck(
         id=row.id,
         state=STATES.get(row.state, apb.ALERT_STATE_UNSPECIFIED),
@@ -65,7 +64,7 @@ def check(row: AlertCheck) -> apb.AlertCheck:
 
 
 def alert(view: AlertView) -> apb.Alert:
-    row = view.row
+    row = view.alert
     message = apb.Alert(
         id=row.id,
         insight=row.insight_id,
@@ -107,12 +106,12 @@ def alert(view: AlertView) -> apb.Alert:
 
 def threshold(view: ThresholdView) -> apb.Threshold:
     message = apb.Threshold(
-        id=view.row.id,
-        name=view.row.name,
-        configuration=from_reference_json(view.row.configuration, apb.InsightThreshold),
+        id=view.threshold.id,
+        name=view.threshold.name,
+        configuration=from_reference_json(view.threshold.configuration, apb.InsightThreshold),
         alerts=[alert(a) for a in view.alerts],
     )
-    _stamp(message.created_at, view.row.created_at)
+    _stamp(message.created_at, view.threshold.created_at)
     return message
 
 
