@@ -47,8 +47,8 @@ from server.execution.resultcache import MemoryResultCache
 from server.memory import MemoryBudget
 from server.principal import Principal, SharePrincipal
 from server.runtime import Blocking
-from server.services import convert
 from server.services.alerts import AlertsServicer
+from server.services.convert import common
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
@@ -153,7 +153,7 @@ class App:
         """Binds the listen address, starts serving and returns the bound port."""
         redaction.install()  # however the process set up logging, no secret reaches a log line
         # Kept on the app so that tests and benchmarks can read its counters.
-        self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=convert.reads_cache_only)
+        self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=common.reads_cache_only)
         self.requests_log = LoggingInterceptor()
         server = grpc.aio.server(
             interceptors=[

@@ -134,10 +134,51 @@ class AlertRef:
 
 
 @dataclass(frozen=True)
+class InsightRecord:
+    """An insight's own fields, copied out of its row inside the session (no ORM object leaves
+    the domain: a view outlives its session, in the read cache and in the servicers)."""
+
+    id: int
+    environment_id: int
+    short_id: str
+    name: str | None
+    derived_name: str | None
+    description: str | None
+    order: int | None
+    deleted: bool
+    saved: bool
+    favorited: bool
+    is_sample: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    last_modified_at: dt.datetime
+
+
+def insight_record(row: Insight) -> InsightRecord:
+    """The record of an insight row (called inside the session that loaded it)."""
+    return InsightRecord(
+        id=row.id,
+        environment_id=row.environment_id,
+        short_id=row.short_id,
+        name=row.name,
+        derived_name=row.derived_name,
+        description=row.description,
+        order=row.order,
+        deleted=row.deleted,
+        saved=row.saved,
+        favorited=row.favorited,
+        is_sample=row.is_sample,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_modified_at=row.last_modified_at,
+    )
+
+
+@dataclass(frozen=True)
 class InsightView:
     """An insight with everything shown alongside it, as seen by one caller."""
 
-    row: Insight
+    insight: InsightRecord
     query: query_pb2.QueryNode | None
     tags: list[str]
     dashboards: list[int]
@@ -285,7 +326,7 @@ class Insights:
                 remember(session, env.id, request, row.id)
             session.flush()
             view = self._views(session, principal.user_id, env, [row])[0]
-        self.cache.saw(principal.user_id, view.row.id, now)
+        self.cache.saw(principal.user_id, view.insight.id, now)
         return view
 
     def update(
@@ -468,7 +509,7 @@ class Insights:
         view = self.cache.get(env.id, key)
         if view is None:
             return None
-        last = self.cache.last_view(principal.user_id, view.row.id)
+        last = self.cache.last_view(principal.user_id, view.insight.id)
         if last is None or self.clock() - last >= VIEW_RESOLUTION:
             return None
         return dataclasses.replace(view, last_viewed_at=last)
@@ -832,7 +873,7 @@ class Insights:
             alerts.setdefault(alert.insight_id, []).append(AlertRef(alert.id, alert.name, alert.enabled, alert.state))
         return [
             InsightView(
-                row=r,
+                insight=insight_record(r),
                 query=parse_query(r.query),
                 tags=tags.get(r.id, []),
                 dashboards=[t.dashboard_id for t in tiles.get(r.id, []) if not t.deleted],

@@ -52,15 +52,15 @@ class ReadCache:
     def put(self, view: InsightView, generation: int) -> None:
         if self.ttl <= 0:
             return
-        env = view.row.environment_id
+        env = view.insight.environment_id
         with self._lock:
             if generation != self._generations.get(env, 0):
                 return
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             entry = (self._clock() + self.ttl, generation, dataclasses.replace(view, last_viewed_at=None))
-            self._entries[(env, view.row.id)] = entry
-            self._entries[(env, view.row.short_id)] = entry
+            self._entries[(env, view.insight.id)] = entry
+            self._entries[(env, view.insight.short_id)] = entry
 
     def forget(self, environment_id: int) -> None:
         """Called after a write to the environment's insights: every cached read of it is stale."""

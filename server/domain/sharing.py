@@ -521,7 +521,7 @@ class Sharing:
             entry.interval if entry else None,
             self.clock(),
         )
-        computed = await self.execution.result(env, view.query, mode, insight_id=view.row.id)
+        computed = await self.execution.result(env, view.query, mode, insight_id=view.insight.id)
         return SharedRead(view, computed, bool(share.settings.get("hideExtraDetails")))
 
     # ----------------------------------------------------------------------------- helpers

@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 
 import grpc
 
 from generated.insights.v1 import events_pb2, events_pb2_grpc
-from server.domain.ingest import EARLIEST, BatchStream, IncomingEvent, Ingestion, IngestRun
+from server.domain.ingest import BatchStream, Ingestion, IngestRun
 from server.runtime import Blocking
 from server.services.context import principal
-
-EARLIEST_OUT = EARLIEST - dt.timedelta(days=1)
-
-
-def incoming(event: events_pb2.Event) -> IncomingEvent:
-    """The domain's view of a proto event (an unset timestamp stays absent)."""
-    timestamp: dt.datetime | None = None
-    if event.HasField("timestamp"):
-        try:
-            timestamp = event.timestamp.ToDatetime(tzinfo=dt.UTC)
-        except (ValueError, OverflowError):
-            # Beyond what datetime holds: far outside the accepted range either way.
-            timestamp = (
-                dt.datetime.max.replace(tzinfo=dt.UTC) if event.timestamp.seconds > 0 else EARLIEST_OUT
-            )
-    return IncomingEvent(
-        event=event.event,
-        distinct_id=event.distinct_id,
-        timestamp=timestamp,
-        properties=event.properties,
-        uuid=event.uuid,
-        person_id=event.person_id,
-        person_properties=event.person_properties,
-    )
+from server.services.convert import events as convert
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):
@@ -56,7 +32,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 run = self._ingestion.start(principal(), message.environment_id)
             else:
                 run.check_environment(message.environment_id)
-            await self._run(run.add, [incoming(e) for e in message.events])
+            await self._run(run.add, [convert.incoming(e) for e in message.events])
         if run is None:
             return events_pb2.IngestEventsResponse()
         await self._run(run.flush)
@@ -80,7 +56,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 stream = self._ingestion.start_batches(principal(), message.environment_id)
             else:
                 stream.check_environment(message.environment_id)
-            outcome = await self._run(stream.ingest, [incoming(e) for e in message.events])
+            outcome = await self._run(stream.ingest, [convert.incoming(e) for e in message.events])
             yield events_pb2.IngestEventBatchesResponse(
                 sequence=message.sequence,
                 accepted=outcome.accepted,

@@ -21,8 +21,9 @@ from server.errors import (
 from server.execution.refresh import PARSED_FACTOR, Computed, Execution, Refresh
 from server.memory import Memo, MemoryBudget
 from server.runtime import Blocking
-from server.services import convert
 from server.services.context import principal
+from server.services.convert import common
+from server.services.convert import insights as convert
 
 # Rendered messages are kept while they fit this share of the memory budget (see Execution's memo).
 _RENDERED_SHARE, _RENDERED_MAX_ITEM = 8, 256 * 1024
@@ -63,8 +64,8 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         computed = await self._execution.result(
             env,
             context.query(view.query),
-            convert.refresh(mode, default),
-            insight_id=view.row.id,
+            common.refresh(mode, default),
+            insight_id=view.insight.id,
             client_query_id=client_query_id,
         )
         return self._render(view, computed)
@@ -93,14 +94,14 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         """
         if computed is not None and computed.status is not None:
             return convert.insight(view, computed)
-        key = (view.row.id, view.last_viewed_at, id(computed))
+        key = (view.insight.id, view.last_viewed_at, id(computed))
         found = self._rendered.get(key)
-        if found is not None and found[0] is view.row and found[1] is computed:
+        if found is not None and found[0] is view.insight and found[1] is computed:
             return found[2]
         message = convert.insight(view, computed)
         # The result dominates the message: its serialized size stands for the whole (cheap to know).
         size = (computed.size if computed is not None else 0) * PARSED_FACTOR + _VIEW_BYTES
-        self._rendered.put(key, (view.row, computed, message), size)
+        self._rendered.put(key, (view.insight, computed, message), size)
         return message
 
     async def ListInsights(
@@ -139,10 +140,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             )
         )
         response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
-        if page.offset + page.limit < page.count:
-            response.next_offset = page.offset + page.limit
-        if page.offset > 0:
-            response.previous_offset = max(page.offset - page.limit, 0)
+        common.offsets(page, response)
         if request.format == common_pb2.RESPONSE_FORMAT_CSV:
             response.csv = convert.insights_csv(results)
         return response
@@ -150,7 +148,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     async def CreateInsight(
         self, request: insight_pb2.CreateInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
-        refresh = convert.refresh(request.refresh, Refresh.FORCE_CACHE)
+        refresh = common.refresh(request.refresh, Refresh.FORCE_CACHE)
         if request.insight.HasField("query"):
             self._execution.require_runner(request.insight.query, refresh, "insight.")
         view = await self._run(
@@ -191,7 +189,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else None
-        refresh = convert.refresh(request.refresh, Refresh.FORCE_CACHE)
+        refresh = common.refresh(request.refresh, Refresh.FORCE_CACHE)
         if refresh != Refresh.FORCE_CACHE:
             # Refused before the write when the answer could not be computed: the call changes nothing.
             changes_query = "query" in (paths if paths is not None else convert.set_fields(request.insight))

@@ -11,17 +11,9 @@ from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2
 from server.execution.refresh import Execution, Refresh
 from server.execution.runs import Run
-from server.services import convert
 from server.services.context import principal
-
-_OUTCOMES = {
-    "already_complete": (qs.CANCEL_OUTCOME_ALREADY_COMPLETE, "Query already complete"),
-    "cancelled": (qs.CANCEL_OUTCOME_CANCELLED, "Cancelled query on clickhouse"),
-    "not_dequeued": (
-        qs.CANCEL_OUTCOME_NOT_DEQUEUED,
-        "Only tried to dequeue, not cancelling query on clickhouse",
-    ),
-}
+from server.services.convert import common
+from server.services.convert import queries as convert
 
 
 class QueryServicer(qs_grpc.QueryServiceServicer):
@@ -36,7 +28,7 @@ class QueryServicer(qs_grpc.QueryServiceServicer):
         env = principal().environment(request.environment_id)
         query = request.query if request.HasField("query") else None
         computed = await self._execution.result(
-            env, query, convert.refresh(request.refresh, Refresh.BLOCKING), client_query_id=request.client_query_id
+            env, query, common.refresh(request.refresh, Refresh.BLOCKING), client_query_id=request.client_query_id
         )
         return convert.query_response(computed or self._execution.missed(env, query))
 
@@ -47,11 +39,11 @@ class QueryServicer(qs_grpc.QueryServiceServicer):
         async for item in self._execution.stream(
             env,
             request.query if request.HasField("query") else None,
-            convert.refresh(request.refresh, Refresh.BLOCKING),
+            common.refresh(request.refresh, Refresh.BLOCKING),
             client_query_id=request.client_query_id,
         ):
             if isinstance(item, Run):
-                yield qs.QueryEvent(status=convert.query_status(item, show_progress=True))
+                yield qs.QueryEvent(status=common.query_status(item, show_progress=True))
             else:
                 yield qs.QueryEvent(result=convert.query_response(item))
 
@@ -60,12 +52,11 @@ class QueryServicer(qs_grpc.QueryServiceServicer):
     ) -> results_pb2.QueryStatus:
         env = principal().environment(request.environment_id)
         run = self._execution.status(env, request.query_id)
-        return convert.query_status(run, show_progress=request.show_progress)
+        return common.query_status(run, show_progress=request.show_progress)
 
     async def CancelQuery(
         self, request: qs.CancelQueryRequest, context: grpc.aio.ServicerContext
     ) -> qs.CancelQueryResponse:
         env = principal().environment(request.environment_id)
         outcome = await self._execution.cancel(env, request.query_id, dequeue_only=request.dequeue_only)
-        code, message = _OUTCOMES[outcome]
-        return qs.CancelQueryResponse(outcome=code, message=message)
+        return convert.cancel_response(outcome)

@@ -8,8 +8,9 @@ from generated.insights.v1 import insight_pb2, sharing_pb2, sharing_pb2_grpc
 from server.domain.sharing import Sharing
 from server.execution.refresh import Refresh
 from server.runtime import Blocking
-from server.services import convert
 from server.services.context import principal, share_principal
+from server.services.convert import common
+from server.services.convert import sharing as convert
 
 
 class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
@@ -66,7 +67,7 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
             id=created.id,
             password=created.password,
             note=created.note,
-            created_at=convert.timestamp(created.created_at),
+            created_at=common.timestamp(created.created_at),
             created_by_email=created.created_by_email,
         )
 
@@ -89,13 +90,13 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
             self._sharing.unlock, request.access_token, request.password, context.peer() or ""
         )
         return sharing_pb2.UnlockSharedInsightResponse(
-            share_token=unlocked.share_token, expires_at=convert.timestamp(unlocked.expires_at)
+            share_token=unlocked.share_token, expires_at=common.timestamp(unlocked.expires_at)
         )
 
     async def GetSharedInsight(
         self, request: sharing_pb2.GetSharedInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
         read = await self._sharing.read(
-            share_principal(), convert.refresh(request.refresh, Refresh.FORCE_CACHE)
+            share_principal(), common.refresh(request.refresh, Refresh.FORCE_CACHE)
         )
         return convert.shared_insight(read)

@@ -20,7 +20,7 @@ from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from interceptors.limits import OPT_IN_HEADER
-from server.services.convert import RESULTS_EVICTED
+from server.services.convert.common import RESULTS_EVICTED
 from storage.events import EventRow
 from tests.integration.engineprobe import eventually
 from tests.integration.itkit import Dedicated, bearer, dedicated_server, error_info, expect_error, rich_status

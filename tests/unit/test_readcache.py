@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from types import SimpleNamespace
-from typing import Any
 
+from server.domain.insights import InsightRecord, InsightView
 from server.domain.readcache import ReadCache
 
 
@@ -17,12 +16,26 @@ class Clock:
         return self.now
 
 
-def view(insight_id: int = 7, environment_id: int = 1, short_id: str = "AbCdEfGh") -> Any:
-    # InsightView is a frozen dataclass; the cache only reads row ids and replaces last_viewed_at.
-    from server.domain.insights import InsightView
-
-    row = SimpleNamespace(id=insight_id, environment_id=environment_id, short_id=short_id)
-    return InsightView(row, None, [], [], [], None, None, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "UTC")  # type: ignore[arg-type]
+def view(insight_id: int = 7, environment_id: int = 1, short_id: str = "AbCdEfGh") -> InsightView:
+    # The cache only reads the record's ids and replaces last_viewed_at.
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    record = InsightRecord(
+        id=insight_id,
+        environment_id=environment_id,
+        short_id=short_id,
+        name="Views",
+        derived_name=None,
+        description=None,
+        order=None,
+        deleted=False,
+        saved=True,
+        favorited=False,
+        is_sample=False,
+        created_at=at,
+        updated_at=at,
+        last_modified_at=at,
+    )
+    return InsightView(record, None, [], [], [], None, None, at, "UTC")
 
 
 def test_a_read_is_served_by_id_and_short_id_until_it_expires() -> None:

@@ -41,6 +41,7 @@ from sqlalchemy import select
 from generated.insights.v1 import query_pb2
 from server.domain.accounts import environment_info
 from server.domain.alerts import detectors, evaluate, schedule
+from server.domain.alerts.configs import AlertCheckRecord, check_record
 from server.domain.alerts.notify import Notification, Notifier
 from server.domain.insights import parse_query
 from server.echo import shown
@@ -143,7 +144,7 @@ class Checker:
         # scheduled one never both decide to notify for the same interval.
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def check_now(self, principal: Principal, environment_id: int, alert_id: str) -> AlertCheck:
+    async def check_now(self, principal: Principal, environment_id: int, alert_id: str) -> AlertCheckRecord:
         """CheckAlertNow: the alert of an environment the caller reaches, checked at once."""
         env = principal.environment(environment_id)
         return await self.check(alert_id, environment_id=env.id, manual=True)
@@ -156,7 +157,7 @@ class Checker:
         now: dt.datetime | None = None,
         previous_next: dt.datetime | None = None,
         manual: bool = False,
-    ) -> AlertCheck:
+    ) -> AlertCheckRecord:
         """Evaluates one alert and records the check; a firing check is then delivered."""
         # One lock per alert id, kept (as many as there are alerts): dropping a lock while a
         # waiter is about to take it would let a third check run beside that waiter.
@@ -253,7 +254,7 @@ class Checker:
         now: dt.datetime,
         previous_next: dt.datetime | None,
         manual: bool,
-    ) -> tuple[AlertCheck, bool]:
+    ) -> tuple[AlertCheckRecord, bool]:
         env = loaded.env
         with self.db.session() as session:
             row = session.get(AlertConfiguration, loaded.alert.id)
@@ -310,11 +311,11 @@ class Checker:
                 ) == interval_start(row.calculation_interval, now, env.timezone):
                     notify = False
             session.flush()
-            return check, notify
+            return check_record(check), notify
 
     # ----------------------------------------------------------------------------- notifying
 
-    async def deliver(self, check_id: str, *, now: dt.datetime | None = None) -> AlertCheck:
+    async def deliver(self, check_id: str, *, now: dt.datetime | None = None) -> AlertCheckRecord:
         """Delivers a firing check to the alert's targets not yet notified; records the outcome."""
         check, row, insight = await self.blocking.run(self._load_check, check_id)
         done = dict(check.targets_notified or {})
@@ -344,18 +345,18 @@ class Checker:
             self._record_delivery, check.id, delivered, failed, now or self.clock()
         )
 
-    def _load_check(self, check_id: str) -> tuple[AlertCheck, AlertConfiguration, Insight]:
+    def _load_check(self, check_id: str) -> tuple[AlertCheckRecord, AlertConfiguration, Insight]:
         with self.db.session() as session:
             check = session.get(AlertCheck, check_id)
             row = session.get(AlertConfiguration, check.alert_id) if check is not None else None
             insight = session.get(Insight, row.insight_id) if row is not None else None
             if check is None or row is None or insight is None:
                 raise NotFound(f"Alert check {shown(check_id)} not found.", reason="ALERT_CHECK_NOT_FOUND")
-            return check, row, insight
+            return check_record(check), row, insight
 
     def _record_delivery(
         self, check_id: str, delivered: list[str], failed: list[str], now: dt.datetime
-    ) -> AlertCheck:
+    ) -> AlertCheckRecord:
         with self.db.session() as session:
             check = session.get(AlertCheck, check_id)
             assert check is not None
@@ -366,7 +367,7 @@ class Checker:
                 if row is not None:
                     row.last_notified_at = now
             session.flush()
-            return check
+            return check_record(check)
 
 
 def _invalid(problems: list[tuple[str, str]]) -> Outcome:

@@ -6,6 +6,7 @@ detector_config, schedule_restriction), which is what the evaluation functions r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import urllib.parse
@@ -80,13 +81,123 @@ _PRE_RANGES: dict[str, tuple[int, int]] = {"smooth_n": (0, 30), "diffs_n": (0, 1
 
 
 @dataclass(frozen=True)
+class AlertRecord:
+    """An alert's own fields, copied out of its row inside the session (no ORM object leaves the
+    domain). The sub-configurations are the stored reference JSON."""
+
+    id: str
+    insight_id: int
+    name: str
+    subscribed_users: list[Any]
+    condition: dict[str, Any]
+    state: str
+    enabled: bool
+    last_notified_at: dt.datetime | None
+    last_checked_at: dt.datetime | None
+    next_check_at: dt.datetime | None
+    config: dict[str, Any]
+    detector_config: dict[str, Any] | None
+    calculation_interval: str
+    snoozed_until: dt.datetime | None
+    skip_weekend: bool
+    schedule_restriction: dict[str, Any] | None
+    last_value: float | None
+    investigation_agent_enabled: bool
+    investigation_gates_notifications: bool
+    investigation_inconclusive_action: str
+    webhook_url: str
+    created_at: dt.datetime
+
+
+def alert_record(row: AlertConfiguration) -> AlertRecord:
+    """The record of an alert row (called inside the session that loaded it)."""
+    return AlertRecord(
+        id=row.id,
+        insight_id=row.insight_id,
+        name=row.name,
+        subscribed_users=list(row.subscribed_users),
+        condition=row.condition,
+        state=row.state,
+        enabled=row.enabled,
+        last_notified_at=row.last_notified_at,
+        last_checked_at=row.last_checked_at,
+        next_check_at=row.next_check_at,
+        config=row.config,
+        detector_config=row.detector_config,
+        calculation_interval=row.calculation_interval,
+        snoozed_until=row.snoozed_until,
+        skip_weekend=row.skip_weekend,
+        schedule_restriction=row.schedule_restriction,
+        last_value=row.last_value,
+        investigation_agent_enabled=row.investigation_agent_enabled,
+        investigation_gates_notifications=row.investigation_gates_notifications,
+        investigation_inconclusive_action=row.investigation_inconclusive_action,
+        webhook_url=row.webhook_url,
+        created_at=row.created_at,
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdRecord:
+    """A threshold's own fields (its configuration is the stored reference JSON)."""
+
+    id: str
+    name: str
+    configuration: dict[str, Any]
+    created_at: dt.datetime
+
+
+def threshold_record(row: Threshold) -> ThresholdRecord:
+    """The record of a threshold row (called inside the session that loaded it)."""
+    return ThresholdRecord(id=row.id, name=row.name, configuration=row.configuration, created_at=row.created_at)
+
+
+@dataclass(frozen=True)
+class AlertCheckRecord:
+    """One recorded check of an alert, copied out of its row inside the session."""
+
+    id: str
+    created_at: dt.datetime
+    calculated_value: float | None
+    condition: dict[str, Any]
+    state: str
+    targets_notified: Any
+    error: dict[str, Any] | None
+    anomaly_scores: list[Any] | None
+    triggered_points: list[Any] | None
+    triggered_dates: list[Any] | None
+    interval: str | None
+    triggered_metadata: dict[str, Any] | None
+    notification_sent_at: dt.datetime | None
+
+
+def check_record(row: AlertCheck) -> AlertCheckRecord:
+    """The record of a check row (called inside the session that loaded or wrote it)."""
+    return AlertCheckRecord(
+        id=row.id,
+        created_at=row.created_at,
+        calculated_value=row.calculated_value,
+        condition=row.condition,
+        state=row.state,
+        targets_notified=row.targets_notified,
+        error=row.error,
+        anomaly_scores=row.anomaly_scores,
+        triggered_points=row.triggered_points,
+        triggered_dates=row.triggered_dates,
+        interval=row.interval,
+        triggered_metadata=row.triggered_metadata,
+        notification_sent_at=row.notification_sent_at,
+    )
+
+
+@dataclass(frozen=True)
 class AlertView:
     """An alert with its threshold, creator and (on Get) its latest checks."""
 
-    row: AlertConfiguration
-    threshold: Threshold
+    alert: AlertRecord
+    threshold: ThresholdRecord
     created_by: UserRef | None
-    checks: list[AlertCheck]
+    checks: list[AlertCheckRecord]
     checks_total: int
 
 
@@ -94,7 +205,7 @@ class AlertView:
 class ThresholdView:
     """A threshold with the alerts using it."""
 
-    row: Threshold
+    threshold: ThresholdRecord
     alerts: list[AlertView]
 
 
@@ -430,7 +541,7 @@ class Alerts:
                 .limit(limit)
             ).all()
             view = self._view(session, row, None, with_checks=False)
-            return AlertView(view.row, view.threshold, view.created_by, list(checks), view.checks_total)
+            return dataclasses.replace(view, checks=[check_record(c) for c in checks])
 
     def list_alerts(
         self, principal: Principal, environment_id: int, insight_id: int, limit: int, offset: int
@@ -460,7 +571,7 @@ class Alerts:
         offset: int,
         date_from: str = "",
         date_to: str = "",
-    ) -> Page[AlertCheck]:
+    ) -> Page[AlertCheckRecord]:
         env = principal.environment(environment_id)
         limit = _page_args(limit, offset, MAX_CHECKS)
         dates = self._check_dates(env, date_from, date_to, "date_from", "date_to")
@@ -475,7 +586,7 @@ class Alerts:
                 .offset(offset)
                 .limit(limit)
             ).all()
-            return Page(list(checks), count, limit, offset)
+            return Page([check_record(c) for c in checks], count, limit, offset)
 
     def update(
         self, principal: Principal, environment_id: int, alert_id: str, alert: apb.Alert, paths: Sequence[str]
@@ -672,7 +783,9 @@ class Alerts:
             session.scalar(select(func.count()).select_from(AlertCheck).where(AlertCheck.alert_id == row.id))
             or 0
         )
-        return AlertView(row, threshold, user_ref(user) if user else None, [], total)
+        return AlertView(
+            alert_record(row), threshold_record(threshold), user_ref(user) if user else None, [], total
+        )
 
     def _threshold_view(self, session: Session, row: Threshold) -> ThresholdView:
         alerts = session.scalars(
@@ -680,7 +793,9 @@ class Alerts:
             .where(AlertConfiguration.threshold_id == row.id, AlertConfiguration.deleted.is_(False))
             .order_by(AlertConfiguration.created_at)
         ).all()
-        return ThresholdView(row, [self._view(session, a, row, with_checks=False) for a in alerts])
+        return ThresholdView(
+            threshold_record(row), [self._view(session, a, row, with_checks=False) for a in alerts]
+        )
 
     def _message(self, row: AlertConfiguration, threshold: Threshold) -> apb.Alert:
         """The stored alert as a message (the writable fields), to merge an update into."""

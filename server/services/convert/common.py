@@ -1,0 +1,121 @@
+"""Conversions every service shares: timestamps, users, refresh modes and a run's status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from generated.insights.v1 import common_pb2, results_pb2
+from server.domain.insights import UserRef
+from server.domain.paging import Page
+from server.execution.refresh import Refresh
+from server.execution.runs import Run
+
+REFRESH_MODES: dict[int, Refresh] = {
+    common_pb2.REFRESH_MODE_FORCE_BLOCKING: Refresh.FORCE_BLOCKING,
+    common_pb2.REFRESH_MODE_FORCE_ASYNC: Refresh.FORCE_ASYNC,
+    common_pb2.REFRESH_MODE_BLOCKING: Refresh.BLOCKING,
+    common_pb2.REFRESH_MODE_ASYNC: Refresh.ASYNC,
+    common_pb2.REFRESH_MODE_ASYNC_EXCEPT_ON_CACHE_MISS: Refresh.ASYNC_EXCEPT_ON_CACHE_MISS,
+    common_pb2.REFRESH_MODE_LAZY_ASYNC: Refresh.LAZY_ASYNC,
+    common_pb2.REFRESH_MODE_FORCE_CACHE: Refresh.FORCE_CACHE,
+}
+# The refresh mode of a call that names none, per method (the reference's endpoint defaults).
+DEFAULT_REFRESH: dict[str, Refresh] = {
+    "/insights.v1.InsightsService/GetInsight": Refresh.FORCE_CACHE,
+    "/insights.v1.InsightsService/ListInsights": Refresh.FORCE_CACHE,
+    "/insights.v1.QueryService/RunQuery": Refresh.BLOCKING,
+    "/insights.v1.QueryService/StreamQuery": Refresh.BLOCKING,
+}
+# The label of a complete status whose result is no longer held (see query_status).
+RESULTS_EVICTED = "results_evicted"
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def stamp(field: timestamp_pb2.Timestamp, value: dt.datetime | None) -> None:
+    """Sets a message's timestamp field; None leaves it unset."""
+    if value is not None:
+        field.FromDatetime(value)
+
+
+def user(ref: UserRef | None) -> common_pb2.UserBasic | None:
+    if ref is None:
+        return None
+    return common_pb2.UserBasic(
+        id=ref.id,
+        uuid=ref.uuid,
+        distinct_id=ref.distinct_id,
+        first_name=ref.first_name,
+        last_name=ref.last_name,
+        email=ref.email,
+        is_email_verified=ref.is_email_verified,
+        role_at_organization=ref.role_at_organization,
+        hedgehog_config=struct_pb2.Struct(),
+    )
+
+
+def refresh(mode: int, default: Refresh) -> Refresh:
+    """The domain's refresh mode of a request's enum value (unspecified: the endpoint default)."""
+    return REFRESH_MODES.get(mode, default)
+
+
+def reads_cache_only(method: str, request: Any) -> bool:
+    """Whether a call only reads the result cache (FORCE_CACHE): such calls never compute."""
+    default = DEFAULT_REFRESH.get(method)
+    if default is None or not hasattr(request, "refresh"):
+        return False
+    return refresh(request.refresh, default) == Refresh.FORCE_CACHE
+
+
+def query_status(run: Run, *, show_progress: bool) -> results_pb2.QueryStatus:
+    """The reference's query status of a run (with its result once complete)."""
+    status = results_pb2.QueryStatus(
+        id=run.id,
+        team_id=run.team_id,
+        complete=run.complete,
+        error=run.error,
+        query_async=True,
+        task_id=run.id,
+    )
+    if run.insight_id is not None:
+        status.insight_id = run.insight_id
+    if run.error_message is not None:
+        status.error_message = run.error_message
+    stamp(status.start_time, run.start_time)
+    stamp(status.pickup_time, run.pickup_time)
+    stamp(status.end_time, run.end_time)
+    stamp(status.expiration_time, run.expiration_time)
+    if show_progress and run.progress is not None and not run.complete:
+        status.query_progress.CopyFrom(
+            results_pb2.QueryProgress(
+                bytes_read=run.progress.read_bytes,
+                rows_read=run.progress.read_rows,
+                estimated_rows_total=run.progress.total_rows,
+                time_elapsed=int(run.progress.elapsed_seconds * 1000),
+            )
+        )
+    entry = run.result()
+    if run.complete and not run.error:
+        if entry is not None:
+            status.results.ParseFromString(entry.payload)
+        else:
+            # The memory budget let the result go before the status expired: run the query again.
+            status.labels.append(RESULTS_EVICTED)
+    return status
+
+
+def offsets(page: Page[Any], response: Any) -> None:
+    """A list response's next/previous offsets (unset at either end of the list)."""
+    if page.offset + page.limit < page.count:
+        response.next_offset = page.offset + page.limit
+    if page.offset > 0:
+        response.previous_offset = max(page.offset - page.limit, 0)

@@ -1,0 +1,241 @@
+"""InsightsService conversions: requests to the insight domain's values, views and answers to Insight messages."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from generated.insights.v1 import activity_pb2, insight_pb2
+from server.domain import activity
+from server.domain.insights import InsightFields, InsightView, Lookup
+from server.execution.refresh import Computed
+from server.services.convert.common import query_status, stamp, timestamp, user
+
+# Proto enum → the domain's insight type name.
+INSIGHT_TYPES = {
+    insight_pb2.INSIGHT_TYPE_TRENDS: "TRENDS",
+    insight_pb2.INSIGHT_TYPE_FUNNELS: "FUNNELS",
+    insight_pb2.INSIGHT_TYPE_RETENTION: "RETENTION",
+    insight_pb2.INSIGHT_TYPE_PATHS: "PATHS",
+    insight_pb2.INSIGHT_TYPE_STICKINESS: "STICKINESS",
+    insight_pb2.INSIGHT_TYPE_LIFECYCLE: "LIFECYCLE",
+    insight_pb2.INSIGHT_TYPE_JSON: "JSON",
+    insight_pb2.INSIGHT_TYPE_SQL: "SQL",
+}
+BULK_ACTIONS = {
+    insight_pb2.BULK_TAG_ACTION_ADD: "add",
+    insight_pb2.BULK_TAG_ACTION_REMOVE: "remove",
+    insight_pb2.BULK_TAG_ACTION_SET: "set",
+}
+
+
+def lookup(request: Any) -> Lookup:
+    """The insight a request addresses through its `lookup` oneof."""
+    which = request.WhichOneof("lookup")
+    if which == "id":
+        return Lookup(id=request.id)
+    if which == "short_id":
+        return Lookup(short_id=request.short_id)
+    return Lookup()
+
+
+def insight_fields(message: insight_pb2.Insight) -> InsightFields:
+    return InsightFields(
+        name=message.name if message.HasField("name") else None,
+        derived_name=message.derived_name if message.HasField("derived_name") else None,
+        description=message.description if message.HasField("description") else None,
+        query=message.query if message.HasField("query") else None,
+        order=message.order if message.HasField("order") else None,
+        deleted=message.deleted,
+        dashboards=list(message.dashboards),
+        tags=list(message.tags),
+        favorited=message.favorited,
+        saved=message.saved if message.HasField("saved") else None,
+    )
+
+
+def set_fields(message: insight_pb2.Insight) -> list[str]:
+    """Names of the fields set to a non-default value: the paths of an update without a mask."""
+    return [descriptor.name for descriptor, _ in message.ListFields()]
+
+
+def insight(
+    view: InsightView,
+    computed: Computed | None = None,
+    *,
+    basic: bool = False,
+    last_refresh: dt.datetime | None = None,
+) -> insight_pb2.Insight:
+    """The Insight message of a view; `basic` leaves out what the reference's basic list omits.
+
+    The basic shape is the reference's basic serializer: no result, but `last_refresh` (when the
+    cached result, if any, was computed) is kept.
+    """
+    row = view.insight
+    message = insight_pb2.Insight(
+        id=row.id,
+        short_id=row.short_id,
+        name=row.name,
+        derived_name=row.derived_name,
+        description=row.description,
+        query=view.query,
+        dashboards=view.dashboards,
+        dashboard_tiles=[
+            insight_pb2.DashboardTile(id=t.id, dashboard_id=t.dashboard_id, deleted=t.deleted)
+            for t in view.tiles
+        ],
+        created_at=timestamp(row.created_at),
+        created_by=user(view.created_by),
+        updated_at=timestamp(row.updated_at),
+        tags=view.tags,
+        favorited=row.favorited,
+        last_modified_at=timestamp(row.last_modified_at),
+        saved=row.saved,
+        user_access_level="editor",
+    )
+    if basic:
+        stamp(message.last_refresh, last_refresh)
+    else:
+        if row.order is not None:
+            message.order = row.order
+        message.deleted = row.deleted
+        modified_by = user(view.last_modified_by)
+        if modified_by is not None:
+            message.last_modified_by.CopyFrom(modified_by)
+        message.is_sample = row.is_sample
+        message.effective_restriction_level = 21
+        message.effective_privilege_level = 37
+        message.timezone = view.timezone
+        message.is_cached = False
+        message.alerts.extend(
+            insight_pb2.InsightAlertSummary(id=a.id, name=a.name, enabled=a.enabled, state=a.state)
+            for a in view.alerts
+        )
+        if view.last_viewed_at is not None:
+            message.last_viewed_at.FromDatetime(view.last_viewed_at)
+    if computed is not None:
+        attach_result(message, computed)
+    return message
+
+
+def insight_with_error(view: InsightView, error: str) -> insight_pb2.Insight:
+    """An insight of a list page whose result could not be computed: the error in its query_status."""
+    message = insight(view)
+    message.query_status.complete = True
+    message.query_status.error = True
+    message.query_status.error_message = error
+    return message
+
+
+def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
+    """Copies an answer (a result with its cache facts, or a run's status) onto an insight."""
+    if computed.result is not None:
+        message.result.CopyFrom(computed.result)
+        message.has_more = computed.has_more
+    message.hogql = computed.sql
+    message.is_cached = computed.is_cached
+    if computed.timezone:
+        message.timezone = computed.timezone
+    stamp(message.last_refresh, computed.last_refresh)
+    stamp(message.cache_target_age, computed.cache_target_age)
+    stamp(message.next_allowed_client_refresh, computed.next_allowed_client_refresh)
+    if computed.date_from is not None and computed.date_to is not None:
+        message.resolved_date_range.date_from.FromDatetime(computed.date_from)
+        message.resolved_date_range.date_to.FromDatetime(computed.date_to)
+    if computed.status is not None:
+        message.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+
+
+def insights_csv(messages: list[insight_pb2.Insight]) -> str:
+    """The rows of a list page as CSV, one line per insight (the reference's CSV renderer, flattened)."""
+    columns = [
+        "id",
+        "short_id",
+        "name",
+        "derived_name",
+        "description",
+        "tags",
+        "favorited",
+        "saved",
+        "created_at",
+        "last_modified_at",
+        "created_by",
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for m in messages:
+        writer.writerow(
+            [
+                m.id,
+                m.short_id,
+                m.name,
+                m.derived_name,
+                m.description,
+                ";".join(m.tags),
+                m.favorited,
+                m.saved,
+                m.created_at.ToJsonString() if m.HasField("created_at") else "",
+                m.last_modified_at.ToJsonString() if m.HasField("last_modified_at") else "",
+                m.created_by.email if m.HasField("created_by") else "",
+            ]
+        )
+    return out.getvalue()
+
+
+def _value(data: Any) -> struct_pb2.Value:
+    value = struct_pb2.Value()
+    if data is None:
+        value.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(data, bool):
+        value.bool_value = data
+    elif isinstance(data, int | float):
+        value.number_value = data
+    elif isinstance(data, str):
+        value.string_value = data
+    elif isinstance(data, dict):
+        # Marked set first: updating with {} (or extending with []) would leave the Value without
+        # a kind, which JSON printers refuse ("nil Value"); an empty list is `[]`, as the reference.
+        value.struct_value.SetInParent()
+        value.struct_value.update(data)
+    else:
+        value.list_value.SetInParent()
+        value.list_value.extend(data)
+    return value
+
+
+def activity_entry(entry: activity.Entry) -> activity_pb2.ActivityLogEntry:
+    detail = entry.detail
+    message = activity_pb2.ActivityLogEntry(
+        id=entry.id,
+        activity=entry.activity,
+        scope=entry.scope,
+        item_id=entry.item_id,
+        created_at=timestamp(entry.created_at),
+        is_system=entry.is_system,
+        was_impersonated=entry.was_impersonated,
+        detail=activity_pb2.ActivityDetail(
+            changes=[
+                activity_pb2.ActivityChange(
+                    type=c["type"],
+                    action=c["action"],
+                    field=c.get("field") or "",
+                    before=_value(c.get("before")),
+                    after=_value(c.get("after")),
+                )
+                for c in detail.get("changes") or []
+            ],
+            name=detail.get("name"),
+            short_id=detail.get("short_id"),
+            type=detail.get("type"),
+        ),
+    )
+    if entry.user_email is not None:
+        message.user.CopyFrom(
+            activity_pb2.ActivityUser(first_name=entry.user_first_name or "", email=entry.user_email)
+        )
+    return message

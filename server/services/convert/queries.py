@@ -1,0 +1,47 @@
+"""QueryService conversions: an answer as a QueryResponse, a cancel outcome as its enum and message."""
+
+from __future__ import annotations
+
+from generated.insights.v1 import query_service_pb2
+from server.execution.refresh import Computed
+from server.services.convert.common import query_status, stamp
+
+# CancelQuery's outcomes: the enum value and the reference's message.
+CANCEL_OUTCOMES = {
+    "already_complete": (query_service_pb2.CANCEL_OUTCOME_ALREADY_COMPLETE, "Query already complete"),
+    "cancelled": (query_service_pb2.CANCEL_OUTCOME_CANCELLED, "Cancelled query on clickhouse"),
+    "not_dequeued": (
+        query_service_pb2.CANCEL_OUTCOME_NOT_DEQUEUED,
+        "Only tried to dequeue, not cancelling query on clickhouse",
+    ),
+}
+
+
+def query_response(computed: Computed | None) -> query_service_pb2.QueryResponse:
+    """The QueryResponse of an answer (empty on a cache miss)."""
+    response = query_service_pb2.QueryResponse()
+    if computed is None:
+        return response
+    if computed.result is not None:
+        response.result.CopyFrom(computed.result)
+    response.has_more = computed.has_more
+    response.is_cached = computed.is_cached
+    response.cache_key = computed.cache_key
+    response.timezone = computed.timezone
+    response.hogql = computed.sql
+    response.calculation_trigger = computed.trigger
+    stamp(response.last_refresh, computed.last_refresh)
+    stamp(response.cache_target_age, computed.cache_target_age)
+    stamp(response.next_allowed_client_refresh, computed.next_allowed_client_refresh)
+    if computed.date_from is not None and computed.date_to is not None:
+        response.resolved_date_range.date_from.FromDatetime(computed.date_from)
+        response.resolved_date_range.date_to.FromDatetime(computed.date_to)
+    if computed.status is not None:
+        response.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+    return response
+
+
+def cancel_response(outcome: str) -> query_service_pb2.CancelQueryResponse:
+    """CancelQuery's answer to the execution layer's outcome."""
+    code, message = CANCEL_OUTCOMES[outcome]
+    return query_service_pb2.CancelQueryResponse(outcome=code, message=message)
