@@ -56,7 +56,7 @@ def test_tag_names_are_case_insensitive() -> None:
         ("[data-attr='a b']", "a b"),
         ('[title="say \\"hi\\""]', 'say "hi"'),  # escaped quotes inside the value
         ("[title='it\\'s']", "it's"),
-        ("[title=\"it's\"]", "it's"),  # the other quote needs no escape
+        ('[title="it\'s"]', "it's"),  # the other quote needs no escape
         ("[title='say \"hi\"']", 'say "hi"'),
         ('[title="a ] > b, c:hover"]', "a ] > b, c:hover"),  # selector syntax inside quotes is text
         ('[title="back\\\\slash"]', "back\\slash"),

@@ -107,12 +107,12 @@ class ActionStep(_message.Message):
     """
     tag_name: _builtins.str
     """The tag name of the autocaptured element, such as "button" (letters,
-    digits and '-').
+    digits and '-', at most 100; saved in lowercase).
     """
     @_builtins.property
     def properties(self) -> _containers.RepeatedCompositeFieldContainer[_query_pb2.PropertyFilter]:
-        """Property filters the event must also match (at most 20), the same
-        filters as a query's.
+        """Property filters the event must also match (at most 20), checked as a
+        query's filters are (event and person properties).
         """
 
     def __init__(
@@ -165,8 +165,8 @@ class Action(_message.Message):
     description: _builtins.str
     """Description (at most 1,000 characters)."""
     deleted: _builtins.bool
-    """Whether the action is soft-deleted. A deleted action is reachable only by
-    an update that sets `deleted` to false (a restore).
+    """Whether the action is soft-deleted (ignored on create). A deleted action
+    is reachable only by an update that sets `deleted` to false (a restore).
     """
     version: _builtins.int
     """Starts at 1 and grows by one with every change of the steps: results
