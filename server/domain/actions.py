@@ -34,6 +34,8 @@ from storage.db import Database
 from storage.models import Action, ActionTag, Tag, User, utcnow
 
 SCOPE = "Action"
+# The ErrorInfo reason of a definition that cannot be saved.
+INVALID = "INVALID_ACTION"
 NAME_LIMIT = 400
 DESCRIPTION_LIMIT = 1000
 SEARCH_LIMIT = 200
@@ -98,13 +100,15 @@ def check_steps(
     naming every field that cannot be saved."""
     if len(steps) > MAX_STEPS:
         # Refused before anything else: the cost of the checks below grows with the count.
-        raise InvalidArgument(f"an action has at most {MAX_STEPS} steps (got {len(steps)})", field=path)
+        raise InvalidArgument(
+            f"an action has at most {MAX_STEPS} steps (got {len(steps)})", field=path, reason=INVALID
+        )
     violations = Violations()
     saved = []
     for index, step in enumerate(steps):
         _check_step(step, timezone, f"{path}[{index}]", violations)
         saved.append(normalized_step(step))
-    violations.raise_if_any()
+    _raise_if_any(violations)
     return saved
 
 
@@ -349,7 +353,7 @@ class Actions:
                 for i, tag in enumerate(fields.tags):
                     if len(tag.strip()) > TAG_LIMIT:
                         violations.add(f"action.tags[{i}]", f"a tag is at most {TAG_LIMIT} characters")
-        violations.raise_if_any()
+        _raise_if_any(violations)
         steps = check_steps(fields.steps, env.timezone) if "steps" in chosen else []
         return normalize_tags(fields.tags), steps
 
@@ -477,6 +481,12 @@ class _NameGuard:
             ).first()
         if taken is not None:
             raise _name_taken(self.name, taken) from error
+
+
+def _raise_if_any(violations: Violations) -> None:
+    if violations.items:
+        first = violations.items[0]
+        raise InvalidArgument(first.description, violations=violations.items, reason=INVALID)
 
 
 def _name_taken(name: str, taken: int) -> AlreadyExists:

@@ -30,6 +30,7 @@ async def _refused(actions: ActionsApi, field: str, mentions: str | None = None,
         actions.create(**{"name": "Refused", **fields}), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert_invalid(err, field, mentions=mentions)
+    assert error_info(err).reason == "INVALID_ACTION"
     assert (await actions.list()).count == 0
 
     kept = await actions.create(name="Kept", steps=[step(event="kept")])
