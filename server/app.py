@@ -13,6 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from generated.insights.v1 import (
+    actions_pb2,
+    actions_pb2_grpc,
     alerts_pb2,
     alerts_pb2_grpc,
     events_pb2,
@@ -33,6 +35,7 @@ from interceptors.validation import RequestChecks
 from server import redaction, transport
 from server.config import Settings
 from server.domain import accounts
+from server.domain.actions import Actions
 from server.domain.alerts.checker import Checker
 from server.domain.alerts.configs import Alerts
 from server.domain.alerts.notify import Egress, WebhookNotifier
@@ -47,6 +50,7 @@ from server.execution.resultcache import MemoryResultCache
 from server.memory import MemoryBudget
 from server.principal import Principal, SharePrincipal
 from server.runtime import Blocking
+from server.services.actions import ActionsServicer
 from server.services.alerts import AlertsServicer
 from server.services.convert import common
 from server.services.events import EventsServicer
@@ -64,6 +68,7 @@ SERVICES = [
     events_pb2.DESCRIPTOR.services_by_name["EventsService"],
     sharing_pb2.DESCRIPTOR.services_by_name["SharingService"],
     alerts_pb2.DESCRIPTOR.services_by_name["AlertsService"],
+    actions_pb2.DESCRIPTOR.services_by_name["ActionsService"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -120,6 +125,7 @@ class App:
             on_update=self.alerts.on_insight_changed,
         )
         self.ingestion = Ingestion(self.events)
+        self.actions = Actions(self.db)
         # Tests move time for rotation and attempt limits by replacing `self.sharing.clock`.
         self.sharing = Sharing(
             self.db,
@@ -189,6 +195,7 @@ class App:
         alerts_pb2_grpc.add_AlertsServiceServicer_to_server(
             AlertsServicer(self.alerts, self.blocking, self.checker), server
         )
+        actions_pb2_grpc.add_ActionsServiceServicer_to_server(ActionsServicer(self.actions, self.blocking), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)

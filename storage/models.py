@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -397,3 +398,45 @@ class AlertCheck(Base):
     interval: Mapped[str | None] = mapped_column(String(20), nullable=True)
     triggered_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     notification_sent_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Action(Base):
+    """A saved definition of which events count as one user action. Never hard-deleted: `deleted`
+    marks a soft delete, restored by an update."""
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        Index("ix_actions_env_deleted", "environment_id", "deleted"),
+        # Names are unique among an environment's live actions (as the reference): a series of the
+        # action is labelled with its name. Deleted actions keep theirs.
+        Index(
+            "uq_actions_env_live_name",
+            "environment_id",
+            "name",
+            unique=True,
+            sqlite_where=text("NOT deleted"),
+            postgresql_where=text("NOT deleted"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    name: Mapped[str] = mapped_column(String(400))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    # The steps as the reference's JSON (ActionStep objects: event, url, url_matching, ...).
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+    # Grows by one with each change of the steps: results computed with the action are cached under it.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ActionTag(Base):
+    """The association of a tag (of the environment's tags, shared with insights) with an action."""
+
+    __tablename__ = "action_tags"
+    __table_args__ = (UniqueConstraint("tag_id", "action_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), index=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)

@@ -226,7 +226,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             self._insights.activity, principal(), request.environment_id, lookup, request.page, request.limit
         )
         response = insight_pb2.ListInsightActivityResponse(
-            results=[convert.activity_entry(e) for e in page.entries], total_count=page.total_count
+            results=[common.activity_entry(e) for e in page.entries], total_count=page.total_count
         )
         if page.has_next:
             response.next_page = page.page + 1

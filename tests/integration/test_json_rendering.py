@@ -17,6 +17,8 @@ import grpc
 from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 
+from generated.insights.v1 import actions_pb2 as actpb
+from generated.insights.v1 import actions_pb2_grpc as actgrpc
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc as agrpc
 from generated.insights.v1 import common_pb2
@@ -365,6 +367,44 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
     )
     await alerts.DeleteAlert(
         apb.DeleteAlertRequest(environment_id=env, id=alert.id), metadata=md, timeout=TIMEOUT
+    )
+
+    actions = actgrpc.ActionsServiceStub(channel)
+    action = await actions.CreateAction(
+        actpb.CreateActionRequest(
+            environment_id=env,
+            action=actpb.Action(
+                name="Rendered action",
+                tags=["demo"],
+                steps=[
+                    actpb.ActionStep(event="$pageview", url="/signup"),
+                    actpb.ActionStep(
+                        selector='button[data-attr="go"]',
+                        properties=[qpb.PropertyFilter(key="$browser", value=qpb.PropertyValue(string_value="x"))],
+                    ),
+                ],
+            ),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await actions.GetAction(actpb.GetActionRequest(environment_id=env, id=action.id), metadata=md, timeout=TIMEOUT)
+    await actions.ListActions(actpb.ListActionsRequest(environment_id=env), metadata=md, timeout=TIMEOUT)
+    await actions.UpdateAction(
+        actpb.UpdateActionRequest(
+            environment_id=env,
+            id=action.id,
+            action=actpb.Action(steps=[actpb.ActionStep(event="signup")]),
+            update_mask=field_mask_pb2.FieldMask(paths=["steps"]),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await actions.DeleteAction(
+        actpb.DeleteActionRequest(environment_id=env, id=action.id), metadata=md, timeout=TIMEOUT
+    )
+    await actions.ListActionActivity(
+        actpb.ListActionActivityRequest(environment_id=env, id=action.id), metadata=md, timeout=TIMEOUT
     )
 
 

@@ -157,9 +157,22 @@ MAX_REGEX_DEPTH = 100
 # How deep property groups may nest (the reference's editor makes two levels).
 MAX_GROUP_DEPTH = 10
 
+# RE2 refuses a counted repetition ({n}, {n,}, {n,m}) above this, and nested counted repetitions
+# whose counts multiply past it ("invalid repetition size"), so such a pattern never compiles there.
+RE2_MAX_REPEAT = 1000
+_COUNTED = re.compile(r"\{([0-9]+)(?:(,)([0-9]*))?\}")
+# The token before the one being scanned, as far as repetitions care.
+_OTHER, _GROUP_START, _REPEAT, _LAZY = range(4)
+
 # Escapes RE2 knows: control characters, classes, anchors, Unicode classes, \\Q..\\E, \\C.
 _RE2_ESCAPE_LETTERS = frozenset("afnrtvxdDsSwWbBApPzQEC")
 _RE2_FLAGS = frozenset("imsU-")
+
+
+def _repeat_count(digits: str) -> int:
+    """A repetition count, capped just past RE2's limit (a caller may send thousands of digits)."""
+    digits = digits.lstrip("0")
+    return int(digits or "0") if len(digits) <= 4 else RE2_MAX_REPEAT + 1
 
 
 def regex_problem(pattern: str) -> str | None:
@@ -174,6 +187,11 @@ def regex_problem(pattern: str) -> str | None:
     if len(pattern) > MAX_REGEX_LENGTH:
         return f"a regex has at most {MAX_REGEX_LENGTH} characters (got {len(pattern)})"
     i, in_class, re2_only, depth = 0, False, False, 0
+    # Per open group, the largest product of counted repetitions inside it (RE2's repetition
+    # walk); `closed` is the product of the group that ended just before position i, if any.
+    repeats, closed = [1], 0
+    # What the previous token was: RE2 refuses a repetition operator right after another one.
+    after = _OTHER
     while i < len(pattern):
         char, following = pattern[i], pattern[i + 1 : i + 2]
         if char == "\\":
@@ -183,23 +201,57 @@ def regex_problem(pattern: str) -> str | None:
                 return f"invalid escape {pattern[i : i + 2]!r}"
             re2_only = re2_only or following in ("p", "P", "z", "Q", "E", "C")
             i += 2
+            if following in ("x", "p", "P") and pattern[i : i + 1] == "{" and not in_class:
+                # \x{41} and \p{Greek}: the braces belong to the escape, not a repetition.
+                end = pattern.find("}", i)
+                i = len(pattern) if end < 0 else end + 1
+            closed, after = 0, _OTHER
             continue
         if in_class:
             in_class = char != "]"
             i += 1
             continue
+        if char == "{" and (counted := _COUNTED.match(pattern, i)) is not None:
+            low_text, comma, high_text = counted.groups("")
+            low = _repeat_count(low_text)
+            count = _repeat_count(high_text) if comma and high_text else low
+            if count < low:
+                return f"the repetition {counted.group(0)} has its maximum below its minimum"
+            # RE2 divides its budget by max (or min when unbounded); a count of 0 divides nothing.
+            product = (closed or 1) * max(count, 1)
+            if product > RE2_MAX_REPEAT:
+                return (
+                    f"a counted repetition repeats at most {RE2_MAX_REPEAT} times, nested ones "
+                    f"multiplied: {counted.group(0)} goes past it"
+                )
+            if pattern[counted.end() : counted.end() + 1] == "+":
+                return "possessive quantifiers are not supported"
+            if after == _GROUP_START:
+                return f"nothing to repeat before {counted.group(0)!r} at position {i}"
+            if after in (_REPEAT, _LAZY):
+                return f"a repetition of a repetition is not supported: {counted.group(0)!r}"
+            after = _REPEAT
+            repeats[-1] = max(repeats[-1], product)
+            closed = 0
+            i = counted.end()
+            continue
+        closed = 0
         if char == "[":
             i += 1
             i += pattern[i : i + 1] == "^"
             i += pattern[i : i + 1] == "]"  # a leading ']' is literal
-            in_class = True
+            in_class, after = True, _OTHER
             continue
         if char == "(":
             depth += 1
             if depth > MAX_REGEX_DEPTH:
                 return f"a regex nests groups at most {MAX_REGEX_DEPTH} deep"
+            repeats.append(1)
         elif char == ")":
             depth = max(depth - 1, 0)
+            if len(repeats) > 1:
+                closed = repeats.pop()
+                repeats[-1] = max(repeats[-1], closed)
         if char == "(" and following == "?":
             rest = pattern[i + 2 :]
             if rest.startswith(("=", "!", "<=", "<!", ">", "(", "P=", "#")):
@@ -215,6 +267,15 @@ def regex_problem(pattern: str) -> str | None:
             re2_only = re2_only or "U" in letters
         if char in "*+?}" and following == "+":
             return "possessive quantifiers are not supported"
+        if char in "*+?" and not (char == "?" and after in (_GROUP_START, _REPEAT)):
+            if after == _GROUP_START:
+                return f"nothing to repeat before {char!r} at position {i}"
+            if after != _OTHER:
+                return f"a repetition of a repetition is not supported: {pattern[max(i - 8, 0) : i + 1]!r}"
+            after = _REPEAT
+        else:
+            # `(?` opens a special group and `*?`, `{2}?` are lazy: the `?` repeats nothing.
+            after = _GROUP_START if char == "(" else _LAZY if char == "?" and after == _REPEAT else _OTHER
         i += 1
     if re2_only:
         return None

@@ -337,7 +337,7 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
             raise QueryError("empty series node", path)
         if kind == "actions_node":
             raise FailedPrecondition(
-                f"{path}: actions are not stored by this service yet; use an EventsNode or a GroupNode",
+                f"{path}: series of actions are not computed yet (ActionsService stores them); use an EventsNode or a GroupNode",
                 reason="ACTIONS_NOT_SUPPORTED",
                 metadata={"field": f"{path}.id"},
             )
@@ -353,7 +353,7 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
             for i, member in enumerate(source.nodes):
                 if member.WhichOneof("node") != "events_node":
                     raise FailedPrecondition(
-                        f"{path}.nodes[{i}]: actions are not stored by this service yet",
+                        f"{path}.nodes[{i}]: series of actions are not computed yet",
                         reason="ACTIONS_NOT_SUPPORTED",
                         metadata={"field": f"{path}.nodes[{i}]"},
                     )

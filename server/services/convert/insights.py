@@ -7,10 +7,7 @@ import datetime as dt
 import io
 from typing import Any
 
-from google.protobuf import struct_pb2
-
-from generated.insights.v1 import activity_pb2, insight_pb2
-from server.domain import activity
+from generated.insights.v1 import insight_pb2
 from server.domain.insights import InsightFields, InsightView, Lookup
 from server.execution.refresh import Computed
 from server.services.convert.common import query_status, stamp, timestamp, user
@@ -185,57 +182,3 @@ def insights_csv(messages: list[insight_pb2.Insight]) -> str:
             ]
         )
     return out.getvalue()
-
-
-def _value(data: Any) -> struct_pb2.Value:
-    value = struct_pb2.Value()
-    if data is None:
-        value.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(data, bool):
-        value.bool_value = data
-    elif isinstance(data, int | float):
-        value.number_value = data
-    elif isinstance(data, str):
-        value.string_value = data
-    elif isinstance(data, dict):
-        # Marked set first: updating with {} (or extending with []) would leave the Value without
-        # a kind, which JSON printers refuse ("nil Value"); an empty list is `[]`, as the reference.
-        value.struct_value.SetInParent()
-        value.struct_value.update(data)
-    else:
-        value.list_value.SetInParent()
-        value.list_value.extend(data)
-    return value
-
-
-def activity_entry(entry: activity.Entry) -> activity_pb2.ActivityLogEntry:
-    detail = entry.detail
-    message = activity_pb2.ActivityLogEntry(
-        id=entry.id,
-        activity=entry.activity,
-        scope=entry.scope,
-        item_id=entry.item_id,
-        created_at=timestamp(entry.created_at),
-        is_system=entry.is_system,
-        was_impersonated=entry.was_impersonated,
-        detail=activity_pb2.ActivityDetail(
-            changes=[
-                activity_pb2.ActivityChange(
-                    type=c["type"],
-                    action=c["action"],
-                    field=c.get("field") or "",
-                    before=_value(c.get("before")),
-                    after=_value(c.get("after")),
-                )
-                for c in detail.get("changes") or []
-            ],
-            name=detail.get("name"),
-            short_id=detail.get("short_id"),
-            type=detail.get("type"),
-        ),
-    )
-    if entry.user_email is not None:
-        message.user.CopyFrom(
-            activity_pb2.ActivityUser(first_name=entry.user_first_name or "", email=entry.user_email)
-        )
-    return message
