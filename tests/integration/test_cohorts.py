@@ -12,12 +12,14 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from sqlalchemy import select
 
 from generated.insights.v1 import cohorts_pb2 as cpb
 from generated.insights.v1 import cohorts_pb2_grpc as cgrpc
 from server.domain.ingest import person_id_for
 from server.queries.common.codec import from_reference_json
 from storage.events import EventRow, PersonRow
+from storage.models import ActivityLog
 from tests.integration.itkit import (
     Metadata,
     Server,
@@ -149,7 +151,22 @@ def seed_people(server: Server, environment_id: int, now: dt.datetime) -> dict[s
 # ------------------------------------------------------------------------------------------ CRUD
 
 
-async def test_create_get_list_update_delete_restore(cohorts: Cohorts) -> None:
+def activity_of(server: Server, environment_id: int, cohort_id: int) -> list[tuple[str, list[str]]]:
+    """(verb, changed fields) of the cohort's activity entries, oldest first."""
+    with server.db.session() as session:
+        rows = session.scalars(
+            select(ActivityLog)
+            .where(
+                ActivityLog.environment_id == environment_id,
+                ActivityLog.scope == "Cohort",
+                ActivityLog.item_id == str(cohort_id),
+            )
+            .order_by(ActivityLog.id)
+        ).all()
+        return [(r.activity, sorted(c["field"] for c in r.detail["changes"] or [])) for r in rows]
+
+
+async def test_create_get_list_update_delete_restore(server: Server, cohorts: Cohorts) -> None:
     created = await cohorts.create(
         "Pro users", description="on the pro plan", filters=filters([plan_is("pro"), performed("$pageview")])
     )
@@ -178,6 +195,13 @@ async def test_create_get_list_update_delete_restore(cohorts: Cohorts) -> None:
     restored = await cohorts.update(created.id, ["deleted"], deleted=False)
     assert not restored.deleted and restored.version == 2
     assert (await cohorts.get(created.id)).name == "Pro"
+    assert activity_of(server, cohorts.env, created.id) == [
+        ("created", []),
+        ("updated", ["description", "name"]),
+        ("updated", ["filters"]),
+        ("deleted", ["deleted"]),
+        ("updated", ["deleted"]),
+    ]
 
 
 async def test_update_refuses_fields_it_cannot_change(cohorts: Cohorts) -> None:
@@ -393,6 +417,16 @@ async def test_members_of_dynamic_cohorts(server: Server, cohorts: Cohorts, tena
     err = await expect_error(cohorts.persons(not_pro.id), grpc.StatusCode.FAILED_PRECONDITION)
     assert error_info(err).reason == "COHORT_UNAVAILABLE"
     await expect_error(cohorts.persons(pro.id), grpc.StatusCode.NOT_FOUND)
+    # Caller text reaches the engine only as bound values: quotes and SQL are just names.
+    hostile = "$pageview' OR 1=1 --"
+    quoted = await cohorts.dynamic(
+        [
+            performed(hostile),
+            {"person_property": {"key": "plan') OR ('1", "type": "person", "value": "pro' --"}},
+        ],
+    )
+    assert (await cohorts.persons(quoted.id)).count == 0
+    assert await members(await cohorts.dynamic([performed(hostile, negation=True)])) == ["cid", "bob", "ann"]
     actions = await cohorts.dynamic([{"behavioral": {"action_id": 7, "time_value": 30}}])
     err = await expect_error(cohorts.persons(actions.id), grpc.StatusCode.FAILED_PRECONDITION)
     assert error_info(err).reason == "ACTIONS_NOT_COMPUTABLE"

@@ -719,8 +719,8 @@ class UploadCohortMembersRequest(_message.Message):
     """The static cohort; every message of a stream must name the same one."""
     csv_chunk: _builtins.bytes
     """The next bytes of the CSV file (UTF-8). Its header row names a
-    `distinct_id` or a `person_id` column (a file with one unnamed column is
-    read as distinct ids); at most 10 MiB and 1,000,000 rows in all.
+    `distinct_id` and/or a `person_id` column (any case; other columns are
+    ignored); at most 10 MiB and 1,000,000 rows in all.
     """
     def __init__(
         self,
