@@ -17,6 +17,8 @@ from generated.insights.v1 import (
     actions_pb2_grpc,
     alerts_pb2,
     alerts_pb2_grpc,
+    cohorts_pb2,
+    cohorts_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     insight_pb2,
@@ -40,6 +42,7 @@ from server.domain.alerts.checker import Checker
 from server.domain.alerts.configs import Alerts
 from server.domain.alerts.notify import Egress, WebhookNotifier
 from server.domain.alerts.scheduler import Scheduler
+from server.domain.cohorts import Cohorts
 from server.domain.ingest import Ingestion
 from server.domain.insights import Insights
 from server.domain.readcache import ReadCache
@@ -52,11 +55,13 @@ from server.principal import Principal, SharePrincipal
 from server.runtime import Blocking
 from server.services.actions import ActionsServicer
 from server.services.alerts import AlertsServicer
+from server.services.cohorts import CohortsServicer
 from server.services.convert import common
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
 from server.services.sharing import SharingServicer
+from storage.cohort_members import CohortMembers
 from storage.db import Database
 from storage.events import EventStore
 
@@ -69,6 +74,7 @@ SERVICES = [
     sharing_pb2.DESCRIPTOR.services_by_name["SharingService"],
     alerts_pb2.DESCRIPTOR.services_by_name["AlertsService"],
     actions_pb2.DESCRIPTOR.services_by_name["ActionsService"],
+    cohorts_pb2.DESCRIPTOR.services_by_name["CohortsService"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -126,6 +132,9 @@ class App:
         )
         self.ingestion = Ingestion(self.events)
         self.actions = Actions(self.db)
+        # Static cohort members live in the event store, beside the events they filter.
+        self.cohort_members = CohortMembers(self.events)
+        self.cohorts = Cohorts(self.db, self.cohort_members)
         # Tests move time for rotation and attempt limits by replacing `self.sharing.clock`.
         self.sharing = Sharing(
             self.db,
@@ -196,6 +205,9 @@ class App:
             AlertsServicer(self.alerts, self.blocking, self.checker), server
         )
         actions_pb2_grpc.add_ActionsServiceServicer_to_server(ActionsServicer(self.actions, self.blocking), server)
+        cohorts_pb2_grpc.add_CohortsServiceServicer_to_server(
+            CohortsServicer(self.cohorts, self.blocking), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -224,6 +236,7 @@ class App:
                 if not schema_ready:
                     # The event tables exist before anything is served (idempotent DDL).
                     await self.blocking.run(self.events.ensure_schema)
+                    await self.blocking.run(self.cohort_members.ensure_schema)
                     schema_ready = True
                 healthy = True
             except Exception as exc:

@@ -440,3 +440,28 @@ class ActionTag(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), index=True)
     action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), index=True)
+
+
+class Cohort(Base):
+    """A saved set of persons: criteria evaluated in the event store, or a static list kept there
+    (storage/cohort_members.py). Never hard-deleted: `deleted` hides it and queries refuse it."""
+
+    __tablename__ = "cohorts"
+    __table_args__ = (Index("ix_cohorts_env_deleted_created", "environment_id", "deleted", "created_at"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    name: Mapped[str] = mapped_column(String(400))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    is_static: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The CohortFilters message, serialised protobuf; null for a static cohort.
+    filters: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Bumped by every change of the definition or of the static members: results computed with
+    # the cohort depend on it (cache keys include it).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # The member count and when it was computed (ListCohortPersons, uploads); null when never.
+    count: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_calculated_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -21,6 +21,8 @@ from generated.insights.v1 import actions_pb2 as actpb
 from generated.insights.v1 import actions_pb2_grpc as actgrpc
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc as agrpc
+from generated.insights.v1 import cohorts_pb2 as cpb
+from generated.insights.v1 import cohorts_pb2_grpc as cgrpc
 from generated.insights.v1 import common_pb2
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
@@ -405,6 +407,51 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
     )
     await actions.ListActionActivity(
         actpb.ListActionActivityRequest(environment_id=env, id=action.id), metadata=md, timeout=TIMEOUT
+    )
+
+    cohorts = cgrpc.CohortsServiceStub(channel)
+    static = await cohorts.CreateCohort(
+        cpb.CreateCohortRequest(environment_id=env, cohort=cpb.Cohort(name="Imported", is_static=True)),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+
+    async def csv() -> AsyncIterator[cpb.UploadCohortMembersRequest]:
+        # user-0 has events (its distinct id shows on the member); the last row is rejected.
+        yield cpb.UploadCohortMembersRequest(
+            environment_id=env, cohort_id=static.id, csv_chunk=b"distinct_id,person_id\nuser-0,\n,bad\n"
+        )
+
+    await cohorts.UploadCohortMembers(csv(), metadata=md, timeout=TIMEOUT)
+    members = await cohorts.ListCohortPersons(
+        cpb.ListCohortPersonsRequest(environment_id=env, id=static.id), metadata=md, timeout=TIMEOUT
+    )
+    assert members.results[0].distinct_ids == ["user-0"]
+    definition = cpb.CohortFilters()
+    criterion = definition.properties.values.add().values.add()
+    criterion.behavioral.event = "$pageview"
+    criterion.behavioral.time_value = 7
+    dynamic = await cohorts.CreateCohort(
+        cpb.CreateCohortRequest(environment_id=env, cohort=cpb.Cohort(name="Viewers", filters=definition)),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await cohorts.GetCohort(
+        cpb.GetCohortRequest(environment_id=env, id=dynamic.id), metadata=md, timeout=TIMEOUT
+    )
+    await cohorts.ListCohorts(cpb.ListCohortsRequest(environment_id=env), metadata=md, timeout=TIMEOUT)
+    await cohorts.UpdateCohort(
+        cpb.UpdateCohortRequest(
+            environment_id=env,
+            id=dynamic.id,
+            cohort=cpb.Cohort(description="described"),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await cohorts.DeleteCohort(
+        cpb.DeleteCohortRequest(environment_id=env, id=dynamic.id), metadata=md, timeout=TIMEOUT
     )
 
 
