@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
 
+from storage import persons as person_upkeep
+from storage.elements import ELEMENTS_COLUMNS
 from storage.event_dedup import (
     EXISTING_SQL,
     STORED_DAYS_SQL,
@@ -69,6 +71,7 @@ class EventRow(NamedTuple):
     timestamp: dt.datetime  # aware
     properties: str  # JSON object text
     person_properties: str  # JSON object text
+    elements_chain: str = ""  # autocapture elements, the reference's text form (see storage/elements.py)
 
 
 class PersonRow(NamedTuple):
@@ -154,7 +157,8 @@ def check_cluster_name(cluster: str) -> str:
     return cluster
 
 
-_EVENTS_COLUMNS_DDL = """(
+_EVENTS_COLUMNS_DDL = (
+    """(
     team_id Int64,
     uuid UUID,
     event String,
@@ -163,9 +167,14 @@ _EVENTS_COLUMNS_DDL = """(
     timestamp DateTime64(6, 'UTC'),
     properties String,
     person_properties String,
+    elements_chain String,
     created_at DateTime64(6, 'UTC') DEFAULT now64(6),
-    `$session_id` String MATERIALIZED JSONExtractString(properties, '$session_id')
+    `$session_id` String MATERIALIZED JSONExtractString(properties, '$session_id'),
+    """
+    + ",\n    ".join(f"{name} {definition}" for name, definition in ELEMENTS_COLUMNS)
+    + """
 )"""
+)
 # The reference's layout: the sorting key ends with the event's uuid, so that the replacing engine
 # folds copies of one event together when it merges parts. That is only a backstop (merges happen
 # when they happen, and queries do not read FINAL): insert_new_events keeps copies out in the first
@@ -176,12 +185,28 @@ _EVENTS_LAYOUT = (
     "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))\n"
     "SAMPLE BY cityHash64(distinct_id)"
 )
-_PERSONS_COLUMNS_DDL = """(
+# A person row is a full state; `version` rises with each change ingestion makes (see
+# storage/persons.py) and `property_times` holds, per property, the rank of the update that set it,
+# so that a late event is folded in as if it had come in time order.
+_PERSON_ADDED_COLUMNS = (
+    ("version", "UInt64 DEFAULT 0"),
+    ("property_times", "Map(String, Int64)"),
+)
+_PERSONS_COLUMNS_DDL = (
+    """(
     team_id Int64,
     id UUID,
     properties String,
-    created_at DateTime64(6, 'UTC')
+    created_at DateTime64(6, 'UTC'),
+    """
+    + ",\n    ".join(f"{name} {definition}" for name, definition in _PERSON_ADDED_COLUMNS)
+    + """
 )"""
+)
+# Merges keep the highest version. Stores created before persons had versions keep their
+# ReplacingMergeTree without one (an engine parameter cannot be added in place): merges there keep
+# the last row inserted, which is also the highest version because one process writes an
+# environment's persons under its lock; readers take argMax(…, version) anyway.
 _PERSONS_LAYOUT = "ORDER BY (team_id, id)"
 
 
@@ -196,7 +221,7 @@ def ddl_statements(cluster: str | None = None) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS events {_EVENTS_COLUMNS_DDL}\n"
             f"ENGINE = ReplacingMergeTree\n{_EVENTS_LAYOUT}",
             f"CREATE TABLE IF NOT EXISTS persons {_PERSONS_COLUMNS_DDL}\n"
-            f"ENGINE = ReplacingMergeTree\n{_PERSONS_LAYOUT}",
+            f"ENGINE = ReplacingMergeTree(version)\n{_PERSONS_LAYOUT}",
         ]
     name = check_cluster_name(cluster)
     on = f"ON CLUSTER {name}"
@@ -207,11 +232,47 @@ def ddl_statements(cluster: str | None = None) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS events {on} AS events_local\n"
         f"ENGINE = Distributed({name}, currentDatabase(), events_local, cityHash64(distinct_id))",
         f"CREATE TABLE IF NOT EXISTS persons_local {on} {_PERSONS_COLUMNS_DDL}\n"
-        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/persons_local', '{replica}')\n"
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/persons_local', '{replica}', version)\n"
         f"{_PERSONS_LAYOUT}",
         f"CREATE TABLE IF NOT EXISTS persons {on} AS persons_local\n"
         f"ENGINE = Distributed({name}, currentDatabase(), persons_local, cityHash64(id))",
     ]
+
+
+def upgrade_statements(cluster: str | None = None) -> list[str]:
+    """ALTERs that bring tables created by earlier versions to today's columns, in place and
+    idempotent (ADD COLUMN IF NOT EXISTS: nothing happens on a table that has them).
+
+    Events get `elements_chain` (existing rows read '') and its derived columns (computed on read
+    for parts written before, on insert after); persons get `version` (existing rows 0) and
+    `property_times`. On a cluster the local tables get the definitions and the Distributed tables
+    plain columns of the same types, which they read from the local tables by name.
+    """
+    events: list[tuple[str, str]] = [("elements_chain", "String AFTER person_properties"), *ELEMENTS_COLUMNS]
+    if not cluster:
+        return [
+            "ALTER TABLE events " + ", ".join(f"ADD COLUMN IF NOT EXISTS {n} {d}" for n, d in events),
+            "ALTER TABLE persons "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {n} {d}" for n, d in _PERSON_ADDED_COLUMNS),
+        ]
+    on = f"ON CLUSTER {check_cluster_name(cluster)}"
+
+    def plain(definition: str) -> str:
+        return definition.split(" MATERIALIZED ")[0].split(" DEFAULT ")[0].split(" AFTER ")[0]
+
+    statements = []
+    for local, table, columns in (
+        ("events_local", "events", events),
+        ("persons_local", "persons", _PERSON_ADDED_COLUMNS),
+    ):
+        statements.append(
+            f"ALTER TABLE {local} {on} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {n} {d}" for n, d in columns)
+        )
+        statements.append(
+            f"ALTER TABLE {table} {on} "
+            + ", ".join(f"ADD COLUMN IF NOT EXISTS {n} {plain(d)}" for n, d in columns)
+        )
+    return statements
 
 
 # Event property keys read often enough to be stored as columns of their own (as the reference's
@@ -372,7 +433,11 @@ class EventStore:
         else:
             extra = materialized_ddl(self.materialized)
         with self.client() as client:
-            for statement in [*ddl_statements(self.cluster or None), *extra]:
+            for statement in [
+                *ddl_statements(self.cluster or None),
+                *upgrade_statements(self.cluster),
+                *extra,
+            ]:
                 client.command(statement)
 
     def insert_events(self, rows: Iterable[EventRow | Sequence[Any]], batch_size: int = INSERT_BATCH) -> int:
@@ -398,6 +463,13 @@ class EventStore:
             keep = new_positions(teams, uuids, days, *self._lookups_on(client))
             if keep:
                 kept = rows if len(keep) == len(rows) else [rows[p] for p in keep]
+                changes = person_upkeep.batch_changes(
+                    teams=[teams[p] for p in keep],
+                    persons=[row[4] for row in kept],
+                    timestamps=[row[5] for row in kept],
+                    properties=[row[6] for row in kept],
+                )
+                self._keep_persons_current(client, changes)
                 client.insert("events", kept, column_names=list(EVENT_COLUMNS), settings=_INSERT_SETTINGS)
         return InsertOutcome(len(keep), len(rows) - len(keep))
 
@@ -417,6 +489,8 @@ class EventStore:
             keep = new_positions(teams, uuids, days, *self._lookups_on(client))
             if keep:
                 kept = columns if len(keep) == count else [[column[p] for p in keep] for column in columns]
+                changes = person_upkeep.batch_changes(kept[0], kept[4], kept[5], kept[6])
+                self._keep_persons_current(client, changes)
                 client.insert(
                     "events",
                     list(kept),
@@ -425,6 +499,29 @@ class EventStore:
                     settings=_INSERT_SETTINGS,
                 )
         return len(keep)
+
+    @staticmethod
+    def _keep_persons_current(
+        client: Any, changes: Mapping[tuple[int, int], person_upkeep.PersonChange]
+    ) -> None:
+        """Writes the person rows the batch's new events call for (see storage/persons.py).
+
+        Runs under the environments' locks, before the events' own INSERT: a crash in between
+        leaves the events unstored, so the batch is sent again, and folding its changes in once
+        more changes nothing. Synchronous like the events' INSERT, for the same reason."""
+
+        def query(sql: str, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
+            rows: Sequence[Sequence[Any]] = client.query(sql, parameters=parameters).result_rows
+            return rows
+
+        rows = person_upkeep.person_rows(query, changes)
+        if rows:
+            client.insert(
+                "persons",
+                rows,
+                column_names=list(person_upkeep.PERSON_WRITE_COLUMNS),
+                settings=_INSERT_SETTINGS,
+            )
 
     @staticmethod
     def _lookups_on(client: Any) -> tuple[Existing, StoredDays]:
@@ -527,6 +624,19 @@ class EventStore:
         if found is None:
             return None
         return found if found.tzinfo else found.replace(tzinfo=dt.UTC)
+
+    def current_persons(self, team_id: int) -> dict[uuid.UUID, tuple[str, dt.datetime]]:
+        """The environment's persons as readers see them: id -> (properties JSON text, created_at)."""
+        rows = self.query(
+            f"SELECT id, properties, created_at FROM ({person_upkeep.CURRENT_PERSONS_SQL})",
+            {"team_id": team_id},
+        )
+        return {row[0]: (row[1], row[2] if row[2].tzinfo else row[2].replace(tzinfo=dt.UTC)) for row in rows}
+
+    def count_persons(self, team_id: int) -> int:
+        """Number of persons of the environment."""
+        rows = self.query(f"SELECT count() FROM ({person_upkeep.CURRENT_PERSONS_SQL})", {"team_id": team_id})
+        return int(rows[0][0])
 
     def count_events(self, team_id: int) -> int:
         """Number of events stored for the environment."""

@@ -24,6 +24,7 @@ from server.domain.insights import InsightFields, Insights
 from server.principal import Principal
 from server.queries.common.codec import from_reference_json
 from storage.db import Database
+from storage.elements import Element, to_chain
 from storage.events import EventRow, PersonRow
 from storage.models import Environment, Insight
 
@@ -123,7 +124,141 @@ LAST_NAMES = [
     "Moreau",
 ]
 DOMAINS = ["gmail.com", "outlook.com", "proton.me", "yahoo.com", "fastmail.com", "acme.io", "globex.dev"]
-CLICK_TEXTS = ["Upload", "Share", "Download", "Copy link", "New folder", "Invite", "Start free trial"]
+
+
+def _toolbar_button(text: str, index: int) -> list[Element]:
+    """A toolbar button of the files page."""
+    return [
+        Element(
+            "button",
+            ("btn", "btn-secondary"),
+            text,
+            nth_child=index,
+            nth_of_type=index,
+            attributes={"attr__class": "btn btn-secondary", "attr__type": "button"},
+        ),
+        Element("div", ("toolbar",), nth_child=1, nth_of_type=1, attributes={"attr__class": "toolbar"}),
+        Element(
+            "main",
+            ("files",),
+            attr_id="files",
+            nth_child=2,
+            nth_of_type=1,
+            attributes={"attr__class": "files", "attr__id": "files"},
+        ),
+        Element("body", nth_child=2, nth_of_type=1),
+    ]
+
+
+def _row_action(text: str, index: int) -> list[Element]:
+    """An action button in a row of the file list."""
+    return [
+        Element(
+            "button",
+            ("file-action",),
+            text,
+            nth_child=index,
+            nth_of_type=index,
+            attributes={"attr__class": "file-action", "attr__data-action": text.lower().replace(" ", "-")},
+        ),
+        Element("li", ("file-row",), nth_child=3, nth_of_type=3, attributes={"attr__class": "file-row"}),
+        Element("ul", ("file-list",), nth_child=2, nth_of_type=1, attributes={"attr__class": "file-list"}),
+        Element(
+            "main",
+            ("files",),
+            attr_id="files",
+            nth_child=2,
+            nth_of_type=1,
+            attributes={"attr__class": "files", "attr__id": "files"},
+        ),
+        Element("body", nth_child=2, nth_of_type=1),
+    ]
+
+
+def _nav_link(text: str, href: str, index: int) -> list[Element]:
+    """A link of the header's navigation."""
+    return [
+        Element(
+            "a",
+            ("nav-link",),
+            text,
+            href=href,
+            nth_child=1,
+            nth_of_type=1,
+            attributes={"attr__class": "nav-link", "attr__href": href},
+        ),
+        Element(
+            "li", ("nav-item",), nth_child=index, nth_of_type=index, attributes={"attr__class": "nav-item"}
+        ),
+        Element("ul", ("nav",), nth_child=2, nth_of_type=1, attributes={"attr__class": "nav"}),
+        Element("nav", nth_child=1, nth_of_type=1),
+        Element(
+            "header", ("site-header",), nth_child=1, nth_of_type=1, attributes={"attr__class": "site-header"}
+        ),
+        Element("body", nth_child=2, nth_of_type=1),
+    ]
+
+
+# What visitors click ($autocapture): the element's text and its chain (the element, then its
+# ancestors): toolbar and row buttons, a submit button inside a form, a call-to-action link with a
+# nested span, and the header's links.
+CLICK_TARGETS: list[tuple[str, list[Element]]] = [
+    ("Upload", _toolbar_button("Upload", 1)),
+    ("New folder", _toolbar_button("New folder", 2)),
+    ("Share", _row_action("Share", 1)),
+    ("Download", _row_action("Download", 2)),
+    ("Copy link", _row_action("Copy link", 3)),
+    (
+        "Invite",
+        [
+            Element(
+                "button",
+                ("btn", "btn-primary"),
+                "Invite",
+                nth_child=2,
+                nth_of_type=1,
+                attributes={"attr__class": "btn btn-primary", "attr__type": "submit"},
+            ),
+            Element(
+                "form",
+                ("invite-form",),
+                attr_id="invite",
+                nth_child=1,
+                nth_of_type=1,
+                attributes={
+                    "attr__class": "invite-form",
+                    "attr__id": "invite",
+                    "attr__action": "/team/invite",
+                },
+            ),
+            Element("div", ("modal",), nth_child=4, nth_of_type=2, attributes={"attr__class": "modal"}),
+            Element("body", nth_child=2, nth_of_type=1),
+        ],
+    ),
+    (
+        "Start free trial",
+        [
+            Element("span", nth_child=1, nth_of_type=1, text="Start free trial"),
+            Element(
+                "a",
+                ("btn", "btn-cta"),
+                "Start free trial",
+                href="/signup",
+                nth_child=2,
+                nth_of_type=1,
+                attributes={"attr__class": "btn btn-cta", "attr__href": "/signup"},
+            ),
+            Element("div", ("hero",), nth_child=1, nth_of_type=1, attributes={"attr__class": "hero"}),
+            Element("section", nth_child=2, nth_of_type=1),
+            Element("body", nth_child=2, nth_of_type=1),
+        ],
+    ),
+    ("Pricing", _nav_link("Pricing", "/pricing", 1)),
+    ("Docs", _nav_link("Docs", "/docs", 2)),
+    ("Log in", _nav_link("Log in", "/login", 3)),
+]
+CLICK_TEXTS = [text for text, _ in CLICK_TARGETS]
+CLICK_CHAINS = [to_chain(chain) for _, chain in CLICK_TARGETS]
 PRICES = ([9.99, 19.99, 49.0, 99.0, 249.0], [0.35, 0.3, 0.2, 0.1, 0.05])
 # Daily seasonality (UTC hours): quiet nights, busy working hours.
 HOUR_WEIGHTS = np.array(
@@ -149,6 +284,11 @@ class Dataset:
     person_ints: list[int]
     person_country: list[str]
     person_json: list[str]
+    # The `$set` / `$set_once` members a person's first event carries (identify on the first
+    # visit), and the `$set` of their purchases (the plan they bought): ingestion derives the
+    # persons from these.
+    person_updates: list[str]
+    person_plan_set: list[str]
     person_created_us: np.ndarray  # first event per person (µs since epoch), -1 without events
     session_person: np.ndarray
     session_json: list[str]  # the session's shared properties, as JSON members without braces
@@ -160,12 +300,13 @@ class Dataset:
     ev_uuid_hi: np.ndarray
     ev_uuid_lo: np.ndarray
     ev_click: np.ndarray
+    ev_first: np.ndarray  # the event is its person's first
 
     def __len__(self) -> int:
         return len(self.ev_us)
 
     def persons(self) -> Iterator[PersonRow]:
-        """Persons that have events."""
+        """Persons that have events: the rows ingestion derives from the events' `$set`/`$set_once`."""
         for i, created in enumerate(self.person_created_us.tolist()):
             if created >= 0:
                 yield PersonRow(
@@ -184,6 +325,7 @@ class Dataset:
         env = self.environment_id
         persons, uuids, stamps, props = self._parts(lo, hi)
         kinds = self.ev_kind[lo:hi].tolist()
+        chains = self._chains(lo, hi)
         return [
             EventRow(
                 env,
@@ -194,8 +336,16 @@ class Dataset:
                 _EPOCH + dt.timedelta(microseconds=us),
                 text,
                 self.person_json[p],
+                chain,
             )
-            for p, u, us, text, k in zip(persons, uuids, stamps, props, kinds, strict=True)
+            for p, u, us, text, k, chain in zip(persons, uuids, stamps, props, kinds, chains, strict=True)
+        ]
+
+    def _chains(self, lo: int, hi: int) -> list[str]:
+        """The elements chain of each event of a range: the clicked target's for autocapture, else ''."""
+        return [
+            CLICK_CHAINS[click] if kind == AUTOCAPTURE else ""
+            for kind, click in zip(self.ev_kind[lo:hi].tolist(), self.ev_click[lo:hi].tolist(), strict=True)
         ]
 
     def columns(self, chunk: int = 100_000) -> Iterator[list[list[Any]]]:
@@ -213,6 +363,7 @@ class Dataset:
                 stamps,
                 props,
                 [self.person_json[p] for p in persons],
+                self._chains(lo, hi),
             ]
 
     def _parts(self, lo: int, hi: int) -> tuple[list[int], list[int], list[int], list[str]]:
@@ -223,17 +374,21 @@ class Dataset:
         sessions = self.ev_session[lo:hi].tolist()
         persons = self.session_person[self.ev_session[lo:hi]].tolist()
         props: list[str] = []
-        for s, p, kind, path, amount, click in zip(
+        for s, p, kind, path, amount, click, first in zip(
             sessions,
             persons,
             self.ev_kind[lo:hi].tolist(),
             self.ev_path[lo:hi].tolist(),
             self.ev_amount[lo:hi].tolist(),
             self.ev_click[lo:hi].tolist(),
+            self.ev_first[lo:hi].tolist(),
             strict=True,
         ):
             base = self.session_json[s]
-            if kind == PAGEVIEW:
+            if first:
+                # A person's first event is always the landing pageview of their first session.
+                props.append(f"{{{base},{urls[path]},{self.person_updates[p]}}}")
+            elif kind == PAGEVIEW:
                 props.append(f"{{{base},{urls[path]}}}")
             elif kind == AUTOCAPTURE:
                 props.append(f"{{{base},{urls[path]},{clicks[click]}}}")
@@ -241,7 +396,9 @@ class Dataset:
                 props.append(f"{{{base},{signup_url}}}")
             else:
                 currency = CURRENCY.get(self.person_country[p], "USD")
-                props.append(f'{{{base},"amount":{amount},"currency":"{currency}"}}')
+                props.append(
+                    f'{{{base},"amount":{amount},"currency":"{currency}",{self.person_plan_set[p]}}}'
+                )
         uuids = [
             (h << 64) | low
             for h, low in zip(self.ev_uuid_hi[lo:hi].tolist(), self.ev_uuid_lo[lo:hi].tolist(), strict=True)
@@ -384,10 +541,17 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
     person_created = np.full(n_persons, -1, dtype=np.int64)
     has = person_sessions > 0
     person_created[has] = session_start[by_person[person_first[has]]]
+    # Each person's first event: the first of their earliest session (a landing pageview).
+    first_event = np.full(n_persons, -1, dtype=np.int64)
+    first_event[has] = first_of_session[by_person[person_first[has]]]
+    ev_first = np.zeros(events, dtype=bool)
+    ev_first[first_event[has]] = True
 
     person_distinct: list[str] = []
     person_ids: list[uuid.UUID] = []
     person_json: list[str] = []
+    person_updates: list[str] = []
+    person_plan_set: list[str] = []
     for i in range(n_persons):
         distinct = str(uuid.UUID(int=(int(distinct_bits[i, 0]) << 64) | int(distinct_bits[i, 1])))
         name_first, name_last = FIRST_NAMES[first[i]], LAST_NAMES[last[i]]
@@ -408,6 +572,16 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
         }
         if is_test:
             props["is_test"] = True
+        # Identified on the first visit (plan "free" until a purchase sets the one bought), with the
+        # landing page recorded once.
+        landing = PATHS[int(ev_path[first_event[i]])] if first_event[i] >= 0 else "/"
+        props["$initial_pathname"] = landing
+        identify = {k: v for k, v in props.items() if k != "$initial_pathname"} | {"plan": "free"}
+        person_updates.append(
+            f'"$set":{json.dumps(identify, ensure_ascii=False, separators=(",", ":"))},'
+            f'"$set_once":{{"$initial_pathname":{_str(landing)}}}'
+        )
+        person_plan_set.append(f'"$set":{{"plan":{_str(plan)}}}')
         person_distinct.append(distinct)
         person_ids.append(person_id_for(environment_id, distinct))
         person_json.append(json.dumps(props, ensure_ascii=False, separators=(",", ":")))
@@ -431,6 +605,8 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
         person_ints=[p.int for p in person_ids],
         person_country=[COUNTRIES[0][c] for c in country],
         person_json=person_json,
+        person_updates=person_updates,
+        person_plan_set=person_plan_set,
         person_created_us=person_created,
         session_person=session_person,
         session_json=session_json,
@@ -442,6 +618,7 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
         ev_uuid_hi=uuid_bits[:, 0],
         ev_uuid_lo=uuid_bits[:, 1],
         ev_click=ev_click,
+        ev_first=ev_first,
     )
 
 
@@ -628,7 +805,8 @@ def run_demo(
                 for columns in data.columns(batch_size):
                     summary.loaded += store.insert_event_columns(columns)
                     bar.update(len(columns[0]))
-                persons = store.insert_persons(data.persons())
+                # Ingestion kept the persons current from the events' $set / $set_once.
+                persons = store.count_persons(env_id)
     except TransportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -647,7 +825,7 @@ def run_demo(
     print(
         f"demo: {summary.loaded} events (seed {seed}, {DAYS} days to {last_day}) {where} "
         f"for environment {env_id} in {elapsed:.1f}s (generated in {generated:.1f}s)"
-        + (f", {persons} persons" if persons else ", persons table not written through a server")
+        + (f", {persons} persons" if persons else ", persons kept by the server")
     )
     print(f"test-account filters set; {created} demo insights created")
     if summary.rejected:

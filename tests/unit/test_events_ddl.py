@@ -24,9 +24,7 @@ def test_single_node_ddl_is_replacing_events_and_persons() -> None:
     assert events.startswith("CREATE TABLE IF NOT EXISTS events (")
     # The reference's layout: copies of an event share the sorting key, so merges fold them.
     assert "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(timestamp)" in events
-    assert (
-        "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))" in events
-    )
+    assert "ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))" in events
     assert "SAMPLE BY cityHash64(distinct_id)" in events
     assert "timestamp DateTime64(6, 'UTC')" in events
     assert "created_at DateTime64(6, 'UTC') DEFAULT now64(6)" in events
@@ -34,7 +32,12 @@ def test_single_node_ddl_is_replacing_events_and_persons() -> None:
     for column in EVENT_COLUMNS:
         assert re.search(rf"\b{column} ", events), column
     assert persons.startswith("CREATE TABLE IF NOT EXISTS persons (")
-    assert "ENGINE = ReplacingMergeTree ORDER BY (team_id, id)" in persons
+    # Person rows are full states: merges keep the highest version (storage/persons.py).
+    assert "ENGINE = ReplacingMergeTree(version) ORDER BY (team_id, id)" in persons
+    assert "version UInt64 DEFAULT 0" in persons and "property_times Map(String, Int64)" in persons
+    assert "elements_chain String," in events
+    for derived in ("elements_chain_href String", "elements_chain_texts Array(String)", "elements_chain_ids"):
+        assert f"{derived}" in events and "MATERIALIZED" in events.split(derived)[1][:30]
     assert "ON CLUSTER" not in events + persons
     assert ddl_statements("") == ddl_statements(None)
 
@@ -58,12 +61,37 @@ def test_cluster_ddl_is_replicated_local_tables_behind_distributed_ones() -> Non
         "ENGINE = Distributed(analytics, currentDatabase(), events_local, cityHash64(distinct_id))"
     )
     assert (
-        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/persons_local', '{replica}')"
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/persons_local', '{replica}', version)"
         in persons_local
     )
     assert persons.endswith("Distributed(analytics, currentDatabase(), persons_local, cityHash64(id))")
     # Local tables are created before the Distributed tables that point at them.
     assert statements.index(events_local) < statements.index(events)
+
+
+def test_upgrades_add_the_new_columns_in_place_and_idempotently() -> None:
+    from storage.events import upgrade_statements
+
+    events, persons = upgrade_statements()
+    assert events.startswith(
+        "ALTER TABLE events ADD COLUMN IF NOT EXISTS elements_chain String AFTER person_properties, "
+    )
+    assert events.count("ADD COLUMN IF NOT EXISTS") == 5 and events.count(" MATERIALIZED ") == 4
+    assert persons == (
+        "ALTER TABLE persons ADD COLUMN IF NOT EXISTS version UInt64 DEFAULT 0, "
+        "ADD COLUMN IF NOT EXISTS property_times Map(String, Int64)"
+    )
+    cluster = upgrade_statements("analytics")
+    assert [s.split(" ADD ")[0] for s in cluster] == [
+        "ALTER TABLE events_local ON CLUSTER analytics",
+        "ALTER TABLE events ON CLUSTER analytics",
+        "ALTER TABLE persons_local ON CLUSTER analytics",
+        "ALTER TABLE persons ON CLUSTER analytics",
+    ]
+    # The Distributed tables get plain columns: they read the local tables' columns by name.
+    assert "MATERIALIZED" in cluster[0] and "MATERIALIZED" not in cluster[1]
+    assert "elements_chain_href String," in cluster[1] and "AFTER" not in cluster[1]
+    assert "version UInt64," in cluster[3] and "DEFAULT" not in cluster[3]
 
 
 @pytest.mark.parametrize(
