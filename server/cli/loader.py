@@ -122,7 +122,7 @@ def _check_csv_header(text: str, path: Path) -> None:
     if missing:
         raise FileFormatError(
             f"{path} is not an events CSV: its header lacks {', '.join(missing)} "
-            f"(needs {', '.join(REQUIRED_CSV_COLUMNS)}; optional properties, uuid, person_id, person_properties)"
+            f"(needs {', '.join(REQUIRED_CSV_COLUMNS)}; optional properties, uuid, person_id, person_properties, elements_chain)"
         )
 
 
@@ -203,7 +203,7 @@ def _read_csv(f: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[
 def _from_record(record: dict[str, Any], *, json_values: bool) -> IncomingEvent | str:
     """An IncomingEvent from a JSON object or a CSV row, or why the record cannot be one."""
     texts: dict[str, str] = {}
-    for key in ("event", "distinct_id", "uuid", "person_id"):
+    for key in ("event", "distinct_id", "uuid", "person_id", "elements_chain"):
         value = record.get(key)
         if value is None:
             texts[key] = ""
@@ -235,6 +235,7 @@ def _from_record(record: dict[str, Any], *, json_values: bool) -> IncomingEvent 
         uuid=texts["uuid"],
         person_id=texts["person_id"],
         person_properties=blobs["person_properties"],
+        elements_chain=texts["elements_chain"],
     )
 
 
@@ -266,7 +267,9 @@ def line_uuid(number: int, event: IncomingEvent) -> uuid.UUID:
     """The uuid of a file row that has none: from its line number and every field it carries."""
     stamp = event.timestamp.isoformat() if event.timestamp is not None else ""
     fields = (str(number), event.event, event.distinct_id, stamp, event.properties, event.person_id)
-    return uuid.uuid5(LINE_NAMESPACE, "\x1f".join((*fields, event.person_properties)))
+    # A chain joins in only when present: rows without one keep the ids earlier loads gave them.
+    chain = (event.elements_chain,) if event.elements_chain else ()
+    return uuid.uuid5(LINE_NAMESPACE, "\x1f".join((*fields, event.person_properties, *chain)))
 
 
 def with_line_uuid(number: int, event: IncomingEvent) -> IncomingEvent:
@@ -357,6 +360,7 @@ def to_proto(row: EventRow) -> events_pb2.Event:
         uuid=str(row.uuid),
         person_id=str(row.person_id),
         person_properties=row.person_properties,
+        elements_chain=row.elements_chain,
     )
 
 

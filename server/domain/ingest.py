@@ -14,6 +14,7 @@ from typing import Any
 from server import utc
 from server.errors import InvalidArgument
 from server.principal import Principal
+from storage.elements import MAX_ELEMENTS_CHAIN_BYTES
 from storage.events import EventRow, EventStore
 
 # Limits on the identifying texts of an event (the reference's event and distinct_id limits).
@@ -42,6 +43,7 @@ class IncomingEvent:
     uuid: str = ""
     person_id: str = ""
     person_properties: str = ""
+    elements_chain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,19 @@ def _json_object(text: str, name: str) -> str:
     return text
 
 
+def _elements_chain(text: str) -> str:
+    """The chain as given (not parsed: the engine reads it), when it is UTF-8 and within the bound."""
+    if not text:
+        return ""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise Rejected("elements_chain is not valid UTF-8 text") from None
+    if size > MAX_ELEMENTS_CHAIN_BYTES:
+        raise Rejected(f"elements_chain is {size} bytes, more than the {MAX_ELEMENTS_CHAIN_BYTES} allowed")
+    return text
+
+
 def _uuid(text: str, name: str) -> uuid.UUID | None:
     if not text:
         return None
@@ -140,6 +155,7 @@ def validate(environment_id: int, event: IncomingEvent, now: dt.datetime) -> Eve
         raise Rejected(f"timestamp {ts.isoformat()} is more than a day in the future")
     properties = _json_object(event.properties, "properties")
     person_properties = _json_object(event.person_properties, "person_properties")
+    elements_chain = _elements_chain(event.elements_chain)
     event_uuid = _uuid(event.uuid, "uuid") or uuid.uuid4()
     person_id = _uuid(event.person_id, "person_id") or person_id_for(environment_id, distinct_id)
     return EventRow(
@@ -151,6 +167,7 @@ def validate(environment_id: int, event: IncomingEvent, now: dt.datetime) -> Eve
         timestamp=ts.astimezone(dt.UTC),
         properties=properties,
         person_properties=person_properties,
+        elements_chain=elements_chain,
     )
 
 

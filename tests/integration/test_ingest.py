@@ -118,6 +118,45 @@ async def test_valid_events_are_stored_and_invalid_ones_reported_by_index(
     assert earliest == NOW - dt.timedelta(hours=1)
 
 
+CHAIN = (
+    'a.btn.primary:attr__href="/signup"href="/signup"nth-child="1"nth-of-type="1"text="Sign \\"up\\"";'
+    'div.hero:nth-child="2"nth-of-type="1";form:attr_id="f"nth-child="1"nth-of-type="1"'
+)
+
+
+async def test_autocapture_chains_and_person_updates_arrive_through_ingest_events(
+    server: Server, tenant: Tenant
+) -> None:
+    env = tenant.environment_id
+    first_seen = NOW - dt.timedelta(hours=5)
+    events = [
+        event("$autocapture", "ann", elements_chain=CHAIN, properties='{"$set": {"plan": "pro"}}'),
+        event("$autocapture", "ann", elements_chain="a:" + "x" * 65_535),  # 1: over the bound
+        event(
+            "$pageview",
+            "ann",
+            timestamp=_ts(first_seen),
+            properties='{"$set": {"plan": "free", "email": "ann@x.io"}, "$set_once": {"first": "/"}}',
+        ),
+    ]
+    response = await ingest(server, tenant.key("event:write"), stream(env, events))
+    assert (response.accepted, response.rejected) == (2, 1)
+    assert response.rejections[0].index == 1
+    assert response.rejections[0].reason == "elements_chain is 65537 bytes, more than the 65536 allowed"
+    stored = await rows(
+        server,
+        "SELECT elements_chain, elements_chain_href, elements_chain_texts, elements_chain_ids,"
+        " elements_chain_elements FROM events WHERE team_id = {env:Int64} AND event = '$autocapture'",
+        env=env,
+    )
+    assert stored == [(CHAIN, "/signup", ['Sign "up"'], ["f"], ["a", "form"])]
+    # The person appeared with the earliest event; the later $set won over the earlier one.
+    persons = await asyncio.to_thread(server.app.events.current_persons, env)
+    properties, created_at = persons[person_id_for(env, "ann")]
+    assert json.loads(properties) == {"plan": "pro", "email": "ann@x.io", "first": "/"}
+    assert created_at == first_seen
+
+
 async def test_many_messages_are_counted_across_the_stream(server: Server, tenant: Tenant) -> None:
     env = tenant.environment_id
     batches = [[event(distinct_id=f"u{m}-{i}") for i in range(50)] for m in range(6)]
@@ -198,6 +237,13 @@ async def test_missing_key_is_unauthenticated(server: Server, tenant: Tenant) ->
         (IncomingEvent("e", "d", NOW, person_properties='"text"'), "person_properties must be a JSON object"),
         (IncomingEvent("e", "d", NOW, person_id="nope"), "person_id is not a valid UUID"),
         (IncomingEvent("e\ud800", "d", NOW), "event is not valid UTF-8"),
+        (
+            IncomingEvent("e", "d", NOW, elements_chain="a:" + "x" * 65_535),
+            "elements_chain is 65537 bytes, more than the 65536 allowed",
+        ),
+        # Bytes, not characters: 32,769 two-byte characters are over the bound.
+        (IncomingEvent("e", "d", NOW, elements_chain="é" * 32_769), "elements_chain is 65538 bytes"),
+        (IncomingEvent("e", "d", NOW, elements_chain='a:text="\udc80"'), "elements_chain is not valid UTF-8"),
     ],
 )
 def test_validation_reasons(incoming: IncomingEvent, reason: str) -> None:
@@ -213,5 +259,8 @@ def test_validation_accepts_edges_and_fills_ids() -> None:
     assert row.properties == "{}" and row.person_properties == "{}"
     assert row.person_id == person_id_for(5, "d" * 200) != person_id_for(6, "d" * 200)
     assert row.uuid.version == 4
+    assert row.elements_chain == ""
+    longest = "a:" + "x" * 65_534
+    assert validate(5, IncomingEvent("e", "d", NOW, elements_chain=longest), NOW).elements_chain == longest
     ahead = validate(5, IncomingEvent("e", "d", NOW + dt.timedelta(hours=23)), NOW)
     assert ahead.timestamp == NOW + dt.timedelta(hours=23)

@@ -157,6 +157,59 @@ async def test_bad_rows_are_reported_with_line_numbers_and_the_rest_loaded(
     assert len(await stored(server, tenant.environment_id)) == 3
 
 
+LINK = 'a.nav:attr__href="/pricing"href="/pricing"nth-child="1"nth-of-type="1"text="Pricing";nav:nth-child="1"nth-of-type="1"'
+BUTTON = 'button:nth-child="2"nth-of-type="1"text="Say \\"hi\\"";form.f:nth-child="1"nth-of-type="1"'
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+async def test_files_carry_elements_chains(
+    server: Server, tenant: Tenant, tmp_path: Path, mode: str, fmt: str
+) -> None:
+    records: list[dict[str, Any]] = [
+        {"event": "$autocapture", "distinct_id": "ann", "timestamp": _iso(1), "elements_chain": LINK},
+        {"event": "$autocapture", "distinct_id": "ann", "timestamp": _iso(2), "elements_chain": BUTTON},
+        {"event": "$pageview", "distinct_id": "ann", "timestamp": _iso(3), "elements_chain": ""},
+        {
+            "event": "$autocapture",
+            "distinct_id": "ann",
+            "timestamp": _iso(4),
+            "elements_chain": "a:" + "x" * 65_535,
+        },
+    ]
+    if fmt == "jsonl":
+        lines = [json.dumps(r) for r in records]
+        lines.append(
+            json.dumps({"event": "e", "distinct_id": "x", "timestamp": _iso(5), "elements_chain": ["a"]})
+        )
+        path = write_jsonl(tmp_path / "clicks.jsonl", lines)
+    else:
+        path = tmp_path / "clicks.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, ["event", "distinct_id", "timestamp", "elements_chain"])
+            writer.writeheader()
+            writer.writerows(records)
+    summary = await load(server, tenant, path, mode)
+    assert summary.loaded == 3
+    reasons = sorted((r.index, r.reason) for r in summary.rejections)
+    first = 1 if fmt == "jsonl" else 2  # the CSV header is line 1
+    expected = [(first + 3, "elements_chain is 65537 bytes, more than the 65536 allowed")]
+    if fmt == "jsonl":
+        expected.append((5, "elements_chain must be a string"))
+    assert reasons == expected
+    rows = await asyncio.to_thread(
+        server.app.events.query,
+        "SELECT elements_chain, elements_chain_href, elements_chain_texts, elements_chain_elements FROM events"
+        " WHERE team_id = {env:Int64} ORDER BY timestamp",
+        {"env": tenant.environment_id},
+    )
+    assert rows == [
+        (LINK, "/pricing", ["Pricing"], ["a"]),
+        (BUTTON, "", ['Say "hi"'], ["button", "form"]),
+        ("", "", [], []),
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -89,5 +89,9 @@ def test_a_file_row_without_uuid_gets_one_from_its_line_and_content() -> None:
     assert line_uuid(3, row) != line_uuid(3, IncomingEvent("$pageview", "ann", at, properties='{"a": 2}'))
     assert line_uuid(3, row) != line_uuid(3, IncomingEvent("$pageview", "bob", at, properties='{"a": 1}'))
     assert with_line_uuid(3, row).uuid == str(line_uuid(3, row))
+    # The elements chain is content too, and a row without one keeps the id earlier loads gave it.
+    clicked = IncomingEvent("$pageview", "ann", at, properties='{"a": 1}', elements_chain='a:text="x"')
+    assert line_uuid(3, clicked) != line_uuid(3, row)
+    assert line_uuid(3, row) == uuid.UUID("cb7fb235-06ae-52a8-b1be-6231c2744157")  # as before chains existed
     given = IncomingEvent("$pageview", "ann", at, uuid=str(uuid.uuid4()))
     assert with_line_uuid(3, given) is given

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from generated.insights.v1 import options_pb2 as insights_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18insights/v1/events.proto\x12\x0binsights.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19insights/v1/options.proto\"\xaa\x01\n\x05\x45vent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x13\n\x0b\x64istinct_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproperties\x18\x04 \x01(\t\x12\x0c\n\x04uuid\x18\x05 \x01(\t\x12\x11\n\tperson_id\x18\x06 \x01(\t\x12\x19\n\x11person_properties\x18\x07 \x01(\t\"Q\n\x13IngestEventsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.insights.v1.Event\".\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"~\n\x14IngestEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\x12.\n\nrejections\x18\x03 \x03(\x0b\x32\x1a.insights.v1.RejectedEvent\x12\x12\n\nduplicates\x18\x04 \x01(\x03\"i\n\x19IngestEventBatchesRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\"\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x12.insights.v1.Event\"\x96\x01\n\x1aIngestEventBatchesResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\x10\n\x08rejected\x18\x04 \x01(\x03\x12.\n\nrejections\x18\x05 \x03(\x0b\x32\x1a.insights.v1.RejectedEvent2\xf7\x01\n\rEventsService\x12h\n\x0cIngestEvents\x12 .insights.v1.IngestEventsRequest\x1a!.insights.v1.IngestEventsResponse\"\x11\x8a\xb5\x18\r\n\x0b\x65vent:write(\x01\x12|\n\x12IngestEventBatches\x12&.insights.v1.IngestEventBatchesRequest\x1a\'.insights.v1.IngestEventBatchesResponse\"\x11\x8a\xb5\x18\r\n\x0b\x65vent:write(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18insights/v1/events.proto\x12\x0binsights.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19insights/v1/options.proto\"\xc2\x01\n\x05\x45vent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x13\n\x0b\x64istinct_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproperties\x18\x04 \x01(\t\x12\x0c\n\x04uuid\x18\x05 \x01(\t\x12\x11\n\tperson_id\x18\x06 \x01(\t\x12\x19\n\x11person_properties\x18\x07 \x01(\t\x12\x16\n\x0e\x65lements_chain\x18\x08 \x01(\t\"Q\n\x13IngestEventsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\"\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x12.insights.v1.Event\".\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"~\n\x14IngestEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\x12.\n\nrejections\x18\x03 \x03(\x0b\x32\x1a.insights.v1.RejectedEvent\x12\x12\n\nduplicates\x18\x04 \x01(\x03\"i\n\x19IngestEventBatchesRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\"\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x12.insights.v1.Event\"\x96\x01\n\x1aIngestEventBatchesResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\x10\n\x08rejected\x18\x04 \x01(\x03\x12.\n\nrejections\x18\x05 \x03(\x0b\x32\x1a.insights.v1.RejectedEvent2\xf7\x01\n\rEventsService\x12h\n\x0cIngestEvents\x12 .insights.v1.IngestEventsRequest\x1a!.insights.v1.IngestEventsResponse\"\x11\x8a\xb5\x18\r\n\x0b\x65vent:write(\x01\x12|\n\x12IngestEventBatches\x12&.insights.v1.IngestEventBatchesRequest\x1a\'.insights.v1.IngestEventBatchesResponse\"\x11\x8a\xb5\x18\r\n\x0b\x65vent:write(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTSSERVICE'].methods_by_name['IngestEventBatches']._loaded_options = None
   _globals['_EVENTSSERVICE'].methods_by_name['IngestEventBatches']._serialized_options = b'\212\265\030\r\n\013event:write'
   _globals['_EVENT']._serialized_start=102
-  _globals['_EVENT']._serialized_end=272
-  _globals['_INGESTEVENTSREQUEST']._serialized_start=274
-  _globals['_INGESTEVENTSREQUEST']._serialized_end=355
-  _globals['_REJECTEDEVENT']._serialized_start=357
-  _globals['_REJECTEDEVENT']._serialized_end=403
-  _globals['_INGESTEVENTSRESPONSE']._serialized_start=405
-  _globals['_INGESTEVENTSRESPONSE']._serialized_end=531
-  _globals['_INGESTEVENTBATCHESREQUEST']._serialized_start=533
-  _globals['_INGESTEVENTBATCHESREQUEST']._serialized_end=638
-  _globals['_INGESTEVENTBATCHESRESPONSE']._serialized_start=641
-  _globals['_INGESTEVENTBATCHESRESPONSE']._serialized_end=791
-  _globals['_EVENTSSERVICE']._serialized_start=794
-  _globals['_EVENTSSERVICE']._serialized_end=1041
+  _globals['_EVENT']._serialized_end=296
+  _globals['_INGESTEVENTSREQUEST']._serialized_start=298
+  _globals['_INGESTEVENTSREQUEST']._serialized_end=379
+  _globals['_REJECTEDEVENT']._serialized_start=381
+  _globals['_REJECTEDEVENT']._serialized_end=427
+  _globals['_INGESTEVENTSRESPONSE']._serialized_start=429
+  _globals['_INGESTEVENTSRESPONSE']._serialized_end=555
+  _globals['_INGESTEVENTBATCHESREQUEST']._serialized_start=557
+  _globals['_INGESTEVENTBATCHESREQUEST']._serialized_end=662
+  _globals['_INGESTEVENTBATCHESRESPONSE']._serialized_start=665
+  _globals['_INGESTEVENTBATCHESRESPONSE']._serialized_end=815
+  _globals['_EVENTSSERVICE']._serialized_start=818
+  _globals['_EVENTSSERVICE']._serialized_end=1065
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,7 @@ class Event(_message.Message):
     UUID_FIELD_NUMBER: _builtins.int
     PERSON_ID_FIELD_NUMBER: _builtins.int
     PERSON_PROPERTIES_FIELD_NUMBER: _builtins.int
+    ELEMENTS_CHAIN_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     """The event name, such as "$pageview". Required."""
     distinct_id: _builtins.str
@@ -51,6 +52,15 @@ class Event(_message.Message):
     """The person's UUID; derived from the environment and distinct_id when empty."""
     person_properties: _builtins.str
     """The person's properties at the time of the event, as a JSON object text."""
+    elements_chain: _builtins.str
+    """The autocapture elements of the event, in the reference's text form: the
+    clicked element first, then its ancestors, separated by ";", each as
+    tag.class1.class2: then key="value" attributes (text, href, attr_id,
+    nth-child, nth-of-type, attr__<html attribute>; `"` escaped as \\"), e.g.
+    a.btn:href="/signup"nth-child="1"nth-of-type="1"text="Sign up";div:nth-child="2"nth-of-type="1".
+    Empty when the event has none. At most 65,536 bytes (UTF-8): a longer
+    chain rejects the event. Actions match its tags, texts, hrefs and selectors.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """When the event happened. Required."""
@@ -65,10 +75,11 @@ class Event(_message.Message):
         uuid: _builtins.str = ...,
         person_id: _builtins.str = ...,
         person_properties: _builtins.str = ...,
+        elements_chain: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distinct_id", b"distinct_id", "event", b"event", "person_id", b"person_id", "person_properties", b"person_properties", "properties", b"properties", "timestamp", b"timestamp", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distinct_id", b"distinct_id", "elements_chain", b"elements_chain", "event", b"event", "person_id", b"person_id", "person_properties", b"person_properties", "properties", b"properties", "timestamp", b"timestamp", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,4 +29,5 @@ def incoming(event: events_pb2.Event) -> IncomingEvent:
         uuid=event.uuid,
         person_id=event.person_id,
         person_properties=event.person_properties,
+        elements_chain=event.elements_chain,
     )
