@@ -377,6 +377,8 @@ class EventStore:
         self._control_lock = threading.Lock()
         # Duplicate look-up and insert run alone per environment (see insert_new_events).
         self._team_locks = TeamLocks()
+        # Persons whose rows a batch of later events cannot change (see storage/persons.py).
+        self._known_persons = person_upkeep.KnownPersons()
 
     def _connect(self, *, send_receive_timeout: int = 300) -> Any:
         if self.kind == "chdb":
@@ -500,9 +502,8 @@ class EventStore:
                 )
         return len(keep)
 
-    @staticmethod
     def _keep_persons_current(
-        client: Any, changes: Mapping[tuple[int, int], person_upkeep.PersonChange]
+        self, client: Any, changes: Mapping[tuple[int, int], person_upkeep.PersonChange]
     ) -> None:
         """Writes the person rows the batch's new events call for (see storage/persons.py).
 
@@ -514,7 +515,8 @@ class EventStore:
             rows: Sequence[Sequence[Any]] = client.query(sql, parameters=parameters).result_rows
             return rows
 
-        rows = person_upkeep.person_rows(query, changes)
+        known = self._known_persons
+        rows = person_upkeep.person_rows(query, changes, known)
         if rows:
             client.insert(
                 "persons",
@@ -522,6 +524,7 @@ class EventStore:
                 column_names=list(person_upkeep.PERSON_WRITE_COLUMNS),
                 settings=_INSERT_SETTINGS,
             )
+            known.remember(person_upkeep.written(rows))
 
     @staticmethod
     def _lookups_on(client: Any) -> tuple[Existing, StoredDays]:

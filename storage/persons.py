@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,15 +233,53 @@ def with_full_states(query: Query, team: int, states: dict[int, StoredPerson], i
             )
 
 
-def person_rows(query: Query, changes: Mapping[tuple[int, int], PersonChange]) -> list[list[Any]]:
+class KnownPersons:
+    """When this process last saw each person created, so that most batches need no look-up.
+
+    A stored created_at only ever goes down (another process may lower it, nothing raises it), so a
+    value read from the store or written to it stays an upper bound. Events of a person no earlier
+    than that bound and without updates cannot change the person: they are skipped unread. Bounded;
+    the oldest entries are forgotten first (a forgotten person is looked up again)."""
+
+    def __init__(self, limit: int = 100_000):
+        self._limit = limit
+        self._created: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def unchanged(self, key: tuple[int, int], change: PersonChange) -> bool:
+        """Whether the change certainly leaves the stored person as it is."""
+        if change.registers:
+            return False
+        with self._lock:
+            known = self._created.get(key)
+        return known is not None and change.created_us >= known
+
+    def remember(self, seen: Iterable[tuple[tuple[int, int], int]]) -> None:
+        """Records created_at values (µs) read from the store or written to it."""
+        with self._lock:
+            for key, created_us in seen:
+                if key not in self._created and len(self._created) >= self._limit:
+                    del self._created[next(iter(self._created))]
+                self._created[key] = created_us
+
+
+def person_rows(
+    query: Query, changes: Mapping[tuple[int, int], PersonChange], known: KnownPersons | None = None
+) -> list[list[Any]]:
     """The rows (PERSON_WRITE_COLUMNS order) that bring the changed persons up to date: the first
-    row of a new person, a new version of one whose state changes; nothing for the others."""
+    row of a new person, a new version of one whose state changes; nothing for the others.
+
+    `known` skips persons the batch cannot change, and learns what the look-ups read; the caller
+    tells it about the rows once they are written (see written())."""
     rows: list[list[Any]] = []
     by_team: dict[int, list[int]] = {}
-    for team, number in changes:
-        by_team.setdefault(team, []).append(number)
+    for key, change in changes.items():
+        if known is None or not known.unchanged(key, change):
+            by_team.setdefault(key[0], []).append(key[1])
     for team, numbers in by_team.items():
         states = stored_states(query, team, numbers)
+        if known is not None:
+            known.remember(((team, n), state.created_us) for n, state in states.items())
         fetch = [n for n in numbers if needs_full_state(states.get(n), changes[(team, n)])]
         with_full_states(query, team, states, fetch)
         for number in numbers:
@@ -260,3 +299,8 @@ def person_rows(query: Query, changes: Mapping[tuple[int, int], PersonChange]) -
                 ]
             )
     return rows
+
+
+def written(rows: Iterable[Sequence[Any]]) -> Iterable[tuple[tuple[int, int], int]]:
+    """What KnownPersons.remember needs of stored rows (PERSON_WRITE_COLUMNS order)."""
+    return (((int(r[0]), r[1].int), timestamp_us(r[3])) for r in rows)

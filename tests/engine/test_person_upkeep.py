@@ -276,3 +276,21 @@ def test_any_arrival_order_and_batching_ends_as_event_time_order(store: EventSto
         assert persons_of(store, team) == expected
 
     compare()
+
+
+def test_a_person_lowered_by_another_writer_is_read_again(store: EventStore, events_dsn: str) -> None:
+    """Another process's store (its own locks and memory of persons) lowers created_at: this store's
+    memory is only an upper bound, so an earlier event is still looked up and applied."""
+    other = EventStore(events_dsn)
+    try:
+        team = next_team_id()
+        store.insert_new_events([row(team, "ann", 50)])
+        other.insert_new_events([row(team, "ann", 10, {"$set": {"a": 1}})])
+        # Between the two: nothing changes (this store looks it up and finds 10).
+        store.insert_new_events([row(team, "ann", 60), row(team, "ann", 30)])
+        assert state(store, team, "ann") == ({"a": 1}, at(10))
+        store.insert_new_events([row(team, "ann", 5), row(team, "bob", 70)])
+        assert state(store, team, "ann") == ({"a": 1}, at(5))
+        assert versions(store, team)[0][1] == 3
+    finally:
+        other.close()
