@@ -117,8 +117,9 @@ def cohorts(server: Server, tenant: Tenant) -> Cohorts:
 
 
 def seed_people(server: Server, environment_id: int, now: dt.datetime) -> dict[str, uuid.UUID]:
-    """Persons ann (pro, 3 pageviews), bob (free, 1 pageview), cid (pro, no events) and the events
-    of dan, who has no persons row; returns their person ids by name."""
+    """Persons ann (pro, 3 pageviews), bob (free, 1 pageview), cid (pro, no events) and dan (5
+    pageviews, no properties: ingestion created his row at his first event, 5 days ago); returns
+    their person ids by name."""
     ids = {name: person_id_for(environment_id, f"{name}-device") for name in ("ann", "bob", "cid", "dan")}
     plans = {"ann": "pro", "bob": "free", "cid": "pro"}
     server.app.events.insert_persons(
@@ -390,7 +391,7 @@ async def test_members_of_dynamic_cohorts(server: Server, cohorts: Cohorts, tena
     pro = await cohorts.dynamic([plan_is("pro")])
     assert await members(pro) == ["cid", "ann"]  # newest persons first
     active = await cohorts.dynamic([performed("$pageview", count=2)])
-    assert await members(active) == ["ann"]  # dan has events but no persons row
+    assert await members(active) == ["dan", "ann"]  # dan's row comes from his events
     idle = await cohorts.dynamic([performed("$pageview", negation=True)])
     assert await members(idle) == ["cid"]
     at_most_one = await cohorts.dynamic(
@@ -400,9 +401,9 @@ async def test_members_of_dynamic_cohorts(server: Server, cohorts: Cohorts, tena
     either = await cohorts.create(
         "either", filters=filters([plan_is("free")], [in_cohort(active.id)], kind="OR")
     )
-    assert await members(either) == ["bob", "ann"]
+    assert await members(either) == ["dan", "bob", "ann"]
     not_pro = await cohorts.dynamic([in_cohort(pro.id, negation=True)])
-    assert await members(not_pro) == ["bob"]
+    assert await members(not_pro) == ["dan", "bob"]
 
     listed = await cohorts.persons(pro.id, limit=1)
     assert listed.count == 2 and listed.next_offset == 1
@@ -426,7 +427,12 @@ async def test_members_of_dynamic_cohorts(server: Server, cohorts: Cohorts, tena
         ],
     )
     assert (await cohorts.persons(quoted.id)).count == 0
-    assert await members(await cohorts.dynamic([performed(hostile, negation=True)])) == ["cid", "bob", "ann"]
+    assert await members(await cohorts.dynamic([performed(hostile, negation=True)])) == [
+        "dan",
+        "cid",
+        "bob",
+        "ann",
+    ]
     actions = await cohorts.dynamic([{"behavioral": {"action_id": 7, "time_value": 30}}])
     err = await expect_error(cohorts.persons(actions.id), grpc.StatusCode.FAILED_PRECONDITION)
     assert error_info(err).reason == "ACTIONS_NOT_COMPUTABLE"
