@@ -42,7 +42,7 @@ test: venv
 MUTATION_JOBS ?= 2
 mutation: venv
 	$(if $(MUTANTS),,rm -rf mutants)
-	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)')
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)')
 	$(PY) tools/mutation_report.py
 
 # Migrates the metadata store, prints a demo key (bootstrapping a demo org on first run), serves.
