@@ -7,10 +7,15 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
-from tests.integration.itkit import Api, Tenant, bearer, error_info, expect_error
+from generated.insights.v1 import query_pb2 as qpb
+from generated.insights.v1 import query_service_pb2 as qs
+from generated.insights.v1 import query_service_pb2_grpc as qsgrpc
+from tests.integration.itkit import Api, Server, Tenant, bearer, error_info, expect_error, trends_query
 
 RequestFactory = Callable[[int], Any]
 
@@ -109,24 +114,87 @@ async def test_star_grants_every_method(api: Api, tenant: Tenant) -> None:
     assert (await star.delete(created.id)).deleted is True
 
 
-UNAUTHENTICATED_METADATA: dict[str, tuple[tuple[str, str], ...]] = {
-    "no header": (),
-    "basic scheme": (("authorization", "Basic dXNlcjpwYXNz"),),
-    "bearer without key": (("authorization", "Bearer"),),
-    "bearer with blank key": (("authorization", "Bearer    "),),
-    "key without scheme": (("authorization", "phx_abcdefghijklmnopqrstuvwxyz0123456789"),),
-    "unknown key": (("authorization", "Bearer phx_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"),),
+# case -> (metadata, the ErrorInfo reason a client can act on)
+UNAUTHENTICATED_METADATA: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
+    "no header": ((), "MISSING_API_KEY"),
+    "basic scheme": ((("authorization", "Basic dXNlcjpwYXNz"),), "MALFORMED_AUTHORIZATION"),
+    "bearer without key": ((("authorization", "Bearer"),), "MALFORMED_AUTHORIZATION"),
+    "bearer with blank key": ((("authorization", "Bearer    "),), "MALFORMED_AUTHORIZATION"),
+    "key without scheme": (
+        (("authorization", "phx_abcdefghijklmnopqrstuvwxyz0123456789"),),
+        "MALFORMED_AUTHORIZATION",
+    ),
+    "unknown key": (
+        (("authorization", "Bearer phx_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"),),
+        "INVALID_API_KEY",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(UNAUTHENTICATED_METADATA))
 async def test_unauthenticated(stub: igrpc.InsightsServiceStub, tenant: Tenant, case: str) -> None:
+    metadata, reason = UNAUTHENTICATED_METADATA[case]
     request = ipb.ListInsightsRequest(environment_id=tenant.environment_id)
     err = await expect_error(
-        stub.ListInsights(request, metadata=UNAUTHENTICATED_METADATA[case], timeout=10),
-        grpc.StatusCode.UNAUTHENTICATED,
+        stub.ListInsights(request, metadata=metadata, timeout=10), grpc.StatusCode.UNAUTHENTICATED
     )
     assert error_info(err).domain == "insights.v1"
+    assert error_info(err).reason == reason
+    if reason != "INVALID_API_KEY":
+        assert "Bearer <personal API key>" in (err.details() or ""), "the answer says what to send"
+
+
+@pytest.mark.parametrize("spelling", ["bearer {key}", "BEARER {key}", "Bearer   {key}  "])
+async def test_the_scheme_is_case_insensitive_and_blanks_around_the_key_do_not_matter(
+    api: Api, tenant: Tenant, spelling: str
+) -> None:
+    created = await api.create(name="mine")
+    key = tenant.key("insight:read")
+    reader = Api(api.stub, api.environment_id, (("authorization", spelling.format(key=key)),))
+    assert await reader.list_ids() == [created.id]
+
+
+async def test_a_streaming_rpc_checks_the_key_and_its_scopes(server: Server, tenant: Tenant) -> None:
+    queries = qsgrpc.QueryServiceStub(server.channel)
+    request = qs.StreamQueryRequest(
+        environment_id=tenant.environment_id, query=qpb.QueryNode(trends_query=trends_query())
+    )
+
+    async def stream(metadata: Any) -> list[qs.QueryEvent]:
+        return [event async for event in queries.StreamQuery(request, metadata=metadata, timeout=20)]
+
+    err = await expect_error(stream(()), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "MISSING_API_KEY"
+    err = await expect_error(stream(bearer(tenant.key("insight:write"))), grpc.StatusCode.PERMISSION_DENIED)
+    assert (error_info(err).reason, error_info(err).metadata["scope"]) == ("MISSING_SCOPE", "query:read")
+    events = await stream(bearer(tenant.key("query:read")))
+    assert events[-1].HasField("result")
+
+
+@pytest.mark.parametrize(
+    "metadata", [(), (("authorization", "Basic dXNlcjpwYXNz"),)], ids=["no key", "a malformed key"]
+)
+async def test_health_and_reflection_answer_without_a_key(server: Server, metadata: Any) -> None:
+    # Load balancers and grpcurl call these with no key (grpcurl passes its -H headers along).
+    health = health_pb2_grpc.HealthStub(server.channel)
+    answer = await health.Check(health_pb2.HealthCheckRequest(), metadata=metadata, timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    call = reflection_pb2_grpc.ServerReflectionStub(server.channel).ServerReflectionInfo(
+        metadata=metadata, timeout=10
+    )
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    listed = await call.read()
+    await call.done_writing()
+    assert "insights.v1.InsightsService" in {s.name for s in listed.list_services_response.service}
+
+
+async def test_a_key_sent_with_a_sharing_credential_is_judged_as_a_key(api: Api, tenant: Tenant) -> None:
+    # A viewer's client that also holds a key (an embedding page) keeps its key's access.
+    created = await api.create(name="embedded")
+    key = bearer(tenant.key("insight:read"))
+    for header in ("x-sharing-access-token", "x-share-token"):
+        reader = Api(api.stub, api.environment_id, (*key, (header, "a-link-token")))
+        assert await reader.list_ids() == [created.id], header
 
 
 async def test_a_key_with_extra_characters_is_unknown(
