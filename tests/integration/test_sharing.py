@@ -176,6 +176,7 @@ async def test_settings_keep_whitelisted_booleans(owner: Api, share: Share) -> N
         share.update(insight.id, ["settings"], settings=bad), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert_invalid(err, "sharing_configuration.settings.hideExtraDetails")
+    assert error_info(err).reason == "INVALID_SETTINGS"
 
     err = await expect_error(
         share.update(insight.id, ["access_token"], access_token="mine"), grpc.StatusCode.INVALID_ARGUMENT
@@ -506,3 +507,160 @@ async def test_shared_read_needs_a_sharing_credential(share: Share, tenant: Tena
     # An API key does not stand for a shared insight either.
     err = await expect_error(share.read(metadata=bearer(tenant.key("*"))), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
+
+
+# ------------------------------------------------------------------ the audit trail, in detail
+
+
+def _changes(entry: Any) -> list[tuple[str, str, str, Any, Any]]:
+    """An activity entry's changes as (type, action, field, before, after), JSON values as Python."""
+    return [
+        (
+            change.type,
+            change.action,
+            change.field,
+            json_format.MessageToDict(change.before),
+            json_format.MessageToDict(change.after),
+        )
+        for change in entry.detail.changes
+    ]
+
+
+async def test_each_sharing_change_is_logged_by_whom_when_and_what(
+    owner: Api, share: Share, tenant: Tenant, clock: Clock
+) -> None:
+    insight = await owner.create(name="Audited")
+    clock.set(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
+    await _enabled(share, insight.id)
+    clock.advance(60)
+    legend = struct_pb2.Struct()
+    legend.update({"legend": True})
+    await share.update(insight.id, ["settings", "password_required"], settings=legend, password_required=True)
+    clock.advance(60)
+    created = await share.create_password(insight.id, PASSWORD, note="for the board")
+    clock.advance(60)
+    await share.delete_password(insight.id, created.id)
+    clock.advance(60)
+    await share.refresh(insight.id)
+    clock.advance(60)
+    await share.update(insight.id, ["enabled"], enabled=False)
+
+    entries = [e for e in (await owner.activity(insight.id)).results if e.activity != "created"]
+    entries.reverse()  # oldest first
+    assert [e.activity for e in entries] == [
+        "sharing enabled",
+        "sharing updated",
+        "share password created",
+        "share password deleted",
+        "access token refreshed",
+        "sharing disabled",
+    ]
+    start = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    for minutes, entry in enumerate(entries):
+        assert entry.created_at.ToDatetime(dt.UTC) == start + dt.timedelta(minutes=minutes), entry.activity
+        assert entry.user.email == tenant.email and not entry.is_system, entry.activity
+        assert (entry.scope, entry.item_id, entry.detail.name) == ("Insight", str(insight.id), "Audited")
+    enabled, updated, password_created, password_deleted, refreshed, disabled = entries
+    config = "SharingConfiguration"
+    assert _changes(enabled) == [(config, "changed", "enabled", False, True)]
+    assert _changes(updated) == [
+        (config, "changed", "password_required", False, True),
+        (config, "changed", "settings", None, {"legend": True}),
+    ]
+    note = {"id": created.id, "note": "for the board"}
+    assert _changes(password_created) == [(config, "changed", "share_password", None, note)]
+    assert _changes(password_deleted) == [(config, "changed", "share_password", note, None)]
+    assert _changes(refreshed) == []
+    assert _changes(disabled) == [(config, "changed", "enabled", True, False)]
+
+
+# ------------------------------------------------------------------------ rotation, in detail
+
+
+async def test_rotation_carries_the_configuration_and_its_passwords_over(
+    server: Server, owner: Api, share: Share, tenant: Tenant, clock: Clock
+) -> None:
+    insight = await owner.create(name="Rotated")
+    settings = struct_pb2.Struct()
+    settings.update({"hideExtraDetails": True, "legend": False})
+    shared_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    clock.set(shared_at)
+    await _enabled(share, insight.id, settings=settings, password_required=True)
+    given = await share.create_password(insight.id, PASSWORD, note="for the board")
+    old = await share.get(insight.id)
+    assert old.created_at.ToDatetime(dt.UTC) == shared_at
+
+    clock.advance(3600)
+    new = await share.refresh(insight.id)
+    assert new.access_token != old.access_token
+    assert new.enabled and new.password_required
+    assert dict(new.settings) == {"hideExtraDetails": True, "legend": False}
+    assert new.created_at.ToDatetime(dt.UTC) == shared_at + dt.timedelta(hours=1)
+    [moved] = new.share_passwords
+    assert moved.id != given.id and moved.is_active
+    assert (moved.note, moved.created_by_email) == ("for the board", tenant.email)
+    assert moved.created_at.ToDatetime(dt.UTC) == shared_at, "the password's own age, not the rotation's"
+
+    from storage.models import SharingConfiguration
+
+    with server.db.session() as session:
+        row = session.scalars(
+            sa.select(SharingConfiguration).where(SharingConfiguration.access_token == new.access_token)
+        ).one()
+        assert row.created_by_id == tenant.user_id, "the rotation is recorded as the caller's"
+
+
+async def test_rotating_before_any_configuration_makes_a_disabled_one(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Never shared")
+    rotated = await share.refresh(insight.id)
+    assert not rotated.enabled and not rotated.password_required
+    assert rotated.HasField("created_at") and dict(rotated.settings) == {}
+    assert (await share.get(insight.id)).access_token == rotated.access_token, "saved"
+    err = await expect_error(share.read(access_token=rotated.access_token), grpc.StatusCode.PERMISSION_DENIED)
+    assert error_info(err).reason == "SHARING_DISABLED"
+    # Settings never set stay unset through a rotation.
+    await _enabled(share, insight.id)
+    again = await share.refresh(insight.id)
+    assert again.enabled and dict(again.settings) == {}
+
+
+async def test_rotation_expires_only_this_insights_live_link(owner: Api, share: Share, clock: Clock) -> None:
+    rotated = await owner.create(name="Rotated")
+    bystander = await owner.create(name="Bystander")
+    first = await _enabled(share, rotated.id)
+    kept = await _enabled(share, bystander.id)
+
+    await share.refresh(rotated.id)
+    clock.advance(301)
+    assert (await share.read(access_token=kept.access_token)).id == bystander.id, "another insight's link"
+    err = await expect_error(share.read(access_token=first.access_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+
+    # A second rotation leaves the first token expired: its grace period is not granted again.
+    second = await share.get(rotated.id)
+    await share.refresh(rotated.id)
+    err = await expect_error(share.read(access_token=first.access_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+    assert (await share.read(access_token=second.access_token)).id == rotated.id, "within its own grace"
+
+
+# ------------------------------------------------------------------------ passwords, in detail
+
+
+async def test_deleting_a_password_needs_one_of_this_links_active_passwords(
+    owner: Api, share: Share
+) -> None:
+    mine = await owner.create(name="Mine")
+    other = await owner.create(name="Other")
+    never_shared = await owner.create(name="Never shared")
+    await _protected(share, mine.id)
+    other_config, other_password = await _protected(share, other.id)
+
+    for insight_id, password_id in ((mine.id, other_password), (mine.id, 987654321), (never_shared.id, 1)):
+        err = await expect_error(share.delete_password(insight_id, password_id), grpc.StatusCode.NOT_FOUND)
+        info = error_info(err)
+        assert (info.reason, info.metadata["password_id"]) == ("SHARE_PASSWORD_NOT_FOUND", str(password_id))
+        assert err.details() == f"Password not found: {password_id}"
+    # The other link's password was not touched by the attempt through this insight.
+    assert [p.id for p in (await share.get(other.id)).share_passwords] == [other_password]
+    assert (await share.unlock(other_config.access_token, PASSWORD)).share_token
