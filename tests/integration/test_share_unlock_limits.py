@@ -240,3 +240,26 @@ async def test_counters_are_shared_by_replicas_and_survive_a_restart(
         assert (await unlock(viewer, link, PASSWORD)).share_token
         clock.advance(61)
         assert (await unlock(again, link, PASSWORD)).share_token
+
+
+async def test_waiting_exactly_the_advertised_retry_after_is_enough(
+    server: Server, tenant: Tenant, stub: Any, clock: Clock, replicas: Callable[[], Any]
+) -> None:
+    app = await replicas()  # 2 failures per address within 60 s
+    link = await protected_link(server.channel, tenant, stub)
+    async with channel_from("127.0.0.11", app.port) as caller:
+        await fail(caller, link, 1)
+        clock.advance(20)
+        await fail(caller, link, 1)
+
+        async def retry_after() -> str:
+            err = await expect_error(unlock(caller, link, PASSWORD), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert error_info(err).metadata["limited"] == "address"
+            return error_info(err).metadata["retry_after_seconds"]
+
+        assert await retry_after() == "40", "until the first failure is 60 s old"
+        clock.advance(39.5)
+        assert await retry_after() == "1", "half a second is announced as a whole one"
+        clock.advance(0.5)
+        # The first failure is exactly a window old: it no longer counts.
+        assert (await unlock(caller, link, PASSWORD)).share_token

@@ -664,3 +664,67 @@ async def test_deleting_a_password_needs_one_of_this_links_active_passwords(
     # The other link's password was not touched by the attempt through this insight.
     assert [p.id for p in (await share.get(other.id)).share_passwords] == [other_password]
     assert (await share.unlock(other_config.access_token, PASSWORD)).share_token
+
+
+async def test_password_rules_at_their_edges(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Edges")
+    await _enabled(share, insight.id)
+    err = await expect_error(share.create_password(insight.id, PASSWORD), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_info(err).reason == "PASSWORD_PROTECTION_DISABLED"
+    await share.update(insight.id, ["password_required"], password_required=True)
+
+    err = await expect_error(share.create_password(insight.id, "seven77"), grpc.StatusCode.INVALID_ARGUMENT)
+    assert error_info(err).reason == "PASSWORD_TOO_SHORT"
+    eight = await share.create_password(insight.id, "eight888", note="n" * 100)
+    assert (eight.password, eight.note) == ("eight888", "n" * 100), "8 characters and a 100-character note"
+    # A blank password asks for a generated one: 16 random bytes, URL-safe.
+    for blank in (None, "", "        "):
+        generated = await share.create_password(insight.id, blank)
+        assert len(generated.password) == 22 and generated.password.strip() == generated.password, blank
+    listed = [p.id for p in (await share.get(insight.id)).share_passwords]
+    assert listed == sorted(listed) and len(listed) == 4, "listed in the order they were made"
+
+
+async def test_a_share_session_lasts_exactly_24_hours(owner: Api, share: Share, clock: Clock) -> None:
+    insight = await owner.create(name="Timed")
+    config, _ = await _protected(share, insight.id)
+    unlocked_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    clock.set(unlocked_at)
+    session = await share.unlock(config.access_token, PASSWORD)
+    assert session.expires_at.ToDatetime(dt.UTC) == unlocked_at + dt.timedelta(hours=24)
+    clock.advance(24 * 3600 - 1)
+    assert (await share.read(share_token=session.share_token)).id == insight.id
+    clock.advance(1)
+    err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_INVALID"
+
+
+async def test_a_session_opened_on_a_rotated_link_ends_with_it(owner: Api, share: Share, clock: Clock) -> None:
+    insight = await owner.create(name="Rotated")
+    old, _ = await _protected(share, insight.id)
+    rotated_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    clock.set(rotated_at)
+    await share.refresh(insight.id)
+    clock.advance(100)
+    session = await share.unlock(old.access_token, PASSWORD)
+    assert session.expires_at.ToDatetime(dt.UTC) == rotated_at + dt.timedelta(seconds=300)
+    clock.advance(199)
+    assert (await share.read(share_token=session.share_token)).id == insight.id
+    clock.advance(1)  # the old link's last instant has passed, and the session's with it
+    err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_INVALID"
+    err = await expect_error(share.unlock(old.access_token, PASSWORD), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+
+
+async def test_a_session_belongs_to_the_password_that_opened_it(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Two passwords")
+    config, first = await _protected(share, insight.id)
+    second = await share.create_password(insight.id, "another password")
+    session = await share.unlock(config.access_token, PASSWORD)
+
+    await share.delete_password(insight.id, second.id)
+    assert (await share.read(share_token=session.share_token)).id == insight.id, "another password went"
+    await share.delete_password(insight.id, first)
+    err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_REVOKED"
