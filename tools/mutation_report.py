@@ -26,8 +26,9 @@ STATUS = {
     24: "timeout",
     152: "timeout",
     255: "timeout",
+    37: "mypy",  # refused by the type checker (`type_check_command`): no test needed to run
 }
-COLUMNS = ("killed", "survived", "no tests", "timeout", "other", "not checked")
+COLUMNS = ("killed", "mypy", "survived", "no tests", "timeout", "other", "unchecked")
 
 
 def modules(pyproject: Path = Path("pyproject.toml")) -> list[str]:
@@ -47,7 +48,7 @@ def results(module: str) -> dict[str, int | None]:
 
 def status(code: int | None) -> str:
     if code is None:
-        return "not checked"
+        return "unchecked"  # not run yet (or the run was stopped)
     return STATUS.get(code, "other")
 
 
@@ -65,11 +66,11 @@ def main() -> int:
         print("no mutants/ here: run `make mutation` first", file=sys.stderr)
         return 1
     survivors: list[tuple[str, str]] = []
-    print(f"{'module':32}" + "".join(f"{column:>12}" for column in COLUMNS) + f"{'total':>8}")
+    print(f"{'module':30}" + "".join(f"{column:>10}" for column in COLUMNS) + f"{'total':>7}")
     for module in modules():
         codes = results(module)
         counts = Counter(status(code) for code in codes.values())
-        print(f"{module:32}" + "".join(f"{counts[column]:>12}" for column in COLUMNS) + f"{len(codes):>8}")
+        print(f"{module:30}" + "".join(f"{counts[column]:>10}" for column in COLUMNS) + f"{len(codes):>7}")
         survivors += [(module, name) for name, code in sorted(codes.items()) if status(code) == "survived"]
     print(f"\n{len(survivors)} survivors (`.venv/bin/mutmut show NAME` prints one in full):")
     for module, name in survivors:
