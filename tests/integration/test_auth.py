@@ -140,8 +140,11 @@ async def test_unauthenticated(stub: igrpc.InsightsServiceStub, tenant: Tenant, 
     )
     assert error_info(err).domain == "insights.v1"
     assert error_info(err).reason == reason
-    if reason != "INVALID_API_KEY":
-        assert "Bearer <personal API key>" in (err.details() or ""), "the answer says what to send"
+    assert err.details() == {
+        "MISSING_API_KEY": "missing authorization metadata: send 'authorization: Bearer <personal API key>'",
+        "MALFORMED_AUTHORIZATION": "authorization must be 'Bearer <personal API key>'",
+        "INVALID_API_KEY": "Invalid personal API key.",
+    }[reason], "the answer says what to send"
 
 
 @pytest.mark.parametrize("spelling", ["bearer {key}", "BEARER {key}", "Bearer   {key}  "])

@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 
 from generated.insights.v1 import common_pb2
 from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from tests.integration.itkit import (
@@ -231,6 +232,10 @@ async def test_passwords_created_verified_and_deactivated(
     # The raw token alone no longer reads a protected insight.
     err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
     assert error_info(err).reason == "SHARING_PASSWORD_REQUIRED"
+    assert err.details() == (
+        "This shared insight is password-protected: unlock it with UnlockSharedInsight "
+        "and send the share token as 'x-share-token' metadata"
+    )
     err = await expect_error(
         share.unlock(config.access_token, "wrong password"), grpc.StatusCode.UNAUTHENTICATED
     )
@@ -261,6 +266,7 @@ async def test_shared_read_without_password_and_hide_extra_details(owner: Api, s
     # Not enabled yet: the default's token was never saved, so it is unknown.
     err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "SHARING_TOKEN_INVALID"
+    assert err.details() == "Sharing access token is invalid."
 
     config = await _enabled(share, insight.id)
     seen = await share.read(access_token=config.access_token)
@@ -280,6 +286,7 @@ async def test_shared_read_without_password_and_hide_extra_details(owner: Api, s
     await share.update(insight.id, ["enabled"], enabled=False)
     err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
     assert error_info(err).reason == "SHARING_DISABLED"
+    assert err.details() == "Sharing is disabled for this insight."
     await expect_error(share.read(access_token="not-a-token"), grpc.StatusCode.UNAUTHENTICATED)
 
     # A deleted insight is gone for its link too.
@@ -417,6 +424,9 @@ async def test_a_token_reaches_only_its_insight(
     ):
         err = await expect_error(call, grpc.StatusCode.PERMISSION_DENIED)
         assert error_info(err).reason == "SHARING_ACCESS_NOT_ALLOWED"
+        assert (err.details() or "").endswith(
+            ": it only reads the shared insight (GetSharedInsight)"
+        ), err.details()
 
 
 async def test_failed_unlocks_are_limited_and_reset_on_success(
@@ -503,7 +513,10 @@ async def test_writes_need_a_reachable_insight(owner: Api, share: Share, make_te
 async def test_shared_read_needs_a_sharing_credential(share: Share, tenant: Tenant) -> None:
     err = await expect_error(share.read(), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
-    assert "x-sharing-access-token" in (err.details() or "")
+    assert err.details() == (
+        "/insights.v1.SharingService/GetSharedInsight needs a sharing credential: send "
+        "'x-sharing-access-token' (the link's token) or 'x-share-token' (from UnlockSharedInsight) metadata"
+    )
     # An API key does not stand for a shared insight either.
     err = await expect_error(share.read(metadata=bearer(tenant.key("*"))), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
@@ -635,6 +648,7 @@ async def test_rotation_expires_only_this_insights_live_link(owner: Api, share: 
     assert (await share.read(access_token=kept.access_token)).id == bystander.id, "another insight's link"
     err = await expect_error(share.read(access_token=first.access_token), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+    assert err.details() == "Sharing access token has expired: the link was rotated; use the new link"
 
     # A second rotation leaves the first token expired: its grace period is not granted again.
     second = await share.get(rotated.id)
@@ -671,6 +685,10 @@ async def test_password_rules_at_their_edges(owner: Api, share: Share) -> None:
     await _enabled(share, insight.id)
     err = await expect_error(share.create_password(insight.id, PASSWORD), grpc.StatusCode.FAILED_PRECONDITION)
     assert error_info(err).reason == "PASSWORD_PROTECTION_DISABLED"
+    assert err.details() == (
+        "Password protection must be enabled before creating passwords "
+        "(set password_required with UpdateSharingConfiguration)"
+    )
     await share.update(insight.id, ["password_required"], password_required=True)
 
     err = await expect_error(share.create_password(insight.id, "seven77"), grpc.StatusCode.INVALID_ARGUMENT)
@@ -697,6 +715,7 @@ async def test_a_share_session_lasts_exactly_24_hours(owner: Api, share: Share, 
     clock.advance(1)
     err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "SHARE_TOKEN_INVALID"
+    assert err.details() == "Share token is invalid or has expired: unlock the insight again"
 
 
 async def test_a_session_opened_on_a_rotated_link_ends_with_it(owner: Api, share: Share, clock: Clock) -> None:
@@ -728,3 +747,22 @@ async def test_a_session_belongs_to_the_password_that_opened_it(owner: Api, shar
     await share.delete_password(insight.id, first)
     err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "SHARE_TOKEN_REVOKED"
+    assert err.details() == "Share token was revoked: its password was removed"
+
+
+async def test_a_shared_viewer_forces_a_recalculation_only_past_the_intervals_threshold(
+    owner: Api, share: Share, clock: Clock
+) -> None:
+    query = trends_viz("hourly-shared-event")
+    query.insight_viz_node.source.trends_query.interval = qpb.INTERVAL_TYPE_HOUR
+    insight = await owner.create(name="Hourly", query=query)
+    config = await _enabled(share, insight.id)
+    force = common_pb2.REFRESH_MODE_FORCE_BLOCKING
+    first = await share.read(access_token=config.access_token, refresh=force)
+    # An hour interval goes stale after an hour (a day's would after six).
+    clock.set(first.last_refresh.ToDatetime(dt.UTC) + dt.timedelta(hours=1))
+    fresh = await share.read(access_token=config.access_token, refresh=force)
+    assert fresh.is_cached and fresh.last_refresh == first.last_refresh
+    clock.advance(1)
+    forced = await share.read(access_token=config.access_token, refresh=force)
+    assert not forced.is_cached, "an hour-interval result older than an hour is recomputed"
