@@ -240,6 +240,7 @@ async def test_passwords_created_verified_and_deactivated(
         share.unlock(config.access_token, "wrong password"), grpc.StatusCode.UNAUTHENTICATED
     )
     assert err.details() == "Incorrect password"
+    assert error_info(err).reason == "INCORRECT_PASSWORD"
 
     unlocked = await share.unlock(config.access_token, generated.password)
     expires = unlocked.expires_at.ToDatetime(dt.UTC)
@@ -703,13 +704,21 @@ async def test_password_rules_at_their_edges(owner: Api, share: Share) -> None:
     assert listed == sorted(listed) and len(listed) == 4, "listed in the order they were made"
 
 
-async def test_a_share_session_lasts_exactly_24_hours(owner: Api, share: Share, clock: Clock) -> None:
+async def test_a_share_session_lasts_exactly_24_hours(
+    server: Server, owner: Api, share: Share, clock: Clock
+) -> None:
     insight = await owner.create(name="Timed")
     config, _ = await _protected(share, insight.id)
     unlocked_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
     clock.set(unlocked_at)
     session = await share.unlock(config.access_token, PASSWORD)
     assert session.expires_at.ToDatetime(dt.UTC) == unlocked_at + dt.timedelta(hours=24)
+    assert len(session.share_token) == 43, "32 random bytes, URL-safe"
+    from storage.models import ShareSession
+
+    with server.db.session() as rows:
+        opened = rows.scalars(sa.select(ShareSession.created_at).order_by(ShareSession.id.desc())).first()
+    assert opened is not None and opened.replace(tzinfo=dt.UTC) == unlocked_at, "the session's audit time"
     clock.advance(24 * 3600 - 1)
     assert (await share.read(share_token=session.share_token)).id == insight.id
     clock.advance(1)
