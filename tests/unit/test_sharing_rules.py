@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 
 import pytest
 
@@ -58,6 +60,21 @@ def test_password_hash_is_salted_and_verifies() -> None:
     assert verify_password("s3cret-pass", first) and verify_password("s3cret-pass", second)
     assert not verify_password("s3cret-pasS", first)
     assert not verify_password("s3cret-pass", "bogus") and not verify_password("x", "md5$1$2$3$4$5")
+    # Self-describing: scrypt, its work factor, a 16-byte salt and a 32-byte hash (base64).
+    _, _, _, _, salt, digest = first.split("$")
+    assert (len(base64.b64decode(salt)), len(base64.b64decode(digest))) == (16, 32)
+
+
+def test_a_hash_verifies_with_the_work_factor_it_records() -> None:
+    # A stronger factor chosen later (here 64 MiB of memory, over OpenSSL's 32 MiB default)
+    # must not lock out the passwords hashed with it, nor the older ones.
+    salt = b"0123456789abcdef"
+    n, r, p = 2**16, 8, 1
+    digest = hashlib.scrypt(b"s3cret-pass", salt=salt, n=n, r=r, p=p, dklen=32, maxmem=2**27)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    stored = "$".join(["scrypt", str(n), str(r), str(p), *encoded])
+    assert verify_password("s3cret-pass", stored)
+    assert not verify_password("s3cret-pasS", stored)
 
 
 def test_client_address_is_the_host_or_the_ipv6_64() -> None:
