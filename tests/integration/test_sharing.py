@@ -143,7 +143,7 @@ async def test_default_configuration_is_unsaved_and_disabled(owner: Api, share: 
     first = await share.get(insight.id)
     assert not first.enabled and not first.password_required
     assert not first.HasField("created_at"), "the default is not saved"
-    assert len(first.access_token) >= 28
+    assert len(first.access_token) == 30, "22 random bytes, URL-safe, as the reference"
     assert dict(first.settings) == {} and list(first.share_passwords) == []
     # Nothing was saved: the next read proposes another token.
     assert (await share.get(insight.id)).access_token != first.access_token
@@ -183,6 +183,7 @@ async def test_settings_keep_whitelisted_booleans(owner: Api, share: Share) -> N
         share.update(insight.id, ["access_token"], access_token="mine"), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert_invalid(err, "update_mask", mentions="access_token")
+    assert "is not a writable field of SharingConfiguration" in (err.details() or "")
 
 
 async def test_passwords_created_verified_and_deactivated(
@@ -501,7 +502,9 @@ async def test_every_rpc_needs_its_scope(method: str, owner: Api, share: Share, 
 async def test_writes_need_a_reachable_insight(owner: Api, share: Share, make_tenant: Any) -> None:
     other = make_tenant()
     foreign = await owner.as_key(other.key("insight:write"), other.environment_id).create(name="Theirs")
-    await expect_error(share.get(foreign.id), grpc.StatusCode.NOT_FOUND)
+    err = await expect_error(share.get(foreign.id), grpc.StatusCode.NOT_FOUND)
+    info = error_info(err)
+    assert (info.reason, dict(info.metadata)) == ("INSIGHT_NOT_FOUND", {"insight": str(foreign.id)})
     await expect_error(share.update(foreign.id, ["enabled"], enabled=True), grpc.StatusCode.NOT_FOUND)
     deleted = await owner.create(name="Gone")
     await owner.delete(deleted.id)

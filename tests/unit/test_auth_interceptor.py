@@ -93,6 +93,15 @@ async def test_a_verified_key_is_served_from_the_cache_within_its_ttl() -> None:
         assert keys.checks == [KEY, "phx_other"], "entries are per key"
 
 
+async def test_a_sub_second_ttl_still_caches() -> None:
+    keys, clock = Keys(reader()), Clock()
+    async for channel in _serve(AuthInterceptor(POLICIES, keys.verify, KeyCache(0.5, clock=clock))):
+        assert await _call(channel, READ) == grpc.StatusCode.OK
+        clock.now += 0.5
+        assert await _call(channel, READ) == grpc.StatusCode.OK
+    assert keys.checks == [KEY]
+
+
 async def test_without_a_ttl_every_call_checks_the_key() -> None:
     keys = Keys(reader())
     async for channel in _serve(AuthInterceptor(POLICIES, keys.verify, KeyCache(0, clock=Clock()))):
