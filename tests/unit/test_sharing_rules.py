@@ -87,6 +87,8 @@ def test_client_address_is_the_host_or_the_ipv6_64() -> None:
     assert client_address("ipv6:[fe80::1%25eth0]:51234") == "ipv6:fe80::/64"
     assert client_address("unix:/tmp/sock") == "unix:/tmp/sock"
     assert client_address("ipv4:not-an-address:1") == "ipv4:not-an-address:1"
+    assert client_address("ipv4:10.0.0.7:port") == "ipv4:10.0.0.7:port", "no port: not a TCP peer"
+    assert client_address("unix-abstract:10.0.0.7:1") == "unix-abstract:10.0.0.7:1", "only ipv4/ipv6 parse"
 
 
 def test_retry_after_waits_for_enough_failures_to_leave_the_window() -> None:
