@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -298,3 +299,52 @@ async def test_another_environments_insight_is_not_found(api: Api, tenant: Tenan
     untouched = await api.in_environment(second_env).get(theirs.id)
     assert untouched.name == "in the second environment"
     assert untouched.deleted is False
+
+
+def _raw_error_info(answer: dict[bytes, bytes]) -> tuple[str, str]:
+    """(reason, message) of a raw call's answer, from its grpc-status-details-bin trailer."""
+    import base64
+
+    from google.rpc import error_details_pb2, status_pb2
+
+    encoded = answer[b"grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(base64.b64decode(encoded + b"=" * (-len(encoded) % 4)))
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info.reason, status.message
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "reason", "message"),
+    [
+        (
+            "authorization",
+            "Bearer phx_caf\xe9",
+            "MALFORMED_AUTHORIZATION",
+            "authorization must be 'Bearer <personal API key>'",
+        ),
+        ("x-share-token", "caf\xe9-token", "MALFORMED_SHARING_CREDENTIAL", "x-share-token must be printable ASCII"),
+        (
+            "x-sharing-access-token",
+            "caf\xe9-link",
+            "MALFORMED_SHARING_CREDENTIAL",
+            "x-sharing-access-token must be printable ASCII",
+        ),
+    ],
+)
+async def test_a_credential_outside_printable_ascii_is_refused_as_malformed(
+    server: Server, header: str, value: str, reason: str, message: str
+) -> None:
+    # grpc hands such header bytes over decoded as Latin-1; no key or token can contain them.
+    from tests.support.rawgrpc import unary_call
+
+    method = (
+        "/insights.v1.InsightsService/ListInsights"
+        if header == "authorization"
+        else "/insights.v1.SharingService/GetSharedInsight"
+    )
+    answer = await asyncio.to_thread(
+        unary_call, server.port, method, b"", [(header.encode(), value.encode("latin-1"))]
+    )
+    assert answer[b"grpc-status"] == str(grpc.StatusCode.UNAUTHENTICATED.value[0]).encode()
+    assert _raw_error_info(answer) == (reason, message)

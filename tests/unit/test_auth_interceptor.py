@@ -7,6 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from generated.insights.v1 import options_pb2
 from interceptors.auth import AuthInterceptor, KeyCache
@@ -91,6 +93,23 @@ async def test_a_verified_key_is_served_from_the_cache_within_its_ttl() -> None:
         assert keys.checks == [KEY]
         assert await _call(channel, READ, key="phx_other") == grpc.StatusCode.OK
         assert keys.checks == [KEY, "phx_other"], "entries are per key"
+
+
+async def test_a_served_method_without_a_policy_is_refused_even_to_a_star_key() -> None:
+    # Fail closed: a handler registered without a declared policy is unusable, whatever the key.
+    star = Principal(key_id=1, user_id=1, scopes=frozenset({"*"}), environments={})
+    keys = Keys(star)
+    only_read = {READ: POLICIES[READ]}
+    async for channel in _serve(AuthInterceptor(only_read, keys.verify, KeyCache(0, clock=Clock()))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary(WRITE)(b"x", metadata=(("authorization", f"Bearer {KEY}"),), timeout=10)
+        assert await _call(channel, READ) == grpc.StatusCode.OK
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert caught.value.details() == f"method {WRITE} does not support API key access"
+    status = rpc_status.from_call(caught.value)
+    info = error_details_pb2.ErrorInfo()
+    assert status is not None and status.details[0].Unpack(info) and info.reason == "METHOD_NOT_ALLOWED"
+    assert keys.checks == [KEY], "refused before any key check"
 
 
 async def test_a_sub_second_ttl_still_caches() -> None:
