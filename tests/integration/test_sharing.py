@@ -621,10 +621,16 @@ async def test_rotation_carries_the_configuration_and_its_passwords_over(
     from storage.models import SharingConfiguration
 
     with server.db.session() as session:
-        row = session.scalars(
-            sa.select(SharingConfiguration).where(SharingConfiguration.access_token == new.access_token)
-        ).one()
-        assert row.created_by_id == tenant.user_id, "the rotation is recorded as the caller's"
+        creators = {
+            token: creator
+            for token, creator in session.execute(
+                sa.select(SharingConfiguration.access_token, SharingConfiguration.created_by_id).where(
+                    SharingConfiguration.access_token.in_([old.access_token, new.access_token])
+                )
+            )
+        }
+    # Who first shared the insight, and who rotated its link, are both recorded.
+    assert creators == {old.access_token: tenant.user_id, new.access_token: tenant.user_id}
 
 
 async def test_rotating_before_any_configuration_makes_a_disabled_one(owner: Api, share: Share) -> None:
