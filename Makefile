@@ -28,9 +28,11 @@ lint: venv
 	$(BIN)/buf format --exit-code -d
 
 # The whole suite (unit, integration, contract; PostgreSQL runs start their own server),
-# then the linters CI must not let through.
+# then the linters CI must not let through. Property tests draw new examples every run (a failure
+# prints the seed that replays it); HYPOTHESIS_PROFILE=dev repeats the same ones, =thorough digs.
+HYPOTHESIS_PROFILE ?= ci
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --hypothesis-profile=$(HYPOTHESIS_PROFILE)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/buf lint

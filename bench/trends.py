@@ -34,10 +34,11 @@ from server.config import Settings
 from server.demo import Dataset, generate
 from server.loader import to_proto
 from server.principal import EnvironmentInfo
+from server.queries.base import QueryContext
 from server.queries.codec import from_reference_json
 from server.queries.dates import QueryDateRange
 from server.queries.sql import Params
-from server.queries.trends import TrendsContext, TrendsOutcome, run_trends
+from server.queries.trends.compute import TrendsOutcome, run_trends
 from server.transport import client_channel, with_server_tls
 from storage.db import Database
 from storage.events import EventStore
@@ -349,8 +350,8 @@ async def measure_query(
     """Warm-up, then `repeats` rounds of e2e / engine / direct (/ reference), interleaved."""
     trends = from_reference_json(body["source"], query_pb2.TrendsQuery)
 
-    def context() -> TrendsContext:
-        return TrendsContext(
+    def context() -> QueryContext:
+        return QueryContext(
             team_id=env.id,
             timezone=env.timezone,
             week_start_day=env.week_start_day,

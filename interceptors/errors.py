@@ -31,6 +31,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.Unavailable: code_pb2.UNAVAILABLE,
     errors.Cancelled: code_pb2.CANCELLED,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
+    errors.Unimplemented: code_pb2.UNIMPLEMENTED,
 }
 
 

@@ -85,6 +85,12 @@ class Cancelled(DomainError):
     reason = "CANCELLED"
 
 
+class Unimplemented(DomainError):
+    """The service cannot do this yet (a query kind no runner computes); the request itself is valid."""
+
+    reason = "UNIMPLEMENTED"
+
+
 class Unavailable(DomainError):
     """A dependency is temporarily unreachable; retrying later may succeed."""
 

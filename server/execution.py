@@ -12,19 +12,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf import descriptor_pool, message_factory
+
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import Cancelled, FailedPrecondition, InvalidArgument
+from server.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
 from server.memory import Memo, MemoryBudget
 from server.principal import EnvironmentInfo
+from server.queries.base import QueryContext, Runner
 from server.queries.codec import CodecError, from_reference_json
 from server.queries.errors import QueryError
-from server.queries.trends import (
-    INTERVAL_NAMES,
-    TOTAL_VALUE_DISPLAYS,
-    TrendsContext,
-    run_trends,
-    series_label,
-)
+from server.queries.registry import RUNNERS, Registry, Source, source_of
 from server.resultcache import DEFAULT_MAX_BYTES, CacheEntry, ResultCache
 from server.runs import Progress, Run, Runs
 from server.runtime import Blocking
@@ -57,7 +54,7 @@ STREAM_MIN_GAP, STREAM_HEARTBEAT = 0.25, 1.0
 
 @dataclass(frozen=True)
 class Computed:
-    """What a caller gets: a result (fresh or cached) with its cache facts, a run's status, or an error."""
+    """What a caller gets: a result (fresh or cached) with its cache facts, or a run's status."""
 
     result: results_pb2.InsightResult | None = None
     has_more: bool = False
@@ -72,33 +69,18 @@ class Computed:
     timezone: str = ""
     trigger: str = ""
     status: Run | None = None
-    error: str | None = None
     # Bytes of the serialized result (what memos of answers are charged by).
     size: int = 0
 
 
-def trends_source(query: query_pb2.QueryNode | None) -> query_pb2.TrendsQuery | None:
-    """The TrendsQuery an insight computes, unwrapping an InsightVizNode; None for other kinds."""
-    if query is None:
-        return None
-    node = query.WhichOneof("node")
-    if node == "trends_query":
-        return query.trends_query
-    if node == "insight_viz_node" and query.insight_viz_node.source.WhichOneof("query") == "trends_query":
-        return query.insight_viz_node.source.trends_query
-    return None
+@dataclass(frozen=True)
+class _Job:
+    """A query the execution layer computes: its source node, the runner of its kind, its cache key."""
 
-
-def _source_path(query: query_pb2.QueryNode) -> str:
-    return "query.source" if query.WhichOneof("node") == "insight_viz_node" else "query"
-
-
-def _interval(trends: query_pb2.TrendsQuery) -> str:
-    return (
-        "day"
-        if trends.trends_filter.display in TOTAL_VALUE_DISPLAYS
-        else INTERVAL_NAMES.get(trends.interval, "day")
-    )
+    source: Source
+    runner: Runner[Any]
+    key: str
+    field: str  # the request field path of the source node, for errors
 
 
 class Execution:
@@ -115,8 +97,10 @@ class Execution:
         max_running: int = 4,
         max_queued: int = 100,
         status_ttl: dt.timedelta = dt.timedelta(minutes=20),
+        registry: Registry = RUNNERS,
     ):
         self.events = events
+        self.registry = registry
         self.blocking = blocking
         self.cache = cache
         self.clock = clock
@@ -141,17 +125,27 @@ class Execution:
     # ------------------------------------------------------------------------------ validation
 
     def validate(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None, field_prefix: str) -> None:
-        """Raises INVALID_ARGUMENT for a query the engine would refuse; runs nothing (synchronous)."""
-        trends = trends_source(query)
-        if trends is None or query is None:
+        """Raises INVALID_ARGUMENT for a query its runner would refuse; runs nothing (synchronous).
+
+        A query of a kind with no runner yet, or one that cannot be computed yet (FailedPrecondition,
+        e.g. with actions), may still be saved.
+        """
+        source = source_of(query)
+        runner = self.registry.runner(source.kind) if source else None
+        if source is None or runner is None:
             return
         try:
-            run_trends(trends, self._context(env), lambda sql, params: [])
+            runner.check(source.node, self._context(env))
         except QueryError as exc:
-            raise _invalid(exc, f"{field_prefix}{_source_path(query)}") from None
+            raise _invalid(exc, f"{field_prefix}{source.path}") from None
         except FailedPrecondition:
-            # Saving a query that cannot be computed yet (e.g. with actions) is allowed.
             return
+
+    def require_runner(self, query: query_pb2.QueryNode | None, refresh: Refresh, field_prefix: str = "") -> None:
+        """UNIMPLEMENTED when `refresh` would compute a query of a kind no runner computes (checked
+        before a write, so that a refused call changes nothing)."""
+        if refresh != Refresh.FORCE_CACHE:
+            self._job(None, query, field_prefix, computing=True, key=False)
 
     # ------------------------------------------------------------------------------- answering
 
@@ -165,34 +159,31 @@ class Execution:
         insight_id: int | None = None,
         field_prefix: str = "",
     ) -> Computed | None:
-        """The answer for `refresh` (the reference's cache decision flow); None is a plain cache miss."""
-        if query is None:
+        """The answer for `refresh` (the reference's cache decision flow); None is a plain cache miss.
+
+        UNIMPLEMENTED for a kind no runner computes (a FORCE_CACHE read is a plain miss instead).
+        """
+        job = self._job(env, query, field_prefix, computing=refresh != Refresh.FORCE_CACHE)
+        if job is None:
             return None
-        trends = trends_source(query)
-        if trends is None:
-            if refresh == Refresh.FORCE_CACHE:
-                return None
-            return Computed(
-                error=f"computing {query.WhichOneof('node') or 'empty'} queries is not supported yet"
-            )
-        key = await self._key(env, trends)
+        key = job.key
         entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(key)
         now = self.clock()
-        start = self._starter(env, query, trends, key, client_query_id, insight_id, field_prefix)
+        start = self._starter(env, job, client_query_id, insight_id)
         if entry is not None:
             stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to)
             if refresh == Refresh.FORCE_ASYNC:
-                return self._cached(entry, trends, env, key, start(detached=True), "refresh param")
+                return self._cached(entry, job, env, start(detached=True), "refresh param")
             if not stale:
-                return self._cached(entry, trends, env, key, self.runs.in_flight(key), "")
+                return self._cached(entry, job, env, self.runs.in_flight(key), "")
             if refresh == Refresh.FORCE_CACHE:
-                return self._cached(entry, trends, env, key, self.runs.in_flight(key), "")
+                return self._cached(entry, job, env, self.runs.in_flight(key), "")
             if refresh in (Refresh.ASYNC, Refresh.ASYNC_EXCEPT_ON_CACHE_MISS):
-                return self._cached(entry, trends, env, key, start(detached=True), "stale")
+                return self._cached(entry, job, env, start(detached=True), "stale")
             if refresh == Refresh.LAZY_ASYNC:
                 lazily_stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to, lazy=True)
                 run = start(detached=True) if lazily_stale else self.runs.in_flight(key)
-                return self._cached(entry, trends, env, key, run, "stale" if lazily_stale else "")
+                return self._cached(entry, job, env, run, "stale" if lazily_stale else "")
         elif refresh == Refresh.FORCE_CACHE:
             return None
         elif refresh in _ASYNC:
@@ -202,14 +193,12 @@ class Execution:
         run = start(detached=False, waiting=True)
         fresh: CacheEntry = await self.runs.wait(run)
         trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
-        return self._fresh(fresh, trends, env, key, trigger)
+        return self._fresh(fresh, job, env, trigger)
 
     async def cached(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> CacheEntry | None:
         """The cached entry of a query, if any, without computing anything."""
-        trends = trends_source(query)
-        if trends is None:
-            return None
-        return self.cache.get(await self._key(env, trends))
+        job = self._job(env, query, "", computing=False)
+        return None if job is None else self.cache.get(job.key)
 
     async def stream(
         self,
@@ -226,20 +215,16 @@ class Execution:
             if answer is not None:
                 yield answer
             return
-        trends = trends_source(query)
-        if trends is None or query is None:
-            yield Computed(error="computing this query kind is not supported yet")
+        job = self._job(env, query, "", computing=True)
+        if job is None:
             return
-        key = await self._key(env, trends)
-        entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(key)
+        entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(job.key)
         if entry is not None and not is_stale(
             self.clock(), entry.last_refresh, entry.interval, entry.date_to
         ):
-            yield self._cached(entry, trends, env, key, None, "")
+            yield self._cached(entry, job, env, None, "")
             return
-        run = self._starter(env, query, trends, key, client_query_id, None, "")(
-            detached=refresh in _ASYNC, waiting=True
-        )
+        run = self._starter(env, job, client_query_id, None)(detached=refresh in _ASYNC, waiting=True)
         waiter = asyncio.ensure_future(self.runs.wait(run))
         try:
             last = 0.0
@@ -263,7 +248,7 @@ class Execution:
                 if gap > 0:
                     await asyncio.wait({waiter}, timeout=gap)
             fresh: CacheEntry = waiter.result()
-            yield self._fresh(fresh, trends, env, key, "cache miss" if entry is None else "stale")
+            yield self._fresh(fresh, job, env, "cache miss" if entry is None else "stale")
         finally:
             if not waiter.done():
                 waiter.cancel()
@@ -283,15 +268,46 @@ class Execution:
 
     # ---------------------------------------------------------------------------------- runs
 
-    def _starter(
+    def _job(
         self,
-        env: EnvironmentInfo,
-        query: query_pb2.QueryNode,
-        trends: query_pb2.TrendsQuery,
-        key: str,
-        client_query_id: str,
-        insight_id: int | None,
+        env: EnvironmentInfo | None,
+        query: query_pb2.QueryNode | None,
         field_prefix: str,
+        *,
+        computing: bool,
+        key: bool = True,
+    ) -> _Job | None:
+        """What computing `query` takes; None when there is nothing to compute, or nothing cached to
+        read for a kind no runner computes. UNIMPLEMENTED when asked to compute such a kind."""
+        source = source_of(query)
+        if source is None:
+            if query is not None and computing:
+                field = f"{field_prefix}query"
+                raise InvalidArgument(f"{field}: the query has no node to compute", field=field)
+            return None
+        runner = self.registry.runner(source.kind)
+        if runner is None:
+            if not computing:
+                return None
+            raise Unimplemented(
+                f"computing {source.name} queries is not implemented yet",
+                reason="QUERY_KIND_NOT_IMPLEMENTED",
+                metadata={"kind": source.name, "field": f"{field_prefix}{source.path}"},
+            )
+        if env is None or not key:
+            return None
+        cache_key = _memo_key(
+            source.node.DESCRIPTOR.full_name,
+            env.id,
+            env.timezone,
+            env.week_start_day,
+            env.test_account_filters,
+            source.node.SerializeToString(deterministic=True),
+        )
+        return _Job(source, runner, cache_key, f"{field_prefix}{source.path}")
+
+    def _starter(
+        self, env: EnvironmentInfo, job: _Job, client_query_id: str, insight_id: int | None
     ) -> Callable[..., Run]:
         if client_query_id:
             try:
@@ -301,23 +317,21 @@ class Execution:
 
         def start(*, detached: bool, waiting: bool = False) -> Run:
             async def compute(run: Run) -> CacheEntry:
-                return await self._compute(run, env, query, trends, key, field_prefix)
+                return await self._compute(run, env, job)
 
             return self.runs.start(
-                client_query_id or key, env.id, key, insight_id, compute, detached=detached, waiting=waiting
+                client_query_id or job.key,
+                env.id,
+                job.key,
+                insight_id,
+                compute,
+                detached=detached,
+                waiting=waiting,
             )
 
         return start
 
-    async def _compute(
-        self,
-        run: Run,
-        env: EnvironmentInfo,
-        query: query_pb2.QueryNode,
-        trends: query_pb2.TrendsQuery,
-        key: str,
-        field_prefix: str,
-    ) -> CacheEntry:
+    async def _compute(self, run: Run, env: EnvironmentInfo, job: _Job) -> CacheEntry:
         context = await self.blocking.run(self._context, env)
 
         def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -325,9 +339,9 @@ class Execution:
                 return self.events.query(sql, params, run_id=run.tag)
 
         try:
-            outcome = await self.blocking.run(run_trends, trends, context, execute)
+            outcome = await self.blocking.run(job.runner.compute, job.source.node, context, execute)
         except QueryError as exc:
-            raise _invalid(exc, f"{field_prefix}{_source_path(query)}") from None
+            raise _invalid(exc, job.field) from None
         except QueryCancelled:
             raise Cancelled("the query was cancelled", reason="QUERY_CANCELLED") from None
         except Exception as exc:
@@ -335,20 +349,21 @@ class Execution:
             if problem is None:
                 raise
             # E.g. a regex filter RE2 rejects: the caller's query is at fault, and may be told so.
-            field = f"{field_prefix}{_source_path(query)}"
             raise InvalidArgument(
-                f"{field}: the engine refused a value of the query ({problem})", field=field, reason=problem
+                f"{job.field}: the engine refused a value of the query ({problem})",
+                field=job.field,
+                reason=problem,
             ) from None
         entry = CacheEntry(
-            payload=results_pb2.InsightResult(trends=outcome.result).SerializeToString(),
+            payload=outcome.result.SerializeToString(),
             has_more=outcome.has_more,
             sql=outcome.sql,
-            date_from=outcome.date_range.date_from,
-            date_to=outcome.date_range.date_to,
-            interval=_interval(trends),
+            date_from=outcome.date_from,
+            date_to=outcome.date_to,
+            interval=job.runner.interval(job.source.node),
             last_refresh=self.clock(),
         )
-        self.cache.put(key, entry)
+        self.cache.put(job.key, entry)
         return entry
 
     async def _progress(self, run_id: str) -> Progress | None:
@@ -363,27 +378,18 @@ class Execution:
     # -------------------------------------------------------------------------------- answers
 
     def _cached(
-        self,
-        entry: CacheEntry,
-        trends: query_pb2.TrendsQuery,
-        env: EnvironmentInfo,
-        key: str,
-        run: Run | None,
-        trigger: str,
+        self, entry: CacheEntry, job: _Job, env: EnvironmentInfo, run: Run | None, trigger: str
     ) -> Computed:
-        return self._answer(entry, trends, env, key, is_cached=True, run=run, trigger=trigger)
+        return self._answer(entry, job, env, is_cached=True, run=run, trigger=trigger)
 
-    def _fresh(
-        self, entry: CacheEntry, trends: query_pb2.TrendsQuery, env: EnvironmentInfo, key: str, trigger: str
-    ) -> Computed:
-        return self._answer(entry, trends, env, key, is_cached=False, run=None, trigger=trigger)
+    def _fresh(self, entry: CacheEntry, job: _Job, env: EnvironmentInfo, trigger: str) -> Computed:
+        return self._answer(entry, job, env, is_cached=False, run=None, trigger=trigger)
 
     def _answer(
         self,
         entry: CacheEntry,
-        trends: query_pb2.TrendsQuery,
+        job: _Job,
         env: EnvironmentInfo,
-        key: str,
         *,
         is_cached: bool,
         run: Run | None,
@@ -391,10 +397,11 @@ class Execution:
     ) -> Computed:
         # Hot reads of one cached result build the same answer again and again: keep the last few
         # (answers are never mutated after this point, so sharing them is safe).
+        key = job.key
         memo = (
             key,
             id(entry),
-            trends.SerializeToString(deterministic=True),
+            job.source.node.SerializeToString(deterministic=True),
             is_cached,
             run.id if run else None,
             trigger,
@@ -406,7 +413,7 @@ class Execution:
         result = results_pb2.InsightResult()
         result.ParseFromString(entry.payload)
         # Names are not part of the key: the entry may hold another caller's (reference §3.2, 4).
-        _apply_names(result.trends, trends)
+        job.runner.relabel(result, job.source.node)
         answer = Computed(
             result=result,
             has_more=entry.has_more,
@@ -431,15 +438,8 @@ class Execution:
 
     # -------------------------------------------------------------------------------- helpers
 
-    async def _key(self, env: EnvironmentInfo, trends: query_pb2.TrendsQuery) -> str:
-        # The environment's test-account filters belong in the key only when the query applies them.
-        filters = env.test_account_filters if trends.filter_test_accounts else ""
-        return _memo_key(
-            env.id, env.timezone, env.week_start_day, filters, trends.SerializeToString(deterministic=True)
-        )
-
-    def _context(self, env: EnvironmentInfo) -> TrendsContext:
-        return TrendsContext(
+    def _context(self, env: EnvironmentInfo) -> QueryContext:
+        return QueryContext(
             team_id=env.id,
             timezone=env.timezone,
             week_start_day=env.week_start_day,
@@ -462,40 +462,20 @@ class Execution:
         return filters
 
 
-def _apply_names(result: results_pb2.TrendsResult, trends: query_pb2.TrendsQuery) -> None:
-    """Puts the caller's series and formula names (custom_name) on a result computed under others."""
-    formulas = trends.trends_filter.formula_nodes
-    for line in result.series:
-        if line.HasField("action"):
-            if line.order >= len(trends.series):
-                continue
-            node = trends.series[line.order]
-            source = getattr(node, node.WhichOneof("node") or "events_node")
-            old, new = line.action.name, series_label(node)
-            keyed = line.HasField("breakdown_value") or len(line.breakdown_values) > 0
-            if not keyed:
-                line.label = new
-            elif len(trends.series) > 1 and line.label.startswith(f"{old} - "):
-                line.label = new + line.label[len(old) :]
-            line.action.name = new
-            if source.HasField("custom_name"):
-                line.action.custom_name = source.custom_name
-            else:
-                line.action.ClearField("custom_name")
-        elif line.order < len(formulas):
-            formula = formulas[line.order]
-            line.label = formula.custom_name or f"Formula ({formula.formula})"
-
-
 @functools.lru_cache(maxsize=4096)
 def _memo_key(
-    environment_id: int, timezone: str, week_start_day: int, test_filters: str, query: bytes
+    node_type: str,
+    environment_id: int,
+    timezone: str,
+    week_start_day: int,
+    test_filters: str,
+    node: bytes,
 ) -> str:
-    """The cache key of a query given as bytes: hot reads of the same insight skip normalising it."""
-    trends = query_pb2.TrendsQuery()
-    trends.ParseFromString(query)
+    """The cache key of a source node given as bytes: hot reads of the same insight skip normalising it."""
+    parsed = message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(node_type))()
+    parsed.ParseFromString(node)
     return cache_key(
-        trends,
+        parsed,
         environment_id=environment_id,
         timezone=timezone,
         week_start_day=week_start_day,

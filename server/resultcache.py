@@ -24,8 +24,8 @@ class CacheEntry:
     payload: bytes  # a serialized results message (e.g. results_pb2.InsightResult)
     has_more: bool
     sql: str  # the engine SQL, echoed as the response's `hogql`/debug field
-    date_from: dt.datetime  # the resolved range, aware
-    date_to: dt.datetime
+    date_from: dt.datetime | None  # the resolved range, aware (None for range-less kinds)
+    date_to: dt.datetime | None
     interval: str | None  # None for interval-less queries (staleness uses the "none" thresholds)
     last_refresh: dt.datetime  # aware UTC: when the engine computed it
 

@@ -44,9 +44,10 @@ from server.alerts import detectors, evaluate, schedule
 from server.alerts.notify import Notification, Notifier
 from server.echo import shown
 from server.errors import NotFound
-from server.execution import Execution, Refresh, trends_source
+from server.execution import Execution, Refresh
 from server.insights import parse_query
 from server.principal import EnvironmentInfo, Principal
+from server.queries.registry import trends_of
 from server.runtime import Blocking
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Environment, Insight, Threshold, utcnow
@@ -195,7 +196,7 @@ class Checker:
 
     async def _evaluate(self, loaded: Loaded) -> Outcome:
         row = loaded.alert
-        trends = trends_source(parse_query(loaded.insight.query))
+        trends = trends_of(parse_query(loaded.insight.query))
         if trends is None:
             return _invalid([("insight", "the insight is not alertable (only trends insights are)")])
         condition = str((row.condition or {}).get("type") or "absolute_value")
@@ -226,15 +227,8 @@ class Checker:
             return Outcome(
                 ERRORED, error={"message": str(exc) or type(exc).__name__, "reason": "query_error"}
             )
-        if (
-            computed is None
-            or computed.error
-            or computed.result is None
-            or not computed.result.HasField("trends")
-        ):
-            message = (
-                computed.error if computed is not None else None
-            ) or "the insight query returned no result"
+        if computed is None or computed.result is None or not computed.result.HasField("trends"):
+            message = "the insight query returned no result"
             return Outcome(ERRORED, error={"message": message, "reason": "query_error"})
         result = computed.result.trends
         if detector is not None:

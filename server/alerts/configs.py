@@ -22,13 +22,13 @@ from server import activity
 from server.alerts.egress import EgressPolicy
 from server.echo import shown
 from server.errors import InvalidArgument, NotFound
-from server.execution import trends_source
 from server.insights import UserRef, parse_query, user_ref
 from server.masks import check_update_mask
 from server.principal import EnvironmentInfo, Principal
 from server.queries.codec import from_reference_json, to_reference_json
 from server.queries.dates import parse_point
-from server.queries.trends import TOTAL_VALUE_DISPLAYS
+from server.queries.registry import trends_of
+from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Insight, Membership, Threshold, User, utcnow
 
@@ -171,7 +171,7 @@ def check_alert(
     webhook_policy: EgressPolicy | None = None,
 ) -> None:
     """The alert's configuration against its insight (reference §1.3, §1.4 and §7.2)."""
-    trends = trends_source(query)
+    trends = trends_of(query)
     if trends is None:
         raise _bad(f"{prefix}.insight", "the insight cannot have alerts: only trends insights are alertable")
     if len(alert.name) > NAME_LIMIT:
@@ -565,7 +565,7 @@ class Alerts:
         self, session: Session, user_id: int | None, env: EnvironmentInfo, insight: Insight, now: dt.datetime
     ) -> None:
         """Hook of Insights.update: a deleted or no longer alertable insight takes its alerts with it."""
-        if not insight.deleted and trends_source(parse_query(insight.query)) is not None:
+        if not insight.deleted and trends_of(parse_query(insight.query)) is not None:
             return
         rows = session.scalars(
             select(AlertConfiguration).where(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.trends import TOTAL_VALUE_DISPLAYS
+from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS
 
 MAX_BREAKDOWN_VALUES = 25
 

@@ -181,13 +181,17 @@ def insight(
     return message
 
 
+def insight_with_error(view: InsightView, error: str) -> insight_pb2.Insight:
+    """An insight of a list page whose result could not be computed: the error in its query_status."""
+    message = insight(view)
+    message.query_status.complete = True
+    message.query_status.error = True
+    message.query_status.error_message = error
+    return message
+
+
 def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
-    """Copies an answer (a result with its cache facts, a run's status, or an error) onto an insight."""
-    if computed.error is not None:
-        message.query_status.complete = True
-        message.query_status.error = True
-        message.query_status.error_message = computed.error
-        return
+    """Copies an answer (a result with its cache facts, or a run's status) onto an insight."""
     if computed.result is not None:
         message.result.CopyFrom(computed.result)
         message.has_more = computed.has_more
@@ -209,11 +213,6 @@ def query_response(computed: Computed | None) -> query_service_pb2.QueryResponse
     """The QueryResponse of an answer (empty on a cache miss)."""
     response = query_service_pb2.QueryResponse()
     if computed is None:
-        return response
-    if computed.error is not None:
-        response.query_status.complete = True
-        response.query_status.error = True
-        response.query_status.error_message = computed.error
         return response
     if computed.result is not None:
         response.result.CopyFrom(computed.result)

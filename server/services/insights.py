@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
+from server.errors import Cancelled, FailedPrecondition, InvalidArgument, ResourceExhausted, Unimplemented
 from server.execution import PARSED_FACTOR, Computed, Execution, Refresh
 from server.insights import Insights, InsightView, ListFilters
 from server.memory import Memo, MemoryBudget
@@ -46,6 +48,12 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             env, view.query, convert.refresh(mode, default), insight_id=view.row.id
         )
         return self._render(view, computed)
+
+    async def _listed(self, environment_id: int, view: InsightView, mode: int, *, basic: bool) -> insight_pb2.Insight:
+        try:
+            return await self._with_result(environment_id, view, mode, Refresh.FORCE_CACHE, basic=basic)
+        except (Unimplemented, FailedPrecondition, InvalidArgument, ResourceExhausted, Cancelled) as exc:
+            return convert.insight_with_error(view, exc.message)
 
     def _render(self, view: InsightView, computed: Computed | None) -> insight_pb2.Insight:
         """The Insight message, reused while the same cached view meets the same cached answer.
@@ -91,12 +99,16 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             order=request.order,
         )
         page = await self._run(self._insights.list_insights, principal(), request.environment_id, filters)
-        results = [
-            await self._with_result(
-                request.environment_id, view, request.refresh, Refresh.FORCE_CACHE, basic=request.basic
+        # Concurrently (runs are bounded below), and an insight that cannot compute shows its error
+        # in its own query_status instead of failing the page.
+        results = list(
+            await asyncio.gather(
+                *(
+                    self._listed(request.environment_id, view, request.refresh, basic=request.basic)
+                    for view in page.items
+                )
             )
-            for view in page.items
-        ]
+        )
         response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
         if page.offset + page.limit < page.count:
             response.next_offset = page.offset + page.limit
@@ -109,6 +121,9 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     async def CreateInsight(
         self, request: insight_pb2.CreateInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
+        refresh = convert.refresh(request.refresh, Refresh.FORCE_CACHE)
+        if request.insight.HasField("query"):
+            self._execution.require_runner(request.insight.query, refresh, "insight.")
         view = await self._run(
             self._insights.create,
             principal(),
@@ -131,6 +146,17 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else None
+        refresh = convert.refresh(request.refresh, Refresh.FORCE_CACHE)
+        if refresh != Refresh.FORCE_CACHE:
+            # Refused before the write when the answer could not be computed: the call changes nothing.
+            changes_query = "query" in (paths if paths is not None else convert.set_fields(request.insight))
+            if changes_query:
+                self._execution.require_runner(request.insight.query, refresh, "insight.")
+            else:
+                current = await self._run(
+                    self._insights.get, principal(), request.environment_id, convert.lookup(request)
+                )
+                self._execution.require_runner(current.query, refresh, "insight.")
         view = await self._run(
             self._insights.update,
             principal(),

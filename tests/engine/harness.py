@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.base import QueryContext
 from server.queries.codec import from_reference_json
-from server.queries.trends import TrendsContext, TrendsOutcome, run_trends
+from server.queries.trends.compute import TrendsOutcome, run_trends
 from storage.events import EventRow, EventStore
 from tests.oracle import Event
 
@@ -83,7 +84,7 @@ def run_engine(
         if events:
             store.insert_events(event_rows(team_id, events))
     proto = from_reference_json(query, query_pb2.TrendsQuery)
-    ctx = TrendsContext(
+    ctx = QueryContext(
         team_id=team_id,
         timezone=timezone,
         week_start_day=week_start_day,

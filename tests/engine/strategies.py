@@ -1,13 +1,21 @@
-"""Hypothesis strategies: small random event sets and random valid TrendsQuery JSON."""
+"""Hypothesis strategies: small random event sets and random valid TrendsQuery JSON.
+
+`cases()` draws whole engine-vs-oracle examples built to compare something: most events fall
+inside the range the query counts, and one of them (the witness) is made to match the series'
+event names and property filters, so most results are not all zero. A share of every choice
+stays fully random, so empty and non-matching results are still compared.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.oracle import Event
+from tests.oracle import Event, OracleError, resolve_date_range
 
 NOWS = (
     dt.datetime(2024, 3, 20, 15, 30, 12, tzinfo=dt.UTC),  # America/New_York sprang forward on 10 March
@@ -30,35 +38,50 @@ scalars = st.one_of(
     st.none(),
 )
 _DROPPED = object()
-property_dicts = st.dictionaries(st.sampled_from(PROPERTY_KEYS), scalars, max_size=5)
+numbers = st.one_of(st.integers(-3, 50), st.sampled_from([0.5, 2.5, 5.0, -1.25, 1e-7, 100.0]))
+# The math keys hold numbers two times in three, so property maths mostly have values to aggregate.
+property_dicts = st.fixed_dictionaries(
+    {},
+    optional={k: st.one_of(numbers, numbers, scalars) if k in NUMERIC_KEYS else scalars for k in PROPERTY_KEYS},
+)
 session_ids = st.sampled_from(["s1", "s2", "s3", ""])
 person_property_dicts = st.fixed_dictionaries(
     {},
     optional={
         "email": st.sampled_from(["a@example.com", "test@posthog.com", "b@example.com", ""]),
         "tier": st.sampled_from(["free", "pro", "Pro", "enterprise"]),
-        "age": st.one_of(st.integers(10, 80), st.none(), st.sampled_from(["31", "n/a"])),
+        "age": st.one_of(st.integers(10, 80), st.integers(10, 80), st.none(), st.sampled_from(["31", "n/a"])),
     },
 )
 
 
+Window = tuple[dt.datetime, dt.datetime]
+
+
 @st.composite
-def events(draw: st.DrawFn, now: dt.datetime, min_size: int = 0) -> list[Event]:
-    """Up to ~40 events of a few persons within 40 days before `now` (and a few hours after)."""
+def events(
+    draw: st.DrawFn, now: dt.datetime, min_size: int = 0, window: Window | None = None
+) -> list[Event]:
+    """Up to ~40 events of a few persons within 40 days before `now` (and a few hours after);
+    with a `window` (UTC bounds), about three in four fall inside it."""
     count = draw(st.integers(min_size, 40))
     persons = {p: draw(person_property_dicts) for p in PERSONS}
     out = []
     for n in range(count):
         person = draw(st.sampled_from(PERSONS))
-        spread = draw(st.sampled_from([40 * 86400, 3 * 86400, 3 * 3600]))
-        seconds = draw(st.integers(-spread, 2 * 3600))
+        if window is not None and draw(st.integers(0, 3)) < 3:
+            base, span = window[0], int((window[1] - window[0]).total_seconds())
+            seconds = draw(st.integers(0, max(span - 1, 0)))
+        else:
+            spread = draw(st.sampled_from([40 * 86400, 3 * 86400, 3 * 3600]))
+            base, seconds = now, draw(st.integers(-spread, 2 * 3600))
         props = draw(property_dicts)
         if draw(st.booleans()):
             props["$session_id"] = draw(session_ids)
         person_props = persons[person] if draw(st.integers(0, 4)) else draw(person_property_dicts)
         # A distinct microsecond per event: no two events share a timestamp (first-event ties are
         # a known ambiguity the contract leaves open).
-        when = now + dt.timedelta(seconds=seconds, microseconds=n)
+        when = base + dt.timedelta(seconds=seconds, microseconds=n)
         out.append(
             Event(
                 uuid=f"00000000-0000-4000-8000-{n:012d}",
@@ -96,8 +119,63 @@ OPERATORS = (
 )
 
 
+_ABSENT = "zzz-absent"
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9 .]+")
+
+
 @st.composite
-def property_filter(draw: st.DrawFn) -> dict[str, Any]:
+def matching_filter(draw: st.DrawFn, witness: Event) -> dict[str, Any]:
+    """A property filter the `witness` event passes: built from one of its own values (or the
+    absence of one), with an operator that holds for that value."""
+    kind = draw(st.sampled_from(["event", "event", "person"]))
+    props = witness.properties if kind == "event" else witness.person_properties
+    keys = PROPERTY_KEYS if kind == "event" else PERSON_KEYS
+    key = draw(st.sampled_from(sorted(props) + [k for k in keys if k not in props][:1]))
+    raw = props.get(key)
+    options: list[tuple[str, Any]] = []
+    if raw is None or raw == "":
+        options += [("is_not_set", None), ("exact", None), ("is_not", _ABSENT), ("not_in", [_ABSENT])]
+    else:
+        options += [
+            ("exact", raw),
+            ("exact", [_ABSENT, raw]),
+            ("in", [raw, _ABSENT]),
+            ("is_set", None),
+            ("is_not", _ABSENT),
+            ("not_in", [_ABSENT]),
+        ]
+    if isinstance(raw, str) and raw:
+        start = draw(st.integers(0, len(raw) - 1))
+        part = raw[start : draw(st.integers(start + 1, len(raw)))]
+        options += [
+            ("icontains", draw(st.sampled_from([part, part.upper()]))),
+            ("not_icontains", _ABSENT),
+            ("not_regex", "^zzz"),
+        ]
+        if _PLAIN_TEXT.fullmatch(raw):
+            options.append(("regex", "^" + re.escape(raw[: len(part)])))
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        low, high = int(raw // 1), int(-(-raw // 1))
+        options += [
+            ("gte", low),
+            ("lte", high),
+            ("between", [low, high]),
+            ("gt", low - 1),
+            ("lt", high + 1),
+            ("not_between", [high + 1, high + 2]),
+        ]
+    op, value = draw(st.sampled_from(options))
+    f: dict[str, Any] = {"key": key, "type": kind, "operator": op}
+    if op != "is_set" and op != "is_not_set":
+        f["value"] = value
+    return f
+
+
+@st.composite
+def property_filter(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
+    """A random filter; given a `witness`, usually one that event passes."""
+    if witness is not None and draw(st.integers(0, 9)) < 9:
+        return draw(matching_filter(witness))
     kind = draw(st.sampled_from(["event", "event", "person"]))
     key = draw(st.sampled_from(PROPERTY_KEYS if kind == "event" else PERSON_KEYS))
     op = draw(st.sampled_from(OPERATORS))
@@ -129,16 +207,16 @@ def property_filter(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def properties(draw: st.DrawFn) -> Any:
+def properties(draw: st.DrawFn, witness: Event | None = None) -> Any:
     shape = draw(st.sampled_from(["none", "list", "group"]))
     if shape == "none":
         return None
     if shape == "list":
-        return draw(st.lists(property_filter(), min_size=1, max_size=2))
+        return draw(st.lists(property_filter(witness), min_size=1, max_size=2))
     inner = [
         {
             "type": draw(st.sampled_from(["AND", "OR"])),
-            "values": draw(st.lists(property_filter(), max_size=2)),
+            "values": draw(st.lists(property_filter(witness), max_size=2)),
         }
         for _ in range(draw(st.integers(1, 2)))
     ]
@@ -154,48 +232,63 @@ PER_ACTOR_MATHS = tuple(
 ALL_MATHS = COUNT_MATHS + FIRST_MATHS + PROPERTY_MATHS + PER_ACTOR_MATHS
 
 
+def _nonzero_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value != 0
+
+
 @st.composite
-def math_fields(draw: st.DrawFn) -> dict[str, Any]:
+def math_fields(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
+    """Math fields; given a `witness`, a property math usually reads a number it holds."""
     math = draw(st.sampled_from((*ALL_MATHS, "total", "total", "dau")))
     out: dict[str, Any] = {}
     if math != "total" or draw(st.booleans()):
         out["math"] = math
     if math in PROPERTY_MATHS:
-        if draw(st.integers(0, 3)) == 0:
+        numbers = [] if witness is None else [k for k in NUMERIC_KEYS if _nonzero_number(witness.properties.get(k))]
+        if witness is not None and _nonzero_number(witness.person_properties.get("age")):
+            numbers.append("age")
+        key = draw(st.sampled_from(numbers)) if numbers and draw(st.integers(0, 4)) < 4 else None
+        if key == "age" or (key is None and draw(st.integers(0, 3)) == 0):
             out["math_property"] = "age"
             out["math_property_type"] = "person_properties"
         else:
-            out["math_property"] = draw(st.sampled_from(NUMERIC_KEYS))
+            out["math_property"] = key or draw(st.sampled_from(NUMERIC_KEYS))
         if draw(st.integers(0, 3)) == 0:
             out["math_multiplier"] = draw(st.sampled_from([2, 0.5, -1]))
     return out
 
 
 @st.composite
-def events_node(draw: st.DrawFn, with_math: bool = True, filters: bool = True) -> dict[str, Any]:
+def events_node(
+    draw: st.DrawFn, with_math: bool = True, filters: bool = True, witness: Event | None = None
+) -> dict[str, Any]:
+    """A series; given a `witness`, usually one whose event name and filters that event passes."""
     node: dict[str, Any] = {"kind": "EventsNode"}
-    name = draw(st.one_of(st.none(), st.sampled_from(EVENT_NAMES)))
+    names = st.one_of(st.none(), st.sampled_from(EVENT_NAMES))
+    if witness is not None and draw(st.integers(0, 5)) < 5:
+        names = st.sampled_from([witness.event, None])
+    name = draw(names)
     if name is not None:
         node["event"] = name
     if filters and draw(st.integers(0, 2)) == 0:
-        node["properties"] = draw(st.lists(property_filter(), min_size=1, max_size=2))
+        node["properties"] = draw(st.lists(property_filter(witness), min_size=1, max_size=2))
     if with_math:
-        node.update(draw(math_fields()))
+        node.update(draw(math_fields(witness)))
         if draw(st.integers(0, 5)) == 0:
             node["custom_name"] = draw(st.sampled_from(["My series", "Ünïcode — series"]))
     return node
 
 
 @st.composite
-def group_node(draw: st.DrawFn) -> dict[str, Any]:
+def group_node(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
     node: dict[str, Any] = {
         "kind": "GroupNode",
         "operator": "OR",
-        "nodes": draw(st.lists(events_node(with_math=False), min_size=1, max_size=3)),
+        "nodes": draw(st.lists(events_node(with_math=False, witness=witness), min_size=1, max_size=3)),
     }
     if draw(st.integers(0, 3)) == 0:
-        node["properties"] = draw(st.lists(property_filter(), min_size=1, max_size=1))
-    node.update(draw(math_fields()))
+        node["properties"] = draw(st.lists(property_filter(witness), min_size=1, max_size=1))
+    node.update(draw(math_fields(witness)))
     return node
 
 
@@ -233,44 +326,61 @@ DATE_CHOICES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+FORMULAS = ("A+B", "A/B", "(A-B)*2", "B*0.5 + 1", "-A")
+DISPLAYS = (
+    "ActionsLineGraph",
+    "ActionsLineGraph",
+    "ActionsLineGraphCumulative",
+    "BoldNumber",
+    "ActionsPie",
+    "ActionsTable",
+    "ActionsBar",
+)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The time shape of a query: what decides which events it counts before any filter."""
+
+    interval: str
+    date_range: dict[str, Any]
+    display: str
+
+
 @st.composite
-def trends_query(draw: st.DrawFn, dense: bool = False) -> dict[str, Any]:
-    """A valid TrendsQuery; `dense` leaves out filters and always breaks down (more non-zero values)."""
-    nodes = events_node(filters=not dense)
-    series = draw(st.lists(st.one_of(nodes, nodes, group_node()), min_size=1, max_size=3))
-    q: dict[str, Any] = {"kind": "TrendsQuery", "series": series}
+def frames(draw: st.DrawFn) -> Frame:
     interval = draw(st.sampled_from(["day", "day", "hour", "week", "month", "minute"]))
-    q["interval"] = interval
     date_range = dict(draw(st.sampled_from(DATE_CHOICES[interval])))
-    if date_range:
-        q["dateRange"] = date_range
-    props = None if dense else draw(properties())
+    return Frame(interval, date_range, draw(st.sampled_from(DISPLAYS)))
+
+
+@st.composite
+def trends_query(
+    draw: st.DrawFn, dense: bool = False, frame: Frame | None = None, witness: Event | None = None
+) -> dict[str, Any]:
+    """A valid TrendsQuery; `dense` leaves out filters and always breaks down (more non-zero values).
+
+    Given a `witness` event, its series, filters and breakdowns usually select that event."""
+    frame = frame or draw(frames())
+    nodes = events_node(filters=not dense, witness=witness)
+    series = draw(st.lists(st.one_of(nodes, nodes, group_node(witness)), min_size=1, max_size=3))
+    q: dict[str, Any] = {"kind": "TrendsQuery", "series": series, "interval": frame.interval}
+    if frame.date_range:
+        q["dateRange"] = dict(frame.date_range)
+    props = None if dense else draw(properties(witness))
     if props is not None:
         q["properties"] = props
-    if draw(st.integers(0, 4)) == 0:
+    if draw(st.integers(0, 4)) == 4:
         q["filterTestAccounts"] = True
-    display = draw(
-        st.sampled_from(
-            [
-                "ActionsLineGraph",
-                "ActionsLineGraph",
-                "ActionsLineGraphCumulative",
-                "BoldNumber",
-                "ActionsPie",
-                "ActionsTable",
-                "ActionsBar",
-            ]
-        )
-    )
+    display = frame.display
     trends_filter: dict[str, Any] = {"display": display}
     if len(series) > 1 and draw(st.integers(0, 2)) == 0:
-        formulas = draw(
-            st.lists(
-                st.sampled_from(["A+B", "A/B", "(A-B)*2", "B*0.5 + 1", "-A", "a / (B - B)"]),
-                min_size=1,
-                max_size=2,
-            )
-        )
+        # Division by zero (always 0) only as a second formula: a first one that is always zero
+        # would make the whole example compare zeros.
+        formulas = [
+            draw(st.sampled_from(FORMULAS)),
+            *draw(st.lists(st.sampled_from((*FORMULAS, "a / (B - B)")), max_size=1)),
+        ]
         if draw(st.booleans()):
             trends_filter["formulaNodes"] = [
                 {"formula": f, **({"custom_name": "Ratio"} if i == 1 else {})} for i, f in enumerate(formulas)
@@ -286,17 +396,23 @@ def trends_query(draw: st.DrawFn, dense: bool = False) -> dict[str, Any]:
     if shape != "none":
         bf: dict[str, Any] = {}
         if shape == "event":
-            bf["breakdown"] = draw(st.sampled_from(PROPERTY_KEYS))
+            bf["breakdown"] = draw(_breakdown_key(PROPERTY_KEYS, witness and witness.properties))
             bf["breakdown_type"] = "event"
         elif shape == "person":
-            bf["breakdown"] = draw(st.sampled_from(PERSON_KEYS))
+            bf["breakdown"] = draw(_breakdown_key(PERSON_KEYS, witness and witness.person_properties))
             bf["breakdown_type"] = "person"
         else:
             dims = draw(
                 st.lists(
                     st.one_of(
-                        st.builds(lambda k: {"property": k, "type": "event"}, st.sampled_from(PROPERTY_KEYS)),
-                        st.builds(lambda k: {"property": k, "type": "person"}, st.sampled_from(PERSON_KEYS)),
+                        st.builds(
+                            lambda k: {"property": k, "type": "event"},
+                            _breakdown_key(PROPERTY_KEYS, witness and witness.properties),
+                        ),
+                        st.builds(
+                            lambda k: {"property": k, "type": "person"},
+                            _breakdown_key(PERSON_KEYS, witness and witness.person_properties),
+                        ),
                     ),
                     min_size=1,
                     max_size=2,
@@ -314,6 +430,61 @@ def trends_query(draw: st.DrawFn, dense: bool = False) -> dict[str, Any]:
             cf["compare_to"] = draw(st.sampled_from(["-1w", "-2d", "-1m", "-26h", "-1mStart", "-3D"]))
         q["compareFilter"] = cf
     return q
+
+
+def _breakdown_key(keys: tuple[str, ...], present: dict[str, Any] | None) -> st.SearchStrategy[str]:
+    """A breakdown key; usually one the witness holds a value for (so its bucket is not only null)."""
+    held = [k for k in keys if (present or {}).get(k) not in (None, "")]
+    if not held:
+        return st.sampled_from(keys)
+    return st.one_of(st.sampled_from(held), st.sampled_from(held), st.sampled_from(keys))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One engine-vs-oracle example: the environment's settings, its events and the query."""
+
+    now: dt.datetime
+    timezone: str
+    week_start_day: int
+    events: list[Event]
+    query: dict[str, Any]
+    witness: Event | None  # the event the query was built to select (for diagnostics)
+
+
+def window(frame: Frame, timezone: str, week_start_day: int, now: dt.datetime) -> Window | None:
+    """The UTC instants the frame counts, as the oracle resolves them; None when they depend on
+    the events ("all") or the range is invalid."""
+    if frame.date_range.get("date_from") == "all":
+        return None
+    try:
+        resolved = resolve_date_range(
+            frame.date_range or None,
+            frame.interval,
+            display=frame.display,
+            timezone=timezone,
+            week_start_day=week_start_day,
+            now=now,
+        )
+    except OracleError:
+        return None
+    return resolved.lower, resolved.upper
+
+
+@st.composite
+def cases(draw: st.DrawFn, dense: bool = False) -> Case:
+    """An example built to compare something: events mostly inside the queried range, and a query
+    whose series, filters and breakdowns usually select one of them (the witness)."""
+    now = draw(st.sampled_from(NOWS), label="now")
+    tz = draw(st.sampled_from(TIMEZONES), label="tz")
+    week_start_day = draw(st.sampled_from([0, 1]), label="week_start_day")
+    frame = draw(frames(), label="frame")
+    bounds = window(frame, tz, week_start_day, now)
+    evs = draw(events(now, min_size=8 if dense else 3, window=bounds), label="events")
+    inside = [e for e in evs if bounds is None or bounds[0] <= e.timestamp <= bounds[1]]
+    witness = draw(st.sampled_from(inside), label="witness") if inside else None
+    query = draw(trends_query(dense, frame=frame, witness=witness), label="query")
+    return Case(now, tz, week_start_day, evs, query, witness)
 
 
 TEST_ACCOUNT_FILTERS = [

@@ -410,8 +410,9 @@ def _last_team() -> int:
 
 def test_a_query_whose_answer_could_exceed_the_points_bound_runs_nothing() -> None:
     from generated.insights.v1 import query_pb2 as qpb
+    from server.queries.base import QueryContext
     from server.queries.errors import QueryError
-    from server.queries.trends import MAX_POINTS, TrendsContext, run_trends
+    from server.queries.trends.compute import MAX_POINTS, run_trends
 
     def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         raise AssertionError("the engine must not be asked")
@@ -422,7 +423,7 @@ def test_a_query_whose_answer_could_exceed_the_points_bound_runs_nothing() -> No
         date_range=qpb.DateRange(date_from="-30d"),
     )
     query.breakdown_filter.breakdown.string_value = "$browser"
-    context = TrendsContext(team_id=1, timezone="UTC", week_start_day=0, now=dt.datetime(2024, 1, 15, tzinfo=dt.UTC))
+    context = QueryContext(team_id=1, timezone="UTC", week_start_day=0, now=dt.datetime(2024, 1, 15, tzinfo=dt.UTC))
     with pytest.raises(QueryError) as raised:
         run_trends(query, context, execute)
     assert raised.value.path == "dateRange" and f"{MAX_POINTS:,}" in raised.value.message

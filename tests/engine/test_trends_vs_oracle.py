@@ -1,29 +1,42 @@
-"""Property-based equality of the SQL trends engine and the independent pure-Python oracle."""
+"""Property-based equality of the SQL trends engine and the independent pure-Python oracle.
+
+Each test runs its examples in an inner `@given` function and then asserts that most of them
+compared a non-zero result: comparing zeros with zeros passes whatever the engine computes, so a
+strategy change that makes examples trivial fails here rather than silently weakening the test.
+To replay a printed `@reproduce_failure` blob, put it on the inner `compare` function.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
+from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
 
 from server.errors import FailedPrecondition
 from server.queries.errors import QueryError
 from storage.events import EventStore
 from tests.engine.harness import differences, run_engine
-from tests.engine.strategies import NOWS, TEST_ACCOUNT_FILTERS, TIMEZONES, events, trends_query
-from tests.oracle import Event, OracleError, compute_trends
+from tests.engine.strategies import TEST_ACCOUNT_FILTERS, Case, cases
+from tests.engine.tally import REJECTED, assert_mostly_nonzero, outcome_of
+from tests.hypothesis_profiles import examples
+from tests.oracle import OracleError, compute_trends
+
+# The strategies reach about 91 % (plain) and 95 % (breakdowns) on average. Hypothesis mutates the
+# examples it already drew, so one run of 100 clusters: over 200 seeds the lowest shares were 71 %
+# and 72 %. 60 % leaves that margin; the previous plain strategies (47 % on average) failed it
+# in nine runs of ten.
+MIN_NONZERO_SHARE = 0.6
 
 
-def check(
-    store: EventStore, evs: list[Event], query: dict[str, Any], tz: str, week_start_day: int, now: dt.datetime
-) -> None:
+def check(store: EventStore, case: Case) -> str:
+    """Compares the engine with the oracle on one example; returns what was compared (tally)."""
+    evs, query = case.events, case.query
     kwargs: dict[str, Any] = {
-        "timezone": tz,
-        "week_start_day": week_start_day,
-        "now": now,
+        "timezone": case.timezone,
+        "week_start_day": case.week_start_day,
+        "now": case.now,
         "test_account_filters": TEST_ACCOUNT_FILTERS,
     }
     oracle_error: OracleError | None = None
@@ -43,51 +56,35 @@ def check(
             == ("FailedPrecondition" if isinstance(engine_error, FailedPrecondition) else "InvalidArgument")
             and engine_error is not None
         ), f"oracle: {oracle_error!r}, engine: {engine_error!r}"
-        return
-    event(
-        "computed: "
-        + (
-            "non-empty"
-            if any(any(i.get("data") or [i.get("aggregated_value")]) for i in expected.results)
-            else "all zero"
-        )
-    )
+        return REJECTED
+    outcome = outcome_of(expected.results)
+    event(f"computed: {outcome}")
     problems = differences(expected.results, got.results)
     if expected.has_more != got.has_more:
         problems.append(f"has_more: oracle {expected.has_more} engine {got.has_more}")
     assert not problems, "\n".join(problems[:20])
+    return outcome
 
 
-CASES = settings(
-    max_examples=int(os.environ.get("ORACLE_EXAMPLES", "100")),
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-    derandomize=not os.environ.get("ORACLE_EXAMPLES"),
-)
+def run_cases(store: EventStore, *, dense: bool) -> Counter[str]:
+    """Runs the profile's examples (100 in dev and ci) and counts what each one compared."""
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
+    @given(case=cases(dense))
+    def compare(case: Case) -> None:
+        outcomes[check(store, case)] += 1
+
+    compare()
+    return outcomes
 
 
-@CASES
-@given(data=st.data())
-def test_engine_equals_oracle(store: EventStore, data: st.DataObject) -> None:
-    now = data.draw(st.sampled_from(NOWS), label="now")
-    tz = data.draw(st.sampled_from(TIMEZONES), label="tz")
-    week_start_day = data.draw(st.sampled_from([0, 1]), label="week_start_day")
-    evs = data.draw(events(now), label="events")
-    query = data.draw(trends_query(), label="query")
-    check(store, evs, query, tz, week_start_day, now)
+@pytest.mark.hypothesis
+def test_engine_equals_oracle(store: EventStore) -> None:
+    assert_mostly_nonzero(run_cases(store, dense=False), MIN_NONZERO_SHARE)
 
 
-@CASES
-@given(data=st.data())
-def test_engine_equals_oracle_on_breakdowns(store: EventStore, data: st.DataObject) -> None:
+@pytest.mark.hypothesis
+def test_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
     """Denser data, no filters, always a breakdown: ranking, Other, null buckets, formulas per value."""
-    now = data.draw(st.sampled_from(NOWS), label="now")
-    tz = data.draw(st.sampled_from(TIMEZONES), label="tz")
-    week_start_day = data.draw(st.sampled_from([0, 1]), label="week_start_day")
-    evs = data.draw(events(now, min_size=8), label="events")
-    query = data.draw(trends_query(dense=True), label="query")
-    check(store, evs, query, tz, week_start_day, now)
+    assert_mostly_nonzero(run_cases(store, dense=True), MIN_NONZERO_SHARE)

@@ -24,7 +24,7 @@ from generated.insights.v1 import query_service_pb2_grpc as qsgrpc
 from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from server.queries.properties import MAX_GROUP_DEPTH, MAX_REGEX_DEPTH, MAX_REGEX_LENGTH
-from server.queries.trends import MAX_BREAKDOWN_LIMIT, MAX_SERIES
+from server.queries.trends.compute import MAX_BREAKDOWN_LIMIT, MAX_SERIES
 from tests.integration.itkit import (
     Api,
     Metadata,

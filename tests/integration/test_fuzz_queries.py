@@ -6,23 +6,22 @@ odd Unicode or past every size limit, repeated fields from empty to past their b
 groups nested from a few levels to past the decoder's limit. The node is sent as raw bytes, so
 messages the Python runtime would refuse to copy still reach the server.
 
-Not derandomized: every run explores new examples. A failure prints the seed; run again with
-`INSIGHTS_FUZZ_SEED=<seed>` to replay it (and `INSIGHTS_FUZZ_EXAMPLES` to explore longer).
+Examples and seed follow the suite's hypothesis profile (tests/hypothesis_profiles.py): `make test`
+explores new examples every run and prints the seed that replays a failure; `thorough` explores
+longer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import secrets
 from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from hypothesis import HealthCheck, event, given, note, seed, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from generated.insights.v1 import common_pb2
@@ -33,23 +32,15 @@ from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from server.queries.codec import from_reference_json
 from tests.engine.strategies import trends_query
+from tests.hypothesis_profiles import examples
 from tests.integration.itkit import Server, Tenant, bearer, length_delimited
 
-SEED = int(os.environ.get("INSIGHTS_FUZZ_SEED") or secrets.randbelow(2**32))
 # Each call must answer within this: a hang, or work that does not stop, fails the example.
 DEADLINE = 20.0
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
 FUZZ = settings(
-    max_examples=int(os.environ.get("INSIGHTS_FUZZ_EXAMPLES", "150")),
-    deadline=None,  # the bound is the gRPC deadline above, not wall-clock timing
-    derandomize=False,
-    database=None,  # a failure is replayed from its seed, not from a local example database
-    print_blob=True,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
+    max_examples=examples(150),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
 
 _F = FieldDescriptor
@@ -205,13 +196,11 @@ async def _code(call: Any, body: bytes, metadata: Any) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-@seed(SEED)
 @FUZZ
 @given(node=query_nodes(), refresh=_REFRESH)
 async def test_random_query_nodes_are_answered_or_refused_never_internal(
     server: Server, tenant: Tenant, node: qpb.QueryNode, refresh: int
 ) -> None:
-    note(f"replay with INSIGHTS_FUZZ_SEED={SEED}")
     metadata = bearer(await _prepared(server, tenant))
     raw = node.SerializeToString()
     run = server.channel.unary_unary("/insights.v1.QueryService/RunQuery")

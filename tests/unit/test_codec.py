@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from generated.insights.v1 import options_pb2, query_pb2
 from server.queries.codec import CodecError, from_reference_json, to_reference_json
+from tests.hypothesis_profiles import examples
 
 # The seed's example bodies, copied from the reference (shared/reference/seed-examples).
 SEED_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "seed-examples"
@@ -503,7 +504,7 @@ TRENDS_QUERY = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(TRENDS_QUERY)
 def test_trends_query_round_trips(query: dict[str, Any]) -> None:
     message = from_reference_json(query, query_pb2.TrendsQuery)

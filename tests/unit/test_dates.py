@@ -20,6 +20,7 @@ from server.queries.dates import (
     resolve_date_range,
 )
 from server.queries.errors import QueryError
+from tests.hypothesis_profiles import examples
 
 UTC = dt.UTC
 BERLIN = "Europe/Berlin"
@@ -625,7 +626,7 @@ def date_ranges() -> st.SearchStrategy[QueryDateRange]:
     return resolved_ranges().map(lambda drawn: drawn[0])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(date_ranges())
 def test_bucket_grid_properties(r: QueryDateRange) -> None:
     starts = [instant(b) for b in r.bucket_starts()]
@@ -643,7 +644,7 @@ def test_bucket_grid_properties(r: QueryDateRange) -> None:
     assert low <= high or r.interval in ("minute", "hour")  # a fall-back hour can reorder wall clocks
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150))
 @given(resolved_ranges(), st.sampled_from([None, None, "-1w", "-1y", "-1m", "-1d"]))
 def test_compare_range_properties(
     drawn: tuple[QueryDateRange, str | None, str | None], compare_to: str | None

@@ -28,6 +28,7 @@ from server.queries.properties import (
     property_text,
 )
 from server.queries.sql import Params
+from tests.hypothesis_profiles import examples
 from tests.support.jsontext import number_text
 from tests.support.jsontext import value_text as json_value_text
 
@@ -700,7 +701,7 @@ def random_filter(draw: st.DrawFn) -> tuple[str, str, str, Any]:
     return key, source, op, value
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=random_filter())
 def test_random_filters_match_python(ch: tuple[Any, str], case: tuple[str, str, str, Any]) -> None:
     key, source, op, value = case

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from generated.insights.v1 import query_pb2 as qpb
+from server.queries.base import QueryContext
 from server.queries.errors import QueryError
 from server.queries.properties import (
     MAX_GROUP_DEPTH,
@@ -19,7 +20,7 @@ from server.queries.properties import (
     regex_problem,
 )
 from server.queries.sql import Params
-from server.queries.trends import MAX_BREAKDOWN_LIMIT, MAX_FORMULAS, MAX_SERIES, TrendsContext, run_trends
+from server.queries.trends.compute import MAX_BREAKDOWN_LIMIT, MAX_FORMULAS, MAX_SERIES, run_trends
 
 NOW = dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
 
@@ -82,7 +83,7 @@ def test_a_filter_list_is_named_as_the_json_array() -> None:
 
 
 def _run(query: qpb.TrendsQuery) -> Any:
-    ctx = TrendsContext(team_id=1, timezone="UTC", week_start_day=0, now=NOW)
+    ctx = QueryContext(team_id=1, timezone="UTC", week_start_day=0, now=NOW)
     return run_trends(query, ctx, lambda sql, params: [])
 
 

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from generated.insights.v1 import common_pb2 as _common_pb2
@@ -24,6 +25,17 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class TrendsSeriesAction(_message.Message):
     """Typed query results, one message per query kind.
+
+    Each result item (a funnel step, a retention cohort, a path edge, ...)
+    carries the keys of the reference's item under the reference's JSON names
+    (json_name), so the descriptor-driven codec (server/queries/codec.py) turns
+    it into the reference's item JSON. The result message of a kind holds the
+    reference's `results` list (json_name "results") and the extras only that
+    kind's response has; what every kind returns (has_more, hogql,
+    resolved_date_range) stays in the response envelope. Scalars the reference
+    always returns are `optional`, so that a zero survives into JSON.
+    TrendsResult predates these rules and keeps its released JSON names.
+    docs/decisions.md ("Result contracts") lists the choices.
 
     The series definition a trends item was computed from.
     """
@@ -202,26 +214,1045 @@ class TrendsResult(_message.Message):
 Global___TrendsResult: _TypeAlias = TrendsResult  # noqa: Y015
 
 @_typing.final
+class BreakdownValue(_message.Message):
+    """---------------------------------------------------------------------------
+    Shared parts of the result items of several kinds
+    ---------------------------------------------------------------------------
+
+    A breakdown value as a result item carries it: a property value, a list of
+    values (one per breakdown property; funnels always use a list for property
+    breakdowns), or a cohort id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRING_VALUE_FIELD_NUMBER: _builtins.int
+    INT_VALUE_FIELD_NUMBER: _builtins.int
+    LIST_VALUE_FIELD_NUMBER: _builtins.int
+    string_value: _builtins.str
+    """A single value, such as "Chrome", "$$_posthog_breakdown_other_$$" or a
+    cohort's name.
+    """
+    int_value: _builtins.int
+    """A cohort id (0 for "all users")."""
+    @_builtins.property
+    def list_value(self) -> _query_pb2.ScalarList:
+        """One value per breakdown property, such as ["Chrome", "Mac OS X"], or
+        funnels' ["Other"] and ["None"].
+        """
+
+    def __init__(
+        self,
+        *,
+        string_value: _builtins.str = ...,
+        int_value: _builtins.int = ...,
+        list_value: _query_pb2.ScalarList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["int_value", b"int_value", "kind", b"kind", "list_value", b"list_value", "string_value", b"string_value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["int_value", b"int_value", "kind", b"kind", "list_value", b"list_value", "string_value", b"string_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["string_value", "int_value", "list_value"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___BreakdownValue: _TypeAlias = BreakdownValue  # noqa: Y015
+
+@_typing.final
+class SeriesAction(_message.Message):
+    """The series definition a stickiness or lifecycle item was computed from (the
+    reference's "action" object). TrendsSeriesAction has the same fields under
+    its released JSON names.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CUSTOM_NAME_FIELD_NUMBER: _builtins.int
+    MATH_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The event name, or the action id as text; unset for all events."""
+    type: _builtins.str
+    """"events" or "actions"."""
+    order: _builtins.int
+    """Index of the series in the query."""
+    name: _builtins.str
+    """Display name of the series: the event name, the action name or "All
+    events".
+    """
+    custom_name: _builtins.str
+    """The user's label, if any."""
+    math: _query_pb2.MathType.ValueType
+    """The aggregation (lifecycle: always total)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str | None = ...,
+        type: _builtins.str | None = ...,
+        order: _builtins.int | None = ...,
+        name: _builtins.str | None = ...,
+        custom_name: _builtins.str | None = ...,
+        math: _query_pb2.MathType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_id", b"_id", "_name", b"_name", "_order", b"_order", "_type", b"_type", "custom_name", b"custom_name", "id", b"id", "name", b"name", "order", b"order", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name", "_id", b"_id", "_name", b"_name", "_order", b"_order", "_type", b"_type", "custom_name", b"custom_name", "id", b"id", "math", b"math", "name", b"name", "order", b"order", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
+    _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__id: _TypeAlias = _typing.Literal["id"]  # noqa: Y015
+    _WhichOneofArgType__id: _TypeAlias = _typing.Literal["_id", b"_id"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__order: _TypeAlias = _typing.Literal["order"]  # noqa: Y015
+    _WhichOneofArgType__order: _TypeAlias = _typing.Literal["_order", b"_order"]  # noqa: Y015
+    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__id) -> _WhichOneofReturnType__id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__order) -> _WhichOneofReturnType__order | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+
+Global___SeriesAction: _TypeAlias = SeriesAction  # noqa: Y015
+
+@_typing.final
+class FunnelStep(_message.Message):
+    """---------------------------------------------------------------------------
+    Funnels
+    ---------------------------------------------------------------------------
+
+    One step of a funnel, for one breakdown value.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CUSTOM_NAME_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    AVERAGE_CONVERSION_TIME_FIELD_NUMBER: _builtins.int
+    MEDIAN_CONVERSION_TIME_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_VALUE_FIELD_NUMBER: _builtins.int
+    PEOPLE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The event or action name; "Completed N step(s)" in unordered funnels."""
+    custom_name: _builtins.str
+    """The user's label for the step, if any."""
+    order: _builtins.int
+    """0-based index of the step."""
+    count: _builtins.int
+    """Actors who reached this step (scaled by 1/samplingFactor)."""
+    type: _builtins.str
+    """"events" or "actions"."""
+    average_conversion_time: _builtins.float
+    """Mean seconds from the previous step to this one over the actors who
+    converted; unset for the first step and when nobody converted.
+    """
+    median_conversion_time: _builtins.float
+    """Median seconds from the previous step to this one; unset like
+    average_conversion_time.
+    """
+    @_builtins.property
+    def action_id(self) -> _query_pb2.Scalar:
+        """The step's event name (a string) or action id (a number); unset for
+        "all events" steps and for every step of an unordered funnel.
+        """
+
+    @_builtins.property
+    def breakdown(self) -> Global___BreakdownValue:
+        """The breakdown value for display (a cohort's name for cohort breakdowns);
+        unset without a breakdown.
+        """
+
+    @_builtins.property
+    def breakdown_value(self) -> Global___BreakdownValue:
+        """The raw breakdown value (a cohort's id for cohort breakdowns); unset
+        without a breakdown.
+        """
+
+    @_builtins.property
+    def people(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Legacy, always empty: the reference lists a step's actors with a
+        separate actors query.
+        """
+
+    def __init__(
+        self,
+        *,
+        action_id: _query_pb2.Scalar | None = ...,
+        name: _builtins.str | None = ...,
+        custom_name: _builtins.str | None = ...,
+        order: _builtins.int | None = ...,
+        count: _builtins.int | None = ...,
+        type: _builtins.str | None = ...,
+        average_conversion_time: _builtins.float | None = ...,
+        median_conversion_time: _builtins.float | None = ...,
+        breakdown: Global___BreakdownValue | None = ...,
+        breakdown_value: Global___BreakdownValue | None = ...,
+        people: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time", "_count", b"_count", "_custom_name", b"_custom_name", "_median_conversion_time", b"_median_conversion_time", "_name", b"_name", "_order", b"_order", "_type", b"_type", "action_id", b"action_id", "average_conversion_time", b"average_conversion_time", "breakdown", b"breakdown", "breakdown_value", b"breakdown_value", "count", b"count", "custom_name", b"custom_name", "median_conversion_time", b"median_conversion_time", "name", b"name", "order", b"order", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time", "_count", b"_count", "_custom_name", b"_custom_name", "_median_conversion_time", b"_median_conversion_time", "_name", b"_name", "_order", b"_order", "_type", b"_type", "action_id", b"action_id", "average_conversion_time", b"average_conversion_time", "breakdown", b"breakdown", "breakdown_value", b"breakdown_value", "count", b"count", "custom_name", b"custom_name", "median_conversion_time", b"median_conversion_time", "name", b"name", "order", b"order", "people", b"people", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__average_conversion_time: _TypeAlias = _typing.Literal["average_conversion_time"]  # noqa: Y015
+    _WhichOneofArgType__average_conversion_time: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time"]  # noqa: Y015
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    _WhichOneofReturnType__custom_name: _TypeAlias = _typing.Literal["custom_name"]  # noqa: Y015
+    _WhichOneofArgType__custom_name: _TypeAlias = _typing.Literal["_custom_name", b"_custom_name"]  # noqa: Y015
+    _WhichOneofReturnType__median_conversion_time: _TypeAlias = _typing.Literal["median_conversion_time"]  # noqa: Y015
+    _WhichOneofArgType__median_conversion_time: _TypeAlias = _typing.Literal["_median_conversion_time", b"_median_conversion_time"]  # noqa: Y015
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__order: _TypeAlias = _typing.Literal["order"]  # noqa: Y015
+    _WhichOneofArgType__order: _TypeAlias = _typing.Literal["_order", b"_order"]  # noqa: Y015
+    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_conversion_time) -> _WhichOneofReturnType__average_conversion_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__custom_name) -> _WhichOneofReturnType__custom_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__median_conversion_time) -> _WhichOneofReturnType__median_conversion_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__order) -> _WhichOneofReturnType__order | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+
+Global___FunnelStep: _TypeAlias = FunnelStep  # noqa: Y015
+
+@_typing.final
+class FunnelSteps(_message.Message):
+    """The steps of a funnel for one breakdown value, first step first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelStep]:
+        """The steps, one per series of the query."""
+
+    def __init__(
+        self,
+        *,
+        steps: _abc.Iterable[Global___FunnelStep] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunnelSteps: _TypeAlias = FunnelSteps  # noqa: Y015
+
+@_typing.final
+class FunnelStepsResult(_message.Message):
+    """The steps visualisation: counts and conversion times per step."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BREAKDOWNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def breakdowns(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelSteps]:
+        """One step list per breakdown value, in the reference's order (the
+        furthest-step counts descending, the cut values merged into "Other");
+        without a breakdown exactly one list, whose counts are 0 when nobody
+        entered. The reference returns that single list flat (`[step, ...]`) and
+        the breakdown lists nested (`[[step, ...], ...]`).
+        """
+
+    def __init__(
+        self,
+        *,
+        breakdowns: _abc.Iterable[Global___FunnelSteps] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breakdowns", b"breakdowns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunnelStepsResult: _TypeAlias = FunnelStepsResult  # noqa: Y015
+
+@_typing.final
+class FunnelTimeToConvertBin(_message.Message):
+    """One bin of the time-to-convert histogram (the reference's
+    `[bin_start_seconds, actor_count]` pair).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BIN_START_SECONDS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    bin_start_seconds: _builtins.int
+    """Seconds at which the bin starts."""
+    count: _builtins.int
+    """Actors whose conversion time falls into the bin."""
+    def __init__(
+        self,
+        *,
+        bin_start_seconds: _builtins.int | None = ...,
+        count: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bin_start_seconds", b"_bin_start_seconds", "_count", b"_count", "bin_start_seconds", b"bin_start_seconds", "count", b"count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bin_start_seconds", b"_bin_start_seconds", "_count", b"_count", "bin_start_seconds", b"bin_start_seconds", "count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bin_start_seconds: _TypeAlias = _typing.Literal["bin_start_seconds"]  # noqa: Y015
+    _WhichOneofArgType__bin_start_seconds: _TypeAlias = _typing.Literal["_bin_start_seconds", b"_bin_start_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bin_start_seconds) -> _WhichOneofReturnType__bin_start_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+
+Global___FunnelTimeToConvertBin: _TypeAlias = FunnelTimeToConvertBin  # noqa: Y015
+
+@_typing.final
+class FunnelTimeToConvertResult(_message.Message):
+    """The time-to-convert visualisation: a histogram of the seconds actors took
+    from funnelFromStep to funnelToStep.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINS_FIELD_NUMBER: _builtins.int
+    AVERAGE_CONVERSION_TIME_FIELD_NUMBER: _builtins.int
+    average_conversion_time: _builtins.float
+    """Mean conversion time in seconds, rounded to 2 decimals; unset when
+    nobody converted.
+    """
+    @_builtins.property
+    def bins(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelTimeToConvertBin]:
+        """bin_count + 1 bins of equal width, zero-filled, in ascending order."""
+
+    def __init__(
+        self,
+        *,
+        bins: _abc.Iterable[Global___FunnelTimeToConvertBin] | None = ...,
+        average_conversion_time: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time", "average_conversion_time", b"average_conversion_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time", "average_conversion_time", b"average_conversion_time", "bins", b"bins"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__average_conversion_time: _TypeAlias = _typing.Literal["average_conversion_time"]  # noqa: Y015
+    _WhichOneofArgType__average_conversion_time: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_conversion_time) -> _WhichOneofReturnType__average_conversion_time | None: ...
+
+Global___FunnelTimeToConvertResult: _TypeAlias = FunnelTimeToConvertResult  # noqa: Y015
+
+@_typing.final
+class FunnelTrendsSeries(_message.Message):
+    """Conversion rate over time for one breakdown value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_VALUE_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Number of periods."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Conversion rate in percent (0-100, 2 decimals) of the actors who entered
+        in each period; 0 when nobody entered.
+        """
+
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Period start per period, "YYYY-MM-DD"."""
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Display label per period, such as "1-Jan-2024"."""
+
+    @_builtins.property
+    def breakdown_value(self) -> Global___BreakdownValue:
+        """The breakdown value (a cohort's name for cohort breakdowns, ["None"] for
+        an empty value); unset without a breakdown.
+        """
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int | None = ...,
+        data: _abc.Iterable[_builtins.float] | None = ...,
+        days: _abc.Iterable[_builtins.str] | None = ...,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
+        breakdown_value: Global___BreakdownValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "breakdown_value", b"breakdown_value", "count", b"count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "breakdown_value", b"breakdown_value", "count", b"count", "data", b"data", "days", b"days", "labels", b"labels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+
+Global___FunnelTrendsSeries: _TypeAlias = FunnelTrendsSeries  # noqa: Y015
+
+@_typing.final
+class FunnelTrendsResult(_message.Message):
+    """The trends visualisation of a funnel: conversion rate per period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelTrendsSeries]:
+        """One series per breakdown value; one without a breakdown."""
+
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[Global___FunnelTrendsSeries] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunnelTrendsResult: _TypeAlias = FunnelTrendsResult  # noqa: Y015
+
+@_typing.final
+class FunnelsResult(_message.Message):
+    """The result of a funnels query; its shape follows funnelsFilter.funnelVizType."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    TIME_TO_CONVERT_FIELD_NUMBER: _builtins.int
+    TRENDS_FIELD_NUMBER: _builtins.int
+    IS_UDF_FIELD_NUMBER: _builtins.int
+    is_udf: _builtins.bool
+    """Whether the funnel followed the reference's UDF semantics (every
+    attempt tracked per actor), as opposed to its older SQL semantics.
+    """
+    @_builtins.property
+    def steps(self) -> Global___FunnelStepsResult:
+        """funnelVizType steps (the default)."""
+
+    @_builtins.property
+    def time_to_convert(self) -> Global___FunnelTimeToConvertResult:
+        """funnelVizType time_to_convert."""
+
+    @_builtins.property
+    def trends(self) -> Global___FunnelTrendsResult:
+        """funnelVizType trends."""
+
+    def __init__(
+        self,
+        *,
+        steps: Global___FunnelStepsResult | None = ...,
+        time_to_convert: Global___FunnelTimeToConvertResult | None = ...,
+        trends: Global___FunnelTrendsResult | None = ...,
+        is_udf: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_is_udf", b"_is_udf", "is_udf", b"is_udf", "result", b"result", "steps", b"steps", "time_to_convert", b"time_to_convert", "trends", b"trends"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_udf", b"_is_udf", "is_udf", b"is_udf", "result", b"result", "steps", b"steps", "time_to_convert", b"time_to_convert", "trends", b"trends"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__is_udf: _TypeAlias = _typing.Literal["is_udf"]  # noqa: Y015
+    _WhichOneofArgType__is_udf: _TypeAlias = _typing.Literal["_is_udf", b"_is_udf"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["steps", "time_to_convert", "trends"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__is_udf) -> _WhichOneofReturnType__is_udf | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___FunnelsResult: _TypeAlias = FunnelsResult  # noqa: Y015
+
+@_typing.final
+class RetentionValue(_message.Message):
+    """---------------------------------------------------------------------------
+    Retention
+    ---------------------------------------------------------------------------
+
+    The retention of one cohort in one period after its start.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    AGGREGATION_VALUE_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Actors of the cohort active in that period (scaled by
+    1/samplingFactor); for period 0 the cohort's size.
+    """
+    label: _builtins.str
+    """The period's label, such as "Day 3", or "Day 1-3" for custom brackets."""
+    aggregation_value: _builtins.float
+    """The sum or average of the aggregation property, when the filter asks
+    for a sum or avg aggregation.
+    """
+    def __init__(
+        self,
+        *,
+        count: _builtins.int | None = ...,
+        label: _builtins.str | None = ...,
+        aggregation_value: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aggregation_value", b"_aggregation_value", "_count", b"_count", "_label", b"_label", "aggregation_value", b"aggregation_value", "count", b"count", "label", b"label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aggregation_value", b"_aggregation_value", "_count", b"_count", "_label", b"_label", "aggregation_value", b"aggregation_value", "count", b"count", "label", b"label"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__aggregation_value: _TypeAlias = _typing.Literal["aggregation_value"]  # noqa: Y015
+    _WhichOneofArgType__aggregation_value: _TypeAlias = _typing.Literal["_aggregation_value", b"_aggregation_value"]  # noqa: Y015
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    _WhichOneofReturnType__label: _TypeAlias = _typing.Literal["label"]  # noqa: Y015
+    _WhichOneofArgType__label: _TypeAlias = _typing.Literal["_label", b"_label"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__aggregation_value) -> _WhichOneofReturnType__aggregation_value | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__label) -> _WhichOneofReturnType__label | None: ...
+
+Global___RetentionValue: _TypeAlias = RetentionValue  # noqa: Y015
+
+@_typing.final
+class RetentionCohort(_message.Message):
+    """One retention cohort: the actors who started in one period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    VALUES_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_VALUE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The cohort's start as ISO 8601 text with the environment's UTC offset,
+    such as "2024-01-04T00:00:00-05:00".
+    """
+    label: _builtins.str
+    """The cohort's label, such as "Day 0" or "Week 3"."""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___RetentionValue]:
+        """One value per period from the start, totalIntervals of them; periods
+        not reached yet are 0.
+        """
+
+    @_builtins.property
+    def breakdown_value(self) -> Global___BreakdownValue:
+        """The breakdown value (a cohort id for cohort breakdowns); unset without a
+        breakdown.
+        """
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str | None = ...,
+        label: _builtins.str | None = ...,
+        values: _abc.Iterable[Global___RetentionValue] | None = ...,
+        breakdown_value: Global___BreakdownValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_date", b"_date", "_label", b"_label", "breakdown_value", b"breakdown_value", "date", b"date", "label", b"label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_date", b"_date", "_label", b"_label", "breakdown_value", b"breakdown_value", "date", b"date", "label", b"label", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__date: _TypeAlias = _typing.Literal["date"]  # noqa: Y015
+    _WhichOneofArgType__date: _TypeAlias = _typing.Literal["_date", b"_date"]  # noqa: Y015
+    _WhichOneofReturnType__label: _TypeAlias = _typing.Literal["label"]  # noqa: Y015
+    _WhichOneofArgType__label: _TypeAlias = _typing.Literal["_label", b"_label"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__date) -> _WhichOneofReturnType__date | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__label) -> _WhichOneofReturnType__label | None: ...
+
+Global___RetentionCohort: _TypeAlias = RetentionCohort  # noqa: Y015
+
+@_typing.final
+class RetentionResult(_message.Message):
+    """The result of a retention query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COHORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cohorts(self) -> _containers.RepeatedCompositeFieldContainer[Global___RetentionCohort]:
+        """One cohort per start period; with a breakdown, the cohorts of each
+        value in turn, in breakdown rank order.
+        """
+
+    def __init__(
+        self,
+        *,
+        cohorts: _abc.Iterable[Global___RetentionCohort] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cohorts", b"cohorts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetentionResult: _TypeAlias = RetentionResult  # noqa: Y015
+
+@_typing.final
+class PathsEdge(_message.Message):
+    """---------------------------------------------------------------------------
+    Paths
+    ---------------------------------------------------------------------------
+
+    An edge between two consecutive path steps.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    AVERAGE_CONVERSION_TIME_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """The earlier node: the step number, "_" and the item, such as "1_/home"."""
+    target: _builtins.str
+    """The later node, such as "2_/pricing"."""
+    value: _builtins.float
+    """Traversals of the edge (per person-session, not distinct persons;
+    scaled by 1/samplingFactor).
+    """
+    average_conversion_time: _builtins.float
+    """Mean time from source to target in milliseconds."""
+    def __init__(
+        self,
+        *,
+        source: _builtins.str | None = ...,
+        target: _builtins.str | None = ...,
+        value: _builtins.float | None = ...,
+        average_conversion_time: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time", "_source", b"_source", "_target", b"_target", "_value", b"_value", "average_conversion_time", b"average_conversion_time", "source", b"source", "target", b"target", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time", "_source", b"_source", "_target", b"_target", "_value", b"_value", "average_conversion_time", b"average_conversion_time", "source", b"source", "target", b"target", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__average_conversion_time: _TypeAlias = _typing.Literal["average_conversion_time"]  # noqa: Y015
+    _WhichOneofArgType__average_conversion_time: _TypeAlias = _typing.Literal["_average_conversion_time", b"_average_conversion_time"]  # noqa: Y015
+    _WhichOneofReturnType__source: _TypeAlias = _typing.Literal["source"]  # noqa: Y015
+    _WhichOneofArgType__source: _TypeAlias = _typing.Literal["_source", b"_source"]  # noqa: Y015
+    _WhichOneofReturnType__target: _TypeAlias = _typing.Literal["target"]  # noqa: Y015
+    _WhichOneofArgType__target: _TypeAlias = _typing.Literal["_target", b"_target"]  # noqa: Y015
+    _WhichOneofReturnType__value: _TypeAlias = _typing.Literal["value"]  # noqa: Y015
+    _WhichOneofArgType__value: _TypeAlias = _typing.Literal["_value", b"_value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_conversion_time) -> _WhichOneofReturnType__average_conversion_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__source) -> _WhichOneofReturnType__source | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__target) -> _WhichOneofReturnType__target | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__value) -> _WhichOneofReturnType__value | None: ...
+
+Global___PathsEdge: _TypeAlias = PathsEdge  # noqa: Y015
+
+@_typing.final
+class PathsResult(_message.Message):
+    """The result of a paths query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EDGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def edges(self) -> _containers.RepeatedCompositeFieldContainer[Global___PathsEdge]:
+        """The edges, heaviest first, each reachable from a first step."""
+
+    def __init__(
+        self,
+        *,
+        edges: _abc.Iterable[Global___PathsEdge] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edges", b"edges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PathsResult: _TypeAlias = PathsResult  # noqa: Y015
+
+@_typing.final
+class StickinessSeries(_message.Message):
+    """---------------------------------------------------------------------------
+    Stickiness
+    ---------------------------------------------------------------------------
+
+    The stickiness of one series (for one compared period).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    COMPARE_FIELD_NUMBER: _builtins.int
+    COMPARE_LABEL_FIELD_NUMBER: _builtins.int
+    count: _builtins.float
+    """Actors active at least once (the sum of the non-cumulative data)."""
+    label: _builtins.str
+    """The series label: event name, action name or "All events"."""
+    compare: _builtins.bool
+    """Whether this item belongs to a comparison."""
+    compare_label: _builtins.str
+    """"current" or "previous" when compare is set."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Actors active in exactly 1, 2, ... N intervals (at least that many for
+        cumulative stickiness).
+        """
+
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The interval counts 1 ... N."""
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Labels per interval count, such as "1 day", "2 days", or "2 days or
+        more" for cumulative stickiness.
+        """
+
+    @_builtins.property
+    def action(self) -> Global___SeriesAction:
+        """The series definition."""
+
+    def __init__(
+        self,
+        *,
+        data: _abc.Iterable[_builtins.float] | None = ...,
+        days: _abc.Iterable[_builtins.int] | None = ...,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
+        count: _builtins.float | None = ...,
+        label: _builtins.str | None = ...,
+        action: Global___SeriesAction | None = ...,
+        compare: _builtins.bool = ...,
+        compare_label: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "_label", b"_label", "action", b"action", "count", b"count", "label", b"label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "_label", b"_label", "action", b"action", "compare", b"compare", "compare_label", b"compare_label", "count", b"count", "data", b"data", "days", b"days", "label", b"label", "labels", b"labels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    _WhichOneofReturnType__label: _TypeAlias = _typing.Literal["label"]  # noqa: Y015
+    _WhichOneofArgType__label: _TypeAlias = _typing.Literal["_label", b"_label"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__label) -> _WhichOneofReturnType__label | None: ...
+
+Global___StickinessSeries: _TypeAlias = StickinessSeries  # noqa: Y015
+
+@_typing.final
+class StickinessResult(_message.Message):
+    """The result of a stickiness query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___StickinessSeries]:
+        """One item per series; with compare, each series' current item followed
+        by its previous one.
+        """
+
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[Global___StickinessSeries] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StickinessResult: _TypeAlias = StickinessResult  # noqa: Y015
+
+@_typing.final
+class LifecycleSeries(_message.Message):
+    """---------------------------------------------------------------------------
+    Lifecycle
+    ---------------------------------------------------------------------------
+
+    The actors of one lifecycle status per period.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    count: _builtins.float
+    """Sum of data."""
+    label: _builtins.str
+    """"<series name> - <status>", such as "$pageview - new"."""
+    status: _query_pb2.LifecycleToggle.ValueType
+    """The status."""
+    @_builtins.property
+    def data(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Actors per period; dormant counts are negative."""
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Display label per period, such as "1-Jan-2024"."""
+
+    @_builtins.property
+    def days(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Period start per period, "YYYY-MM-DD" (with " HH:MM:SS" for hours)."""
+
+    @_builtins.property
+    def action(self) -> Global___SeriesAction:
+        """The series definition."""
+
+    def __init__(
+        self,
+        *,
+        data: _abc.Iterable[_builtins.float] | None = ...,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
+        days: _abc.Iterable[_builtins.str] | None = ...,
+        count: _builtins.float | None = ...,
+        label: _builtins.str | None = ...,
+        action: Global___SeriesAction | None = ...,
+        status: _query_pb2.LifecycleToggle.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "_label", b"_label", "action", b"action", "count", b"count", "label", b"label"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "_label", b"_label", "action", b"action", "count", b"count", "data", b"data", "days", b"days", "label", b"label", "labels", b"labels", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    _WhichOneofReturnType__label: _TypeAlias = _typing.Literal["label"]  # noqa: Y015
+    _WhichOneofArgType__label: _TypeAlias = _typing.Literal["_label", b"_label"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__label) -> _WhichOneofReturnType__label | None: ...
+
+Global___LifecycleSeries: _TypeAlias = LifecycleSeries  # noqa: Y015
+
+@_typing.final
+class LifecycleResult(_message.Message):
+    """The result of a lifecycle query."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___LifecycleSeries]:
+        """Four items, in the order new, returning, resurrecting, dormant."""
+
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[Global___LifecycleSeries] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LifecycleResult: _TypeAlias = LifecycleResult  # noqa: Y015
+
+@_typing.final
+class HogQLColumnType(_message.Message):
+    """---------------------------------------------------------------------------
+    SQL
+    ---------------------------------------------------------------------------
+
+    Name and engine type of a SQL result column.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The column name."""
+    type: _builtins.str
+    """The engine type, such as "UInt64" or "Nullable(String)"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str | None = ...,
+        type: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_type", b"_type", "name", b"name", "type", b"type"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_name", b"_name", "_type", b"_type", "name", b"name", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__name: _TypeAlias = _typing.Literal["name"]  # noqa: Y015
+    _WhichOneofArgType__name: _TypeAlias = _typing.Literal["_name", b"_name"]  # noqa: Y015
+    _WhichOneofReturnType__type: _TypeAlias = _typing.Literal["type"]  # noqa: Y015
+    _WhichOneofArgType__type: _TypeAlias = _typing.Literal["_type", b"_type"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__name) -> _WhichOneofReturnType__name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__type) -> _WhichOneofReturnType__type | None: ...
+
+Global___HogQLColumnType: _TypeAlias = HogQLColumnType  # noqa: Y015
+
+@_typing.final
+class HogQLResult(_message.Message):
+    """The result of a SQL query (a HogQLQuery, or the source of a
+    DataVisualizationNode).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    CLICKHOUSE_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """The row limit applied to the query."""
+    offset: _builtins.int
+    """The row offset applied to the query."""
+    clickhouse: _builtins.str
+    """The engine SQL that ran, after the service's rewriting (tenant guard,
+    limits).
+    """
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Column names: the select aliases or the printed expressions."""
+
+    @_builtins.property
+    def types(self) -> _containers.RepeatedCompositeFieldContainer[Global___HogQLColumnType]:
+        """Column names and engine types, one per column (the reference sends
+        `[name, type]` pairs).
+        """
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.ListValue]:
+        """The rows, each one value per column. NULL, NaN and infinities are null;
+        Bool a bool; numbers a number, except integers beyond 2^53, which are
+        their decimal text; strings, UUIDs, enums and IPs text; Date
+        "YYYY-MM-DD"; DateTime ISO 8601 with its UTC offset; Array and Tuple a
+        list; Map an object.
+        """
+
+    @_builtins.property
+    def explain(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The engine's plan, one line per item, when the query asked to explain."""
+
+    def __init__(
+        self,
+        *,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+        types: _abc.Iterable[Global___HogQLColumnType] | None = ...,
+        rows: _abc.Iterable[_struct_pb2.ListValue] | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        clickhouse: _builtins.str | None = ...,
+        explain: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_clickhouse", b"_clickhouse", "_limit", b"_limit", "_offset", b"_offset", "clickhouse", b"clickhouse", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clickhouse", b"_clickhouse", "_limit", b"_limit", "_offset", b"_offset", "clickhouse", b"clickhouse", "columns", b"columns", "explain", b"explain", "limit", b"limit", "offset", b"offset", "rows", b"rows", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__clickhouse: _TypeAlias = _typing.Literal["clickhouse"]  # noqa: Y015
+    _WhichOneofArgType__clickhouse: _TypeAlias = _typing.Literal["_clickhouse", b"_clickhouse"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__clickhouse) -> _WhichOneofReturnType__clickhouse | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+
+Global___HogQLResult: _TypeAlias = HogQLResult  # noqa: Y015
+
+@_typing.final
 class InsightResult(_message.Message):
     """A computed query result, typed by query kind."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TRENDS_FIELD_NUMBER: _builtins.int
+    FUNNELS_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    STICKINESS_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_FIELD_NUMBER: _builtins.int
+    HOGQL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def trends(self) -> Global___TrendsResult:
         """Trends."""
+
+    @_builtins.property
+    def funnels(self) -> Global___FunnelsResult:
+        """Funnels."""
+
+    @_builtins.property
+    def retention(self) -> Global___RetentionResult:
+        """Retention."""
+
+    @_builtins.property
+    def paths(self) -> Global___PathsResult:
+        """Paths."""
+
+    @_builtins.property
+    def stickiness(self) -> Global___StickinessResult:
+        """Stickiness."""
+
+    @_builtins.property
+    def lifecycle(self) -> Global___LifecycleResult:
+        """Lifecycle."""
+
+    @_builtins.property
+    def hogql(self) -> Global___HogQLResult:
+        """SQL (a HogQLQuery, or the source of a DataVisualizationNode)."""
 
     def __init__(
         self,
         *,
         trends: Global___TrendsResult | None = ...,
+        funnels: Global___FunnelsResult | None = ...,
+        retention: Global___RetentionResult | None = ...,
+        paths: Global___PathsResult | None = ...,
+        stickiness: Global___StickinessResult | None = ...,
+        lifecycle: Global___LifecycleResult | None = ...,
+        hogql: Global___HogQLResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "trends", b"trends"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["funnels", b"funnels", "hogql", b"hogql", "lifecycle", b"lifecycle", "paths", b"paths", "result", b"result", "retention", b"retention", "stickiness", b"stickiness", "trends", b"trends"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "trends", b"trends"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnels", b"funnels", "hogql", b"hogql", "lifecycle", b"lifecycle", "paths", b"paths", "result", b"result", "retention", b"retention", "stickiness", b"stickiness", "trends", b"trends"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["trends"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["trends", "funnels", "retention", "paths", "stickiness", "lifecycle", "hogql"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 

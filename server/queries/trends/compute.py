@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import FailedPrecondition
-from server.queries import trends_sql as tsql
+from server.queries.base import Execute, QueryContext
 from server.queries.checks import problems
 from server.queries.dates import QueryDateRange, compare_range, resolve_date_range
 from server.queries.errors import QueryError
 from server.queries.formula import parse_formula
 from server.queries.sql import Params
+from server.queries.trends import sql as tsql
 
 M = query_pb2
-Execute = Callable[[str, dict[str, Any]], Sequence[Sequence[Any]]]
 
 TOTAL_VALUE_DISPLAYS = frozenset(
     {
@@ -58,21 +57,6 @@ _MATH_NAMES: dict[int, str] = {
 
 
 @dataclass(frozen=True)
-class TrendsContext:
-    """What a trends computation needs to know about the environment and the moment."""
-
-    team_id: int
-    timezone: str
-    week_start_day: int
-    now: dt.datetime
-    test_account_filters: list[query_pb2.PropertyFilter] = field(default_factory=list)
-    # The environment's first event, for date_from "all" (asked only when needed).
-    earliest: Callable[[], dt.datetime | None] = lambda: None
-    # Event property key → the materialized column holding its text.
-    materialized: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class TrendsOutcome:
     """A computed trends result and facts about how it was computed."""
 
@@ -94,8 +78,39 @@ class _Item:
     compare_label: str = ""
 
 
-def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execute) -> TrendsOutcome:
-    """Validates and computes `query`. Raises QueryError (path relative to the query) when invalid."""
+@dataclass
+class _Plan:
+    """A checked query, its resolved ranges and its one engine statement, ready to run."""
+
+    query: query_pb2.TrendsQuery
+    ctx: QueryContext
+    periods: list[tuple[str, QueryDateRange]]
+    breakdown: tsql.Breakdown | None
+    limit: int
+    factor: float
+    total_value: bool
+    cumulative: bool
+    formulas: list[tuple[str, str | None, str]]
+    branches: list[tuple[str, QueryDateRange, int, tsql.Window, tsql.SeriesSpec]]
+    params: Params
+    sql: str
+
+    @property
+    def current(self) -> QueryDateRange:
+        return self.periods[0][1]
+
+
+def check_trends(query: query_pb2.TrendsQuery, ctx: QueryContext) -> None:
+    """Raises QueryError (path relative to the query) when `query` cannot be computed; runs nothing."""
+    _plan(query, ctx)
+
+
+def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute) -> TrendsOutcome:
+    """Checks and computes `query`. Raises QueryError (path relative to the query) when invalid."""
+    return _finish(_plan(query, ctx), execute)
+
+
+def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
     _validate(query)
     display = query.trends_filter.display
     total_value = display in TOTAL_VALUE_DISPLAYS
@@ -135,7 +150,9 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
     factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
     threshold = int(factor * 2**64) if factor < 1 else None
     _check_points(query, len(periods), breakdown, limit, 1 if total_value else current.bucket_count())
-    labels = [series_label(node) for node in query.series]
+    formulas = _formulas(query)
+    for text, _, path in formulas:
+        parse_formula(text, len(query.series), path)
     # Every series of every period in one statement (branches of a UNION ALL): one engine query per
     # run, so a cancel or deadline stops all of it, and the engine scans the branches in parallel.
     params = Params(columns=ctx.materialized)
@@ -145,9 +162,30 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
         for index, node in enumerate(query.series):
             spec = _spec(params, node, query, ctx, f"series[{index}]")
             branches.append((compare_label, dates, index, window, spec))
-    sql = tsql.union([_ranked(params, tsql.statement(params, spec, window, breakdown), breakdown, limit) for *_, window, spec in branches])
-    statements = [sql]
-    found, others = _split(execute(sql, params.values), len(branches))
+    sql = tsql.union(
+        [
+            _ranked(params, tsql.statement(params, spec, window, breakdown), breakdown, limit)
+            for *_, window, spec in branches
+        ]
+    )
+    return _Plan(
+        query, ctx, periods, breakdown, limit, factor, total_value, cumulative, formulas, branches, params, sql
+    )
+
+
+def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
+    """Runs a plan's statement (and the recount of "Other" when needed) and shapes the result."""
+    query, ctx, breakdown, limit, total_value = (
+        plan.query,
+        plan.ctx,
+        plan.breakdown,
+        plan.limit,
+        plan.total_value,
+    )
+    branches, periods = plan.branches, plan.periods
+    statements = [plan.sql]
+    labels = [series_label(node) for node in query.series]
+    found, others = _split(execute(plan.sql, plan.params.values), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
     recount: list[int] = []  # branches whose "Other" line is counted again
@@ -180,19 +218,19 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
                     )
     items: list[_Item] = []
     for b, (compare_label, _, index, _, spec) in enumerate(branches):
-        scale = 1 / factor if spec.math in tsql.COUNTING and factor < 1 else 1.0
+        scale = 1 / plan.factor if spec.math in tsql.COUNTING and plan.factor < 1 else 1.0
         for item in shaped[b]:
             item.series = index
             item.label = _item_label(labels[index], item.breakdown, len(query.series))
             item.compare_label = compare_label
             item.data = [v * scale for v in item.data]
-            if cumulative:
+            if plan.cumulative:
                 # The displayed line (formulas run on it, as the reference's do).
                 item.data = list(itertools.accumulate(item.data))
             if item.aggregated is not None:
                 item.aggregated *= scale
         items.extend(shaped[b])
-    formulas = _formulas(query)
+    formulas = plan.formulas
     if formulas:
         items = _apply_formulas(
             formulas,
@@ -200,16 +238,17 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: TrendsContext, execute: Execut
             len(query.series),
             [p for p, _ in periods],
             total_value,
-            cumulative,
+            plan.cumulative,
             bool(breakdown and breakdown.multi),
         )
+    current = plan.current
     result = results_pb2.TrendsResult(
         series=[
             _message(
                 item,
                 query,
                 dict(periods)[item.compare_label] if item.compare_label else current,
-                cumulative,
+                plan.cumulative,
                 total_value,
                 bool(formulas),
                 bool(breakdown and breakdown.multi),
@@ -361,7 +400,7 @@ def _formulas(query: query_pb2.TrendsQuery) -> list[tuple[str, str | None, str]]
 
 
 def _spec(
-    params: Params, node: query_pb2.SeriesNode, query: query_pb2.TrendsQuery, ctx: TrendsContext, path: str
+    params: Params, node: query_pb2.SeriesNode, query: query_pb2.TrendsQuery, ctx: QueryContext, path: str
 ) -> tsql.SeriesSpec:
     source = getattr(node, node.WhichOneof("node") or "events_node")
     base, match = tsql.series_conditions(params, node, query, ctx.test_account_filters, path, ctx.timezone)

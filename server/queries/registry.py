@@ -1,0 +1,84 @@
+"""Which runner computes which query kind, and where a query's source node sits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from generated.insights.v1 import query_pb2
+from server.queries.base import Runner
+from server.queries.trends.runner import TrendsRunner
+
+
+@dataclass(frozen=True)
+class Source:
+    """The node a query computes: its kind (oneof member), the node, and its field path."""
+
+    kind: str
+    node: Message
+    path: str  # "query.source" inside an InsightVizNode, else "query"
+
+    @property
+    def name(self) -> str:
+        """The kind as the reference names it (the node's message name, e.g. "FunnelsQuery")."""
+        return str(self.node.DESCRIPTOR.name)
+
+
+def source_of(query: query_pb2.QueryNode | None) -> Source | None:
+    """The source node of a query (unwrapping an InsightVizNode); None when there is none."""
+    if query is None:
+        return None
+    member = query.WhichOneof("node")
+    if member is None:
+        return None
+    if member == "insight_viz_node":
+        inner = query.insight_viz_node.source.WhichOneof("query")
+        if inner is None:
+            return None
+        return Source(inner, getattr(query.insight_viz_node.source, inner), "query.source")
+    return Source(member, getattr(query, member), "query")
+
+
+def trends_of(query: query_pb2.QueryNode | None) -> query_pb2.TrendsQuery | None:
+    """The TrendsQuery a query computes (unwrapping an InsightVizNode); None for other kinds.
+
+    Alerts watch trends insights only (as the reference), so they ask for this kind by name.
+    """
+    source = source_of(query)
+    if source is None or source.kind != "trends_query":
+        return None
+    assert isinstance(source.node, query_pb2.TrendsQuery)
+    return source.node
+
+
+class Registry:
+    """The runners of the service, by kind."""
+
+    def __init__(self, runners: Iterable[Runner[Any]]):
+        self._runners: dict[str, Runner[Any]] = {}
+        for runner in runners:
+            if runner.kind in self._runners:
+                raise ValueError(f"two runners for {runner.kind}")
+            self._runners[runner.kind] = runner
+
+    def runner(self, kind: str) -> Runner[Any] | None:
+        return self._runners.get(kind)
+
+    def with_runner(self, runner: Runner[Any]) -> Registry:
+        """This registry plus `runner` (tests add a kind without touching the service's)."""
+        return Registry([*self._runners.values(), runner])
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._runners)
+
+
+# One line per query kind the service computes.
+RUNNERS = Registry(
+    [
+        TrendsRunner(),
+    ]
+)

@@ -1,0 +1,1 @@
+"""TrendsQuery: checks, SQL, result shaping and labels (the trends runner)."""

@@ -1,0 +1,62 @@
+"""The trends runner: TrendsQuery behind the query-runner interface."""
+
+from __future__ import annotations
+
+from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.base import Execute, Outcome, QueryContext, Runner
+from server.queries.trends.compute import (
+    INTERVAL_NAMES,
+    TOTAL_VALUE_DISPLAYS,
+    check_trends,
+    run_trends,
+    series_label,
+)
+
+
+class TrendsRunner(Runner[query_pb2.TrendsQuery]):
+    """Series of events over time (or as totals), with breakdowns, compare and formulas."""
+
+    kind = "trends_query"
+
+    def check(self, node: query_pb2.TrendsQuery, ctx: QueryContext) -> None:
+        check_trends(node, ctx)
+
+    def interval(self, node: query_pb2.TrendsQuery) -> str | None:
+        # Total-value displays compute one number per range: their staleness follows the day's.
+        if node.trends_filter.display in TOTAL_VALUE_DISPLAYS:
+            return "day"
+        return INTERVAL_NAMES.get(node.interval, "day")
+
+    def compute(self, node: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
+        outcome = run_trends(node, ctx, execute)
+        return Outcome(
+            result=results_pb2.InsightResult(trends=outcome.result),
+            has_more=outcome.has_more,
+            date_from=outcome.date_range.date_from,
+            date_to=outcome.date_range.date_to,
+            sql=outcome.sql,
+        )
+
+    def relabel(self, result: results_pb2.InsightResult, node: query_pb2.TrendsQuery) -> None:
+        """The caller's series and formula names (custom_name) on a result computed under others."""
+        formulas = node.trends_filter.formula_nodes
+        for line in result.trends.series:
+            if line.HasField("action"):
+                if line.order >= len(node.series):
+                    continue
+                series = node.series[line.order]
+                source = getattr(series, series.WhichOneof("node") or "events_node")
+                old, new = line.action.name, series_label(series)
+                keyed = line.HasField("breakdown_value") or len(line.breakdown_values) > 0
+                if not keyed:
+                    line.label = new
+                elif len(node.series) > 1 and line.label.startswith(f"{old} - "):
+                    line.label = new + line.label[len(old) :]
+                line.action.name = new
+                if source.HasField("custom_name"):
+                    line.action.custom_name = source.custom_name
+                else:
+                    line.action.ClearField("custom_name")
+            elif line.order < len(formulas):
+                formula = formulas[line.order]
+                line.label = formula.custom_name or f"Formula ({formula.formula})"
