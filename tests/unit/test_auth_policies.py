@@ -4,6 +4,7 @@ that declares nothing, or contradicts itself, refuses to start instead of servin
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, empty_pb2
@@ -11,6 +12,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from generated.insights.v1 import insight_pb2, options_pb2, sharing_pb2
 from interceptors.auth import method_policies
+from server.app import SERVICES
 
 _files = itertools.count()
 
@@ -104,3 +106,11 @@ def test_a_public_method_with_access_rules_stops_the_start(policy: options_pb2.M
 def test_sharing_access_goes_with_or_without_scopes(policy: options_pb2.MethodPolicy) -> None:
     probe = service(Shared=policy)
     assert list(method_policies([probe]).values()) == [policy]
+
+
+def test_every_scope_a_served_method_requires_is_one_object_and_one_action() -> None:
+    # has_scope (server/principal.py) reads 'X:write' as granting 'X:read' by splitting at the
+    # colon: a required scope with a second colon would be split ambiguously, so none may exist.
+    required = {scope for policy in method_policies(SERVICES).values() for scope in policy.required_scopes}
+    assert {"insight:read", "sharing_configuration:write"} <= required
+    assert all(re.fullmatch(r"[a-z_]+:(read|write)", scope) for scope in required), sorted(required)
