@@ -784,3 +784,85 @@ async def test_a_shared_viewer_forces_a_recalculation_only_past_the_intervals_th
     clock.advance(1)
     forced = await share.read(access_token=config.access_token, refresh=force)
     assert not forced.is_cached, "an hour-interval result older than an hour is recomputed"
+
+
+async def test_a_password_without_a_recorded_creator_lists_with_an_empty_email(
+    server: Server, owner: Api, share: Share
+) -> None:
+    insight = await owner.create(name="Imported")
+    _, password_id = await _protected(share, insight.id)
+    from storage.models import SharePassword
+
+    # The creator column is nullable (rows this service did not write, such as imported ones):
+    # such a password is still listed, with an empty email rather than an error or a placeholder.
+    with server.db.session() as session:
+        session.execute(
+            sa.update(SharePassword).where(SharePassword.id == password_id).values(created_by_id=None)
+        )
+    [listed] = (await share.get(insight.id)).share_passwords
+    assert (listed.id, listed.note, listed.created_by_email) == (password_id, "for the board", "")
+
+
+async def test_of_two_live_configurations_the_newest_is_shown_changed_and_rotated(
+    server: Server, owner: Api, share: Share, tenant: Tenant
+) -> None:
+    # Two first writes that race (each finds no configuration) both save one. The second live
+    # configuration written here stands for that race's loser: editors see and change the newest,
+    # and a rotation carries the newest over.
+    insight = await owner.create(name="Raced")
+    older = await _enabled(share, insight.id)
+    from storage.models import SharingConfiguration
+
+    with server.db.session() as session:
+        session.add(
+            SharingConfiguration(
+                environment_id=tenant.environment_id,
+                insight_id=insight.id,
+                created_by_id=tenant.user_id,
+                access_token="raced-newer-link-token",
+                enabled=True,
+                settings={"legend": True},
+                password_required=False,
+            )
+        )
+    shown = await share.get(insight.id)
+    assert (shown.access_token, dict(shown.settings)) == ("raced-newer-link-token", {"legend": True})
+    changed = await share.update(insight.id, ["password_required"], password_required=True)
+    assert changed.access_token == "raced-newer-link-token" and changed.password_required
+    assert (await share.read(access_token=older.access_token)).id == insight.id, "both links are live"
+
+    rotated = await share.refresh(insight.id)
+    assert dict(rotated.settings) == {"legend": True} and rotated.password_required, "the newest's"
+
+
+async def test_a_run_a_shared_viewer_starts_belongs_to_the_insight(
+    server: Server, owner: Api, share: Share, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The owner's GetQueryStatus of a computation a shared link caused names the insight, as for
+    # one the owner caused. The runs' clock stands still, so the finished run stays readable.
+    from generated.insights.v1 import query_service_pb2 as qs
+    from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+
+    frozen = dt.datetime.now(dt.UTC)
+    monkeypatch.setattr(server.app.execution.runs, "clock", lambda: frozen)
+    insight = await owner.create(name="Viewed", query=trends_viz("viewer-started-event"))
+    config = await _enabled(share, insight.id)
+    seen = await share.read(access_token=config.access_token, refresh=common_pb2.REFRESH_MODE_BLOCKING)
+    assert seen.HasField("result") and not seen.is_cached
+
+    queries = qs_grpc.QueryServiceStub(server.channel)
+    key = bearer(tenant.key("query:read"))
+    cached = await queries.RunQuery(
+        qs.RunQueryRequest(
+            environment_id=tenant.environment_id, query=insight.query, refresh=common_pb2.REFRESH_MODE_FORCE_CACHE
+        ),
+        metadata=key,
+        timeout=10,
+    )
+    assert cached.is_cached and cached.cache_key
+    status = await queries.GetQueryStatus(
+        qs.GetQueryStatusRequest(environment_id=tenant.environment_id, query_id=cached.cache_key),
+        metadata=key,
+        timeout=10,
+    )
+    assert status.complete and status.insight_id == insight.id
