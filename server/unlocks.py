@@ -43,7 +43,8 @@ def client_address(peer: str) -> str:
     if not host or not port.isdigit():
         return peer
     try:
-        address = ipaddress.ip_address(host.strip("[]").partition("%")[0])
+        # gRPC brackets an IPv6 host once; a scope (%25eth0) is left out, so it never splits a /64.
+        address = ipaddress.ip_address(host.removeprefix("[").removesuffix("]").partition("%")[0])
     except ValueError:
         return peer
     if isinstance(address, ipaddress.IPv6Address):
@@ -149,6 +150,6 @@ class UnlockLimiter:
         return ResourceExhausted(
             f"too many failed unlock attempts {where}; retry in {seconds} s",
             reason="TOO_MANY_UNLOCK_ATTEMPTS",
-            metadata={"retry_after_seconds": str(seconds), "limited": where.rsplit(" ", 1)[-1]},
+            metadata={"retry_after_seconds": str(seconds), "limited": where.split()[-1]},
             retry_after=float(seconds),
         )

@@ -85,6 +85,7 @@ def test_client_address_is_the_host_or_the_ipv6_64() -> None:
     assert client_address("ipv6:[2001:db8:1:3::5]:2") != client_address("ipv6:[2001:db8:1:2::5]:2")
     assert client_address("ipv6:[::ffff:10.0.0.7]:51234") == "ipv4:10.0.0.7", "IPv4-mapped is IPv4"
     assert client_address("ipv6:[fe80::1%25eth0]:51234") == "ipv6:fe80::/64"
+    assert client_address("ipv6:[fe80::%25eth1]:51234") == "ipv6:fe80::/64", "whatever the interface"
     assert client_address("unix:/tmp/sock") == "unix:/tmp/sock"
     assert client_address("ipv4:not-an-address:1") == "ipv4:not-an-address:1"
     assert client_address("ipv4:10.0.0.7:port") == "ipv4:10.0.0.7:port", "no port: not a TCP peer"
