@@ -55,11 +55,11 @@ def client_address(peer: str) -> str:
 
 
 def retry_after(times: Sequence[dt.datetime], limit: int, window: dt.timedelta, now: dt.datetime) -> float:
-    """Seconds until fewer than `limit` of the failures at `times` (ascending) are inside the window."""
+    """Seconds until fewer than `limit` of the failures at `times` (any order) are inside the window."""
     if len(times) < limit:
         return 0.0
     # One more attempt is allowed once all but limit-1 of them have left the window.
-    leaving = times[len(times) - limit]
+    leaving = sorted(times)[len(times) - limit]
     return max((leaving + window - now).total_seconds(), 0.0)
 
 
@@ -135,12 +135,8 @@ class UnlockLimiter:
             session.execute(delete(ShareUnlockFailure))
 
     def _times(self, session: Session, condition: ColumnElement[bool], now: dt.datetime) -> list[dt.datetime]:
-        """Times of the failures matching `condition` inside the window, oldest first."""
-        query = (
-            select(ShareUnlockFailure.at)
-            .where(condition, ShareUnlockFailure.at > now - self.limits.window)
-            .order_by(ShareUnlockFailure.at)
-        )
+        """Times of the failures matching `condition` inside the window."""
+        query = select(ShareUnlockFailure.at).where(condition, ShareUnlockFailure.at > now - self.limits.window)
         return list(session.scalars(query))
 
     def _refusal(

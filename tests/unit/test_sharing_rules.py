@@ -98,6 +98,9 @@ def test_retry_after_waits_for_enough_failures_to_leave_the_window() -> None:
     assert retry_after(times, 4, window, NOW) == 0, "under the limit"
     assert retry_after(times, 3, window, NOW) == 100, "the oldest must leave"
     assert retry_after(times, 2, window, NOW) == 200, "the two oldest must leave"
+    # Replicas write their failures in any order; the oldest still decides.
+    assert retry_after(times[::-1], 3, window, NOW) == 100
+    assert retry_after([times[1], times[0], times[2]], 2, window, NOW) == 200
     almost_gone = [NOW - window + dt.timedelta(milliseconds=250)]
     assert retry_after(almost_gone, 1, window, NOW) == 0.25, "fractions of a second are kept"
 
