@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # Touched after a successful install: reruns skip pip unless requirements.txt changed.
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv proto lint test run
+.PHONY: venv proto lint test run mutation
 
 venv: $(STAMP)
 
@@ -38,6 +38,16 @@ test: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/buf lint
+
+# Mutation testing, a tool and not a gate (never part of `make test`; docs/mutation.md): mutmut
+# mutates the security-critical modules ([tool.mutmut] in pyproject.toml) in a copy under mutants/,
+# runs the tests that reach each mutated function, and prints the survivors per module.
+# A full run starts afresh; MUTANTS='server.domain.unlocks*' retests only those, on the previous run's stats.
+MUTATION_JOBS ?= 2
+mutation: venv
+	$(if $(MUTANTS),,rm -rf mutants)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(foreach m,$(MUTANTS),'$(m)')
+	$(PY) tools/mutation_report.py
 
 # Migrates the metadata store, prints a demo key (bootstrapping a demo org on first run), serves.
 run: venv

@@ -31,11 +31,9 @@ def method_policies(services: Iterable[ServiceDescriptor]) -> dict[str, options_
     policies = {}
     for service in services:
         for method in service.methods:
-            options = method.GetOptions()
-            policy = (
-                options.Extensions[options_pb2.policy] if options.HasExtension(options_pb2.policy) else None
-            )
-            if policy is None or not (policy.required_scopes or policy.public or policy.sharing_access):
+            # A method without the option reads as an empty policy, refused just below.
+            policy = method.GetOptions().Extensions[options_pb2.policy]
+            if not (policy.required_scopes or policy.public or policy.sharing_access):
                 raise RuntimeError(
                     f"{service.full_name}.{method.name} declares no required scopes, public or sharing access"
                 )
@@ -155,7 +153,8 @@ class AuthInterceptor(CallInterceptor):
             if pending is None:
                 pending = asyncio.ensure_future(self._verify(raw_key))
                 self._pending[raw_key] = pending
-                pending.add_done_callback(lambda _: self._pending.pop(raw_key, None))
+                # Only this callback removes the entry, and no other check of the key starts before.
+                pending.add_done_callback(lambda _: self._pending.pop(raw_key))
             principal = await asyncio.shield(pending)
             self._cache.put(raw_key, principal)
         missing = missing_scope(principal.scopes, list(policy.required_scopes))

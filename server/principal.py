@@ -52,8 +52,6 @@ class SharePrincipal:
     configuration_id: int
     # The configuration's whitelisted display settings (hideExtraDetails, ...).
     settings: dict[str, bool]
-    # The share password the session was opened with; None for the raw access token.
-    share_password_id: int | None = None
 
 
 def has_scope(granted: frozenset[str], required: str) -> bool:

@@ -6,7 +6,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -221,8 +220,8 @@ class Sharing:
         self,
         db: Database,
         insights: Insights,
-        execution: Execution | None = None,
-        blocking: Blocking | None = None,
+        execution: Execution,
+        blocking: Blocking,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
         grace: dt.timedelta = DEFAULT_GRACE,
@@ -322,7 +321,6 @@ class Sharing:
                             note=old.note,
                             created_by_id=old.created_by_id,
                             created_at=old.created_at,
-                            is_active=True,
                         )
                     )
             self._log(session, principal, env, insight, "access token refreshed", None, now)
@@ -368,7 +366,6 @@ class Sharing:
                 note=note,
                 created_by_id=principal.user_id,
                 created_at=now,
-                is_active=True,
             )
             session.add(row)
             session.flush()
@@ -381,7 +378,8 @@ class Sharing:
                 [_change("share_password", None, {"id": row.id, "note": note})],
                 now,
             )
-            email = session.scalar(select(User.email).where(User.id == principal.user_id)) or ""
+            # The caller's user exists: its key was verified for this call, and users are never deleted.
+            email = session.scalars(select(User.email).where(User.id == principal.user_id)).one()
             return CreatedPassword(row.id, password, note, now, email)
 
     def delete_password(
@@ -468,7 +466,6 @@ class Sharing:
         """The viewer a sharing credential stands for, or UNAUTHENTICATED/PERMISSION_DENIED saying why not."""
         now = self.clock()
         with self.db.session() as session:
-            password_id: int | None = None
             if header == SHARE_TOKEN_HEADER:
                 share = session.scalars(
                     select(ShareSession).where(ShareSession.token_hash == _sha256(token))
@@ -485,7 +482,6 @@ class Sharing:
                     )
                 config = session.get(SharingConfiguration, share.sharing_configuration_id)
                 _check_config(config, now)
-                password_id = password.id
             else:
                 config = self._by_token(session, token)
                 _check_config(config, now)
@@ -505,13 +501,10 @@ class Sharing:
                 insight_id=config.insight_id,
                 configuration_id=config.id,
                 settings=dict(config.settings or {}),
-                share_password_id=password_id,
             )
 
     async def read(self, share: SharePrincipal, requested: Refresh) -> SharedRead:
         """The shared insight, read-only, with its result under the remapped refresh mode."""
-        if self.execution is None or self.blocking is None:
-            raise RuntimeError("Sharing.read needs the execution layer and a blocking executor")
         env = share.environment
         view = await self.blocking.run(self.insights.get_shared, env, share.insight_id)
         entry = await self.execution.cached(env, view.query)
@@ -559,15 +552,13 @@ class Sharing:
     def _create(
         self, session: Session, env: EnvironmentInfo, insight: Insight, principal: Principal, now: dt.datetime
     ) -> SharingConfiguration:
+        """The insight's first configuration: the model's defaults (disabled, no settings, no password)."""
         config = SharingConfiguration(
             environment_id=env.id,
             insight_id=insight.id,
             created_at=now,
             created_by_id=principal.user_id,
             access_token=new_access_token(),
-            enabled=False,
-            settings=None,
-            password_required=False,
         )
         session.add(config)
         session.flush()
@@ -585,7 +576,8 @@ class Sharing:
     def _view(self, session: Session, config: SharingConfiguration) -> ConfigView:
         passwords = self._passwords(session, config.id)
         creators = {p.created_by_id for p in passwords if p.created_by_id is not None}
-        emails = {
+        # A password without a recorded creator (a nullable column) lists with an empty email.
+        emails: dict[int | None, str] = {
             user_id: email
             for user_id, email in session.execute(select(User.id, User.email).where(User.id.in_(creators)))
         }
@@ -600,7 +592,7 @@ class Sharing:
                     p.id,
                     p.created_at,
                     p.note,
-                    emails.get(p.created_by_id, "") if p.created_by_id is not None else "",
+                    emails.get(p.created_by_id, ""),
                     p.is_active,
                 )
                 for p in passwords
@@ -658,6 +650,3 @@ def _change(field: str, before: Any, after: Any) -> dict[str, Any]:
         "after": after,
     }
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

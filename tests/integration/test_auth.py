@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
-from tests.integration.itkit import Api, Tenant, bearer, error_info, expect_error
+from generated.insights.v1 import query_pb2 as qpb
+from generated.insights.v1 import query_service_pb2 as qs
+from generated.insights.v1 import query_service_pb2_grpc as qsgrpc
+from tests.integration.itkit import Api, Server, Tenant, bearer, error_info, expect_error, trends_query
 
 RequestFactory = Callable[[int], Any]
 
@@ -109,24 +115,90 @@ async def test_star_grants_every_method(api: Api, tenant: Tenant) -> None:
     assert (await star.delete(created.id)).deleted is True
 
 
-UNAUTHENTICATED_METADATA: dict[str, tuple[tuple[str, str], ...]] = {
-    "no header": (),
-    "basic scheme": (("authorization", "Basic dXNlcjpwYXNz"),),
-    "bearer without key": (("authorization", "Bearer"),),
-    "bearer with blank key": (("authorization", "Bearer    "),),
-    "key without scheme": (("authorization", "phx_abcdefghijklmnopqrstuvwxyz0123456789"),),
-    "unknown key": (("authorization", "Bearer phx_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"),),
+# case -> (metadata, the ErrorInfo reason a client can act on)
+UNAUTHENTICATED_METADATA: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
+    "no header": ((), "MISSING_API_KEY"),
+    "basic scheme": ((("authorization", "Basic dXNlcjpwYXNz"),), "MALFORMED_AUTHORIZATION"),
+    "bearer without key": ((("authorization", "Bearer"),), "MALFORMED_AUTHORIZATION"),
+    "bearer with blank key": ((("authorization", "Bearer    "),), "MALFORMED_AUTHORIZATION"),
+    "key without scheme": (
+        (("authorization", "phx_abcdefghijklmnopqrstuvwxyz0123456789"),),
+        "MALFORMED_AUTHORIZATION",
+    ),
+    "unknown key": (
+        (("authorization", "Bearer phx_abcdefghijklmnopqrstuvwxyz0123456789ABCDEF"),),
+        "INVALID_API_KEY",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(UNAUTHENTICATED_METADATA))
 async def test_unauthenticated(stub: igrpc.InsightsServiceStub, tenant: Tenant, case: str) -> None:
+    metadata, reason = UNAUTHENTICATED_METADATA[case]
     request = ipb.ListInsightsRequest(environment_id=tenant.environment_id)
     err = await expect_error(
-        stub.ListInsights(request, metadata=UNAUTHENTICATED_METADATA[case], timeout=10),
-        grpc.StatusCode.UNAUTHENTICATED,
+        stub.ListInsights(request, metadata=metadata, timeout=10), grpc.StatusCode.UNAUTHENTICATED
     )
     assert error_info(err).domain == "insights.v1"
+    assert error_info(err).reason == reason
+    assert err.details() == {
+        "MISSING_API_KEY": "missing authorization metadata: send 'authorization: Bearer <personal API key>'",
+        "MALFORMED_AUTHORIZATION": "authorization must be 'Bearer <personal API key>'",
+        "INVALID_API_KEY": "Invalid personal API key.",
+    }[reason], "the answer says what to send"
+
+
+@pytest.mark.parametrize("spelling", ["bearer {key}", "BEARER {key}", "Bearer   {key}  "])
+async def test_the_scheme_is_case_insensitive_and_blanks_around_the_key_do_not_matter(
+    api: Api, tenant: Tenant, spelling: str
+) -> None:
+    created = await api.create(name="mine")
+    key = tenant.key("insight:read")
+    reader = Api(api.stub, api.environment_id, (("authorization", spelling.format(key=key)),))
+    assert await reader.list_ids() == [created.id]
+
+
+async def test_a_streaming_rpc_checks_the_key_and_its_scopes(server: Server, tenant: Tenant) -> None:
+    queries = qsgrpc.QueryServiceStub(server.channel)
+    request = qs.StreamQueryRequest(
+        environment_id=tenant.environment_id, query=qpb.QueryNode(trends_query=trends_query())
+    )
+
+    async def stream(metadata: Any) -> list[qs.QueryEvent]:
+        return [event async for event in queries.StreamQuery(request, metadata=metadata, timeout=20)]
+
+    err = await expect_error(stream(()), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "MISSING_API_KEY"
+    err = await expect_error(stream(bearer(tenant.key("insight:write"))), grpc.StatusCode.PERMISSION_DENIED)
+    assert (error_info(err).reason, error_info(err).metadata["scope"]) == ("MISSING_SCOPE", "query:read")
+    events = await stream(bearer(tenant.key("query:read")))
+    assert events[-1].HasField("result")
+
+
+@pytest.mark.parametrize(
+    "metadata", [(), (("authorization", "Basic dXNlcjpwYXNz"),)], ids=["no key", "a malformed key"]
+)
+async def test_health_and_reflection_answer_without_a_key(server: Server, metadata: Any) -> None:
+    # Load balancers and grpcurl call these with no key (grpcurl passes its -H headers along).
+    health = health_pb2_grpc.HealthStub(server.channel)
+    answer = await health.Check(health_pb2.HealthCheckRequest(), metadata=metadata, timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    call = reflection_pb2_grpc.ServerReflectionStub(server.channel).ServerReflectionInfo(
+        metadata=metadata, timeout=10
+    )
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    listed = await call.read()
+    await call.done_writing()
+    assert "insights.v1.InsightsService" in {s.name for s in listed.list_services_response.service}
+
+
+async def test_a_key_sent_with_a_sharing_credential_is_judged_as_a_key(api: Api, tenant: Tenant) -> None:
+    # A viewer's client that also holds a key (an embedding page) keeps its key's access.
+    created = await api.create(name="embedded")
+    key = bearer(tenant.key("insight:read"))
+    for header in ("x-sharing-access-token", "x-share-token"):
+        reader = Api(api.stub, api.environment_id, (*key, (header, "a-link-token")))
+        assert await reader.list_ids() == [created.id], header
 
 
 async def test_a_key_with_extra_characters_is_unknown(
@@ -165,6 +237,7 @@ async def test_key_limited_to_another_environment(api: Api, tenant: Tenant) -> N
 
     err = await expect_error(limited.list(), grpc.StatusCode.PERMISSION_DENIED)
     assert error_info(err).reason == "ENVIRONMENT_ACCESS_DENIED"
+    assert dict(error_info(err).metadata) == {"environment_id": str(tenant.environment_id)}
     await expect_error(limited.create(name="nope"), grpc.StatusCode.PERMISSION_DENIED)
 
     allowed = limited.in_environment(second_env)
@@ -226,3 +299,52 @@ async def test_another_environments_insight_is_not_found(api: Api, tenant: Tenan
     untouched = await api.in_environment(second_env).get(theirs.id)
     assert untouched.name == "in the second environment"
     assert untouched.deleted is False
+
+
+def _raw_error_info(answer: dict[bytes, bytes]) -> tuple[str, str]:
+    """(reason, message) of a raw call's answer, from its grpc-status-details-bin trailer."""
+    import base64
+
+    from google.rpc import error_details_pb2, status_pb2
+
+    encoded = answer[b"grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(base64.b64decode(encoded + b"=" * (-len(encoded) % 4)))
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info.reason, status.message
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "reason", "message"),
+    [
+        (
+            "authorization",
+            "Bearer phx_caf\xe9",
+            "MALFORMED_AUTHORIZATION",
+            "authorization must be 'Bearer <personal API key>'",
+        ),
+        ("x-share-token", "caf\xe9-token", "MALFORMED_SHARING_CREDENTIAL", "x-share-token must be printable ASCII"),
+        (
+            "x-sharing-access-token",
+            "caf\xe9-link",
+            "MALFORMED_SHARING_CREDENTIAL",
+            "x-sharing-access-token must be printable ASCII",
+        ),
+    ],
+)
+async def test_a_credential_outside_printable_ascii_is_refused_as_malformed(
+    server: Server, header: str, value: str, reason: str, message: str
+) -> None:
+    # grpc hands such header bytes over decoded as Latin-1; no key or token can contain them.
+    from tests.support.rawgrpc import unary_call
+
+    method = (
+        "/insights.v1.InsightsService/ListInsights"
+        if header == "authorization"
+        else "/insights.v1.SharingService/GetSharedInsight"
+    )
+    answer = await asyncio.to_thread(
+        unary_call, server.port, method, b"", [(header.encode(), value.encode("latin-1"))]
+    )
+    assert answer[b"grpc-status"] == str(grpc.StatusCode.UNAUTHENTICATED.value[0]).encode()
+    assert _raw_error_info(answer) == (reason, message)

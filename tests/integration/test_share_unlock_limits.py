@@ -7,6 +7,7 @@ Clients with distinct addresses reach the real server through a relay bound to 1
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -240,3 +241,80 @@ async def test_counters_are_shared_by_replicas_and_survive_a_restart(
         assert (await unlock(viewer, link, PASSWORD)).share_token
         clock.advance(61)
         assert (await unlock(again, link, PASSWORD)).share_token
+
+
+async def test_waiting_exactly_the_advertised_retry_after_is_enough(
+    server: Server, tenant: Tenant, stub: Any, clock: Clock, replicas: Callable[[], Any]
+) -> None:
+    app = await replicas()  # 2 failures per address within 60 s
+    link = await protected_link(server.channel, tenant, stub)
+    async with channel_from("127.0.0.11", app.port) as caller:
+        await fail(caller, link, 1)
+        clock.advance(20)
+        await fail(caller, link, 1)
+
+        async def retry_after() -> str:
+            err = await expect_error(unlock(caller, link, PASSWORD), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert error_info(err).metadata["limited"] == "address"
+            return error_info(err).metadata["retry_after_seconds"]
+
+        assert await retry_after() == "40", "until the first failure is 60 s old"
+        clock.advance(39.5)
+        assert await retry_after() == "1", "half a second is announced as a whole one"
+        clock.advance(0.5)
+        # The first failure is exactly a window old: it no longer counts.
+        assert (await unlock(caller, link, PASSWORD)).share_token
+
+
+async def test_an_attempt_that_raced_past_the_address_check_is_still_refused(
+    server: Server, tenant: Tenant, stub: Any, clock: Clock
+) -> None:
+    # Two guesses from one address arrive together: both pass the address check (nothing
+    # recorded yet), then each is counted with the other one in. The limiter's second count is
+    # what refuses them; here the other attempts are already recorded when this one is counted.
+    from server.domain.unlocks import UnlockLimiter, UnlockLimits
+    from server.errors import ResourceExhausted
+
+    configuration = _configuration_id(server, await protected_link(server.channel, tenant, stub))
+    limiter = UnlockLimiter(server.app.db, clock, UnlockLimits(window=dt.timedelta(seconds=60), per_address=2))
+    limiter.begin(configuration, "ipv4:192.0.2.1")
+    clock.advance(5)
+    limiter.begin(configuration, "ipv4:192.0.2.1")
+    with pytest.raises(ResourceExhausted) as caught:
+        limiter.begin(configuration, "ipv4:192.0.2.1")
+    refusal = caught.value
+    assert refusal.reason == "TOO_MANY_UNLOCK_ATTEMPTS"
+    assert refusal.metadata == {"retry_after_seconds": "55", "limited": "address"}
+    assert str(refusal) == "too many failed unlock attempts from this address; retry in 55 s"
+    limiter.begin(configuration, "ipv4:192.0.2.2")  # another address is not refused
+
+
+async def test_the_retry_after_follows_the_oldest_failure_whatever_order_replicas_wrote_them(
+    server: Server, tenant: Tenant, stub: Any, clock: Clock
+) -> None:
+    # Replicas' clocks differ a little: a failure written later can carry an earlier time.
+    from server.domain.unlocks import UnlockLimiter, UnlockLimits
+    from server.errors import ResourceExhausted
+
+    configuration = _configuration_id(server, await protected_link(server.channel, tenant, stub))
+    limiter = UnlockLimiter(server.app.db, clock, UnlockLimits(window=dt.timedelta(seconds=60), per_address=2))
+    start = clock.now
+    clock.set(start + dt.timedelta(seconds=20))
+    limiter.begin(configuration, "ipv4:192.0.2.3")
+    clock.set(start)  # the other replica's clock is 20 s behind
+    limiter.begin(configuration, "ipv4:192.0.2.3")
+    clock.set(start + dt.timedelta(seconds=30))
+    with pytest.raises(ResourceExhausted) as caught:
+        limiter.check_address("ipv4:192.0.2.3")
+    assert caught.value.metadata["retry_after_seconds"] == "30", "when the earliest failure is 60 s old"
+
+
+def _configuration_id(server: Server, link: Link) -> int:
+    from storage.models import SharingConfiguration
+
+    with server.db.session() as session:
+        return int(
+            session.scalars(
+                sa.select(SharingConfiguration.id).where(SharingConfiguration.access_token == link.access_token)
+            ).one()
+        )

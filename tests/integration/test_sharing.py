@@ -17,6 +17,7 @@ from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc as agrpc
 from generated.insights.v1 import common_pb2
 from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import sharing_pb2 as spb
 from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from tests.integration.itkit import (
@@ -144,7 +145,7 @@ async def test_default_configuration_is_unsaved_and_disabled(owner: Api, share: 
     first = await share.get(insight.id)
     assert not first.enabled and not first.password_required
     assert not first.HasField("created_at"), "the default is not saved"
-    assert len(first.access_token) >= 28
+    assert len(first.access_token) == 30, "22 random bytes, URL-safe, as the reference"
     assert dict(first.settings) == {} and list(first.share_passwords) == []
     # Nothing was saved: the next read proposes another token.
     assert (await share.get(insight.id)).access_token != first.access_token
@@ -178,11 +179,13 @@ async def test_settings_keep_whitelisted_booleans(owner: Api, share: Share) -> N
         share.update(insight.id, ["settings"], settings=bad), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert_invalid(err, "sharing_configuration.settings.hideExtraDetails")
+    assert error_info(err).reason == "INVALID_SETTINGS"
 
     err = await expect_error(
         share.update(insight.id, ["access_token"], access_token="mine"), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert_invalid(err, "update_mask", mentions="access_token")
+    assert "is not a writable field of SharingConfiguration" in (err.details() or "")
 
 
 async def test_passwords_created_verified_and_deactivated(
@@ -232,10 +235,15 @@ async def test_passwords_created_verified_and_deactivated(
     # The raw token alone no longer reads a protected insight.
     err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
     assert error_info(err).reason == "SHARING_PASSWORD_REQUIRED"
+    assert err.details() == (
+        "This shared insight is password-protected: unlock it with UnlockSharedInsight "
+        "and send the share token as 'x-share-token' metadata"
+    )
     err = await expect_error(
         share.unlock(config.access_token, "wrong password"), grpc.StatusCode.UNAUTHENTICATED
     )
     assert err.details() == "Incorrect password"
+    assert error_info(err).reason == "INCORRECT_PASSWORD"
 
     unlocked = await share.unlock(config.access_token, generated.password)
     expires = unlocked.expires_at.ToDatetime(dt.UTC)
@@ -262,6 +270,7 @@ async def test_shared_read_without_password_and_hide_extra_details(owner: Api, s
     # Not enabled yet: the default's token was never saved, so it is unknown.
     err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "SHARING_TOKEN_INVALID"
+    assert err.details() == "Sharing access token is invalid."
 
     config = await _enabled(share, insight.id)
     seen = await share.read(access_token=config.access_token)
@@ -281,6 +290,7 @@ async def test_shared_read_without_password_and_hide_extra_details(owner: Api, s
     await share.update(insight.id, ["enabled"], enabled=False)
     err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
     assert error_info(err).reason == "SHARING_DISABLED"
+    assert err.details() == "Sharing is disabled for this insight."
     await expect_error(share.read(access_token="not-a-token"), grpc.StatusCode.UNAUTHENTICATED)
 
     # A deleted insight is gone for its link too.
@@ -434,6 +444,9 @@ async def test_a_token_reaches_only_its_insight(
     ):
         err = await expect_error(call, grpc.StatusCode.PERMISSION_DENIED)
         assert error_info(err).reason == "SHARING_ACCESS_NOT_ALLOWED"
+        assert (err.details() or "").endswith(
+            ": it only reads the shared insight (GetSharedInsight)"
+        ), err.details()
 
 
 async def test_failed_unlocks_are_limited_and_reset_on_success(
@@ -507,7 +520,9 @@ async def test_every_rpc_needs_its_scope(method: str, owner: Api, share: Share, 
 async def test_writes_need_a_reachable_insight(owner: Api, share: Share, make_tenant: Any) -> None:
     other = make_tenant()
     foreign = await owner.as_key(other.key("insight:write"), other.environment_id).create(name="Theirs")
-    await expect_error(share.get(foreign.id), grpc.StatusCode.NOT_FOUND)
+    err = await expect_error(share.get(foreign.id), grpc.StatusCode.NOT_FOUND)
+    info = error_info(err)
+    assert (info.reason, dict(info.metadata)) == ("INSIGHT_NOT_FOUND", {"insight": str(foreign.id)})
     await expect_error(share.update(foreign.id, ["enabled"], enabled=True), grpc.StatusCode.NOT_FOUND)
     deleted = await owner.create(name="Gone")
     await owner.delete(deleted.id)
@@ -520,7 +535,352 @@ async def test_writes_need_a_reachable_insight(owner: Api, share: Share, make_te
 async def test_shared_read_needs_a_sharing_credential(share: Share, tenant: Tenant) -> None:
     err = await expect_error(share.read(), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
-    assert "x-sharing-access-token" in (err.details() or "")
+    assert err.details() == (
+        "/insights.v1.SharingService/GetSharedInsight needs a sharing credential: send "
+        "'x-sharing-access-token' (the link's token) or 'x-share-token' (from UnlockSharedInsight) metadata"
+    )
     # An API key does not stand for a shared insight either.
     err = await expect_error(share.read(metadata=bearer(tenant.key("*"))), grpc.StatusCode.UNAUTHENTICATED)
     assert error_info(err).reason == "MISSING_SHARING_CREDENTIAL"
+
+
+# ------------------------------------------------------------------ the audit trail, in detail
+
+
+def _changes(entry: Any) -> list[tuple[str, str, str, Any, Any]]:
+    """An activity entry's changes as (type, action, field, before, after), JSON values as Python."""
+    return [
+        (
+            change.type,
+            change.action,
+            change.field,
+            json_format.MessageToDict(change.before),
+            json_format.MessageToDict(change.after),
+        )
+        for change in entry.detail.changes
+    ]
+
+
+async def test_each_sharing_change_is_logged_by_whom_when_and_what(
+    owner: Api, share: Share, tenant: Tenant, clock: Clock
+) -> None:
+    insight = await owner.create(name="Audited")
+    clock.set(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC))
+    await _enabled(share, insight.id)
+    clock.advance(60)
+    legend = struct_pb2.Struct()
+    legend.update({"legend": True})
+    await share.update(insight.id, ["settings", "password_required"], settings=legend, password_required=True)
+    clock.advance(60)
+    created = await share.create_password(insight.id, PASSWORD, note="for the board")
+    clock.advance(60)
+    await share.delete_password(insight.id, created.id)
+    clock.advance(60)
+    await share.refresh(insight.id)
+    clock.advance(60)
+    await share.update(insight.id, ["enabled"], enabled=False)
+
+    entries = [e for e in (await owner.activity(insight.id)).results if e.activity != "created"]
+    entries.reverse()  # oldest first
+    assert [e.activity for e in entries] == [
+        "sharing enabled",
+        "sharing updated",
+        "share password created",
+        "share password deleted",
+        "access token refreshed",
+        "sharing disabled",
+    ]
+    start = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    for minutes, entry in enumerate(entries):
+        assert entry.created_at.ToDatetime(dt.UTC) == start + dt.timedelta(minutes=minutes), entry.activity
+        assert entry.user.email == tenant.email and not entry.is_system, entry.activity
+        assert (entry.scope, entry.item_id, entry.detail.name) == ("Insight", str(insight.id), "Audited")
+    enabled, updated, password_created, password_deleted, refreshed, disabled = entries
+    config = "SharingConfiguration"
+    assert _changes(enabled) == [(config, "changed", "enabled", False, True)]
+    assert _changes(updated) == [
+        (config, "changed", "password_required", False, True),
+        (config, "changed", "settings", None, {"legend": True}),
+    ]
+    note = {"id": created.id, "note": "for the board"}
+    assert _changes(password_created) == [(config, "changed", "share_password", None, note)]
+    assert _changes(password_deleted) == [(config, "changed", "share_password", note, None)]
+    assert _changes(refreshed) == []
+    assert _changes(disabled) == [(config, "changed", "enabled", True, False)]
+
+
+# ------------------------------------------------------------------------ rotation, in detail
+
+
+async def test_rotation_carries_the_configuration_and_its_passwords_over(
+    server: Server, owner: Api, share: Share, tenant: Tenant, clock: Clock
+) -> None:
+    insight = await owner.create(name="Rotated")
+    settings = struct_pb2.Struct()
+    settings.update({"hideExtraDetails": True, "legend": False})
+    shared_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    clock.set(shared_at)
+    await _enabled(share, insight.id, settings=settings, password_required=True)
+    given = await share.create_password(insight.id, PASSWORD, note="for the board")
+    old = await share.get(insight.id)
+    assert old.created_at.ToDatetime(dt.UTC) == shared_at
+
+    clock.advance(3600)
+    new = await share.refresh(insight.id)
+    assert new.access_token != old.access_token
+    assert new.enabled and new.password_required
+    assert dict(new.settings) == {"hideExtraDetails": True, "legend": False}
+    assert new.created_at.ToDatetime(dt.UTC) == shared_at + dt.timedelta(hours=1)
+    [moved] = new.share_passwords
+    assert moved.id != given.id and moved.is_active
+    assert (moved.note, moved.created_by_email) == ("for the board", tenant.email)
+    assert moved.created_at.ToDatetime(dt.UTC) == shared_at, "the password's own age, not the rotation's"
+
+    from storage.models import SharingConfiguration
+
+    with server.db.session() as session:
+        creators = {
+            token: creator
+            for token, creator in session.execute(
+                sa.select(SharingConfiguration.access_token, SharingConfiguration.created_by_id).where(
+                    SharingConfiguration.access_token.in_([old.access_token, new.access_token])
+                )
+            )
+        }
+    # Who first shared the insight, and who rotated its link, are both recorded.
+    assert creators == {old.access_token: tenant.user_id, new.access_token: tenant.user_id}
+
+
+async def test_rotating_before_any_configuration_makes_a_disabled_one(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Never shared")
+    rotated = await share.refresh(insight.id)
+    assert not rotated.enabled and not rotated.password_required
+    assert rotated.HasField("created_at") and dict(rotated.settings) == {}
+    assert (await share.get(insight.id)).access_token == rotated.access_token, "saved"
+    err = await expect_error(share.read(access_token=rotated.access_token), grpc.StatusCode.PERMISSION_DENIED)
+    assert error_info(err).reason == "SHARING_DISABLED"
+    # Settings never set stay unset through a rotation.
+    await _enabled(share, insight.id)
+    again = await share.refresh(insight.id)
+    assert again.enabled and dict(again.settings) == {}
+
+
+async def test_rotation_expires_only_this_insights_live_link(owner: Api, share: Share, clock: Clock) -> None:
+    rotated = await owner.create(name="Rotated")
+    bystander = await owner.create(name="Bystander")
+    first = await _enabled(share, rotated.id)
+    kept = await _enabled(share, bystander.id)
+
+    await share.refresh(rotated.id)
+    clock.advance(301)
+    assert (await share.read(access_token=kept.access_token)).id == bystander.id, "another insight's link"
+    err = await expect_error(share.read(access_token=first.access_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+    assert err.details() == "Sharing access token has expired: the link was rotated; use the new link"
+
+    # A second rotation leaves the first token expired: its grace period is not granted again.
+    second = await share.get(rotated.id)
+    await share.refresh(rotated.id)
+    err = await expect_error(share.read(access_token=first.access_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+    assert (await share.read(access_token=second.access_token)).id == rotated.id, "within its own grace"
+
+
+# ------------------------------------------------------------------------ passwords, in detail
+
+
+async def test_deleting_a_password_needs_one_of_this_links_active_passwords(
+    owner: Api, share: Share
+) -> None:
+    mine = await owner.create(name="Mine")
+    other = await owner.create(name="Other")
+    never_shared = await owner.create(name="Never shared")
+    await _protected(share, mine.id)
+    other_config, other_password = await _protected(share, other.id)
+
+    for insight_id, password_id in ((mine.id, other_password), (mine.id, 987654321), (never_shared.id, 1)):
+        err = await expect_error(share.delete_password(insight_id, password_id), grpc.StatusCode.NOT_FOUND)
+        info = error_info(err)
+        assert (info.reason, info.metadata["password_id"]) == ("SHARE_PASSWORD_NOT_FOUND", str(password_id))
+        assert err.details() == f"Password not found: {password_id}"
+    # The other link's password was not touched by the attempt through this insight.
+    assert [p.id for p in (await share.get(other.id)).share_passwords] == [other_password]
+    assert (await share.unlock(other_config.access_token, PASSWORD)).share_token
+
+
+async def test_password_rules_at_their_edges(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Edges")
+    await _enabled(share, insight.id)
+    err = await expect_error(share.create_password(insight.id, PASSWORD), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_info(err).reason == "PASSWORD_PROTECTION_DISABLED"
+    assert err.details() == (
+        "Password protection must be enabled before creating passwords "
+        "(set password_required with UpdateSharingConfiguration)"
+    )
+    await share.update(insight.id, ["password_required"], password_required=True)
+
+    err = await expect_error(share.create_password(insight.id, "seven77"), grpc.StatusCode.INVALID_ARGUMENT)
+    assert error_info(err).reason == "PASSWORD_TOO_SHORT"
+    eight = await share.create_password(insight.id, "eight888", note="n" * 100)
+    assert (eight.password, eight.note) == ("eight888", "n" * 100), "8 characters and a 100-character note"
+    # A blank password asks for a generated one: 16 random bytes, URL-safe.
+    for blank in (None, "", "        "):
+        generated = await share.create_password(insight.id, blank)
+        assert len(generated.password) == 22 and generated.password.strip() == generated.password, blank
+    listed = [p.id for p in (await share.get(insight.id)).share_passwords]
+    assert listed == sorted(listed) and len(listed) == 4, "listed in the order they were made"
+
+
+async def test_a_share_session_lasts_exactly_24_hours(
+    server: Server, owner: Api, share: Share, clock: Clock
+) -> None:
+    insight = await owner.create(name="Timed")
+    config, _ = await _protected(share, insight.id)
+    unlocked_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    clock.set(unlocked_at)
+    session = await share.unlock(config.access_token, PASSWORD)
+    assert session.expires_at.ToDatetime(dt.UTC) == unlocked_at + dt.timedelta(hours=24)
+    assert len(session.share_token) == 43, "32 random bytes, URL-safe"
+    from storage.models import ShareSession
+
+    with server.db.session() as rows:
+        opened = rows.scalars(sa.select(ShareSession.created_at).order_by(ShareSession.id.desc())).first()
+    assert opened is not None and opened.replace(tzinfo=dt.UTC) == unlocked_at, "the session's audit time"
+    clock.advance(24 * 3600 - 1)
+    assert (await share.read(share_token=session.share_token)).id == insight.id
+    clock.advance(1)
+    err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_INVALID"
+    assert err.details() == "Share token is invalid or has expired: unlock the insight again"
+
+
+async def test_a_session_opened_on_a_rotated_link_ends_with_it(owner: Api, share: Share, clock: Clock) -> None:
+    insight = await owner.create(name="Rotated")
+    old, _ = await _protected(share, insight.id)
+    rotated_at = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    clock.set(rotated_at)
+    await share.refresh(insight.id)
+    clock.advance(100)
+    session = await share.unlock(old.access_token, PASSWORD)
+    assert session.expires_at.ToDatetime(dt.UTC) == rotated_at + dt.timedelta(seconds=300)
+    clock.advance(199)
+    assert (await share.read(share_token=session.share_token)).id == insight.id
+    clock.advance(1)  # the old link's last instant has passed, and the session's with it
+    err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_INVALID"
+    err = await expect_error(share.unlock(old.access_token, PASSWORD), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARING_TOKEN_EXPIRED"
+
+
+async def test_a_session_belongs_to_the_password_that_opened_it(owner: Api, share: Share) -> None:
+    insight = await owner.create(name="Two passwords")
+    config, first = await _protected(share, insight.id)
+    second = await share.create_password(insight.id, "another password")
+    session = await share.unlock(config.access_token, PASSWORD)
+
+    await share.delete_password(insight.id, second.id)
+    assert (await share.read(share_token=session.share_token)).id == insight.id, "another password went"
+    await share.delete_password(insight.id, first)
+    err = await expect_error(share.read(share_token=session.share_token), grpc.StatusCode.UNAUTHENTICATED)
+    assert error_info(err).reason == "SHARE_TOKEN_REVOKED"
+    assert err.details() == "Share token was revoked: its password was removed"
+
+
+async def test_a_shared_viewer_forces_a_recalculation_only_past_the_intervals_threshold(
+    owner: Api, share: Share, clock: Clock
+) -> None:
+    query = trends_viz("hourly-shared-event")
+    query.insight_viz_node.source.trends_query.interval = qpb.INTERVAL_TYPE_HOUR
+    insight = await owner.create(name="Hourly", query=query)
+    config = await _enabled(share, insight.id)
+    force = common_pb2.REFRESH_MODE_FORCE_BLOCKING
+    first = await share.read(access_token=config.access_token, refresh=force)
+    # An hour interval goes stale after an hour (a day's would after six).
+    clock.set(first.last_refresh.ToDatetime(dt.UTC) + dt.timedelta(hours=1))
+    fresh = await share.read(access_token=config.access_token, refresh=force)
+    assert fresh.is_cached and fresh.last_refresh == first.last_refresh
+    clock.advance(1)
+    forced = await share.read(access_token=config.access_token, refresh=force)
+    assert not forced.is_cached, "an hour-interval result older than an hour is recomputed"
+
+
+async def test_a_password_without_a_recorded_creator_lists_with_an_empty_email(
+    server: Server, owner: Api, share: Share
+) -> None:
+    insight = await owner.create(name="Imported")
+    _, password_id = await _protected(share, insight.id)
+    from storage.models import SharePassword
+
+    # The creator column is nullable (rows this service did not write, such as imported ones):
+    # such a password is still listed, with an empty email rather than an error or a placeholder.
+    with server.db.session() as session:
+        session.execute(
+            sa.update(SharePassword).where(SharePassword.id == password_id).values(created_by_id=None)
+        )
+    [listed] = (await share.get(insight.id)).share_passwords
+    assert (listed.id, listed.note, listed.created_by_email) == (password_id, "for the board", "")
+
+
+async def test_of_two_live_configurations_the_newest_is_shown_changed_and_rotated(
+    server: Server, owner: Api, share: Share, tenant: Tenant
+) -> None:
+    # Two first writes that race (each finds no configuration) both save one. The second live
+    # configuration written here stands for that race's loser: editors see and change the newest,
+    # and a rotation carries the newest over.
+    insight = await owner.create(name="Raced")
+    older = await _enabled(share, insight.id)
+    from storage.models import SharingConfiguration
+
+    with server.db.session() as session:
+        session.add(
+            SharingConfiguration(
+                environment_id=tenant.environment_id,
+                insight_id=insight.id,
+                created_by_id=tenant.user_id,
+                access_token="raced-newer-link-token",
+                enabled=True,
+                settings={"legend": True},
+                password_required=False,
+            )
+        )
+    shown = await share.get(insight.id)
+    assert (shown.access_token, dict(shown.settings)) == ("raced-newer-link-token", {"legend": True})
+    changed = await share.update(insight.id, ["password_required"], password_required=True)
+    assert changed.access_token == "raced-newer-link-token" and changed.password_required
+    assert (await share.read(access_token=older.access_token)).id == insight.id, "both links are live"
+
+    rotated = await share.refresh(insight.id)
+    assert dict(rotated.settings) == {"legend": True} and rotated.password_required, "the newest's"
+
+
+async def test_a_run_a_shared_viewer_starts_belongs_to_the_insight(
+    server: Server, owner: Api, share: Share, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The owner's GetQueryStatus of a computation a shared link caused names the insight, as for
+    # one the owner caused. The runs' clock stands still, so the finished run stays readable.
+    from generated.insights.v1 import query_service_pb2 as qs
+    from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+
+    frozen = dt.datetime.now(dt.UTC)
+    monkeypatch.setattr(server.app.execution.runs, "clock", lambda: frozen)
+    insight = await owner.create(name="Viewed", query=trends_viz("viewer-started-event"))
+    config = await _enabled(share, insight.id)
+    seen = await share.read(access_token=config.access_token, refresh=common_pb2.REFRESH_MODE_BLOCKING)
+    assert seen.HasField("result") and not seen.is_cached
+
+    queries = qs_grpc.QueryServiceStub(server.channel)
+    key = bearer(tenant.key("query:read"))
+    cached = await queries.RunQuery(
+        qs.RunQueryRequest(
+            environment_id=tenant.environment_id, query=insight.query, refresh=common_pb2.REFRESH_MODE_FORCE_CACHE
+        ),
+        metadata=key,
+        timeout=10,
+    )
+    assert cached.is_cached and cached.cache_key
+    status = await queries.GetQueryStatus(
+        qs.GetQueryStatusRequest(environment_id=tenant.environment_id, query_id=cached.cache_key),
+        metadata=key,
+        timeout=10,
+    )
+    assert status.complete and status.insight_id == insight.id
