@@ -421,7 +421,10 @@ def compute_funnels(
 
     rows: list[tuple[tuple[str, ...], _Outcome]] = []
     for stream in per_person.values():
-        stream.sort(key=lambda item: (item[0], item[1]))
+        # One instant's events are taken in the order of their step codes, then values (the
+        # reference leaves it to the engine's row order; it matters when an event may complete
+        # a step another event of that instant completes too).
+        stream.sort(key=lambda item: (item[0], item[2], item[3], item[1]))
         evs = [_Ev(t, i, codes, value) for i, (t, _, codes, value) in enumerate(stream)]
         for value in _attributed(f, evs):
             mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
