@@ -337,3 +337,19 @@ def test_step_and_query_filters(store: EventStore) -> None:
     assert counts(run(store, events, query)) == [[2, 1]]
     by_person = funnel("a", {"event": "b", "properties": [{"key": "tier", "value": "pro", "type": "person"}]})
     assert counts(run(store, events, by_person)) == [[3, 1]]
+
+
+def test_hostile_names_keys_and_values_are_bound_never_sql_text(store: EventStore) -> None:
+    first, second, key, value = "it's {p0:String}", "b\\'); DROP TABLE events; --", "we'ird key", "v'a\"l"
+    events = [ev(at(10, 0), first, "p1", **{key: value}), ev(at(10, 1), second, "p1", **{key: value})]
+    query = funnel(
+        {"event": first, "properties": [{"key": key, "value": value, "operator": "exact", "type": "event"}]},
+        second,
+        breakdownFilter={"breakdown": key},
+        funnelsFilter={"exclusions": [{"kind": "EventsNode", "event": value, "funnelFromStep": 0, "funnelToStep": 1}]},
+    )
+    result = run(store, events, query)
+    assert list(zip(values(result), counts(result), strict=True)) == [([value], [1, 1])]
+    assert result.results[0][0]["name"] == first
+    for text in (first, second, key, value):
+        assert text not in result.outcome.sql

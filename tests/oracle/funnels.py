@@ -46,6 +46,7 @@ UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 6
 DEFAULT_BREAKDOWN_LIMIT = 25
 OTHER = ("Other",)
 MAX_STEPS = 20
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Unimplemented(OracleError):
@@ -434,7 +435,6 @@ def compute_funnels(
     return _shape(f, rows, query)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
