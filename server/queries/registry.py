@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from generated.insights.v1 import query_pb2
 from server.queries.base import Runner
+from server.queries.funnels.runner import FunnelsRunner
 from server.queries.trends.runner import TrendsRunner
 
 
@@ -80,5 +81,6 @@ class Registry:
 RUNNERS = Registry(
     [
         TrendsRunner(),
+        FunnelsRunner(),
     ]
 )

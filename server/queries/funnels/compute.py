@@ -1,0 +1,169 @@
+"""Computes a FunnelsQuery (steps visualisation): checks it, runs its one statement, shapes the result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generated.insights.v1 import query_pb2, results_pb2
+from server.errors import Unimplemented
+from server.queries.base import Execute, QueryContext
+from server.queries.common.dates import QueryDateRange, resolve_date_range
+from server.queries.common.sql import Params
+from server.queries.funnels import sql as fsql
+from server.queries.funnels.spec import FunnelSpec, funnel_spec
+
+
+@dataclass(frozen=True)
+class FunnelsOutcome:
+    """A computed funnel and facts about how it was computed."""
+
+    result: results_pb2.FunnelsResult
+    has_more: bool
+    date_range: QueryDateRange
+    sql: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    spec: FunnelSpec
+    dates: QueryDateRange
+    params: Params
+    sql: str
+
+
+def check_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> None:
+    """Raises QueryError (path relative to the query) when `query` is invalid; runs nothing.
+
+    A valid funnel using an option not computed yet passes (it may be saved); computing it is
+    refused (see run_funnels).
+    """
+    _plan(query, ctx)
+
+
+def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execute) -> FunnelsOutcome:
+    """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
+    an option this service does not compute yet."""
+    plan = _plan(query, ctx)
+    if plan.spec.later:
+        path, what = plan.spec.later[0]
+        raise Unimplemented(
+            f"{path}: {what} {'are' if what.endswith('s') else 'is'} not implemented yet",
+            reason="FUNNEL_OPTION_NOT_IMPLEMENTED",
+            metadata={"field": path, "kind": "FunnelsQuery"},
+        )
+    rows = execute(plan.sql, plan.params.values)
+    result, has_more = _shape(plan.spec, query, rows)
+    return FunnelsOutcome(result, has_more, plan.dates, plan.sql)
+
+
+def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
+    spec = funnel_spec(query)
+    date_from = query.date_range.date_from if query.date_range.HasField("date_from") else None
+    date_to = query.date_range.date_to if query.date_range.HasField("date_to") else None
+    dates = resolve_date_range(
+        date_from,
+        date_to,
+        explicit_date=query.date_range.explicit_date,
+        interval=spec.interval,
+        timezone=ctx.timezone,
+        week_start_day=ctx.week_start_day,
+        now=ctx.now,
+        earliest=ctx.earliest() if date_from == "all" else None,
+    )
+    threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
+    params = Params(columns=ctx.materialized)
+    context = fsql.Context(ctx.team_id, dates, list(ctx.test_account_filters), threshold)
+    sql = fsql.statement(params, spec, query, context)
+    return _Plan(spec, dates, params, sql)
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+def _number(value: Any) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _shape(
+    spec: FunnelSpec, query: query_pb2.FunnelsQuery, rows: Sequence[Sequence[Any]]
+) -> tuple[results_pb2.FunnelsResult, bool]:
+    n = len(spec.steps)
+    groups = []
+    has_more = False
+    for row in rows:
+        value, cut = list(row[0]), bool(row[1])
+        counts = [int(c) for c in row[2 : 2 + n]]
+        means = [_number(v) for v in row[2 + n : 1 + 2 * n]]
+        medians = [_number(v) for v in row[1 + 2 * n : 3 * n]]
+        has_more = has_more or cut
+        groups.append((value, counts, [None, *means], [None, *medians]))
+    # As the reference: the furthest step's count first, then the earlier steps' (then the value,
+    # so that equal counts come in one order).
+    groups.sort(key=lambda g: (*(-c for c in reversed(g[1])), g[0]))
+    if spec.breakdown is None and not groups:
+        groups = [([], [0] * n, [None] * n, [None] * n)]
+    out = results_pb2.FunnelStepsResult()
+    for value, counts, means, medians in groups:
+        steps = out.breakdowns.add()
+        for k in range(n):
+            steps.steps.append(_step(spec, query, k, counts[k], means[k], medians[k], value))
+    return results_pb2.FunnelsResult(steps=out, is_udf=True), has_more
+
+
+def _step(
+    spec: FunnelSpec,
+    query: query_pb2.FunnelsQuery,
+    k: int,
+    count: int,
+    mean: float | None,
+    median: float | None,
+    value: list[str],
+) -> results_pb2.FunnelStep:
+    node = spec.steps[k].node
+    step = results_pb2.FunnelStep(order=k, count=_sampled(count, spec.sampling), type="events")
+    if spec.order == "unordered":
+        step.name = f"Completed {k + 1} step{'s' if k else ''}"
+    else:
+        if node.HasField("event"):
+            step.action_id.string_value = node.event
+            step.name = node.event
+        if node.HasField("custom_name"):
+            step.custom_name = node.custom_name
+    if k > 0 and mean is not None:
+        step.average_conversion_time = mean
+    if k > 0 and median is not None:
+        step.median_conversion_time = median
+    if spec.breakdown is not None:
+        step.breakdown.list_value.values.extend(_scalars(value))
+        step.breakdown_value.list_value.values.extend(_scalars(value))
+    return step
+
+
+def _scalars(value: list[str]) -> list[query_pb2.Scalar]:
+    return [query_pb2.Scalar(string_value=v) for v in value]
+
+
+def _sampled(count: int, factor: float) -> int:
+    """A sampled count scaled back, as the reference's correct_result_for_sampling."""
+    return count if factor >= 1 else round(count / factor)
+
+
+def relabel(result: results_pb2.InsightResult, query: query_pb2.FunnelsQuery) -> None:
+    """The caller's step names (custom_name, outside the cache key) on a computed funnel."""
+    if query.funnels_filter.funnel_order_type == query_pb2.FUNNEL_ORDER_TYPE_UNORDERED:
+        return
+    if not result.funnels.HasField("steps"):
+        return
+    for group in result.funnels.steps.breakdowns:
+        for step in group.steps:
+            if step.order >= len(query.series):
+                continue
+            node = query.series[step.order].events_node
+            if node.HasField("custom_name"):
+                step.custom_name = node.custom_name
+            else:
+                step.ClearField("custom_name")

@@ -1,0 +1,33 @@
+"""The funnels runner: FunnelsQuery behind the query-runner interface."""
+
+from __future__ import annotations
+
+from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.base import Execute, Outcome, QueryContext, Runner
+from server.queries.funnels.compute import check_funnels, relabel, run_funnels
+from server.queries.funnels.spec import INTERVAL_NAMES
+
+
+class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
+    """Actors per step of a funnel and their conversion times, with breakdowns."""
+
+    kind = "funnels_query"
+
+    def check(self, node: query_pb2.FunnelsQuery, ctx: QueryContext) -> None:
+        check_funnels(node, ctx)
+
+    def interval(self, node: query_pb2.FunnelsQuery) -> str | None:
+        return INTERVAL_NAMES.get(node.interval, "day")
+
+    def compute(self, node: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
+        outcome = run_funnels(node, ctx, execute)
+        return Outcome(
+            result=results_pb2.InsightResult(funnels=outcome.result),
+            has_more=outcome.has_more,
+            date_from=outcome.date_range.date_from,
+            date_to=outcome.date_range.date_to,
+            sql=outcome.sql,
+        )
+
+    def relabel(self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery) -> None:
+        relabel(result, node)

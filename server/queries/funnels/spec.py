@@ -1,0 +1,338 @@
+"""Checks a FunnelsQuery and reduces it to what the SQL needs (no SQL here, nothing runs)."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+
+from generated.insights.v1 import query_pb2
+from server.errors import FailedPrecondition
+from server.queries.common.checks import problems
+from server.queries.common.errors import QueryError
+
+M = query_pb2
+
+MIN_STEPS = 2
+MAX_STEPS = 20  # the reference's funnel UDF keeps step numbers in a signed byte with room for exclusions
+DEFAULT_WINDOW = 14
+MAX_WINDOW_INTERVAL = 100_000
+DEFAULT_BREAKDOWN_LIMIT = 25
+MAX_BREAKDOWN_LIMIT = 1000
+MAX_BREAKDOWNS = 3
+MAX_EXCLUSIONS = 100
+# Seconds per conversion-window unit. A month is 31 days, as the reference's funnel UDF counts it.
+UNIT_SECONDS = {
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_UNSPECIFIED: 86400,
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_SECOND: 1,
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_MINUTE: 60,
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_HOUR: 3600,
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_DAY: 86400,
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_WEEK: 7 * 86400,
+    M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_MONTH: 31 * 86400,
+}
+ORDER_NAMES = {
+    M.FUNNEL_ORDER_TYPE_UNSPECIFIED: "ordered",
+    M.FUNNEL_ORDER_TYPE_ORDERED: "ordered",
+    M.FUNNEL_ORDER_TYPE_STRICT: "strict",
+    M.FUNNEL_ORDER_TYPE_UNORDERED: "unordered",
+}
+ATTRIBUTION_NAMES = {
+    M.BREAKDOWN_ATTRIBUTION_TYPE_UNSPECIFIED: "first_touch",
+    M.BREAKDOWN_ATTRIBUTION_TYPE_FIRST_TOUCH: "first_touch",
+    M.BREAKDOWN_ATTRIBUTION_TYPE_LAST_TOUCH: "last_touch",
+    M.BREAKDOWN_ATTRIBUTION_TYPE_ALL_EVENTS: "all_events",
+    M.BREAKDOWN_ATTRIBUTION_TYPE_STEP: "step",
+}
+INTERVAL_NAMES = {
+    M.INTERVAL_TYPE_UNSPECIFIED: "day",
+    M.INTERVAL_TYPE_MINUTE: "minute",
+    M.INTERVAL_TYPE_HOUR: "hour",
+    M.INTERVAL_TYPE_DAY: "day",
+    M.INTERVAL_TYPE_WEEK: "week",
+    M.INTERVAL_TYPE_MONTH: "month",
+}
+_BREAKDOWN_SOURCES = {
+    M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
+    M.BREAKDOWN_TYPE_EVENT: "event",
+    M.BREAKDOWN_TYPE_PERSON: "person",
+}
+# Breakdown types the reference computes for funnels and this service will: refused as not built yet.
+_LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP, M.BREAKDOWN_TYPE_HOGQL})
+_FIRST_TIME_MATHS = frozenset({M.MATH_TYPE_FIRST_TIME_FOR_USER, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS})
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: its node (an EventsNode) and where it sits in the query."""
+
+    node: query_pb2.EventsNode
+    optional: bool
+    path: str
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An event that removes a person when it happens between steps `start` and `end`."""
+
+    node: query_pb2.FunnelExclusionEventsNode
+    start: int
+    end: int
+    path: str
+
+
+@dataclass(frozen=True)
+class FunnelSpec:
+    """A checked funnel: everything the SQL and the result shaping need."""
+
+    steps: tuple[Step, ...]
+    order: str  # "ordered", "strict" or "unordered"
+    window_seconds: int
+    exclusions: tuple[Exclusion, ...]
+    # (property key, "event" | "person") per breakdown dimension; None without a breakdown.
+    breakdown: tuple[tuple[str, str], ...] | None
+    attribution: str  # "first_touch", "last_touch", "all_events" or "step"
+    attribution_step: int | None
+    limit: int
+    sampling: float
+    interval: str
+    # Options this service does not compute yet: (field path, what) — refused when computing, so
+    # that such a funnel can still be saved.
+    later: list[tuple[str, str]] = field(default_factory=list)
+
+
+def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
+    """The checked form of `query`; QueryError (path relative to the query) when it is invalid,
+    FailedPrecondition when it needs actions, which this service does not store yet."""
+    for path, problem in problems(query):
+        raise QueryError(problem, path)
+    later: list[tuple[str, str]] = []
+    ff = query.funnels_filter
+    order = ORDER_NAMES[ff.funnel_order_type]
+    steps = _steps(query, order, later)
+    n = len(steps)
+    _check_step_range(ff, n)
+    exclusions = _exclusions(query, order, later)
+    if ff.HasField("funnel_window_interval") and not 0 <= ff.funnel_window_interval <= MAX_WINDOW_INTERVAL:
+        raise QueryError(
+            f"funnelWindowInterval must be between 0 and {MAX_WINDOW_INTERVAL:,} (got {ff.funnel_window_interval})",
+            "funnelsFilter.funnelWindowInterval",
+        )
+    interval = ff.funnel_window_interval if ff.HasField("funnel_window_interval") else DEFAULT_WINDOW
+    breakdown = _breakdown(query.breakdown_filter, later)
+    limit = query.breakdown_filter.breakdown_limit
+    if not 0 <= limit <= MAX_BREAKDOWN_LIMIT:
+        raise QueryError(
+            f"breakdown_limit must be between 1 and {MAX_BREAKDOWN_LIMIT} (got {limit})",
+            "breakdownFilter.breakdown_limit",
+        )
+    attribution = ATTRIBUTION_NAMES[ff.breakdown_attribution_type]
+    attribution_step = None
+    if attribution == "step":
+        attribution_step = _attribution_step(ff, n, order)
+    if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
+        raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+    if query.interval == M.INTERVAL_TYPE_SECOND:
+        raise QueryError("interval 'second' is not supported", "interval")
+    if ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT:
+        later.append(("funnelsFilter.funnelVizType", "the time_to_convert visualisation"))
+    elif ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TRENDS:
+        later.append(("funnelsFilter.funnelVizType", "the trends visualisation of funnels"))
+    if query.HasField("aggregation_group_type_index"):
+        later.append(("aggregation_group_type_index", "aggregating funnels by groups"))
+    if ff.HasField("funnel_aggregate_by_hogql") and ff.funnel_aggregate_by_hogql.strip():
+        later.append(("funnelsFilter.funnelAggregateByHogQL", "aggregating funnels by an expression"))
+    if order == "unordered" and breakdown is not None and attribution == "step":
+        later.append(("funnelsFilter.breakdownAttributionType", "step attribution in unordered funnels"))
+    return FunnelSpec(
+        steps=steps,
+        order=order,
+        window_seconds=interval * UNIT_SECONDS[ff.funnel_window_interval_unit],
+        exclusions=exclusions,
+        breakdown=breakdown,
+        attribution=attribution,
+        attribution_step=attribution_step,
+        limit=limit or DEFAULT_BREAKDOWN_LIMIT,
+        sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
+        interval=INTERVAL_NAMES[query.interval],
+        later=later,
+    )
+
+
+def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str]]) -> tuple[Step, ...]:
+    if len(query.series) < MIN_STEPS:
+        raise QueryError(f"a funnel needs at least {MIN_STEPS} steps (got {len(query.series)})", "series")
+    if len(query.series) > MAX_STEPS:
+        raise QueryError(f"a funnel has at most {MAX_STEPS} steps (got {len(query.series)})", "series")
+    steps = []
+    for index, node in enumerate(query.series):
+        path = f"series[{index}]"
+        kind = node.WhichOneof("node")
+        if kind is None:
+            raise QueryError("empty series node", path)
+        if kind == "actions_node":
+            raise FailedPrecondition(
+                f"{path}: actions are not stored by this service yet; use an EventsNode",
+                reason="ACTIONS_NOT_SUPPORTED",
+                metadata={"field": f"{path}.id"},
+            )
+        if kind != "events_node":
+            raise QueryError("a funnel step is an EventsNode or an ActionsNode", path)
+        events = node.events_node
+        if events.math in _FIRST_TIME_MATHS:
+            later.append((f"{path}.math", "first-time funnel steps"))
+        elif events.math not in (M.MATH_TYPE_UNSPECIFIED, M.MATH_TYPE_TOTAL):
+            raise QueryError("a funnel step's math is total, first_time_for_user or first_time_for_user_with_filters", f"{path}.math")
+        steps.append(Step(events, events.optional_in_funnel, path))
+    if any(step.optional for step in steps):
+        if steps[0].optional:
+            raise QueryError("the first step of a funnel cannot be optional", "series[0].optionalInFunnel")
+        if order == "unordered":
+            first = next(step for step in steps if step.optional)
+            raise QueryError("unordered funnels have no optional steps", f"{first.path}.optionalInFunnel")
+        for a, b in itertools.pairwise(steps):
+            if a.optional and not b.optional and (_is_equal(a.node, b.node) or _covers(b.node, a.node)):
+                raise QueryError(
+                    "an optional step cannot be the same as the required step after it (it would never convert)",
+                    f"{a.path}.optionalInFunnel",
+                )
+    return tuple(steps)
+
+
+def _check_step_range(ff: query_pb2.FunnelsFilter, n: int) -> None:
+    """funnelFromStep/funnelToStep are checked whatever the visualisation, as the reference does."""
+    if ff.HasField("funnel_from_step") and not 0 <= ff.funnel_from_step <= n - 2:
+        raise QueryError(f"funnelFromStep must be between 0 and {n - 2}", "funnelsFilter.funnelFromStep")
+    if ff.HasField("funnel_to_step") and not 1 <= ff.funnel_to_step <= n - 1:
+        raise QueryError(f"funnelToStep must be between 1 and {n - 1}", "funnelsFilter.funnelToStep")
+    if ff.HasField("funnel_from_step") and ff.HasField("funnel_to_step") and ff.funnel_from_step >= ff.funnel_to_step:
+        raise QueryError("funnelToStep must be after funnelFromStep", "funnelsFilter.funnelToStep")
+
+
+def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str]]) -> tuple[Exclusion, ...]:
+    ff = query.funnels_filter
+    n = len(query.series)
+    if len(ff.exclusions) > MAX_EXCLUSIONS:
+        raise QueryError(f"at most {MAX_EXCLUSIONS} exclusions", "funnelsFilter.exclusions")
+    found = []
+    for index, item in enumerate(ff.exclusions):
+        path = f"funnelsFilter.exclusions[{index}]"
+        kind = item.WhichOneof("node")
+        if kind is None:
+            raise QueryError("empty exclusion node", path)
+        if kind == "actions_node":
+            raise FailedPrecondition(
+                f"{path}: actions are not stored by this service yet; use an EventsNode",
+                reason="ACTIONS_NOT_SUPPORTED",
+                metadata={"field": f"{path}.id"},
+            )
+        node = item.events_node
+        if not node.HasField("funnel_from_step") or not node.HasField("funnel_to_step"):
+            raise QueryError("an exclusion needs funnelFromStep and funnelToStep", path)
+        start, end = node.funnel_from_step, node.funnel_to_step
+        if start >= end:
+            raise QueryError("an exclusion's funnelToStep must be after its funnelFromStep", f"{path}.funnelToStep")
+        if start < 0 or start >= n - 1:
+            raise QueryError(f"an exclusion's funnelFromStep must be between 0 and {n - 2}", f"{path}.funnelFromStep")
+        if end > n - 1:
+            raise QueryError(f"an exclusion's funnelToStep must be at most {n - 1}", f"{path}.funnelToStep")
+        for step_index in range(start, end + 1):
+            step = query.series[step_index].events_node
+            if _is_equal(step, node) or _covers(step, node):
+                raise QueryError(
+                    f"the exclusion matches step {step_index} of its range: an excluded event cannot be a step", path
+                )
+        if order == "unordered" and (start, end) != (0, n - 1):
+            raise QueryError(
+                f"unordered funnels take exclusions over every step only (funnelFromStep 0, funnelToStep {n - 1})", path
+            )
+        found.append(Exclusion(node, start, end, path))
+    if order == "unordered" and found:
+        later.append(("funnelsFilter.exclusions", "exclusions in unordered funnels"))
+    return tuple(found)
+
+
+def _filter_key(f: query_pb2.PropertyFilter) -> tuple[int, str, int, bytes]:
+    """A filter as the reference compares nodes: type, key, operator and value (defaults applied)."""
+    kind = f.type or M.PROPERTY_FILTER_TYPE_EVENT
+    operator = f.operator or M.PROPERTY_OPERATOR_EXACT
+    return (kind, f.key, operator, f.value.SerializeToString(deterministic=True))
+
+
+def _filters(node: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode) -> Counter[tuple[int, str, int, bytes]]:
+    return Counter(_filter_key(f) for f in node.properties)
+
+
+def _same_event(
+    a: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
+    b: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
+) -> bool:
+    return a.HasField("event") == b.HasField("event") and a.event == b.event
+
+
+def _is_equal(
+    a: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
+    b: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
+) -> bool:
+    return _same_event(a, b) and _filters(a) == _filters(b)
+
+
+def _covers(
+    a: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
+    b: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
+) -> bool:
+    """Whether node `a` matches every event `b` matches: the same event, a's filters among b's."""
+    return _same_event(a, b) and not (_filters(a) - _filters(b))
+
+
+def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> tuple[tuple[str, str], ...] | None:
+    if bf.breakdown_histogram_bin_count:
+        later.append(("breakdownFilter.breakdown_histogram_bin_count", "histogram breakdowns"))
+    if bf.breakdown_normalize_url:
+        later.append(("breakdownFilter.breakdown_normalize_url", "URL-normalising breakdowns"))
+    if bf.breakdowns:
+        if len(bf.breakdowns) > MAX_BREAKDOWNS:
+            raise QueryError(f"at most {MAX_BREAKDOWNS} breakdowns", "breakdownFilter.breakdowns")
+        dims = []
+        for i, b in enumerate(bf.breakdowns):
+            path = f"breakdownFilter.breakdowns[{i}]"
+            if b.histogram_bin_count or b.normalize_url:
+                later.append((path, "histogram and URL-normalising breakdowns"))
+            source = _source(b.type, f"{path}.type", later)
+            dims.append((_key(b.property, f"{path}.property", source is None), source or "event"))
+        return tuple(dims)
+    if not bf.HasField("breakdown"):
+        return None
+    source = _source(bf.breakdown_type, "breakdownFilter.breakdown_type", later)
+    return ((_key(bf.breakdown, "breakdownFilter.breakdown", source is None), source or "event"),)
+
+
+def _source(kind: query_pb2.BreakdownType.ValueType, path: str, later: list[tuple[str, str]]) -> str | None:
+    if kind in _BREAKDOWN_SOURCES:
+        return _BREAKDOWN_SOURCES[kind]
+    if kind in _LATER_BREAKDOWNS:
+        later.append((path, f"{M.BreakdownType.Name(kind).removeprefix('BREAKDOWN_TYPE_').lower()} breakdowns of funnels"))
+        return None
+    raise QueryError("funnel breakdowns are by event, person, cohort, group or hogql", path)
+
+
+def _key(key: query_pb2.BreakdownKey, path: str, lenient: bool) -> str:
+    """The property name of a breakdown (cohort ids and expressions, refused later, pass as text)."""
+    kind = key.WhichOneof("kind")
+    if kind == "string_value" and key.string_value:
+        return key.string_value
+    if lenient:
+        return ""
+    raise QueryError("a breakdown is a property name", path)
+
+
+def _attribution_step(ff: query_pb2.FunnelsFilter, n: int, order: str) -> int:
+    path = "funnelsFilter.breakdownAttributionValue"
+    if not ff.HasField("breakdown_attribution_value"):
+        raise QueryError("step attribution needs breakdownAttributionValue (the step index)", path)
+    value = ff.breakdown_attribution_value
+    if not 0 <= value <= n - 1:
+        raise QueryError(f"breakdownAttributionValue must be between 0 and {n - 1}", path)
+    if order == "unordered" and value != 0:
+        raise QueryError("unordered funnels attribute breakdowns to the first step only", path)
+    return value

@@ -1,0 +1,167 @@
+"""Hypothesis strategies for funnels: small random event sets shaped to exercise the funnel rules.
+
+Events sit on a grid of fractions of the conversion window, so that conversions land exactly on
+the window's edge, several attempts overlap, and distinct steps share one instant (ties). Most
+events carry a step's event name (a few are noise, which breaks strict funnels), persons repeat
+steps, and a share of every choice stays fully random, so empty results are compared too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.engine.strategies import NOWS, TEST_ACCOUNT_FILTERS, TIMEZONES, property_filter
+from tests.oracle import Event, OracleError, resolve_date_range
+from tests.oracle.funnels import UNIT_SECONDS
+
+STEP_EVENTS = ("a", "b", "c", "$pageview")
+NOISE_EVENTS = ("x", "noise")
+PERSONS = ("p0", "p1", "p2", "p3", "p4", "p5")
+BROWSERS = ("Chrome", "Firefox", "Safari", "")
+UNITS = tuple(UNIT_SECONDS)
+
+__all__ = ["TEST_ACCOUNT_FILTERS", "FunnelCase", "funnel_cases"]
+
+
+@dataclass
+class FunnelCase:
+    events: list[Event]
+    query: dict[str, Any]
+    timezone: str
+    week_start_day: int
+    now: dt.datetime
+
+
+_STEP_FILTERS = (
+    {"key": "browser", "operator": "exact", "value": "Chrome"},
+    {"key": "browser", "operator": "is_set"},
+    {"key": "browser", "operator": "is_not", "value": "Firefox"},
+    {"key": "plan", "operator": "exact", "value": "pro"},
+    {"key": "tier", "operator": "exact", "value": "pro", "type": "person"},
+)
+
+
+@st.composite
+def _step(draw: st.DrawFn, names: list[str]) -> dict[str, Any]:
+    node: dict[str, Any] = {"kind": "EventsNode"}
+    if draw(st.integers(0, 12)):
+        node["event"] = draw(st.sampled_from(names))
+    if draw(st.integers(0, 4)) == 0:
+        node["properties"] = [dict(draw(st.sampled_from(_STEP_FILTERS)))]
+    if draw(st.integers(0, 8)) == 0:
+        node["custom_name"] = draw(st.sampled_from(["Signed up", "Ünïcode step"]))
+    return node
+
+
+@st.composite
+def _funnel(draw: st.DrawFn, breakdown: bool) -> tuple[dict[str, Any], int]:
+    """A query and its window in seconds."""
+    names = list(STEP_EVENTS[: draw(st.integers(2, 4))])
+    n = draw(st.integers(2, 4))
+    series = [draw(_step(names)) for _ in range(n)]
+    order = draw(st.sampled_from(["ordered", "ordered", "strict", "unordered"]))
+    unit = draw(st.sampled_from(UNITS))
+    interval = draw(st.integers(1, 3))
+    ff: dict[str, Any] = {"funnelWindowInterval": interval, "funnelWindowIntervalUnit": unit}
+    if order != "ordered" or draw(st.booleans()):
+        ff["funnelOrderType"] = order
+    if order != "unordered" and n > 2 and draw(st.integers(0, 2)) == 0:
+        for k in draw(st.sets(st.integers(1, n - 2), min_size=1, max_size=2)):
+            if draw(st.integers(0, 3)) == 0 or series[k].get("event") != series[k + 1].get("event"):
+                series[k]["optionalInFunnel"] = True
+    if order != "unordered" and draw(st.integers(0, 2)) == 0:
+        start = draw(st.integers(0, n - 2))
+        end = draw(st.integers(start + 1, n - 1))
+        exclusion: dict[str, Any] = {
+            "kind": "EventsNode",
+            # Mostly an event no step takes; a step's event sometimes (refused inside its range).
+            "event": draw(st.sampled_from(NOISE_EVENTS)) if draw(st.integers(0, 4)) else draw(st.sampled_from(names)),
+            "funnelFromStep": start,
+            "funnelToStep": end,
+        }
+        if draw(st.integers(0, 3)) == 0:
+            exclusion["properties"] = [dict(draw(st.sampled_from(_STEP_FILTERS)))]
+        ff["exclusions"] = [exclusion]
+    query: dict[str, Any] = {"kind": "FunnelsQuery", "series": series, "funnelsFilter": ff}
+    if breakdown:
+        bf: dict[str, Any] = {}
+        if draw(st.integers(0, 3)) == 0:
+            bf["breakdowns"] = [{"property": "browser", "type": "event"}, {"property": "tier", "type": "person"}]
+        elif draw(st.integers(0, 3)) == 0:
+            bf["breakdown"], bf["breakdown_type"] = "tier", "person"
+        else:
+            bf["breakdown"] = "browser"
+            if draw(st.booleans()):
+                bf["breakdown_type"] = "event"
+        if draw(st.booleans()):
+            bf["breakdown_limit"] = draw(st.integers(1, 3))
+        query["breakdownFilter"] = bf
+        attribution = draw(st.sampled_from(["first_touch", "last_touch", "all_events", "step", None]))
+        if attribution is not None:
+            ff["breakdownAttributionType"] = attribution
+        if attribution == "step":
+            ff["breakdownAttributionValue"] = 0 if order == "unordered" else draw(st.integers(0, n - 1))
+    if draw(st.integers(0, 7)) == 0:
+        query["properties"] = [draw(property_filter()) if draw(st.integers(0, 2)) == 0 else dict(draw(st.sampled_from(_STEP_FILTERS)))]
+    if draw(st.integers(0, 4)) == 0:
+        query["filterTestAccounts"] = True
+    return query, interval * UNIT_SECONDS[unit]
+
+
+@st.composite
+def funnel_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
+    """A funnel and the events of a few persons, placed on a grid of fractions of its window."""
+    query, window = draw(_funnel(breakdown))
+    now = draw(st.sampled_from(NOWS))
+    timezone = draw(st.sampled_from(TIMEZONES))
+    # Every grid slot below fits in the range (fifteen windows, at least two days), so attempts
+    # start, convert and expire inside it.
+    span_days = max(2, -(-15 * window // 86400) + 1)
+    query["dateRange"] = {"date_from": f"-{span_days}d"}
+    try:
+        rng = resolve_date_range(query["dateRange"], timezone=timezone, week_start_day=0, now=now)
+    except OracleError:  # pragma: no cover - relative ranges always resolve
+        rng = None
+    assert rng is not None
+    step_names = sorted({s["event"] for s in query["series"] if "event" in s}) or list(STEP_EVENTS[:2])
+    entry = query["series"][0].get("event") or step_names[0]
+    grid_us = window * 1_000_000 // draw(st.sampled_from([1, 2, 3, 4]))
+    first = rng.lower + dt.timedelta(seconds=draw(st.integers(0, 3600)))
+    events: list[Event] = []
+    persons = {p: {"tier": draw(st.sampled_from(["free", "pro", "Pro"]))} for p in PERSONS}
+    for person in PERSONS[: draw(st.integers(1, len(PERSONS)))]:
+        start = first + dt.timedelta(microseconds=grid_us * draw(st.integers(0, 4)))
+        person_events: list[Event] = []
+        for _ in range(draw(st.integers(0, 8))):
+            slot = draw(st.integers(0, 10))
+            jitter = 0 if draw(st.integers(0, 4)) else draw(st.integers(-1_000_000, 1_000_000))
+            when = start + dt.timedelta(microseconds=grid_us * slot + jitter)
+            if draw(st.integers(0, 9)) == 0:
+                when = rng.lower - dt.timedelta(seconds=draw(st.integers(1, 3600)))  # before the range
+            name = draw(st.sampled_from(step_names)) if draw(st.integers(0, 5)) else draw(st.sampled_from(NOISE_EVENTS))
+            if not person_events and draw(st.integers(0, 2)):
+                name = entry  # most persons start with the first step's event
+            props: dict[str, Any] = {}
+            browser = draw(st.sampled_from(BROWSERS))
+            if browser or draw(st.booleans()):
+                props["browser"] = browser
+            if draw(st.integers(0, 3)) == 0:
+                props["plan"] = draw(st.sampled_from(["pro", "free"]))
+            n = len(events) + len(person_events)
+            person_events.append(
+                Event(
+                    uuid=f"00000000-0000-4000-8000-{n:012d}",
+                    event=name,
+                    distinct_id=f"d-{person}",
+                    person_id=person,
+                    timestamp=when,
+                    properties=props,
+                    person_properties=dict(persons[person]),
+                )
+            )
+        events.extend(person_events)
+    return FunnelCase(events, query, timezone, 0, now)

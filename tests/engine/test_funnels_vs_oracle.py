@@ -1,0 +1,93 @@
+"""Property-based equality of the SQL funnels engine and the independent pure-Python oracle.
+
+As the trends comparison: each test runs its examples in an inner `@given` function, then asserts
+that most of them compared a funnel someone entered (comparing empty funnels passes whatever the
+engine computes). To replay a printed `@reproduce_failure` blob, put it on the inner `compare`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+
+from server.errors import FailedPrecondition, Unimplemented
+from server.queries.common.errors import QueryError
+from storage.events import EventStore
+from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, funnel_cases
+from tests.engine.funnels_harness import differences, run_funnel_engine
+from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
+from tests.hypothesis_profiles import examples
+from tests.oracle import OracleError
+from tests.oracle.funnels import compute_funnels
+
+MIN_NONZERO_SHARE = 0.6
+_CODES = {QueryError: "INVALID_ARGUMENT", FailedPrecondition: "FAILED_PRECONDITION", Unimplemented: "UNIMPLEMENTED"}
+
+
+def outcome_of(results: list[list[dict[str, Any]]]) -> str:
+    """NONZERO when anyone entered the funnel (any step of any group has a count)."""
+    return NONZERO if any(step["count"] for group in results for step in group) else ZERO
+
+
+def check(store: EventStore, case: FunnelCase) -> str:
+    """Compares the engine with the oracle on one example; returns what was compared (tally)."""
+    kwargs: dict[str, Any] = {
+        "timezone": case.timezone,
+        "week_start_day": case.week_start_day,
+        "now": case.now,
+        "test_account_filters": TEST_ACCOUNT_FILTERS,
+    }
+    oracle_error: OracleError | None = None
+    try:
+        expected = compute_funnels(case.events, case.query, **kwargs)
+    except OracleError as exc:
+        oracle_error = exc
+    engine_error: Exception | None = None
+    try:
+        got = run_funnel_engine(store, case.events, case.query, **kwargs)
+    except (QueryError, FailedPrecondition, Unimplemented) as exc:
+        engine_error = exc
+    if oracle_error is not None or engine_error is not None:
+        event(f"rejected: {type(oracle_error).__name__}")
+        engine_code = _CODES.get(type(engine_error)) if engine_error is not None else None
+        assert oracle_error is not None and engine_code == oracle_error.code, (
+            f"oracle: {oracle_error!r}, engine: {engine_error!r}"
+        )
+        return REJECTED
+    outcome = outcome_of(expected.results)
+    event(f"computed: {outcome}")
+    problems = differences(expected.results, got.results)
+    if expected.has_more != got.has_more:
+        problems.append(f"has_more: oracle {expected.has_more} engine {got.has_more}")
+    assert not problems, "\n".join(problems[:20])
+    return outcome
+
+
+def run_cases(store: EventStore, *, breakdown: bool) -> Counter[str]:
+    """Runs the profile's examples (100 in dev and ci) and counts what each one compared."""
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
+    @given(case=funnel_cases(breakdown))
+    def compare(case: FunnelCase) -> None:
+        outcomes[check(store, case)] += 1
+
+    compare()
+    return outcomes
+
+
+@pytest.mark.hypothesis
+def test_funnel_engine_equals_oracle(store: EventStore) -> None:
+    """Ordered, strict and unordered funnels: attempts, ties, window edges, exclusions, optional
+    steps, strict noise, step and query filters, every window unit."""
+    assert_mostly_nonzero(run_cases(store, breakdown=False), MIN_NONZERO_SHARE)
+
+
+@pytest.mark.hypothesis
+def test_funnel_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
+    """The same with a breakdown (event, person, two dimensions) under every attribution, small
+    limits (so values are cut into "Other") and the result order."""
+    assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE)

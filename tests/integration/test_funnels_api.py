@@ -1,0 +1,244 @@
+"""Funnels through the service: computed from ingested events, invalid funnels refused naming the
+field (and never saved), options not built yet UNIMPLEMENTED naming the field (but savable)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from generated.insights.v1 import common_pb2 as cpb
+from generated.insights.v1 import events_pb2 as epb
+from generated.insights.v1 import events_pb2_grpc as egrpc
+from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import query_pb2 as qpb
+from generated.insights.v1 import query_service_pb2 as qs
+from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
+
+BLOCKING = cpb.REFRESH_MODE_BLOCKING
+HOSTILE = "x'); DROP TABLE events; --"
+_TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def _event(name: str, person: str, minute: int, **props: object) -> epb.Event:
+    # Yesterday, so that "-7d" holds it whatever the time of day.
+    at = dt.datetime.combine(_TODAY - dt.timedelta(days=1), dt.time(12), tzinfo=dt.UTC) + dt.timedelta(minutes=minute)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(at)
+    return epb.Event(event=name, distinct_id=person, timestamp=stamp, properties=json.dumps(props))
+
+
+def _step(event: str, **fields: Any) -> qpb.SeriesNode:
+    return qpb.SeriesNode(events_node=qpb.EventsNode(event=event, **fields))
+
+
+def _funnel(*steps: qpb.SeriesNode, **fields: Any) -> qpb.FunnelsQuery:
+    query = qpb.FunnelsQuery(series=list(steps) or [_step("$pageview"), _step("signup")], **fields)
+    query.date_range.date_from = "-7d"
+    return query
+
+
+async def _run(server: Server, tenant: Tenant, query: qpb.FunnelsQuery) -> qs.RunQueryResponse:
+    stub = qs_grpc.QueryServiceStub(server.channel)
+    request = qs.RunQueryRequest(
+        environment_id=tenant.environment_id, query=qpb.QueryNode(funnels_query=query), refresh=BLOCKING
+    )
+    return await stub.RunQuery(request, metadata=bearer(tenant.key("query:read")), timeout=60)  # type: ignore[no-any-return]
+
+
+async def test_an_ingested_funnel_comes_back_with_counts_times_and_the_callers_names(
+    server: Server, tenant: Tenant
+) -> None:
+    stub = egrpc.EventsServiceStub(server.channel)
+    events = [
+        _event("$pageview", "a", 0, plan=HOSTILE),
+        _event("signup", "a", 30),
+        _event("$pageview", "b", 0),
+        _event("signup", "b", 90),
+        _event("$pageview", "c", 0),
+    ]
+    response = await stub.IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+    query = _funnel(_step("$pageview", custom_name="Visited"), _step("signup"))
+    computed = await _run(server, tenant, query)
+    (steps,) = computed.result.funnels.steps.breakdowns
+    assert [s.count for s in steps.steps] == [3, 2]
+    assert [s.name for s in steps.steps] == ["$pageview", "signup"]
+    assert steps.steps[0].custom_name == "Visited" and not steps.steps[1].HasField("custom_name")
+    assert steps.steps[1].average_conversion_time == 3600 and steps.steps[1].median_conversion_time == 3600
+    assert not steps.steps[0].HasField("average_conversion_time")
+    # Another caller's name for the same funnel: the cached result, relabelled.
+    renamed = _funnel(_step("$pageview", custom_name="Landed"), _step("signup"))
+    cached = await _run(server, tenant, renamed)
+    assert cached.is_cached and cached.result.funnels.steps.breakdowns[0].steps[0].custom_name == "Landed"
+    # A hostile filter value is bound, never SQL text: it matches the one event that has it.
+    hostile = _funnel(
+        _step(
+            "$pageview",
+            properties=[qpb.PropertyFilter(key="plan", value=qpb.PropertyValue(string_value=HOSTILE))],
+        ),
+        _step("signup"),
+    )
+    found = await _run(server, tenant, hostile)
+    assert [s.count for s in found.result.funnels.steps.breakdowns[0].steps] == [1, 1]
+    assert HOSTILE not in found.hogql
+
+
+def _exclusion(event: str, start: int | None, end: int | None) -> qpb.FunnelExclusion:
+    node = qpb.FunnelExclusionEventsNode(event=event)
+    if start is not None:
+        node.funnel_from_step = start
+    if end is not None:
+        node.funnel_to_step = end
+    return qpb.FunnelExclusion(events_node=node)
+
+
+def _unordered(**fields: Any) -> qpb.FunnelsFilter:
+    return qpb.FunnelsFilter(funnel_order_type=qpb.FUNNEL_ORDER_TYPE_UNORDERED, **fields)
+
+
+THREE = (_step("a"), _step("b"), _step("c"))
+INVALID: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
+    ("series", lambda: _funnel(_step("a"))),
+    ("series", lambda: _funnel(*[_step(f"e{i}") for i in range(21)])),
+    ("series[0].optionalInFunnel", lambda: _funnel(_step("a", optional_in_funnel=True), _step("b"))),
+    (
+        "series[1].optionalInFunnel",
+        lambda: _funnel(_step("a"), _step("b", optional_in_funnel=True), _step("c"), funnels_filter=_unordered()),
+    ),
+    (
+        "series[1].optionalInFunnel",
+        lambda: _funnel(_step("a"), _step("b", optional_in_funnel=True), _step("b")),
+    ),
+    ("series[1].math", lambda: _funnel(_step("a"), _step("b", math=qpb.MATH_TYPE_DAU))),
+    (
+        "series[1]",
+        lambda: _funnel(_step("a"), qpb.SeriesNode(data_warehouse_node=qpb.DataWarehouseNode(id="t"))),
+    ),
+    (
+        "funnelsFilter.exclusions[0].funnelToStep",
+        lambda: _funnel(*THREE, funnels_filter=qpb.FunnelsFilter(exclusions=[_exclusion("x", 1, 1)])),
+    ),
+    (
+        "funnelsFilter.exclusions[0].funnelToStep",
+        lambda: _funnel(*THREE, funnels_filter=qpb.FunnelsFilter(exclusions=[_exclusion("x", 0, 3)])),
+    ),
+    (
+        "funnelsFilter.exclusions[0]",
+        lambda: _funnel(*THREE, funnels_filter=qpb.FunnelsFilter(exclusions=[_exclusion("x", None, 1)])),
+    ),
+    (
+        "funnelsFilter.exclusions[0]",
+        lambda: _funnel(*THREE, funnels_filter=qpb.FunnelsFilter(exclusions=[_exclusion("b", 0, 1)])),
+    ),
+    (
+        "funnelsFilter.exclusions[0]",
+        lambda: _funnel(*THREE, funnels_filter=_unordered(exclusions=[_exclusion("x", 0, 1)])),
+    ),
+    (
+        "funnelsFilter.funnelWindowInterval",
+        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_window_interval=-1)),
+    ),
+    ("funnelsFilter.funnelFromStep", lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_from_step=1))),
+    (
+        "funnelsFilter.breakdownAttributionValue",
+        lambda: _funnel(
+            breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="plan")),
+            funnels_filter=qpb.FunnelsFilter(breakdown_attribution_type=qpb.BREAKDOWN_ATTRIBUTION_TYPE_STEP),
+        ),
+    ),
+    (
+        "funnelsFilter.breakdownAttributionValue",
+        lambda: _funnel(
+            funnels_filter=qpb.FunnelsFilter(
+                breakdown_attribution_type=qpb.BREAKDOWN_ATTRIBUTION_TYPE_STEP, breakdown_attribution_value=2
+            )
+        ),
+    ),
+    ("breakdownFilter.breakdown_limit", lambda: _funnel(breakdown_filter=qpb.BreakdownFilter(breakdown_limit=1001))),
+    ("samplingFactor", lambda: _funnel(sampling_factor=0)),
+    ("series[0].properties[0].value", lambda: _funnel(_step("a", properties=[qpb.PropertyFilter(key="k", operator=qpb.PROPERTY_OPERATOR_REGEX, value=qpb.PropertyValue(string_value="(?=x)"))]), _step("b"))),
+]
+
+
+@pytest.mark.parametrize(("field", "build"), INVALID, ids=[f"{i}-{f}" for i, (f, _) in enumerate(INVALID)])
+async def test_an_invalid_funnel_is_refused_naming_the_field_and_not_saved(
+    api: Api, field: str, build: Callable[[], qpb.FunnelsQuery]
+) -> None:
+    query = qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(funnels_query=build())))
+    err = await expect_error(api.create(name="bad funnel", query=query), grpc.StatusCode.INVALID_ARGUMENT)
+    assert_invalid(err, f"insight.query.source.{field}")
+    assert (await api.list()).count == 0
+
+
+async def test_an_undefined_order_type_is_invalid(server: Server, tenant: Tenant) -> None:
+    query = _funnel(funnels_filter=qpb.FunnelsFilter(funnel_order_type=9))  # type: ignore[arg-type]
+    err = await expect_error(_run(server, tenant, query), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "funnelsFilter.funnelOrderType" in (err.details() or "")
+
+
+LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
+    (
+        "funnelsFilter.funnelVizType",
+        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)),
+    ),
+    (
+        "funnelsFilter.funnelVizType",
+        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT)),
+    ),
+    ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=0)),
+    (
+        "funnelsFilter.funnelAggregateByHogQL",
+        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_aggregate_by_hogql="properties.$session_id")),
+    ),
+    ("series[0].math", lambda: _funnel(_step("a", math=qpb.MATH_TYPE_FIRST_TIME_FOR_USER), _step("b"))),
+    (
+        "breakdownFilter.breakdown_type",
+        lambda: _funnel(
+            breakdown_filter=qpb.BreakdownFilter(
+                breakdown=qpb.BreakdownKey(int_value=3), breakdown_type=qpb.BREAKDOWN_TYPE_COHORT
+            )
+        ),
+    ),
+    (
+        "funnelsFilter.exclusions",
+        lambda: _funnel(*THREE, funnels_filter=_unordered(exclusions=[_exclusion("x", 0, 2)])),
+    ),
+]
+
+
+@pytest.mark.parametrize(("field", "build"), LATER, ids=[f"{i}-{f}" for i, (f, _) in enumerate(LATER)])
+async def test_an_option_not_built_yet_is_unimplemented_naming_the_field_but_can_be_saved(
+    api: Api, server: Server, tenant: Tenant, field: str, build: Callable[[], qpb.FunnelsQuery]
+) -> None:
+    err = await expect_error(_run(server, tenant, build()), grpc.StatusCode.UNIMPLEMENTED)
+    info = error_info(err)
+    assert info.reason == "FUNNEL_OPTION_NOT_IMPLEMENTED" and info.metadata["field"] == field
+    assert (err.details() or "").startswith(field)
+    query = qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(funnels_query=build())))
+    saved = await api.create(name="later", query=query)
+    assert saved.id and not saved.HasField("result")
+    got = api.stub.GetInsight(
+        ipb.GetInsightRequest(environment_id=api.environment_id, id=saved.id, refresh=BLOCKING),
+        metadata=api.metadata,
+        timeout=30,
+    )
+    await expect_error(got, grpc.StatusCode.UNIMPLEMENTED)
+
+
+async def test_action_steps_are_saved_but_refused_when_computed(api: Api, server: Server, tenant: Tenant) -> None:
+    query = _funnel(_step("a"), qpb.SeriesNode(actions_node=qpb.ActionsNode(id=4)))
+    err = await expect_error(_run(server, tenant, query), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_info(err).metadata["field"] == "series[1].id"
+    wrapped = qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(funnels_query=query)))
+    assert (await api.create(name="with an action", query=wrapped)).id

@@ -1,0 +1,503 @@
+"""Pure-Python reference computation of a FunnelsQuery with the steps visualisation (the "oracle").
+
+Written from query-engine-semantics.md §4 and docs/funnels-semantics.md only, as a straightforward
+walk over each person's events; it shares no code with server/queries/. Dates and property filters
+come from the trends oracle (tests/oracle/trends.py), which is independent of the engine too.
+
+API
+---
+``compute_funnels(events, query, *, timezone, week_start_day, now, test_account_filters=None)``
+returns :class:`FunnelsOutput` ``(results, has_more)``:
+
+* ``results``: one list of step dicts per breakdown value, in the result order (without a
+  breakdown exactly one list, with zero counts when nobody entered; with a breakdown and nobody,
+  ``[]``). A step dict has ``action_id, name, custom_name, order, count, type,
+  average_conversion_time, median_conversion_time`` (None where unset), plus ``breakdown`` and
+  ``breakdown_value`` (lists of strings) with a breakdown.
+* ``has_more``: whether breakdown values were cut into "Other".
+
+Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
+engine does not compute yet) or :class:`FailedPrecondition` (actions), each an OracleError.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from tests.oracle.trends import (
+    Event,
+    FailedPrecondition,
+    InvalidArgument,
+    OracleError,
+    compile_properties,
+    prop_text,
+    resolve_date_range,
+)
+
+DEFAULT_WINDOW = 14
+# Seconds per conversion-window unit; a month is 31 days, as the reference's funnel UDF counts it.
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 31 * 86400}
+DEFAULT_BREAKDOWN_LIMIT = 25
+OTHER = ("Other",)
+MAX_STEPS = 20
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Unimplemented(OracleError):
+    code = "UNIMPLEMENTED"
+
+
+class FunnelsOutput(NamedTuple):
+    results: list[list[dict[str, Any]]]
+    has_more: bool
+
+
+# --------------------------------------------------------------------------------------------------
+# The query
+
+
+@dataclass(frozen=True)
+class _Step:
+    event: str | None
+    custom_name: str | None
+    optional: bool
+    matches: Any  # Event -> bool
+
+
+@dataclass(frozen=True)
+class _Funnel:
+    steps: list[_Step]
+    order: str  # ordered | strict | unordered
+    window_us: int
+    exclusions: list[tuple[int, int, Any]]  # (from, to, Event -> bool)
+    breakdown: list[tuple[str, str]] | None  # (key, "event" | "person") per dimension
+    attribution: str
+    attribution_step: int | None
+    limit: int
+
+
+def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (f.get("type") or "event", str(f.get("key")), f.get("operator") or "exact", repr(f.get("value")))
+
+
+def _same_event(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("event") == b.get("event")
+
+
+def _props_multiset(node: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return sorted(_filter_repr(f) for f in node.get("properties") or [] if f)
+
+
+def _is_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return _same_event(a, b) and _props_multiset(a) == _props_multiset(b)
+
+
+def _is_superset(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Node `a` matches at least what `b` matches: same event, a's filters a sub-multiset of b's."""
+    if not _same_event(a, b):
+        return False
+    rest = list(_props_multiset(b))
+    for item in _props_multiset(a):
+        if item not in rest:
+            return False
+        rest.remove(item)
+    return True
+
+
+def _parse(query: dict[str, Any], tz: ZoneInfo) -> _Funnel:
+    if query.get("kind") not in (None, "FunnelsQuery"):
+        raise InvalidArgument("not a FunnelsQuery")
+    series = query.get("series") or []
+    if len(series) < 2:
+        raise InvalidArgument("a funnel needs at least two steps")
+    if len(series) > MAX_STEPS:
+        raise InvalidArgument("a funnel has at most 20 steps")
+    ff = query.get("funnelsFilter") or {}
+    order = ff.get("funnelOrderType") or "ordered"
+    n = len(series)
+    steps = []
+    for node in series:
+        if node.get("kind") == "ActionsNode":
+            raise FailedPrecondition("actions are not stored yet")
+        math = node.get("math")
+        if math not in (None, "total", "first_time_for_user", "first_time_for_user_with_filters"):
+            raise InvalidArgument("not a funnel math")
+        name = node.get("event")
+        props = compile_properties(node.get("properties") or [], tz)
+
+        def matches(e: Event, name: str | None = name, props: Any = props) -> bool:
+            return (name is None or e.event == name) and props(e)
+
+        steps.append(_Step(name, node.get("custom_name"), bool(node.get("optionalInFunnel")), matches))
+    if any(s.optional for s in steps):
+        if steps[0].optional:
+            raise InvalidArgument("the first step cannot be optional")
+        if order == "unordered":
+            raise InvalidArgument("unordered funnels have no optional steps")
+        for i in range(n - 1):
+            a, b = series[i], series[i + 1]
+            if steps[i].optional and not steps[i + 1].optional and (_is_equal(a, b) or _is_superset(b, a)):
+                raise InvalidArgument("an optional step cannot be the same as the following required step")
+    from_step, to_step = ff.get("funnelFromStep"), ff.get("funnelToStep")
+    if from_step is not None and not 0 <= from_step <= n - 2:
+        raise InvalidArgument("funnelFromStep out of range")
+    if to_step is not None and not 1 <= to_step <= n - 1:
+        raise InvalidArgument("funnelToStep out of range")
+    if from_step is not None and to_step is not None and from_step >= to_step:
+        raise InvalidArgument("funnelFromStep must be before funnelToStep")
+    exclusions = []
+    for node in ff.get("exclusions") or []:
+        if node.get("kind") == "ActionsNode":
+            raise FailedPrecondition("actions are not stored yet")
+        lo, hi = node.get("funnelFromStep"), node.get("funnelToStep")
+        if lo is None or hi is None or not 0 <= lo < hi <= n - 1:
+            raise InvalidArgument("bad exclusion range")
+        for step_node in series[lo : hi + 1]:
+            if _is_equal(step_node, node) or _is_superset(step_node, node):
+                raise InvalidArgument("an exclusion cannot match a step of its range")
+        if order == "unordered" and (lo, hi) != (0, n - 1):
+            raise InvalidArgument("unordered funnels take full-range exclusions only")
+        name = node.get("event")
+        props = compile_properties(node.get("properties") or [], tz)
+
+        def excluded(e: Event, name: str | None = name, props: Any = props) -> bool:
+            return (name is None or e.event == name) and props(e)
+
+        exclusions.append((lo, hi, excluded))
+    interval = ff.get("funnelWindowInterval")
+    interval = DEFAULT_WINDOW if interval is None else interval
+    if not 0 <= interval <= 100_000:
+        raise InvalidArgument("funnelWindowInterval out of range")
+    unit = ff.get("funnelWindowIntervalUnit") or "day"
+    bf = query.get("breakdownFilter") or {}
+    breakdown: list[tuple[str, str]] | None = None
+    if bf.get("breakdowns"):
+        breakdown = [(b["property"], b.get("type") or "event") for b in bf["breakdowns"]]
+    elif bf.get("breakdown") is not None:
+        breakdown = [(bf["breakdown"], bf.get("breakdown_type") or "event")]
+    limit = bf.get("breakdown_limit") or DEFAULT_BREAKDOWN_LIMIT
+    attribution = ff.get("breakdownAttributionType") or "first_touch"
+    attribution_step = None
+    if attribution == "step":
+        attribution_step = ff.get("breakdownAttributionValue")
+        if attribution_step is None or not 0 <= attribution_step <= n - 1:
+            raise InvalidArgument("breakdownAttributionValue out of range")
+        if order == "unordered" and attribution_step != 0:
+            raise InvalidArgument("unordered funnels attribute to the first step only")
+    # Computable but not built yet (refused when computing).
+    if (ff.get("funnelVizType") or "steps") != "steps":
+        raise Unimplemented("only the steps visualisation")
+    if query.get("aggregation_group_type_index") is not None or ff.get("funnelAggregateByHogQL"):
+        raise Unimplemented("aggregation by groups or expressions")
+    if any(node.get("math") in ("first_time_for_user", "first_time_for_user_with_filters") for node in series):
+        raise Unimplemented("first-time steps")
+    if order == "unordered" and exclusions:
+        raise Unimplemented("exclusions in unordered funnels")
+    if order == "unordered" and breakdown and attribution == "step":
+        raise Unimplemented("step attribution in unordered funnels")
+    return _Funnel(
+        steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
+        attribution_step, limit,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# One person's walk
+
+
+@dataclass
+class _Ev:
+    t: int  # microseconds since the epoch
+    id: int  # position in the person's sorted stream
+    codes: list[int]  # step k matched → k + 1; "excluded between step i-1 and i" → -(i + 1)
+    value: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    entry: int
+    excluded: bool = False
+    times: tuple[int, ...] = ()  # timestamps of the mandatory steps completed
+    used: tuple[int, ...] = ()  # events that completed them
+    bits: int = 0  # bit k: step k completed
+
+
+@dataclass
+class _Outcome:
+    furthest: int  # steps completed along the best attempt (ordered) / distinct steps (unordered)
+    bits: int
+    step_seconds: list[float | None]  # per step: seconds from the previous mandatory step (None: none)
+
+
+def _by_timestamp(evs: list[_Ev]) -> Iterable[list[_Ev]]:
+    group: list[_Ev] = []
+    for e in evs:
+        if group and e.t != group[0].t:
+            yield group
+            group = []
+        group.append(e)
+    if group:
+        yield group
+
+
+def _walk_ordered(f: _Funnel, evs: list[_Ev], value: tuple[str, ...]) -> _Outcome | None:
+    """Slots 0..n: slot s holds the latest attempt that completed step s-1 (slot 0: an attempt
+    entering at the current timestamp). The best attempt is the first to reach the furthest slot."""
+    n = len(f.steps)
+    optional = [False] + [s.optional for s in f.steps]  # by slot (= 1-based step number)
+    slots: list[_Attempt | None] = [None] * (n + 1)
+    best_slot, best = 0, _Attempt(0)
+    window = f.window_us
+
+    def valid(p: int, t: int) -> bool:
+        slot = slots[p]
+        return slot is not None and t - slot.entry <= window
+
+    def process(e: _Ev, codes: list[int], multi: bool) -> None:
+        nonlocal best_slot, best
+        for code in reversed(codes):
+            s, exclusion = abs(code), code < 0
+            p = s - 1
+            # Walk back over optional steps that hold no attempt within the window.
+            while p > 0 and not valid(p, e.t) and optional[p]:
+                p -= 1
+            prev = slots[p]
+            if prev is None or e.t - prev.entry > window:
+                continue
+            here = slots[s]
+            if here is not None and here.entry == prev.entry:
+                continue  # this attempt already completed step s
+            if exclusion:
+                if not prev.excluded:
+                    slots[p] = replace(prev, excluded=True)
+                    if best_slot == p and e.t - best.entry <= window:
+                        best = replace(best, excluded=True)
+                continue
+            if f.attribution_step is not None and p == f.attribution_step and e.value != value:
+                continue
+            if multi and e.id in prev.used:
+                continue
+            skip = optional[s]
+            new = _Attempt(
+                prev.entry,
+                prev.excluded,
+                prev.times if skip else (*prev.times, e.t),
+                prev.used if skip else (*prev.used, e.id),
+                prev.bits | (1 << (s - 1)),
+            )
+            if not prev.excluded:
+                slots[s] = new
+            if s > best_slot or (s == best_slot and best.excluded):
+                best_slot, best = s, new
+        if f.order == "strict" and not multi:
+            for i in range(1, n + 1):
+                if i not in codes:
+                    slots[i] = None
+
+    for group in _by_timestamp(evs):
+        slots[0] = _Attempt(group[0].t)
+        if len(group) == 1 or all(e.codes == group[0].codes for e in group):
+            for e in group:
+                process(e, e.codes, False)
+        else:
+            # Distinct step sets at one instant: one event per matched step, in step order;
+            # exclusions and the strict rule do not apply to them.
+            singles = sorted(((c, e) for e in group for c in e.codes if c > 0), key=lambda item: item[0])
+            for c, e in singles:
+                process(e, [c], True)
+    if best_slot == 0 or best.excluded:
+        return None
+    # The j-th gap between mandatory step times belongs to the j-th mandatory step after the first.
+    mandatory = [k for k in range(n) if not f.steps[k].optional]
+    seconds: list[float | None] = [None] * n
+    for j in range(1, len(best.times)):
+        seconds[mandatory[j]] = (best.times[j] - best.times[j - 1]) / 1e6
+    return _Outcome(best_slot, best.bits, seconds)
+
+
+def _walk_unordered(f: _Funnel, evs: list[_Ev]) -> _Outcome | None:
+    """At each event, the steps with an event in the window ending there; an event counts for the
+    first step it matches. The best is the first instant with the most steps."""
+    n = len(f.steps)
+    recent: list[list[int]] = [[] for _ in range(n)]
+    most, gaps = 0, []
+    for e in evs:
+        steps = [c for c in e.codes if c > 0]
+        if not steps:
+            continue
+        recent[min(steps) - 1].append(e.t)
+        for times in recent:
+            times[:] = [t for t in times if e.t - t <= f.window_us]
+        covered = sorted(times[0] for times in recent if times)
+        if len(covered) > most:
+            most = len(covered)
+            gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(covered)]
+    if most == 0:
+        return None
+    seconds: list[float | None] = [None] * n
+    for k in range(1, n):
+        if k - 1 < len(gaps):
+            seconds[k] = gaps[k - 1]
+    return _Outcome(most, (1 << most) - 1, seconds)
+
+
+# --------------------------------------------------------------------------------------------------
+# Everything
+
+
+def _value_of(e: Event, breakdown: list[tuple[str, str]] | None) -> tuple[str, ...]:
+    if breakdown is None:
+        return ()
+    return tuple(
+        prop_text(e.properties if source == "event" else e.person_properties, key) or ""
+        for key, source in breakdown
+    )
+
+
+def _attributed(f: _Funnel, evs: list[_Ev]) -> list[tuple[str, ...]]:
+    """The breakdown values a person's funnel is computed for."""
+    if f.breakdown is None:
+        return [()]
+    blank = ("",) * len(f.breakdown)
+    if f.attribution in ("first_touch", "last_touch"):
+        candidates = [e for e in evs if any(v != "" for v in e.value)]
+        if not candidates:
+            return [blank]
+        # Ties at one instant: the smallest value first, the largest last (a deterministic choice).
+        if f.attribution == "first_touch":
+            return [min(candidates, key=lambda e: (e.t, e.value)).value]
+        return [max(candidates, key=lambda e: (e.t, e.value)).value]
+    if f.attribution == "all_events":
+        return sorted({e.value for e in evs})
+    assert f.attribution_step is not None
+    return sorted({e.value for e in evs if f.attribution_step + 1 in e.codes})
+
+
+def compute_funnels(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    week_start_day: int,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+) -> FunnelsOutput:
+    """Evaluate a reference-JSON FunnelsQuery over ``events`` (all of the environment's events)."""
+    events = list(events)
+    tz = ZoneInfo(timezone)
+    if query.get("samplingFactor") not in (None, 1, 1.0):
+        raise NotImplementedError("the oracle does not sample")
+    f = _parse(query, tz)
+    rng = resolve_date_range(
+        query.get("dateRange"),
+        query.get("interval") or "day",
+        timezone=timezone,
+        week_start_day=week_start_day,
+        now=now,
+        events=events,
+    )
+    query_props = compile_properties(query.get("properties"), tz)
+    test_props = compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
+    n = len(f.steps)
+    per_person: dict[str, list[tuple[int, str, list[int], tuple[str, ...]]]] = {}
+    for e in events:
+        if not rng.lower <= e.timestamp <= rng.upper:
+            continue
+        if not query_props(e) or (test_props is not None and not test_props(e)):
+            continue
+        codes = [k + 1 for k, step in enumerate(f.steps) if step.matches(e)]
+        codes += [
+            -(i + 1) for i in range(1, n) if any(lo < i <= hi and match(e) for lo, hi, match in f.exclusions)
+        ]
+        if not codes and f.order != "strict":
+            continue
+        t = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
+        per_person.setdefault(e.person_id, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
+
+    rows: list[tuple[tuple[str, ...], _Outcome]] = []
+    for stream in per_person.values():
+        # One instant's events are taken in the order of their step codes, then values (the
+        # reference leaves it to the engine's row order; it matters when an event may complete
+        # a step another event of that instant completes too).
+        stream.sort(key=lambda item: (item[0], item[2], item[3], item[1]))
+        evs = [_Ev(t, i, codes, value) for i, (t, _, codes, value) in enumerate(stream)]
+        for value in _attributed(f, evs):
+            mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
+            outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
+            if outcome is not None:
+                rows.append((value, outcome))
+    return _shape(f, rows, query)
+
+
+
+
+@dataclass
+class _Group:
+    counts: list[int]
+    seconds: list[list[float]] = field(default_factory=list)
+
+
+def _group(f: _Funnel, rows: list[tuple[tuple[str, ...], _Outcome]]) -> dict[tuple[str, ...], _Group]:
+    n = len(f.steps)
+    groups: dict[tuple[str, ...], _Group] = {}
+    for value, outcome in rows:
+        g = groups.setdefault(value, _Group([0] * n, [[] for _ in range(n)]))
+        for k in range(n):
+            if outcome.bits >> k & 1:
+                g.counts[k] += 1
+            s = outcome.step_seconds[k]
+            if s is not None and s > 0:
+                g.seconds[k].append(s)
+    return groups
+
+
+def _rank(value: tuple[str, ...], g: _Group) -> tuple[Any, ...]:
+    return (*(-c for c in reversed(g.counts)), value)
+
+
+def _shape(f: _Funnel, rows: list[tuple[tuple[str, ...], _Outcome]], query: dict[str, Any]) -> FunnelsOutput:
+    n = len(f.steps)
+    groups = _group(f, rows)
+    has_more = False
+    if f.breakdown is not None:
+        ranked = sorted(groups.items(), key=lambda item: _rank(*item))
+        merged: dict[tuple[str, ...], _Group] = {}
+        for position, (value, g) in enumerate(ranked):
+            key = value if position < f.limit else OTHER
+            has_more = has_more or position >= f.limit
+            into = merged.setdefault(key, _Group([0] * n, [[] for _ in range(n)]))
+            into.counts = [a + b for a, b in zip(into.counts, g.counts, strict=True)]
+            into.seconds = [a + b for a, b in zip(into.seconds, g.seconds, strict=True)]
+        ordered = sorted(merged.items(), key=lambda item: _rank(*item))
+    else:
+        ordered = [((), groups.get((), _Group([0] * n, [[] for _ in range(n)])))]
+    results = []
+    for value, g in ordered:
+        steps = []
+        for k in range(n):
+            step = f.steps[k]
+            times = g.seconds[k]
+            item: dict[str, Any] = {
+                "action_id": step.event,
+                "name": step.event,
+                "custom_name": step.custom_name,
+                "order": k,
+                "count": g.counts[k],
+                "type": "events",
+                "average_conversion_time": statistics.fmean(times) if k > 0 and times else None,
+                "median_conversion_time": statistics.median(times) if k > 0 and times else None,
+            }
+            if f.order == "unordered":
+                item.update(action_id=None, name=f"Completed {k + 1} step{'s' if k else ''}", custom_name=None)
+            if f.breakdown is not None:
+                item["breakdown"] = list(value)
+                item["breakdown_value"] = list(value)
+            steps.append(item)
+        results.append(steps)
+    return FunnelsOutput(results, has_more)
