@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from server.domain import activity
 from server.domain.accounts import environment_info
-from server.domain.insights import Insights, InsightView
+from server.domain.insights import Insights, InsightView, Lookup, find_insight
 from server.domain.masks import check_update_mask
 from server.domain.unlocks import UnlockLimiter, UnlockLimits, client_address
 from server.errors import (
@@ -41,7 +41,8 @@ from storage.models import (
     utcnow,
 )
 
-SCOPE = "Insight"
+# The type activity entries give a sharing configuration's changes (as the reference).
+CONFIG_SCOPE = "SharingConfiguration"
 # The display settings a configuration keeps (reference §1.2.2); each is a boolean.
 SETTINGS_KEYS = ("detailed", "hideExtraDetails", "legend", "noHeader", "showInspector", "whitelabel")
 WRITABLE = ("enabled", "settings", "password_required")
@@ -271,7 +272,7 @@ class Sharing:
             if "password_required" in chosen:
                 config.password_required = change.password_required
             after = _snapshot(config)
-            changes = activity.diff(before, after, "SharingConfiguration")
+            changes = activity.diff(before, after, CONFIG_SCOPE)
             if before["enabled"] != after["enabled"]:
                 name = "sharing enabled" if config.enabled else "sharing disabled"
                 self._log(session, principal, env, insight, name, changes, now)
@@ -520,20 +521,7 @@ class Sharing:
     # ----------------------------------------------------------------------------- helpers
 
     def _insight(self, session: Session, environment_id: int, insight_id: int) -> Insight:
-        row = session.scalars(
-            select(Insight).where(
-                Insight.id == insight_id,
-                Insight.environment_id == environment_id,
-                Insight.deleted.is_(False),
-            )
-        ).first()
-        if row is None:
-            raise NotFound(
-                f"Insight {insight_id} not found.",
-                reason="INSIGHT_NOT_FOUND",
-                metadata={"insight": str(insight_id)},
-            )
-        return row
+        return find_insight(session, environment_id, Lookup(id=insight_id))
 
     def _active(self, session: Session, insight_id: int) -> SharingConfiguration | None:
         return session.scalars(
@@ -642,11 +630,4 @@ def _snapshot(config: SharingConfiguration) -> dict[str, Any]:
 
 
 def _change(field: str, before: Any, after: Any) -> dict[str, Any]:
-    return {
-        "type": "SharingConfiguration",
-        "action": "changed",
-        "field": field,
-        "before": before,
-        "after": after,
-    }
-
+    return activity.change(CONFIG_SCOPE, field, before, after)
