@@ -47,8 +47,6 @@ EVENT_LIMIT = 400
 # url, href and text: a regex is bounded by the same number (MAX_REGEX_LENGTH).
 STEP_TEXT_LIMIT = 10_000
 TAG_NAME_LIMIT = 100
-# Activity entries per page unless asked (the reference's page size).
-ACTIVITY_PAGE = 10
 # Fields an update may name; every other path of Action is output-only or unknown.
 WRITABLE = ("name", "description", "tags", "steps", "deleted")
 
@@ -311,23 +309,10 @@ class Actions:
     ) -> activity.EntryPage:
         """The activity of one action (deleted ones included) or of all the environment's actions."""
         env = principal.environment(environment_id)
-        violations = Violations()
-        if page < 0:
-            violations.add("page", "page starts at 1")
-        limit = paging.window(violations, limit, 0, default=ACTIVITY_PAGE)
-        violations.raise_if_any()
-        with self.db.session() as session:
-            item_id = None
-            if action_id is not None:
-                item_id = str(find_action(session, env.id, action_id, include_deleted=True).id)
-            return activity.page(
-                session,
-                environment_id=env.id,
-                scope=SCOPE,
-                item_id=item_id,
-                page_number=page or 1,
-                limit=limit,
-            )
+        item = None
+        if action_id is not None:
+            item = lambda session: find_action(session, env.id, action_id, include_deleted=True).id  # noqa: E731 (one expression, run in the listing's session)
+        return activity.listing(self.db, env.id, SCOPE, page, limit, item)
 
     # ------------------------------------------------------------------------------ helpers
 

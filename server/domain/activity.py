@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.domain import paging
+from server.errors import Violations
+from storage.db import Database
 from storage.models import ActivityLog, User
+
+# Entries per page unless asked (the reference's page size).
+PAGE_SIZE = 10
 
 
 def change(scope: str, field: str | None, before: Any, after: Any, action: str = "changed") -> dict[str, Any]:
@@ -107,6 +114,34 @@ class EntryPage:
     total_count: int
     page: int
     has_next: bool
+
+
+def listing(
+    db: Database,
+    environment_id: int,
+    scope: str,
+    page_number: int,
+    limit: int,
+    item: Callable[[Session], int] | None = None,
+) -> EntryPage:
+    """A page of a scope's log as a list RPC asks for it: `page_number` from 1 (0 = the first),
+    `limit` 0 = PAGE_SIZE; `item` finds the one object whose entries are wanted (NOT_FOUND as its
+    domain says), or None for the whole scope."""
+    violations = Violations()
+    if page_number < 0:
+        violations.add("page", "page starts at 1")
+    limit = paging.window(violations, limit, 0, default=PAGE_SIZE)
+    violations.raise_if_any()
+    with db.session() as session:
+        item_id = str(item(session)) if item is not None else None
+        return page(
+            session,
+            environment_id=environment_id,
+            scope=scope,
+            item_id=item_id,
+            page_number=page_number or 1,
+            limit=limit,
+        )
 
 
 def page(

@@ -43,8 +43,6 @@ SCOPE = "Insight"
 TEXT_LIMIT = 400
 SEARCH_LIMIT = 200
 TAG_LIMIT = 255
-# Activity entries per page unless asked (the reference's page size).
-ACTIVITY_PAGE = 10
 BULK_MAX_IDS = 500
 BULK_MAX_TAGS = 100
 BULK_MAX_PAIRS = 10_000
@@ -619,23 +617,10 @@ class Insights:
         self, principal: Principal, environment_id: int, lookup: Lookup | None, page: int, limit: int
     ) -> activity.EntryPage:
         env = principal.environment(environment_id)
-        violations = Violations()
-        if page < 0:
-            violations.add("page", "page starts at 1")
-        limit = paging.window(violations, limit, 0, default=ACTIVITY_PAGE)
-        violations.raise_if_any()
-        with self.db.session() as session:
-            item_id = None
-            if lookup is not None:
-                item_id = str(find_insight(session, env.id, lookup, include_deleted=True).id)
-            return activity.page(
-                session,
-                environment_id=env.id,
-                scope=SCOPE,
-                item_id=item_id,
-                page_number=page or 1,
-                limit=limit,
-            )
+        item = None
+        if lookup is not None:
+            item = lambda session: find_insight(session, env.id, lookup, include_deleted=True).id  # noqa: E731 (one expression, run in the listing's session)
+        return activity.listing(self.db, env.id, SCOPE, page, limit, item)
 
     # ------------------------------------------------------------------------------ helpers
 
