@@ -43,6 +43,7 @@ from server.domain.alerts.configs import Alerts
 from server.domain.alerts.notify import Egress, WebhookNotifier
 from server.domain.alerts.scheduler import Scheduler
 from server.domain.cohorts import Cohorts
+from server.domain.definitions import DefinitionLoader
 from server.domain.ingest import Ingestion
 from server.domain.insights import Insights
 from server.domain.readcache import ReadCache
@@ -102,6 +103,7 @@ class App:
             max_running=settings.max_running_queries,
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
+            definitions=DefinitionLoader(self.db),
         )
         # Recent insight reads; alert writes clear it too, since an insight shows its alerts.
         read_cache = ReadCache(settings.read_cache_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import enum
 import functools
@@ -21,7 +22,7 @@ from server.execution.runs import Progress, Run, Runs
 from server.execution.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
 from server.memory import Memo, MemoryBudget
 from server.principal import EnvironmentInfo
-from server.queries.base import QueryContext, Runner
+from server.queries.base import Definitions, DefinitionUnavailable, LoadDefinitions, QueryContext, Runner
 from server.queries.common.codec import CodecError, from_reference_json
 from server.queries.common.errors import QueryError
 from server.queries.registry import RUNNERS, Registry, Source, source_of
@@ -81,6 +82,7 @@ class _Job:
     runner: Runner[Any]
     key: str
     field: str  # the request field path of the source node, for errors
+    definitions: Definitions = dataclasses.field(default_factory=Definitions)
 
 
 class Execution:
@@ -98,9 +100,12 @@ class Execution:
         max_queued: int = 100,
         status_ttl: dt.timedelta = dt.timedelta(minutes=20),
         registry: Registry = RUNNERS,
+        definitions: LoadDefinitions | None = None,
     ):
         self.events = events
         self.registry = registry
+        # Reads the actions and cohorts a query names (None: a query naming one cannot be computed).
+        self.definitions = definitions
         self.blocking = blocking
         self.cache = cache
         self.clock = clock
@@ -163,7 +168,7 @@ class Execution:
 
         UNIMPLEMENTED for a kind no runner computes (a FORCE_CACHE read is a plain miss instead).
         """
-        job = self._job(env, query, field_prefix, computing=refresh != Refresh.FORCE_CACHE)
+        job = await self._loaded(env, self._job(env, query, field_prefix, computing=refresh != Refresh.FORCE_CACHE))
         if job is None:
             return None
         key = job.key
@@ -195,15 +200,15 @@ class Execution:
         trigger = "refresh param" if refresh == Refresh.FORCE_BLOCKING else "stale" if entry else "cache miss"
         return self._fresh(fresh, job, env, trigger)
 
-    def missed(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> Computed:
+    async def missed(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> Computed:
         """A cache miss as a query answer shows it: no result, the key a computation would fill
         (so that a caller can tell which entry it asked for), none for a kind no runner computes."""
-        job = self._job(env, query, "", computing=False)
+        job = await self._loaded(env, self._job(env, query, "", computing=False))
         return Computed(cache_key=job.key if job is not None else "", timezone=env.timezone)
 
     async def cached(self, env: EnvironmentInfo, query: query_pb2.QueryNode | None) -> CacheEntry | None:
         """The cached entry of a query, if any, without computing anything."""
-        job = self._job(env, query, "", computing=False)
+        job = await self._loaded(env, self._job(env, query, "", computing=False))
         return None if job is None else self.cache.get(job.key)
 
     async def stream(
@@ -221,7 +226,7 @@ class Execution:
             if answer is not None:
                 yield answer
             return
-        job = self._job(env, query, "", computing=True)
+        job = await self._loaded(env, self._job(env, query, "", computing=True))
         if job is None:
             return
         entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(job.key)
@@ -302,15 +307,44 @@ class Execution:
             )
         if env is None or not key:
             return None
-        cache_key = _memo_key(
+        return _Job(source, runner, self._key(env, source, ()), f"{field_prefix}{source.path}")
+
+    def _key(self, env: EnvironmentInfo, source: Source, versions: tuple[tuple[str, int, int, str], ...]) -> str:
+        return _memo_key(
             source.node.DESCRIPTOR.full_name,
             env.id,
             env.timezone,
             env.week_start_day,
             env.test_account_filters,
             source.node.SerializeToString(deterministic=True),
+            versions,
         )
-        return _Job(source, runner, cache_key, f"{field_prefix}{source.path}")
+
+    async def _loaded(self, env: EnvironmentInfo, job: _Job | None) -> _Job | None:
+        """`job` with the stored definitions its node names, and a cache key holding their versions
+        (so an edited action or cohort computes anew). FAILED_PRECONDITION naming the field of a
+        definition that is missing or deleted, or when no loader was given."""
+        if job is None:
+            return None
+        references = job.runner.references(job.source.node)
+        if not references:
+            return job
+        if self.definitions is None:
+            ref = references[0]
+            raise FailedPrecondition(
+                f"{job.field}.{ref.path}: {ref.kind}s cannot be computed by this service",
+                reason="DEFINITIONS_UNAVAILABLE",
+                metadata={"field": f"{job.field}.{ref.path}"},
+            )
+        try:
+            definitions = await self.blocking.run(self.definitions, env.id, references)
+        except DefinitionUnavailable as exc:
+            where = f"{job.field}.{exc.path}"
+            raise FailedPrecondition(
+                f"{where}: {exc.message}", reason=exc.reason, metadata={**exc.metadata, "field": where}
+            ) from None
+        key = self._key(env, job.source, definitions.versions())
+        return _Job(job.source, job.runner, key, job.field, definitions)
 
     def _starter(
         self, env: EnvironmentInfo, job: _Job, client_query_id: str, insight_id: int | None
@@ -338,7 +372,7 @@ class Execution:
         return start
 
     async def _compute(self, run: Run, env: EnvironmentInfo, job: _Job) -> CacheEntry:
-        context = await self.blocking.run(self._context, env)
+        context = await self.blocking.run(self._context, env, job.definitions)
 
         def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
             with run.engine_statement():
@@ -444,7 +478,7 @@ class Execution:
 
     # -------------------------------------------------------------------------------- helpers
 
-    def _context(self, env: EnvironmentInfo) -> QueryContext:
+    def _context(self, env: EnvironmentInfo, definitions: Definitions | None = None) -> QueryContext:
         return QueryContext(
             team_id=env.id,
             timezone=env.timezone,
@@ -453,6 +487,7 @@ class Execution:
             test_account_filters=self._test_account_filters(env),
             earliest=lambda: self.events.earliest_timestamp(env.id),
             materialized=self.events.materialized,
+            definitions=definitions or Definitions(),
         )
 
     def _test_account_filters(self, env: EnvironmentInfo) -> list[query_pb2.PropertyFilter]:
@@ -476,6 +511,7 @@ def _memo_key(
     week_start_day: int,
     test_filters: str,
     node: bytes,
+    definitions: tuple[tuple[str, int, int, str], ...] = (),
 ) -> str:
     """The cache key of a source node given as bytes: hot reads of the same insight skip normalising it."""
     parsed = message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(node_type))()
@@ -486,6 +522,7 @@ def _memo_key(
         timezone=timezone,
         week_start_day=week_start_day,
         test_account_filters=json.loads(test_filters) if test_filters else None,
+        definitions=definitions,
     )
 
 

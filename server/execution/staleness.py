@@ -190,6 +190,7 @@ def cache_key(
     timezone: str,
     week_start_day: int,
     test_account_filters: list[dict[str, Any]] | None,
+    definitions: tuple[tuple[str, int, int, str], ...] = (),
 ) -> str:
     """The result-cache key of `query` (a source node such as TrendsQuery, or any query message).
 
@@ -198,10 +199,11 @@ def cache_key(
     start, and its test-account filters when the query applies them (so editing them invalidates).
     Pass the source query rather than its InsightVizNode wrapper, whose display-only fields would
     otherwise split entries. Stable across processes for a given protobuf runtime; a protobuf upgrade
-    that changed deterministic encoding would only cause misses.
+    that changed deterministic encoding would only cause misses. `definitions` are (kind, id,
+    version, name) of the stored actions and cohorts the query uses: a new version is a new key.
     """
     query_bytes, filters_test_accounts = canonical_query_bytes(query)
-    payload = {
+    payload: dict[str, Any] = {
         "engine_version": ENGINE_VERSION,
         "kind": query.DESCRIPTOR.full_name,
         "query": query_bytes.hex(),
@@ -210,5 +212,8 @@ def cache_key(
         "week_start_day": week_start_day,
         "test_account_filters": (test_account_filters or []) if filters_test_accounts else None,
     }
+    if definitions:
+        # Only when there are some, so that the keys of queries naming none stay as they were.
+        payload["definitions"] = [list(d) for d in definitions]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "query_" + hashlib.sha256(text.encode()).hexdigest()

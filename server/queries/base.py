@@ -10,12 +10,70 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from google.protobuf.message import Message
 
-from generated.insights.v1 import query_pb2, results_pb2
+from generated.insights.v1 import actions_pb2, query_pb2, results_pb2
+from server.errors import FailedPrecondition
+from server.queries.common.cohorts import CohortDefinition
 
 # Runs one SQL statement with its bound parameters on the engine and returns the rows.
 Execute = Callable[[str, dict[str, Any]], Sequence[Sequence[Any]]]
 
 N = TypeVar("N", bound=Message)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A stored definition a node refers to: its kind ("action" or "cohort"), its id, and the
+    field of the node (relative to it) that names it."""
+
+    kind: str
+    id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class ActionDefinition:
+    """What the compiler needs of a stored action."""
+
+    id: int
+    name: str
+    version: int
+    steps: tuple[actions_pb2.ActionStep, ...] = ()
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """The stored definitions a computation uses, loaded for its environment: the ones its node
+    names and those they refer to in turn (a cohort's nested cohorts and actions)."""
+
+    actions: Mapping[int, ActionDefinition] = field(default_factory=dict)
+    cohorts: Mapping[int, CohortDefinition] = field(default_factory=dict)
+
+    def versions(self) -> tuple[tuple[str, int, int, str], ...]:
+        """(kind, id, version, name) of every definition, sorted: what a cache key holds of them, so
+        that a changed definition computes anew (the name too: results are labelled with it)."""
+        found = [("action", a.id, a.version, a.name) for a in self.actions.values()]
+        found += [("cohort", c.id, c.version, c.name) for c in self.cohorts.values()]
+        return tuple(sorted(found))
+
+
+class DefinitionUnavailable(FailedPrecondition):
+    """A definition a node names is unknown, deleted or of another environment (the caller fixes
+    the definition or the query; `path` is relative to the node)."""
+
+    def __init__(self, kind: str, definition_id: int, path: str):
+        super().__init__(
+            f"{kind} {definition_id} does not exist or is deleted",
+            reason=f"{kind.upper()}_UNAVAILABLE",
+            metadata={kind: str(definition_id), "field": path},
+        )
+        self.kind = kind
+        self.definition_id = definition_id
+        self.path = path
+
+
+# Loads the definitions `references` name (and what they refer to) for an environment; raises
+# DefinitionUnavailable for a named one that is missing or deleted. Blocking (reads the database).
+LoadDefinitions = Callable[[int, Sequence[Reference]], Definitions]
 
 
 @dataclass(frozen=True)
@@ -31,6 +89,8 @@ class QueryContext:
     earliest: Callable[[], dt.datetime | None] = lambda: None
     # Event property key → the materialized column holding its text.
     materialized: Mapping[str, str] = field(default_factory=dict)
+    # The stored definitions (actions, cohorts) the node refers to, loaded by the execution layer.
+    definitions: Definitions = field(default_factory=Definitions)
 
 
 @dataclass(frozen=True)
@@ -66,6 +126,11 @@ class Runner(ABC, Generic[N]):
     @abstractmethod
     def compute(self, node: N, ctx: QueryContext, execute: Execute) -> Outcome:
         """Checks and computes `node` (blocking: called on a worker thread)."""
+
+    def references(self, node: N) -> list[Reference]:
+        """The stored definitions `node` names (loaded into QueryContext.definitions before it is
+        computed, their versions part of its cache key). Kinds that name none keep the default."""
+        return []
 
     def relabel(self, result: results_pb2.InsightResult, node: N) -> None:
         """Puts names that are not part of the cache key (custom names) on a result computed for a

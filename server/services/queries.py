@@ -30,7 +30,7 @@ class QueryServicer(qs_grpc.QueryServiceServicer):
         computed = await self._execution.result(
             env, query, common.refresh(request.refresh, Refresh.BLOCKING), client_query_id=request.client_query_id
         )
-        return convert.query_response(computed or self._execution.missed(env, query))
+        return convert.query_response(computed or await self._execution.missed(env, query))
 
     async def StreamQuery(
         self, request: qs.StreamQueryRequest, context: grpc.aio.ServicerContext

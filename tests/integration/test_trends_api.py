@@ -13,7 +13,7 @@ from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
-from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, expect_error
+from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
 
 NOW = dt.datetime.now(dt.UTC)
 TODAY = NOW.date()
@@ -110,10 +110,11 @@ async def test_invalid_nodes_are_refused_naming_the_field_and_nothing_is_saved(a
     assert (await api.list()).count == 0
 
 
-async def test_actions_are_saved_but_refused_when_computed(api: Api) -> None:
+async def test_an_unknown_action_is_saved_but_refused_by_name_when_computed(api: Api) -> None:
     query = qpb.QueryNode(
         trends_query=qpb.TrendsQuery(series=[qpb.SeriesNode(actions_node=qpb.ActionsNode(id=4))])
     )
     created = await api.create(name="an action", query=query)
     err = await expect_error(_computed(api, created.id), grpc.StatusCode.FAILED_PRECONDITION)
-    assert "actions" in (err.details() or "")
+    assert "action 4 does not exist" in (err.details() or "")
+    assert error_info(err).reason == "ACTION_UNAVAILABLE"

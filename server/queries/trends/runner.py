@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Execute, Outcome, QueryContext, Runner
+from server.queries.base import Execute, Outcome, QueryContext, Reference, Runner
 from server.queries.trends.compute import (
     INTERVAL_NAMES,
     TOTAL_VALUE_DISPLAYS,
@@ -36,6 +36,14 @@ class TrendsRunner(Runner[query_pb2.TrendsQuery]):
             date_to=outcome.date_range.date_to,
             sql=outcome.sql,
         )
+
+    def references(self, node: query_pb2.TrendsQuery) -> list[Reference]:
+        """The actions its series count."""
+        return [
+            Reference("action", series.actions_node.id, f"series[{i}].id")
+            for i, series in enumerate(node.series)
+            if series.WhichOneof("node") == "actions_node"
+        ]
 
     def relabel(self, result: results_pb2.InsightResult, node: query_pb2.TrendsQuery) -> None:
         """The caller's series and formula names (custom_name) on a result computed under others."""

@@ -1,0 +1,55 @@
+"""Trends series of stored actions through the service: the action is read when the query runs,
+its version is part of the cache key (an edit computes anew), and a deleted one is refused by name."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from generated.insights.v1 import common_pb2 as cpb
+from generated.insights.v1 import query_pb2 as qpb
+from generated.insights.v1 import query_service_pb2 as qs
+from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+from tests.integration.actionkit import ActionsApi, step
+from tests.integration.itkit import Server, Tenant, bearer, error_info, expect_error
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def _action_trend(action_id: int) -> qpb.QueryNode:
+    return qpb.QueryNode(
+        trends_query=qpb.TrendsQuery(
+            series=[qpb.SeriesNode(actions_node=qpb.ActionsNode(id=action_id))],
+            interval=qpb.INTERVAL_TYPE_DAY,
+            date_range=qpb.DateRange(date_from="-3d"),
+        )
+    )
+
+
+async def _run(server: Server, tenant: Tenant, query: qpb.QueryNode, refresh: int) -> qs.QueryResponse:
+    stub = qs_grpc.QueryServiceStub(server.channel)
+    request = qs.RunQueryRequest(environment_id=tenant.environment_id, query=query, refresh=refresh)  # type: ignore[arg-type]
+    metadata = bearer(tenant.key("query:read"))
+    return await stub.RunQuery(request, metadata=metadata, timeout=60)  # type: ignore[no-any-return]
+
+
+@sqlite_only
+async def test_editing_an_actions_steps_changes_the_cache_key_and_deleting_it_is_refused_by_name(
+    server: Server, tenant: Tenant
+) -> None:
+    actions = ActionsApi.of(server, tenant, "action:write")
+    action = await actions.create(name="Signed up", steps=[step(event="signup")])
+    query = _action_trend(action.id)
+    before = (await _run(server, tenant, query, cpb.REFRESH_MODE_FORCE_CACHE)).cache_key
+    assert before and (await _run(server, tenant, query, cpb.REFRESH_MODE_FORCE_CACHE)).cache_key == before
+
+    await actions.update(action.id, ["steps"], steps=[step(event="purchase")])
+    edited = (await _run(server, tenant, query, cpb.REFRESH_MODE_FORCE_CACHE)).cache_key
+    assert edited and edited != before
+
+    await actions.delete(action.id)
+    err = await expect_error(_run(server, tenant, query, cpb.REFRESH_MODE_BLOCKING), grpc.StatusCode.FAILED_PRECONDITION)
+    assert f"action {action.id}" in (err.details() or "")
+    info = error_info(err)
+    assert info.reason == "ACTION_UNAVAILABLE"
+    assert info.metadata["field"] == "query.series[0].id" and info.metadata["action"] == str(action.id)
