@@ -165,7 +165,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     ) -> insight_pb2.Insight:
         lookup = convert.lookup(request)
         # Refused before the read is recorded: a bad request changes nothing.
-        context = checked(
+        read = checked(
             request.filters_override if request.HasField("filters_override") else None, request.variables_override
         )
         if request.HasField("from_dashboard"):
@@ -181,7 +181,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             view,
             request.refresh,
             Refresh.FORCE_CACHE,
-            context=context,
+            context=read,
             client_query_id=request.client_query_id,
         )
 
