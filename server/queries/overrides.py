@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 from generated.insights.v1 import insight_pb2, query_pb2
+from server import utc
 from server.errors import InvalidArgument
 from server.queries.common.dates import resolve_date_range
 from server.queries.common.errors import QueryError
@@ -33,7 +33,7 @@ def check(filters: insight_pb2.DashboardFilter, field: str) -> None:
                 interval="day",
                 timezone="UTC",
                 week_start_day=0,
-                now=dt.datetime.now(dt.UTC),
+                now=utc.now(),
             )
         except QueryError as exc:
             # The range's own path ("dateRange.date_from") maps onto the override's field.
