@@ -970,7 +970,7 @@ def _parse_series(
         default_label = name if name is not None else "All events"
     elif kind == "GroupNode":
         # DECISION: GroupNode is always the OR of its nodes (its `operator` field is ignored); an
-        # empty `nodes` list is INVALID_ARGUMENT; a nested ActionsNode is FAILED_PRECONDITION.
+        # empty `nodes` list is INVALID_ARGUMENT; a member ActionsNode counts its action.
         nodes = node.get("nodes") or []
         if not nodes:
             raise InvalidArgument("GroupNode needs nodes")

@@ -407,7 +407,7 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
 
 def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
     if key.WhichOneof("kind") != "string_value" or not key.string_value:
-        raise QueryError("breakdown must be a property name (cohort breakdowns are not supported yet)", path)
+        raise QueryError("breakdown must be a property name (breakdowns by cohort are not computed yet)", path)
     return key.string_value
 
 
