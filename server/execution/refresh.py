@@ -453,7 +453,7 @@ class Execution:
         result = results_pb2.InsightResult()
         result.ParseFromString(entry.payload)
         # Names are not part of the key: the entry may hold another caller's (reference §3.2, 4).
-        job.runner.relabel(result, job.source.node)
+        job.runner.relabel(result, job.source.node, job.definitions)
         answer = Computed(
             result=result,
             has_more=entry.has_more,

@@ -132,6 +132,7 @@ class Runner(ABC, Generic[N]):
         computed, their versions part of its cache key). Kinds that name none keep the default."""
         return []
 
-    def relabel(self, result: results_pb2.InsightResult, node: N) -> None:
+    def relabel(self, result: results_pb2.InsightResult, node: N, definitions: Definitions) -> None:
         """Puts names that are not part of the cache key (custom names) on a result computed for a
-        node that differs only in them. Kinds without such names keep the default: nothing."""
+        node that differs only in them (`definitions`: those the node names, as loaded for the key).
+        Kinds without such names keep the default: nothing."""

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import QueryContext
+from generated.insights.v1 import actions_pb2, query_pb2, results_pb2
+from server.queries.base import ActionDefinition, Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.trends.compute import TrendsOutcome, run_trends
 from storage.events import EventRow, EventStore
@@ -55,6 +55,7 @@ def event_rows(team_id: int, events: Sequence[Event]) -> list[EventRow]:
             timestamp=e.timestamp.astimezone(dt.UTC),
             properties=json.dumps(e.properties),
             person_properties=json.dumps(e.person_properties),
+            elements_chain=e.elements_chain,
         )
         for e in events
     ]
@@ -77,6 +78,7 @@ def run_engine(
     now: dt.datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
     team_id: int | None = None,
+    actions: dict[int, dict[str, Any]] | None = None,
 ) -> EngineRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
     if team_id is None:
@@ -94,9 +96,16 @@ def run_engine(
         ],
         earliest=lambda: store.earliest_timestamp(team_id),
         materialized=store.materialized,
+        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
     )
     outcome = run_trends(proto, ctx, execute=store.query)
     return EngineRun(as_json(outcome.result), outcome.has_more, outcome)
+
+
+def action_definition(action: dict[str, Any]) -> ActionDefinition:
+    """A stored action (reference JSON) as the execution layer hands it to a runner."""
+    steps = tuple(from_reference_json(step, actions_pb2.ActionStep) for step in action.get("steps") or [])
+    return ActionDefinition(int(action["id"]), str(action["name"]), int(action.get("version", 1)), steps)
 
 
 def as_json(result: results_pb2.TrendsResult) -> list[dict[str, Any]]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
 
+from storage.elements import Element, to_chain
 from tests.oracle import Event, OracleError, resolve_date_range
 
 NOWS = (
@@ -486,6 +487,8 @@ class Case:
     events: list[Event]
     query: dict[str, Any]
     witness: Event | None  # the event the query was built to select (for diagnostics)
+    # The environment's actions by id (reference JSON), for ActionsNode series.
+    actions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def window(frame: Frame, timezone: str, week_start_day: int, now: dt.datetime) -> Window | None:
@@ -530,3 +533,143 @@ TEST_ACCOUNT_FILTERS = [
     {"key": "email", "value": "posthog.com", "operator": "not_icontains", "type": "person"},
     {"key": "browser", "value": "Safari 17", "operator": "is_not", "type": "event"},
 ]
+
+
+# ------------------------------------------------------------------------------------- actions
+
+TAGS = ("a", "button", "div", "span", "form")
+CLASSES = ("btn", "primary", "nav-link", "x_y")
+# Values with regex metacharacters, quotes and `;`: every one must be matched literally.
+TEXTS = ("Go", "Sign up", "a.b (1)", 'Say "hi"', "x;y")
+HREFS = ("/signup", "/a?b=1", "https://x.com/*")
+IDS = ("hero", "main")
+ATTR_VALUES = ("1", 'a"b;c', "x.*", "[z]")
+URLS = ("https://x.com/a?b=1", "https://x.com/signup", "http://y.org/a.b")
+URL_REGEXES = (r"x\.com/a", r"^https?://", r"signup$", r"a\.b")
+TEXT_REGEXES = (r"^Go$", r"\(1\)", r'"hi"', r"Sign\s")
+
+elements = st.builds(
+    Element,
+    tag_name=st.sampled_from(TAGS),
+    classes=st.lists(st.sampled_from(CLASSES), max_size=2, unique=True).map(tuple),
+    text=st.sampled_from(("", "", *TEXTS)),
+    href=st.sampled_from(("", "", *HREFS)),
+    attr_id=st.sampled_from(("", "", *IDS)),
+    attributes=st.dictionaries(st.just("attr__data-x"), st.sampled_from(ATTR_VALUES), max_size=1),
+)
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@st.composite
+def _selector_part(draw: st.DrawFn, element: Element) -> str:
+    part = element.tag_name if draw(st.booleans()) else ""
+    if element.attr_id and draw(st.booleans()):
+        part += "#" + element.attr_id
+    for name in element.classes:
+        if draw(st.booleans()):
+            part += "." + name
+    for key, value in element.attributes.items():
+        if draw(st.booleans()):
+            part += f"[{key.removeprefix('attr__')}={_quoted(value)}]"
+    return part or element.tag_name
+
+
+@st.composite
+def selectors(draw: st.DrawFn, chain: list[Element]) -> str:
+    """A selector some element of `chain` (clicked first) matches, with some of its ancestors."""
+    k = draw(st.integers(0, len(chain) - 1))
+    parts, at = [draw(_selector_part(chain[k]))], k
+    while at + 1 < len(chain) and draw(st.booleans()):
+        nxt = draw(st.integers(at + 1, len(chain) - 1))
+        joiner = " > " if nxt == at + 1 and draw(st.booleans()) else " "
+        parts.insert(0, draw(_selector_part(chain[nxt])) + joiner)
+        at = nxt
+    return "".join(parts)
+
+
+def _regex_of(text: str) -> str:
+    """A regex matching `text` literally (RE2 and Python agree on these escapes)."""
+    return "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in text)
+
+
+@st.composite
+def _matching(draw: st.DrawFn, value: str, regexes: tuple[str, ...]) -> tuple[str, str]:
+    """(matching, pattern) that `value` passes, or now and then a random one."""
+    how = draw(st.sampled_from(["exact", "contains", "regex"]))
+    if how == "exact":
+        return how, value
+    if how == "contains":
+        start = draw(st.integers(0, max(len(value) - 1, 0)))
+        return how, value[start : start + draw(st.integers(1, 6))] or value
+    if draw(st.integers(0, 2)) < 2:
+        return how, "^" + _regex_of(value[: draw(st.integers(1, len(value)))]) if value else ".*"
+    return how, draw(st.sampled_from(regexes))
+
+
+@st.composite
+def action_steps(draw: st.DrawFn, witness: Event | None, chain: list[Element] | None) -> dict[str, Any]:
+    """A step; given a witness (and its chain), its parts usually match that event."""
+    step: dict[str, Any] = {}
+    # Hypothesis draws small integers most often: the common (faithful) branch is the small one.
+    faithful = witness is not None and draw(st.integers(0, 5)) < 5
+    if draw(st.integers(0, 2)) == 0:
+        step["event"] = witness.event if witness and faithful else draw(st.sampled_from(EVENT_NAMES))
+    url = witness.properties.get("$current_url") if witness and faithful else None
+    if (url and draw(st.integers(0, 2)) == 0) or draw(st.integers(0, 15)) == 15:
+        step["url_matching"], step["url"] = draw(_matching(url or draw(st.sampled_from(URLS)), URL_REGEXES))
+    if not (chain and faithful):
+        chain = draw(st.lists(elements, min_size=1, max_size=3))
+    hrefs = [e.href for e in chain if e.href]
+    if (hrefs and draw(st.integers(0, 2)) == 0) or draw(st.integers(0, 15)) == 15:
+        href = hrefs[0] if hrefs else draw(st.sampled_from(HREFS))
+        step["href_matching"], step["href"] = draw(_matching(href, (r"^/", r"\?b=")))
+    texts = [e.text for e in chain if e.text]
+    if (texts and draw(st.integers(0, 2)) == 0) or draw(st.integers(0, 15)) == 15:
+        text = draw(st.sampled_from(texts)) if texts else draw(st.sampled_from(TEXTS))
+        step["text_matching"], step["text"] = draw(_matching(text, TEXT_REGEXES))
+    if draw(st.integers(0, 4)) == 0:
+        step["tag_name"] = draw(st.sampled_from(chain)).tag_name
+    if draw(st.integers(0, 1)) == 0:
+        step["selector"] = draw(selectors(chain))
+    if draw(st.integers(0, 5)) == 0:
+        step["properties"] = [draw(property_filter(witness))]
+    return step
+
+
+@st.composite
+def action_cases(draw: st.DrawFn) -> Case:
+    """A trends example whose series count stored actions: events get autocapture chains and URLs,
+    actions are drawn around the witness (so they usually select it), EventsNodes become
+    ActionsNodes (keeping their math and filters); now and then an action is missing."""
+    case = draw(cases())
+    chains: dict[str, list[Element]] = {}
+    for e in case.events:
+        # The witness always has a chain (steps are drawn around it); other events mostly.
+        if e is case.witness or draw(st.integers(0, 3)):
+            chains[e.uuid] = draw(st.lists(elements, min_size=1, max_size=4))
+            e.elements_chain = to_chain(chains[e.uuid])
+        if draw(st.integers(0, 2)):
+            e.properties["$current_url"] = draw(st.sampled_from(URLS))
+    witness = case.witness
+    chain = chains.get(witness.uuid) if witness else None
+    actions: dict[int, dict[str, Any]] = {}
+    for action_id in (1, 2):
+        steps = draw(st.lists(action_steps(witness, chain), min_size=0 if action_id == 2 else 1, max_size=2))
+        actions[action_id] = {"id": action_id, "name": draw(st.sampled_from(["Clicked", "Ünïcode action"])) + f" {action_id}", "steps": steps}
+    ids = st.sampled_from([1, 1, 2, 3]) if draw(st.integers(0, 9)) == 9 else st.sampled_from([1, 1, 2])
+
+    def as_action(node: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in node.items() if k not in ("kind", "event", "name")}
+        return {"kind": "ActionsNode", "id": draw(ids), **kept}
+
+    series = case.query["series"]
+    for i, node in enumerate(series):
+        kind = node.get("kind")
+        if kind == "EventsNode" and (i == 0 or draw(st.booleans())):
+            series[i] = as_action(node)
+        elif kind == "GroupNode" and (i == 0 or draw(st.booleans())):
+            node["nodes"][0] = as_action(node["nodes"][0])
+    return Case(case.now, case.timezone, case.week_start_day, case.events, case.query, witness, actions)

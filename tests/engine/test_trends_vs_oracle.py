@@ -18,7 +18,7 @@ from server.errors import FailedPrecondition
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.harness import differences, run_engine
-from tests.engine.strategies import TEST_ACCOUNT_FILTERS, Case, cases
+from tests.engine.strategies import TEST_ACCOUNT_FILTERS, Case, action_cases, cases
 from tests.engine.tally import REJECTED, assert_mostly_nonzero, outcome_of
 from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError, compute_trends
@@ -38,6 +38,7 @@ def check(store: EventStore, case: Case) -> str:
         "week_start_day": case.week_start_day,
         "now": case.now,
         "test_account_filters": TEST_ACCOUNT_FILTERS,
+        "actions": case.actions,
     }
     oracle_error: OracleError | None = None
     try:
@@ -95,3 +96,18 @@ def test_engine_equals_oracle_on_smoothing_and_session_durations(store: EventSto
     """Every query smooths (a few with a window out of range), half the series aggregate session
     durations, the events mostly belong to sessions: with breakdowns, compare, formulas, cumulative."""
     assert_mostly_nonzero(run_cases(store, dense=False, focus=True), MIN_NONZERO_SHARE)
+
+
+@pytest.mark.hypothesis
+def test_engine_equals_oracle_on_action_series(store: EventStore) -> None:
+    """Series of stored actions (event, URL, href, text, tag and selector over autocapture chains,
+    step filters; OR over steps), among the usual maths, breakdowns, compare and formulas."""
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
+    @given(case=action_cases())
+    def compare(case: Case) -> None:
+        outcomes[check(store, case)] += 1
+
+    compare()
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)

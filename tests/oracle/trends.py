@@ -93,6 +93,7 @@ class Event:
     timestamp: datetime
     properties: dict[str, Any] = field(default_factory=dict)
     person_properties: dict[str, Any] = field(default_factory=dict)
+    elements_chain: str = ""
 
     def __post_init__(self) -> None:
         if self.timestamp.tzinfo is None:
@@ -924,13 +925,41 @@ def _event_name_pred(name: str | None) -> Pred:
     return lambda e: e.event == name
 
 
-def _parse_series(node: dict[str, Any], index: int, tz: ZoneInfo) -> _Series:
+def _action_of(node: dict[str, Any], actions: dict[int, dict[str, Any]], tz: ZoneInfo) -> tuple[Pred, str]:
+    """(predicate, name) of the stored action an ActionsNode names."""
+    from tests.oracle.actions import action_pred
+
+    action_id = node.get("id")
+    if not isinstance(action_id, int) or action_id <= 0:
+        raise InvalidArgument("an ActionsNode needs a positive id")
+    action = actions.get(action_id)
+    if action is None:
+        # DECISION: a missing or deleted action is FAILED_PRECONDITION (it may be restored).
+        raise FailedPrecondition(f"action {action_id} does not exist")
+    pred = action_pred(action, lambda props: compile_properties(props, tz), prop_text, _compile_regex)
+    return pred, str(action["name"])
+
+
+def _parse_series(
+    node: dict[str, Any], index: int, tz: ZoneInfo, actions: dict[int, dict[str, Any]] | None = None
+) -> _Series:
     if not isinstance(node, dict):
         raise InvalidArgument("series entries must be objects")
     kind = node.get("kind") or "EventsNode"
     if kind == "ActionsNode":
-        raise FailedPrecondition("actions are not stored yet")
-    if kind == "EventsNode":
+        action_match, action_name = _action_of(node, actions or {}, tz)
+        action_props = compile_properties(node.get("properties"), tz)
+
+        def name_match(e: Event) -> bool:
+            return action_match(e)
+
+        def match(e: Event) -> bool:
+            return action_match(e) and action_props(e)
+
+        # DECISION: an action's series is labelled with its custom name, else the action's name.
+        default_label = action_name
+        node = {k: v for k, v in node.items() if k != "name"}
+    elif kind == "EventsNode":
         name = node.get("event")
         name_match = _event_name_pred(name)
         props = compile_properties(node.get("properties"), tz)
@@ -941,7 +970,7 @@ def _parse_series(node: dict[str, Any], index: int, tz: ZoneInfo) -> _Series:
         default_label = name if name is not None else "All events"
     elif kind == "GroupNode":
         # DECISION: GroupNode is always the OR of its nodes (its `operator` field is ignored); an
-        # empty `nodes` list is INVALID_ARGUMENT; a nested ActionsNode is FAILED_PRECONDITION.
+        # empty `nodes` list is INVALID_ARGUMENT; a member ActionsNode counts its action.
         nodes = node.get("nodes") or []
         if not nodes:
             raise InvalidArgument("GroupNode needs nodes")
@@ -950,7 +979,10 @@ def _parse_series(node: dict[str, Any], index: int, tz: ZoneInfo) -> _Series:
         for sub in nodes:
             sub_kind = (sub or {}).get("kind") or "EventsNode"
             if sub_kind == "ActionsNode":
-                raise FailedPrecondition("actions are not stored yet")
+                sub_match, sub_label = _action_of(sub, actions or {}, tz)
+                names.append(sub_label)
+                parts.append((sub_match, compile_properties(sub.get("properties"), tz)))
+                continue
             if sub_kind != "EventsNode":
                 raise InvalidArgument(f"unsupported GroupNode member {sub_kind!r}")
             sub_name = sub.get("event")
@@ -1618,8 +1650,10 @@ def compute_trends(
     week_start_day: int,
     now: datetime,
     test_account_filters: list[dict[str, Any]] | dict[str, Any] | None = None,
+    actions: dict[int, dict[str, Any]] | None = None,
 ) -> TrendsOutput:
-    """Evaluate a reference-JSON TrendsQuery over ``events`` (all of the environment's events)."""
+    """Evaluate a reference-JSON TrendsQuery over ``events`` (all of the environment's events);
+    ``actions`` are the environment's live actions by id (reference JSON)."""
     events = list(events)
     env = _Env(timezone, week_start_day, now, events)
     tz = env.tz
@@ -1636,7 +1670,7 @@ def compute_trends(
     if not raw_series:
         # DECISION: a query without series is INVALID_ARGUMENT.
         raise InvalidArgument("a TrendsQuery needs series")
-    series_list = [_parse_series(node, i, tz) for i, node in enumerate(raw_series)]
+    series_list = [_parse_series(node, i, tz, actions) for i, node in enumerate(raw_series)]
     trends_filter = query.get("trendsFilter") or {}
     display = trends_filter.get("display") or "ActionsLineGraph"
     # DECISION: only the contract's five displays are total-value; CalendarHeatmap, ActionsProgress

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import FailedPrecondition
-from server.queries.base import Execute, QueryContext
+from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common.checks import problems
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
@@ -204,7 +203,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
     )
     branches, periods = plan.branches, plan.periods
     statements = [plan.sql]
-    labels = [series_label(node) for node in query.series]
+    labels = [series_label(node, ctx.definitions.actions) for node in query.series]
     found, others = _split(execute(plan.sql, plan.params.values), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
@@ -276,6 +275,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
                 total_value,
                 bool(formulas),
                 bool(breakdown and breakdown.multi),
+                ctx.definitions.actions,
             )
             for item in items
         ]
@@ -335,12 +335,8 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
         kind = node.WhichOneof("node")
         if kind is None:
             raise QueryError("empty series node", path)
-        if kind == "actions_node":
-            raise FailedPrecondition(
-                f"{path}: series of actions are not computed yet (ActionsService stores them); use an EventsNode or a GroupNode",
-                reason="ACTIONS_NOT_SUPPORTED",
-                metadata={"field": f"{path}.id"},
-            )
+        if kind == "actions_node" and node.actions_node.id <= 0:
+            raise QueryError("id must be a positive action id", f"{path}.id")
         if kind == "data_warehouse_node":
             raise QueryError("data warehouse series are not supported", path)
         source = getattr(node, kind)
@@ -351,12 +347,11 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
             if len(source.nodes) > MAX_SERIES:
                 raise QueryError(f"a GroupNode has at most {MAX_SERIES} nodes", f"{path}.nodes")
             for i, member in enumerate(source.nodes):
-                if member.WhichOneof("node") != "events_node":
-                    raise FailedPrecondition(
-                        f"{path}.nodes[{i}]: series of actions are not computed yet",
-                        reason="ACTIONS_NOT_SUPPORTED",
-                        metadata={"field": f"{path}.nodes[{i}]"},
-                    )
+                member_kind = member.WhichOneof("node")
+                if member_kind not in ("events_node", "actions_node"):
+                    raise QueryError("a GroupNode holds EventsNodes and ActionsNodes", f"{path}.nodes[{i}]")
+                if member_kind == "actions_node" and member.actions_node.id <= 0:
+                    raise QueryError("id must be a positive action id", f"{path}.nodes[{i}].id")
 
 
 def _validate_math(node: Any, path: str) -> None:
@@ -412,7 +407,7 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
 
 def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
     if key.WhichOneof("kind") != "string_value" or not key.string_value:
-        raise QueryError("breakdown must be a property name (cohort breakdowns are not supported yet)", path)
+        raise QueryError("breakdown must be a property name (breakdowns by cohort are not computed yet)", path)
     return key.string_value
 
 
@@ -448,7 +443,9 @@ def _spec(
     params: Params, node: query_pb2.SeriesNode, query: query_pb2.TrendsQuery, ctx: QueryContext, path: str
 ) -> tsql.SeriesSpec:
     source = getattr(node, node.WhichOneof("node") or "events_node")
-    base, match = tsql.series_conditions(params, node, query, ctx.test_account_filters, path, ctx.timezone)
+    base, match = tsql.series_conditions(
+        params, node, query, ctx.test_account_filters, path, ctx.timezone, ctx.definitions.actions
+    )
     return tsql.SeriesSpec(
         math=source.math or M.MATH_TYPE_TOTAL,
         base_where=base,
@@ -531,18 +528,31 @@ def _shape(
 # ------------------------------------------------------------------------------------ results
 
 
-def series_label(node: query_pb2.SeriesNode) -> str:
-    source = getattr(node, node.WhichOneof("node") or "events_node")
+def series_label(node: query_pb2.SeriesNode, actions: Mapping[int, ActionDefinition] | None = None) -> str:
+    """The custom name, else (an action's stored name for an ActionsNode) the node's name, else the
+    event name ("All events" without one)."""
+    kind = node.WhichOneof("node") or "events_node"
+    source = getattr(node, kind)
     if source.HasField("custom_name") and source.custom_name:
         return str(source.custom_name)
+    if kind == "actions_node":
+        action = (actions or {}).get(source.id)
+        if action is not None:
+            return action.name
     if source.HasField("name") and source.name:
         return str(source.name)
-    if node.WhichOneof("node") == "group_node":
-        names = [
-            m.events_node.event if m.events_node.HasField("event") else "All events" for m in source.nodes
-        ]
-        return ", ".join(names)
+    if kind == "group_node":
+        return ", ".join(_member_name(m, actions) for m in source.nodes)
+    if kind == "actions_node":
+        return ""
     return str(source.event) if source.HasField("event") else "All events"
+
+
+def _member_name(member: query_pb2.GroupMember, actions: Mapping[int, ActionDefinition] | None) -> str:
+    if member.WhichOneof("node") == "actions_node":
+        action = (actions or {}).get(member.actions_node.id)
+        return action.name if action is not None else member.actions_node.name
+    return member.events_node.event if member.events_node.HasField("event") else "All events"
 
 
 def _item_label(series_label: str, key: tuple[str, ...] | None, series_count: int) -> str:
@@ -644,6 +654,7 @@ def _message(
     total_value: bool,
     is_formula: bool,
     multi: bool,
+    actions: Mapping[int, ActionDefinition],
 ) -> results_pb2.TrendsSeries:
     data = list(item.data)  # already cumulative for the cumulative display
     message = results_pb2.TrendsSeries(label=item.label, order=item.series)
@@ -670,12 +681,18 @@ def _message(
         node = query.series[item.series]
         kind = node.WhichOneof("node") or "events_node"
         source = getattr(node, kind)
+        if kind == "actions_node":
+            # As the reference: the action's id as text, its type "actions".
+            action_id, action_type = str(source.id), "actions"
+        else:
+            action_id = str(source.event) if kind == "events_node" and source.HasField("event") else ""
+            action_type = "events"
         message.action.CopyFrom(
             results_pb2.TrendsSeriesAction(
-                id=str(source.event) if kind == "events_node" and source.HasField("event") else "",
-                type="events",
+                id=action_id,
+                type=action_type,
                 order=item.series,
-                name=series_label(node),
+                name=series_label(node, actions),
                 math=source.math,
             )
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
 from server.queries.trends.compute import (
     INTERVAL_NAMES,
     TOTAL_VALUE_DISPLAYS,
@@ -38,14 +38,20 @@ class TrendsRunner(Runner[query_pb2.TrendsQuery]):
         )
 
     def references(self, node: query_pb2.TrendsQuery) -> list[Reference]:
-        """The actions its series count."""
-        return [
-            Reference("action", series.actions_node.id, f"series[{i}].id")
-            for i, series in enumerate(node.series)
-            if series.WhichOneof("node") == "actions_node"
-        ]
+        """The actions its series (and their GroupNodes' members) count."""
+        found = []
+        for i, series in enumerate(node.series):
+            if series.WhichOneof("node") == "actions_node":
+                found.append(Reference("action", series.actions_node.id, f"series[{i}].id"))
+            elif series.WhichOneof("node") == "group_node":
+                for j, member in enumerate(series.group_node.nodes):
+                    if member.WhichOneof("node") == "actions_node":
+                        found.append(Reference("action", member.actions_node.id, f"series[{i}].nodes[{j}].id"))
+        return found
 
-    def relabel(self, result: results_pb2.InsightResult, node: query_pb2.TrendsQuery) -> None:
+    def relabel(
+        self, result: results_pb2.InsightResult, node: query_pb2.TrendsQuery, definitions: Definitions
+    ) -> None:
         """The caller's series and formula names (custom_name) on a result computed under others."""
         formulas = node.trends_filter.formula_nodes
         for line in result.trends.series:
@@ -54,7 +60,7 @@ class TrendsRunner(Runner[query_pb2.TrendsQuery]):
                     continue
                 series = node.series[line.order]
                 source = getattr(series, series.WhichOneof("node") or "events_node")
-                old, new = line.action.name, series_label(series)
+                old, new = line.action.name, series_label(series, definitions.actions)
                 keyed = line.HasField("breakdown_value") or len(line.breakdown_values) > 0
                 if not keyed:
                     line.label = new

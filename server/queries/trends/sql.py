@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
+from server.errors import FailedPrecondition
+from server.queries.base import ActionDefinition
+from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
+from server.queries.common.errors import QueryError
 from server.queries.common.properties import breakdown_value_sql, filters_sql, properties_sql, property_number
 from server.queries.common.sql import Params
 
@@ -127,8 +132,10 @@ def series_conditions(
     test_filters: list[query_pb2.PropertyFilter],
     path: str,
     timezone: str,
+    actions: Mapping[int, ActionDefinition] | None = None,
 ) -> tuple[str, str]:
-    """(event-name condition, full match condition) of a series node."""
+    """(event-name condition, full match condition) of a series node (an action's predicate stands
+    for the event name of an ActionsNode)."""
     shared = [
         properties_sql(params, query.properties, "properties", timezone)
         if query.HasField("properties")
@@ -137,17 +144,17 @@ def series_conditions(
     if query.filter_test_accounts:
         shared.append(filters_sql(params, test_filters, "filterTestAccounts", timezone))
     kind = node.WhichOneof("node")
-    if kind == "events_node":
-        events = node.events_node
-        name = _event_condition(params, events)
-        own = filters_sql(params, events.properties, f"{path}.properties", timezone)
+    if kind in ("events_node", "actions_node"):
+        source = getattr(node, kind)
+        name = _name_condition(params, node, path, timezone, actions or {})
+        own = filters_sql(params, source.properties, f"{path}.properties", timezone)
         return name, _and([name, own, *shared])
     group = node.group_node
     names, matches = [], []
     for i, member in enumerate(group.nodes):
-        member_node = member.events_node
         member_path = f"{path}.nodes[{i}]"
-        name = _event_condition(params, member_node)
+        member_node = getattr(member, member.WhichOneof("node") or "events_node")
+        name = _name_condition(params, member, member_path, timezone, actions or {})
         names.append(name)
         matches.append(
             _and([name, filters_sql(params, member_node.properties, f"{member_path}.properties", timezone)])
@@ -417,6 +424,35 @@ def _breakdown_expr(params: Params, breakdown: Breakdown | None) -> str:
 
 def _as_array(expr: str) -> str:
     return expr if expr.startswith("[") else f"[{expr}]"
+
+
+def _name_condition(
+    params: Params,
+    node: query_pb2.SeriesNode | query_pb2.GroupMember,
+    path: str,
+    timezone: str,
+    actions: Mapping[int, ActionDefinition],
+) -> str:
+    """The event name of an EventsNode, the predicate of an ActionsNode's action."""
+    if node.WhichOneof("node") != "actions_node":
+        return _event_condition(params, node.events_node)
+    action_id = node.actions_node.id
+    action = actions.get(action_id)
+    if action is None:
+        raise FailedPrecondition(
+            f"{path}.id: action {action_id} does not exist or is deleted",
+            reason="ACTION_UNAVAILABLE",
+            metadata={"action": str(action_id), "field": f"{path}.id"},
+        )
+    try:
+        return action_sql(params, action, timezone)
+    except QueryError as exc:
+        # A stored step that no longer compiles: the action needs fixing, not the query.
+        raise FailedPrecondition(
+            f"{path}.id: action {action_id} cannot be computed: {exc.path}: {exc.message}",
+            reason="ACTION_UNAVAILABLE",
+            metadata={"action": str(action_id), "field": f"{path}.id"},
+        ) from None
 
 
 def _event_condition(params: Params, node: query_pb2.EventsNode) -> str:
