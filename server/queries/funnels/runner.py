@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Execute, Outcome, QueryContext, Runner
+from server.queries.base import Definitions, Execute, Outcome, QueryContext, Runner
 from server.queries.funnels.compute import check_funnels, relabel, run_funnels
 from server.queries.funnels.spec import INTERVAL_NAMES
 
@@ -29,5 +29,7 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
             sql=outcome.sql,
         )
 
-    def relabel(self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery) -> None:
+    def relabel(
+        self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery, definitions: Definitions
+    ) -> None:
         relabel(result, node)
