@@ -1,6 +1,6 @@
 """Persons kept current by ingestion: a person row appears with its first event, and each event's
-`$set` / `$set_once` reach its properties as if applied in event-time order, whatever order the
-events arrive in. Also the one query shape that reads the current persons."""
+`$set` / `$set_once` / `$unset` reach its properties as if applied in event-time order, whatever
+order the events arrive in. Also the one query shape that reads the current persons."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ _US = dt.timedelta(microseconds=1)
 # A stored key without a recorded time (rows loaded as snapshots, e.g. by the demo): as if `$set`
 # at the epoch, so any event's `$set` replaces it and no `$set_once` does.
 UNTIMED = 0
+# The value of a key an `$unset` removed: ranked like a `$set` (so an older `$set` arriving late
+# cannot bring the key back) and left out of the properties text. Not valid JSON, so no value is it.
+REMOVED = ""
+# Keys whose presence makes a properties text worth parsing (a JSON key may also spell `$` as an
+# escape, hence the last).
+_UPDATE_MARKS = ("$set", "$unset", "\\u")
 
 
 def set_rank(timestamp_us: int) -> int:
@@ -58,6 +64,9 @@ def set_once_rank(timestamp_us: int) -> int:
 # `$set_once`. So each key keeps the update of highest rank, and folding is a maximum: the same
 # result in any arrival order, and applying an event twice changes nothing. Equal ranks (two events
 # at the same microsecond) are settled by the larger value text, so the result is still one answer.
+# An `$unset` is a `$set` of REMOVED. So a `$set_once` later than an `$unset` of its key does not set
+# it again, where the reference (applying events one by one) would: keeping that case exact would
+# mean storing every `$set_once` per key; docs/decisions.md, "Persons: $unset".
 Register = tuple[int, str]  # (rank, the value as JSON text)
 
 
@@ -92,12 +101,27 @@ def _value_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def may_update(properties: str) -> bool:
+    """Whether a properties text can hold `$set`, `$set_once` or `$unset` (cheap: no parsing)."""
+    return any(mark in properties for mark in _UPDATE_MARKS)
+
+
+def _unset_keys(value: Any) -> list[str]:
+    """The keys an `$unset` names: a list of names (the reference's form) or an object's keys."""
+    if isinstance(value, dict):
+        return list(value)
+    if isinstance(value, list):
+        return [key for key in value if isinstance(key, str)]
+    return []
+
+
 def event_updates(properties: str) -> tuple[dict[str, str], dict[str, str]] | None:
-    """The `$set_once` and `$set` objects of an event's properties text (values as JSON text), or None.
+    """The `$set_once` and `$set` objects of an event's properties text (values as JSON text), or None;
+    keys of its `$unset` join the second as REMOVED (applied after `$set`, as the reference does).
 
     A `$set` that is not a JSON object is ignored, as the reference ignores it. Only texts that can
-    hold the key are parsed (a JSON key may spell `$` as an escape, hence the second test)."""
-    if "$set" not in properties and "\\u" not in properties:
+    hold the keys are parsed."""
+    if not may_update(properties):
         return None
     try:
         parsed = json.loads(properties)
@@ -109,6 +133,8 @@ def event_updates(properties: str) -> tuple[dict[str, str], dict[str, str]] | No
     for name in ("$set_once", "$set"):
         value = parsed.get(name)
         found.append({k: _value_text(v) for k, v in value.items()} if isinstance(value, dict) else {})
+    for key in _unset_keys(parsed.get("$unset")):
+        found[1][key] = REMOVED
     if not found[0] and not found[1]:
         return None
     return found[0], found[1]
@@ -143,7 +169,7 @@ def batch_changes(
         known = earliest.get(key)
         if known is None or at < known:
             earliest[key] = at
-        if "$set" in text or "\\u" in text:
+        if may_update(text):
             updating.append((key, at, text))
     changes = {key: PersonChange(at) for key, at in earliest.items()}
     for key, at, text in updating:
@@ -175,6 +201,9 @@ def merge(stored: StoredPerson | None, change: PersonChange) -> tuple[int, dict[
     registers: dict[str, Register] = {
         key: (stored.times.get(key, UNTIMED), value) for key, value in stored.properties.items()
     }
+    # Keys with a time but no value were removed: the removal keeps its rank.
+    for key, rank in stored.times.items():
+        registers.setdefault(key, (rank, REMOVED))
     changed = lowered
     for key, candidate in change.registers.items():
         changed = _keep_higher(registers, key, candidate) or changed
@@ -189,8 +218,9 @@ def needs_full_state(stored: StoredPerson | None, change: PersonChange) -> bool:
 
 
 def properties_text(registers: Mapping[str, Register]) -> str:
-    """The properties JSON object text, keys sorted (the same text whatever the arrival order)."""
-    members = (f"{_value_text(key)}:{registers[key][1]}" for key in sorted(registers))
+    """The properties JSON object text, keys sorted (the same text whatever the arrival order);
+    removed keys left out."""
+    members = (f"{_value_text(key)}:{registers[key][1]}" for key in sorted(registers) if registers[key][1] != REMOVED)
     return "{" + ",".join(members) + "}"
 
 

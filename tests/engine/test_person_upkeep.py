@@ -102,6 +102,24 @@ def test_a_late_earlier_event_folds_in_as_if_it_had_come_in_time(store: EventSto
     assert state(store, team, "ann") == ({"a": "later", "b": "earlier", "c": 1}, at(1))
 
 
+def test_unset_removes_a_key_in_event_time_order(store: EventStore) -> None:
+    team = next_team_id()
+    store.insert_new_events([row(team, "ann", 10, {"$set": {"plan": "pro", "email": "a@x.io", "n": 1}})])
+    store.insert_new_events([row(team, "ann", 20, {"$unset": ["plan", "absent"]})])
+    assert state(store, team, "ann")[0] == {"email": "a@x.io", "n": 1}
+    # An older $set arriving late does not bring it back; a newer one does.
+    store.insert_new_events([row(team, "ann", 15, {"$set": {"plan": "free"}})])
+    assert state(store, team, "ann")[0] == {"email": "a@x.io", "n": 1}
+    store.insert_new_events([row(team, "ann", 30, {"$set": {"plan": "team"}})])
+    assert state(store, team, "ann")[0] == {"email": "a@x.io", "n": 1, "plan": "team"}
+    # Within one event $unset comes last; an object's keys are names too.
+    store.insert_new_events([row(team, "ann", 40, {"$set": {"n": 2}, "$unset": {"n": None, "email": 1}})])
+    assert state(store, team, "ann")[0] == {"plan": "team"}
+    # The documented difference: a later $set_once does not set a removed key again.
+    store.insert_new_events([row(team, "ann", 50, {"$set_once": {"email": "b@x.io"}})])
+    assert state(store, team, "ann")[0] == {"plan": "team"}
+
+
 def test_redelivery_of_an_event_applies_nothing_twice(store: EventStore) -> None:
     team = next_team_id()
     first = row(team, "ann", 10, {"$set": {"plan": "pro"}})
@@ -251,7 +269,13 @@ def histories(draw: st.DrawFn) -> tuple[list[PersonEvent], list[int], list[int]]
     count = draw(st.integers(1, 14))
     minutes = draw(st.lists(st.integers(0, 10_000), min_size=count, max_size=count, unique=True))
     events = [
-        PersonEvent(draw(st.sampled_from(["ann", "bob", "cy"])), at(m), draw(_UPDATES), draw(_UPDATES))
+        PersonEvent(
+            draw(st.sampled_from(["ann", "bob", "cy"])),
+            at(m),
+            draw(_UPDATES),
+            draw(_UPDATES),
+            tuple(draw(st.lists(_KEYS, max_size=2, unique=True))) if draw(st.integers(0, 2)) == 0 else (),
+        )
         for m in minutes
     ]
     order = draw(st.permutations(range(count)))
@@ -267,7 +291,9 @@ def test_any_arrival_order_and_batching_ends_as_event_time_order(store: EventSto
         team = next_team_id()
         rows = []
         for e in (events[i] for i in order):
-            updates = {"$set_once": e.set_once, "$set": e.set}
+            updates: dict[str, Any] = {"$set_once": e.set_once, "$set": e.set}
+            if e.unset:
+                updates["$unset"] = list(e.unset)
             minutes = (e.timestamp - T0) / dt.timedelta(minutes=1)
             rows.append(row(team, e.person, minutes, updates))
         for lo, hi in zip([0, *cuts], [*cuts, len(rows)], strict=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from storage.persons import (
+    REMOVED,
     KnownPersons,
     PersonChange,
     StoredPerson,
@@ -56,6 +57,17 @@ def test_event_updates_reads_set_and_set_once_objects_only() -> None:
     assert event_updates('{"$set": "a=1", "$set_once": null}') is None
     assert event_updates('{"\\u0024set": {"a": "é"}}') == ({}, {"a": '"é"'})
     assert event_updates("not json with $set") is None
+
+
+def test_unset_names_keys_removed_after_set_and_kept_as_a_timed_removal() -> None:
+    assert event_updates('{"$unset": ["a", 3], "$set": {"a": 1, "b": 2}}') == ({}, {"a": REMOVED, "b": "2"})
+    assert event_updates('{"$unset": {"c": null}}') == ({}, {"c": REMOVED})
+    assert event_updates('{"$unset": "c"}') is None
+    # A removal is left out of the text but keeps its rank: an older $set cannot bring the key back.
+    stored = StoredPerson(2, 100, {"b": "2"}, {"a": set_rank(200), "b": set_rank(100)})
+    assert merge(stored, PersonChange(150, {"a": (set_rank(150), "1")})) is None
+    merged = merge(stored, PersonChange(150, {"a": (set_rank(250), "1"), "b": (set_rank(250), REMOVED)}))
+    assert merged is not None and properties_text(merged[1]) == '{"a":1}'
 
 
 def test_known_persons_skip_only_what_cannot_change_and_stay_bounded() -> None:
