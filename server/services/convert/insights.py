@@ -55,11 +55,6 @@ def insight_fields(message: insight_pb2.Insight) -> InsightFields:
     )
 
 
-def set_fields(message: insight_pb2.Insight) -> list[str]:
-    """Names of the fields set to a non-default value: the paths of an update without a mask."""
-    return [descriptor.name for descriptor, _ in message.ListFields()]
-
-
 def insight(
     view: InsightView,
     computed: Computed | None = None,
