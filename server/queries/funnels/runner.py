@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Runner
+from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.funnels.compute import check_funnels, relabel, run_funnels
-from server.queries.funnels.spec import INTERVAL_NAMES
 
 
 class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
-from server.queries.trends.compute import (
-    INTERVAL_NAMES,
-    TOTAL_VALUE_DISPLAYS,
-    check_trends,
-    run_trends,
-    series_label,
-)
+from server.queries.common.nodes import INTERVAL_NAMES
+from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS, check_trends, run_trends, series_label
 
 
 class TrendsRunner(Runner[query_pb2.TrendsQuery]):
