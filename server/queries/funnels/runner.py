@@ -21,13 +21,7 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
 
     def compute(self, node: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         outcome = run_funnels(node, ctx, execute)
-        return Outcome(
-            result=results_pb2.InsightResult(funnels=outcome.result),
-            has_more=outcome.has_more,
-            date_from=outcome.date_range.date_from,
-            date_to=outcome.date_range.date_to,
-            sql=outcome.sql,
-        )
+        return Outcome.of(results_pb2.InsightResult(funnels=outcome.result), outcome)
 
     def relabel(
         self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery, definitions: Definitions

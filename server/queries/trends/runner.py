@@ -24,13 +24,7 @@ class TrendsRunner(Runner[query_pb2.TrendsQuery]):
 
     def compute(self, node: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         outcome = run_trends(node, ctx, execute)
-        return Outcome(
-            result=results_pb2.InsightResult(trends=outcome.result),
-            has_more=outcome.has_more,
-            date_from=outcome.date_range.date_from,
-            date_to=outcome.date_range.date_to,
-            sql=outcome.sql,
-        )
+        return Outcome.of(results_pb2.InsightResult(trends=outcome.result), outcome)
 
     def references(self, node: query_pb2.TrendsQuery) -> list[Reference]:
         """The actions its series (and their GroupNodes' members) count."""
