@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from generated.insights.v1 import actions_pb2
 from server.domain import activity, paging
-from server.domain.insights import UserRef, normalize_tags, user_ref
+from server.domain.insights import UserRef, normalize_tags, tag_ids, user_ref
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
 from server.echo import shown
@@ -353,15 +353,7 @@ class Actions:
             raise _name_taken(name, taken)
 
     def _set_tags(self, session: Session, row: Action, tags: list[str]) -> None:
-        known = select(Tag).where(Tag.environment_id == row.environment_id, Tag.name.in_(tags))
-        existing = {t.name: t for t in session.scalars(known)}
-        for name in tags:
-            if name not in existing:
-                tag = Tag(environment_id=row.environment_id, name=name)
-                session.add(tag)
-                existing[name] = tag
-        session.flush()
-        wanted = {existing[name].id for name in tags}
+        wanted = tag_ids(session, row.environment_id, tags)
         have = set(session.scalars(select(ActionTag.tag_id).where(ActionTag.action_id == row.id)))
         if have - wanted:
             session.execute(

@@ -226,6 +226,21 @@ def normalize_tags(tags: Iterable[str]) -> list[str]:
     return sorted({t.strip().lower() for t in tags if t.strip()})
 
 
+def tag_ids(session: Session, environment_id: int, names: list[str]) -> set[int]:
+    """The ids of the environment's tags named `names`, creating those that do not exist yet."""
+    existing = {
+        t.name: t
+        for t in session.scalars(select(Tag).where(Tag.environment_id == environment_id, Tag.name.in_(names)))
+    }
+    for name in names:
+        if name not in existing:
+            tag = Tag(environment_id=environment_id, name=name)
+            session.add(tag)
+            existing[name] = tag
+    session.flush()
+    return {existing[name].id for name in names}
+
+
 def query_json(query: query_pb2.QueryNode | None) -> Any:
     """The query as the reference's JSON (the form users know), for activity diffs."""
     return to_reference_json(query) if query is not None else None
@@ -682,19 +697,7 @@ class Insights:
         return tags
 
     def _set_tags(self, session: Session, row: Insight, tags: list[str]) -> None:
-        existing = {
-            t.name: t
-            for t in session.scalars(
-                select(Tag).where(Tag.environment_id == row.environment_id, Tag.name.in_(tags))
-            )
-        }
-        for name in tags:
-            if name not in existing:
-                tag = Tag(environment_id=row.environment_id, name=name)
-                session.add(tag)
-                existing[name] = tag
-        session.flush()
-        wanted_ids = {existing[name].id for name in tags}
+        wanted_ids = tag_ids(session, row.environment_id, tags)
         have = set(session.scalars(select(TaggedItem.tag_id).where(TaggedItem.insight_id == row.id)))
         if have - wanted_ids:
             session.execute(
