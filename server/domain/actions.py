@@ -217,7 +217,7 @@ class Actions:
             session.add(row)
             session.flush()
             self._set_tags(session, row, tags)
-            self._log(session, principal, env, row, "created", None, now)
+            activity.record_item(session, env, principal.user_id, SCOPE, row, "created", None, now)
             session.flush()
             return self._views(session, [row])[0]
 
@@ -296,7 +296,7 @@ class Actions:
                     if was_deleted and not row.deleted
                     else "updated"
                 )
-                self._log(session, principal, env, row, verb, changes, now)
+                activity.record_item(session, env, principal.user_id, SCOPE, row, verb, changes, now)
             session.flush()
             return self._views(session, [row])[0]
 
@@ -383,29 +383,6 @@ class Actions:
             "steps": row.steps,
             "deleted": row.deleted,
         }
-
-    def _log(
-        self,
-        session: Session,
-        principal: Principal,
-        env: EnvironmentInfo,
-        row: Action,
-        verb: str,
-        changes: list[dict[str, Any]] | None,
-        now: dt.datetime,
-    ) -> None:
-        activity.record(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=str(row.id),
-            name=row.name,
-            changes=changes,
-            at=now,
-        )
 
     def _views(self, session: Session, rows: list[Action]) -> list[ActionView]:
         """Loads what is shown beside each action with one query per relation, not per row."""

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from server.domain import paging
 from server.errors import Violations
+from server.principal import EnvironmentInfo
 from storage.db import Database
 from storage.models import ActivityLog, User
 
@@ -60,6 +61,31 @@ def record(
             detail={"changes": changes, "name": name, "short_id": short_id, "type": None},
             created_at=at,
         )
+    )
+
+
+def record_item(
+    session: Session,
+    env: EnvironmentInfo,
+    user_id: int | None,
+    scope: str,
+    item: Any,
+    verb: str,
+    changes: list[dict[str, Any]] | None,
+    at: dt.datetime,
+) -> None:
+    """Appends an entry about a named item of an environment (an action, a cohort, an alert)."""
+    record(
+        session,
+        environment_id=env.id,
+        organization_id=env.organization_id,
+        user_id=user_id,
+        activity=verb,
+        scope=scope,
+        item_id=str(item.id),
+        name=item.name,
+        changes=changes,
+        at=at,
     )
 
 

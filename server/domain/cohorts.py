@@ -216,7 +216,7 @@ class Cohorts:
             )
             session.add(row)
             session.flush()
-            self._log(session, principal, env, row, "created", None, now)
+            activity.record_item(session, env, principal.user_id, SCOPE, row, "created", None, now)
             view = self._view(session, row)
         self.changed(env.id)
         return view
@@ -266,7 +266,7 @@ class Cohorts:
             if changes:
                 row.updated_at = now
                 verb = "deleted" if row.deleted and not before["deleted"] else "updated"
-                self._log(session, principal, env, row, verb, changes, now)
+                activity.record_item(session, env, principal.user_id, SCOPE, row, verb, changes, now)
             session.flush()
             session.refresh(row)
             view = self._view(session, row)
@@ -419,10 +419,11 @@ class Cohorts:
             if added:
                 row.version = Cohort.version + 1
                 row.updated_at = now
-                self._log(
+                activity.record_item(
                     session,
-                    upload.principal,
                     env,
+                    upload.principal.user_id,
+                    SCOPE,
                     row,
                     "updated",
                     [activity.change(SCOPE, "members", None, None, action="added")],
@@ -496,29 +497,6 @@ class Cohorts:
             updated_at=row.updated_at,
         )
         return CohortView(record, parse_filters(row.filters), user_ref(creator) if creator else None)
-
-    def _log(
-        self,
-        session: Session,
-        principal: Principal,
-        env: EnvironmentInfo,
-        row: Cohort,
-        verb: str,
-        changes: list[dict[str, Any]] | None,
-        now: dt.datetime,
-    ) -> None:
-        activity.record(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=str(row.id),
-            name=row.name,
-            changes=changes,
-            at=now,
-        )
 
 
 @dataclass

@@ -837,18 +837,7 @@ class Alerts:
         changes: list[dict[str, Any]] | None,
         now: dt.datetime,
     ) -> None:
-        activity.record(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=row.id,
-            name=row.name,
-            changes=changes,
-            at=now,
-        )
+        activity.record_item(session, env, user_id, SCOPE, row, verb, changes, now)
 
 
 def _copy(source: apb.Alert, target: apb.Alert, path: str) -> None:
