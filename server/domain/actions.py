@@ -233,13 +233,12 @@ class Actions:
         """The environment's live actions whose name contains `search` (any case), newest first."""
         env = principal.environment(environment_id)
         violations = Violations()
-        if len(search) > SEARCH_LIMIT:
-            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
+        paging.check_search(violations, search, SEARCH_LIMIT)
         limit = paging.window(violations, limit, offset)
         violations.raise_if_any()
         where: list[Any] = [Action.environment_id == env.id, Action.deleted.is_(False)]
         if search:
-            where.append(func.lower(Action.name).like(f"%{_escape_like(search.lower())}%", escape="\\"))
+            where.append(func.lower(Action.name).like(paging.contains_pattern(search), escape="\\"))
         with self.db.session() as session:
             count = session.scalar(select(func.count()).select_from(Action).where(*where)) or 0
             page = select(Action).where(*where).order_by(Action.id.desc()).offset(offset).limit(limit)
@@ -449,7 +448,3 @@ def _name_taken(name: str, taken: int) -> AlreadyExists:
         reason="ACTION_NAME_TAKEN",
         metadata={"field": "action.name", "action": str(taken)},
     )
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

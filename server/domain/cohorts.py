@@ -290,13 +290,12 @@ class Cohorts:
     ) -> Page[CohortView]:
         env = principal.environment(environment_id)
         violations = Violations()
-        if len(search) > SEARCH_LIMIT:
-            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
+        paging.check_search(violations, search, SEARCH_LIMIT)
         limit = paging.window(violations, limit, offset)
         violations.raise_if_any()
         where: list[Any] = [Cohort.environment_id == env.id, Cohort.deleted.is_(False)]
         if search:
-            pattern = f"%{_escape_like(search.lower())}%"
+            pattern = paging.contains_pattern(search)
             where.append(
                 or_(
                     func.lower(Cohort.name).like(pattern, escape="\\"),
@@ -304,14 +303,7 @@ class Cohorts:
                 )
             )
         with self.db.session() as session:
-            count = session.scalar(select(func.count()).select_from(Cohort).where(*where)) or 0
-            rows = session.scalars(
-                select(Cohort)
-                .where(*where)
-                .order_by(Cohort.created_at.desc(), Cohort.id.desc())
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            count, rows = paging.newest_first(session, Cohort, where, limit, offset)
             return Page([self._view(session, row) for row in rows], count, limit, offset)
 
     def persons(
@@ -629,7 +621,3 @@ def find_cohort(
 
 def _uuid(value: object) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -530,8 +530,7 @@ class Insights:
     def list_insights(self, principal: Principal, environment_id: int, filters: ListFilters) -> Page[InsightView]:
         env = principal.environment(environment_id)
         violations = Violations()
-        if len(filters.search) > SEARCH_LIMIT:
-            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
+        paging.check_search(violations, filters.search, SEARCH_LIMIT)
         limit = paging.window(violations, filters.limit, filters.offset)
         now = self.clock()
         where: list[Any] = [Insight.environment_id == env.id, Insight.deleted.is_(False)]
@@ -592,7 +591,7 @@ class Insights:
                 or_(Insight.saved.is_(True), on_dashboard) if filters.saved else Insight.saved.is_(False)
             )
         if filters.search:
-            pattern = f"%{_escape_like(filters.search.lower())}%"
+            pattern = paging.contains_pattern(filters.search)
             where.append(
                 or_(
                     func.lower(Insight.name).like(pattern, escape="\\"),
@@ -910,7 +909,3 @@ def user_ref(user: User) -> UserRef:
         user.is_email_verified,
         user.role_at_organization,
     )
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
