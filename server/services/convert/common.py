@@ -146,7 +146,9 @@ def update_paths(request: Any, given: Message) -> list[str]:
 
 def activity_page(response_type: Callable[..., R], page: activity.EntryPage) -> R:
     """A list-activity response of a page of entries, with the next/previous page numbers."""
-    response: Any = response_type(results=[activity_entry(e) for e in page.entries], total_count=page.total_count)
+    response: Any = response_type(
+        results=[activity_entry(e) for e in page.entries], total_count=page.total_count
+    )
     if page.has_next:
         response.next_page = page.page + 1
     if page.page > 1:
