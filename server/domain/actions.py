@@ -232,10 +232,7 @@ class Actions:
     ) -> Page[ActionView]:
         """The environment's live actions whose name contains `search` (any case), newest first."""
         env = principal.environment(environment_id)
-        violations = Violations()
-        paging.check_search(violations, search, SEARCH_LIMIT)
-        limit = paging.window(violations, limit, offset)
-        violations.raise_if_any()
+        limit = paging.search_window(search, limit, offset, SEARCH_LIMIT)
         where: list[Any] = [Action.environment_id == env.id, Action.deleted.is_(False)]
         if search:
             where.append(func.lower(Action.name).like(paging.contains_pattern(search), escape="\\"))

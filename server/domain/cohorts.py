@@ -289,10 +289,7 @@ class Cohorts:
         self, principal: Principal, environment_id: int, search: str, limit: int, offset: int
     ) -> Page[CohortView]:
         env = principal.environment(environment_id)
-        violations = Violations()
-        paging.check_search(violations, search, SEARCH_LIMIT)
-        limit = paging.window(violations, limit, offset)
-        violations.raise_if_any()
+        limit = paging.search_window(search, limit, offset, SEARCH_LIMIT)
         where: list[Any] = [Cohort.environment_id == env.id, Cohort.deleted.is_(False)]
         if search:
             pattern = paging.contains_pattern(search)

@@ -51,6 +51,15 @@ def check_search(violations: Violations, search: str, maximum: int) -> None:
         violations.add("search", f"search must be {maximum} characters or fewer")
 
 
+def search_window(search: str, limit: int, offset: int, maximum_search: int) -> int:
+    """The limit of a searchable list (see `window`); InvalidArgument naming each bad argument."""
+    violations = Violations()
+    check_search(violations, search, maximum_search)
+    limit = window(violations, limit, offset)
+    violations.raise_if_any()
+    return limit
+
+
 def contains_pattern(search: str) -> str:
     """A LIKE pattern (escape character backslash) for lowercased text containing `search`."""
     escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
