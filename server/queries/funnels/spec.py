@@ -9,14 +9,8 @@ from typing import NoReturn
 
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
+from server.queries.common import nodes
 from server.queries.common.errors import QueryError
-from server.queries.common.nodes import (
-    INTERVAL_NAMES,
-    check_breakdown_limit,
-    check_contract,
-    check_sampling_factor,
-    node_kind,
-)
 
 M = query_pb2
 
@@ -103,7 +97,7 @@ class FunnelSpec:
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     """The checked form of `query`; QueryError (path relative to the query) when it is invalid,
     FailedPrecondition when it needs actions, which this service does not store yet."""
-    check_contract(query)
+    nodes.check_contract(query)
     later: list[tuple[str, str]] = []
     ff = query.funnels_filter
     order = ORDER_NAMES[ff.funnel_order_type]
@@ -118,12 +112,12 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         )
     interval = ff.funnel_window_interval if ff.HasField("funnel_window_interval") else DEFAULT_WINDOW
     breakdown = _breakdown(query.breakdown_filter, later)
-    check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
+    nodes.check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
     attribution = ATTRIBUTION_NAMES[ff.breakdown_attribution_type]
     attribution_step = None
     if attribution == "step":
         attribution_step = _attribution_step(ff, n, order)
-    check_sampling_factor(query)
+    nodes.check_sampling_factor(query)
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported", "interval")
     if ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT:
@@ -146,7 +140,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         attribution_step=attribution_step,
         limit=query.breakdown_filter.breakdown_limit or DEFAULT_BREAKDOWN_LIMIT,
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
-        interval=INTERVAL_NAMES[query.interval],
+        interval=nodes.INTERVAL_NAMES[query.interval],
         later=later,
     )
 
@@ -159,7 +153,7 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
     steps = []
     for index, node in enumerate(query.series):
         path = f"series[{index}]"
-        kind = node_kind(node, path)
+        kind = nodes.node_kind(node, path)
         if kind == "actions_node":
             _refuse_actions(path)
         if kind != "events_node":
@@ -212,7 +206,7 @@ def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str
     found = []
     for index, item in enumerate(ff.exclusions):
         path = f"funnelsFilter.exclusions[{index}]"
-        if node_kind(item, path, "exclusion") == "actions_node":
+        if nodes.node_kind(item, path, "exclusion") == "actions_node":
             _refuse_actions(path)
         node = item.events_node
         if not node.HasField("funnel_from_step") or not node.HasField("funnel_to_step"):

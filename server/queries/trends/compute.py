@@ -9,16 +9,10 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
+from server.queries.common import nodes
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
-from server.queries.common.nodes import (
-    INTERVAL_NAMES,
-    check_breakdown_limit,
-    check_contract,
-    check_sampling_factor,
-    node_kind,
-)
 from server.queries.common.sql import Params
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
@@ -118,7 +112,7 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
     display = query.trends_filter.display
     total_value = display in TOTAL_VALUE_DISPLAYS
     cumulative = display == M.CHART_DISPLAY_TYPE_ACTIONS_LINE_GRAPH_CUMULATIVE
-    interval = "day" if total_value else INTERVAL_NAMES[query.interval]
+    interval = "day" if total_value else nodes.INTERVAL_NAMES[query.interval]
     date_from = query.date_range.date_from if query.date_range.HasField("date_from") else None
     date_to = query.date_range.date_to if query.date_range.HasField("date_to") else None
     current = resolve_date_range(
@@ -298,7 +292,7 @@ def _check_points(
 
 
 def _validate(query: query_pb2.TrendsQuery) -> None:
-    check_contract(query)
+    nodes.check_contract(query)
     if not query.series:
         raise QueryError("a trends query needs at least one series", "series")
     if len(query.series) > MAX_SERIES:
@@ -307,7 +301,7 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
     for name, count in (("formulaNodes", len(tf.formula_nodes)), ("formulas", len(tf.formulas))):
         if count > MAX_FORMULAS:
             raise QueryError(f"at most {MAX_FORMULAS} formulas (got {count})", f"trendsFilter.{name}")
-    check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
+    nodes.check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported for trends", "interval")
     if tf.HasField("smoothing_intervals") and not 1 <= tf.smoothing_intervals <= MAX_SMOOTHING_INTERVALS:
@@ -316,12 +310,12 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
             f"(got {tf.smoothing_intervals})",
             "trendsFilter.smoothingIntervals",
         )
-    check_sampling_factor(query)
+    nodes.check_sampling_factor(query)
     if query.HasField("aggregation_group_type_index"):
         raise QueryError("aggregating by groups is not supported yet", "aggregation_group_type_index")
     for index, node in enumerate(query.series):
         path = f"series[{index}]"
-        kind = node_kind(node, path)
+        kind = nodes.node_kind(node, path)
         if kind == "actions_node" and node.actions_node.id <= 0:
             raise QueryError("id must be a positive action id", f"{path}.id")
         if kind == "data_warehouse_node":
