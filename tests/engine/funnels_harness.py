@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,26 +23,10 @@ class FunnelRun:
 
 
 def run_funnel_engine(
-    store: EventStore,
-    events: Sequence[Event],
-    query: dict[str, Any],
-    *,
-    timezone: str,
-    week_start_day: int,
-    now: dt.datetime,
-    test_account_filters: list[dict[str, Any]] | None = None,
-    team_id: int | None = None,
+    store: EventStore, events: Sequence[Event], query: dict[str, Any], **context: Any
 ) -> FunnelRun:
-    """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
-    ctx = query_context(
-        store,
-        events,
-        timezone=timezone,
-        week_start_day=week_start_day,
-        now=now,
-        test_account_filters=test_account_filters,
-        team_id=team_id,
-    )
+    """Inserts `events` as harness.query_context does (`context`: its keywords) and runs `query` on them."""
+    ctx = query_context(store, events, **context)
     outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
     return FunnelRun(as_json(outcome.result), outcome.has_more, outcome)
 
