@@ -13,7 +13,7 @@ from generated.insights.v1 import activity_pb2, common_pb2, results_pb2
 from server.domain import activity
 from server.domain.insights import UserRef
 from server.domain.paging import Page
-from server.execution.refresh import Refresh
+from server.execution.refresh import Computed, Refresh
 from server.execution.runs import Run
 
 REFRESH_MODES: dict[int, Refresh] = {
@@ -117,6 +117,18 @@ def query_status(run: Run, *, show_progress: bool) -> results_pb2.QueryStatus:
             # The memory budget let the result go before the status expired: run the query again.
             status.labels.append(RESULTS_EVICTED)
     return status
+
+
+def answer_facts(message: Any, computed: Computed) -> None:
+    """Sets an answer's cache times, resolved date range and run status on an Insight or QueryResponse."""
+    stamp(message.last_refresh, computed.last_refresh)
+    stamp(message.cache_target_age, computed.cache_target_age)
+    stamp(message.next_allowed_client_refresh, computed.next_allowed_client_refresh)
+    if computed.date_from is not None and computed.date_to is not None:
+        message.resolved_date_range.date_from.FromDatetime(computed.date_from)
+        message.resolved_date_range.date_to.FromDatetime(computed.date_to)
+    if computed.status is not None:
+        message.query_status.CopyFrom(query_status(computed.status, show_progress=True))
 
 
 def offsets(page: Page[Any], response: Any) -> None:
