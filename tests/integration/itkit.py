@@ -11,12 +11,12 @@ import random
 import socket
 import string
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import grpc
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -295,6 +295,22 @@ def new_tenant(server: Server) -> Tenant:
     user_id = int(accounts.create_user(server.db, email, first_name="Owner", last_name="Tester"))
     accounts.add_membership(server.db, user_id, organization_id)
     return Tenant(server.db, organization_id, environment_id, user_id, email)
+
+
+async def eventless_tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
+    """A fresh tenant whose environment id has no events yet: the servers of both metadata
+    backends share one event store, and their environment ids overlap."""
+    while True:
+        found = make_tenant()
+        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
+            return found
+
+
+def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
+    """`when` as a protobuf Timestamp."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
 
 
 @dataclass

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import events_pb2 as epb
@@ -27,7 +26,7 @@ from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from server.cli.loader import LoadSummary, ingest_over_grpc, load_file, read_events, validated_batches
-from tests.integration.itkit import bearer, free_port, wait_for_health
+from tests.integration.itkit import bearer, free_port, timestamp, wait_for_health
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -102,12 +101,6 @@ async def serving(deployment: Deployment, run: int) -> AsyncIterator[asyncio.sub
         log.close()
 
 
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
-
-
 def make_batches(environment_id: int) -> list[epb.IngestEventBatchesRequest]:
     """BATCHES batches of PER_BATCH pageviews with their own uuids, spread over the last 3 days."""
     batches = []
@@ -116,7 +109,7 @@ def make_batches(environment_id: int) -> list[epb.IngestEventBatchesRequest]:
             epb.Event(
                 event="$pageview",
                 distinct_id=f"user-{i % 50}",
-                timestamp=_ts(NOW - dt.timedelta(seconds=7 * (b * PER_BATCH + i) + 1)),
+                timestamp=timestamp(NOW - dt.timedelta(seconds=7 * (b * PER_BATCH + i) + 1)),
                 uuid=str(uuid.uuid4()),
             )
             for i in range(PER_BATCH)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import events_pb2 as epb
@@ -21,25 +20,24 @@ from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from server.domain.ingest import MAX_BATCH_EVENTS
 from storage.events import EventRow
-from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, error_info, expect_error
+from tests.integration.itkit import (
+    Server,
+    Tenant,
+    assert_invalid,
+    bearer,
+    error_info,
+    eventless_tenant,
+    expect_error,
+    timestamp,
+)
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 @pytest.fixture
 async def tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
-    """A fresh tenant whose environment id has no events yet (both metadata backends' servers
-    share one event store)."""
-    while True:
-        found = make_tenant()
-        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
-            return found
-
-
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
+    """A fresh tenant whose environment id has no events yet."""
+    return await eventless_tenant(server, make_tenant)
 
 
 def pageviews(count: int, *, start: int = 0, distinct_id: str = "visitor") -> list[epb.Event]:
@@ -48,7 +46,7 @@ def pageviews(count: int, *, start: int = 0, distinct_id: str = "visitor") -> li
         epb.Event(
             event="$pageview",
             distinct_id=f"{distinct_id}-{i % 7}",
-            timestamp=_ts(NOW - dt.timedelta(minutes=3 * i + 1)),
+            timestamp=timestamp(NOW - dt.timedelta(minutes=3 * i + 1)),
             uuid=str(uuid.uuid4()),
             properties=f'{{"n": {start + i}}}',
         )
@@ -156,7 +154,7 @@ async def test_each_batch_is_acknowledged_in_order_with_its_counts_and_rejection
 ) -> None:
     env, key = tenant.environment_id, tenant.key("event:write")
     first, second = pageviews(5), pageviews(4, start=5)
-    second[2] = epb.Event(event="", distinct_id="x", timestamp=_ts(NOW))  # index 2 of its batch
+    second[2] = epb.Event(event="", distinct_id="x", timestamp=timestamp(NOW))  # index 2 of its batch
     requests = [
         epb.IngestEventBatchesRequest(environment_id=env, sequence=41, events=first),
         epb.IngestEventBatchesRequest(environment_id=env, sequence=42, events=second),
