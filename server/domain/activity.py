@@ -91,9 +91,7 @@ def record_item(
 
 def record_insight(
     session: Session,
-    *,
-    environment_id: int,
-    organization_id: int,
+    env: EnvironmentInfo,
     user_id: int | None,
     verb: str,
     insight: Any,
@@ -103,8 +101,8 @@ def record_insight(
     """Appends an entry about an insight (a storage.models.Insight row), named as it is now."""
     record(
         session,
-        environment_id=environment_id,
-        organization_id=organization_id,
+        environment_id=env.id,
+        organization_id=env.organization_id,
         user_id=user_id,
         activity=verb,
         scope="Insight",

@@ -326,15 +326,7 @@ class Insights:
                 )
             )
             if row.name or row.derived_name:
-                activity.record_insight(
-                    session,
-                    environment_id=env.id,
-                    organization_id=env.organization_id,
-                    user_id=principal.user_id,
-                    verb="created",
-                    insight=row,
-                    at=now,
-                )
+                activity.record_insight(session, env, principal.user_id, "created", row, now)
             if request is not None:
                 remember(session, env.id, request, row.id)
             session.flush()
@@ -456,16 +448,8 @@ class Insights:
                 if new != old:
                     self._set_tags(session, row, new)
                     row.updated_at = now
-                    activity.record_insight(
-                        session,
-                        environment_id=env.id,
-                        organization_id=env.organization_id,
-                        user_id=principal.user_id,
-                        verb="updated",
-                        insight=row,
-                        at=now,
-                        changes=activity.diff({"tags": old}, {"tags": new}, SCOPE),
-                    )
+                    changes = activity.diff({"tags": old}, {"tags": new}, SCOPE)
+                    activity.record_insight(session, env, principal.user_id, "updated", row, now, changes)
                 updated.append((insight_id, new))
         self.cache.forget(env.id)
         return BulkTagResult(updated, skipped)
@@ -779,16 +763,7 @@ class Insights:
             verb = "updated"
         else:
             return
-        activity.record_insight(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            verb=verb,
-            insight=row,
-            at=now,
-            changes=changes,
-        )
+        activity.record_insight(session, env, principal.user_id, verb, row, now, changes)
 
     def _filter_date(
         self, value: str, name: str, env: EnvironmentInfo, now: dt.datetime, violations: Violations
