@@ -13,6 +13,7 @@ import string
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
@@ -462,6 +463,20 @@ def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cli_flags(tmp_path: Path) -> list[str]:
+    """Command-line flags for stores of its own under `tmp_path` and a free port nobody serves."""
+    return [
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'meta.db'}",
+        "--events-dsn",
+        f"chdb://{tmp_path / 'events'}",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 @dataclass
