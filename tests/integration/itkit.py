@@ -21,9 +21,12 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
+from generated.insights.v1 import query_service_pb2 as qs
+from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 
 SERVICE_NAME = "insights.v1.InsightsService"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -312,6 +315,22 @@ def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(when)
     return stamp
+
+
+async def week_pageviews(channel: grpc.aio.Channel, environment_id: int, metadata: Metadata) -> float:
+    """The environment's $pageview total over the last week, as RunQuery computes it."""
+    query = qpb.QueryNode(
+        trends_query=qpb.TrendsQuery(
+            series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))],
+            interval=qpb.INTERVAL_TYPE_DAY,
+            date_range=qpb.DateRange(date_from="-7d"),
+        )
+    )
+    request = qs.RunQueryRequest(
+        environment_id=environment_id, query=query, refresh=cpb.REFRESH_MODE_FORCE_BLOCKING
+    )
+    response = await qs_grpc.QueryServiceStub(channel).RunQuery(request, metadata=metadata, timeout=60)
+    return float(sum(response.result.trends.series[0].data))
 
 
 @dataclass

@@ -21,7 +21,7 @@ from generated.insights.v1 import query_pb2
 from server.cli import demo
 from server.cli.loader import to_proto
 from storage.models import Environment, Insight
-from tests.integration.itkit import Server, Tenant, bearer, cli_flags
+from tests.integration.itkit import Server, Tenant, bearer, cli_flags, eventless_tenant
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHOR = dt.date(2024, 3, 15)
@@ -29,12 +29,8 @@ ANCHOR = dt.date(2024, 3, 15)
 
 @pytest.fixture
 async def tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
-    """A fresh tenant whose environment id has no events yet: the servers of both metadata
-    backends share one event store, and their environment ids overlap."""
-    while True:
-        found = make_tenant()
-        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
-            return found
+    """A fresh tenant whose environment id has no events yet."""
+    return await eventless_tenant(server, make_tenant)
 
 
 def test_same_seed_same_events_other_seed_other_events() -> None:
