@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
-from interceptors.wrap import _aiter, _await
+from interceptors.wrap import HandlerWrapper, _aiter, _await
 from server.errors import FieldViolation, InvalidArgument
 from server.queries.common.checks import problems
 
@@ -73,7 +73,7 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-class RequestChecks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class RequestChecks(HandlerWrapper):
     """Decodes each request without letting a decode error escape, then checks it (see `check`).
 
     Placed after auth (an unauthenticated caller learns nothing about its request) and before
@@ -81,27 +81,12 @@ class RequestChecks(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     the servicer reads them.
     """
 
-    def __init__(self) -> None:
-        self._wrapped: dict[tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        # Wrapped once per method handler, as interceptors/wrap.py does, for the hot paths.
-        key = (handler_call_details.method, id(handler))
-        wrapped = self._wrapped.get(key)
-        if wrapped is None or wrapped[0] is not handler:
-            wrapped = (handler, _wrap(handler))
-            self._wrapped[key] = wrapped
-        return wrapped[1]
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return _checking(handler)
 
 
-def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _checking(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler` with every request it reads checked first (see `check`)."""
     deserializer = handler.request_deserializer
     decode = _decoder(deserializer) if deserializer is not None else None
     behaviour: Any

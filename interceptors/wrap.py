@@ -9,31 +9,11 @@ from typing import Any
 import grpc
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Runs `unary` around unary-response calls and `stream` around streaming-response calls.
+class HandlerWrapper(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Serves each method's handler wrapped by `_wrap`, built once per handler."""
 
-    grpc.aio interceptors see neither the request nor the context, so the work happens in a
-    wrapped handler of the same kind, built with the original (de)serializers.
-    """
-
-    async def unary(
-        self,
-        method: str,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        call: Callable[[], Awaitable[Any]],
-    ) -> Any:
-        return await call()
-
-    async def stream(
-        self,
-        method: str,
-        request: Any,
-        context: grpc.aio.ServicerContext[Any, Any],
-        call: Callable[[], AsyncIterator[Any]],
-    ) -> AsyncIterator[Any]:
-        async for message in call():
-            yield message
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
 
     @property
     def _wrapped(self) -> dict[tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]]:
@@ -60,6 +40,33 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             wrapped = (handler, self._wrap(handler, handler_call_details.method))
             self._wrapped[key] = wrapped
         return wrapped[1]
+
+
+class CallInterceptor(HandlerWrapper):
+    """Runs `unary` around unary-response calls and `stream` around streaming-response calls.
+
+    grpc.aio interceptors see neither the request nor the context, so the work happens in a
+    wrapped handler of the same kind, built with the original (de)serializers.
+    """
+
+    async def unary(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        return await call()
+
+    async def stream(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        call: Callable[[], AsyncIterator[Any]],
+    ) -> AsyncIterator[Any]:
+        async for message in call():
+            yield message
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         kind = (handler.request_streaming, handler.response_streaming)

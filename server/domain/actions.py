@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from generated.insights.v1 import actions_pb2
 from server.domain import activity, paging
-from server.domain.insights import UserRef, normalize_tags, user_ref
+from server.domain.insights import UserRef, normalize_tags, tag_ids, user_ref
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
 from server.echo import shown
@@ -217,7 +217,7 @@ class Actions:
             session.add(row)
             session.flush()
             self._set_tags(session, row, tags)
-            self._log(session, principal, env, row, "created", None, now)
+            activity.record_item(session, env, principal.user_id, SCOPE, row, "created", None, now)
             session.flush()
             return self._views(session, [row])[0]
 
@@ -232,14 +232,10 @@ class Actions:
     ) -> Page[ActionView]:
         """The environment's live actions whose name contains `search` (any case), newest first."""
         env = principal.environment(environment_id)
-        violations = Violations()
-        if len(search) > SEARCH_LIMIT:
-            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
-        limit = paging.window(violations, limit, offset)
-        violations.raise_if_any()
+        limit = paging.search_window(search, limit, offset, SEARCH_LIMIT)
         where: list[Any] = [Action.environment_id == env.id, Action.deleted.is_(False)]
         if search:
-            where.append(func.lower(Action.name).like(f"%{_escape_like(search.lower())}%", escape="\\"))
+            where.append(func.lower(Action.name).like(paging.contains_pattern(search), escape="\\"))
         with self.db.session() as session:
             count = session.scalar(select(func.count()).select_from(Action).where(*where)) or 0
             page = select(Action).where(*where).order_by(Action.id.desc()).offset(offset).limit(limit)
@@ -296,7 +292,7 @@ class Actions:
                     if was_deleted and not row.deleted
                     else "updated"
                 )
-                self._log(session, principal, env, row, verb, changes, now)
+                activity.record_item(session, env, principal.user_id, SCOPE, row, verb, changes, now)
             session.flush()
             return self._views(session, [row])[0]
 
@@ -353,15 +349,7 @@ class Actions:
             raise _name_taken(name, taken)
 
     def _set_tags(self, session: Session, row: Action, tags: list[str]) -> None:
-        known = select(Tag).where(Tag.environment_id == row.environment_id, Tag.name.in_(tags))
-        existing = {t.name: t for t in session.scalars(known)}
-        for name in tags:
-            if name not in existing:
-                tag = Tag(environment_id=row.environment_id, name=name)
-                session.add(tag)
-                existing[name] = tag
-        session.flush()
-        wanted = {existing[name].id for name in tags}
+        wanted = tag_ids(session, row.environment_id, tags)
         have = set(session.scalars(select(ActionTag.tag_id).where(ActionTag.action_id == row.id)))
         if have - wanted:
             session.execute(
@@ -391,29 +379,6 @@ class Actions:
             "steps": row.steps,
             "deleted": row.deleted,
         }
-
-    def _log(
-        self,
-        session: Session,
-        principal: Principal,
-        env: EnvironmentInfo,
-        row: Action,
-        verb: str,
-        changes: list[dict[str, Any]] | None,
-        now: dt.datetime,
-    ) -> None:
-        activity.record(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=str(row.id),
-            name=row.name,
-            changes=changes,
-            at=now,
-        )
 
     def _views(self, session: Session, rows: list[Action]) -> list[ActionView]:
         """Loads what is shown beside each action with one query per relation, not per row."""
@@ -480,7 +445,3 @@ def _name_taken(name: str, taken: int) -> AlreadyExists:
         reason="ACTION_NAME_TAKEN",
         metadata={"field": "action.name", "action": str(taken)},
     )
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

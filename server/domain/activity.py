@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from server.domain import paging
 from server.errors import Violations
+from server.principal import EnvironmentInfo
 from storage.db import Database
 from storage.models import ActivityLog, User
 
@@ -35,26 +36,24 @@ def diff(before: dict[str, Any], after: dict[str, Any], scope: str) -> list[dict
 
 def record(
     session: Session,
-    *,
-    environment_id: int,
-    organization_id: int,
+    env: EnvironmentInfo,
     user_id: int | None,
-    activity: str,
+    verb: str,
     scope: str,
     item_id: str,
     name: str | None,
-    short_id: str | None = None,
-    changes: list[dict[str, Any]] | None = None,
+    changes: list[dict[str, Any]] | None,
     at: dt.datetime,
+    short_id: str | None = None,
 ) -> None:
     """Appends one entry to the log in the caller's transaction."""
     session.add(
         ActivityLog(
-            environment_id=environment_id,
-            organization_id=organization_id,
+            environment_id=env.id,
+            organization_id=env.organization_id,
             user_id=user_id,
             is_system=user_id is None,
-            activity=activity,
+            activity=verb,
             scope=scope,
             item_id=item_id,
             detail={"changes": changes, "name": name, "short_id": short_id, "type": None},
@@ -63,11 +62,23 @@ def record(
     )
 
 
+def record_item(
+    session: Session,
+    env: EnvironmentInfo,
+    user_id: int | None,
+    scope: str,
+    item: Any,
+    verb: str,
+    changes: list[dict[str, Any]] | None,
+    at: dt.datetime,
+) -> None:
+    """Appends an entry about a named item of an environment (an action, a cohort, an alert)."""
+    record(session, env, user_id, verb, scope, str(item.id), item.name, changes, at)
+
+
 def record_insight(
     session: Session,
-    *,
-    environment_id: int,
-    organization_id: int,
+    env: EnvironmentInfo,
     user_id: int | None,
     verb: str,
     insight: Any,
@@ -75,19 +86,8 @@ def record_insight(
     changes: list[dict[str, Any]] | None = None,
 ) -> None:
     """Appends an entry about an insight (a storage.models.Insight row), named as it is now."""
-    record(
-        session,
-        environment_id=environment_id,
-        organization_id=organization_id,
-        user_id=user_id,
-        activity=verb,
-        scope="Insight",
-        item_id=str(insight.id),
-        name=insight.name or insight.derived_name,
-        short_id=insight.short_id,
-        changes=changes,
-        at=at,
-    )
+    name = insight.name or insight.derived_name
+    record(session, env, user_id, verb, "Insight", str(insight.id), name, changes, at, insight.short_id)
 
 
 @dataclass(frozen=True)

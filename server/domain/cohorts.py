@@ -216,7 +216,7 @@ class Cohorts:
             )
             session.add(row)
             session.flush()
-            self._log(session, principal, env, row, "created", None, now)
+            activity.record_item(session, env, principal.user_id, SCOPE, row, "created", None, now)
             view = self._view(session, row)
         self.changed(env.id)
         return view
@@ -266,7 +266,7 @@ class Cohorts:
             if changes:
                 row.updated_at = now
                 verb = "deleted" if row.deleted and not before["deleted"] else "updated"
-                self._log(session, principal, env, row, verb, changes, now)
+                activity.record_item(session, env, principal.user_id, SCOPE, row, verb, changes, now)
             session.flush()
             session.refresh(row)
             view = self._view(session, row)
@@ -289,14 +289,10 @@ class Cohorts:
         self, principal: Principal, environment_id: int, search: str, limit: int, offset: int
     ) -> Page[CohortView]:
         env = principal.environment(environment_id)
-        violations = Violations()
-        if len(search) > SEARCH_LIMIT:
-            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
-        limit = paging.window(violations, limit, offset)
-        violations.raise_if_any()
+        limit = paging.search_window(search, limit, offset, SEARCH_LIMIT)
         where: list[Any] = [Cohort.environment_id == env.id, Cohort.deleted.is_(False)]
         if search:
-            pattern = f"%{_escape_like(search.lower())}%"
+            pattern = paging.contains_pattern(search)
             where.append(
                 or_(
                     func.lower(Cohort.name).like(pattern, escape="\\"),
@@ -304,14 +300,7 @@ class Cohorts:
                 )
             )
         with self.db.session() as session:
-            count = session.scalar(select(func.count()).select_from(Cohort).where(*where)) or 0
-            rows = session.scalars(
-                select(Cohort)
-                .where(*where)
-                .order_by(Cohort.created_at.desc(), Cohort.id.desc())
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            count, rows = paging.newest_first(session, Cohort, where, limit, offset)
             return Page([self._view(session, row) for row in rows], count, limit, offset)
 
     def persons(
@@ -419,10 +408,11 @@ class Cohorts:
             if added:
                 row.version = Cohort.version + 1
                 row.updated_at = now
-                self._log(
+                activity.record_item(
                     session,
-                    upload.principal,
                     env,
+                    upload.principal.user_id,
+                    SCOPE,
                     row,
                     "updated",
                     [activity.change(SCOPE, "members", None, None, action="added")],
@@ -496,29 +486,6 @@ class Cohorts:
             updated_at=row.updated_at,
         )
         return CohortView(record, parse_filters(row.filters), user_ref(creator) if creator else None)
-
-    def _log(
-        self,
-        session: Session,
-        principal: Principal,
-        env: EnvironmentInfo,
-        row: Cohort,
-        verb: str,
-        changes: list[dict[str, Any]] | None,
-        now: dt.datetime,
-    ) -> None:
-        activity.record(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=str(row.id),
-            name=row.name,
-            changes=changes,
-            at=now,
-        )
 
 
 @dataclass
@@ -651,7 +618,3 @@ def find_cohort(
 
 def _uuid(value: object) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

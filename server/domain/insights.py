@@ -226,6 +226,21 @@ def normalize_tags(tags: Iterable[str]) -> list[str]:
     return sorted({t.strip().lower() for t in tags if t.strip()})
 
 
+def tag_ids(session: Session, environment_id: int, names: list[str]) -> set[int]:
+    """The ids of the environment's tags named `names`, creating those that do not exist yet."""
+    existing = {
+        t.name: t
+        for t in session.scalars(select(Tag).where(Tag.environment_id == environment_id, Tag.name.in_(names)))
+    }
+    for name in names:
+        if name not in existing:
+            tag = Tag(environment_id=environment_id, name=name)
+            session.add(tag)
+            existing[name] = tag
+    session.flush()
+    return {existing[name].id for name in names}
+
+
 def query_json(query: query_pb2.QueryNode | None) -> Any:
     """The query as the reference's JSON (the form users know), for activity diffs."""
     return to_reference_json(query) if query is not None else None
@@ -311,15 +326,7 @@ class Insights:
                 )
             )
             if row.name or row.derived_name:
-                activity.record_insight(
-                    session,
-                    environment_id=env.id,
-                    organization_id=env.organization_id,
-                    user_id=principal.user_id,
-                    verb="created",
-                    insight=row,
-                    at=now,
-                )
+                activity.record_insight(session, env, principal.user_id, "created", row, now)
             if request is not None:
                 remember(session, env.id, request, row.id)
             session.flush()
@@ -441,16 +448,8 @@ class Insights:
                 if new != old:
                     self._set_tags(session, row, new)
                     row.updated_at = now
-                    activity.record_insight(
-                        session,
-                        environment_id=env.id,
-                        organization_id=env.organization_id,
-                        user_id=principal.user_id,
-                        verb="updated",
-                        insight=row,
-                        at=now,
-                        changes=activity.diff({"tags": old}, {"tags": new}, SCOPE),
-                    )
+                    changes = activity.diff({"tags": old}, {"tags": new}, SCOPE)
+                    activity.record_insight(session, env, principal.user_id, "updated", row, now, changes)
                 updated.append((insight_id, new))
         self.cache.forget(env.id)
         return BulkTagResult(updated, skipped)
@@ -515,8 +514,7 @@ class Insights:
     def list_insights(self, principal: Principal, environment_id: int, filters: ListFilters) -> Page[InsightView]:
         env = principal.environment(environment_id)
         violations = Violations()
-        if len(filters.search) > SEARCH_LIMIT:
-            violations.add("search", f"search must be {SEARCH_LIMIT} characters or fewer")
+        paging.check_search(violations, filters.search, SEARCH_LIMIT)
         limit = paging.window(violations, filters.limit, filters.offset)
         now = self.clock()
         where: list[Any] = [Insight.environment_id == env.id, Insight.deleted.is_(False)]
@@ -577,7 +575,7 @@ class Insights:
                 or_(Insight.saved.is_(True), on_dashboard) if filters.saved else Insight.saved.is_(False)
             )
         if filters.search:
-            pattern = f"%{_escape_like(filters.search.lower())}%"
+            pattern = paging.contains_pattern(filters.search)
             where.append(
                 or_(
                     func.lower(Insight.name).like(pattern, escape="\\"),
@@ -682,19 +680,7 @@ class Insights:
         return tags
 
     def _set_tags(self, session: Session, row: Insight, tags: list[str]) -> None:
-        existing = {
-            t.name: t
-            for t in session.scalars(
-                select(Tag).where(Tag.environment_id == row.environment_id, Tag.name.in_(tags))
-            )
-        }
-        for name in tags:
-            if name not in existing:
-                tag = Tag(environment_id=row.environment_id, name=name)
-                session.add(tag)
-                existing[name] = tag
-        session.flush()
-        wanted_ids = {existing[name].id for name in tags}
+        wanted_ids = tag_ids(session, row.environment_id, tags)
         have = set(session.scalars(select(TaggedItem.tag_id).where(TaggedItem.insight_id == row.id)))
         if have - wanted_ids:
             session.execute(
@@ -777,16 +763,7 @@ class Insights:
             verb = "updated"
         else:
             return
-        activity.record_insight(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            verb=verb,
-            insight=row,
-            at=now,
-            changes=changes,
-        )
+        activity.record_insight(session, env, principal.user_id, verb, row, now, changes)
 
     def _filter_date(
         self, value: str, name: str, env: EnvironmentInfo, now: dt.datetime, violations: Violations
@@ -907,7 +884,3 @@ def user_ref(user: User) -> UserRef:
         user.is_email_verified,
         user.role_at_organization,
     )
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

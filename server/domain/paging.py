@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from server.errors import Violations
 
@@ -39,3 +43,39 @@ def window(
     if offset < 0:
         violations.add(fields[1], f"{fields[1]} must not be negative")
     return min(limit or default, maximum)
+
+
+def check_search(violations: Violations, search: str, maximum: int) -> None:
+    """Adds a violation of `search` when it is longer than `maximum` characters."""
+    if len(search) > maximum:
+        violations.add("search", f"search must be {maximum} characters or fewer")
+
+
+def search_window(search: str, limit: int, offset: int, maximum_search: int) -> int:
+    """The limit of a searchable list (see `window`); InvalidArgument naming each bad argument."""
+    violations = Violations()
+    check_search(violations, search, maximum_search)
+    limit = window(violations, limit, offset)
+    violations.raise_if_any()
+    return limit
+
+
+def contains_pattern(search: str) -> str:
+    """A LIKE pattern (escape character backslash) for lowercased text containing `search`."""
+    escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def newest_first(
+    session: Session, model: Any, where: Sequence[Any], limit: int, offset: int
+) -> tuple[int, list[Any]]:
+    """How many `model` rows match `where`, and the page of them newest first (then by id, descending)."""
+    count = session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+    rows = session.scalars(
+        select(model)
+        .where(*where)
+        .order_by(model.created_at.desc(), model.id.desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return count, list(rows)

@@ -597,16 +597,7 @@ class Sharing:
         changes: list[dict[str, Any]] | None,
         now: dt.datetime,
     ) -> None:
-        activity.record_insight(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=principal.user_id,
-            verb=name,
-            insight=insight,
-            at=now,
-            changes=changes,
-        )
+        activity.record_insight(session, env, principal.user_id, name, insight, now, changes)
 
 
 def _check_config(config: SharingConfiguration | None, now: dt.datetime) -> None:

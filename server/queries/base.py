@@ -6,13 +6,14 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
 from generated.insights.v1 import actions_pb2, query_pb2, results_pb2
 from server.errors import FailedPrecondition
 from server.queries.common.cohorts import CohortDefinition
+from server.queries.common.dates import QueryDateRange
 
 # Runs one SQL statement with its bound parameters on the engine and returns the rows.
 Execute = Callable[[str, dict[str, Any]], Sequence[Sequence[Any]]]
@@ -102,6 +103,30 @@ class Outcome:
     date_from: dt.datetime | None
     date_to: dt.datetime | None
     sql: str
+
+    @classmethod
+    def of(cls, result: results_pb2.InsightResult, computed: Computed) -> Outcome:
+        """The outcome of a kind's computed result, with the facts its computation reported."""
+        return cls(
+            result=result,
+            has_more=computed.has_more,
+            date_from=computed.date_range.date_from,
+            date_to=computed.date_range.date_to,
+            sql=computed.sql,
+        )
+
+
+class Computed(Protocol):
+    """What a kind's computation reports beside its result (e.g. TrendsOutcome, FunnelsOutcome)."""
+
+    @property
+    def has_more(self) -> bool: ...
+
+    @property
+    def date_range(self) -> QueryDateRange: ...
+
+    @property
+    def sql(self) -> str: ...
 
 
 class Runner(ABC, Generic[N]):

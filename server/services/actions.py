@@ -10,6 +10,7 @@ from server.domain.actions import Actions
 from server.runtime import Blocking
 from server.services.context import principal
 from server.services.convert import actions as convert
+from server.services.convert import common
 
 
 class ActionsServicer(actions_pb2_grpc.ActionsServiceServicer):
@@ -42,28 +43,18 @@ class ActionsServicer(actions_pb2_grpc.ActionsServiceServicer):
             request.limit,
             request.offset,
         )
-        response = apb.ListActionsResponse(count=page.count, results=[convert.action(v) for v in page.items])
-        if page.offset + page.limit < page.count:
-            response.next_offset = page.offset + page.limit
-        if page.offset > 0:
-            response.previous_offset = max(page.offset - page.limit, 0)
-        return response
+        return common.listing(apb.ListActionsResponse, page, convert.action)
 
     async def UpdateAction(
         self, request: apb.UpdateActionRequest, context: grpc.aio.ServicerContext
     ) -> apb.Action:
-        paths = (
-            list(request.update_mask.paths)
-            if request.HasField("update_mask")
-            else convert.set_fields(request.action)
-        )
         view = await self._run(
             self._actions.update,
             principal(),
             request.environment_id,
             request.id,
             convert.fields(request.action),
-            paths,
+            common.update_paths(request, request.action),
         )
         return convert.action(view)
 
@@ -84,4 +75,4 @@ class ActionsServicer(actions_pb2_grpc.ActionsServiceServicer):
             request.page,
             request.limit,
         )
-        return convert.activity_page(page)
+        return common.activity_page(apb.ListActionActivityResponse, page)

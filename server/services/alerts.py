@@ -33,9 +33,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
             request.limit,
             request.offset,
         )
-        response = apb.ListThresholdsResponse(count=page.count, results=[convert.threshold(t) for t in page.items])
-        common.offsets(page, response)
-        return response
+        return common.listing(apb.ListThresholdsResponse, page, convert.threshold)
 
     async def GetThreshold(
         self, request: apb.GetThresholdRequest, context: grpc.aio.ServicerContext
@@ -75,20 +73,14 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
             request.limit,
             request.offset,
         )
-        response = apb.ListAlertsResponse(count=page.count, results=[convert.alert(a) for a in page.items])
-        common.offsets(page, response)
-        return response
+        return common.listing(apb.ListAlertsResponse, page, convert.alert)
 
     async def UpdateAlert(
         self, request: apb.UpdateAlertRequest, context: grpc.aio.ServicerContext
     ) -> apb.Alert:
-        given = request.alert
-        if request.HasField("update_mask"):
-            paths = list(request.update_mask.paths)
-        else:
-            paths = [descriptor.name for descriptor, _ in given.ListFields()]
+        paths = common.update_paths(request, request.alert)
         view = await self._run(
-            self._alerts.update, principal(), request.environment_id, request.id, given, paths
+            self._alerts.update, principal(), request.environment_id, request.id, request.alert, paths
         )
         return convert.alert(view)
 
@@ -111,9 +103,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
             request.date_from,
             request.date_to,
         )
-        response = apb.ListAlertChecksResponse(count=page.count, results=[convert.check(c) for c in page.items])
-        common.offsets(page, response)
-        return response
+        return common.listing(apb.ListAlertChecksResponse, page, convert.check)
 
     async def CheckAlertNow(
         self, request: apb.CheckAlertNowRequest, context: grpc.aio.ServicerContext

@@ -13,7 +13,7 @@ from server.errors import InvalidArgument
 from server.runtime import Blocking
 from server.services.context import principal
 from server.services.convert import cohorts as convert
-from server.services.convert.common import offsets
+from server.services.convert import common
 
 
 class CohortsServicer(cohorts_pb2_grpc.CohortsServiceServicer):
@@ -44,20 +44,14 @@ class CohortsServicer(cohorts_pb2_grpc.CohortsServiceServicer):
             request.limit,
             request.offset,
         )
-        response = cpb.ListCohortsResponse(count=page.count, results=[convert.cohort(v) for v in page.items])
-        offsets(page, response)
-        return response
+        return common.listing(cpb.ListCohortsResponse, page, convert.cohort)
 
     async def UpdateCohort(
         self, request: cpb.UpdateCohortRequest, context: grpc.aio.ServicerContext
     ) -> cpb.Cohort:
-        given = request.cohort
-        if request.HasField("update_mask"):
-            paths = list(request.update_mask.paths)
-        else:
-            paths = [descriptor.name for descriptor, _ in given.ListFields()]
+        paths = common.update_paths(request, request.cohort)
         view = await self._run(
-            self._cohorts.update, principal(), request.environment_id, request.id, given, paths
+            self._cohorts.update, principal(), request.environment_id, request.id, request.cohort, paths
         )
         return convert.cohort(view)
 
@@ -77,11 +71,7 @@ class CohortsServicer(cohorts_pb2_grpc.CohortsServiceServicer):
             request.limit,
             request.offset,
         )
-        response = cpb.ListCohortPersonsResponse(
-            count=found.page.count, results=[convert.person(m) for m in found.page.items], version=found.version
-        )
-        offsets(found.page, response)
-        return response
+        return common.listing(cpb.ListCohortPersonsResponse, found.page, convert.person, version=found.version)
 
     async def UploadCohortMembers(
         self,

@@ -188,12 +188,11 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     async def UpdateInsight(
         self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.Insight:
-        paths = list(request.update_mask.paths) if request.HasField("update_mask") else None
+        paths = common.update_paths(request, request.insight)
         refresh = common.refresh(request.refresh, Refresh.FORCE_CACHE)
         if refresh != Refresh.FORCE_CACHE:
             # Refused before the write when the answer could not be computed: the call changes nothing.
-            changes_query = "query" in (paths if paths is not None else convert.set_fields(request.insight))
-            if changes_query:
+            if "query" in paths:
                 self._execution.require_runner(request.insight.query, refresh, "insight.")
             else:
                 current = await self._run(
@@ -206,7 +205,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             request.environment_id,
             convert.lookup(request),
             convert.insight_fields(request.insight),
-            paths if paths is not None else convert.set_fields(request.insight),
+            paths,
         )
         return await self._saved_with_result(request.environment_id, view, request.refresh)
 
@@ -225,14 +224,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         page = await self._run(
             self._insights.activity, principal(), request.environment_id, lookup, request.page, request.limit
         )
-        response = insight_pb2.ListInsightActivityResponse(
-            results=[common.activity_entry(e) for e in page.entries], total_count=page.total_count
-        )
-        if page.has_next:
-            response.next_page = page.page + 1
-        if page.page > 1:
-            response.previous_page = page.page - 1
-        return response
+        return common.activity_page(insight_pb2.ListInsightActivityResponse, page)
 
     async def BulkUpdateInsightTags(
         self, request: insight_pb2.BulkUpdateInsightTagsRequest, context: grpc.aio.ServicerContext

@@ -30,17 +30,13 @@ class SharingServicer(sharing_pb2_grpc.SharingServiceServicer):
         self, request: sharing_pb2.UpdateSharingConfigurationRequest, context: grpc.aio.ServicerContext
     ) -> sharing_pb2.SharingConfiguration:
         given = request.sharing_configuration
-        if request.HasField("update_mask"):
-            paths = list(request.update_mask.paths)
-        else:
-            paths = [descriptor.name for descriptor, _ in given.ListFields()]
         view = await self._run(
             self._sharing.update,
             principal(),
             request.environment_id,
             request.insight_id,
             convert.sharing_change(given),
-            paths,
+            common.update_paths(request, given),
         )
         return convert.sharing_configuration(view)
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.funnels.compute import FunnelsOutcome, run_funnels
 from storage.events import EventStore
-from tests.engine.harness import event_rows, next_team_id
+from tests.engine.harness import query_context
 from tests.oracle import Event
 
 
@@ -25,34 +23,11 @@ class FunnelRun:
 
 
 def run_funnel_engine(
-    store: EventStore,
-    events: Sequence[Event],
-    query: dict[str, Any],
-    *,
-    timezone: str,
-    week_start_day: int,
-    now: dt.datetime,
-    test_account_filters: list[dict[str, Any]] | None = None,
-    team_id: int | None = None,
+    store: EventStore, events: Sequence[Event], query: dict[str, Any], **context: Any
 ) -> FunnelRun:
-    """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
-    if team_id is None:
-        team_id = next_team_id()
-        if events:
-            store.insert_events(event_rows(team_id, events))
-    proto = from_reference_json(query, query_pb2.FunnelsQuery)
-    ctx = QueryContext(
-        team_id=team_id,
-        timezone=timezone,
-        week_start_day=week_start_day,
-        now=now,
-        test_account_filters=[
-            from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
-        ],
-        earliest=lambda: store.earliest_timestamp(team_id),
-        materialized=store.materialized,
-    )
-    outcome = run_funnels(proto, ctx, execute=store.query)
+    """Inserts `events` as harness.query_context does (`context`: its keywords) and runs `query` on them."""
+    ctx = query_context(store, events, **context)
+    outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
     return FunnelRun(as_json(outcome.result), outcome.has_more, outcome)
 
 

@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,12 +81,37 @@ def run_engine(
     actions: dict[int, dict[str, Any]] | None = None,
 ) -> EngineRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
+    ctx = query_context(
+        store,
+        events,
+        timezone=timezone,
+        week_start_day=week_start_day,
+        now=now,
+        test_account_filters=test_account_filters,
+        team_id=team_id,
+        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+    )
+    outcome = run_trends(from_reference_json(query, query_pb2.TrendsQuery), ctx, execute=store.query)
+    return EngineRun(as_json(outcome.result), outcome.has_more, outcome)
+
+
+def query_context(
+    store: EventStore,
+    events: Sequence[Event],
+    *,
+    timezone: str,
+    week_start_day: int,
+    now: dt.datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+    team_id: int | None = None,
+    definitions: Definitions | None = None,
+) -> QueryContext:
+    """Inserts `events` for a fresh environment (unless `team_id` is given); the context to query them."""
     if team_id is None:
         team_id = next_team_id()
         if events:
             store.insert_events(event_rows(team_id, events))
-    proto = from_reference_json(query, query_pb2.TrendsQuery)
-    ctx = QueryContext(
+    return QueryContext(
         team_id=team_id,
         timezone=timezone,
         week_start_day=week_start_day,
@@ -96,10 +121,16 @@ def run_engine(
         ],
         earliest=lambda: store.earliest_timestamp(team_id),
         materialized=store.materialized,
-        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+        definitions=definitions or Definitions(),
     )
-    outcome = run_trends(proto, ctx, execute=store.query)
-    return EngineRun(as_json(outcome.result), outcome.has_more, outcome)
+
+
+def assert_agree(expected: Any, got: Any, differences: Callable[[Any, Any], list[str]]) -> None:
+    """Fails with the readable differences between the oracle's run and the engine's, has_more included."""
+    problems = differences(expected.results, got.results)
+    if expected.has_more != got.has_more:
+        problems.append(f"has_more: oracle {expected.has_more} engine {got.has_more}")
+    assert not problems, "\n".join(problems[:20])
 
 
 def action_definition(action: dict[str, Any]) -> ActionDefinition:

@@ -18,6 +18,7 @@ from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, funnel_cases
 from tests.engine.funnels_harness import differences, run_funnel_engine
+from tests.engine.harness import assert_agree
 from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
 from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError
@@ -59,10 +60,7 @@ def check(store: EventStore, case: FunnelCase) -> str:
         return REJECTED
     outcome = outcome_of(expected.results)
     event(f"computed: {outcome}")
-    problems = differences(expected.results, got.results)
-    if expected.has_more != got.has_more:
-        problems.append(f"has_more: oracle {expected.has_more} engine {got.has_more}")
-    assert not problems, "\n".join(problems[:20])
+    assert_agree(expected, got, differences)
     return outcome
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from server.errors import FailedPrecondition
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
-from tests.engine.harness import differences, run_engine
+from tests.engine.harness import assert_agree, differences, run_engine
 from tests.engine.strategies import TEST_ACCOUNT_FILTERS, Case, action_cases, cases
 from tests.engine.tally import REJECTED, assert_mostly_nonzero, outcome_of
 from tests.hypothesis_profiles import examples
@@ -60,10 +60,7 @@ def check(store: EventStore, case: Case) -> str:
         return REJECTED
     outcome = outcome_of(expected.results)
     event(f"computed: {outcome}")
-    problems = differences(expected.results, got.results)
-    if expected.has_more != got.has_more:
-        problems.append(f"has_more: oracle {expected.has_more} engine {got.has_more}")
-    assert not problems, "\n".join(problems[:20])
+    assert_agree(expected, got, differences)
     return outcome
 
 

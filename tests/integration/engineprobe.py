@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from storage.events import EventStore, QueryCancelled
@@ -135,3 +135,20 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         await asyncio.sleep(0.01)
+
+
+async def cancel_leftovers(execution: Any) -> None:
+    """Cancels the runs a test left in flight, so that none outlives it."""
+    for run in list(execution.runs._in_flight.values()):
+        await asyncio.wait_for(execution.runs.cancel(run), 30)
+
+
+@contextlib.asynccontextmanager
+async def probing(execution: Any, monkeypatch: Any) -> AsyncIterator[EngineProbe]:
+    """An EngineProbe installed as `execution.events` for the block; leftover runs cancelled after."""
+    probe = EngineProbe(execution.events)
+    monkeypatch.setattr(execution, "events", probe)
+    try:
+        yield probe
+    finally:
+        await cancel_leftovers(execution)

@@ -11,18 +11,22 @@ import random
 import socket
 import string
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import grpc
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
+from generated.insights.v1 import query_service_pb2 as qs
+from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 
 SERVICE_NAME = "insights.v1.InsightsService"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -297,6 +301,38 @@ def new_tenant(server: Server) -> Tenant:
     return Tenant(server.db, organization_id, environment_id, user_id, email)
 
 
+async def eventless_tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
+    """A fresh tenant whose environment id has no events yet: the servers of both metadata
+    backends share one event store, and their environment ids overlap."""
+    while True:
+        found = make_tenant()
+        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
+            return found
+
+
+def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
+    """`when` as a protobuf Timestamp."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+async def week_pageviews(channel: grpc.aio.Channel, environment_id: int, metadata: Metadata) -> float:
+    """The environment's $pageview total over the last week, as RunQuery computes it."""
+    query = qpb.QueryNode(
+        trends_query=qpb.TrendsQuery(
+            series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))],
+            interval=qpb.INTERVAL_TYPE_DAY,
+            date_range=qpb.DateRange(date_from="-7d"),
+        )
+    )
+    request = qs.RunQueryRequest(
+        environment_id=environment_id, query=query, refresh=cpb.REFRESH_MODE_FORCE_BLOCKING
+    )
+    response = await qs_grpc.QueryServiceStub(channel).RunQuery(request, metadata=metadata, timeout=60)
+    return float(sum(response.result.trends.series[0].data))
+
+
 @dataclass
 class Tenant:
     """A fresh organization with one environment and one member, plus helpers to add more."""
@@ -446,6 +482,20 @@ def free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cli_flags(tmp_path: Path) -> list[str]:
+    """Command-line flags for stores of its own under `tmp_path` and a free port nobody serves."""
+    return [
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'meta.db'}",
+        "--events-dsn",
+        f"chdb://{tmp_path / 'events'}",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
-from tests.integration.engineprobe import EngineProbe, Gate, eventually
+from tests.integration.engineprobe import EngineProbe, Gate, eventually, probing
 from tests.integration.itkit import Metadata, Server, Tenant, bearer, make_settings, unique, wait_for_health
 
 RUN_QUERY = "/insights.v1.QueryService/RunQuery"
@@ -51,14 +51,8 @@ def _codes(caplog: pytest.LogCaptureFixture, method: str) -> list[str]:
 @pytest.fixture
 async def probe(server: Server, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EngineProbe]:
     """The session server's engine seen through an EngineProbe that can hold runs."""
-    execution = server.app.execution
-    probe = EngineProbe(execution.events)
-    monkeypatch.setattr(execution, "events", probe)
-    try:
+    async with probing(server.app.execution, monkeypatch) as probe:
         yield probe
-    finally:
-        for run in list(execution.runs._in_flight.values()):
-            await asyncio.wait_for(execution.runs.cancel(run), 30)
 
 
 @sqlite_only

@@ -21,7 +21,7 @@ from generated.insights.v1 import query_pb2
 from server.cli import demo
 from server.cli.loader import to_proto
 from storage.models import Environment, Insight
-from tests.integration.itkit import Server, Tenant, bearer, free_port
+from tests.integration.itkit import Server, Tenant, bearer, cli_flags, eventless_tenant
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHOR = dt.date(2024, 3, 15)
@@ -29,12 +29,8 @@ ANCHOR = dt.date(2024, 3, 15)
 
 @pytest.fixture
 async def tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
-    """A fresh tenant whose environment id has no events yet: the servers of both metadata
-    backends share one event store, and their environment ids overlap."""
-    while True:
-        found = make_tenant()
-        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
-            return found
+    """A fresh tenant whose environment id has no events yet."""
+    return await eventless_tenant(server, make_tenant)
 
 
 def test_same_seed_same_events_other_seed_other_events() -> None:
@@ -186,16 +182,7 @@ def test_environment_set_up_is_idempotent(server: Server, tenant: Tenant) -> Non
 
 
 async def test_cli_demo_if_empty_generates_once(tmp_path: Path) -> None:
-    flags = [
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        "--database-url",
-        f"sqlite:///{tmp_path / 'meta.db'}",
-        "--events-dsn",
-        f"chdb://{tmp_path / 'events'}",
-        "--log-level",
-        "WARNING",
-    ]
+    flags = cli_flags(tmp_path)
 
     async def run() -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(

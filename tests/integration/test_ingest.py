@@ -10,35 +10,25 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
 from server.domain.ingest import IncomingEvent, Rejected, person_id_for, validate
+from tests.integration import itkit
 from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, error_info, expect_error
 
 
 @pytest.fixture
 async def tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
-    """A fresh tenant whose environment id has no events yet: the servers of both metadata
-    backends share one event store, and their environment ids overlap."""
-    while True:
-        found = make_tenant()
-        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
-            return found
-
-
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
+    """A fresh tenant whose environment id has no events yet."""
+    return await itkit.eventless_tenant(server, make_tenant)
 
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=123456)
 
 
 def event(name: str = "$pageview", distinct_id: str = "user-1", **fields: object) -> epb.Event:
-    fields.setdefault("timestamp", _ts(NOW - dt.timedelta(hours=1)))
+    fields.setdefault("timestamp", itkit.timestamp(NOW - dt.timedelta(hours=1)))
     return epb.Event(event=name, distinct_id=distinct_id, **fields)  # type: ignore[arg-type]
 
 
@@ -77,12 +67,12 @@ async def test_valid_events_are_stored_and_invalid_ones_reported_by_index(
             person_id=str(given_person),
             person_properties='{"email": "a@b.c"}',
         ),
-        event(timestamp=_ts(NOW + dt.timedelta(days=3))),  # 4
+        event(timestamp=itkit.timestamp(NOW + dt.timedelta(days=3))),  # 4
         event(uuid="not-a-uuid"),  # 5
         event(properties="[1, 2]"),  # 6
         epb.Event(event="$pageview", distinct_id="user-3"),  # 7: no timestamp
         event(distinct_id="d" * 201),  # 8
-        event(timestamp=_ts(dt.datetime(1999, 12, 31, tzinfo=dt.UTC))),  # 9
+        event(timestamp=itkit.timestamp(dt.datetime(1999, 12, 31, tzinfo=dt.UTC))),  # 9
     ]
     response = await ingest(server, key, stream(env, first, second))
     assert (response.accepted, response.rejected) == (2, 8)
@@ -135,7 +125,7 @@ async def test_autocapture_chains_and_person_updates_arrive_through_ingest_event
         event(
             "$pageview",
             "ann",
-            timestamp=_ts(first_seen),
+            timestamp=itkit.timestamp(first_seen),
             properties='{"$set": {"plan": "free", "email": "ann@x.io"}, "$set_once": {"first": "/"}}',
         ),
     ]

@@ -18,16 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
-from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
-from generated.insights.v1 import query_pb2 as qpb
-from generated.insights.v1 import query_service_pb2 as qs
-from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from server.cli.loader import LoadSummary, ingest_over_grpc, load_file, read_events, validated_batches
-from tests.integration.itkit import bearer, free_port, wait_for_health
+from tests.integration.itkit import bearer, free_port, timestamp, wait_for_health, week_pageviews
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -102,12 +97,6 @@ async def serving(deployment: Deployment, run: int) -> AsyncIterator[asyncio.sub
         log.close()
 
 
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
-
-
 def make_batches(environment_id: int) -> list[epb.IngestEventBatchesRequest]:
     """BATCHES batches of PER_BATCH pageviews with their own uuids, spread over the last 3 days."""
     batches = []
@@ -116,7 +105,7 @@ def make_batches(environment_id: int) -> list[epb.IngestEventBatchesRequest]:
             epb.Event(
                 event="$pageview",
                 distinct_id=f"user-{i % 50}",
-                timestamp=_ts(NOW - dt.timedelta(seconds=7 * (b * PER_BATCH + i) + 1)),
+                timestamp=timestamp(NOW - dt.timedelta(seconds=7 * (b * PER_BATCH + i) + 1)),
                 uuid=str(uuid.uuid4()),
             )
             for i in range(PER_BATCH)
@@ -128,21 +117,8 @@ def make_batches(environment_id: int) -> list[epb.IngestEventBatchesRequest]:
 
 async def pageview_total(deployment: Deployment) -> float:
     """The environment's $pageview total over the last week, as RunQuery computes it."""
-    query = qpb.QueryNode(
-        trends_query=qpb.TrendsQuery(
-            series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))],
-            interval=qpb.INTERVAL_TYPE_DAY,
-            date_range=qpb.DateRange(date_from="-7d"),
-        )
-    )
-    request = qs.RunQueryRequest(
-        environment_id=deployment.environment_id, query=query, refresh=cpb.REFRESH_MODE_FORCE_BLOCKING
-    )
     async with grpc.aio.insecure_channel(deployment.target) as channel:
-        response = await qs_grpc.QueryServiceStub(channel).RunQuery(
-            request, metadata=bearer(deployment.key), timeout=60
-        )
-    return float(sum(response.result.trends.series[0].data))
+        return await week_pageviews(channel, deployment.environment_id, bearer(deployment.key))
 
 
 async def test_acknowledged_batches_survive_sigkill_and_a_resend_stores_each_event_once(

@@ -11,16 +11,12 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
-from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
-from generated.insights.v1 import query_pb2 as qpb
-from generated.insights.v1 import query_service_pb2 as qs
-from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from server.domain.ingest import MAX_BATCH_EVENTS
 from storage.events import EventRow
+from tests.integration import itkit
 from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, error_info, expect_error
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -28,18 +24,8 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 @pytest.fixture
 async def tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
-    """A fresh tenant whose environment id has no events yet (both metadata backends' servers
-    share one event store)."""
-    while True:
-        found = make_tenant()
-        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
-            return found
-
-
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(when)
-    return stamp
+    """A fresh tenant whose environment id has no events yet."""
+    return await itkit.eventless_tenant(server, make_tenant)
 
 
 def pageviews(count: int, *, start: int = 0, distinct_id: str = "visitor") -> list[epb.Event]:
@@ -48,7 +34,7 @@ def pageviews(count: int, *, start: int = 0, distinct_id: str = "visitor") -> li
         epb.Event(
             event="$pageview",
             distinct_id=f"{distinct_id}-{i % 7}",
-            timestamp=_ts(NOW - dt.timedelta(minutes=3 * i + 1)),
+            timestamp=itkit.timestamp(NOW - dt.timedelta(minutes=3 * i + 1)),
             uuid=str(uuid.uuid4()),
             properties=f'{{"n": {start + i}}}',
         )
@@ -78,19 +64,7 @@ async def stored(server: Server, environment_id: int) -> int:
 
 async def trend_total(server: Server, tenant: Tenant) -> float:
     """The environment's $pageview total over the last week, as RunQuery computes it."""
-    query = qpb.QueryNode(
-        trends_query=qpb.TrendsQuery(
-            series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))],
-            interval=qpb.INTERVAL_TYPE_DAY,
-            date_range=qpb.DateRange(date_from="-7d"),
-        )
-    )
-    request = qs.RunQueryRequest(
-        environment_id=tenant.environment_id, query=query, refresh=cpb.REFRESH_MODE_FORCE_BLOCKING
-    )
-    stub = qs_grpc.QueryServiceStub(server.channel)
-    response = await stub.RunQuery(request, metadata=bearer(tenant.key("query:read")), timeout=60)
-    return float(sum(response.result.trends.series[0].data))
+    return await itkit.week_pageviews(server.channel, tenant.environment_id, bearer(tenant.key("query:read")))
 
 
 async def test_the_same_thousand_uuids_sent_twice_are_stored_and_counted_once(
@@ -156,7 +130,7 @@ async def test_each_batch_is_acknowledged_in_order_with_its_counts_and_rejection
 ) -> None:
     env, key = tenant.environment_id, tenant.key("event:write")
     first, second = pageviews(5), pageviews(4, start=5)
-    second[2] = epb.Event(event="", distinct_id="x", timestamp=_ts(NOW))  # index 2 of its batch
+    second[2] = epb.Event(event="", distinct_id="x", timestamp=itkit.timestamp(NOW))  # index 2 of its batch
     requests = [
         epb.IngestEventBatchesRequest(environment_id=env, sequence=41, events=first),
         epb.IngestEventBatchesRequest(environment_id=env, sequence=42, events=second),

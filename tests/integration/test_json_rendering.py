@@ -58,39 +58,34 @@ class Recorder:
             self.keep(details, message)
             yield message
 
+    async def single(self, details: Any, call: Any) -> Any:
+        self.keep(details, await call)
+        return call
 
-class _Unary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+
+class _Reporting:
+    """The recorder a client interceptor of one call kind (below) reports to."""
+
     def __init__(self, recorder: Recorder):
         self.recorder = recorder
 
+
+class _Unary(_Reporting, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        call = await continuation(details, request)
-        self.recorder.keep(details, await call)
-        return call
+        return await self.recorder.single(details, await continuation(details, request))
 
 
-class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
-
+class _StreamUnary(_Reporting, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        call = await continuation(details, requests)
-        self.recorder.keep(details, await call)
-        return call
+        return await self.recorder.single(details, await continuation(details, requests))
 
 
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
-
+class _UnaryStream(_Reporting, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return self.recorder.stream(details, await continuation(details, request))
 
 
-class _StreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, recorder: Recorder):
-        self.recorder = recorder
-
+class _StreamStream(_Reporting, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return self.recorder.stream(details, await continuation(details, requests))
 

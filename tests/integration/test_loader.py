@@ -17,7 +17,7 @@ import pytest
 
 from server.cli.loader import FileFormatError, LoadSummary, detect_format, load_file
 from server.domain.ingest import person_id_for
-from tests.integration.itkit import Server, Tenant, free_port
+from tests.integration.itkit import Server, Tenant, cli_flags, eventless_tenant
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).replace(microsecond=0)
@@ -26,12 +26,8 @@ MODES = ["direct", "server"]
 
 @pytest.fixture
 async def tenant(server: Server, make_tenant: Callable[[], Tenant]) -> Tenant:
-    """A fresh tenant whose environment id has no events yet: the servers of both metadata
-    backends share one event store, and their environment ids overlap."""
-    while True:
-        found = make_tenant()
-        if await asyncio.to_thread(server.app.events.count_events, found.environment_id) == 0:
-            return found
+    """A fresh tenant whose environment id has no events yet."""
+    return await eventless_tenant(server, make_tenant)
 
 
 def _iso(hours: int) -> str:
@@ -265,16 +261,7 @@ async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
 
 
 async def test_cli_loads_directly_when_no_server_answers(tmp_path: Path) -> None:
-    flags = [
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        "--database-url",
-        f"sqlite:///{tmp_path / 'meta.db'}",
-        "--events-dsn",
-        f"chdb://{tmp_path / 'events'}",
-        "--log-level",
-        "WARNING",
-    ]
+    flags = cli_flags(tmp_path)
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     code, out, err = await _cli("events", "load", str(bad), *flags)

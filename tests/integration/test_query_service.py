@@ -29,7 +29,7 @@ from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2 as rpb
 from storage.events import EventRow
-from tests.integration.engineprobe import EngineProbe, eventually
+from tests.integration.engineprobe import EngineProbe, cancel_leftovers, eventually, probing
 from tests.integration.heavy import BULK_EVENTS, bulk_insert, heavy_trend
 from tests.integration.itkit import (
     Api,
@@ -162,21 +162,11 @@ def caller(server: Server, tenant: Tenant) -> Caller:
     )
 
 
-async def _cancel_leftovers(execution: Any) -> None:
-    for run in list(execution.runs._in_flight.values()):
-        await asyncio.wait_for(execution.runs.cancel(run), 30)
-
-
 @pytest.fixture
 async def probe(server: Server, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EngineProbe]:
     """The server's engine seen through an EngineProbe for the duration of a test."""
-    execution = server.app.execution
-    probe = EngineProbe(execution.events)
-    monkeypatch.setattr(execution, "events", probe)
-    try:
+    async with probing(server.app.execution, monkeypatch) as probe:
         yield probe
-    finally:
-        await _cancel_leftovers(execution)
 
 
 def _coalesced(server: Server) -> Callable[[], int]:
@@ -554,7 +544,7 @@ async def small_server(
         try:
             yield SmallServer(app, dedicated.channel, probe, caller)
         finally:
-            await _cancel_leftovers(app.execution)
+            await cancel_leftovers(app.execution)
 
 
 def _retry_info(err: grpc.aio.AioRpcError) -> error_details_pb2.RetryInfo | None:

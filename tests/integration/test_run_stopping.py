@@ -66,6 +66,21 @@ async def _engine_busy(server: Server, tenant: Tenant, query_id: str) -> str:
     return str(await eventually(reading, timeout=30, what="the run's engine statement to read rows"))
 
 
+async def _cancel_while_busy(
+    server: Server, stub: qs_grpc.QueryServiceStub, tenant: Tenant, query_id: str, metadata: Any
+) -> None:
+    """Cancels a run once its engine statement reads rows; checks the statement is gone on the answer."""
+    tag = await _engine_busy(server, tenant, query_id)
+    outcome = await stub.CancelQuery(
+        qs.CancelQueryRequest(environment_id=tenant.environment_id, query_id=query_id),
+        metadata=metadata,
+        timeout=30,
+    )
+    assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
+    # CancelQuery answers once the statement is gone: nothing to wait for.
+    assert await asyncio.to_thread(server.app.events.progress, tag) is None
+
+
 async def _engine_forgot(server: Server, tag: str) -> None:
     async def gone() -> bool:
         return await asyncio.to_thread(server.app.events.progress, tag) is None
@@ -87,15 +102,7 @@ async def test_cancel_query_leaves_nothing_running_in_the_engine(
         _request(loaded, query_id, cpb.REFRESH_MODE_FORCE_ASYNC), metadata=metadata, timeout=30
     )
     assert not started.query_status.complete
-    tag = await _engine_busy(server, loaded, query_id)
-    outcome = await stub.CancelQuery(
-        qs.CancelQueryRequest(environment_id=loaded.environment_id, query_id=query_id),
-        metadata=metadata,
-        timeout=30,
-    )
-    assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
-    # CancelQuery answers once the statement is gone: nothing to wait for.
-    assert await asyncio.to_thread(server.app.events.progress, tag) is None
+    await _cancel_while_busy(server, stub, loaded, query_id, metadata)
     status = await stub.GetQueryStatus(
         qs.GetQueryStatusRequest(environment_id=loaded.environment_id, query_id=query_id),
         metadata=metadata,
@@ -129,14 +136,7 @@ async def test_a_get_insight_computation_is_named_by_its_client_query_id_and_can
         timeout=30,
     )
     assert started.query_status.id == query_id and not started.query_status.complete
-    tag = await _engine_busy(server, loaded, query_id)
-    outcome = await stub.CancelQuery(
-        qs.CancelQueryRequest(environment_id=loaded.environment_id, query_id=query_id),
-        metadata=metadata,
-        timeout=30,
-    )
-    assert outcome.outcome == qs.CANCEL_OUTCOME_CANCELLED
-    assert await asyncio.to_thread(server.app.events.progress, tag) is None
+    await _cancel_while_busy(server, stub, loaded, query_id, metadata)
 
 
 @sqlite_only

@@ -15,6 +15,7 @@ from interceptors.auth import AuthInterceptor, KeyCache
 from interceptors.errors import ErrorInterceptor
 from server.errors import Unauthenticated, Unavailable
 from server.principal import Principal
+from tests.support.loopback import loopback
 
 READ = "/test.Probe/Read"
 WRITE = "/test.Probe/Write"
@@ -61,16 +62,9 @@ async def _serve(auth: AuthInterceptor) -> AsyncIterator[grpc.aio.Channel]:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(echo) for name in ("Read", "Write")
     }
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(), auth])
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Probe", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    handler = grpc.method_handlers_generic_handler("test.Probe", handlers)
+    async with loopback(handler, [ErrorInterceptor(), auth]) as channel:
         yield channel
-    finally:
-        await channel.close()
-        await server.stop(None)
 
 
 async def _call(channel: grpc.aio.Channel, method: str, key: str = KEY) -> grpc.StatusCode:

@@ -19,6 +19,7 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.logging import LoggingInterceptor
 from server.principal import EnvironmentInfo, Principal
+from tests.support.loopback import loopback
 
 SHARED = "/test.Probe/Shared"  # coalescable
 OWN = "/test.Probe/Own"  # not coalescable
@@ -66,20 +67,19 @@ async def _serve(
         request_deserializer=query_service_pb2.RunQueryRequest.FromString,
         response_serializer=query_service_pb2.QueryResponse.SerializeToString,
     )
-    server = grpc.aio.server(
-        interceptors=[
-            LoggingInterceptor(),
-            ErrorInterceptor(),
-            AuthInterceptor(POLICIES, _verify, KeyCache(0)),
-            coalescing or CoalescingInterceptor(POLICIES),
-        ]
-    )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("test.Probe", {"Shared": method, "Own": method}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    interceptors = [
+        LoggingInterceptor(),
+        ErrorInterceptor(),
+        AuthInterceptor(POLICIES, _verify, KeyCache(0)),
+        coalescing or CoalescingInterceptor(POLICIES),
+    ]
+    handler = grpc.method_handlers_generic_handler("test.Probe", {"Shared": method, "Own": method})
+    async with loopback(handler, interceptors) as channel:
+        yield _caller(channel)
+
+
+def _caller(channel: grpc.aio.Channel) -> Callable[..., grpc.aio.UnaryUnaryCall]:
+    """Calls a probe method by name over `channel`, authenticated, with a RunQueryRequest."""
 
     def call(name: str, timeout: float, client_query_id: str = "") -> grpc.aio.UnaryUnaryCall:
         stub = channel.unary_unary(
@@ -90,11 +90,7 @@ async def _serve(
         request = query_service_pb2.RunQueryRequest(environment_id=1, client_query_id=client_query_id)
         return stub(request, metadata=(("authorization", "Bearer k"),), timeout=timeout)
 
-    try:
-        yield call
-    finally:
-        await channel.close()
-        await server.stop(None)
+    return call
 
 
 def _logged_codes(caplog: pytest.LogCaptureFixture) -> list[str]:

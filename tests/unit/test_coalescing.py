@@ -21,6 +21,7 @@ from interceptors.errors import ErrorInterceptor
 from server.errors import NotFound
 from server.principal import EnvironmentInfo, Principal
 from server.services.context import current_principal
+from tests.support.loopback import loopback
 
 RUN = "/test.Probe/Run"  # coalescable
 GET = "/test.Probe/Get"  # coalescable, per user
@@ -112,19 +113,12 @@ class Client:
 
 @asynccontextmanager
 async def _serve(coalescing: CoalescingInterceptor, probe: Probe) -> AsyncIterator[Client]:
-    server = grpc.aio.server(
-        interceptors=[ErrorInterceptor(), AuthInterceptor(POLICIES, _verify, KeyCache(0)), coalescing]
-    )
-    server.add_generic_rpc_handlers((_generic(probe),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Client(channel)
-    finally:
-        probe.release.set()
-        await channel.close()
-        await server.stop(None)
+    interceptors = [ErrorInterceptor(), AuthInterceptor(POLICIES, _verify, KeyCache(0)), coalescing]
+    async with loopback(_generic(probe), interceptors) as channel:
+        try:
+            yield Client(channel)
+        finally:
+            probe.release.set()
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 3.0) -> None:

@@ -20,6 +20,7 @@ from interceptors.logging import LoggingInterceptor
 from interceptors.wrap import CallInterceptor
 from server.errors import NotFound
 from server.principal import Principal
+from tests.support.loopback import loopback
 
 METHOD = "/test.Probe/Call"
 KEY = "phx_secret-key-material-that-must-not-be-logged"
@@ -32,16 +33,8 @@ def _handler(behaviour: Any) -> grpc.GenericRpcHandler:
 
 
 async def _serve(behaviour: Any, interceptors: list[Any]) -> AsyncIterator[grpc.aio.Channel]:
-    server = grpc.aio.server(interceptors=interceptors)
-    server.add_generic_rpc_handlers((_handler(behaviour),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with loopback(_handler(behaviour), interceptors) as channel:
         yield channel
-    finally:
-        await channel.close()
-        await server.stop(None)
 
 
 async def _call(

@@ -552,14 +552,7 @@ class Alerts:
         if insight_id:
             where.append(AlertConfiguration.insight_id == insight_id)
         with self.db.session() as session:
-            count = session.scalar(select(func.count()).select_from(AlertConfiguration).where(*where)) or 0
-            rows = session.scalars(
-                select(AlertConfiguration)
-                .where(*where)
-                .order_by(AlertConfiguration.created_at.desc(), AlertConfiguration.id.desc())
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            count, rows = paging.newest_first(session, AlertConfiguration, where, limit, offset)
             return Page([self._view(session, r, None, with_checks=False) for r in rows], count, limit, offset)
 
     def list_checks(
@@ -578,14 +571,7 @@ class Alerts:
         with self.db.session() as session:
             row = self._find(session, env.id, alert_id)
             where = [AlertCheck.alert_id == row.id, *dates]
-            count = session.scalar(select(func.count()).select_from(AlertCheck).where(*where)) or 0
-            checks = session.scalars(
-                select(AlertCheck)
-                .where(*where)
-                .order_by(AlertCheck.created_at.desc(), AlertCheck.id.desc())
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            count, checks = paging.newest_first(session, AlertCheck, where, limit, offset)
             return Page([check_record(c) for c in checks], count, limit, offset)
 
     def update(
@@ -837,18 +823,7 @@ class Alerts:
         changes: list[dict[str, Any]] | None,
         now: dt.datetime,
     ) -> None:
-        activity.record(
-            session,
-            environment_id=env.id,
-            organization_id=env.organization_id,
-            user_id=user_id,
-            activity=verb,
-            scope=SCOPE,
-            item_id=row.id,
-            name=row.name,
-            changes=changes,
-            at=now,
-        )
+        activity.record_item(session, env, user_id, SCOPE, row, verb, changes, now)
 
 
 def _copy(source: apb.Alert, target: apb.Alert, path: str) -> None:

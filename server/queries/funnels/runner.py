@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Runner
+from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.funnels.compute import check_funnels, relabel, run_funnels
-from server.queries.funnels.spec import INTERVAL_NAMES
 
 
 class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
@@ -21,13 +21,7 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
 
     def compute(self, node: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         outcome = run_funnels(node, ctx, execute)
-        return Outcome(
-            result=results_pb2.InsightResult(funnels=outcome.result),
-            has_more=outcome.has_more,
-            date_from=outcome.date_range.date_from,
-            date_to=outcome.date_range.date_to,
-            sql=outcome.sql,
-        )
+        return Outcome.of(results_pb2.InsightResult(funnels=outcome.result), outcome)
 
     def relabel(
         self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery, definitions: Definitions

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
-from server.queries.common.checks import problems
+from server.queries.common import nodes
 from server.queries.common.errors import QueryError
 
 M = query_pb2
@@ -43,14 +44,6 @@ ATTRIBUTION_NAMES = {
     M.BREAKDOWN_ATTRIBUTION_TYPE_LAST_TOUCH: "last_touch",
     M.BREAKDOWN_ATTRIBUTION_TYPE_ALL_EVENTS: "all_events",
     M.BREAKDOWN_ATTRIBUTION_TYPE_STEP: "step",
-}
-INTERVAL_NAMES = {
-    M.INTERVAL_TYPE_UNSPECIFIED: "day",
-    M.INTERVAL_TYPE_MINUTE: "minute",
-    M.INTERVAL_TYPE_HOUR: "hour",
-    M.INTERVAL_TYPE_DAY: "day",
-    M.INTERVAL_TYPE_WEEK: "week",
-    M.INTERVAL_TYPE_MONTH: "month",
 }
 _BREAKDOWN_SOURCES = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
@@ -104,8 +97,7 @@ class FunnelSpec:
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     """The checked form of `query`; QueryError (path relative to the query) when it is invalid,
     FailedPrecondition when it needs actions, which this service does not store yet."""
-    for path, problem in problems(query):
-        raise QueryError(problem, path)
+    nodes.check_contract(query)
     later: list[tuple[str, str]] = []
     ff = query.funnels_filter
     order = ORDER_NAMES[ff.funnel_order_type]
@@ -120,18 +112,12 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         )
     interval = ff.funnel_window_interval if ff.HasField("funnel_window_interval") else DEFAULT_WINDOW
     breakdown = _breakdown(query.breakdown_filter, later)
-    limit = query.breakdown_filter.breakdown_limit
-    if not 0 <= limit <= MAX_BREAKDOWN_LIMIT:
-        raise QueryError(
-            f"breakdown_limit must be between 1 and {MAX_BREAKDOWN_LIMIT} (got {limit})",
-            "breakdownFilter.breakdown_limit",
-        )
+    nodes.check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
     attribution = ATTRIBUTION_NAMES[ff.breakdown_attribution_type]
     attribution_step = None
     if attribution == "step":
         attribution_step = _attribution_step(ff, n, order)
-    if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
-        raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+    nodes.check_sampling_factor(query)
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported", "interval")
     if ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT:
@@ -152,9 +138,9 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         breakdown=breakdown,
         attribution=attribution,
         attribution_step=attribution_step,
-        limit=limit or DEFAULT_BREAKDOWN_LIMIT,
+        limit=query.breakdown_filter.breakdown_limit or DEFAULT_BREAKDOWN_LIMIT,
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
-        interval=INTERVAL_NAMES[query.interval],
+        interval=nodes.INTERVAL_NAMES[query.interval],
         later=later,
     )
 
@@ -167,15 +153,9 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
     steps = []
     for index, node in enumerate(query.series):
         path = f"series[{index}]"
-        kind = node.WhichOneof("node")
-        if kind is None:
-            raise QueryError("empty series node", path)
+        kind = nodes.node_kind(node, path)
         if kind == "actions_node":
-            raise FailedPrecondition(
-                f"{path}: actions are not stored by this service yet; use an EventsNode",
-                reason="ACTIONS_NOT_SUPPORTED",
-                metadata={"field": f"{path}.id"},
-            )
+            _refuse_actions(path)
         if kind != "events_node":
             raise QueryError("a funnel step is an EventsNode or an ActionsNode", path)
         events = node.events_node
@@ -199,6 +179,15 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
     return tuple(steps)
 
 
+def _refuse_actions(path: str) -> NoReturn:
+    """Refuses an ActionsNode step or exclusion: funnels do not compute actions yet."""
+    raise FailedPrecondition(
+        f"{path}: actions are not stored by this service yet; use an EventsNode",
+        reason="ACTIONS_NOT_SUPPORTED",
+        metadata={"field": f"{path}.id"},
+    )
+
+
 def _check_step_range(ff: query_pb2.FunnelsFilter, n: int) -> None:
     """funnelFromStep/funnelToStep are checked whatever the visualisation, as the reference does."""
     if ff.HasField("funnel_from_step") and not 0 <= ff.funnel_from_step <= n - 2:
@@ -217,15 +206,8 @@ def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str
     found = []
     for index, item in enumerate(ff.exclusions):
         path = f"funnelsFilter.exclusions[{index}]"
-        kind = item.WhichOneof("node")
-        if kind is None:
-            raise QueryError("empty exclusion node", path)
-        if kind == "actions_node":
-            raise FailedPrecondition(
-                f"{path}: actions are not stored by this service yet; use an EventsNode",
-                reason="ACTIONS_NOT_SUPPORTED",
-                metadata={"field": f"{path}.id"},
-            )
+        if nodes.node_kind(item, path, "exclusion") == "actions_node":
+            _refuse_actions(path)
         node = item.events_node
         if not node.HasField("funnel_from_step") or not node.HasField("funnel_to_step"):
             raise QueryError("an exclusion needs funnelFromStep and funnelToStep", path)

@@ -9,7 +9,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
-from server.queries.common.checks import problems
+from server.queries.common import nodes
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
@@ -28,14 +28,6 @@ TOTAL_VALUE_DISPLAYS = frozenset(
         M.CHART_DISPLAY_TYPE_WORLD_MAP,
     }
 )
-INTERVAL_NAMES = {
-    M.INTERVAL_TYPE_UNSPECIFIED: "day",
-    M.INTERVAL_TYPE_MINUTE: "minute",
-    M.INTERVAL_TYPE_HOUR: "hour",
-    M.INTERVAL_TYPE_DAY: "day",
-    M.INTERVAL_TYPE_WEEK: "week",
-    M.INTERVAL_TYPE_MONTH: "month",
-}
 DEFAULT_BREAKDOWN_LIMIT = 25
 # Values one answer may hold at most (lines × intervals): about 30-40 MB of response, and the engine
 # rows, Python objects and cached bytes behind it. Each part has its own bound too (series, the
@@ -120,7 +112,7 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
     display = query.trends_filter.display
     total_value = display in TOTAL_VALUE_DISPLAYS
     cumulative = display == M.CHART_DISPLAY_TYPE_ACTIONS_LINE_GRAPH_CUMULATIVE
-    interval = "day" if total_value else INTERVAL_NAMES[query.interval]
+    interval = "day" if total_value else nodes.INTERVAL_NAMES[query.interval]
     date_from = query.date_range.date_from if query.date_range.HasField("date_from") else None
     date_to = query.date_range.date_to if query.date_range.HasField("date_to") else None
     current = resolve_date_range(
@@ -300,9 +292,7 @@ def _check_points(
 
 
 def _validate(query: query_pb2.TrendsQuery) -> None:
-    for path, problem in problems(query):
-        # Undefined enum numbers (refused at the API's edge too) must never reach the lookups below.
-        raise QueryError(problem, path)
+    nodes.check_contract(query)
     if not query.series:
         raise QueryError("a trends query needs at least one series", "series")
     if len(query.series) > MAX_SERIES:
@@ -311,13 +301,7 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
     for name, count in (("formulaNodes", len(tf.formula_nodes)), ("formulas", len(tf.formulas))):
         if count > MAX_FORMULAS:
             raise QueryError(f"at most {MAX_FORMULAS} formulas (got {count})", f"trendsFilter.{name}")
-    limit = query.breakdown_filter.breakdown_limit
-    if not 0 <= limit <= MAX_BREAKDOWN_LIMIT:
-        # 0 (or unset) means the default of 25, as in the reference.
-        raise QueryError(
-            f"breakdown_limit must be between 1 and {MAX_BREAKDOWN_LIMIT} (got {limit})",
-            "breakdownFilter.breakdown_limit",
-        )
+    nodes.check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported for trends", "interval")
     if tf.HasField("smoothing_intervals") and not 1 <= tf.smoothing_intervals <= MAX_SMOOTHING_INTERVALS:
@@ -326,15 +310,12 @@ def _validate(query: query_pb2.TrendsQuery) -> None:
             f"(got {tf.smoothing_intervals})",
             "trendsFilter.smoothingIntervals",
         )
-    if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
-        raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+    nodes.check_sampling_factor(query)
     if query.HasField("aggregation_group_type_index"):
         raise QueryError("aggregating by groups is not supported yet", "aggregation_group_type_index")
     for index, node in enumerate(query.series):
         path = f"series[{index}]"
-        kind = node.WhichOneof("node")
-        if kind is None:
-            raise QueryError("empty series node", path)
+        kind = nodes.node_kind(node, path)
         if kind == "actions_node" and node.actions_node.id <= 0:
             raise QueryError("id must be a positive action id", f"{path}.id")
         if kind == "data_warehouse_node":

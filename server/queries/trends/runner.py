@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
-from server.queries.trends.compute import (
-    INTERVAL_NAMES,
-    TOTAL_VALUE_DISPLAYS,
-    check_trends,
-    run_trends,
-    series_label,
-)
+from server.queries.common.nodes import INTERVAL_NAMES
+from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS, check_trends, run_trends, series_label
 
 
 class TrendsRunner(Runner[query_pb2.TrendsQuery]):
@@ -29,13 +24,7 @@ class TrendsRunner(Runner[query_pb2.TrendsQuery]):
 
     def compute(self, node: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         outcome = run_trends(node, ctx, execute)
-        return Outcome(
-            result=results_pb2.InsightResult(trends=outcome.result),
-            has_more=outcome.has_more,
-            date_from=outcome.date_range.date_from,
-            date_to=outcome.date_range.date_to,
-            sql=outcome.sql,
-        )
+        return Outcome.of(results_pb2.InsightResult(trends=outcome.result), outcome)
 
     def references(self, node: query_pb2.TrendsQuery) -> list[Reference]:
         """The actions its series (and their GroupNodes' members) count."""

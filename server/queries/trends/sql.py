@@ -196,16 +196,7 @@ def statement(
         return _first_time_statement(params, spec, window, bv, where, tz)
     if spec.math in PROPERTY_MATHS and spec.math_property_source == "session":
         return _session_statement(params, spec, window, bv, where, tz)
-    lower, upper = _bounds(params, window, tz)
-    filters = _and(
-        [
-            _team(params, window),
-            f"timestamp >= {lower}",
-            f"timestamp <= {upper}",
-            *_sampling(params, window),
-            *where,
-        ]
-    )
+    filters = _in_window(params, window, tz, where)
     bucket = _bucket("timestamp", window, tz, params)
     if spec.math in PER_ACTOR_MATHS:
         inner = (
@@ -351,16 +342,7 @@ def _session_statement(
     session: they add no value, though their breakdown value is listed (with 0 when it has no
     session), as a property math lists values whose events lack the property.
     """
-    lower, upper = _bounds(params, window, tz)
-    filters = _and(
-        [
-            _team(params, window),
-            f"timestamp >= {lower}",
-            f"timestamp <= {upper}",
-            *_sampling(params, window),
-            *where,
-        ]
-    )
+    filters = _in_window(params, window, tz, where)
     bucket = _bucket("timestamp", window, tz, params)
     matched = (
         f"SELECT {bucket} AS b, {bv} AS bv, `$session_id` AS sid FROM events WHERE {filters} "
@@ -401,6 +383,20 @@ def _bounds(params: Params, window: Window, tz: str) -> tuple[str, str]:
     return (
         f"toDateTime64({params.bind(lower, 'String')}, 6, {tz})",
         f"toDateTime64({params.bind(upper, 'String')}, 6, {tz})",
+    )
+
+
+def _in_window(params: Params, window: Window, tz: str, where: list[str]) -> str:
+    """The conditions on an event counted in `window`: its team, its time range, the sample, `where`."""
+    lower, upper = _bounds(params, window, tz)
+    return _and(
+        [
+            _team(params, window),
+            f"timestamp >= {lower}",
+            f"timestamp <= {upper}",
+            *_sampling(params, window),
+            *where,
+        ]
     )
 
 

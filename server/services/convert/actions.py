@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from generated.insights.v1 import actions_pb2
-from server.domain import activity
 from server.domain.actions import ActionFields, ActionView
 from server.services.convert import common
 
@@ -35,19 +34,3 @@ def fields(message: actions_pb2.Action) -> ActionFields:
         steps=list(message.steps),
         deleted=message.deleted,
     )
-
-
-def set_fields(message: actions_pb2.Action) -> list[str]:
-    """Names of the fields set to a non-default value: the paths of an update without a mask."""
-    return [descriptor.name for descriptor, _ in message.ListFields()]
-
-
-def activity_page(page: activity.EntryPage) -> actions_pb2.ListActionActivityResponse:
-    response = actions_pb2.ListActionActivityResponse(
-        results=[common.activity_entry(e) for e in page.entries], total_count=page.total_count
-    )
-    if page.has_next:
-        response.next_page = page.page + 1
-    if page.page > 1:
-        response.previous_page = page.page - 1
-    return response

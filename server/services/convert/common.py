@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from generated.insights.v1 import activity_pb2, common_pb2, results_pb2
 from server.domain import activity
 from server.domain.insights import UserRef
 from server.domain.paging import Page
-from server.execution.refresh import Refresh
+from server.execution.refresh import Computed, Refresh
 from server.execution.runs import Run
 
 REFRESH_MODES: dict[int, Refresh] = {
@@ -32,6 +34,9 @@ DEFAULT_REFRESH: dict[str, Refresh] = {
 }
 # The label of a complete status whose result is no longer held (see query_status).
 RESULTS_EVICTED = "results_evicted"
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -114,12 +119,53 @@ def query_status(run: Run, *, show_progress: bool) -> results_pb2.QueryStatus:
     return status
 
 
+def answer_facts(message: Any, computed: Computed) -> None:
+    """Sets an answer's cache times, resolved date range and run status on an Insight or QueryResponse."""
+    stamp(message.last_refresh, computed.last_refresh)
+    stamp(message.cache_target_age, computed.cache_target_age)
+    stamp(message.next_allowed_client_refresh, computed.next_allowed_client_refresh)
+    if computed.date_from is not None and computed.date_to is not None:
+        message.resolved_date_range.date_from.FromDatetime(computed.date_from)
+        message.resolved_date_range.date_to.FromDatetime(computed.date_to)
+    if computed.status is not None:
+        message.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+
+
 def offsets(page: Page[Any], response: Any) -> None:
     """A list response's next/previous offsets (unset at either end of the list)."""
     if page.offset + page.limit < page.count:
         response.next_offset = page.offset + page.limit
     if page.offset > 0:
         response.previous_offset = max(page.offset - page.limit, 0)
+
+
+def listing(response_type: Callable[..., R], page: Page[T], convert: Callable[[T], Any], **fields: Any) -> R:
+    """A list response of `page`: its count, its items converted, `fields`, its next/previous offsets."""
+    response = response_type(count=page.count, results=[convert(item) for item in page.items], **fields)
+    offsets(page, response)
+    return response
+
+
+def set_fields(message: Message) -> list[str]:
+    """Names of the fields set to a non-default value: the paths of an update without a mask."""
+    return [descriptor.name for descriptor, _ in message.ListFields()]
+
+
+def update_paths(request: Any, given: Message) -> list[str]:
+    """The paths an Update call changes: its update_mask, else the fields `given` sets."""
+    return list(request.update_mask.paths) if request.HasField("update_mask") else set_fields(given)
+
+
+def activity_page(response_type: Callable[..., R], page: activity.EntryPage) -> R:
+    """A list-activity response of a page of entries, with the next/previous page numbers."""
+    response: Any = response_type(
+        results=[activity_entry(e) for e in page.entries], total_count=page.total_count
+    )
+    if page.has_next:
+        response.next_page = page.page + 1
+    if page.page > 1:
+        response.previous_page = page.page - 1
+    return cast(R, response)
 
 
 def _value(data: Any) -> struct_pb2.Value:

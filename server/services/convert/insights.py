@@ -10,7 +10,7 @@ from typing import Any
 from generated.insights.v1 import insight_pb2
 from server.domain.insights import InsightFields, InsightView, Lookup
 from server.execution.refresh import Computed
-from server.services.convert.common import query_status, stamp, timestamp, user
+from server.services.convert.common import answer_facts, stamp, timestamp, user
 
 # Proto enum → the domain's insight type name.
 INSIGHT_TYPES = {
@@ -53,11 +53,6 @@ def insight_fields(message: insight_pb2.Insight) -> InsightFields:
         favorited=message.favorited,
         saved=message.saved if message.HasField("saved") else None,
     )
-
-
-def set_fields(message: insight_pb2.Insight) -> list[str]:
-    """Names of the fields set to a non-default value: the paths of an update without a mask."""
-    return [descriptor.name for descriptor, _ in message.ListFields()]
 
 
 def insight(
@@ -137,14 +132,7 @@ def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
     message.is_cached = computed.is_cached
     if computed.timezone:
         message.timezone = computed.timezone
-    stamp(message.last_refresh, computed.last_refresh)
-    stamp(message.cache_target_age, computed.cache_target_age)
-    stamp(message.next_allowed_client_refresh, computed.next_allowed_client_refresh)
-    if computed.date_from is not None and computed.date_to is not None:
-        message.resolved_date_range.date_from.FromDatetime(computed.date_from)
-        message.resolved_date_range.date_to.FromDatetime(computed.date_to)
-    if computed.status is not None:
-        message.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+    answer_facts(message, computed)
 
 
 def insights_csv(messages: list[insight_pb2.Insight]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_service_pb2
 from server.execution.refresh import Computed
-from server.services.convert.common import query_status, stamp
+from server.services.convert.common import answer_facts
 
 # CancelQuery's outcomes: the enum value and the reference's message.
 CANCEL_OUTCOMES = {
@@ -30,14 +30,7 @@ def query_response(computed: Computed | None) -> query_service_pb2.QueryResponse
     response.timezone = computed.timezone
     response.hogql = computed.sql
     response.calculation_trigger = computed.trigger
-    stamp(response.last_refresh, computed.last_refresh)
-    stamp(response.cache_target_age, computed.cache_target_age)
-    stamp(response.next_allowed_client_refresh, computed.next_allowed_client_refresh)
-    if computed.date_from is not None and computed.date_to is not None:
-        response.resolved_date_range.date_from.FromDatetime(computed.date_from)
-        response.resolved_date_range.date_to.FromDatetime(computed.date_to)
-    if computed.status is not None:
-        response.query_status.CopyFrom(query_status(computed.status, show_progress=True))
+    answer_facts(response, computed)
     return response
 
 

@@ -1,0 +1,55 @@
+"""Checks every query kind makes of its node alike: the contract, series nodes, breakdown limit, sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import Message
+
+from generated.insights.v1 import query_pb2
+from server.queries.common.checks import problems
+from server.queries.common.errors import QueryError
+
+M = query_pb2
+
+# The engine's name of each interval a query may ask for ("second" is refused by each kind).
+INTERVAL_NAMES = {
+    M.INTERVAL_TYPE_UNSPECIFIED: "day",
+    M.INTERVAL_TYPE_MINUTE: "minute",
+    M.INTERVAL_TYPE_HOUR: "hour",
+    M.INTERVAL_TYPE_DAY: "day",
+    M.INTERVAL_TYPE_WEEK: "week",
+    M.INTERVAL_TYPE_MONTH: "month",
+}
+
+
+def check_contract(query: Message) -> None:
+    """Raises QueryError for the first field of `query` holding what the contract does not define."""
+    for path, problem in problems(query):
+        # Undefined enum numbers (refused at the API's edge too) must never reach a kind's lookups.
+        raise QueryError(problem, path)
+
+
+def node_kind(node: Message, path: str, what: str = "series") -> str:
+    """The member set in a node's `node` oneof; QueryError ("empty <what> node") at `path` when none is."""
+    kind: str | None = node.WhichOneof("node")
+    if kind is None:
+        raise QueryError(f"empty {what} node", path)
+    return kind
+
+
+def check_breakdown_limit(query: Any, maximum: int) -> None:
+    """Raises QueryError unless breakdownFilter.breakdown_limit is 0 (the default) up to `maximum`."""
+    limit = query.breakdown_filter.breakdown_limit
+    if not 0 <= limit <= maximum:
+        # 0 (or unset) means the default of 25, as in the reference.
+        raise QueryError(
+            f"breakdown_limit must be between 1 and {maximum} (got {limit})",
+            "breakdownFilter.breakdown_limit",
+        )
+
+
+def check_sampling_factor(query: Any) -> None:
+    """Raises QueryError when the query sets a samplingFactor outside (0, 1]."""
+    if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
+        raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
