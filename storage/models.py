@@ -355,7 +355,8 @@ class AlertConfiguration(Base):
     last_notified_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     next_check_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    # Reference JSON TrendsAlertConfig: {"type", "series_index", "check_ongoing_interval"?}.
+    # Reference JSON discriminated by "type": TrendsAlertConfig {"type", "series_index",
+    # "check_ongoing_interval"?} or FunnelsAlertConfig {"type", "metric", "funnel_step"}.
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Reference JSON detector or ensemble; null without a detector.
     detector_config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -9,8 +9,11 @@ from typing import Any
 from google.protobuf.message import Message
 
 from generated.insights.v1 import query_pb2
+from server.queries.alerting import AlertValues
 from server.queries.base import Runner
+from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
+from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
 
 
@@ -43,16 +46,12 @@ def source_of(query: query_pb2.QueryNode | None) -> Source | None:
     return Source(member, getattr(query, member), "query")
 
 
-def trends_of(query: query_pb2.QueryNode | None) -> query_pb2.TrendsQuery | None:
-    """The TrendsQuery a query computes (unwrapping an InsightVizNode); None for other kinds.
-
-    Alerts watch trends insights only (as the reference), so they ask for this kind by name.
-    """
+def alerting_of(query: query_pb2.QueryNode | None) -> tuple[Source, AlertValues[Any]] | None:
+    """The source node of a query and how alerts read its kind; None when the kind is not alertable."""
     source = source_of(query)
-    if source is None or source.kind != "trends_query":
+    if source is None or source.kind not in ALERTS:
         return None
-    assert isinstance(source.node, query_pb2.TrendsQuery)
-    return source.node
+    return source, ALERTS[source.kind]
 
 
 class Registry:
@@ -84,3 +83,11 @@ RUNNERS = Registry(
         FunnelsRunner(),
     ]
 )
+
+# How alerts read each alertable kind (registered beside its runner; a kind without one is not alertable).
+ALERTS: dict[str, AlertValues[Any]] = {
+    "trends_query": TrendsAlertValues(),
+    "funnels_query": FunnelsAlertValues(),
+}
+# The Alert field carrying each stored config type, e.g. "FunnelsAlertConfig" -> "funnels_config".
+ALERT_CONFIG_FIELDS: dict[str, str] = {v.config_type: v.config_field for v in ALERTS.values()}

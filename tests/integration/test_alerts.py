@@ -20,7 +20,7 @@ from tests.integration.itkit import (
     bearer,
     error_info,
     expect_error,
-    funnels_viz,
+    retention_viz,
     trends_viz,
 )
 
@@ -219,7 +219,7 @@ async def test_deleting_the_insight_deletes_its_alerts(owner: Api, alerts: Alert
     await expect_error(alerts.get(gone.id), grpc.StatusCode.NOT_FOUND)
     assert (await alerts.get(stays.id)).id == stays.id
     # Changing the kind to a non-alertable one deletes them too.
-    await owner.update(kept.id, ["query"], query=funnels_viz())
+    await owner.update(kept.id, ["query"], query=retention_viz())
     await expect_error(alerts.get(stays.id), grpc.StatusCode.NOT_FOUND)
 
 
@@ -246,7 +246,7 @@ INVALID: list[tuple[str, Any, dict[str, Any]]] = [
         two_series_total,
         {"condition": apb.AlertCondition(type=apb.ALERT_CONDITION_TYPE_RELATIVE_DECREASE)},
     ),
-    ("alert.insight", funnels_viz, {}),
+    ("alert.insight", retention_viz, {}),
     (
         "alert.schedule_restriction.blocked_windows[0].start",
         trends_viz,

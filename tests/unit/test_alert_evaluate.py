@@ -3,23 +3,55 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.domain.alerts.evaluate import (
-    AlertState,
-    Bounds,
-    EvaluationError,
-    Threshold,
-    TrendsAlertConfig,
-    config_problems,
-    evaluate_trends,
-    lookback,
-    rewrite_query,
-)
+from server.domain.alerts import evaluate
+from server.domain.alerts.evaluate import AlertState, Bounds, EvaluationError, Threshold
+from server.queries.trends.alert import TrendsAlertValues, lookback, rewrite_query
 
 M = query_pb2
+TRENDS = TrendsAlertValues()
+
+
+@dataclass(frozen=True)
+class TrendsAlertConfig:
+    """The stored TrendsAlertConfig, built like the tests read best."""
+
+    series_index: int = 0
+    check_ongoing_interval: bool = False
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "type": "TrendsAlertConfig",
+            "series_index": self.series_index,
+            "check_ongoing_interval": self.check_ongoing_interval,
+        }
+
+
+def evaluate_trends(
+    q: query_pb2.TrendsQuery,
+    r: results_pb2.TrendsResult | None,
+    condition: str,
+    threshold: Threshold,
+    config: TrendsAlertConfig,
+) -> evaluate.Evaluation:
+    """The domain's evaluation of a trends result, through the trends kind's alert values."""
+    if r is None:
+        return evaluate.evaluate(TRENDS, q, None, condition, threshold, config.json())
+    wrapped = results_pb2.InsightResult()
+    wrapped.trends.CopyFrom(r)
+    wrapped.trends.SetInParent()
+    return evaluate.evaluate(TRENDS, q, wrapped, condition, threshold, config.json())
+
+
+def config_problems(
+    q: query_pb2.TrendsQuery, condition: str, threshold: Threshold, config: TrendsAlertConfig
+) -> list[tuple[str, str]]:
+    return evaluate.config_problems(TRENDS, q, condition, threshold, config.json())
 
 
 def trends(

@@ -159,6 +159,42 @@ ALERT_CALCULATION_INTERVAL_REAL_TIME: AlertCalculationInterval.ValueType  # 6
 """Real time: a feature of the reference's paid plans, refused here."""
 Global___AlertCalculationInterval: _TypeAlias = AlertCalculationInterval  # noqa: Y015
 
+class _FunnelAlertMetric:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FunnelAlertMetricEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FunnelAlertMetric.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FUNNEL_ALERT_METRIC_UNSPECIFIED: _FunnelAlertMetric.ValueType  # 0
+    """Not given: conversion_from_start."""
+    FUNNEL_ALERT_METRIC_CONVERSION_FROM_START: _FunnelAlertMetric.ValueType  # 1
+    """Percent (0-100) of the actors who entered the funnel that reached the
+    step; 0 when nobody entered.
+    """
+    FUNNEL_ALERT_METRIC_CONVERSION_FROM_PREVIOUS: _FunnelAlertMetric.ValueType  # 2
+    """Percent (0-100) of the actors who reached the previous step that reached
+    the step; 0 when nobody reached the previous step. Not for the first step.
+    """
+    FUNNEL_ALERT_METRIC_STEP_COUNT: _FunnelAlertMetric.ValueType  # 3
+    """The number of actors who reached the step (an extension of this service)."""
+
+class FunnelAlertMetric(_FunnelAlertMetric, metaclass=_FunnelAlertMetricEnumTypeWrapper):
+    """What a funnel alert compares with its threshold."""
+
+FUNNEL_ALERT_METRIC_UNSPECIFIED: FunnelAlertMetric.ValueType  # 0
+"""Not given: conversion_from_start."""
+FUNNEL_ALERT_METRIC_CONVERSION_FROM_START: FunnelAlertMetric.ValueType  # 1
+"""Percent (0-100) of the actors who entered the funnel that reached the
+step; 0 when nobody entered.
+"""
+FUNNEL_ALERT_METRIC_CONVERSION_FROM_PREVIOUS: FunnelAlertMetric.ValueType  # 2
+"""Percent (0-100) of the actors who reached the previous step that reached
+the step; 0 when nobody reached the previous step. Not for the first step.
+"""
+FUNNEL_ALERT_METRIC_STEP_COUNT: FunnelAlertMetric.ValueType  # 3
+"""The number of actors who reached the step (an extension of this service)."""
+Global___FunnelAlertMetric: _TypeAlias = FunnelAlertMetric  # noqa: Y015
+
 class _DetectorType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -441,6 +477,43 @@ class TrendsAlertConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__check_ongoing_interval) -> _WhichOneofReturnType__check_ongoing_interval | None: ...
 
 Global___TrendsAlertConfig: _TypeAlias = TrendsAlertConfig  # noqa: Y015
+
+@_typing.final
+class FunnelsAlertConfig(_message.Message):
+    """Which value of a funnels insight (steps visualisation) an alert checks:
+    one number per breakdown value, compared with an absolute threshold.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    FUNNEL_STEP_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Always "FunnelsAlertConfig" (the reference's discriminator); set on output."""
+    metric: Global___FunnelAlertMetric.ValueType
+    """What is compared (default conversion_from_start)."""
+    funnel_step: _builtins.int
+    """Index of the checked step in the query's series (from 0); unset means the
+    last step. Must be within the funnel's steps, and above 0 for
+    conversion_from_previous.
+    """
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        metric: Global___FunnelAlertMetric.ValueType = ...,
+        funnel_step: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_funnel_step", b"_funnel_step", "funnel_step", b"funnel_step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_funnel_step", b"_funnel_step", "funnel_step", b"funnel_step", "metric", b"metric", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__funnel_step: _TypeAlias = _typing.Literal["funnel_step"]  # noqa: Y015
+    _WhichOneofArgType__funnel_step: _TypeAlias = _typing.Literal["_funnel_step", b"_funnel_step"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_step) -> _WhichOneofReturnType__funnel_step | None: ...
+
+Global___FunnelsAlertConfig: _TypeAlias = FunnelsAlertConfig  # noqa: Y015
 
 @_typing.final
 class DetectorPreprocessing(_message.Message):
@@ -803,10 +876,13 @@ class Alert(_message.Message):
     INVESTIGATION_GATES_NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     INVESTIGATION_INCONCLUSIVE_ACTION_FIELD_NUMBER: _builtins.int
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    FUNNELS_CONFIG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID of the alert (output only)."""
     insight: _builtins.int
-    """Id of the checked insight (required on create; a trends insight)."""
+    """Id of the checked insight (required on create; a trends or a funnels
+    insight).
+    """
     name: _builtins.str
     """A name (at most 255 characters)."""
     state: Global___AlertState.ValueType
@@ -883,7 +959,9 @@ class Alert(_message.Message):
 
     @_builtins.property
     def config(self) -> Global___TrendsAlertConfig:
-        """Which series is checked."""
+        """Which series of a trends insight is checked (leave unset for a funnels
+        insight).
+        """
 
     @_builtins.property
     def detector_config(self) -> Global___DetectorConfig:
@@ -892,6 +970,14 @@ class Alert(_message.Message):
     @_builtins.property
     def schedule_restriction(self) -> Global___ScheduleRestriction:
         """Quiet periods in which it is not checked."""
+
+    @_builtins.property
+    def funnels_config(self) -> Global___FunnelsAlertConfig:
+        """Which value of a funnels insight is checked (leave unset for a trends
+        insight; unset on a funnels insight means the conversion rate of the last
+        step). The reference carries it in `config` with type
+        "FunnelsAlertConfig"; its own field here keeps `config` unchanged.
+        """
 
     def __init__(
         self,
@@ -922,10 +1008,11 @@ class Alert(_message.Message):
         investigation_gates_notifications: _builtins.bool = ...,
         investigation_inconclusive_action: _builtins.str = ...,
         webhook_url: _builtins.str = ...,
+        funnels_config: Global___FunnelsAlertConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "threshold", b"threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "funnels_config", b"funnels_config", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "threshold", b"threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "calculation_interval", b"calculation_interval", "checks", b"checks", "checks_total", b"checks_total", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "id", b"id", "insight", b"insight", "investigation_agent_enabled", b"investigation_agent_enabled", "investigation_gates_notifications", b"investigation_gates_notifications", "investigation_inconclusive_action", b"investigation_inconclusive_action", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "name", b"name", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "skip_weekend", b"skip_weekend", "snoozed_until", b"snoozed_until", "state", b"state", "subscribed_users", b"subscribed_users", "threshold", b"threshold", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "calculation_interval", b"calculation_interval", "checks", b"checks", "checks_total", b"checks_total", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "funnels_config", b"funnels_config", "id", b"id", "insight", b"insight", "investigation_agent_enabled", b"investigation_agent_enabled", "investigation_gates_notifications", b"investigation_gates_notifications", "investigation_inconclusive_action", b"investigation_inconclusive_action", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "name", b"name", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "skip_weekend", b"skip_weekend", "snoozed_until", b"snoozed_until", "state", b"state", "subscribed_users", b"subscribed_users", "threshold", b"threshold", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -1215,8 +1302,9 @@ class UpdateAlertRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields to change: name, subscribed_users, threshold, condition,
-        enabled, config, detector_config, calculation_interval, snoozed_until,
-        skip_weekend, schedule_restriction and the investigation_* settings.
+        enabled, config, funnels_config, detector_config, calculation_interval,
+        snoozed_until, skip_weekend, schedule_restriction and the
+        investigation_* settings.
         Without a mask, the fields set to non-default values are changed.
         """
 

@@ -8,8 +8,9 @@ Decisions:
 - An invalid configuration (evaluate.config_problems, detector or window problems, or an insight
   that is no longer alertable) auto-disables the alert: enabled=false, state Errored, and the check
   records state Errored with `error = {"message", "reason": "invalid_config", "fields"}`.
-- A query error, or a missing trends result, records an Errored check and sets the alert Errored
-  (`error = {"message", "reason": "query_error"}`); it stays enabled and is checked again on its grid.
+- A query error, or a result without the watched values, records an Errored check and sets the
+  alert Errored (`error = {"message", "reason": "query_error"}`); it stays enabled and is checked
+  again on its grid.
 - With a `detector_config` the detector decides (the threshold's bounds are not compared): the query
   looks back far enough for the detector's window, and the alert fires when the anchor point
   (the last point with check_ongoing_interval, else the second-to-last) of any breakdown value is
@@ -48,7 +49,8 @@ from server.echo import shown
 from server.errors import NotFound
 from server.execution.refresh import Execution, Refresh
 from server.principal import EnvironmentInfo, Principal
-from server.queries.registry import trends_of
+from server.queries.alerting import AlertValueError, Watched
+from server.queries.registry import alerting_of
 from server.runtime import Blocking
 from server.utc import as_utc_or_none
 from storage.db import Database
@@ -192,45 +194,50 @@ class Checker:
 
     async def _evaluate(self, loaded: Loaded) -> Outcome:
         row = loaded.alert
-        trends = trends_of(parse_query(loaded.insight.query))
-        if trends is None:
-            return _invalid([("insight", "the insight is not alertable (only trends insights are)")])
+        found = alerting_of(parse_query(loaded.insight.query))
+        if found is None:
+            return _invalid(
+                [("insight", "the insight is not alertable (only trends and funnels insights are)")]
+            )
+        source, values = found
         condition = str((row.condition or {}).get("type") or "absolute_value")
         threshold = _threshold(loaded.threshold.configuration or {})
-        config = evaluate.TrendsAlertConfig(
-            series_index=int((row.config or {}).get("series_index", 0)),
-            check_ongoing_interval=bool((row.config or {}).get("check_ongoing_interval", False)),
-        )
-        problems = evaluate.config_problems(trends, condition, threshold, config)
+        config = dict(row.config or {})
         detector: detectors.AnyDetectorConfig | None = None
         if row.detector_config:
             detector = detectors.config_from_dict(row.detector_config)
+        problems = evaluate.config_problems(
+            values, source.node, condition, threshold, config, detector=detector is not None
+        )
+        if detector is not None:
             problems += detectors.config_problems(detector)
         problems += schedule.window_problems(windows_of(row))
         if problems:
             return _invalid(problems)
 
-        query = evaluate.rewrite_query(trends, condition)
-        if detector is not None and not evaluate.is_total_value(trends):
-            unit = evaluate.lookback(condition, trends.interval)[-1]
-            query.date_range.date_from = f"-{_detector_points(detector) + 2}{unit}"
+        ask = evaluate.ask_of(condition, threshold, config, detector=detector is not None)
+        history = _detector_points(detector) if detector is not None else None
+        query = values.query(source.node, ask, history)
         refresh = Refresh.FORCE_BLOCKING if row.calculation_interval in FAST_INTERVALS else Refresh.BLOCKING
         try:
             computed = await self.execution.result(
-                loaded.env, query_pb2.QueryNode(trends_query=query), refresh, insight_id=loaded.insight.id
+                loaded.env, query_pb2.QueryNode(**{source.kind: query}), refresh, insight_id=loaded.insight.id
             )
         except Exception as exc:  # every failure of the query is the check's error
             return Outcome(
                 ERRORED, error={"message": str(exc) or type(exc).__name__, "reason": "query_error"}
             )
-        if computed is None or computed.result is None or not computed.result.HasField("trends"):
+        if computed is None or computed.result is None:
             message = "the insight query returned no result"
             return Outcome(ERRORED, error={"message": message, "reason": "query_error"})
-        result = computed.result.trends
         if detector is not None:
-            return _detect(result, detector, config)
+            try:
+                lines = values.watched(source.node, computed.result, ask)
+            except AlertValueError as exc:
+                return Outcome(ERRORED, error={"message": str(exc), "reason": "query_error"})
+            return _detect(lines, detector)
         try:
-            evaluation = evaluate.evaluate_trends(trends, result, condition, threshold, config)
+            evaluation = evaluate.evaluate(values, source.node, computed.result, condition, threshold, config)
         except evaluate.EvaluationError as exc:
             return Outcome(ERRORED, error={"message": str(exc), "reason": "query_error"})
         return Outcome(
@@ -383,27 +390,24 @@ def _invalid(problems: list[tuple[str, str]]) -> Outcome:
     )
 
 
-def _detect(
-    result: Any, detector: detectors.AnyDetectorConfig, config: evaluate.TrendsAlertConfig
-) -> Outcome:
-    items = evaluate.select_items(result, config.series_index)
+def _detect(lines: list[Watched], detector: detectors.AnyDetectorConfig) -> Outcome:
     firing: list[str] = []
     first: detectors.Detection | None = None
     fired: detectors.Detection | None = None
     value: float | None = None
     reasons: list[str] = []
-    for item in items:
-        data = list(item.data)
+    for line in lines:
+        data = list(line.points)
         if not data:
             continue
-        detection = detectors.detect(data, detector, list(item.days))
-        anchor = len(data) - (1 if config.check_ongoing_interval else 2)
+        detection = detectors.detect(data, detector, list(line.days))
+        anchor = len(data) - line.anchor_back
         first = first or detection
         if not detection.decided:
             reasons.append(detection.reason or "no decision")
             continue
         if anchor >= 0 and anchor in detection.triggered_points:
-            firing.append(evaluate._item_label(item) or "series")
+            firing.append(line.label or "series")
             if fired is None:
                 fired, value = detection, data[anchor]
     shown = fired or first

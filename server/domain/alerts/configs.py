@@ -25,12 +25,12 @@ from server.domain.insights import Lookup, UserRef, find_insight, parse_query, u
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
 from server.echo import shown
-from server.errors import InvalidArgument, NotFound, Violations
+from server.errors import InvalidArgument, NotFound, Unimplemented, Violations
 from server.principal import EnvironmentInfo, Principal
+from server.queries.alerting import AlertAsk
 from server.queries.common.codec import from_reference_json, to_reference_json
 from server.queries.common.dates import parse_point
-from server.queries.registry import trends_of
-from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS
+from server.queries.registry import ALERT_CONFIG_FIELDS, alerting_of
 from storage.db import Database
 from storage.models import AlertCheck, AlertConfiguration, Insight, Membership, Threshold, User, utcnow
 
@@ -52,6 +52,7 @@ WRITABLE = (
     "condition",
     "enabled",
     "config",
+    "funnels_config",
     "detector_config",
     "calculation_interval",
     "snoozed_until",
@@ -65,6 +66,12 @@ WRITABLE = (
 WEBHOOK_URL_LIMIT = 2048
 # Changing one of these makes the alert due at once.
 RECHECK = frozenset({"threshold", "condition", "config", "detector_config", "calculation_interval"})
+_CONDITIONS = {
+    apb.ALERT_CONDITION_TYPE_UNSPECIFIED: "absolute_value",
+    apb.ALERT_CONDITION_TYPE_ABSOLUTE_VALUE: "absolute_value",
+    apb.ALERT_CONDITION_TYPE_RELATIVE_INCREASE: "relative_increase",
+    apb.ALERT_CONDITION_TYPE_RELATIVE_DECREASE: "relative_decrease",
+}
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _RELATIVE = re.compile(r"^(\d+)([hdwm])$")
 # Detector parameter ranges (reference §7.7): name -> (low, high).
@@ -271,9 +278,13 @@ def check_alert(
     webhook_policy: EgressPolicy | None = None,
 ) -> None:
     """The alert's configuration against its insight (reference §1.3, §1.4 and §7.2)."""
-    trends = trends_of(query)
-    if trends is None:
-        raise _bad(f"{prefix}.insight", "the insight cannot have alerts: only trends insights are alertable")
+    found = alerting_of(query)
+    if found is None:
+        raise _bad(
+            f"{prefix}.insight",
+            "the insight cannot have alerts: only trends and funnels insights are alertable",
+        )
+    source, values = found
     if len(alert.name) > NAME_LIMIT:
         raise _bad(f"{prefix}.name", f"at most {NAME_LIMIT} characters (got {len(alert.name)})")
     config = alert.threshold.configuration
@@ -291,27 +302,30 @@ def check_alert(
         and config.type == apb.INSIGHT_THRESHOLD_TYPE_PERCENTAGE
     ):
         raise _bad(f"{prefix}.threshold.configuration.type", "absolute_value needs an absolute threshold")
-    if not 0 <= alert.config.series_index < len(trends.series):
-        raise _bad(
-            f"{prefix}.config.series_index",
-            f"series_index {alert.config.series_index} is out of range (the insight has {len(trends.series)} series)",
-        )
-    if (
-        alert.config.check_ongoing_interval
-        and condition != apb.ALERT_CONDITION_TYPE_RELATIVE_DECREASE
-        and not bounds.HasField("upper")
-    ):
-        raise _bad(
-            f"{prefix}.config.check_ongoing_interval",
-            "checking the ongoing interval needs an upper bound for absolute_value and relative_increase",
-        )
-    if (
-        condition != apb.ALERT_CONDITION_TYPE_ABSOLUTE_VALUE
-        and trends.trends_filter.display in TOTAL_VALUE_DISPLAYS
-    ):
-        raise _bad(
-            f"{prefix}.condition.type", "relative conditions need a time-series display, not a total value"
-        )
+    # The config of another kind is not silently dropped: the caller meant something else.
+    for other in sorted(set(ALERT_CONFIG_FIELDS.values()) - {values.config_field}):
+        if alert.HasField(other):  # type: ignore[arg-type]
+            raise _bad(
+                f"{prefix}.{other}",
+                f"a {source.name} insight's alert takes {values.config_field}, not {other}",
+            )
+    if condition not in _CONDITIONS:
+        raise _bad(f"{prefix}.condition.type", f"unknown condition type {condition}")
+    ask = AlertAsk(
+        condition=_CONDITIONS[condition],
+        config=values.config_json(alert),
+        has_upper=bounds.HasField("upper"),
+        detector=alert.HasField("detector_config"),
+    )
+    for problem in values.problems(source.node, ask):
+        field = f"{prefix}.{problem.field}"
+        if problem.unimplemented:
+            raise Unimplemented(
+                f"{field}: {problem.message}",
+                reason="ALERT_OPTION_NOT_IMPLEMENTED",
+                metadata={"field": field},
+            )
+        raise _bad(field, problem.message)
     if alert.calculation_interval not in INTERVALS:
         raise _bad(f"{prefix}.calculation_interval", "only hourly, daily, weekly and monthly are available")
     if alert.HasField("detector_config"):
@@ -487,7 +501,7 @@ class Alerts:
                 state=NOT_FIRING,
                 enabled=alert.enabled if alert.HasField("enabled") else True,
                 next_check_at=now,
-                config=_config(alert),
+                config=_config(alert, insight),
                 detector_config=_json(alert.detector_config) if alert.HasField("detector_config") else None,
                 calculation_interval=INTERVALS[alert.calculation_interval],
                 skip_weekend=alert.skip_weekend,
@@ -610,8 +624,8 @@ class Alerts:
                 row.condition = _condition(merged)
             if "enabled" in chosen:
                 row.enabled = merged.enabled if merged.HasField("enabled") else True
-            if "config" in chosen:
-                row.config = _config(merged)
+            if "config" in chosen or "funnels_config" in chosen:
+                row.config = _config(merged, insight)
             if "detector_config" in chosen:
                 row.detector_config = (
                     _json(merged.detector_config) if merged.HasField("detector_config") else None
@@ -667,7 +681,7 @@ class Alerts:
         self, session: Session, user_id: int | None, env: EnvironmentInfo, insight: Insight, now: dt.datetime
     ) -> None:
         """Hook of Insights.update: a deleted or no longer alertable insight takes its alerts with it."""
-        if not insight.deleted and trends_of(parse_query(insight.query)) is not None:
+        if not insight.deleted and alerting_of(parse_query(insight.query)) is not None:
             return
         rows = session.scalars(
             select(AlertConfiguration).where(
@@ -801,7 +815,7 @@ class Alerts:
             from_reference_json(threshold.configuration, apb.InsightThreshold)
         )
         message.condition.CopyFrom(from_reference_json(row.condition, apb.AlertCondition))
-        message.config.CopyFrom(from_reference_json(row.config, apb.TrendsAlertConfig))
+        set_config(message, row.config)
         if row.detector_config is not None:
             message.detector_config.CopyFrom(from_reference_json(row.detector_config, apb.DetectorConfig))
         message.calculation_interval = next(
@@ -849,11 +863,20 @@ def _condition(alert: apb.Alert) -> dict[str, Any]:
     return _json(condition)
 
 
-def _config(alert: apb.Alert) -> dict[str, Any]:
-    config = {"type": "TrendsAlertConfig", "series_index": alert.config.series_index}
-    if alert.config.HasField("check_ongoing_interval"):
-        config["check_ongoing_interval"] = alert.config.check_ongoing_interval
-    return config
+def _config(alert: apb.Alert, insight: Insight) -> dict[str, Any]:
+    """The stored config of an alert checked by `check_alert` against `insight`."""
+    found = alerting_of(parse_query(insight.query))
+    assert found is not None  # check_alert refused it otherwise
+    return found[1].config_json(alert)
+
+
+def set_config(message: apb.Alert, config: dict[str, Any] | None) -> None:
+    """Puts a stored config (the reference's JSON, discriminated by `type`) into its Alert field."""
+    if not config:
+        return
+    name = ALERT_CONFIG_FIELDS.get(str(config.get("type", "")), "config")
+    target = getattr(message, name)
+    target.CopyFrom(from_reference_json(config, type(target)))
 
 
 def _restriction(alert: apb.Alert) -> dict[str, Any] | None:

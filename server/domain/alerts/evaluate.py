@@ -1,34 +1,31 @@
-"""Threshold evaluation of a trends alert: query narrowing, value selection, conditions and breaches.
+"""Threshold evaluation of an alert: conditions, comparison and breaches, for any alertable kind.
 
-Pure functions (reference §7.2-7.5): plain values and protobuf messages in, an `Evaluation` out. No
-database, no clock. The caller runs the rewritten query and hands the `TrendsResult` back.
+Pure functions (reference §7.2, §7.4-7.5): plain values and protobuf messages in, an `Evaluation`
+out. No database, no clock. What a kind's result gives (the watched lines, the query a check runs,
+which configs fit a node) is asked of the kind's `AlertValues` (server.queries.alerting, registered
+beside its runner); the caller runs `values.query(...)` and hands the result back.
 
 Decisions (documented here because the reference leaves them open):
-- Time-series displays: the items of `series_index` are the result items whose `order` equals it
-  (every breakdown value of that series; with formulas `order` is the formula index). Items of the
-  "previous" compare period are ignored: only the current period is evaluated.
-- The anchor is the last point with `check_ongoing_interval`, else the second-to-last (the last
-  complete interval); `previous` is the point before the anchor. A point missing because the
-  series is shorter than that counts as 0.
-- Total-value displays use `aggregated_value`; their date range is not narrowed (the aggregate is
-  over the insight's whole range, as the reference's code does) and only `absolute_value` applies.
-- An empty result (no items at all, or none for `series_index`) is one zero value, so a lower bound
-  can breach; a missing result (None) is an error for the caller (the check errors).
-- `calculated_value`: the value of the first breaching item; without a breach the value of the only
-  item, or None when several breakdown values were evaluated (as the reference).
+- `previous` is the point before the checked one; a point missing because the line is shorter than
+  that counts as 0.
+- An empty result (no watched line at all) is one zero value, so a lower bound can breach; a
+  missing result (None) is an error for the caller (the check errors).
+- `calculated_value`: the value of the first breaching line; without a breach the value of the only
+  line, or None when several breakdown values were evaluated (as the reference).
 """
 
 from __future__ import annotations
 
-import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
-from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS
+from google.protobuf.message import Message
 
-MAX_BREAKDOWN_VALUES = 25
+from generated.insights.v1 import results_pb2
+from server.queries.alerting import AlertAsk, AlertValueError, AlertValues, BreakdownValue, Watched
 
 
 class ConditionType(StrEnum):
@@ -66,15 +63,6 @@ class Threshold:
 
 
 @dataclass(frozen=True)
-class TrendsAlertConfig:
-    series_index: int = 0
-    check_ongoing_interval: bool = False
-
-
-BreakdownValue = str | int | float | bool | tuple[str, ...] | None
-
-
-@dataclass(frozen=True)
 class ItemValue:
     """One evaluated result item (a breakdown value of the series, or the series itself)."""
 
@@ -99,128 +87,50 @@ class Evaluation:
         return self.state == AlertState.FIRING
 
 
-# ------------------------------------------------------------------------------- query rewriting
-
-_INTERVAL_UNITS: dict[int, str] = {
-    query_pb2.INTERVAL_TYPE_UNSPECIFIED: "d",  # trends default to day
-    query_pb2.INTERVAL_TYPE_DAY: "d",
-    query_pb2.INTERVAL_TYPE_WEEK: "w",
-    query_pb2.INTERVAL_TYPE_MONTH: "m",
-}
-_INTERVAL_NAMES = {"day": "d", "week": "w", "month": "m"}
+# ------------------------------------------------------------------------------- configuration
 
 
-def lookback(condition: ConditionType | str, interval: int | str) -> str:
-    """The narrowed `date_from`: 2 intervals back for absolute conditions, 3 for relative ones.
-
-    `interval` is an `IntervalType` value or its name; hour and anything finer use hours (as the
-    reference), unset means day.
-    """
-    n = 2 if ConditionType(condition) == ConditionType.ABSOLUTE_VALUE else 3
-    if isinstance(interval, str):
-        unit = _INTERVAL_NAMES.get(interval, "h")
-    else:
-        unit = _INTERVAL_UNITS.get(int(interval), "h")
-    return f"-{n}{unit}"
-
-
-def is_total_value(trends: query_pb2.TrendsQuery) -> bool:
-    return trends.trends_filter.display in TOTAL_VALUE_DISPLAYS
-
-
-def _has_breakdown(trends: query_pb2.TrendsQuery) -> bool:
-    bf = trends.breakdown_filter
-    return trends.HasField("breakdown_filter") and (bf.HasField("breakdown") or len(bf.breakdowns) > 0)
-
-
-def rewrite_query(trends: query_pb2.TrendsQuery, condition: ConditionType | str) -> query_pb2.TrendsQuery:
-    """A copy of the insight's query narrowed for the check (§7.3).
-
-    `date_from` becomes `lookback(...)` and `date_to` is removed (up to now); total-value displays
-    keep their range (their value aggregates over it). The breakdown limit is capped at 25.
-    Compare, formulas, display and everything else are kept.
-    """
-    out = copy.deepcopy(trends)
-    if not is_total_value(trends):
-        out.date_range.date_from = lookback(condition, trends.interval)
-        out.date_range.ClearField("date_to")
-    if _has_breakdown(trends):
-        bf = out.breakdown_filter
-        limit = bf.breakdown_limit if bf.HasField("breakdown_limit") and bf.breakdown_limit > 0 else None
-        bf.breakdown_limit = min(limit or MAX_BREAKDOWN_VALUES, MAX_BREAKDOWN_VALUES)
-    return out
-
-
-def series_count(trends: query_pb2.TrendsQuery) -> int:
-    """How many indexable series the result has: the formulas when there are any, else the series."""
-    tf = trends.trends_filter
-    if tf.formula_nodes:
-        return len(tf.formula_nodes)
-    if tf.formulas:
-        return len(tf.formulas)
-    if tf.HasField("formula") and tf.formula.strip():
-        return 1
-    return len(trends.series)
+def ask_of(
+    condition: ConditionType | str, threshold: Threshold, config: Mapping[str, Any], *, detector: bool = False
+) -> AlertAsk:
+    """What the alert asks of its insight's kind."""
+    return AlertAsk(
+        condition=ConditionType(condition).value,
+        config=config,
+        has_upper=threshold.bounds.upper is not None,
+        detector=detector,
+    )
 
 
 def config_problems(
-    trends: query_pb2.TrendsQuery,
+    values: AlertValues[Any],
+    node: Message,
     condition: ConditionType | str,
     threshold: Threshold,
-    config: TrendsAlertConfig,
+    config: Mapping[str, Any],
+    *,
+    detector: bool = False,
 ) -> list[tuple[str, str]]:
     """(field, message) for each §7.2 rule the configuration breaks; empty when it is valid."""
     problems: list[tuple[str, str]] = []
     cond = ConditionType(condition)
-    ttype = ThresholdType(threshold.type)
     bounds = threshold.bounds
     if bounds.lower is not None and bounds.upper is not None and bounds.lower > bounds.upper:
         problems.append(
             ("threshold.configuration.bounds", "Lower threshold must be less than upper threshold")
         )
-    if not 0 <= config.series_index < series_count(trends):
-        problems.append(("config.series_index", "series_index is out of range of the insight's series"))
-    if (
-        config.check_ongoing_interval
-        and cond in (ConditionType.ABSOLUTE_VALUE, ConditionType.RELATIVE_INCREASE)
-        and bounds.upper is None
-    ):
-        problems.append(
-            (
-                "config.check_ongoing_interval",
-                f"check_ongoing_interval is only supported for {cond.value} with an upper threshold",
-            )
-        )
-    if cond == ConditionType.ABSOLUTE_VALUE and ttype != ThresholdType.ABSOLUTE:
+    ask = ask_of(cond, threshold, config, detector=detector)
+    problems += [(p.field, p.message) for p in values.problems(node, ask)]
+    if cond == ConditionType.ABSOLUTE_VALUE and ThresholdType(threshold.type) != ThresholdType.ABSOLUTE:
         problems.append(("threshold.configuration.type", "absolute_value requires an absolute threshold"))
-    if cond != ConditionType.ABSOLUTE_VALUE and is_total_value(trends):
-        problems.append(("condition.type", "Relative alerts are not supported for total-value displays"))
     return problems
 
 
 # ------------------------------------------------------------------------------- value selection
 
 
-def breakdown_value_of(item: results_pb2.TrendsSeries) -> BreakdownValue:
-    if item.breakdown_values:
-        return tuple(item.breakdown_values)
-    if not item.HasField("breakdown_value"):
-        return None
-    kind = item.breakdown_value.WhichOneof("kind")
-    if kind is None:
-        return None
-    value: str | int | float | bool = getattr(item.breakdown_value, kind)
-    return value
-
-
-def select_items(result: results_pb2.TrendsResult, series_index: int) -> list[results_pb2.TrendsSeries]:
-    """The current-period items of `series_index` (every breakdown value), capped at 25."""
-    items = [s for s in result.series if s.order == series_index and s.compare_label != "previous"]
-    return items[:MAX_BREAKDOWN_VALUES]
-
-
-def _point(data: list[float], from_end: int) -> float:
-    """data[-from_end], or 0 when the series is too short."""
+def _point(data: tuple[float, ...], from_end: int) -> float:
+    """data[-from_end], or 0 when the line is too short."""
     return data[-from_end] if len(data) >= from_end else 0.0
 
 
@@ -259,16 +169,25 @@ def breach_messages(
     value: float,
     anchor: float,
     previous: float | None,
+    subject: str = "The trend value",
+    unit: str = "",
 ) -> list[str]:
-    """Human messages for each bound `value` breaches (none when inside the bounds)."""
-    fmt_bound = fmt_percent if ttype == ThresholdType.PERCENTAGE else fmt_number
-    subject = f"The trend value for {label}" if label else "The trend value"
+    """Human messages for each bound `value` breaches (none when inside the bounds).
+
+    `unit` follows values in the metric's own units (e.g. "%" for a funnel's conversion rate).
+    """
+
+    def metric(number: float) -> str:
+        return fmt_number(number) + unit
+
+    fmt_bound = fmt_percent if ttype == ThresholdType.PERCENTAGE else metric
+    subject = f"{subject} for {label}" if label else subject
     if cond == ConditionType.ABSOLUTE_VALUE:
-        what = f"{subject} ({fmt_number(value)}) is"
+        what = f"{subject} ({metric(value)}) is"
     else:
         verb = "increased" if cond == ConditionType.RELATIVE_INCREASE else "decreased"
-        amount = fmt_percent(value) if ttype == ThresholdType.PERCENTAGE else fmt_number(value)
-        what = f"{subject} {verb} by {amount} (from {fmt_number(previous or 0.0)} to {fmt_number(anchor)}), which is"
+        amount = fmt_percent(value) if ttype == ThresholdType.PERCENTAGE else metric(value)
+        what = f"{subject} {verb} by {amount} (from {metric(previous or 0.0)} to {metric(anchor)}), which is"
     out = []
     # Strictly outside a bound breaches it; equality does not.
     if bounds.lower is not None and value < bounds.lower:
@@ -278,73 +197,65 @@ def breach_messages(
     return out
 
 
-def _item_label(item: results_pb2.TrendsSeries) -> str:
-    bv = breakdown_value_of(item)
-    if bv is None or item.label.endswith(f" - {bv}") or item.label == str(bv):
-        return item.label
-    shown = ", ".join(bv) if isinstance(bv, tuple) else str(bv)
-    return f"{item.label} - {shown}" if item.label else shown
-
-
-def evaluate_trends(
-    trends: query_pb2.TrendsQuery,
-    result: results_pb2.TrendsResult | None,
+def evaluate(
+    values: AlertValues[Any],
+    node: Message,
+    result: results_pb2.InsightResult | None,
     condition: ConditionType | str,
     threshold: Threshold,
-    config: TrendsAlertConfig,
+    config: Mapping[str, Any],
 ) -> Evaluation:
-    """Evaluates the result of `rewrite_query(trends, condition)` against the threshold (§7.4-7.5).
+    """Evaluates the result of `values.query(node, ...)` against the threshold (§7.4-7.5).
 
     Raises EvaluationError for an invalid configuration (§7.2) or a missing result.
     """
-    problems = config_problems(trends, condition, threshold, config)
+    problems = config_problems(values, node, condition, threshold, config)
     if problems:
         raise EvaluationError("; ".join(f"{f}: {m}" for f, m in problems))
     if result is None:
         raise EvaluationError("the insight query returned no result")
+    ask = ask_of(condition, threshold, config)
+    try:
+        lines = values.watched(node, result, ask)
+    except AlertValueError as exc:
+        raise EvaluationError(str(exc)) from exc
+    return compare(lines, condition, threshold, subject=values.subject(node, ask), unit=values.unit(ask))
+
+
+def compare(
+    lines: list[Watched],
+    condition: ConditionType | str,
+    threshold: Threshold,
+    *,
+    subject: str = "The trend value",
+    unit: str = "",
+) -> Evaluation:
+    """Compares each watched line's checked point (or its change) with the threshold's bounds."""
     cond = ConditionType(condition)
     ttype = ThresholdType(threshold.type)
-    total_value = is_total_value(trends)
-
-    items = select_items(result, config.series_index)
+    if not lines:
+        lines = [Watched("empty result", None, (0.0,), anchor_back=1)]
     evaluated: list[ItemValue] = []
-    if not items:
-        value = 0.0
-        msgs = breach_messages(
-            label="empty result",
-            cond=cond,
-            ttype=ttype,
-            bounds=threshold.bounds,
-            value=value,
-            anchor=0.0,
-            previous=None if cond == ConditionType.ABSOLUTE_VALUE else 0.0,
-        )
-        evaluated.append(ItemValue("empty result", None, value, 0.0, None, tuple(msgs)))
-    for item in items:
-        label = _item_label(item)
+    for line in lines:
         previous: float | None = None
-        if total_value:
-            anchor = item.aggregated_value if item.HasField("aggregated_value") else item.count
+        anchor = _point(line.points, line.anchor_back)
+        if cond == ConditionType.ABSOLUTE_VALUE:
             value = anchor
         else:
-            data = list(item.data)
-            back = 1 if config.check_ongoing_interval else 2
-            anchor = _point(data, back)
-            if cond == ConditionType.ABSOLUTE_VALUE:
-                value = anchor
-            else:
-                previous = _point(data, back + 1)
-                value = _delta(cond, ttype, anchor, previous)
+            previous = _point(line.points, line.anchor_back + 1)
+            value = _delta(cond, ttype, anchor, previous)
         msgs = breach_messages(
-            label=label,
+            label=line.label,
             cond=cond,
             ttype=ttype,
             bounds=threshold.bounds,
             value=value,
             anchor=anchor,
             previous=previous,
+            subject=subject,
+            unit=unit,
         )
-        evaluated.append(ItemValue(label, breakdown_value_of(item), value, anchor, previous, tuple(msgs)))
+        evaluated.append(ItemValue(line.label, line.breakdown_value, value, anchor, previous, tuple(msgs)))
 
     breaching = [e for e in evaluated if e.breaches]
     if breaching:

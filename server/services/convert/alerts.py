@@ -7,7 +7,7 @@ import math
 from google.protobuf import json_format
 
 from generated.insights.v1 import alerts_pb2 as apb
-from server.domain.alerts.configs import AlertCheckRecord, AlertView, ThresholdView
+from server.domain.alerts.configs import AlertCheckRecord, AlertView, ThresholdView, set_config
 from server.queries.common.codec import from_reference_json
 from server.services.convert.common import stamp, user
 
@@ -80,7 +80,7 @@ def alert(view: AlertView) -> apb.Alert:
     stamp(message.next_check_at, record.next_check_at)
     message.threshold.CopyFrom(threshold(ThresholdView(view.threshold, [])))
     message.condition.CopyFrom(from_reference_json(record.condition, apb.AlertCondition))
-    message.config.CopyFrom(from_reference_json(record.config, apb.TrendsAlertConfig))
+    set_config(message, record.config)
     if record.detector_config is not None:
         message.detector_config.CopyFrom(from_reference_json(record.detector_config, apb.DetectorConfig))
     if record.schedule_restriction is not None:
