@@ -18,6 +18,7 @@ from typing import Any
 from generated.insights.v1 import actions_pb2, query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.trends.compute import TrendsOutcome, run_trends
 from storage.events import EventRow, EventStore
 from tests.oracle import Event
@@ -79,6 +80,7 @@ def run_engine(
     test_account_filters: list[dict[str, Any]] | None = None,
     team_id: int | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: dict[int, CohortDefinition] | None = None,
 ) -> EngineRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
     if team_id is None:
@@ -96,7 +98,9 @@ def run_engine(
         ],
         earliest=lambda: store.earliest_timestamp(team_id),
         materialized=store.materialized,
-        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+        definitions=Definitions(
+            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
+        ),
     )
     outcome = run_trends(proto, ctx, execute=store.query)
     return EngineRun(as_json(outcome.result), outcome.has_more, outcome)
