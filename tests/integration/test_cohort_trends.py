@@ -17,6 +17,7 @@ from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from server.queries.common.codec import from_reference_json, to_reference_json
+from storage.models import Environment
 from tests.integration.actionkit import ActionsApi, step
 from tests.integration.itkit import Server, Tenant, bearer, error_info, expect_error
 from tests.integration.test_cohorts import Cohorts, filters, plan_is, seed_people
@@ -174,3 +175,28 @@ async def test_malformed_cohort_filters_and_breakdowns_are_invalid_argument_nami
     ):
         err = await expect_error(_run(server, tenant, _trend(**fields)), grpc.StatusCode.INVALID_ARGUMENT)
         assert field in (err.details() or ""), (fields, err.details())
+
+
+@sqlite_only
+async def test_a_cohort_in_the_environments_test_account_filters_applies_when_the_query_asks(
+    server: Server, tenant: Tenant
+) -> None:
+    seed_people(server, tenant.environment_id, dt.datetime.now(dt.UTC))
+    cohorts = _cohorts(server, tenant)
+    pro = await cohorts.create("Pro", filters=filters([plan_is("pro")]))
+    with server.db.session() as session:
+        env = session.get(Environment, tenant.environment_id)
+        assert env is not None
+        env.test_account_filters = [{"type": "cohort", "key": "id", "value": pro.id, "operator": "not_in"}]
+    applied = _trend(filterTestAccounts=True)
+    assert _counts(await _run(server, tenant, applied)) == [("$pageview", 6)]  # ann (pro) left out
+
+    # The cohort is read with the query only when the query applies the filters.
+    await cohorts.delete(pro.id)
+    assert _counts(await _run(server, tenant, _trend())) == [("$pageview", 9)]
+    err = await expect_error(_run(server, tenant, applied), grpc.StatusCode.FAILED_PRECONDITION)
+    info = error_info(err)
+    assert info.reason == "COHORT_UNAVAILABLE"
+    assert info.metadata["field"] == "query.filterTestAccounts[0].value" and info.metadata["cohort"] == str(
+        pro.id
+    )
