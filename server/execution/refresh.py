@@ -398,14 +398,12 @@ class Execution:
             raise _invalid(exc, job.field) from None
         except QueryCancelled:
             raise Cancelled("the query was cancelled", reason="QUERY_CANCELLED") from None
-        except FailedPrecondition as exc:
-            # E.g. an action a loaded cohort counts is gone: its field is relative to the node.
-            field = exc.metadata.get("field")
-            if not field:
-                raise
-            message = f"{job.field}.{exc.message}" if exc.message.startswith(field) else exc.message
-            metadata = {**exc.metadata, "field": f"{job.field}.{field}"}
-            raise FailedPrecondition(message, reason=exc.reason, metadata=metadata) from None
+        except DefinitionUnavailable as exc:
+            # Found while compiling (e.g. an action a loaded cohort counts is gone), as the loader's.
+            where = f"{job.field}.{exc.path}"
+            raise FailedPrecondition(
+                f"{where}: {exc.message}", reason=exc.reason, metadata={**exc.metadata, "field": where}
+            ) from None
         except Exception as exc:
             problem = user_error(exc)
             if problem is None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from generated.insights.v1 import query_pb2
-from server.errors import FailedPrecondition
-from server.queries.base import QueryContext, Reference
+from server.queries.base import DefinitionUnavailable, QueryContext, Reference
 from server.queries.common.actions import action_sql
 from server.queries.common.cohorts import ActionSql, CohortUnavailable, membership_sql
 from server.queries.common.errors import QueryError
@@ -26,19 +25,20 @@ class CohortCompiler:
 
     A cohort that was not loaded or is deleted, or whose stored definition no longer compiles (a
     nested cohort gone, a bound lowered since it was saved), is COHORT_UNAVAILABLE naming the
-    query's field; an action it counts that is gone, ACTION_UNAVAILABLE. Those are kept rather than
-    raised, and `raise_unavailable` raises the first once the whole query is compiled, so that an
-    invalid query is INVALID_ARGUMENT whatever cohorts it names.
+    query's field; an action it counts that is gone, ACTION_UNAVAILABLE (DefinitionUnavailable,
+    whose path the execution layer prefixes). Those are kept rather than raised, and
+    `raise_unavailable` raises the first once the whole query is compiled, so that an invalid query
+    is INVALID_ARGUMENT whatever cohorts it names.
     """
 
     def __init__(self, ctx: QueryContext):
         self.ctx = ctx
-        self.unavailable: list[FailedPrecondition] = []
+        self.unavailable: list[DefinitionUnavailable] = []
 
     def __call__(self, params: Params, cohort_id: int, path: str) -> str:
         try:
             return self._membership(params, cohort_id, path)
-        except FailedPrecondition as exc:
+        except DefinitionUnavailable as exc:
             self.unavailable.append(exc)
             return "SELECT toUUID(NULL) AS person_id WHERE 0"  # never runs: raise_unavailable comes first
 
@@ -51,7 +51,7 @@ class CohortCompiler:
         ctx = self.ctx
         cohort = ctx.definitions.cohorts.get(cohort_id)
         if cohort is None or cohort.deleted:
-            raise CohortUnavailable(f"{path}: cohort {cohort_id} does not exist or is deleted", path, cohort_id)
+            raise DefinitionUnavailable("cohort", cohort_id, path)
         try:
             return membership_sql(
                 params,
@@ -65,12 +65,12 @@ class CohortCompiler:
             )
         except QueryError as exc:
             # The stored definition is at fault, not the query: fixing the cohort fixes the query.
-            raise CohortUnavailable(
-                f"{path}: cohort {cohort_id} cannot be computed: {exc.path}: {exc.message}", path, cohort_id
-            ) from None
+            message = f"cohort {cohort_id} cannot be computed: {exc.path}: {exc.message}"
+            raise DefinitionUnavailable("cohort", cohort_id, path, message=message) from None
         except CohortUnavailable as exc:
-            # A cohort it refers to is gone: named in the message and metadata, the query's field kept.
-            raise CohortUnavailable(f"{path}: cohort {cohort_id}: {exc.message}", path, exc.cohort_id) from None
+            # A cohort it refers to is gone: that one named in metadata, the query's field kept.
+            message = f"cohort {cohort_id} cannot be computed: {exc.message}"
+            raise DefinitionUnavailable("cohort", exc.cohort_id, path, message=message) from None
 
     def _actions(self, cohort_id: int, path: str) -> ActionSql:
         actions, timezone = self.ctx.definitions.actions, self.ctx.timezone
@@ -83,10 +83,12 @@ class CohortCompiler:
                     return action_sql(params, action, timezone)
                 except QueryError as exc:
                     problem = f"cannot be computed: {exc.path}: {exc.message}"
-            raise FailedPrecondition(
-                f"{path}: cohort {cohort_id} counts action {action_id}, which {problem}",
-                reason="ACTION_UNAVAILABLE",
-                metadata={"action": str(action_id), "cohort": str(cohort_id), "field": path},
+            raise DefinitionUnavailable(
+                "action",
+                action_id,
+                path,
+                message=f"cohort {cohort_id} counts action {action_id}, which {problem}",
+                metadata={"cohort": str(cohort_id)},
             )
 
         return compile_action
