@@ -20,15 +20,19 @@ from sqlalchemy.orm import Session
 
 from generated.insights.v1 import cohorts_pb2
 from server.domain import activity, paging
+from server.domain.actions import parse_steps
 from server.domain.ingest import MAX_TEXT, person_id_for
 from server.domain.insights import UserRef, user_ref
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
 from server.echo import shown
-from server.errors import InvalidArgument, NotFound, Violations
+from server.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from server.principal import EnvironmentInfo, Principal
+from server.queries.base import ActionDefinition
+from server.queries.common.actions import action_sql
 from server.queries.common.codec import to_reference_json
 from server.queries.common.cohorts import (
+    ActionSql,
     CohortDefinition,
     CohortUnavailable,
     membership_sql,
@@ -37,7 +41,7 @@ from server.queries.common.errors import QueryError
 from server.queries.common.sql import Params
 from storage.cohort_members import CohortMembers
 from storage.db import Database
-from storage.models import Cohort, User, utcnow
+from storage.models import Action, Cohort, User, utcnow
 
 SCOPE = "Cohort"
 NAME_LIMIT = 400
@@ -149,6 +153,30 @@ def resolver(session: Session, environment_id: int) -> Callable[[int], CohortDef
         return definition_of(row) if row is not None else None
 
     return resolve
+
+
+def _action_compiler(session: Session, env: EnvironmentInfo, cohort_id: int) -> ActionSql:
+    """Compiles the actions a cohort's criteria count, read in the session computing its members;
+    FAILED_PRECONDITION (ACTION_UNAVAILABLE) for one that is gone or no longer compiles."""
+
+    def compile_action(action_id: int, params: Params) -> str:
+        row = session.scalars(
+            select(Action).where(Action.environment_id == env.id, Action.id == action_id)
+        ).first()
+        problem = "does not exist or is deleted"
+        if row is not None and not row.deleted:
+            action = ActionDefinition(row.id, row.name, row.version, parse_steps(row.steps))
+            try:
+                return action_sql(params, action, env.timezone)
+            except QueryError as exc:
+                problem = f"cannot be computed: {exc.path}: {exc.message}"
+        raise FailedPrecondition(
+            f"cohort {cohort_id} counts action {action_id}, which {problem}",
+            reason="ACTION_UNAVAILABLE",
+            metadata={"action": str(action_id), "cohort": str(cohort_id)},
+        )
+
+    return compile_action
 
 
 def _filters_json(filters: cohorts_pb2.CohortFilters | None) -> Any:
@@ -324,6 +352,7 @@ class Cohorts:
                     timezone=env.timezone,
                     now=now,
                     resolve=resolver(session, env.id),
+                    action_sql=_action_compiler(session, env, row.id),
                     path="filters.properties",
                 )
             except QueryError as exc:

@@ -19,12 +19,26 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Cancelled, FailedPrecondition, InvalidArgument, Unimplemented
 from server.execution.resultcache import DEFAULT_MAX_BYTES, CacheEntry, ResultCache
 from server.execution.runs import Progress, Run, Runs
-from server.execution.staleness import cache_key, cache_target_age, is_stale, next_allowed_client_refresh
+from server.execution.staleness import (
+    cache_key,
+    cache_target_age,
+    canonical_query_bytes,
+    is_stale,
+    next_allowed_client_refresh,
+)
 from server.memory import Memo, MemoryBudget
 from server.principal import EnvironmentInfo
-from server.queries.base import Definitions, DefinitionUnavailable, LoadDefinitions, QueryContext, Runner
+from server.queries.base import (
+    Definitions,
+    DefinitionUnavailable,
+    LoadDefinitions,
+    QueryContext,
+    Reference,
+    Runner,
+)
 from server.queries.common.codec import CodecError, from_reference_json
 from server.queries.common.errors import QueryError
+from server.queries.common.incohort import filter_references
 from server.queries.registry import RUNNERS, Registry, Source, source_of
 from server.runtime import Blocking
 from storage.events import EventStore, QueryCancelled, check_run_id, user_error
@@ -326,7 +340,7 @@ class Execution:
         definition that is missing or deleted, or when no loader was given."""
         if job is None:
             return None
-        references = job.runner.references(job.source.node)
+        references = job.runner.references(job.source.node) + self._test_account_references(env, job.source.node)
         if not references:
             return job
         if self.definitions is None:
@@ -384,6 +398,12 @@ class Execution:
             raise _invalid(exc, job.field) from None
         except QueryCancelled:
             raise Cancelled("the query was cancelled", reason="QUERY_CANCELLED") from None
+        except DefinitionUnavailable as exc:
+            # Found while compiling (e.g. an action a loaded cohort counts is gone), as the loader's.
+            where = f"{job.field}.{exc.path}"
+            raise FailedPrecondition(
+                f"{where}: {exc.message}", reason=exc.reason, metadata={**exc.metadata, "field": where}
+            ) from None
         except Exception as exc:
             problem = user_error(exc)
             if problem is None:
@@ -489,6 +509,15 @@ class Execution:
             materialized=self.events.materialized,
             definitions=definitions or Definitions(),
         )
+
+    def _test_account_references(self, env: EnvironmentInfo, node: Any) -> list[Reference]:
+        """The cohorts the environment's test-account filters name, when `node` applies them (they
+        are the environment's, so no runner lists them). Paths as the compiler reports them."""
+        if '"cohort"' not in env.test_account_filters:
+            return []  # the common case, told from the JSON text without decoding or walking the node
+        if not canonical_query_bytes(node)[1]:
+            return []
+        return filter_references(self._test_account_filters(env), "filterTestAccounts")
 
     def _test_account_filters(self, env: EnvironmentInfo) -> list[query_pb2.PropertyFilter]:
         filters = []

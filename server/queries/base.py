@@ -58,14 +58,23 @@ class Definitions:
 
 
 class DefinitionUnavailable(FailedPrecondition):
-    """A definition a node names is unknown, deleted or of another environment (the caller fixes
-    the definition or the query; `path` is relative to the node)."""
+    """A definition a node names is unknown, deleted or of another environment, or (`message`) one
+    it refers to cannot be used (the caller fixes the definition or the query; `path` is relative
+    to the node: the execution layer prefixes the request's path)."""
 
-    def __init__(self, kind: str, definition_id: int, path: str):
+    def __init__(
+        self,
+        kind: str,
+        definition_id: int,
+        path: str,
+        *,
+        message: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ):
         super().__init__(
-            f"{kind} {definition_id} does not exist or is deleted",
+            message or f"{kind} {definition_id} does not exist or is deleted",
             reason=f"{kind.upper()}_UNAVAILABLE",
-            metadata={kind: str(definition_id), "field": path},
+            metadata={**(metadata or {}), kind: str(definition_id), "field": path},
         )
         self.kind = kind
         self.definition_id = definition_id

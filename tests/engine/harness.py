@@ -18,6 +18,7 @@ from typing import Any
 from generated.insights.v1 import actions_pb2, query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.trends.compute import TrendsOutcome, run_trends
 from storage.events import EventRow, EventStore
 from tests.oracle import Event
@@ -79,6 +80,7 @@ def run_engine(
     test_account_filters: list[dict[str, Any]] | None = None,
     team_id: int | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: dict[int, CohortDefinition] | None = None,
 ) -> EngineRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
     ctx = query_context(
@@ -89,7 +91,9 @@ def run_engine(
         now=now,
         test_account_filters=test_account_filters,
         team_id=team_id,
-        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+        definitions=Definitions(
+            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
+        ),
     )
     outcome = run_trends(from_reference_json(query, query_pb2.TrendsQuery), ctx, execute=store.query)
     return EngineRun(as_json(outcome.result), outcome.has_more, outcome)

@@ -433,9 +433,10 @@ async def test_members_of_dynamic_cohorts(server: Server, cohorts: Cohorts, tena
         "bob",
         "ann",
     ]
+    # An action no longer there (it never was): the members cannot be computed, naming it.
     actions = await cohorts.dynamic([{"behavioral": {"action_id": 7, "time_value": 30}}])
     err = await expect_error(cohorts.persons(actions.id), grpc.StatusCode.FAILED_PRECONDITION)
-    assert error_info(err).reason == "ACTIONS_NOT_COMPUTABLE"
+    assert error_info(err).reason == "ACTION_UNAVAILABLE" and error_info(err).metadata["action"] == "7"
 
 
 async def test_static_members_from_csv(server: Server, cohorts: Cohorts, tenant: Tenant) -> None:

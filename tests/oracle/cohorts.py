@@ -15,7 +15,18 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
-from tests.oracle.trends import Event, InvalidArgument, _local_naive, _parse_date, _to_utc, compile_properties
+from tests.oracle.actions import action_pred
+from tests.oracle.trends import (
+    Event,
+    FailedPrecondition,
+    InvalidArgument,
+    _compile_regex,
+    _local_naive,
+    _parse_date,
+    _to_utc,
+    compile_properties,
+    prop_text,
+)
 
 _UNITS = {"day": "days", "week": "weeks", "month": "months", "year": "years"}
 
@@ -37,6 +48,7 @@ class OracleCohort:
     filters: dict[str, Any] = field(default_factory=dict)
     members: frozenset[str] = frozenset()
     deleted: bool = False
+    name: str = ""
 
 
 class CohortUnavailable(Exception):
@@ -84,9 +96,11 @@ def members(
     *,
     timezone: str,
     now: datetime,
+    actions: Mapping[int, dict[str, Any]] | None = None,
     _seen: tuple[int, ...] = (),
 ) -> set[str]:
-    """The person ids in `cohort` as of `now`."""
+    """The person ids in `cohort` as of `now`; `actions` (reference JSON by id, live ones only) are
+    the actions behavioural criteria may count."""
     if cohort.is_static:
         return set(cohort.members)
     tz = ZoneInfo(timezone)
@@ -109,13 +123,18 @@ def members(
             b = item["behavioral"]
             start, end = _window(b, tz, now)
             compare = _count_test(b.get("operator"), b.get("count", 1))
+            if "action_id" in b:
+                action = (actions or {}).get(b["action_id"])
+                if action is None:
+                    raise FailedPrecondition(f"action {b['action_id']} does not exist or is deleted")
+                counted = action_pred(
+                    action, lambda props: compile_properties(props, tz), prop_text, _compile_regex
+                )
+            else:
+                counted = lambda e, name=b["event"]: e.event == name  # noqa: E731
 
             def performed(pid: str) -> bool:
-                n = sum(
-                    1
-                    for e in per_person.get(pid, [])
-                    if e.event == b["event"] and start <= e.timestamp <= end
-                )
+                n = sum(1 for e in per_person.get(pid, []) if start <= e.timestamp <= end and counted(e))
                 return compare(n)
 
             test = performed
@@ -127,7 +146,14 @@ def members(
             if other_id in (*_seen, cohort.id):
                 raise InvalidArgument("cycle")
             inside = members(
-                other, cohorts, persons, events, timezone=timezone, now=now, _seen=(*_seen, cohort.id)
+                other,
+                cohorts,
+                persons,
+                events,
+                timezone=timezone,
+                now=now,
+                actions=actions,
+                _seen=(*_seen, cohort.id),
             )
             test = inside.__contains__
         if item.get("negation"):

@@ -889,13 +889,20 @@ def test_flat_keys_person_filters_groups_and_test_accounts() -> None:
         {"key": "x", "value": [6, 5], "operator": "between"},
         {"key": "x", "value": ["a", 5], "operator": "between"},
         {"key": "x", "value": 1, "operator": "bogus"},
-        {"key": "id", "value": 1, "type": "cohort"},
+        {"key": "id", "value": 0, "type": "cohort"},
+        {"key": "id", "value": 1, "type": "cohort", "operator": "icontains"},
+        {"key": "x", "value": 1, "operator": "exact", "negation": True},
         {"key": "x", "value": 1, "type": "hogql"},
     ],
 )
 def test_invalid_filters(prop: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):
         run([], trends(properties=[prop]))
+
+
+def test_a_cohort_filter_naming_an_unknown_cohort_is_failed_precondition() -> None:
+    with pytest.raises(FailedPrecondition):
+        run([], trends(properties=[{"key": "id", "value": 7, "type": "cohort"}]))
 
 
 # --------------------------------------------------------------------------------------------------

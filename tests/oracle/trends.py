@@ -38,7 +38,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
@@ -412,17 +412,49 @@ def _is_group(item: dict[str, Any]) -> bool:
     return "values" in item and item.get("type") in ("AND", "OR")
 
 
-def compile_properties(props: Any, tz: ZoneInfo) -> Pred:
-    """A list (AND), a group {type: AND|OR, values}, or a single filter → predicate on events."""
+# A cohort filter's cohort id → "is this person id in it" (see compute_trends: cohorts).
+CohortTest = Callable[[int], Callable[[str], bool]]
+
+
+def cohort_filter_id(props: dict[str, Any]) -> int:
+    """The cohort a cohort filter names (`{"type": "cohort", "key": "id", "value": <id>}`)."""
+    key = props.get("key")
+    if key is not None and key != "id":
+        raise InvalidArgument('a cohort filter\'s key is "id"')
+    if props.get("operator") not in (None, "in", "not_in", "exact"):
+        raise InvalidArgument("a cohort filter's operator is in or not_in")
+    value = props.get("value")
+    # DECISION: the id as an integer, or (legacy filters) as a text of digits.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidArgument("a cohort filter's value is a positive cohort id")
+    return value
+
+
+def _cohort_filter(props: dict[str, Any], cohorts: CohortTest | None) -> Pred:
+    cohort_id = cohort_filter_id(props)
+    if cohorts is None:
+        raise InvalidArgument("cohort filters are not supported here")
+    inside = cohorts(cohort_id)
+    # Reference: not_in or negation (either, or both) keeps the persons outside the cohort.
+    if props.get("negation") or props.get("operator") == "not_in":
+        return lambda e: not inside(e.person_id)
+    return lambda e: inside(e.person_id)
+
+
+def compile_properties(props: Any, tz: ZoneInfo, cohorts: CohortTest | None = None) -> Pred:
+    """A list (AND), a group {type: AND|OR, values}, or a single filter → predicate on events;
+    `cohorts` evaluates cohort filters (without it they are refused)."""
     if props is None:
         return _true
     if isinstance(props, list):
-        preds = [compile_properties(p, tz) for p in props]
+        preds = [compile_properties(p, tz, cohorts) for p in props]
         return lambda e: all(p(e) for p in preds)
     if not isinstance(props, dict):
         raise InvalidArgument(f"bad property filter {props!r}")
     if _is_group(props):
-        preds = [compile_properties(p, tz) for p in props.get("values") or []]
+        preds = [compile_properties(p, tz, cohorts) for p in props.get("values") or []]
         if props["type"] == "AND":
             return lambda e: all(p(e) for p in preds)
         if not preds:
@@ -431,6 +463,11 @@ def compile_properties(props: Any, tz: ZoneInfo) -> Pred:
     if not props:
         return _true  # EmptyPropertyFilter
     ftype = props.get("type") or "event"
+    if props.get("negation") and ftype != "cohort":
+        # DECISION: negation belongs to cohort filters; elsewhere the operator says it.
+        raise InvalidArgument("negation applies to cohort filters only")
+    if ftype == "cohort":
+        return _cohort_filter(props, cohorts)
     if ftype not in ("event", "person"):
         raise InvalidArgument(f"unsupported property filter type {ftype!r}")
     key = props.get("key")
@@ -941,14 +978,18 @@ def _action_of(node: dict[str, Any], actions: dict[int, dict[str, Any]], tz: Zon
 
 
 def _parse_series(
-    node: dict[str, Any], index: int, tz: ZoneInfo, actions: dict[int, dict[str, Any]] | None = None
+    node: dict[str, Any],
+    index: int,
+    tz: ZoneInfo,
+    actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: CohortTest | None = None,
 ) -> _Series:
     if not isinstance(node, dict):
         raise InvalidArgument("series entries must be objects")
     kind = node.get("kind") or "EventsNode"
     if kind == "ActionsNode":
         action_match, action_name = _action_of(node, actions or {}, tz)
-        action_props = compile_properties(node.get("properties"), tz)
+        action_props = compile_properties(node.get("properties"), tz, cohorts)
 
         def name_match(e: Event) -> bool:
             return action_match(e)
@@ -962,7 +1003,7 @@ def _parse_series(
     elif kind == "EventsNode":
         name = node.get("event")
         name_match = _event_name_pred(name)
-        props = compile_properties(node.get("properties"), tz)
+        props = compile_properties(node.get("properties"), tz, cohorts)
 
         def match(e: Event) -> bool:
             return name_match(e) and props(e)
@@ -981,14 +1022,14 @@ def _parse_series(
             if sub_kind == "ActionsNode":
                 sub_match, sub_label = _action_of(sub, actions or {}, tz)
                 names.append(sub_label)
-                parts.append((sub_match, compile_properties(sub.get("properties"), tz)))
+                parts.append((sub_match, compile_properties(sub.get("properties"), tz, cohorts)))
                 continue
             if sub_kind != "EventsNode":
                 raise InvalidArgument(f"unsupported GroupNode member {sub_kind!r}")
             sub_name = sub.get("event")
             names.append(sub_name if sub_name is not None else "All events")
-            parts.append((_event_name_pred(sub_name), compile_properties(sub.get("properties"), tz)))
-        group_props = compile_properties(node.get("properties"), tz)
+            parts.append((_event_name_pred(sub_name), compile_properties(sub.get("properties"), tz, cohorts)))
+        group_props = compile_properties(node.get("properties"), tz, cohorts)
 
         def name_match(e: Event) -> bool:
             return any(n(e) for n, _ in parts)
@@ -1284,9 +1325,54 @@ class _Breakdown:
         return OTHER_LABEL in value if self.multi else value == OTHER_LABEL
 
 
-def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | None:
+MAX_BREAKDOWN_COHORTS = 20
+
+
+@dataclass(frozen=True)
+class _CohortBreakdown:
+    """A cohort breakdown: the cohorts in the order given, 0 for all users."""
+
+    ids: tuple[int, ...]
+
+    def is_null(self, value: Any) -> bool:
+        return False
+
+    def is_other(self, value: Any) -> bool:
+        return False
+
+
+def _cohort_ids(given: Any) -> tuple[int, ...]:
+    # DECISION: an id, "all" (0) or a list of them; empty, duplicated or more than
+    # MAX_BREAKDOWN_COHORTS ids are INVALID_ARGUMENT.
+    items = given if isinstance(given, list) else [given]
+    if not items:
+        raise InvalidArgument("a cohort breakdown lists at least one cohort id")
+    if len(items) > MAX_BREAKDOWN_COHORTS:
+        raise InvalidArgument("too many cohorts")
+    ids: list[int] = []
+    for item in items:
+        if isinstance(item, str) and item.strip() == "all":
+            item = 0
+        elif isinstance(item, str) and item.strip().isascii() and item.strip().isdigit():
+            item = int(item.strip())
+        if not isinstance(item, int) or isinstance(item, bool) or item < 0:
+            raise InvalidArgument(f"bad cohort breakdown value {item!r}")
+        if item in ids:
+            raise InvalidArgument(f"cohort {item} listed twice")
+        ids.append(item)
+    return tuple(ids)
+
+
+def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown | None:
     if not bf:
         return None
+    if bf.get("breakdown_type") == "cohort" and not bf.get("breakdowns"):
+        if bf.get("breakdown_normalize_url") or bf.get("breakdown_histogram_bin_count"):
+            raise InvalidArgument("normalize_url / histogram breakdowns are not supported")
+        if bf.get("breakdown") is None:
+            raise InvalidArgument("a cohort breakdown lists cohort ids")
+        # DECISION (reference): breakdown_limit and hide-other do not apply to cohorts.
+        return _CohortBreakdown(_cohort_ids(bf["breakdown"]))
     dims: list[tuple[str, str]] = []
     multi = False
 
@@ -1642,6 +1728,90 @@ def _formula_items(
     return items
 
 
+class _Memberships:
+    """Cohort membership for cohort filters and breakdowns: cohorts are noted while the query is
+    parsed, and computed (FailedPrecondition for one that is missing, deleted, or whose stored
+    definition does not compute) once all of it is parsed."""
+
+    def __init__(
+        self,
+        cohorts: Mapping[int, Any],
+        persons: Sequence[Any],
+        events: list[Event],
+        timezone: str,
+        now: datetime,
+        actions: dict[int, dict[str, Any]],
+    ):
+        self.cohorts, self.persons, self.events = cohorts, persons, events
+        self.timezone, self.now, self.actions = timezone, now, actions
+        self.needed: list[int] = []
+        self.members: dict[int, set[str]] = {}
+
+    def test(self, cohort_id: int) -> Callable[[str], bool]:
+        self.needed.append(cohort_id)
+        return lambda person_id: person_id in self.members[cohort_id]
+
+    def resolve(self) -> None:
+        from tests.oracle.cohorts import CohortUnavailable, members
+
+        for cohort_id in self.needed:
+            cohort = self.cohorts.get(cohort_id)
+            if cohort is None or cohort.deleted:
+                raise FailedPrecondition(f"cohort {cohort_id} does not exist or is deleted")
+            if cohort_id in self.members:
+                continue
+            try:
+                self.members[cohort_id] = members(
+                    cohort,
+                    self.cohorts,
+                    self.persons,
+                    self.events,
+                    timezone=self.timezone,
+                    now=self.now,
+                    actions=self.actions,
+                )
+            except (CohortUnavailable, InvalidArgument) as exc:
+                # DECISION: a stored cohort that does not compute is the cohort's fault, not the query's.
+                raise FailedPrecondition(f"cohort {cohort_id} cannot be computed: {exc!r}") from None
+
+    def name(self, value: Any) -> str:
+        """A cohort breakdown's label: the cohort's name, "all users" for all."""
+        return "all users" if value == "all" else str(self.cohorts[value].name)
+
+
+def _cohort_rows(
+    series_list: list[_Series],
+    filters: Pred,
+    events: Sequence[Event],
+    rng: DateRange,
+    env: _Env,
+    breakdown: _CohortBreakdown,
+    memberships: _Memberships,
+    cumulative: bool,
+    total_value: bool,
+) -> tuple[list[_Row], bool]:
+    """Rows of a cohort breakdown (reference: one query per cohort): per cohort in the order given,
+    every series over that cohort's persons; a cohort whose events add nothing has no row. Nothing
+    is cut."""
+    rows: list[_Row] = []
+    for cohort_id in breakdown.ids:
+        inside = memberships.members.get(cohort_id)
+        for s in series_list:
+            period = _Period(rng, s, env, cumulative, total_value)
+
+            def matched(e: Event, s: _Series = s, inside: set[str] | None = inside) -> bool:
+                return s.match(e) and filters(e) and (inside is None or e.person_id in inside)
+
+            if s.math in _FIRST_TIME:
+                pool = _first_events(s, matched, events, rng)
+            else:
+                pool = [e for e in events if matched(e)]
+            values = period.evaluate(pool)
+            if values is not None:
+                rows.append(_Row(s.index, cohort_id or "all", values))
+    return rows, False
+
+
 def compute_trends(
     events: Iterable[Event],
     query: dict[str, Any],
@@ -1651,12 +1821,17 @@ def compute_trends(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | dict[str, Any] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: Mapping[int, Any] | None = None,
+    persons: Sequence[Any] | None = None,
 ) -> TrendsOutput:
     """Evaluate a reference-JSON TrendsQuery over ``events`` (all of the environment's events);
-    ``actions`` are the environment's live actions by id (reference JSON)."""
+    ``actions`` are the environment's live actions by id (reference JSON); ``cohorts`` its cohorts
+    by id (tests/oracle/cohorts.py OracleCohort, deleted ones included) and ``persons`` its
+    `persons` rows (tests/oracle/cohorts.py Person), for cohort filters and breakdowns."""
     events = list(events)
     env = _Env(timezone, week_start_day, now, events)
     tz = env.tz
+    memberships = _Memberships(cohorts or {}, persons or [], events, timezone, now, actions or {})
     kind = query.get("kind")
     if kind not in (None, "TrendsQuery"):
         raise InvalidArgument(f"not a TrendsQuery: {kind!r}")
@@ -1670,7 +1845,7 @@ def compute_trends(
     if not raw_series:
         # DECISION: a query without series is INVALID_ARGUMENT.
         raise InvalidArgument("a TrendsQuery needs series")
-    series_list = [_parse_series(node, i, tz, actions) for i, node in enumerate(raw_series)]
+    series_list = [_parse_series(node, i, tz, actions, memberships.test) for i, node in enumerate(raw_series)]
     trends_filter = query.get("trendsFilter") or {}
     display = trends_filter.get("display") or "ActionsLineGraph"
     # DECISION: only the contract's five displays are total-value; CalendarHeatmap, ActionsProgress
@@ -1679,9 +1854,11 @@ def compute_trends(
     cumulative = display == CUMULATIVE_DISPLAY
     interval = _check_interval(query.get("interval"))
 
-    query_props = compile_properties(query.get("properties"), tz)
+    query_props = compile_properties(query.get("properties"), tz, memberships.test)
     test_props = (
-        compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else _true
+        compile_properties(test_account_filters or [], tz, memberships.test)
+        if query.get("filterTestAccounts")
+        else _true
     )
 
     def filters(e: Event) -> bool:
@@ -1702,12 +1879,25 @@ def compute_trends(
         periods = [(current, "current"), (previous, "previous")]
 
     smoothing = _smoothing_intervals(trends_filter)
+    if isinstance(breakdown, _CohortBreakdown):
+        for cohort_id in breakdown.ids:
+            if cohort_id:
+                memberships.test(cohort_id)
+    # DECISION: the query is checked whole before any cohort it names must be usable.
+    memberships.resolve()
 
     results: list[dict[str, Any]] = []
     has_more = False
     multi_series = len(series_list) > 1
     for rng, compare_label in periods:
-        rows, more = _period_rows(series_list, filters, events, rng, env, breakdown, cumulative, total_value)
+        if isinstance(breakdown, _CohortBreakdown):
+            rows, more = _cohort_rows(
+                series_list, filters, events, rng, env, breakdown, memberships, cumulative, total_value
+            )
+        else:
+            rows, more = _period_rows(
+                series_list, filters, events, rng, env, breakdown, cumulative, total_value
+            )
         has_more = has_more or more
         if smoothing > 1 and not total_value:
             # DECISION: smoothing applies to the displayed line (the running total when cumulative),
@@ -1727,7 +1917,7 @@ def compute_trends(
             if breakdown is None:
                 label = s.label
             else:
-                label = _value_label(r.value)
+                label = memberships.name(r.value) if isinstance(breakdown, _CohortBreakdown) else _value_label(r.value)
                 if multi_series:
                     label = f"{s.label} - {label}"
             results.append(

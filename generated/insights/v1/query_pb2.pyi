@@ -1151,6 +1151,7 @@ class PropertyFilter(_message.Message):
     LABEL_FIELD_NUMBER: _builtins.int
     GROUP_TYPE_INDEX_FIELD_NUMBER: _builtins.int
     COHORT_NAME_FIELD_NUMBER: _builtins.int
+    NEGATION_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """The property name (or, for hogql filters, the expression; for cohort
     filters "id").
@@ -1165,6 +1166,11 @@ class PropertyFilter(_message.Message):
     """The group type of a group filter (0-4)."""
     cohort_name: _builtins.str
     """The cohort's name, for display, on cohort filters."""
+    negation: _builtins.bool
+    """Cohort filters only: true keeps the persons who are not in the cohort
+    (as operator not_in; both together still mean "not in"). Refused on
+    other filter types, whose negated operators say it.
+    """
     @_builtins.property
     def value(self) -> Global___PropertyValue:
         """The value to compare with; unset for is_set and is_not_set."""
@@ -1179,10 +1185,11 @@ class PropertyFilter(_message.Message):
         label: _builtins.str | None = ...,
         group_type_index: _builtins.int | None = ...,
         cohort_name: _builtins.str | None = ...,
+        negation: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cohort_name", b"_cohort_name", "_group_type_index", b"_group_type_index", "_key", b"_key", "_label", b"_label", "cohort_name", b"cohort_name", "group_type_index", b"group_type_index", "key", b"key", "label", b"label", "value", b"value"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cohort_name", b"_cohort_name", "_group_type_index", b"_group_type_index", "_key", b"_key", "_label", b"_label", "_negation", b"_negation", "cohort_name", b"cohort_name", "group_type_index", b"group_type_index", "key", b"key", "label", b"label", "negation", b"negation", "value", b"value"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cohort_name", b"_cohort_name", "_group_type_index", b"_group_type_index", "_key", b"_key", "_label", b"_label", "cohort_name", b"cohort_name", "group_type_index", b"group_type_index", "key", b"key", "label", b"label", "operator", b"operator", "type", b"type", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cohort_name", b"_cohort_name", "_group_type_index", b"_group_type_index", "_key", b"_key", "_label", b"_label", "_negation", b"_negation", "cohort_name", b"cohort_name", "group_type_index", b"group_type_index", "key", b"key", "label", b"label", "negation", b"negation", "operator", b"operator", "type", b"type", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cohort_name: _TypeAlias = _typing.Literal["cohort_name"]  # noqa: Y015
     _WhichOneofArgType__cohort_name: _TypeAlias = _typing.Literal["_cohort_name", b"_cohort_name"]  # noqa: Y015
@@ -1192,6 +1199,8 @@ class PropertyFilter(_message.Message):
     _WhichOneofArgType__key: _TypeAlias = _typing.Literal["_key", b"_key"]  # noqa: Y015
     _WhichOneofReturnType__label: _TypeAlias = _typing.Literal["label"]  # noqa: Y015
     _WhichOneofArgType__label: _TypeAlias = _typing.Literal["_label", b"_label"]  # noqa: Y015
+    _WhichOneofReturnType__negation: _TypeAlias = _typing.Literal["negation"]  # noqa: Y015
+    _WhichOneofArgType__negation: _TypeAlias = _typing.Literal["_negation", b"_negation"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cohort_name) -> _WhichOneofReturnType__cohort_name | None: ...
     @_typing.overload
@@ -1200,6 +1209,8 @@ class PropertyFilter(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__key) -> _WhichOneofReturnType__key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__label) -> _WhichOneofReturnType__label | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__negation) -> _WhichOneofReturnType__negation | None: ...
 
 Global___PropertyFilter: _TypeAlias = PropertyFilter  # noqa: Y015
 

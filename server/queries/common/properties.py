@@ -10,7 +10,7 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, TypeAlias
 
 from generated.insights.v1 import query_pb2
@@ -18,6 +18,12 @@ from server.queries.common.errors import QueryError
 from server.queries.common.sql import Params
 
 Source = Literal["event", "person"]
+
+# The membership subquery (one `person_id` column) of the cohort a filter names, given the bound
+# parameters, the cohort id and the field path naming it; raises FailedPrecondition (or QueryError)
+# when that cohort cannot be used. Callers that compute cohorts pass one; without it, a cohort
+# filter is refused.
+CohortSql = Callable[[Params, int, str], str]
 
 BREAKDOWN_NULL = "$$_posthog_breakdown_null_$$"
 
@@ -288,9 +294,19 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
-def filter_sql(params: Params, f: query_pb2.PropertyFilter, path: str, timezone: str) -> str:
-    """A NULL-safe boolean SQL expression (0/1, never NULL) for one event or person property filter."""
+def filter_sql(
+    params: Params, f: query_pb2.PropertyFilter, path: str, timezone: str, cohorts: CohortSql | None = None
+) -> str:
+    """A NULL-safe boolean SQL expression (0/1, never NULL) for one event, person or (given `cohorts`)
+    cohort filter."""
     kind = f.type or _Type.PROPERTY_FILTER_TYPE_EVENT
+    if f.negation and kind != _Type.PROPERTY_FILTER_TYPE_COHORT:
+        raise QueryError(
+            "negation applies to cohort filters only (other filters say it with their operator, e.g. is_not)",
+            f"{path}.negation",
+        )
+    if kind == _Type.PROPERTY_FILTER_TYPE_COHORT and cohorts is not None:
+        return _cohort_sql(params, f, path, cohorts)
     if kind not in (_Type.PROPERTY_FILTER_TYPE_EVENT, _Type.PROPERTY_FILTER_TYPE_PERSON):
         raise QueryError(f"filter type {_type_name(kind)} is not supported yet", f"{path}.type")
     if not f.HasField("key") or f.key == "":
@@ -345,6 +361,44 @@ def filter_sql(params: Params, f: query_pb2.PropertyFilter, path: str, timezone:
         for i, item in enumerate(items)
     ]
     return _combine(parts, "AND" if op in _AND_COMBINED else "OR")
+
+
+_COHORT_OPERATORS = frozenset(
+    {
+        _Op.PROPERTY_OPERATOR_UNSPECIFIED,
+        _Op.PROPERTY_OPERATOR_IN,
+        _Op.PROPERTY_OPERATOR_NOT_IN,
+        _Op.PROPERTY_OPERATOR_EXACT,
+    }
+)
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def cohort_id_of(f: query_pb2.PropertyFilter, path: str) -> int:
+    """The cohort a cohort filter names (`{"type": "cohort", "key": "id", "value": <id>}`); QueryError
+    naming the field for another key, operator or value."""
+    if f.HasField("key") and f.key != "id":
+        raise QueryError('a cohort filter\'s key is "id"', f"{path}.key")
+    if f.operator not in _COHORT_OPERATORS:
+        raise QueryError("a cohort filter's operator is in or not_in", f"{path}.operator")
+    kind = f.value.WhichOneof("kind")
+    cohort_id = 0
+    if kind == "int_value":
+        cohort_id = f.value.int_value
+    elif kind == "string_value" and _DIGITS.fullmatch(f.value.string_value):
+        cohort_id = int(f.value.string_value)  # legacy filters hold the id as text
+    if cohort_id <= 0:
+        raise QueryError("a cohort filter's value is a positive cohort id", f"{path}.value")
+    return cohort_id
+
+
+def _cohort_sql(params: Params, f: query_pb2.PropertyFilter, path: str, cohorts: CohortSql) -> str:
+    cohort_id = cohort_id_of(f, path)
+    members = cohorts(params, cohort_id, f"{path}.value")
+    # As the reference: not_in or negation (either, or both) excludes the members. GLOBAL: on a
+    # Distributed table the set is computed once and sent to every shard.
+    negated = f.negation or f.operator == _Op.PROPERTY_OPERATOR_NOT_IN
+    return f"(person_id {'GLOBAL NOT IN' if negated else 'GLOBAL IN'} ({members}))"
 
 
 def _combine(parts: Sequence[str], joiner: Literal["AND", "OR"]) -> str:
@@ -459,21 +513,32 @@ def _calendar_day(value: str) -> dt.date | None:
 # --- lists and groups ------------------------------------------------------------------------------
 
 
-def filters_sql(params: Params, filters: Iterable[query_pb2.PropertyFilter], path: str, timezone: str) -> str:
+def filters_sql(
+    params: Params,
+    filters: Iterable[query_pb2.PropertyFilter],
+    path: str,
+    timezone: str,
+    cohorts: CohortSql | None = None,
+) -> str:
     """The AND of a repeated PropertyFilter field (`1` when empty); item i is reported at `path[i]`."""
-    return _combine([filter_sql(params, f, f"{path}[{i}]", timezone) for i, f in enumerate(filters)], "AND")
+    return _combine(
+        [filter_sql(params, f, f"{path}[{i}]", timezone, cohorts) for i, f in enumerate(filters)], "AND"
+    )
 
 
-def properties_sql(params: Params, props: query_pb2.Properties, path: str, timezone: str) -> str:
+def properties_sql(
+    params: Params, props: query_pb2.Properties, path: str, timezone: str, cohorts: CohortSql | None = None
+) -> str:
     """SQL for a `Properties` message: a flat list is ANDed, a group nests AND/OR; empty matches all."""
     kind = props.WhichOneof("kind")
     if kind == "list":
         # A list is the JSON array itself (`properties[0]`), as the reference writes it.
-        return filters_sql(params, props.list.values, path, timezone)
+        return filters_sql(params, props.list.values, path, timezone, cohorts)
     if kind == "group":
         group = props.group
         parts = [
-            _group_sql(params, value, f"{path}.values[{i}]", timezone, 1) for i, value in enumerate(group.values)
+            _group_sql(params, value, f"{path}.values[{i}]", timezone, 1, cohorts)
+            for i, value in enumerate(group.values)
         ]
         return _combine(parts, _joiner(group.type))
     return "1"
@@ -484,7 +549,12 @@ def _joiner(kind: query_pb2.FilterLogicalOperator.ValueType) -> Literal["AND", "
 
 
 def _group_sql(
-    params: Params, group: query_pb2.PropertyGroupFilterValue, path: str, timezone: str, depth: int
+    params: Params,
+    group: query_pb2.PropertyGroupFilterValue,
+    path: str,
+    timezone: str,
+    depth: int,
+    cohorts: CohortSql | None = None,
 ) -> str:
     if depth > MAX_GROUP_DEPTH:
         raise QueryError(f"property groups nest at most {MAX_GROUP_DEPTH} levels deep", path)
@@ -493,9 +563,9 @@ def _group_sql(
         item_path = f"{path}.values[{i}]"
         which = item.WhichOneof("item")
         if which == "filter":
-            parts.append(filter_sql(params, item.filter, item_path, timezone))
+            parts.append(filter_sql(params, item.filter, item_path, timezone, cohorts))
         elif which == "group":
-            parts.append(_group_sql(params, item.group, item_path, timezone, depth + 1))
+            parts.append(_group_sql(params, item.group, item_path, timezone, depth + 1, cohorts))
         else:
             raise QueryError("a group member needs a filter or a group", item_path)
     return _combine(parts, _joiner(group.type))

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import ActionDefinition, Execute, QueryContext
+from server.queries.base import ActionDefinition, Execute, QueryContext, Reference
 from server.queries.common import nodes
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
+from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
@@ -38,6 +39,11 @@ MAX_BREAKDOWN_LIMIT = 1000
 MAX_SERIES = 100
 MAX_FORMULAS = 100
 MAX_BREAKDOWNS = 3
+# Cohorts one cohort breakdown lists at most: each is a branch per series and period, with its
+# membership computed in it.
+MAX_BREAKDOWN_COHORTS = 20
+# What a cohort breakdown's id 0 ("all") is called in labels, as the reference.
+ALL_USERS = "all users"
 # trendsFilter.smoothingIntervals: 1 (or unset) leaves the line as computed; a window longer than
 # the longest line (MAX_BUCKETS) would average nothing more, so larger values are refused.
 MAX_SMOOTHING_INTERVALS = MAX_BUCKETS
@@ -153,18 +159,27 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
     # Every series of every period in one statement (branches of a UNION ALL): one engine query per
     # run, so a cancel or deadline stops all of it, and the engine scans the branches in parallel.
     params = Params(columns=ctx.materialized)
+    members = CohortCompiler(ctx)
     branches: list[tuple[str, QueryDateRange, int, tsql.Window, tsql.SeriesSpec]] = []
+    # A cohort breakdown repeats the series per cohort (the reference's order: per cohort, every
+    # series), each branch counting that cohort's members only.
+    cohorts: list[tuple[int, str] | None] = [None]
+    if breakdown and breakdown.cohorts:
+        cohorts = list(breakdown.cohorts)
     for compare_label, dates in periods:
         window = tsql.Window(dates, total_value, cumulative, ctx.team_id, threshold)
-        for index, node in enumerate(query.series):
-            spec = _spec(params, node, query, ctx, f"series[{index}]")
-            branches.append((compare_label, dates, index, window, spec))
+        for cohort in cohorts:
+            for index, node in enumerate(query.series):
+                spec = _spec(params, node, query, ctx, f"series[{index}]", cohort, members)
+                branches.append((compare_label, dates, index, window, spec))
     sql = tsql.union(
         [
             _ranked(params, tsql.statement(params, spec, window, breakdown), breakdown, limit)
             for *_, window, spec in branches
         ]
     )
+    # Only now, the whole query checked: an invalid query is INVALID_ARGUMENT whatever cohorts it names.
+    members.raise_unavailable()
     tf = query.trends_filter
     smoothing = tf.smoothing_intervals if tf.HasField("smoothing_intervals") else 1
     return _Plan(
@@ -196,6 +211,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
     branches, periods = plan.branches, plan.periods
     statements = [plan.sql]
     labels = [series_label(node, ctx.definitions.actions) for node in query.series]
+    cohort_breakdown = bool(breakdown and breakdown.cohorts)
     found, others = _split(execute(plan.sql, plan.params.values), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
@@ -232,7 +248,8 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
         scale = 1 / plan.factor if spec.math in tsql.COUNTING and plan.factor < 1 else 1.0
         for item in shaped[b]:
             item.series = index
-            item.label = _item_label(labels[index], item.breakdown, len(query.series))
+            shown = _shown_key(item.breakdown, ctx, cohort_breakdown)
+            item.label = _item_label(labels[index], shown, len(query.series))
             item.compare_label = compare_label
             item.data = [v * scale for v in item.data]
             if plan.cumulative:
@@ -255,6 +272,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
             total_value,
             plan.cumulative,
             bool(breakdown and breakdown.multi),
+            cohort_breakdown,
         )
     current = plan.current
     result = results_pb2.TrendsResult(
@@ -268,6 +286,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
                 bool(formulas),
                 bool(breakdown and breakdown.multi),
                 ctx.definitions.actions,
+                cohort_breakdown,
             )
             for item in items
         ]
@@ -281,7 +300,10 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
 def _check_points(
     query: query_pb2.TrendsQuery, periods: int, breakdown: tsql.Breakdown | None, limit: int, buckets: int
 ) -> None:
-    lines = len(query.series) * periods * ((limit + 1) if breakdown else 1)
+    if breakdown and breakdown.cohorts:
+        lines = len(query.series) * periods * len(breakdown.cohorts)
+    else:
+        lines = len(query.series) * periods * ((limit + 1) if breakdown else 1)
     if lines * buckets > MAX_POINTS:
         raise QueryError(
             f"this query could return {lines * buckets:,} values ({lines:,} lines of {buckets:,} intervals), "
@@ -368,6 +390,8 @@ def _property_source(node: Any) -> str:
 def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
     if bf.breakdown_histogram_bin_count or bf.breakdown_normalize_url:
         raise QueryError("histogram and URL-normalising breakdowns are not supported yet", "breakdownFilter")
+    if bf.breakdown_type == M.BREAKDOWN_TYPE_COHORT and not bf.breakdowns:
+        return _cohort_breakdown(bf.breakdown, "breakdownFilter.breakdown")
     if bf.breakdowns:
         if len(bf.breakdowns) > MAX_BREAKDOWNS:
             raise QueryError(f"at most {MAX_BREAKDOWNS} breakdowns", "breakdownFilter.breakdowns")
@@ -388,8 +412,57 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
 
 def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
     if key.WhichOneof("kind") != "string_value" or not key.string_value:
-        raise QueryError("breakdown must be a property name (breakdowns by cohort are not computed yet)", path)
+        raise QueryError(
+            'breakdown must be a property name (a list of cohort ids goes with breakdown_type "cohort")', path
+        )
     return key.string_value
+
+
+def breakdown_references(bf: query_pb2.BreakdownFilter) -> list[Reference]:
+    """The cohorts a cohort breakdown lists (all users, id 0, is none); a malformed one names none
+    (the check refuses it, naming its field)."""
+    if bf.breakdown_type != M.BREAKDOWN_TYPE_COHORT or bf.breakdowns:
+        return []
+    try:
+        breakdown = _cohort_breakdown(bf.breakdown, "breakdownFilter.breakdown")
+    except QueryError:
+        return []
+    return [Reference("cohort", cohort_id, path) for cohort_id, path in breakdown.cohorts if cohort_id != 0]
+
+
+def _cohort_breakdown(key: query_pb2.BreakdownKey, path: str) -> tsql.Breakdown:
+    """The cohorts of a cohort breakdown (`breakdown`: an id, "all", or a list of them), each with
+    the field that names it; 0 and "all" are all users."""
+    if key.WhichOneof("kind") == "list_value":
+        given: list[tuple[query_pb2.Scalar | query_pb2.BreakdownKey, str]] = [
+            (value, f"{path}[{i}]") for i, value in enumerate(key.list_value.values)
+        ]
+    else:
+        given = [(key, path)]
+    if not given:
+        raise QueryError("a cohort breakdown lists at least one cohort id", path)
+    if len(given) > MAX_BREAKDOWN_COHORTS:
+        raise QueryError(f"a cohort breakdown lists at most {MAX_BREAKDOWN_COHORTS} cohorts", path)
+    cohorts: list[tuple[int, str]] = []
+    for value, item_path in given:
+        cohort_id = _cohort_of(value, item_path)
+        if any(cohort_id == seen for seen, _ in cohorts):
+            raise QueryError(f"cohort {cohort_id} is listed twice", item_path)
+        cohorts.append((cohort_id, item_path))
+    return tsql.Breakdown((("cohort", "cohort"),), cohorts=tuple(cohorts))
+
+
+def _cohort_of(value: query_pb2.Scalar | query_pb2.BreakdownKey, path: str) -> int:
+    kind = value.WhichOneof("kind")
+    if kind == "int_value" and value.int_value >= 0:
+        return int(value.int_value)
+    if kind == "string_value":
+        text = value.string_value.strip()
+        if text == "all":
+            return 0
+        if text.isascii() and text.isdigit() and len(text) <= 18:
+            return int(text)
+    raise QueryError('a cohort breakdown value is a cohort id (0 or "all": all users)', path)
 
 
 def _breakdown_source(kind: int, path: str) -> str:
@@ -421,13 +494,27 @@ def _formulas(query: query_pb2.TrendsQuery) -> list[tuple[str, str | None, str]]
 
 
 def _spec(
-    params: Params, node: query_pb2.SeriesNode, query: query_pb2.TrendsQuery, ctx: QueryContext, path: str
+    params: Params,
+    node: query_pb2.SeriesNode,
+    query: query_pb2.TrendsQuery,
+    ctx: QueryContext,
+    path: str,
+    cohort: tuple[int, str] | None = None,
+    members: CohortCompiler | None = None,
 ) -> tsql.SeriesSpec:
+    """The series reduced to what its SQL needs; with a `cohort` (id, field) of a cohort breakdown,
+    restricted to its members and labelled with its id. `members` compiles the cohorts it names."""
     source = getattr(node, node.WhichOneof("node") or "events_node")
+    members = members or CohortCompiler(ctx)
     base, match = tsql.series_conditions(
-        params, node, query, ctx.test_account_filters, path, ctx.timezone, ctx.definitions.actions
+        params, node, query, ctx.test_account_filters, path, ctx.timezone, ctx.definitions.actions, members
     )
+    extra = []
+    if cohort is not None and cohort[0] != 0:
+        extra.append(f"person_id GLOBAL IN ({members(params, cohort[0], cohort[1])})")
     return tsql.SeriesSpec(
+        extra=extra,
+        breakdown_value=None if cohort is None else str(cohort[0]),
         math=source.math or M.MATH_TYPE_TOTAL,
         base_where=base,
         match_where=match,
@@ -441,7 +528,8 @@ Values = dict[tuple[str, ...], dict[str, float]]
 
 
 def _ranked(params: Params, sql: str, breakdown: tsql.Breakdown | None, limit: int) -> tuple[str, bool]:
-    if breakdown is None:
+    if breakdown is None or breakdown.cohorts:
+        # A cohort breakdown keeps every cohort it lists (as the reference: no limit, no Other).
         return sql, False
     return tsql.ranked(params, sql, breakdown, limit), True
 
@@ -536,6 +624,19 @@ def _member_name(member: query_pb2.GroupMember, actions: Mapping[int, ActionDefi
     return member.events_node.event if member.events_node.HasField("event") else "All events"
 
 
+def _shown_key(
+    key: tuple[str, ...] | None, ctx: QueryContext, cohort_breakdown: bool
+) -> tuple[str, ...] | None:
+    """A breakdown key as labels show it: a cohort breakdown's by the cohort's name."""
+    if key is None or not cohort_breakdown:
+        return key
+    cohort_id = int(key[0])
+    cohort = ctx.definitions.cohorts.get(cohort_id)
+    if cohort_id == 0:
+        return (ALL_USERS,)
+    return (cohort.name if cohort is not None else key[0],)
+
+
 def _item_label(series_label: str, key: tuple[str, ...] | None, series_count: int) -> str:
     if key is None:
         return series_label
@@ -551,6 +652,7 @@ def _apply_formulas(
     total_value: bool,
     cumulative: bool,
     multi: bool,
+    cohort: bool = False,
 ) -> list[_Item]:
     """Formula items per period, as the reference: on the displayed data (cumulative when shown so).
 
@@ -587,7 +689,9 @@ def _apply_formulas(
                     ]
                     results.append(_Item(index, label, key, formula.evaluate(columns), None, period))
             if any(k is not None for k in keys):
-                results.sort(key=lambda r: _formula_rank(r, total_value, cumulative, multi), reverse=True)
+                results.sort(
+                    key=lambda r: _formula_rank(r, total_value, cumulative, multi, cohort), reverse=True
+                )
             period_items.extend(results)
         if period:
             period_items.sort(key=lambda r: -_count(r.data, total_value, cumulative))
@@ -604,9 +708,13 @@ def _count(data: list[float], total_value: bool, cumulative: bool) -> float:
     return float(sum(data))
 
 
-def _formula_rank(item: _Item, total_value: bool, cumulative: bool, multi: bool) -> tuple[Any, ...]:
+def _formula_rank(
+    item: _Item, total_value: bool, cumulative: bool, multi: bool, cohort: bool = False
+) -> tuple[Any, ...]:
     key = item.breakdown or ()
     value: Any = key if multi else key[0]
+    if cohort:
+        value = _cohort_value(key[0])  # the reference compares the shown value: an int, or "all"
     total = (item.aggregated or 0.0) if total_value else sum(item.data)
     return (
         _bucket_rank(item.breakdown),
@@ -615,6 +723,11 @@ def _formula_rank(item: _Item, total_value: bool, cumulative: bool, multi: bool)
         item.data,
         repr(value),
     )
+
+
+def _cohort_value(text: str) -> int | str:
+    """A cohort breakdown's value as results show it: the cohort id, "all" for all users."""
+    return "all" if text == "0" else int(text)
 
 
 def _bucket_rank(key: tuple[str, ...] | None) -> int:
@@ -636,6 +749,7 @@ def _message(
     is_formula: bool,
     multi: bool,
     actions: Mapping[int, ActionDefinition],
+    cohort: bool = False,
 ) -> results_pb2.TrendsSeries:
     data = list(item.data)  # already cumulative for the cumulative display
     message = results_pb2.TrendsSeries(label=item.label, order=item.series)
@@ -651,7 +765,13 @@ def _message(
         if item.raw is not None:
             message.raw_data.extend(item.raw)
     if item.breakdown is not None:
-        if not multi:
+        if cohort:
+            value = _cohort_value(item.breakdown[0])
+            if isinstance(value, int):
+                message.breakdown_value.int_value = value
+            else:
+                message.breakdown_value.string_value = value
+        elif not multi:
             message.breakdown_value.string_value = item.breakdown[0]
         else:
             message.breakdown_values.extend(item.breakdown)

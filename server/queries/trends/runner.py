@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.incohort import filter_references, properties_references
 from server.queries.common.nodes import INTERVAL_NAMES
-from server.queries.trends.compute import TOTAL_VALUE_DISPLAYS, check_trends, run_trends, series_label
+from server.queries.trends.compute import (
+    TOTAL_VALUE_DISPLAYS,
+    breakdown_references,
+    check_trends,
+    run_trends,
+    series_label,
+)
 
 
 class TrendsRunner(Runner[query_pb2.TrendsQuery]):
@@ -27,15 +34,26 @@ class TrendsRunner(Runner[query_pb2.TrendsQuery]):
         return Outcome.of(results_pb2.InsightResult(trends=outcome.result), outcome)
 
     def references(self, node: query_pb2.TrendsQuery) -> list[Reference]:
-        """The actions its series (and their GroupNodes' members) count."""
-        found = []
+        """The actions its series (and their GroupNodes' members) count, and the cohorts its filters
+        and its cohort breakdown name (the environment's test-account filters are the execution
+        layer's to list)."""
+        found = properties_references(node.properties, "properties")
         for i, series in enumerate(node.series):
-            if series.WhichOneof("node") == "actions_node":
+            kind = series.WhichOneof("node")
+            if kind == "actions_node":
                 found.append(Reference("action", series.actions_node.id, f"series[{i}].id"))
-            elif series.WhichOneof("node") == "group_node":
+            elif kind == "group_node":
                 for j, member in enumerate(series.group_node.nodes):
-                    if member.WhichOneof("node") == "actions_node":
-                        found.append(Reference("action", member.actions_node.id, f"series[{i}].nodes[{j}].id"))
+                    member_kind = member.WhichOneof("node")
+                    member_path = f"series[{i}].nodes[{j}]"
+                    if member_kind == "actions_node":
+                        found.append(Reference("action", member.actions_node.id, f"{member_path}.id"))
+                    if member_kind is not None:
+                        member_node = getattr(member, member_kind)
+                        found += filter_references(member_node.properties, f"{member_path}.properties")
+            if kind is not None and kind != "data_warehouse_node":
+                found += filter_references(getattr(series, kind).properties, f"series[{i}].properties")
+        found += breakdown_references(node.breakdown_filter)
         return found
 
     def relabel(

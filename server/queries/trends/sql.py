@@ -11,7 +11,13 @@ from server.queries.base import ActionDefinition
 from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
-from server.queries.common.properties import breakdown_value_sql, filters_sql, properties_sql, property_number
+from server.queries.common.properties import (
+    CohortSql,
+    breakdown_value_sql,
+    filters_sql,
+    properties_sql,
+    property_number,
+)
 from server.queries.common.sql import Params
 
 M = query_pb2
@@ -89,6 +95,9 @@ class Breakdown:
     dimensions: tuple[tuple[str, str], ...]
     # Given as the `breakdowns` list (values are lists, even of one), not the single `breakdown`.
     multi: bool = False
+    # A cohort breakdown: (cohort id, the field naming it) in the order given (0: all users). Each
+    # is a branch of its own whose rows carry its id (SeriesSpec.breakdown_value); nothing is cut.
+    cohorts: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -104,6 +113,9 @@ class SeriesSpec:
     math_property_source: str = "event"
     multiplier: float | None = None
     extra: list[str] = field(default_factory=list)
+    # The breakdown value of every row, instead of one computed per event (a cohort breakdown's
+    # branch: its cohort's id; `extra` then holds the membership condition).
+    breakdown_value: str | None = None
 
 
 def additive(spec: SeriesSpec) -> bool:
@@ -133,21 +145,22 @@ def series_conditions(
     path: str,
     timezone: str,
     actions: Mapping[int, ActionDefinition] | None = None,
+    cohorts: CohortSql | None = None,
 ) -> tuple[str, str]:
     """(event-name condition, full match condition) of a series node (an action's predicate stands
-    for the event name of an ActionsNode)."""
+    for the event name of an ActionsNode); `cohorts` compiles the cohort filters."""
     shared = [
-        properties_sql(params, query.properties, "properties", timezone)
+        properties_sql(params, query.properties, "properties", timezone, cohorts)
         if query.HasField("properties")
         else "1"
     ]
     if query.filter_test_accounts:
-        shared.append(filters_sql(params, test_filters, "filterTestAccounts", timezone))
+        shared.append(filters_sql(params, test_filters, "filterTestAccounts", timezone, cohorts))
     kind = node.WhichOneof("node")
     if kind in ("events_node", "actions_node"):
         source = getattr(node, kind)
         name = _name_condition(params, node, path, timezone, actions or {})
-        own = filters_sql(params, source.properties, f"{path}.properties", timezone)
+        own = filters_sql(params, source.properties, f"{path}.properties", timezone, cohorts)
         return name, _and([name, own, *shared])
     group = node.group_node
     names, matches = [], []
@@ -156,10 +169,9 @@ def series_conditions(
         member_node = getattr(member, member.WhichOneof("node") or "events_node")
         name = _name_condition(params, member, member_path, timezone, actions or {})
         names.append(name)
-        matches.append(
-            _and([name, filters_sql(params, member_node.properties, f"{member_path}.properties", timezone)])
-        )
-    own = filters_sql(params, group.properties, f"{path}.properties", timezone)
+        own_filters = filters_sql(params, member_node.properties, f"{member_path}.properties", timezone, cohorts)
+        matches.append(_and([name, own_filters]))
+    own = filters_sql(params, group.properties, f"{path}.properties", timezone, cohorts)
     return _or(names), _and([_or(matches), own, *shared])
 
 
@@ -183,7 +195,10 @@ def statement(
     and every remaining value is grouped under the Other label.
     """
     tz = params.bind(window.dates.timezone, "String")
-    bv = _breakdown_expr(params, breakdown)
+    if spec.breakdown_value is not None:
+        bv = params.bind(spec.breakdown_value, "String")
+    else:
+        bv = _breakdown_expr(params, breakdown)
     where = [spec.match_where, *spec.extra]
     if exclude_values is not None:
         where.append(f"NOT has({params.bind(exclude_values, 'Array(Array(String))')}, {_as_array(bv)})")
