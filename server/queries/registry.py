@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from generated.insights.v1 import query_pb2
 from server.queries.base import Runner
 from server.queries.funnels.runner import FunnelsRunner
+from server.queries.retention.runner import RetentionRunner
 from server.queries.trends.runner import TrendsRunner
 
 
@@ -82,5 +83,6 @@ RUNNERS = Registry(
     [
         TrendsRunner(),
         FunnelsRunner(),
+        RetentionRunner(),
     ]
 )
