@@ -13,6 +13,7 @@ from server.queries.alerting import AlertValues
 from server.queries.base import Runner
 from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
+from server.queries.retention.runner import RetentionRunner
 from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
 
@@ -81,6 +82,7 @@ RUNNERS = Registry(
     [
         TrendsRunner(),
         FunnelsRunner(),
+        RetentionRunner(),
     ]
 )
 
