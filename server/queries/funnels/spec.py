@@ -182,7 +182,7 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
 def _refuse_actions(path: str) -> NoReturn:
     """Refuses an ActionsNode step or exclusion: funnels do not compute actions yet."""
     raise FailedPrecondition(
-        f"{path}: actions are not stored by this service yet; use an EventsNode",
+        f"{path}: funnels do not compute action steps yet (trends and retention do); use an EventsNode",
         reason="ACTIONS_NOT_SUPPORTED",
         metadata={"field": f"{path}.id"},
     )
