@@ -34,7 +34,7 @@ from server.cli.loader import to_proto
 from server.config import Settings
 from server.domain import accounts
 from server.principal import EnvironmentInfo
-from server.queries.base import QueryContext
+from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.sql import Params
@@ -346,8 +346,10 @@ async def measure_query(
     env: EnvironmentInfo,
     body: dict[str, Any],
     args: argparse.Namespace,
+    definitions: Definitions | None = None,
 ) -> dict[str, Any]:
-    """Warm-up, then `repeats` rounds of e2e / engine / direct (/ reference), interleaved."""
+    """Warm-up, then `repeats` rounds of e2e / engine / direct (/ reference), interleaved.
+    `definitions`: the stored actions and cohorts the query names, as the service loads them."""
     trends = from_reference_json(body["source"], query_pb2.TrendsQuery)
 
     def context() -> QueryContext:
@@ -359,6 +361,7 @@ async def measure_query(
             earliest=lambda: app.events.earliest_timestamp(env.id),
             # The same materialized columns as the service's own engine, so "direct" runs its SQL.
             materialized=app.events.materialized,
+            definitions=definitions or Definitions(),
         )
 
     # The engine's statements and bound values, recorded while it runs them for real.
