@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json, to_reference_json
-from server.queries.lifecycle.compute import run_lifecycle
+from server.queries.lifecycle.compute import LifecycleOutcome, run_lifecycle
 from storage.events import EventStore
 from tests.engine.harness import action_definition, event_rows, next_team_id
 from tests.oracle import Event
+
+
+@dataclass
+class LifecycleRun:
+    results: list[dict[str, Any]]
+    outcome: LifecycleOutcome
 
 
 def run_lifecycle_engine(
@@ -25,11 +32,14 @@ def run_lifecycle_engine(
     now: dt.datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """Inserts `events` (ingestion keeps their persons current) for a fresh environment and runs `query`."""
-    team_id = next_team_id()
-    if events:
-        store.insert_events(event_rows(team_id, events))
+    team_id: int | None = None,
+) -> LifecycleRun:
+    """Inserts `events` (ingestion keeps their persons current) for a fresh environment (unless
+    `team_id` is given) and runs `query`."""
+    if team_id is None:
+        team_id = next_team_id()
+        if events:
+            store.insert_events(event_rows(team_id, events))
     proto = from_reference_json(query, query_pb2.LifecycleQuery)
     ctx = QueryContext(
         team_id=team_id,
@@ -43,7 +53,8 @@ def run_lifecycle_engine(
         materialized=store.materialized,
         definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
     )
-    return as_json(run_lifecycle(proto, ctx, execute=store.query).result)
+    outcome = run_lifecycle(proto, ctx, execute=store.query)
+    return LifecycleRun(as_json(outcome.result), outcome)
 
 
 def as_json(result: results_pb2.LifecycleResult) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ def check(store: EventStore, case: LifecycleCase) -> str:
         "actions": case.actions,
     }
     expected = compute_lifecycle(case.events, case.query, **kwargs)  # type: ignore[arg-type]
-    got = run_lifecycle_engine(store, case.events, case.query, **kwargs)  # type: ignore[arg-type]
+    got = run_lifecycle_engine(store, case.events, case.query, **kwargs).results  # type: ignore[arg-type]
     outcome = outcome_of(expected)
     event(f"computed: {outcome}")
     problems = differences(expected, got)
