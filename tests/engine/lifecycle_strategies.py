@@ -59,7 +59,9 @@ class LifecycleCase:
 
 
 @st.composite
-def _series(draw: st.DrawFn, actions: dict[int, dict[str, Any]], with_actions: bool) -> tuple[dict[str, Any], list[str]]:
+def _series(
+    draw: st.DrawFn, actions: dict[int, dict[str, Any]], with_actions: bool
+) -> tuple[dict[str, Any], list[str]]:
     """The series node and the event names it counts."""
     if with_actions:
         names = draw(st.lists(st.sampled_from(EVENTS), min_size=1, max_size=2, unique=True))
@@ -97,17 +99,23 @@ def lifecycle_cases(draw: st.DrawFn, with_actions: bool = False) -> LifecycleCas
     now = draw(st.sampled_from(NOWS))
     timezone = draw(st.sampled_from(TIMEZONES))
     week_start_day = draw(st.sampled_from([0, 1]))
-    grid = oracle_range(query["dateRange"], interval, timezone=timezone, week_start_day=week_start_day, now=now)
+    grid = oracle_range(
+        query["dateRange"], interval, timezone=timezone, week_start_day=week_start_day, now=now
+    )
     period = _PERIOD[interval]
     lower, upper = grid.lower, grid.upper
     span = int((upper - lower).total_seconds())
     tiers = {p: draw(st.sampled_from(["free", "pro"])) for p in PERSONS}
-    emails = {p: draw(st.sampled_from(["a@example.com", "b@example.com", "test@posthog.com"])) for p in PERSONS}
+    emails = {
+        p: draw(st.sampled_from(["a@example.com", "b@example.com", "test@posthog.com"])) for p in PERSONS
+    }
     events: list[Event] = []
     for person in PERSONS[: draw(st.integers(2, len(PERSONS)))]:
         if draw(st.integers(0, 2)) == 0:
             # Created long before the range by another event.
-            events.append(_event(draw, person, "signup", lower - period * draw(st.integers(3, 6)), tiers, emails))
+            events.append(
+                _event(draw, person, "signup", lower - period * draw(st.integers(3, 6)), tiers, emails)
+            )
         for _ in range(draw(st.integers(1, 8))):
             where = draw(st.integers(0, 11))
             if where == 0:

@@ -50,7 +50,9 @@ def lifecycle(**fields: Any) -> dict[str, Any]:
     return query
 
 
-def run(store: EventStore, events: list[Event], query: dict[str, Any], tz: str = "UTC", **kw: Any) -> LifecycleRun:
+def run(
+    store: EventStore, events: list[Event], query: dict[str, Any], tz: str = "UTC", **kw: Any
+) -> LifecycleRun:
     kw.setdefault("week_start_day", 0)
     return run_lifecycle_engine(store, events, query, timezone=tz, now=NOW, **kw)
 
@@ -97,7 +99,9 @@ def test_the_period_before_the_range_gives_the_first_statuses_and_dormancy(store
     assert sum(sum(values) for values in data(out.results).values()) == -1
 
 
-def test_dormancy_after_the_last_period_is_not_shown_and_later_events_change_nothing(store: EventStore) -> None:
+def test_dormancy_after_the_last_period_is_not_shown_and_later_events_change_nothing(
+    store: EventStore,
+) -> None:
     out = run(store, [ev(at(7)), ev(at(8)), ev(at(9)), ev(at(11))], lifecycle())
     assert data(out.results)["returning"] == [0, 0, 0, 0, 1]
     assert data(out.results)["dormant"] == [0, 0, 0, 0, 0]
@@ -133,14 +137,18 @@ def test_weeks_start_on_the_environments_week_start_day(store: EventStore) -> No
 
 
 def test_hour_and_month_intervals(store: EventStore) -> None:
-    hours = lifecycle(interval="hour", dateRange={"date_from": "2024-01-05 10:00", "date_to": "2024-01-05 13:00"})
+    hours = lifecycle(
+        interval="hour", dateRange={"date_from": "2024-01-05 10:00", "date_to": "2024-01-05 13:00"}
+    )
     out = run(store, [ev(at(5, 9)), ev(at(5, 10)), ev(at(5, 12))], hours)
     assert out.results[0]["days"][0] == "2024-01-05 10:00:00"
     assert data(out.results)["returning"][:3] == [1, 0, 0]
     assert data(out.results)["dormant"][:3] == [0, -1, 0]
     assert data(out.results)["resurrecting"][:3] == [0, 0, 1]
     months = lifecycle(interval="month", dateRange={"date_from": "2023-11-01", "date_to": "2024-01-31"})
-    out = run(store, [ev(at(15) - dt.timedelta(days=61)), ev(at(3) - dt.timedelta(days=31)), ev(at(5))], months)
+    out = run(
+        store, [ev(at(15) - dt.timedelta(days=61)), ev(at(3) - dt.timedelta(days=31)), ev(at(5))], months
+    )
     assert data(out.results)["new"] == [1, 0, 0] and data(out.results)["returning"] == [0, 1, 1]
 
 
@@ -151,15 +159,29 @@ def test_four_items_in_reference_order_with_their_labels(store: EventStore) -> N
     assert first["label"] == "$pageview - new"
     assert first["labels"] == ["4-Jan-2024", "5-Jan-2024", "6-Jan-2024", "7-Jan-2024", "8-Jan-2024"]
     assert first["days"][0] == "2024-01-04" and first["count"] == 1.0
-    assert first["action"] == {"id": "$pageview", "name": "$pageview", "type": "events", "order": 0, "math": "total"}
+    assert first["action"] == {
+        "id": "$pageview",
+        "name": "$pageview",
+        "type": "events",
+        "order": 0,
+        "math": "total",
+    }
     assert out.results[3]["count"] == -1.0
     every = run(store, [ev(at(4))], lifecycle(series=[{"kind": "EventsNode"}]))
     assert every.results[0]["label"] == " - new" and every.results[0]["action"]["name"] == "All events"
 
 
 def test_an_action_series_counts_its_steps(store: EventStore) -> None:
-    action = {"id": 7, "name": "Signed up", "steps": [{"event": "signup"}, {"event": "$pageview", "url": "/join"}]}
-    events = [ev(at(4), "p1", "signup"), ev(at(5), "p1", "$pageview", **{"$current_url": "/join"}), ev(at(6), "p1")]
+    action = {
+        "id": 7,
+        "name": "Signed up",
+        "steps": [{"event": "signup"}, {"event": "$pageview", "url": "/join"}],
+    }
+    events = [
+        ev(at(4), "p1", "signup"),
+        ev(at(5), "p1", "$pageview", **{"$current_url": "/join"}),
+        ev(at(6), "p1"),
+    ]
     out = run(store, events, lifecycle(series=[{"kind": "ActionsNode", "id": 7}]), actions={7: action})
     assert data(out.results)["new"] == [1, 0, 0, 0, 0]
     assert data(out.results)["returning"] == [0, 1, 0, 0, 0]

@@ -102,12 +102,24 @@ def compute_lifecycle(
         def matches(e: Event) -> bool:
             return event_name is None or e.event == event_name
 
-        ident, name, label_name, kind_name = event_name, event_name or "All events", event_name or "", "events"
+        ident, name, label_name, kind_name = (
+            event_name,
+            event_name or "All events",
+            event_name or "",
+            "events",
+        )
     grid = resolve_date_range(
-        query.get("dateRange"), interval, timezone=timezone, week_start_day=week_start_day, now=now, events=events
+        query.get("dateRange"),
+        interval,
+        timezone=timezone,
+        week_start_day=week_start_day,
+        now=now,
+        events=events,
     )
     query_filter = compile_properties(query.get("properties"), tz)
-    test_filter = compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
+    test_filter = (
+        compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
+    )
 
     created: dict[str, datetime] = {}
     for e in events:
