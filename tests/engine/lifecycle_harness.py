@@ -10,6 +10,7 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json, to_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.lifecycle.compute import LifecycleOutcome, run_lifecycle
 from storage.events import EventStore
 from tests.engine.harness import action_definition, event_rows, next_team_id
@@ -33,6 +34,7 @@ def run_lifecycle_engine(
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
     team_id: int | None = None,
+    cohorts: dict[int, CohortDefinition] | None = None,
 ) -> LifecycleRun:
     """Inserts `events` (ingestion keeps their persons current) for a fresh environment (unless
     `team_id` is given) and runs `query`."""
@@ -51,7 +53,9 @@ def run_lifecycle_engine(
         ],
         earliest=lambda: store.earliest_timestamp(team_id),
         materialized=store.materialized,
-        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+        definitions=Definitions(
+            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
+        ),
     )
     outcome = run_lifecycle(proto, ctx, execute=store.query)
     return LifecycleRun(as_json(outcome.result), outcome)

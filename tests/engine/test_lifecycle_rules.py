@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from generated.insights.v1 import cohorts_pb2
 from server.errors import FailedPrecondition, Unimplemented
+from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.harness import event_rows, next_team_id
@@ -202,6 +205,27 @@ def test_filters_and_test_accounts_drop_events(store: EventStore) -> None:
     tests = [{"key": "browser", "value": "Firefox", "operator": "is_not"}]
     out = run(store, events, lifecycle(filterTestAccounts=True), test_account_filters=tests)
     assert data(out.results)["new"][0] == 1
+
+
+def test_a_cohort_filter_keeps_its_members(store: EventStore) -> None:
+    # Cohort 5: persons who signed up in the 30 days before now; only p1 did.
+    signed_up = {"behavioral": {"event": "signup", "time_value": 30}}
+    criteria = {"type": "OR", "values": [{"type": "AND", "values": [signed_up]}]}
+    filters = from_reference_json({"properties": criteria}, cohorts_pb2.CohortFilters)
+    cohorts = {5: CohortDefinition(5, "Signed up", 1, False, filters)}
+    events = [ev(at(3), "p1", "signup"), ev(at(4), "p1"), ev(at(4), "p2"), ev(at(5), "p2")]
+    props = [{"type": "cohort", "key": "id", "value": 5}]
+    out = run(store, events, lifecycle(properties=props), cohorts=cohorts)
+    assert data(out.results)["resurrecting"] == [1, 0, 0, 0, 0]
+    assert data(out.results)["new"] == [0, 0, 0, 0, 0] and data(out.results)["dormant"] == [0, -1, 0, 0, 0]
+    with pytest.raises(FailedPrecondition) as raised:
+        run(
+            store,
+            events,
+            lifecycle(properties=[{"type": "cohort", "key": "id", "value": 6}]),
+            cohorts=cohorts,
+        )
+    assert raised.value.metadata["field"] == "properties[0].value"
 
 
 LATER = [

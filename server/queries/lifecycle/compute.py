@@ -11,6 +11,7 @@ from server.errors import Unimplemented
 from server.queries.base import ActionDefinition, DefinitionUnavailable, Execute, QueryContext
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.errors import QueryError
+from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.lifecycle import sql as lsql
 from server.queries.lifecycle.spec import LifecycleSpec, lifecycle_spec
@@ -89,6 +90,7 @@ def _plan(query: query_pb2.LifecycleQuery, spec: LifecycleSpec, ctx: QueryContex
     if starts[0].year < MIN_YEAR or starts[-1].year > MAX_YEAR:
         raise QueryError(f"lifecycle periods must fall between {MIN_YEAR} and {MAX_YEAR}", "dateRange")
     params = Params(columns=ctx.materialized)
+    cohorts = CohortCompiler(ctx)
     context = lsql.Context(
         ctx.team_id,
         ctx.timezone,
@@ -96,8 +98,12 @@ def _plan(query: query_pb2.LifecycleQuery, spec: LifecycleSpec, ctx: QueryContex
         grid,
         list(ctx.test_account_filters),
         ctx.definitions.actions,
+        cohorts,
     )
-    return _Plan(spec, grid, params, lsql.statement(params, spec, query, context))
+    sql = lsql.statement(params, spec, query, context)
+    # Only now, the whole query checked: an invalid query is INVALID_ARGUMENT whatever cohorts it names.
+    cohorts.raise_unavailable()
+    return _Plan(spec, grid, params, sql)
 
 
 # ------------------------------------------------------------------------------------ results

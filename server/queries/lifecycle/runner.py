@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.incohort import filter_references, properties_references
 from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.lifecycle.compute import check_lifecycle, run_lifecycle
 
@@ -24,12 +25,16 @@ class LifecycleRunner(Runner[query_pb2.LifecycleQuery]):
         return Outcome.of(results_pb2.InsightResult(lifecycle=outcome.result), outcome)
 
     def references(self, node: query_pb2.LifecycleQuery) -> list[Reference]:
-        """The action its series counts."""
-        if node.series and node.series[0].WhichOneof("node") == "actions_node":
-            action_id = node.series[0].actions_node.id
-            if action_id > 0:
-                return [Reference("action", action_id, "series[0].id")]
-        return []
+        """The action its series counts and the cohorts its filters name (the environment's
+        test-account filters are the execution layer's to list)."""
+        found = properties_references(node.properties, "properties")
+        if node.series:
+            kind = node.series[0].WhichOneof("node")
+            if kind == "actions_node" and node.series[0].actions_node.id > 0:
+                found.append(Reference("action", node.series[0].actions_node.id, "series[0].id"))
+            if kind in ("events_node", "actions_node"):
+                found += filter_references(getattr(node.series[0], kind).properties, "series[0].properties")
+        return found
 
     def relabel(
         self, result: results_pb2.InsightResult, node: query_pb2.LifecycleQuery, definitions: Definitions

@@ -21,7 +21,7 @@ from server.queries.base import ActionDefinition, DefinitionUnavailable
 from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
-from server.queries.common.properties import filters_sql, properties_sql, property_text
+from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
 from server.queries.lifecycle.spec import LifecycleSpec
 from server.utc import as_utc
@@ -51,6 +51,7 @@ class Context:
     grid: QueryDateRange
     test_filters: list[query_pb2.PropertyFilter]
     actions: Mapping[int, ActionDefinition]
+    cohorts: CohortSql  # compiles the membership of the cohorts filters name
 
 
 def statement(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery, ctx: Context) -> str:
@@ -94,16 +95,18 @@ def _events(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery
         f"ifNull({property_text(params, '$process_person_profile', 'event')}, '') != 'false'",
     ]
     if query.HasField("properties"):
-        where.append(properties_sql(params, query.properties, "properties", ctx.timezone))
+        where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:
-        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone))
+        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone, ctx.cohorts))
     series = spec.series
     if series.action_id is not None:
         where.append(_action(params, series.action_id, ctx))
     elif series.event is not None:
         where.append(f"event = {params.bind(series.event, 'String')}")
     if series.properties:
-        where.append(filters_sql(params, list(series.properties), "series[0].properties", ctx.timezone))
+        where.append(
+            filters_sql(params, list(series.properties), "series[0].properties", ctx.timezone, ctx.cohorts)
+        )
     return (
         f"SELECT person_id AS actor, {_index(params, ctx, 'timestamp')} AS i FROM events "
         f"WHERE {' AND '.join(f'({w})' for w in where)} AND i >= -1 AND i < {n}"
