@@ -291,3 +291,31 @@ def test_hostile_names_keys_and_values_are_bound_never_sql_text(store: EventStor
     stripped = _PLACEHOLDER.sub("", out.outcome.sql)
     assert value not in stripped and "{" not in stripped.replace("{}", "")
     assert store.query("EXISTS TABLE events") == [(1,)]
+
+
+def test_a_fall_back_night_has_two_one_oclock_hours_and_they_follow_each_other(store: EventStore) -> None:
+    # New York, 3 November 2024: 01:00-02:00 happens twice (EDT, then EST).
+    events = [
+        ev(dt.datetime(2024, 11, 3, 5, 30, tzinfo=dt.UTC)),
+        ev(dt.datetime(2024, 11, 3, 6, 30, tzinfo=dt.UTC)),
+    ]
+    query = lifecycle(
+        interval="hour", dateRange={"date_from": "2024-11-03 00:00", "date_to": "2024-11-03 02:00"}
+    )
+    out = run_lifecycle_engine(
+        store,
+        events,
+        query,
+        timezone="America/New_York",
+        week_start_day=0,
+        now=dt.datetime(2024, 11, 4, tzinfo=dt.UTC),
+    )
+    assert out.results[0]["days"] == [
+        "2024-11-03 00:00:00",
+        "2024-11-03 01:00:00",
+        "2024-11-03 01:00:00",
+        "2024-11-03 02:00:00",
+    ]
+    assert data(out.results)["new"] == [0, 1, 0, 0]
+    assert data(out.results)["returning"] == [0, 0, 1, 0]
+    assert data(out.results)["dormant"] == [0, 0, 0, -1]
