@@ -13,6 +13,7 @@ from server.queries.alerting import AlertValues
 from server.queries.base import Runner
 from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
+from server.queries.lifecycle.runner import LifecycleRunner
 from server.queries.retention.runner import RetentionRunner
 from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
@@ -83,6 +84,7 @@ RUNNERS = Registry(
         TrendsRunner(),
         FunnelsRunner(),
         RetentionRunner(),
+        LifecycleRunner(),
     ]
 )
 

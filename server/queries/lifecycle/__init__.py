@@ -1,0 +1,1 @@
+"""Lifecycle: per period, the actors who are new, returning, resurrecting or went dormant."""

@@ -1,0 +1,86 @@
+"""Checks a LifecycleQuery and reduces it to what the SQL needs (no SQL here, nothing runs).
+
+What a caller can send and this service does not compute is collected in `later` (field path,
+what) and refused as UNIMPLEMENTED when computing, so that such a query can still be saved; an
+invalid value is a QueryError naming the field. lifecycleFilter (showLegend, showValuesOnSeries,
+stacked, toggledLifecycles) is display-only in the reference (§7.1): the four series are computed
+whatever it says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from generated.insights.v1 import query_pb2
+from server.queries.common.checks import problems
+from server.queries.common.errors import QueryError
+from server.queries.common.nodes import INTERVAL_NAMES
+
+M = query_pb2
+
+
+@dataclass(frozen=True)
+class Series:
+    """The one series: an event name (None: every event) or an action, and its own filters."""
+
+    event: str | None = None
+    action_id: int | None = None
+    custom_name: str | None = None
+    properties: tuple[query_pb2.PropertyFilter, ...] = ()
+
+
+@dataclass(frozen=True)
+class LifecycleSpec:
+    """A checked lifecycle query: everything the SQL and the result shaping need."""
+
+    interval: str  # "hour", "day", "week" or "month"
+    series: Series
+    later: list[tuple[str, str]] = field(default_factory=list)
+
+
+def lifecycle_spec(query: query_pb2.LifecycleQuery) -> LifecycleSpec:
+    """The checked form of `query`; QueryError (path relative to the query) when it is invalid."""
+    for path, problem in problems(query):
+        raise QueryError(problem, path)
+    later: list[tuple[str, str]] = []
+    interval = INTERVAL_NAMES[query.interval]
+    if interval == "minute":
+        later.append(("interval", "minute lifecycles"))
+    if not query.series:
+        raise QueryError("a lifecycle query needs one series", "series")
+    if len(query.series) > 1:
+        # The reference silently uses the first; refusing says so instead of ignoring the rest.
+        raise QueryError(f"a lifecycle query takes one series (got {len(query.series)})", "series")
+    series = _series(query.series[0], later)
+    if query.HasField("sampling_factor"):
+        if not 0 < query.sampling_factor <= 1:
+            raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+        if query.sampling_factor < 1:
+            later.append(("samplingFactor", "sampled lifecycles"))
+    if query.HasField("aggregation_group_type_index"):
+        later.append(("aggregation_group_type_index", "lifecycles of groups"))
+    if query.date_range.explicit_date:
+        later.append(("dateRange.explicitDate", "exact date ranges of lifecycles"))
+    return LifecycleSpec(interval=interval, series=series, later=later)
+
+
+def _series(node: query_pb2.SeriesNode, later: list[tuple[str, str]]) -> Series:
+    kind = node.WhichOneof("node")
+    path = "series[0]"
+    if kind is None:
+        raise QueryError("empty series node", path)
+    if kind not in ("events_node", "actions_node"):
+        later.append((path, f"{kind.replace('_node', '').replace('_', ' ')} series of lifecycles"))
+        return Series()
+    inner = getattr(node, kind)
+    if inner.math not in (M.MATH_TYPE_UNSPECIFIED, M.MATH_TYPE_TOTAL):
+        # Lifecycle counts actors; the reference ignores the series' math, so another one is a mistake.
+        raise QueryError("a lifecycle series counts actors: its math is total (or unset)", f"{path}.math")
+    custom = inner.custom_name if inner.HasField("custom_name") and inner.custom_name else None
+    props = tuple(inner.properties)
+    if kind == "actions_node":
+        if inner.id <= 0:
+            raise QueryError("an actions series names a positive action id", f"{path}.id")
+        return Series(action_id=inner.id, custom_name=custom, properties=props)
+    event = inner.event if inner.HasField("event") else None
+    return Series(event=event, custom_name=custom, properties=props)
