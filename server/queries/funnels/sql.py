@@ -11,10 +11,10 @@ The statement, inside out (docs/funnels-semantics.md has the rules it follows):
 2. actors: the person's events sorted by time, and the breakdown values their funnel is
    computed for (the attribution);
 3. walks: per person and value, the furthest step, the steps completed and the step times of the
-   best attempt. In the common case a fixed number of whole-array passes per step (vector.py),
-   except for persons with an instant whose events carry different step codes; those, and every
-   person of the other funnels, take one `arrayFold` over the events that replays the per-person
-   state machine of the reference's funnel UDF. Unordered funnels: whole-array passes for all;
+   best attempt. In the common case a fixed number of whole-array passes per step (vector.py);
+   with exclusions, optional steps or step attribution one `arrayFold` over the events that
+   replays the per-person state machine of the reference's funnel UDF. Unordered funnels:
+   whole-array passes;
 4. per value: actors per step and their conversion times; the top `limit` values by their
    step counts, the rest merged under ["Other"].
 """
@@ -207,6 +207,30 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
             f"SELECT value, toUInt32(bitShiftLeft(toUInt32(1), {most}) - 1) AS bits, {times} "
             f"FROM ({inner}) WHERE {most} > 0"
         )
+    if _narrow(spec):
+        # The common case: the whole-array walk. Persons with an instant whose events carry different
+        # step codes get the fold's items (one per step code at such instants, in its order) first.
+        times = "arrayMap(e -> e.1, fw_evs) AS fw_t"
+        codes = "arrayMap(e -> e.2, fw_evs) AS fw_c"
+        mixed = (
+            "arrayExists((a, b, c, d) -> a = b AND c != d, arrayPopBack(fw_t), arrayPopFront(fw_t), "
+            "arrayPopBack(fw_c), arrayPopFront(fw_c)) AS fw_mixed"
+        )
+        # Mixed persons' events as the wide path has them: (t, step codes, value) sorted; their items'
+        # codes back to a bitmask.
+        listed = f"arrayFilter(k -> bitTest(e.2, k), CAST({list(range(1, n + 1))}, 'Array(Int8)'))"
+        walked = "arraySlice(fw_evs, 1, if(fw_mixed, length(fw_evs), 0))"
+        wide = f"arraySort(arrayMap(e -> tuple(e.1, {listed}, emptyArrayString()), {walked}))"
+        mask = "toUInt32(arraySum(arrayMap(c -> bitShiftLeft(toUInt32(1), c), y.2)))"
+        expanded = f"arrayMap(y -> tuple(y.1, {mask}, y.4, y.5), {_items(wide)})"
+        plain = "arrayMap(e -> tuple(e.1, e.2, toUInt8(0), toUInt32(0)), fw_evs)"
+        items = f"if(fw_mixed, {expanded}, {plain}) AS fw_items"
+        layers, furthest, best = vector.ordered(n, "fw_items", window, spec.order == "strict")
+        inner = source([times, codes], [mixed], [items], *layers)
+        columns = ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}] - {best}[{k}], 0) AS d{k}" for k in range(1, n))
+        bits = f"toUInt32(bitShiftLeft(toUInt32(1), {furthest}) - 1)"
+        return f"SELECT value, {bits} AS bits, {columns} FROM ({inner}) WHERE {furthest} > 0"
+    # Exclusions, optional steps or step attribution: the fold for every person.
     mandatory = [k for k, step in enumerate(spec.steps) if not step.optional]
     stamps = "tupleElement(res, 9)"
     fold_times = []
@@ -218,35 +242,12 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
             j = mandatory.index(k)
             fold_times.append(f"if(length({stamps}) > {j}, {stamps}[{j + 1}] - {stamps}[{j}], 0)")
     fold_bits = "tupleElement(res, 10)"
+    # The best attempt reached a step and is not excluded.
     fold_entered = "tupleElement(res, 6) > 0 AND tupleElement(res, 8) = 0"
-    if not _narrow(spec):
-        fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
-        columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
-        inner = source([f"{fold} AS res"])
-        return f"SELECT value, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
-    # The common case: the whole-array walk, except for persons with an instant whose events
-    # carry different step codes (the fold's tie rules), who take the fold (over no events else).
-    layers, furthest, best = vector.ordered(n, "fw_evs", window, spec.order == "strict")
-    mixed = (
-        "arrayExists((a, b, c, d) -> a = b AND c != d, arrayPopBack(fv_t), arrayPopFront(fv_t), "
-        "arrayPopBack(fv_c), arrayPopFront(fv_c)) AS fw_mixed"
-    )
-    # The fold's events: (t, step codes, value), sorted as the wide path sorts them.
-    codes = f"arrayFilter(k -> bitTest(e.2, k), CAST({list(range(1, n + 1))}, 'Array(Int8)'))"
-    value = "e.3" if spec.attribution == "all_events" else "emptyArrayString()"
-    walked = "arraySlice(fw_evs, 1, if(fw_mixed, length(fw_evs), 0))"
-    fold_evs = f"arraySort(arrayMap(e -> tuple(e.1, {codes}, {value}), {walked}))"
-    fold = _ordered_fold(params, spec, _thinned(fold_evs), window)
-    inner = source(*layers, [mixed], [f"{fold} AS res"])
-    columns = ", ".join(
-        f"if(fw_mixed, {t}, if(length({best}) > {k}, {best}[{k + 1}] - {best}[{k}], 0)) AS d{k}"
-        for k, t in enumerate(fold_times, 1)
-    )
-    bits = f"if(fw_mixed, {fold_bits}, toUInt32(bitShiftLeft(toUInt32(1), {furthest}) - 1))"
-    return (
-        f"SELECT value, {bits} AS bits, {columns} FROM ({inner}) "
-        f"WHERE if(fw_mixed, {fold_entered}, {furthest} > 0)"
-    )
+    fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
+    columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
+    inner = source([f"{fold} AS res"])
+    return f"SELECT value, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
 
 
 def _thinned(evs: str) -> str:

@@ -3,27 +3,32 @@
 `arrayFold` runs its lambda once per array position over every row still that long, so a person
 with thousands of events costs thousands of evaluations of the whole state machine. The walks
 here compute the same result as the fold (docs/funnels-semantics.md) with a fixed number of
-`arrayMap`/`arrayFill` passes per step, each one pass over all rows at once.
+`arrayMap`/`arrayFill` passes per step, each one pass over all rows at once, in a statement a
+fraction of the fold's size (planning the fold's lambdas alone took 0.15-0.3 CPU s per statement).
 
-Ordered and strict (no exclusions, no optional steps, no step attribution, and no instant whose
-events carry different step codes: those take the fold). Write slot s's content as the attempt's
-step times (entry first). Processing item i's code s reads slot s-1 as it was before item i (codes
-apply from the last, so this item's own code s-1 comes after), and writes slot s when:
-  (a) slot s-1 holds an attempt and t_i - entry <= window ("candidate"), and
+Ordered and strict (no exclusions, no optional steps, no step attribution). The walk takes the
+fold's items: the events in time order, except that at an instant whose events carry different
+step codes each event becomes one single-step item per step it matches, in step order ("multi").
+Write slot s's content as the attempt's step times (entry first) and the events it used.
+Processing item i's code s reads slot s-1 as it was before item i (codes apply from the last, so
+this item's own code s-1 comes after), and writes slot s when:
+  (a) slot s-1 holds an attempt, t_i - entry <= window, and a multi item's event is not one the
+      attempt used already ("candidate"), and
   (b) slot s does not hold that attempt already.
 Every write copies the entry slot s-1 holds, and by induction the entries written to any slot
 never decrease over time (slot 0's entry is the item's own time). So (b) fails exactly when an
 earlier candidate with the same entry wrote, i.e. when the last candidate before i (with no strict
 reset in between, see below) has the same entry: (b) needs no knowledge of the writes, and each
 step's writes follow from the previous step's slot contents by forward fills:
-  cand_s = code s AND slot_{s-1} set AND t - entry <= window
+  cand_s = code s AND slot_{s-1} set AND t - entry <= window AND NOT (multi AND event used)
   write_s = cand_s AND entry != entry of the last candidate before
   slot_s before i = the last write's attempt before i (an arrayFill, shifted by one).
-Strict: after each item, the slots whose code the item lacks are emptied; so an item lacking code
-s resets both fills of step s to "none" (a slot emptied then written again by the same attempt
-is a new write, as in the fold). The best attempt is the first write to the furthest slot: the
-fold replaces it only by a write to a further slot. Same-instant events with equal code lists
-are processed one by one in both; the thinning of the fold's input changes no result (sql.py).
+Strict: after each item but a multi one, the slots whose code the item lacks are emptied; so such
+an item resets both fills of step s to "none" (a slot emptied then written again by the same
+attempt is a new write, as in the fold). The best attempt is the first write to the furthest
+slot: the fold replaces it only by a write to a further slot. The fold's input is thinned (the
+middle of three alike dropped, sql.py `_thinned`), this walk's is not: the middle is alone at its
+instant, so the items are the same but for it, and dropping it changes no result.
 
 Unordered (no exclusions): after each event, step k is covered when its latest event so far is
 inside the window ending there (the fold keeps that step's events inside the window, which is
@@ -45,39 +50,54 @@ def _fill(values: str, marks: str) -> str:
     return f"arrayFill((v, m) -> m, {values}, {marks})"
 
 
-def ordered(n: int, evs: str, window: str, strict: bool) -> tuple[list[list[str]], str, str]:
+def ordered(n: int, items: str, window: str, strict: bool) -> tuple[list[list[str]], str, str]:
     """(layers of aliased columns, furthest slot, the best attempt's step times) of the ordered or
-    strict walk over `evs`, the person's (t, codes, ...) tuples in time order, codes a bitmask (bit
-    k + 1: step k). Each layer is one SELECT over the one before (a step's columns refer to the
-    previous step's by name: inlined aliases would grow the query tree exponentially with the
-    steps). Aliases are `fv_*`."""
-    layers = [[f"arrayMap(e -> e.1, {evs}) AS fv_t", f"arrayMap(e -> e.2, {evs}) AS fv_c"]]
+    strict walk over `items`, the person's (t, codes, multi, id) in the fold's order: codes a
+    bitmask (bit k + 1: step k), multi 1 for an event's single-step item at an instant of mixed
+    step codes, id the event's position. Each layer is one SELECT over the one before (a step's
+    columns refer to the previous step's by name: inlined aliases would grow the query tree
+    exponentially with the steps). Aliases are `fv_*`."""
+    layers = [
+        [
+            f"arrayMap(e -> e.1, {items}) AS fv_t",
+            f"arrayMap(e -> e.2, {items}) AS fv_c",
+            f"arrayMap(e -> e.3, {items}) AS fv_x",
+            f"arrayMap(e -> e.4, {items}) AS fv_i",
+        ]
+    ]
     for s in range(1, n + 1):
         cols = [f"arrayMap(c -> bitTest(c, {s}), fv_c) AS fv_h{s}"]
         if s == 1:
             cols.append("fv_t AS fv_e1")  # slot 0: an attempt entering at the item's own instant
             cols.append("fv_h1 AS fv_k1")
             cols.append("arrayMap(t -> [t], fv_t) AS fv_n1")
+            cols.append("arrayMap(i -> [i], fv_i) AS fv_o1")
         else:
-            prev = f"fv_S{s - 1}"
+            prev, used = f"fv_S{s - 1}", f"fv_U{s - 1}"
             cols.append(f"arrayMap(p -> if(empty(p), toInt64(0), p[1]), {prev}) AS fv_e{s}")
+            # A single-step item does not complete a step with an event its attempt already used.
             cols.append(
-                f"arrayMap((h, p, t) -> h AND notEmpty(p) AND t - p[1] <= {window}, fv_h{s}, {prev}, fv_t) AS fv_k{s}"
+                f"arrayMap((h, p, t, x, i, u) -> h AND notEmpty(p) AND t - p[1] <= {window} AND NOT (x AND has(u, i)), "
+                f"fv_h{s}, {prev}, fv_t, fv_x, fv_i, {used}) AS fv_k{s}"
             )
             cols.append(f"arrayMap((p, t) -> arrayPushBack(p, t), {prev}, fv_t) AS fv_n{s}")
-        reset = f"arrayMap((k, h) -> k OR NOT h, fv_k{s}, fv_h{s})" if strict else f"fv_k{s}"
+            cols.append(f"arrayMap((u, i) -> arrayPushBack(u, i), {used}, fv_i) AS fv_o{s}")
+        # Strict: an item lacking code s empties slot s, unless it is a single-step item.
+        reset = f"arrayMap((k, h, x) -> k OR NOT (h OR x), fv_k{s}, fv_h{s}, fv_x)" if strict else f"fv_k{s}"
         last = _fill(f"arrayMap((k, e) -> if(k, e, toInt64(0)), fv_k{s}, fv_e{s})", reset)
         cols.append(f"{_shift(last, 'toInt64(0)')} AS fv_l{s}")
         cols.append(f"arrayMap((k, e, l) -> k AND e != l, fv_k{s}, fv_e{s}, fv_l{s}) AS fv_w{s}")
         if s < n:
-            marks = f"arrayMap((w, h) -> w OR NOT h, fv_w{s}, fv_h{s})" if strict else f"fv_w{s}"
-            slot = _fill(f"arrayMap((w, x) -> if(w, x, emptyArrayInt64()), fv_w{s}, fv_n{s})", marks)
+            marks = f"arrayMap((w, h, x) -> w OR NOT (h OR x), fv_w{s}, fv_h{s}, fv_x)" if strict else f"fv_w{s}"
+            slot = _fill(f"arrayMap((w, v) -> if(w, v, emptyArrayInt64()), fv_w{s}, fv_n{s})", marks)
             cols.append(f"{_shift(slot, 'emptyArrayInt64()')} AS fv_S{s}")
+            ids = _fill(f"arrayMap((w, v) -> if(w, v, emptyArrayUInt32()), fv_w{s}, fv_o{s})", marks)
+            cols.append(f"{_shift(ids, 'emptyArrayUInt32()')} AS fv_U{s}")
         layers.append(cols)
     furthest = "multiIf(" + ", ".join(f"has(fv_w{s}, 1), {s}" for s in range(n, 0, -1)) + ", 0)"
     times = (
         "multiIf("
-        + ", ".join(f"has(fv_w{s}, 1), arrayFirst((x, w) -> w, fv_n{s}, fv_w{s})" for s in range(n, 0, -1))
+        + ", ".join(f"has(fv_w{s}, 1), arrayFirst((v, w) -> w, fv_n{s}, fv_w{s})" for s in range(n, 0, -1))
         + ", emptyArrayInt64())"
     )
     layers.append([f"{furthest} AS fv_m", f"{times} AS fv_times"])
