@@ -54,9 +54,12 @@ def ordered(n: int, items: str, window: str, strict: bool) -> tuple[list[list[st
     """(layers of aliased columns, furthest slot, the best attempt's step times) of the ordered or
     strict walk over `items`, the person's (t, codes, multi, id) in the fold's order: codes a
     bitmask (bit k + 1: step k), multi 1 for an event's single-step item at an instant of mixed
-    step codes, id the event's position. Each layer is one SELECT over the one before (a step's
-    columns refer to the previous step's by name: inlined aliases would grow the query tree
-    exponentially with the steps). Aliases are `fv_*`."""
+    step codes, id the event's position. Slot s's attempt is kept as flat arrays, one per step it
+    completed: `fv_T{s}_{k}` its step-k time and `fv_I{s}_{k}` the event that completed it (0:
+    none), as they were before each item (flat arrays fill far cheaper than arrays of arrays).
+    Each layer is one SELECT over the one before (a step's columns refer to the previous step's
+    by name: inlined aliases would grow the query tree exponentially with the steps). Aliases are
+    `fv_*`."""
     layers = [
         [
             f"arrayMap(e -> e.1, {items}) AS fv_t",
@@ -65,41 +68,50 @@ def ordered(n: int, items: str, window: str, strict: bool) -> tuple[list[list[st
             f"arrayMap(e -> e.4, {items}) AS fv_i",
         ]
     ]
+
+    def before(value: str, s: int, marks: str, blank: str) -> str:
+        """The value written at the last write of step s before each item (`blank`: none)."""
+        written = _fill(f"arrayMap((w, v) -> if(w, v, {blank}), fv_w{s}, {value})", marks)
+        return _shift(written, blank)
+
     for s in range(1, n + 1):
         cols = [f"arrayMap(c -> bitTest(c, {s}), fv_c) AS fv_h{s}"]
         if s == 1:
             cols.append("fv_t AS fv_e1")  # slot 0: an attempt entering at the item's own instant
             cols.append("fv_h1 AS fv_k1")
-            cols.append("arrayMap(t -> [t], fv_t) AS fv_n1")
-            cols.append("arrayMap(i -> [i], fv_i) AS fv_o1")
         else:
-            prev, used = f"fv_S{s - 1}", f"fv_U{s - 1}"
-            cols.append(f"arrayMap(p -> if(empty(p), toInt64(0), p[1]), {prev}) AS fv_e{s}")
+            cols.append(f"fv_T{s - 1}_0 AS fv_e{s}")
+            ids = ", ".join(f"fv_I{s - 1}_{k}" for k in range(s - 1))
+            used = " OR ".join(f"u{k} = i" for k in range(s - 1))
+            args = ", ".join(f"u{k}" for k in range(s - 1))
             # A single-step item does not complete a step with an event its attempt already used.
             cols.append(
-                f"arrayMap((h, p, t, x, i, u) -> h AND notEmpty(p) AND t - p[1] <= {window} AND NOT (x AND has(u, i)), "
-                f"fv_h{s}, {prev}, fv_t, fv_x, fv_i, {used}) AS fv_k{s}"
+                f"arrayMap((h, e, t, x, i, {args}) -> h AND e != 0 AND t - e <= {window} AND NOT (x AND ({used})), "
+                f"fv_h{s}, fv_e{s}, fv_t, fv_x, fv_i, {ids}) AS fv_k{s}"
             )
-            cols.append(f"arrayMap((p, t) -> arrayPushBack(p, t), {prev}, fv_t) AS fv_n{s}")
-            cols.append(f"arrayMap((u, i) -> arrayPushBack(u, i), {used}, fv_i) AS fv_o{s}")
         # Strict: an item lacking code s empties slot s, unless it is a single-step item.
         reset = f"arrayMap((k, h, x) -> k OR NOT (h OR x), fv_k{s}, fv_h{s}, fv_x)" if strict else f"fv_k{s}"
         last = _fill(f"arrayMap((k, e) -> if(k, e, toInt64(0)), fv_k{s}, fv_e{s})", reset)
         cols.append(f"{_shift(last, 'toInt64(0)')} AS fv_l{s}")
         cols.append(f"arrayMap((k, e, l) -> k AND e != l, fv_k{s}, fv_e{s}, fv_l{s}) AS fv_w{s}")
+        layers.append(cols)
         if s < n:
             marks = f"arrayMap((w, h, x) -> w OR NOT (h OR x), fv_w{s}, fv_h{s}, fv_x)" if strict else f"fv_w{s}"
-            slot = _fill(f"arrayMap((w, v) -> if(w, v, emptyArrayInt64()), fv_w{s}, fv_n{s})", marks)
-            cols.append(f"{_shift(slot, 'emptyArrayInt64()')} AS fv_S{s}")
-            ids = _fill(f"arrayMap((w, v) -> if(w, v, emptyArrayUInt32()), fv_w{s}, fv_o{s})", marks)
-            cols.append(f"{_shift(ids, 'emptyArrayUInt32()')} AS fv_U{s}")
-        layers.append(cols)
+            cols = []
+            for k in range(s):
+                time = "fv_t" if k == s - 1 else f"fv_T{s - 1}_{k}"
+                event = "fv_i" if k == s - 1 else f"fv_I{s - 1}_{k}"
+                cols.append(f"{before(time, s, marks, 'toInt64(0)')} AS fv_T{s}_{k}")
+                cols.append(f"{before(event, s, marks, 'toUInt32(0)')} AS fv_I{s}_{k}")
+            layers.append(cols)
+
+    def first_write(s: int) -> str:
+        """The step times of the first attempt written to slot s."""
+        times = [f"arrayFirst((v, w) -> w, fv_T{s - 1}_{k}, fv_w{s})" for k in range(s - 1)]
+        return f"[{', '.join([*times, f'arrayFirst((v, w) -> w, fv_t, fv_w{s})'])}]"
+
     furthest = "multiIf(" + ", ".join(f"has(fv_w{s}, 1), {s}" for s in range(n, 0, -1)) + ", 0)"
-    times = (
-        "multiIf("
-        + ", ".join(f"has(fv_w{s}, 1), arrayFirst((v, w) -> w, fv_n{s}, fv_w{s})" for s in range(n, 0, -1))
-        + ", emptyArrayInt64())"
-    )
+    times = "multiIf(" + ", ".join(f"has(fv_w{s}, 1), {first_write(s)}" for s in range(n, 0, -1)) + ", emptyArrayInt64())"
     layers.append([f"{furthest} AS fv_m", f"{times} AS fv_times"])
     return layers, "fv_m", "fv_times"
 
