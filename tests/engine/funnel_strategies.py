@@ -113,14 +113,18 @@ def _funnel(draw: st.DrawFn, breakdown: bool) -> tuple[dict[str, Any], int]:
 
 
 @st.composite
-def funnel_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
-    """A funnel and the events of a few persons, placed on a grid of fractions of its window."""
+def funnel_cases(draw: st.DrawFn, breakdown: bool = False, long: bool = False) -> FunnelCase:
+    """A funnel and the events of a few persons, placed on a grid of fractions of its window.
+
+    `long`: up to 40 events per person over 40 grid slots, most of them off the grid (so that
+    each person makes many attempts, mostly without ties)."""
     query, window = draw(_funnel(breakdown))
+    most, slots, spans = (40, 40, 45) if long else (8, 10, 15)
     now = draw(st.sampled_from(NOWS))
     timezone = draw(st.sampled_from(TIMEZONES))
-    # Every grid slot below fits in the range (fifteen windows, at least two days), so attempts
-    # start, convert and expire inside it.
-    span_days = max(2, -(-15 * window // 86400) + 1)
+    # Every grid slot below fits in the range (fifteen windows, at least two days; 45 when long),
+    # so attempts start, convert and expire inside it.
+    span_days = max(2, -(-spans * window // 86400) + 1)
     query["dateRange"] = {"date_from": f"-{span_days}d"}
     try:
         rng = resolve_date_range(query["dateRange"], timezone=timezone, week_start_day=0, now=now)
@@ -136,9 +140,12 @@ def funnel_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
     for person in PERSONS[: draw(st.integers(1, len(PERSONS)))]:
         start = first + dt.timedelta(microseconds=grid_us * draw(st.integers(0, 4)))
         person_events: list[Event] = []
-        for _ in range(draw(st.integers(0, 8))):
-            slot = draw(st.integers(0, 10))
-            jitter = 0 if draw(st.integers(0, 4)) else draw(st.integers(-1_000_000, 1_000_000))
+        for _ in range(draw(st.integers(0, most))):
+            slot = draw(st.integers(0, slots))
+            # Short streams sit on the grid four times in five, long ones one in five.
+            on_grid = draw(st.integers(0, 4)) != 0
+            spread = grid_us // 2 if long else 1_000_000
+            jitter = 0 if on_grid != long else draw(st.integers(-spread, spread))
             when = start + dt.timedelta(microseconds=grid_us * slot + jitter)
             if draw(st.integers(0, 9)) == 0:
                 when = rng.lower - dt.timedelta(seconds=draw(st.integers(1, 3600)))  # before the range

@@ -89,3 +89,18 @@ def test_funnel_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
     """The same with a breakdown (event, person, two dimensions) under every attribution, small
     limits (so values are cut into "Other") and the result order."""
     assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE)
+
+
+@pytest.mark.hypothesis
+def test_funnel_engine_equals_oracle_on_long_streams(store: EventStore) -> None:
+    """Persons with up to 40 events, mostly at distinct instants: many overlapping attempts per
+    person, so the whole-array walk (sql.py, vector.py) is compared far past its first steps."""
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=examples(40), suppress_health_check=[HealthCheck.data_too_large])
+    @given(case=funnel_cases(breakdown=False, long=True))
+    def compare(case: FunnelCase) -> None:
+        outcomes[check(store, case)] += 1
+
+    compare()
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)

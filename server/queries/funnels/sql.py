@@ -5,13 +5,16 @@ The statement, inside out (docs/funnels-semantics.md has the rules it follows):
 1. events: one row per event of the date range that matches a step or an exclusion (for strict
    funnels every event, since any other event breaks the sequence), with its time in
    microseconds, its breakdown value (an array, one text per dimension, '' when missing) and its
-   step codes: step k matched → k + 1, "excluded between steps i-1 and i" → -(i + 1);
+   step codes: step k matched → k + 1, "excluded between steps i-1 and i" → -(i + 1); in the
+   common case (no exclusions, optional steps or step attribution, `_narrow`) a bitmask instead,
+   bit k + 1 for step k;
 2. actors: the person's events sorted by time, and the breakdown values their funnel is
    computed for (the attribution);
-3. walks: per person and value, one `arrayFold` over the events replays the per-person state
-   machine of the reference's funnel UDF (ordered and strict), or a sliding window over the
-   steps (unordered): the furthest step, the steps completed and the step times of the best
-   attempt;
+3. walks: per person and value, the furthest step, the steps completed and the step times of the
+   best attempt. In the common case a fixed number of whole-array passes per step (vector.py);
+   with exclusions, optional steps or step attribution one `arrayFold` over the events that
+   replays the per-person state machine of the reference's funnel UDF. Unordered funnels:
+   whole-array passes;
 4. per value: actors per step and their conversion times; the top `limit` values by their
    step counts, the rest merged under ["Other"].
 """
@@ -24,6 +27,7 @@ from generated.insights.v1 import query_pb2
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
+from server.queries.funnels import vector
 from server.queries.funnels.spec import FunnelSpec
 
 OTHER = "Other"
@@ -58,11 +62,13 @@ def statement(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, c
     sums = ", ".join(f"sum(c{k}) AS c{k}" for k in range(n))
     means = ", ".join(f"avgArray(t{k}) / 1e6 AS a{k}" for k in range(1, n))
     medians = ", ".join(f"quantileExactInclusiveArray(0.5)(t{k}) / 1e6 AS m{k}" for k in range(1, n))
-    # The walks' nested if()s are cheaper evaluated whole than short-circuited row by row (about a
-    # fifth less CPU on 1M events): the setting is the engine's own, written here as a constant.
+    # The fold's nested if()s are cheaper evaluated whole than short-circuited row by row (about a
+    # fifth less CPU on 1M events); the whole-array walk is cheaper with the default (about a
+    # tenth). The setting is the engine's own, written here as a constant.
+    settings = "" if spec.order == "unordered" or _narrow(spec) else " SETTINGS short_circuit_function_evaluation = 'disable'"
     return (
         f"SELECT if(r <= {limit}, value, {other}) AS k, max(r > {limit}) AS cut, {sums}, {means}, {medians} "
-        f"FROM ({ranked}) GROUP BY k SETTINGS short_circuit_function_evaluation = 'disable'"
+        f"FROM ({ranked}) GROUP BY k{settings}"
     )
 
 
@@ -84,24 +90,37 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         shared.append(properties_sql(params, query.properties, "properties", ctx.dates.timezone))
     if query.filter_test_accounts:
         shared.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.dates.timezone))
-    codes = [f"if({_step_condition(params, step.node, step.path, ctx)}, {k + 1}, 0)" for k, step in enumerate(spec.steps)]
+    conditions = [_step_condition(params, step.node, step.path, ctx) for step in spec.steps]
+    codes = [f"if({c}, {k + 1}, 0)" for k, c in enumerate(conditions)]
     for i in range(1, len(spec.steps)):
         covering = [e for e in spec.exclusions if e.start < i <= e.end]
         if covering:
             condition = _or([_step_condition(params, e.node, e.path, ctx) for e in covering])
             codes.append(f"if({condition}, {-(i + 1)}, 0)")
-    codes_sql = f"arrayFilter(c -> c != 0, CAST([{', '.join(codes)}], 'Array(Int8)'))"
+    if _narrow(spec):
+        # Bit k + 1: step k matched (exclusions, the only negative codes, take the wide path).
+        codes_sql = "toUInt32(" + " + ".join(f"if({c}, {2 ** (k + 1)}, 0)" for k, c in enumerate(conditions)) + ")"
+        matched = "codes != 0"
+    else:
+        codes_sql = f"arrayFilter(c -> c != 0, CAST([{', '.join(codes)}], 'Array(Int8)'))"
+        matched = "notEmpty(codes)"
     where = list(shared)
     if spec.order != "strict":
         names = _event_names(spec)
         if names is not None:
             # The index narrows by event name first (the reference's `event IN (...)`).
             where.append(f"event IN {params.bind(names, 'Array(String)')}")
-        where.append("notEmpty(codes)")
+        where.append(matched)
     return (
         f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_value(params, spec)} AS bv, "
         f"{codes_sql} AS codes FROM events WHERE {_and(where)}"
     )
+
+
+def _narrow(spec: FunnelSpec) -> bool:
+    """Whether the funnel takes the whole-array walk (vector.py) with step codes as a bitmask:
+    no exclusions, no optional steps, no step attribution."""
+    return not spec.exclusions and not any(s.optional for s in spec.steps) and spec.attribution_step is None
 
 
 def _event_names(spec: FunnelSpec) -> list[str] | None:
@@ -137,10 +156,14 @@ def _value(params: Params, spec: FunnelSpec) -> str:
 
 def _actors(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
     events = _events(params, spec, query, ctx)
-    return (
-        f"SELECT actor, arraySort(groupArray(tuple(t, codes, bv))) AS evs, {_values(params, spec)} AS vals "
-        f"FROM ({events}) GROUP BY actor"
-    )
+    if _narrow(spec):
+        # Ordered by time only: the whole-array walk takes one instant's events in any order (they
+        # carry equal codes), and the fold re-sorts the persons it walks (_walks).
+        fields = "t, codes, bv" if spec.attribution == "all_events" else "t, codes"
+        evs = f"arraySort(e -> e.1, groupArray(tuple({fields})))"
+    else:
+        evs = "arraySort(groupArray(tuple(t, codes, bv)))"
+    return f"SELECT actor, {evs} AS evs, {_values(params, spec)} AS vals FROM ({events}) GROUP BY actor"
 
 
 def _values(params: Params, spec: FunnelSpec) -> str:
@@ -170,31 +193,63 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
     window = params.bind(spec.window_seconds * 1_000_000, "Int64")
     evs = "arrayFilter(e -> e.3 = value, evs)" if spec.attribution == "all_events" else "evs"
     n = len(spec.steps)
+
+    def source(*layers: list[str]) -> str:
+        """The person's events as `fw_evs`, then each layer's columns over the one before."""
+        sql = f"SELECT value, {evs} AS fw_evs FROM ({actors}) ARRAY JOIN vals AS value"
+        for cols in layers:
+            sql = f"SELECT *, {', '.join(cols)} FROM ({sql})"
+        return sql
+
     if spec.order == "unordered":
-        fold = _unordered_fold(n, evs, window)
-        steps = "tupleElement(res, 2)"
-        gaps = "tupleElement(res, 3)"
+        layers, most, gaps = vector.unordered(n, "fw_evs", window, masks=_narrow(spec))
         times = ", ".join(f"if(length({gaps}) >= {k}, {gaps}[{k}], 0) AS d{k}" for k in range(1, n))
+        inner = source(*layers)
         return (
-            f"SELECT value, toUInt32(bitShiftLeft(toUInt32(1), {steps}) - 1) AS bits, {times} "
-            f"FROM (SELECT value, {fold} AS res FROM ({actors}) ARRAY JOIN vals AS value) WHERE {steps} > 0"
+            f"SELECT value, toUInt32(bitShiftLeft(toUInt32(1), {most}) - 1) AS bits, {times} "
+            f"FROM ({inner}) WHERE {most} > 0"
         )
-    fold = _ordered_fold(params, spec, _thinned(evs), window)
-    stamps = "tupleElement(res, 9)"
+    if _narrow(spec):
+        # The common case: the whole-array walk. Persons with an instant whose events carry different
+        # step codes get the fold's items (one per step code at such instants, in its order) first.
+        times = "arrayMap(e -> e.1, fw_evs) AS fw_t"
+        codes = "arrayMap(e -> e.2, fw_evs) AS fw_c"
+        mixed = (
+            "arrayExists((a, b, c, d) -> a = b AND c != d, arrayPopBack(fw_t), arrayPopFront(fw_t), "
+            "arrayPopBack(fw_c), arrayPopFront(fw_c)) AS fw_mixed"
+        )
+        # Mixed persons' events as the wide path has them: (t, step codes, value) sorted; their items'
+        # codes back to a bitmask.
+        listed = f"arrayFilter(k -> bitTest(e.2, k), CAST({list(range(1, n + 1))}, 'Array(Int8)'))"
+        walked = "arraySlice(fw_evs, 1, if(fw_mixed, length(fw_evs), 0))"
+        wide = f"arraySort(arrayMap(e -> tuple(e.1, {listed}, emptyArrayString()), {walked}))"
+        mask = "toUInt32(arraySum(arrayMap(c -> bitShiftLeft(toUInt32(1), c), y.2)))"
+        expanded = f"arrayMap(y -> tuple(y.1, {mask}, y.4, y.5), {_items(wide)})"
+        plain = "arrayMap(e -> tuple(e.1, e.2, toUInt8(0), toUInt32(0)), fw_evs)"
+        items = f"if(fw_mixed, {expanded}, {plain}) AS fw_items"
+        layers, furthest, best = vector.ordered(n, "fw_items", window, spec.order == "strict")
+        inner = source([times, codes], [mixed], [items], *layers)
+        columns = ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}] - {best}[{k}], 0) AS d{k}" for k in range(1, n))
+        bits = f"toUInt32(bitShiftLeft(toUInt32(1), {furthest}) - 1)"
+        return f"SELECT value, {bits} AS bits, {columns} FROM ({inner}) WHERE {furthest} > 0"
+    # Exclusions, optional steps or step attribution: the fold for every person.
     mandatory = [k for k, step in enumerate(spec.steps) if not step.optional]
-    columns = []
+    stamps = "tupleElement(res, 9)"
+    fold_times = []
     for k in range(1, n):
         if spec.steps[k].optional:
-            columns.append(f"toInt64(0) AS d{k}")
+            fold_times.append("toInt64(0)")
         else:
             # The j-th gap between mandatory step times belongs to the j-th mandatory step after the first.
             j = mandatory.index(k)
-            columns.append(f"if(length({stamps}) > {j}, {stamps}[{j + 1}] - {stamps}[{j}], 0) AS d{k}")
-    return (
-        f"SELECT value, tupleElement(res, 10) AS bits, {', '.join(columns)} "
-        f"FROM (SELECT value, {fold} AS res FROM ({actors}) ARRAY JOIN vals AS value) "
-        "WHERE tupleElement(res, 6) > 0 AND tupleElement(res, 8) = 0"
-    )
+            fold_times.append(f"if(length({stamps}) > {j}, {stamps}[{j + 1}] - {stamps}[{j}], 0)")
+    fold_bits = "tupleElement(res, 10)"
+    # The best attempt reached a step and is not excluded.
+    fold_entered = "tupleElement(res, 6) > 0 AND tupleElement(res, 8) = 0"
+    fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
+    columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
+    inner = source([f"{fold} AS res"])
+    return f"SELECT value, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
 
 
 def _thinned(evs: str) -> str:
@@ -362,8 +417,9 @@ def _items(evs: str) -> str:
     """
     times = f"arrayMap(e -> e.1, {evs})"
     codes = f"arrayMap(e -> e.2, {evs})"
-    starts = "arrayMap((a, b) -> a != b, T, arrayPushFront(arrayPopBack(T), toInt64(-1)))"
-    ends = "arrayMap((a, b) -> a != b, T, arrayPushBack(arrayPopFront(T), toInt64(-1)))"
+    # Pushed then popped (not popped then pushed), so that an empty T gives empty shifts.
+    starts = "arrayMap((a, b) -> a != b, T, arrayPopBack(arrayPushFront(T, toInt64(-1))))"
+    ends = "arrayMap((a, b) -> a != b, T, arrayPopFront(arrayPushBack(T, toInt64(-1))))"
     mixed = f"arrayMap((a, b) -> a != b, arrayFill((cc, f) -> f, C, {starts}), arrayReverseFill((cc, f) -> f, C, {ends}))"
     expand = (
         "arrayFlatten(arrayMap((e, i, mx) -> if(mx, "
@@ -378,26 +434,6 @@ def _let(name: str, value: str, body: str) -> str:
     """`body` with `name` bound to `value`, computed once (a one-element arrayMap). Only for
     bodies that refer to nothing large but the bound name (the lambda copies what it refers to)."""
     return f"arrayMap({name} -> {body}, [{value}])[1]"
-
-
-def _unordered_fold(n: int, evs: str, window: str) -> str:
-    """Unordered: after each event, the steps with an event in the window ending there (an event
-    counts for the first step it matches); the best is the first instant with the most steps.
-    State: (times per step inside the window, most steps, gaps between the sorted first times)."""
-    t = "tupleElement(x, 1)"
-    step = "arrayMin(arrayFilter(cc -> cc > 0, tupleElement(x, 2)))"
-    moved = (
-        f"arrayMap((d, i) -> arrayFilter(v -> {t} - v <= {window}, if(i = {step}, arrayPushBack(d, {t}), d)), "
-        "tupleElement(acc, 1), arrayEnumerate(tupleElement(acc, 1)))"
-    )
-    count = f"toUInt8(arrayCount(d -> notEmpty(d), {moved}))"
-    firsts = f"arraySort(arrayMap(d -> d[1], arrayFilter(d -> notEmpty(d), {moved})))"
-    gaps = f"arrayMap((a, b) -> b - a, arrayPopBack({firsts}), arrayPopFront({firsts}))"
-    better = f"{count} > tupleElement(acc, 2)"
-    update = f"tuple({moved}, if({better}, {count}, tupleElement(acc, 2)), if({better}, {gaps}, tupleElement(acc, 3)))"
-    items = f"arrayFilter(x -> arrayExists(cc -> cc > 0, tupleElement(x, 2)), {evs})"
-    initial = f"tuple(arrayWithConstant({n}, emptyArrayInt64()), toUInt8(0), emptyArrayInt64())"
-    return f"arrayFold((acc, x) -> {update}, {items}, {initial})"
 
 
 def _and(parts: list[str]) -> str:
