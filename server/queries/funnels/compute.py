@@ -11,6 +11,7 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Unimplemented
 from server.queries.base import Execute, QueryContext
 from server.queries.common.dates import QueryDateRange, resolve_date_range
+from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
 from server.queries.funnels.spec import FunnelSpec, funnel_spec
@@ -75,8 +76,11 @@ def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
     )
     threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
     params = Params(columns=ctx.materialized)
-    context = fsql.Context(ctx.team_id, dates, list(ctx.test_account_filters), threshold)
+    members = CohortCompiler(ctx)
+    context = fsql.Context(ctx.team_id, dates, list(ctx.test_account_filters), threshold, members)
     sql = fsql.statement(params, spec, query, context)
+    # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
+    members.raise_unavailable()
     return _Plan(spec, dates, params, sql)
 
 

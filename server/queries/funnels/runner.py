@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Definitions, Execute, Outcome, QueryContext, Runner
+from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.incohort import filter_references, properties_references
 from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.funnels.compute import check_funnels, relabel, run_funnels
 
@@ -22,6 +23,18 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
     def compute(self, node: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         outcome = run_funnels(node, ctx, execute)
         return Outcome.of(results_pb2.InsightResult(funnels=outcome.result), outcome)
+
+    def references(self, node: query_pb2.FunnelsQuery) -> list[Reference]:
+        """The cohorts its filters name: the query's, its steps' and its exclusions' (the
+        environment's test-account filters are the execution layer's to list)."""
+        found = properties_references(node.properties, "properties")
+        for i, step in enumerate(node.series):
+            if step.WhichOneof("node") == "events_node":
+                found += filter_references(step.events_node.properties, f"series[{i}].properties")
+        for i, item in enumerate(node.funnels_filter.exclusions):
+            if item.WhichOneof("node") == "events_node":
+                found += filter_references(item.events_node.properties, f"funnelsFilter.exclusions[{i}].properties")
+        return found
 
     def relabel(
         self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery, definitions: Definitions

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from generated.insights.v1 import query_pb2
 from server.queries.common.dates import QueryDateRange
-from server.queries.common.properties import filters_sql, properties_sql, property_text
+from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
 from server.queries.funnels import vector
 from server.queries.funnels.spec import FunnelSpec
@@ -41,6 +41,8 @@ class Context:
     dates: QueryDateRange
     test_filters: list[query_pb2.PropertyFilter]
     sample_threshold: int | None
+    # Compiles the membership of the cohorts filters name (None: cohort filters are refused).
+    cohorts: CohortSql | None = None
 
 
 def statement(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
@@ -87,9 +89,9 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
         shared.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
     if query.HasField("properties"):
-        shared.append(properties_sql(params, query.properties, "properties", ctx.dates.timezone))
+        shared.append(properties_sql(params, query.properties, "properties", ctx.dates.timezone, ctx.cohorts))
     if query.filter_test_accounts:
-        shared.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.dates.timezone))
+        shared.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.dates.timezone, ctx.cohorts))
     conditions = [_step_condition(params, step.node, step.path, ctx) for step in spec.steps]
     codes = [f"if({c}, {k + 1}, 0)" for k, c in enumerate(conditions)]
     for i in range(1, len(spec.steps)):
@@ -140,7 +142,7 @@ def _step_condition(
     parts = []
     if node.HasField("event"):
         parts.append(f"event = {params.bind(node.event, 'String')}")
-    parts.append(filters_sql(params, node.properties, f"{path}.properties", ctx.dates.timezone))
+    parts.append(filters_sql(params, node.properties, f"{path}.properties", ctx.dates.timezone, ctx.cohorts))
     return _and(parts)
 
 
