@@ -10,6 +10,7 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Unimplemented
 from server.queries.base import Execute, QueryContext
 from server.queries.common.errors import QueryError
+from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.retention import sql as rsql
 from server.queries.retention.dates import RetentionRange, retention_range
@@ -86,6 +87,7 @@ def _plan(query: query_pb2.RetentionQuery, ctx: QueryContext) -> _Plan:
         )
     threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
     params = Params(columns=ctx.materialized)
+    members = CohortCompiler(ctx)
     context = rsql.Context(
         ctx.team_id,
         ctx.timezone,
@@ -94,8 +96,11 @@ def _plan(query: query_pb2.RetentionQuery, ctx: QueryContext) -> _Plan:
         list(ctx.test_account_filters),
         ctx.definitions.actions,
         threshold,
+        members,
     )
     sql = rsql.statement(params, spec, query, context)
+    # Only now, the whole query checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
+    members.raise_unavailable()
     return _Plan(spec, dates, params, sql)
 
 

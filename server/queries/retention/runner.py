@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.incohort import filter_references, properties_references
 from server.queries.retention.compute import check_retention, run_retention
 from server.queries.retention.spec import PERIOD_NAMES
 
@@ -30,8 +31,9 @@ class RetentionRunner(Runner[query_pb2.RetentionQuery]):
         )
 
     def references(self, node: query_pb2.RetentionQuery) -> list[Reference]:
-        """The actions its target and returning entities name."""
-        found = []
+        """The actions its target and returning entities name, and the cohorts its filters name
+        (the environment's test-account filters are the execution layer's to list)."""
+        found = properties_references(node.properties, "properties")
         rf = node.retention_filter
         for name, json_name in (("target_entity", "targetEntity"), ("returning_entity", "returningEntity")):
             if not rf.HasField(name):  # type: ignore[arg-type]
@@ -42,4 +44,5 @@ class RetentionRunner(Runner[query_pb2.RetentionQuery]):
             )
             if is_action and entity.id.WhichOneof("kind") == "int_value" and entity.id.int_value > 0:
                 found.append(Reference("action", entity.id.int_value, f"retentionFilter.{json_name}.id"))
+            found += filter_references(entity.properties, f"retentionFilter.{json_name}.properties")
         return found

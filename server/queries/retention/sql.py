@@ -25,7 +25,7 @@ from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
 from server.queries.common.actions import action_sql
 from server.queries.common.errors import QueryError
-from server.queries.common.properties import breakdown_value_sql, filters_sql, properties_sql
+from server.queries.common.properties import CohortSql, breakdown_value_sql, filters_sql, properties_sql
 from server.queries.common.sql import Params
 from server.queries.retention.dates import RetentionRange, epoch_us
 from server.queries.retention.spec import Entity, RetentionSpec
@@ -44,6 +44,8 @@ class Context:
     test_filters: list[query_pb2.PropertyFilter]
     actions: Mapping[int, ActionDefinition]
     sample_threshold: int | None
+    # Compiles the membership of the cohorts filters name (None: cohort filters are refused).
+    cohorts: CohortSql | None = None
 
 
 def statement(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
@@ -83,9 +85,9 @@ def _events(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery
         # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
         where.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
     if query.HasField("properties"):
-        where.append(properties_sql(params, query.properties, "properties", ctx.timezone))
+        where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:
-        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone))
+        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone, ctx.cohorts))
     names = _event_names(spec)
     if names is not None:
         # The index narrows by event name first (the reference's `event IN (...)`).
@@ -144,7 +146,7 @@ def _matches(params: Params, entity: Entity, ctx: Context, *, with_properties: b
     else:
         parts = []
     if with_properties and entity.properties:
-        parts.append(filters_sql(params, entity.properties, f"{entity.path}.properties", ctx.timezone))
+        parts.append(filters_sql(params, entity.properties, f"{entity.path}.properties", ctx.timezone, ctx.cohorts))
     return f"toUInt8({_and(parts)})"
 
 

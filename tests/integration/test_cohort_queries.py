@@ -1,6 +1,6 @@
-"""Funnels over stored cohorts through the service: a cohort filter on the query or on one step
-computes from the cohort's members (the same compiled membership as trends, whose oracle test checks
-it), and a deleted cohort is FAILED_PRECONDITION naming the filter."""
+"""Funnels and retention over stored cohorts through the service: a cohort filter on the query or on
+one step (entity) computes from the cohort's members (the same compiled membership as trends, whose
+oracle test checks it), and a deleted cohort is FAILED_PRECONDITION naming the filter."""
 
 from __future__ import annotations
 
@@ -51,3 +51,43 @@ async def test_cohort_filters_narrow_a_funnel_and_a_deleted_cohort_is_named(serv
     info = error_info(err)
     assert info.reason == "COHORT_UNAVAILABLE"
     assert info.metadata["field"] == "query.series[1].properties[0].value" and info.metadata["cohort"] == str(pro.id)
+
+
+def _retention(**fields: Any) -> qpb.QueryNode:
+    """Daily recurring $pageview retention, the default 7 cohorts ending today."""
+    query = {
+        "kind": "RetentionQuery",
+        "retentionFilter": {
+            "period": "Day",
+            "totalIntervals": 7,
+            "targetEntity": {"id": "$pageview", "type": "events"},
+            "returningEntity": {"id": "$pageview", "type": "events"},
+        },
+        **fields,
+    }
+    return qpb.QueryNode(retention_query=from_reference_json(query, qpb.RetentionQuery))
+
+
+def _sizes(response: Any) -> list[int]:
+    return [cohort.values[0].count for cohort in response.result.retention.cohorts]
+
+
+@sqlite_only
+async def test_cohort_filters_narrow_retention_and_a_deleted_cohort_is_named(server: Server, tenant: Tenant) -> None:
+    # Views 1, 2, 3 ... days ago: ann on days -3..-1, bob on -1, dan on -5..-1 (cohorts -6 .. today).
+    seed_people(server, tenant.environment_id, dt.datetime.now(dt.UTC))
+    cohorts = _cohorts(server, tenant)
+    pro = await cohorts.create("Pro", filters=filters([plan_is("pro")]))  # ann (and cid, no events)
+
+    assert _sizes(await _run(server, tenant, _retention())) == [0, 1, 1, 2, 2, 3, 0]
+    only_ann = await _run(server, tenant, _retention(properties=_in(pro.id)))
+    assert _sizes(only_ann) == [0, 0, 0, 1, 1, 1, 0]
+    # Ann's day -3 cohort comes back on the next two days.
+    assert [v.count for v in only_ann.result.retention.cohorts[3].values][:3] == [1, 1, 1]
+    assert _sizes(await _run(server, tenant, _retention(properties=_in(pro.id, operator="not_in")))) == [0, 1, 1, 1, 1, 2, 0]
+
+    await cohorts.delete(pro.id)
+    query = _retention(properties=_in(pro.id))
+    err = await expect_error(_run(server, tenant, query), grpc.StatusCode.FAILED_PRECONDITION)
+    info = error_info(err)
+    assert info.reason == "COHORT_UNAVAILABLE" and info.metadata["field"] == "query.properties[0].value"
