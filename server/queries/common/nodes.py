@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.message import Message
 
 from generated.insights.v1 import query_pb2
+from server.errors import Unimplemented
 from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 
@@ -53,3 +55,15 @@ def check_sampling_factor(query: Any) -> None:
     """Raises QueryError when the query sets a samplingFactor outside (0, 1]."""
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+
+
+def refuse_later(later: Sequence[tuple[str, str]], kind: str, reason: str) -> None:
+    """Raises Unimplemented naming the first of `later` ((field path, what it is) of options the
+    kind does not compute yet), so a query that may be saved is never computed without them."""
+    if later:
+        path, what = later[0]
+        raise Unimplemented(
+            f"{path}: {what} {'are' if what.endswith('s') else 'is'} not implemented yet",
+            reason=reason,
+            metadata={"field": path, "kind": kind},
+        )

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import Unimplemented
 from server.queries.base import Execute, QueryContext
+from server.queries.common import nodes
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -48,13 +48,7 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
-    if plan.spec.later:
-        path, what = plan.spec.later[0]
-        raise Unimplemented(
-            f"{path}: {what} {'are' if what.endswith('s') else 'is'} not implemented yet",
-            reason="FUNNEL_OPTION_NOT_IMPLEMENTED",
-            metadata={"field": path, "kind": "FunnelsQuery"},
-        )
+    nodes.refuse_later(plan.spec.later, "FunnelsQuery", "FUNNEL_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
     result, has_more = _shape(plan.spec, query, rows)
     return FunnelsOutcome(result, has_more, plan.dates, plan.sql)

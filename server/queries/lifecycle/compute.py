@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import Unimplemented
 from server.queries.base import ActionDefinition, DefinitionUnavailable, Execute, QueryContext
+from server.queries.common import nodes
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
@@ -60,13 +60,7 @@ def run_lifecycle(query: query_pb2.LifecycleQuery, ctx: QueryContext, execute: E
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     spec = lifecycle_spec(query)
-    if spec.later:
-        path, what = spec.later[0]
-        raise Unimplemented(
-            f"{path}: {what} are not implemented yet",
-            reason="LIFECYCLE_OPTION_NOT_IMPLEMENTED",
-            metadata={"field": path, "kind": "LifecycleQuery"},
-        )
+    nodes.refuse_later(spec.later, "LifecycleQuery", "LIFECYCLE_OPTION_NOT_IMPLEMENTED")
     plan = _plan(query, spec, ctx)
     rows = execute(plan.sql, plan.params.values)
     action = ctx.definitions.actions.get(spec.series.action_id) if spec.series.action_id is not None else None

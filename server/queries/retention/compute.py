@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import Unimplemented
 from server.queries.base import Execute, QueryContext
+from server.queries.common import nodes
 from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -52,13 +52,7 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
-    if plan.spec.later:
-        path, what = plan.spec.later[0]
-        raise Unimplemented(
-            f"{path}: {what} {'are' if what.endswith('s') else 'is'} not implemented yet",
-            reason="RETENTION_OPTION_NOT_IMPLEMENTED",
-            metadata={"field": path, "kind": "RetentionQuery"},
-        )
+    nodes.refuse_later(plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
     result, has_more = _shape(plan.spec, plan.dates, rows)
     return RetentionOutcome(result, has_more, plan.dates, plan.sql)
