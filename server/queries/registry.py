@@ -14,6 +14,7 @@ from server.queries.base import Runner
 from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
 from server.queries.retention.runner import RetentionRunner
+from server.queries.stickiness.runner import StickinessRunner
 from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
 
@@ -83,6 +84,7 @@ RUNNERS = Registry(
         TrendsRunner(),
         FunnelsRunner(),
         RetentionRunner(),
+        StickinessRunner(),
     ]
 )
 
