@@ -48,7 +48,7 @@ def _viz(query: qpb.StickinessQuery) -> qpb.QueryNode:
     return qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(stickiness_query=query)))
 
 
-async def _run(server: Server, tenant: Tenant, query: qpb.StickinessQuery) -> qs.RunQueryResponse:
+async def _run(server: Server, tenant: Tenant, query: qpb.StickinessQuery) -> qs.QueryResponse:
     stub = qs_grpc.QueryServiceStub(server.channel)
     request = qs.RunQueryRequest(
         environment_id=tenant.environment_id, query=qpb.QueryNode(stickiness_query=query), refresh=BLOCKING

@@ -82,7 +82,7 @@ def compute_stickiness(
         if kind == "ActionsNode":
             bare, action_name = _action_of(node, actions or {}, tz)
             name: str = node.get("custom_name") or action_name
-            action = {"id": str(node["id"]), "type": "actions"}
+            action: dict[str, Any] = {"id": str(node["id"]), "type": "actions"}
         elif kind == "EventsNode":
             event = node.get("event")
 
