@@ -12,6 +12,7 @@ from google.protobuf.json_format import MessageToDict
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.stickiness.compute import StickinessOutcome, run_stickiness
 from storage.events import EventStore
 from tests.engine.harness import action_definition, event_rows, next_team_id
@@ -35,6 +36,7 @@ def run_stickiness_engine(
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
     team_id: int | None = None,
+    cohorts: dict[int, CohortDefinition] | None = None,
 ) -> StickinessRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
     if team_id is None:
@@ -52,7 +54,9 @@ def run_stickiness_engine(
         ],
         earliest=lambda: store.earliest_timestamp(team_id),
         materialized=store.materialized,
-        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+        definitions=Definitions(
+            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
+        ),
     )
     outcome = run_stickiness(proto, ctx, execute=store.query)
     return StickinessRun(as_json(outcome.result), outcome)

@@ -13,9 +13,12 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition, Definitions
 from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.errors import QueryError
 from server.queries.stickiness.runner import StickinessRunner
+from storage.cohort_members import CohortMembers
 from storage.events import EventStore
+from tests.engine.harness import event_rows, next_team_id, person_uuid
 from tests.engine.stickiness_harness import StickinessRun, run_stickiness_engine
 from tests.oracle import Event
 
@@ -139,6 +142,21 @@ def test_hostile_values_are_bound_never_sql_text(store: EventStore) -> None:
     got = run(store, events, query)
     assert data(got)[:2] == [1, 0] and got.results[0]["label"] == HOSTILE
     assert HOSTILE not in got.outcome.sql and "DROP" not in got.outcome.sql
+
+
+def test_a_cohort_filter_keeps_its_members_and_a_missing_cohort_is_named(store: EventStore) -> None:
+    CohortMembers(store).ensure_schema()
+    team_id = next_team_id()
+    store.insert_events(event_rows(team_id, [ev(at(5)), ev(at(6)), ev(at(5), person="p2")]))
+    CohortMembers(store).add(team_id, 5, [person_uuid("p1")], NOW)
+    cohorts = {5: CohortDefinition(5, "Loyal", 1, True)}
+    query = sticky(properties=[{"type": "cohort", "key": "id", "value": 5}])
+    got = run(store, [], query, team_id=team_id, cohorts=cohorts)
+    # p1 (a member) on 2 days; p2 is not in the cohort.
+    assert data(got)[:2] == [0, 1]
+    with pytest.raises(FailedPrecondition) as caught:
+        run(store, [], query, team_id=team_id)
+    assert caught.value.metadata["field"] == "properties[0].value" and caught.value.metadata["cohort"] == "5"
 
 
 def test_a_missing_action_is_a_failed_precondition_naming_the_series(store: EventStore) -> None:

@@ -10,6 +10,7 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Unimplemented
 from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common.dates import QueryDateRange, resolve_date_range
+from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.stickiness import sql as ssql
 from server.queries.stickiness.spec import Series, StickinessSpec, stickiness_spec
@@ -76,10 +77,13 @@ def _plan(query: query_pb2.StickinessQuery, ctx: QueryContext) -> _Plan:
     )
     threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
     params = Params(columns=ctx.materialized)
+    members = CohortCompiler(ctx)
     context = ssql.Context(
-        ctx.team_id, ctx.timezone, dates, list(ctx.test_account_filters), ctx.definitions.actions, threshold
+        ctx.team_id, ctx.timezone, dates, list(ctx.test_account_filters), ctx.definitions.actions, threshold, members
     )
     sql = ssql.statement(params, spec, query, context) if not spec.later else ""
+    # After compiling the whole query: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
+    members.raise_unavailable()
     return _Plan(spec, dates, params, sql)
 
 

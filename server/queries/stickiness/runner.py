@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.incohort import filter_references, properties_references
 from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.stickiness.compute import check_stickiness, run_stickiness, series_label
 from server.queries.stickiness.spec import Series
@@ -25,12 +26,16 @@ class StickinessRunner(Runner[query_pb2.StickinessQuery]):
         return Outcome.of(results_pb2.InsightResult(stickiness=outcome.result), outcome)
 
     def references(self, node: query_pb2.StickinessQuery) -> list[Reference]:
-        """The actions its series count."""
-        return [
-            Reference("action", series.actions_node.id, f"series[{i}].id")
-            for i, series in enumerate(node.series)
-            if series.WhichOneof("node") == "actions_node" and series.actions_node.id > 0
-        ]
+        """The actions its series count and the cohorts its filters name (the environment's
+        test-account filters are the execution layer's to list)."""
+        found = properties_references(node.properties, "properties")
+        for i, series in enumerate(node.series):
+            kind = series.WhichOneof("node")
+            if kind == "actions_node" and series.actions_node.id > 0:
+                found.append(Reference("action", series.actions_node.id, f"series[{i}].id"))
+            if kind in ("events_node", "actions_node"):
+                found += filter_references(getattr(series, kind).properties, f"series[{i}].properties")
+        return found
 
     def relabel(
         self, result: results_pb2.InsightResult, node: query_pb2.StickinessQuery, definitions: Definitions

@@ -24,7 +24,7 @@ from server.queries.base import ActionDefinition
 from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
-from server.queries.common.properties import filters_sql, properties_sql
+from server.queries.common.properties import CohortSql, filters_sql, properties_sql
 from server.queries.common.sql import Params
 from server.queries.stickiness.spec import Series, StickinessSpec
 
@@ -41,6 +41,8 @@ class Context:
     test_filters: list[query_pb2.PropertyFilter]
     actions: Mapping[int, ActionDefinition]
     sample_threshold: int | None
+    # Compiles the membership of the cohorts the filters name (None: cohort filters are refused).
+    cohorts: CohortSql | None = None
 
 
 def periods(spec: StickinessSpec, dates: QueryDateRange) -> int:
@@ -83,11 +85,11 @@ def _events(params: Params, series: Series, query: query_pb2.StickinessQuery, ct
         where.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
     where.append(_name(params, series, ctx))
     if series.properties:
-        where.append(filters_sql(params, series.properties, f"{series.path}.properties", ctx.timezone))
+        where.append(filters_sql(params, series.properties, f"{series.path}.properties", ctx.timezone, ctx.cohorts))
     if query.HasField("properties"):
-        where.append(properties_sql(params, query.properties, "properties", ctx.timezone))
+        where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:
-        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone))
+        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone, ctx.cohorts))
     return f"SELECT person_id AS actor, {_index(params, ctx, tz)} AS i FROM events WHERE {_and(where)}"
 
 
