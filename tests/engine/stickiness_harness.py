@@ -66,16 +66,17 @@ def as_json(result: results_pb2.StickinessResult) -> list[dict[str, Any]]:
     """Engine items in the oracle's shape."""
     out = []
     for item in result.series:
-        out.append(
-            {
-                "data": list(item.data),
-                "days": list(item.days),
-                "labels": list(item.labels),
-                "count": item.count,
-                "label": item.label,
-                "action": MessageToDict(item.action, preserving_proto_field_name=True),
-            }
-        )
+        shaped: dict[str, Any] = {
+            "data": list(item.data),
+            "days": list(item.days),
+            "labels": list(item.labels),
+            "count": item.count,
+            "label": item.label,
+            "action": MessageToDict(item.action, preserving_proto_field_name=True),
+        }
+        if item.compare:
+            shaped |= {"compare": True, "compare_label": item.compare_label}
+        out.append(shaped)
     return out
 
 

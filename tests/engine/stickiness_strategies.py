@@ -105,6 +105,10 @@ def _query(draw: st.DrawFn, with_actions: bool) -> tuple[dict[str, Any], dict[in
             "date_from": draw(st.sampled_from(_FROMS[interval])),
             "date_to": draw(st.sampled_from(_TOS[interval])),
         }
+    if draw(st.integers(0, 4)) == 0:
+        query["compareFilter"] = {"compare": True}
+        if draw(st.integers(0, 3)) == 0:
+            query["compareFilter"]["compare_to"] = draw(st.sampled_from(["-1d", "-1w", "-1m"]))
     if draw(st.integers(0, 5)) == 0:
         query["properties"] = [dict(draw(st.sampled_from(_QUERY_FILTERS)))]
     if draw(st.integers(0, 5)) == 0:
@@ -140,8 +144,9 @@ def stickiness_cases(draw: st.DrawFn, with_actions: bool = False) -> StickinessC
     for person in PERSONS[: draw(st.integers(2, len(PERSONS)))]:
         for _ in range(draw(st.integers(1, 5))):  # bursts: several events close together
             where = draw(st.integers(0, 11))
-            if where == 0:
-                at = lower - dt.timedelta(seconds=draw(st.integers(1, 3 * 3600)))
+            if where == 0 or (where == 3 and "compareFilter" in query):
+                # before the window (in the compared period, when there is one)
+                at = lower - dt.timedelta(seconds=draw(st.integers(1, max(span, 3 * 3600))))
             elif where == 1:
                 at = upper + dt.timedelta(microseconds=draw(st.integers(1, 3600 * 10**6)))
             elif where == 2:

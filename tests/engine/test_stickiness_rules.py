@@ -97,6 +97,27 @@ def test_interval_count_groups_buckets_back_from_the_last_one(store: EventStore)
     assert got.results[0]["labels"] == ["1 period of 2 days", "2 periods of 2 days", "3 periods of 2 days"]
 
 
+def test_compare_interleaves_each_series_current_then_previous(store: EventStore) -> None:
+    # 8 … 10 January against 5 … 7 January: p1 on the 5th, 6th and 9th; p2 signs up on the 6th.
+    events = [ev(at(5)), ev(at(6)), ev(at(9)), ev(at(6), event="signup", person="p2")]
+    query = sticky(
+        series=[{"kind": "EventsNode", "event": "$pageview"}, {"kind": "EventsNode", "event": "signup"}],
+        dateRange={"date_from": "2024-01-08", "date_to": "2024-01-10"},
+        compareFilter={"compare": True},
+    )
+    got = run(store, events, query)
+    shown = [(r["label"], r["compare_label"], r["data"]) for r in got.results]
+    assert shown == [
+        ("$pageview", "current", [1, 0, 0]),
+        ("$pageview", "previous", [0, 1, 0]),
+        ("signup", "current", [0, 0, 0]),
+        ("signup", "previous", [1, 0, 0]),
+    ]
+    # date_from "all" disables compare, as the reference.
+    alltime = run(store, events, sticky(dateRange={"date_from": "all"}, compareFilter={"compare": True}))
+    assert [r.get("compare_label") for r in alltime.results] == [None]
+
+
 def test_week_start_and_time_zone_decide_the_period(store: EventStore) -> None:
     # Sunday 7 January and Monday 8 January: one week when weeks start on Sunday, two on Monday.
     events = [ev(at(7)), ev(at(8))]

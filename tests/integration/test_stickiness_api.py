@@ -1,7 +1,7 @@
 """Stickiness through the service: computed from ingested events (RunQuery and a saved insight), an
 action series loaded by the execution layer, its protobuf JSON (what grpcurl prints) in the
 reference's keys, invalid queries refused naming the field (and never saved), options not built yet
-UNIMPLEMENTED naming the field (but savable)."""
+UNIMPLEMENTED naming the field (but savable); compare interleaved."""
 
 from __future__ import annotations
 
@@ -110,6 +110,12 @@ async def test_ingested_events_come_back_as_stickiness_through_run_query_and_a_s
     )
     assert list(twice.result.stickiness.series[0].data)[:2] == [1, 0]
 
+    # Compare: the previous 8 days had no events; the items interleave current and previous.
+    compared = await _run(server, tenant, _sticky(compare_filter=qpb.CompareFilter(compare=True)))
+    current, previous = compared.result.stickiness.series
+    assert (current.compare_label, previous.compare_label) == ("current", "previous") and previous.compare
+    assert list(current.data)[:2] == [2, 1] and sum(previous.data) == 0
+
     # A hostile filter value is bound, never SQL text: it matches the one event that has it.
     hostile = qpb.PropertyFilter(key="plan", value=qpb.PropertyValue(string_value=HOSTILE))
     found = await _run(server, tenant, _sticky(_events("$pageview", hostile)))
@@ -168,7 +174,6 @@ async def test_an_invalid_stickiness_query_is_refused_naming_the_field_and_not_s
 
 
 LATER: list[tuple[str, Callable[[], qpb.StickinessQuery]]] = [
-    ("compareFilter.compare", lambda: _sticky(compare_filter=qpb.CompareFilter(compare=True))),
     ("interval", lambda: _sticky(interval=qpb.INTERVAL_TYPE_MINUTE)),
     ("series[0].math", lambda: _sticky(_events(math=qpb.MATH_TYPE_HOGQL))),
     ("series[0].math_multiplier", lambda: _sticky(_events(math_multiplier=2))),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from tests.oracle.trends import (
     _action_of,
     _bucket_key,
     compile_properties,
+    previous_date_range,
     resolve_date_range,
 )
 
@@ -58,8 +60,6 @@ def compute_stickiness(
     per = query.get("intervalCount") or 1
     if per < 1 or (per > 1 and interval == "week"):
         raise InvalidArgument("intervalCount")
-    if (query.get("compareFilter") or {}).get("compare"):
-        raise Unimplemented("compare")
     sf = query.get("stickinessFilter") or {}
     criteria = sf.get("stickinessCriteria") or {}
     operator, least = criteria.get("operator", "gte"), criteria.get("value", 1)
@@ -71,9 +71,19 @@ def compute_stickiness(
         query.get("dateRange"), interval, timezone=timezone, week_start_day=week_start_day, now=now, events=events
     )
     tz = ZoneInfo(timezone)
-    index = {key: i for i, key in enumerate(rng.bucket_keys)}
-    buckets = len(rng.bucket_keys)
-    periods = -(-buckets // per)
+    ranges = [("", rng)]
+    compare = query.get("compareFilter") or {}
+    if compare.get("compare") and (query.get("dateRange") or {}).get("date_from") != "all":
+        previous = previous_date_range(
+            query.get("dateRange"),
+            interval,
+            compare_to=compare.get("compare_to"),
+            timezone=timezone,
+            week_start_day=week_start_day,
+            now=now,
+            events=events,
+        )
+        ranges = [("current", rng), ("previous", previous)]
     query_props = compile_properties(query.get("properties"), tz)
     tests = compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
     out = []
@@ -94,15 +104,47 @@ def compute_stickiness(
         else:
             raise Unimplemented(kind)
         own = compile_properties(node.get("properties"), tz)
-        # The walk: per person, the events of each period (intervalCount buckets counted back
-        # from the last bucket of the range).
+
+        def keep(e: Event, bare: Any = bare, own: Any = own) -> bool:
+            return bool(bare(e) and own(e) and query_props(e) and (tests is None or tests(e)))
+
+        for compare_label, current in ranges:
+            walk = _Walk(tz, week_start_day, per, operator, least, cumulative)
+            out.append(walk.item(events, current, compare_label, keep, order, name, dict(action), node))
+    return out
+
+
+@dataclass(frozen=True)
+class _Walk:
+    tz: ZoneInfo
+    week_start_day: int
+    per: int
+    operator: str
+    least: int
+    cumulative: bool
+
+    def item(
+        self,
+        events: list[Event],
+        rng: Any,
+        compare_label: str,
+        keep: Any,
+        order: int,
+        name: str,
+        action: dict[str, Any],
+        node: dict[str, Any],
+    ) -> dict[str, Any]:
+        """One item: per person, the events of each period (intervalCount buckets counted back from
+        the last bucket of the range), then the persons per number of periods kept by the criteria."""
+        per, operator, least, cumulative = self.per, self.operator, self.least, self.cumulative
+        index = {key: i for i, key in enumerate(rng.bucket_keys)}
+        buckets = len(rng.bucket_keys)
+        periods = -(-buckets // per)
         per_person: dict[str, Counter[int]] = defaultdict(Counter)
         for e in events:
-            if not (rng.lower <= e.timestamp <= rng.upper):
+            if not (rng.lower <= e.timestamp <= rng.upper) or not keep(e):
                 continue
-            if not (bare(e) and own(e) and query_props(e) and (tests is None or tests(e))):
-                continue
-            i = index.get(_bucket_key(e.timestamp, interval, tz, week_start_day))
+            i = index.get(_bucket_key(e.timestamp, rng.interval, self.tz, self.week_start_day))
             if i is None:
                 continue
             per_person[e.person_id][(buckets - 1 - i) // per] += 1
@@ -115,17 +157,17 @@ def compute_stickiness(
         action |= {"order": order, "name": name}
         if node.get("custom_name"):
             action["custom_name"] = node["custom_name"]
-        out.append(
-            {
-                "data": [float(v) for v in data],
-                "days": list(range(1, periods + 1)),
-                "labels": [_label(k, interval, per, cumulative) for k in range(1, periods + 1)],
-                "count": float(sum(exact)),
-                "label": name,
-                "action": action,
-            }
-        )
-    return out
+        item: dict[str, Any] = {
+            "data": [float(v) for v in data],
+            "days": list(range(1, periods + 1)),
+            "labels": [_label(k, rng.interval, per, cumulative) for k in range(1, periods + 1)],
+            "count": float(sum(exact)),
+            "label": name,
+            "action": action,
+        }
+        if compare_label:
+            item |= {"compare": True, "compare_label": compare_label}
+        return item
 
 
 def _label(k: int, interval: str, per: int, cumulative: bool) -> str:

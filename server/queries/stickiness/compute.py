@@ -9,7 +9,7 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.errors import Unimplemented
 from server.queries.base import ActionDefinition, Execute, QueryContext
-from server.queries.common.dates import QueryDateRange, resolve_date_range
+from server.queries.common.dates import QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.stickiness import sql as ssql
@@ -30,6 +30,7 @@ class StickinessOutcome:
 class _Plan:
     spec: StickinessSpec
     dates: QueryDateRange
+    compared: bool  # the ranges are (current, previous)
     params: Params
     sql: str
 
@@ -55,7 +56,7 @@ def run_stickiness(query: query_pb2.StickinessQuery, ctx: QueryContext, execute:
             metadata={"field": path, "kind": "StickinessQuery"},
         )
     rows = execute(plan.sql, plan.params.values)
-    result = _shape(plan.spec, plan.dates, rows, ctx.definitions.actions)
+    result = _shape(plan.spec, plan.dates, plan.compared, rows, ctx.definitions.actions)
     return StickinessOutcome(result, False, plan.dates, plan.sql)
 
 
@@ -75,16 +76,30 @@ def _plan(query: query_pb2.StickinessQuery, ctx: QueryContext) -> _Plan:
         now=ctx.now,
         earliest=ctx.earliest() if date_from is not None and date_from.strip() == "all" else None,
     )
+    ranges = [dates]
+    compared = spec.compare and (date_from is None or date_from.strip() != "all")
+    if compared:
+        # As the reference: compare is disabled when date_from is "all". Same bucket count, so the
+        # previous item has the same N.
+        ranges.append(
+            compare_range(
+                dates,
+                date_from=date_from,
+                date_to=dr.date_to if dr.HasField("date_to") else None,
+                compare_to=spec.compare_to,
+                now=ctx.now,
+            )
+        )
     threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
     params = Params(columns=ctx.materialized)
     members = CohortCompiler(ctx)
     context = ssql.Context(
         ctx.team_id, ctx.timezone, dates, list(ctx.test_account_filters), ctx.definitions.actions, threshold, members
     )
-    sql = ssql.statement(params, spec, query, context) if not spec.later else ""
+    sql = ssql.statement(params, spec, query, context, ranges) if not spec.later else ""
     # After compiling the whole query: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
     members.raise_unavailable()
-    return _Plan(spec, dates, params, sql)
+    return _Plan(spec, dates, compared, params, sql)
 
 
 # ------------------------------------------------------------------------------------ results
@@ -93,26 +108,33 @@ def _plan(query: query_pb2.StickinessQuery, ctx: QueryContext) -> _Plan:
 def _shape(
     spec: StickinessSpec,
     dates: QueryDateRange,
+    compared: bool,
     rows: Sequence[Sequence[Any]],
     actions: Mapping[int, ActionDefinition],
 ) -> results_pb2.StickinessResult:
-    """One item per series, data for 1..N periods zero-filled (cumulative: N or more)."""
+    """One item per series (compared: its current then its previous item, interleaved as the
+    reference), data for 1..N periods zero-filled (cumulative: N or more)."""
     n = ssql.periods(spec, dates)
     found: dict[tuple[int, int], int] = {}
     for s, k, actors in rows:
         found[(int(s), int(k))] = _sampled(int(actors), spec.sampling)
     out = results_pb2.StickinessResult()
+    compare_labels = ["current", "previous"] if compared else [""]
     for series in spec.series:
-        exact = [found.get((series.index, k), 0) for k in range(1, n + 1)]
-        data = [sum(exact[i:]) for i in range(n)] if spec.cumulative else exact
-        item = out.series.add(
-            data=[float(v) for v in data],
-            days=list(range(1, n + 1)),
-            labels=[label(k, spec) for k in range(1, n + 1)],
-            count=float(sum(exact)),
-            label=series_label(series, actions),
-        )
-        _describe(item.action, series, actions)
+        for r, compare_label in enumerate(compare_labels):
+            exact = [found.get((series.index * len(compare_labels) + r, k), 0) for k in range(1, n + 1)]
+            data = [sum(exact[i:]) for i in range(n)] if spec.cumulative else exact
+            item = out.series.add(
+                data=[float(v) for v in data],
+                days=list(range(1, n + 1)),
+                labels=[label(k, spec) for k in range(1, n + 1)],
+                count=float(sum(exact)),
+                label=series_label(series, actions),
+            )
+            if compare_label:
+                item.compare = True
+                item.compare_label = compare_label
+            _describe(item.action, series, actions)
     return out
 
 

@@ -50,6 +50,8 @@ class StickinessSpec:
     value: int  # events an actor needs in a period for it to count
     cumulative: bool
     sampling: float
+    compare: bool  # also compute the previous period (compareFilter)
+    compare_to: str | None  # its relative shift, e.g. "-1w" (None: the period before)
     later: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -73,10 +75,6 @@ def stickiness_spec(query: query_pb2.StickinessQuery) -> StickinessSpec:
         # As the reference: weeks are not grouped (a group would straddle week starts ambiguously).
         raise QueryError("intervalCount above 1 is not allowed with interval week", "intervalCount")
     nodes.check_sampling_factor(query)
-    if query.compare_filter.compare:
-        later.append(("compareFilter.compare", "compared periods of stickiness"))
-    if query.compare_filter.HasField("compare_to") and query.compare_filter.compare_to:
-        later.append(("compareFilter.compare_to", "compared periods of stickiness"))
     sf = query.stickiness_filter
     operator, value = "gte", 1
     if sf.HasField("stickiness_criteria"):
@@ -104,6 +102,8 @@ def stickiness_spec(query: query_pb2.StickinessQuery) -> StickinessSpec:
         value=value,
         cumulative=sf.computed_as == M.STICKINESS_COMPUTATION_CUMULATIVE,
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
+        compare=query.compare_filter.compare,
+        compare_to=query.compare_filter.compare_to if query.compare_filter.compare_to else None,
         later=later,
     )
 

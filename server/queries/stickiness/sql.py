@@ -9,14 +9,15 @@ Per series (query-engine-semantics §6.2; docs/decisions.md, "Stickiness"), insi
 3. per actor the number of periods kept;
 4. per number of periods the number of actors.
 
-The series are one UNION ALL; rows are (series index, periods, actors). Zero fill and cumulative
+The series (and with compare each series' previous period) are one UNION ALL; rows are (branch,
+periods, actors), branch = series index × number of ranges + range index. Zero fill and cumulative
 sums are done when shaping the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
@@ -50,14 +51,29 @@ def periods(spec: StickinessSpec, dates: QueryDateRange) -> int:
     return -(-dates.bucket_count() // spec.interval_count)
 
 
-def statement(params: Params, spec: StickinessSpec, query: query_pb2.StickinessQuery, ctx: Context) -> str:
-    """SQL returning rows (series index, periods active, actors)."""
-    parts = [_series(params, spec, s, query, ctx) for s in spec.series]
+def statement(
+    params: Params,
+    spec: StickinessSpec,
+    query: query_pb2.StickinessQuery,
+    ctx: Context,
+    ranges: list[QueryDateRange],
+) -> str:
+    """SQL returning rows (branch, periods active, actors) for every series over every range."""
+    parts = [
+        _series(params, spec, s, query, replace(ctx, dates=dates), s.index * len(ranges) + r)
+        for s in spec.series
+        for r, dates in enumerate(ranges)
+    ]
     return " UNION ALL ".join(f"({p})" for p in parts)
 
 
 def _series(
-    params: Params, spec: StickinessSpec, series: Series, query: query_pb2.StickinessQuery, ctx: Context
+    params: Params,
+    spec: StickinessSpec,
+    series: Series,
+    query: query_pb2.StickinessQuery,
+    ctx: Context,
+    branch: int,
 ) -> str:
     n = params.bind(ctx.dates.bucket_count(), "Int64")
     c = params.bind(spec.interval_count, "Int64")
@@ -68,7 +84,7 @@ def _series(
         f"WHERE i >= 0 AND i < {n} GROUP BY actor, g HAVING e {_HAVING[spec.operator]} {value}"
     )
     per_actor = f"SELECT actor, count() AS k FROM ({per_period}) GROUP BY actor"
-    index = params.bind(series.index, "UInt32")
+    index = params.bind(branch, "UInt32")
     return f"SELECT {index} AS s, k, count() AS actors FROM ({per_actor}) GROUP BY k"
 
 
