@@ -15,6 +15,7 @@ from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
 from server.queries.lifecycle.runner import LifecycleRunner
 from server.queries.retention.runner import RetentionRunner
+from server.queries.stickiness.runner import StickinessRunner
 from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
 
@@ -85,6 +86,7 @@ RUNNERS = Registry(
         FunnelsRunner(),
         RetentionRunner(),
         LifecycleRunner(),
+        StickinessRunner(),
     ]
 )
 

@@ -32,7 +32,6 @@ from tests.integration.itkit import (
     error_info,
     expect_error,
     paths_viz,
-    stickiness_viz,
     trends_viz,
 )
 
@@ -114,25 +113,25 @@ async def test_a_list_page_shows_what_cannot_compute_in_that_insights_status(api
     assert not by_id[paths.id].HasField("result")
 
 
-class CountingStickiness(Runner[qpb.StickinessQuery]):
+class CountingPaths(Runner[qpb.PathsQuery]):
     """A stand-in kind for the extension point: counts the environment's events with a real engine
     statement (slow on demand, so that it can be cancelled mid-run)."""
 
-    kind = "stickiness_query"
+    kind = "paths_query"
 
     def __init__(self) -> None:
         self.slow = False
         self.failing = False
         self.computed = 0
 
-    def check(self, node: qpb.StickinessQuery, ctx: QueryContext) -> None:
-        if not node.series:
-            raise QueryError("a stickiness query needs a series", "series")
+    def check(self, node: qpb.PathsQuery, ctx: QueryContext) -> None:
+        if not node.HasField("paths_filter"):
+            raise QueryError("a paths query needs a pathsFilter", "pathsFilter")
 
-    def interval(self, node: qpb.StickinessQuery) -> str | None:
+    def interval(self, node: qpb.PathsQuery) -> str | None:
         return "day"
 
-    def compute(self, node: qpb.StickinessQuery, ctx: QueryContext, execute: Execute) -> Outcome:
+    def compute(self, node: qpb.PathsQuery, ctx: QueryContext, execute: Execute) -> Outcome:
         self.check(node, ctx)
         self.computed += 1
         if self.failing:
@@ -143,9 +142,8 @@ class CountingStickiness(Runner[qpb.StickinessQuery]):
         else:
             sql = "SELECT count() FROM events WHERE team_id = {team:Int64}"
         rows = execute(sql, {"team": ctx.team_id})
-        total = float(rows[0][0])
-        series = rpb.StickinessSeries(label=node.series[0].events_node.event, count=total, data=[total], days=[1])
-        return Outcome(rpb.InsightResult(stickiness=rpb.StickinessResult(series=[series])), False, None, None, sql)
+        edge = rpb.PathsEdge(source="1_/home", target="2_/pricing", value=float(rows[0][0]))
+        return Outcome(rpb.InsightResult(paths=rpb.PathsResult(edges=[edge])), False, None, None, sql)
 
 
 @pytest.fixture
@@ -153,7 +151,7 @@ async def extended(tmp_path_factory: pytest.TempPathFactory, events_dsn: str) ->
     async with dedicated_server(
         tmp_path_factory.mktemp("kinds"), events_dsn, scopes=("query:read", "insight:write")
     ) as dedicated:
-        runner = CountingStickiness()
+        runner = CountingPaths()
         execution = dedicated.app.execution
         # The only change a new kind needs: its runner in the registry.
         execution.registry = execution.registry.with_runner(runner)
@@ -167,10 +165,10 @@ async def test_a_new_kind_is_one_runner_computed_cached_streamed_and_cancelled(e
     env = dedicated.environment_id
 
     def request(refresh: int, query_id: str = "") -> qs.RunQueryRequest:
-        return qs.RunQueryRequest(environment_id=env, query=stickiness_viz(), refresh=refresh, client_query_id=query_id)  # type: ignore[arg-type]
+        return qs.RunQueryRequest(environment_id=env, query=paths_viz(), refresh=refresh, client_query_id=query_id)  # type: ignore[arg-type]
 
     computed = await stub.RunQuery(request(BLOCKING), metadata=metadata, timeout=30)
-    assert computed.result.HasField("stickiness") and not computed.is_cached
+    assert computed.result.HasField("paths") and not computed.is_cached
     assert computed.hogql.startswith("SELECT count()")
     cached = await stub.RunQuery(request(cpb.REFRESH_MODE_FORCE_CACHE), metadata=metadata, timeout=30)
     assert cached.is_cached and cached.result == computed.result and runner.computed == 1
@@ -179,7 +177,7 @@ async def test_a_new_kind_is_one_runner_computed_cached_streamed_and_cancelled(e
         event
         async for event in stub.StreamQuery(
             qs.StreamQueryRequest(
-                environment_id=env, query=stickiness_viz(), refresh=cpb.REFRESH_MODE_FORCE_BLOCKING
+                environment_id=env, query=paths_viz(), refresh=cpb.REFRESH_MODE_FORCE_BLOCKING
             ),
             metadata=metadata,
             timeout=30,
@@ -214,12 +212,12 @@ def _reading(dedicated: Dedicated, query_id: str) -> Any:
 async def test_a_new_kinds_check_refuses_its_node_naming_the_field(extended: Any) -> None:
     dedicated, _ = extended
     stub = qs_grpc.QueryServiceStub(dedicated.channel)
-    query = qpb.QueryNode(stickiness_query=qpb.StickinessQuery())
+    query = qpb.QueryNode(paths_query=qpb.PathsQuery())
     request = qs.RunQueryRequest(environment_id=dedicated.environment_id, query=query, refresh=BLOCKING)
     err = await expect_error(
         stub.RunQuery(request, metadata=bearer(dedicated.key), timeout=10), grpc.StatusCode.INVALID_ARGUMENT
     )
-    assert (err.details() or "").startswith("query.series")
+    assert (err.details() or "").startswith("query.pathsFilter")
 
 
 
@@ -229,7 +227,7 @@ async def test_a_write_whose_computation_fails_is_saved_and_says_so(extended: An
     runner.failing = True
     created = await api.stub.CreateInsight(
         ipb.CreateInsightRequest(
-            environment_id=api.environment_id, insight=ipb.Insight(name="sticky", query=stickiness_viz()), refresh=BLOCKING
+            environment_id=api.environment_id, insight=ipb.Insight(name="paths", query=paths_viz()), refresh=BLOCKING
         ),
         metadata=api.metadata,
         timeout=30,
@@ -237,7 +235,7 @@ async def test_a_write_whose_computation_fails_is_saved_and_says_so(extended: An
     assert created.id and not created.HasField("result")
     status = created.query_status
     assert status.complete and status.error and "Action 7 was deleted" in status.error_message
-    assert (await api.get(created.id)).name == "sticky"
+    assert (await api.get(created.id)).name == "paths"
     updated = await api.stub.UpdateInsight(
         ipb.UpdateInsightRequest(
             environment_id=api.environment_id,
