@@ -57,9 +57,11 @@ def check_sampling_factor(query: Any) -> None:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
 
 
-def refuse_later(later: Sequence[tuple[str, str]], kind: str, reason: str) -> None:
-    """Raises Unimplemented naming the first of `later` ((field path, what it is) of options the
-    kind does not compute yet), so a query that may be saved is never computed without them."""
+def refuse_later(query: Message, later: Sequence[tuple[str, str]], kind: str, reason: str) -> None:
+    """Raises Unimplemented naming the first option of `query` the kind does not compute yet: an
+    engine modifier it carries, else the first of `later` ((field path, what it is)), so a query
+    that may be saved is never computed without them."""
+    later = [*_modifiers(query), *later]
     if later:
         path, what = later[0]
         raise Unimplemented(
@@ -67,3 +69,18 @@ def refuse_later(later: Sequence[tuple[str, str]], kind: str, reason: str) -> No
             reason=reason,
             metadata={"field": path, "kind": kind},
         )
+
+
+def _modifiers(query: Message) -> list[tuple[str, str]]:
+    """The engine modifiers (HogQLQueryModifiers) `query` sets: they tell the reference's SQL
+    translator how to read persons, cohorts or sessions, which this engine does its own one way, so
+    each set one is refused rather than ignored (an empty `modifiers` object is fine)."""
+    modifiers = next((value for field, value in query.ListFields() if field.name == "modifiers"), None)
+    if modifiers is None:
+        return []
+    return [
+        (f"modifiers.{field.json_name}", "engine modifiers (the engine reads persons, cohorts and sessions one way)")
+        for field, value in modifiers.ListFields()
+        # Times in the environment's time zone is what every kind does: asking for it is no option.
+        if not (field.name == "convert_to_project_timezone" and value is True)
+    ]

@@ -48,7 +48,7 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
-    nodes.refuse_later(plan.spec.later, "FunnelsQuery", "FUNNEL_OPTION_NOT_IMPLEMENTED")
+    nodes.refuse_later(query, plan.spec.later, "FunnelsQuery", "FUNNEL_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
     result, has_more = _shape(plan.spec, query, rows)
     return FunnelsOutcome(result, has_more, plan.dates, plan.sql)

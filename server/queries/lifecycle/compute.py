@@ -60,7 +60,7 @@ def run_lifecycle(query: query_pb2.LifecycleQuery, ctx: QueryContext, execute: E
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     spec = lifecycle_spec(query)
-    nodes.refuse_later(spec.later, "LifecycleQuery", "LIFECYCLE_OPTION_NOT_IMPLEMENTED")
+    nodes.refuse_later(query, spec.later, "LifecycleQuery", "LIFECYCLE_OPTION_NOT_IMPLEMENTED")
     plan = _plan(query, spec, ctx)
     rows = execute(plan.sql, plan.params.values)
     action = ctx.definitions.actions.get(spec.series.action_id) if spec.series.action_id is not None else None

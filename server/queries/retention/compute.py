@@ -52,7 +52,7 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
-    nodes.refuse_later(plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
+    nodes.refuse_later(query, plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
     result, has_more = _shape(plan.spec, plan.dates, rows)
     return RetentionOutcome(result, has_more, plan.dates, plan.sql)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.errors import Unimplemented
 from server.queries.base import ActionDefinition, Execute, QueryContext
+from server.queries.common import nodes
 from server.queries.common.dates import QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -48,13 +48,7 @@ def run_stickiness(query: query_pb2.StickinessQuery, ctx: QueryContext, execute:
     """Checks and computes `query`. QueryError when invalid; Unimplemented (naming the field) for
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
-    if plan.spec.later:
-        path, what = plan.spec.later[0]
-        raise Unimplemented(
-            f"{path}: {what} {'are' if what.endswith('s') else 'is'} not implemented yet",
-            reason="STICKINESS_OPTION_NOT_IMPLEMENTED",
-            metadata={"field": path, "kind": "StickinessQuery"},
-        )
+    nodes.refuse_later(query, plan.spec.later, "StickinessQuery", "STICKINESS_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
     result = _shape(plan.spec, plan.dates, plan.compared, rows, ctx.definitions.actions)
     return StickinessOutcome(result, False, plan.dates, plan.sql)

@@ -109,8 +109,11 @@ def check_trends(query: query_pb2.TrendsQuery, ctx: QueryContext) -> None:
 
 
 def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute) -> TrendsOutcome:
-    """Checks and computes `query`. Raises QueryError (path relative to the query) when invalid."""
-    return _finish(_plan(query, ctx), execute)
+    """Checks and computes `query`. Raises QueryError (path relative to the query) when invalid,
+    Unimplemented (naming the field) for an option this service does not compute."""
+    plan = _plan(query, ctx)
+    nodes.refuse_later(query, [], "TrendsQuery", "TRENDS_OPTION_NOT_IMPLEMENTED")
+    return _finish(plan, execute)
 
 
 def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
