@@ -3293,7 +3293,7 @@ class RetentionFilter(_message.Message):
     period: Global___RetentionPeriod.ValueType
     """Period length (default Day)."""
     total_intervals: _builtins.int
-    """Number of periods (default 8)."""
+    """Number of periods (default 7, as the reference computes; its UI suggests 8)."""
     retention_type: Global___RetentionType.ValueType
     """Which event starts a cohort."""
     cumulative: _builtins.bool
