@@ -9,7 +9,7 @@ steps, and a share of every choice stays fully random, so empty results are comp
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
@@ -24,7 +24,15 @@ PERSONS = ("p0", "p1", "p2", "p3", "p4", "p5")
 BROWSERS = ("Chrome", "Firefox", "Safari", "")
 UNITS = tuple(UNIT_SECONDS)
 
-__all__ = ["TEST_ACCOUNT_FILTERS", "FunnelCase", "funnel_cases"]
+URLS = ("https://x.com/a", "https://x.com/b?q=1", "https://y.org/a")
+# Parts of an action step beside its event name: URL tests (each matching) and property filters.
+_URL_PARTS = (
+    {"url": "x.com", "url_matching": "contains"},
+    {"url": "https://x.com/a", "url_matching": "exact"},
+    {"url": r"^https://[xy]\.\w+/a$", "url_matching": "regex"},
+)
+
+__all__ = ["TEST_ACCOUNT_FILTERS", "FunnelCase", "funnel_action_cases", "funnel_cases"]
 
 
 @dataclass
@@ -34,6 +42,8 @@ class FunnelCase:
     timezone: str
     week_start_day: int
     now: dt.datetime
+    # The environment's live actions by id (reference JSON) the steps and exclusions may name.
+    actions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 _STEP_FILTERS = (
@@ -172,3 +182,56 @@ def funnel_cases(draw: st.DrawFn, breakdown: bool = False, long: bool = False) -
             )
         events.extend(person_events)
     return FunnelCase(events, query, timezone, 0, now)
+
+
+@st.composite
+def _action_step(draw: st.DrawFn, event: str | None, names: list[str]) -> dict[str, Any]:
+    """An action step around `event` (the step's own event name, mostly kept, so the action
+    usually selects the events drawn for that step): maybe a URL test or a property filter."""
+    step: dict[str, Any] = {}
+    if event is not None and draw(st.integers(0, 5)):
+        step["event"] = event
+    elif draw(st.booleans()):
+        step["event"] = draw(st.sampled_from(names))
+    if draw(st.integers(0, 3)) == 0:
+        step.update(draw(st.sampled_from(_URL_PARTS)))
+    if draw(st.integers(0, 4)) == 0:
+        step["properties"] = [dict(draw(st.sampled_from(_STEP_FILTERS)))]
+    return step
+
+
+@st.composite
+def funnel_action_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
+    """A funnel case whose steps (the first always, others one in two) and exclusions (one in
+    two) become ActionsNodes of actions drawn around their event (keeping their filters, custom
+    names and optional flags); events get URLs; one in ten names an action that does not exist."""
+    case = draw(funnel_cases(breakdown))
+    for e in case.events:
+        if draw(st.integers(0, 2)):
+            e.properties["$current_url"] = draw(st.sampled_from(URLS))
+    names = sorted({e.event for e in case.events}) or list(STEP_EVENTS[:2])
+    missing = draw(st.integers(0, 9)) == 0
+
+    def as_action(node: dict[str, Any]) -> dict[str, Any]:
+        event = node.get("event")
+        # Nodes of one event share one action (so that a step can equal an exclusion or the next step).
+        key = event or "*"
+        found = next((a for a in case.actions.values() if a["key"] == key), None)
+        if found is None:
+            steps = draw(st.lists(_action_step(event, names), min_size=1, max_size=2))
+            action_id = len(case.actions) + 1
+            name = draw(st.sampled_from(["Clicked", "Ünïcode action"])) + f" {action_id}"
+            found = case.actions[action_id] = {"id": action_id, "name": name, "steps": steps, "key": key}
+        kept = {k: v for k, v in node.items() if k not in ("kind", "event", "name")}
+        return {"kind": "ActionsNode", "id": 99 if missing and draw(st.booleans()) else found["id"], **kept}
+
+    series = case.query["series"]
+    for i, node in enumerate(series):
+        if i == 0 or draw(st.booleans()):
+            series[i] = as_action(node)
+    for i, node in enumerate(case.query["funnelsFilter"].get("exclusions") or []):
+        if draw(st.booleans()):
+            case.query["funnelsFilter"]["exclusions"][i] = as_action(node)
+    for action in case.actions.values():
+        del action["key"]
+    return case

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.base import Definitions
 from server.queries.common.codec import from_reference_json
 from server.queries.funnels.compute import FunnelsOutcome, run_funnels
 from storage.events import EventStore
-from tests.engine.harness import query_context
+from tests.engine.harness import action_definition, query_context
 from tests.oracle import Event
 
 
@@ -23,10 +24,16 @@ class FunnelRun:
 
 
 def run_funnel_engine(
-    store: EventStore, events: Sequence[Event], query: dict[str, Any], **context: Any
+    store: EventStore,
+    events: Sequence[Event],
+    query: dict[str, Any],
+    actions: dict[int, dict[str, Any]] | None = None,
+    **context: Any,
 ) -> FunnelRun:
-    """Inserts `events` as harness.query_context does (`context`: its keywords) and runs `query` on them."""
-    ctx = query_context(store, events, **context)
+    """Inserts `events` as harness.query_context does (`context`: its keywords) and runs `query` on
+    them, with `actions` (reference JSON by id) the environment's live actions."""
+    definitions = Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()})
+    ctx = query_context(store, events, definitions=definitions, **context)
     outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
     return FunnelRun(as_json(outcome.result), outcome.has_more, outcome)
 

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from server.errors import Unimplemented
+from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.funnels_harness import FunnelRun, run_funnel_engine
 from tests.engine.harness import event_rows, next_team_id
 from tests.oracle import Event
+from tests.oracle.funnels import compute_funnels
 
 # Monday 15 January 2024, 12:00 UTC: "-7d" covers 8 January 00:00 to 15 January 23:59:59.999999.
 NOW = dt.datetime(2024, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -353,3 +355,58 @@ def test_hostile_names_keys_and_values_are_bound_never_sql_text(store: EventStor
     assert result.results[0][0]["name"] == first
     for text in (first, second, key, value):
         assert text not in result.outcome.sql
+
+
+_ACTIONS = {
+    1: {"id": 1, "name": "Saw a", "steps": [{"event": "a"}]},
+    2: {"id": 2, "name": "Did x", "steps": [{"event": "x"}]},
+}
+
+
+def _action(action_id: int, **fields: Any) -> dict[str, Any]:
+    return {"kind": "ActionsNode", "id": action_id, **fields}
+
+
+def test_an_exclusion_or_optional_step_equal_to_a_step_is_the_same_action_with_the_same_filters(
+    store: EventStore,
+) -> None:
+    """docs/decisions.md "Funnel steps that are actions": same action id and same filters (or the
+    step's filters among the other's) is equal; an action and an event are never equal."""
+    events = [ev(at(10, 1), "a"), ev(at(10, 2), "x"), ev(at(10, 3), "b"), ev(at(10, 1), "a", "p2"), ev(at(10, 3), "b", "p2")]
+    query = funnel("b", "b", funnelsFilter={"exclusions": [{**_action(2), "funnelFromStep": 0, "funnelToStep": 1}]})
+    query["series"][0] = _action(1)
+
+    def go(q: dict[str, Any]) -> FunnelRun:
+        return run_funnel_engine(store, events, q, _ACTIONS, timezone="UTC", week_start_day=0, now=NOW)
+
+    assert counts(go(query)) == [[1, 1]]  # x (action 2) between the steps takes p1 out
+    same = {**query, "funnelsFilter": {"exclusions": [{**_action(1), "funnelFromStep": 0, "funnelToStep": 1}]}}
+    with pytest.raises(QueryError) as refused:
+        go(same)
+    assert refused.value.path == "funnelsFilter.exclusions[0]"
+    narrower = {"key": "browser", "operator": "exact", "value": "Chrome"}
+    covered = {**query, "funnelsFilter": {"exclusions": [{**_action(1, properties=[narrower]), "funnelFromStep": 0, "funnelToStep": 1}]}}
+    with pytest.raises(QueryError):
+        go(covered)  # step 0 (action 1, no filters) matches every event the exclusion matches
+    # An exclusion of event "a" is not the action "Saw a" (even though it selects the same events):
+    # computed, as the oracle computes it.
+    event_a = {**query, "funnelsFilter": {"exclusions": [{"kind": "EventsNode", "event": "a", "funnelFromStep": 0, "funnelToStep": 1}]}}
+    expected = compute_funnels(events, event_a, timezone="UTC", week_start_day=0, now=NOW, actions=_ACTIONS)
+    assert go(event_a).results == expected.results
+    optional = funnel("b", "b", "b")
+    optional["series"][1] = _action(1, optionalInFunnel=True)
+    optional["series"][2] = _action(1)
+    with pytest.raises(QueryError) as refused:
+        go(optional)
+    assert refused.value.path == "series[1].optionalInFunnel"
+
+
+def test_action_steps_are_named_and_typed_by_the_action(store: EventStore) -> None:
+    events = [ev(at(10, 1), "a"), ev(at(10, 3), "b")]
+    query = funnel("b", "b")
+    query["series"][0] = _action(1, custom_name="Landing")
+    result = run_funnel_engine(store, events, query, _ACTIONS, timezone="UTC", week_start_day=0, now=NOW)
+    first, second = result.results[0]
+    assert (first["name"], first["action_id"], first["type"], first["custom_name"]) == ("Saw a", 1, "actions", "Landing")
+    assert (second["name"], second["action_id"], second["type"]) == ("b", "b", "events")
+    assert counts(result) == [[1, 1]]

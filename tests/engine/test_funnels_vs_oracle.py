@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from server.errors import FailedPrecondition, Unimplemented
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
-from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, funnel_cases
+from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, funnel_action_cases, funnel_cases
 from tests.engine.funnels_harness import differences, run_funnel_engine
 from tests.engine.harness import assert_agree
 from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
@@ -43,12 +43,12 @@ def check(store: EventStore, case: FunnelCase) -> str:
     }
     oracle_error: OracleError | None = None
     try:
-        expected = compute_funnels(case.events, case.query, **kwargs)
+        expected = compute_funnels(case.events, case.query, actions=case.actions, **kwargs)
     except OracleError as exc:
         oracle_error = exc
     engine_error: Exception | None = None
     try:
-        got = run_funnel_engine(store, case.events, case.query, **kwargs)
+        got = run_funnel_engine(store, case.events, case.query, actions=case.actions, **kwargs)
     except (QueryError, FailedPrecondition, Unimplemented) as exc:
         engine_error = exc
     if oracle_error is not None or engine_error is not None:
@@ -64,12 +64,13 @@ def check(store: EventStore, case: FunnelCase) -> str:
     return outcome
 
 
-def run_cases(store: EventStore, *, breakdown: bool) -> Counter[str]:
+def run_cases(store: EventStore, *, breakdown: bool, actions: bool = False) -> Counter[str]:
     """Runs the profile's examples (100 in dev and ci) and counts what each one compared."""
     outcomes: Counter[str] = Counter()
+    cases = funnel_action_cases(breakdown) if actions else funnel_cases(breakdown)
 
     @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
-    @given(case=funnel_cases(breakdown))
+    @given(case=cases)
     def compare(case: FunnelCase) -> None:
         outcomes[check(store, case)] += 1
 
@@ -89,6 +90,14 @@ def test_funnel_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
     """The same with a breakdown (event, person, two dimensions) under every attribution, small
     limits (so values are cut into "Other") and the result order."""
     assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE)
+
+
+@pytest.mark.hypothesis
+def test_funnel_engine_equals_oracle_on_action_steps(store: EventStore) -> None:
+    """Steps and exclusions that are stored actions (event names, URL tests, property filters, a
+    missing action now and then), with and without breakdowns: counts, times and step names."""
+    outcomes = run_cases(store, breakdown=False, actions=True) + run_cases(store, breakdown=True, actions=True)
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
 
 
 @pytest.mark.hypothesis

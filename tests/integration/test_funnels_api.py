@@ -1,5 +1,6 @@
 """Funnels through the service: computed from ingested events, invalid funnels refused naming the
-field (and never saved), options not built yet UNIMPLEMENTED naming the field (but savable)."""
+field (and never saved), options not built yet UNIMPLEMENTED naming the field (but savable); steps and exclusions that are
+stored actions."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+from tests.integration.actionkit import ActionsApi, step
 from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
 
 BLOCKING = cpb.REFRESH_MODE_BLOCKING
@@ -236,9 +238,43 @@ async def test_an_option_not_built_yet_is_unimplemented_naming_the_field_but_can
     await expect_error(got, grpc.StatusCode.UNIMPLEMENTED)
 
 
-async def test_action_steps_are_saved_but_refused_when_computed(api: Api, server: Server, tenant: Tenant) -> None:
-    query = _funnel(_step("a"), qpb.SeriesNode(actions_node=qpb.ActionsNode(id=4)))
+async def test_action_steps_and_exclusions_compute_and_a_deleted_action_is_refused_by_name(
+    api: Api, server: Server, tenant: Tenant
+) -> None:
+    actions = ActionsApi.of(server, tenant, "action:write")
+    pricing = await actions.create(name="Saw pricing", steps=[step(event="$pageview", url="x.com/pricing")])
+    cancelled = await actions.create(name="Cancelled", steps=[step(event="cancel")])
+    events = [
+        _event("$pageview", "a", 0, **{"$current_url": "https://x.com/pricing"}),
+        _event("signup", "a", 30),
+        _event("$pageview", "b", 0, **{"$current_url": "https://x.com/blog"}),
+        _event("signup", "b", 30),
+        _event("$pageview", "c", 0, **{"$current_url": "https://x.com/pricing?q=1"}),
+        _event("cancel", "c", 10),
+        _event("signup", "c", 30),
+    ]
+    response = await egrpc.EventsServiceStub(server.channel).IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+    query = _funnel(qpb.SeriesNode(actions_node=qpb.ActionsNode(id=pricing.id)), _step("signup"))
+    exclusion = query.funnels_filter.exclusions.add().actions_node
+    exclusion.id, exclusion.funnel_from_step, exclusion.funnel_to_step = cancelled.id, 0, 1
+
+    (steps,) = (await _run(server, tenant, query)).result.funnels.steps.breakdowns
+    # b never saw pricing; c cancelled in between and is out of the funnel.
+    assert [s.count for s in steps.steps] == [1, 1]
+    first = steps.steps[0]
+    assert (first.name, first.type, first.action_id.int_value) == ("Saw pricing", "actions", pricing.id)
+    assert (steps.steps[1].name, steps.steps[1].type) == ("signup", "events")
+
+    await actions.delete(cancelled.id)
     err = await expect_error(_run(server, tenant, query), grpc.StatusCode.FAILED_PRECONDITION)
-    assert error_info(err).metadata["field"] == "series[1].id"
+    info = error_info(err)
+    assert info.reason == "ACTION_UNAVAILABLE" and info.metadata["action"] == str(cancelled.id)
+    assert info.metadata["field"] == "query.funnelsFilter.exclusions[0].id"
+    # A funnel naming a missing action can still be saved (it may be restored).
     wrapped = qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(funnels_query=query)))
     assert (await api.create(name="with an action", query=wrapped)).id

@@ -17,7 +17,9 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
 * ``has_more``: whether breakdown values were cut into "Other".
 
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
-engine does not compute yet) or :class:`FailedPrecondition` (actions), each an OracleError.
+engine does not compute yet) or :class:`FailedPrecondition` (a missing action), each an OracleError.
+Steps and exclusions that are ActionsNodes match their action's events (tests/oracle/actions.py)
+and their own filters; an action step is named by the action, its ``action_id`` the action's id.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tests.oracle.trends import (
     FailedPrecondition,
     InvalidArgument,
     OracleError,
+    _action_of,
     compile_properties,
     prop_text,
     resolve_date_range,
@@ -64,7 +67,9 @@ class FunnelsOutput(NamedTuple):
 
 @dataclass(frozen=True)
 class _Step:
-    event: str | None
+    event: str | None  # the step's name: its event, or its action's name
+    action_id: Any  # its event, or its action's id
+    type: str  # "events" | "actions"
     custom_name: str | None
     optional: bool
     matches: Any  # Event -> bool
@@ -87,7 +92,22 @@ def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def _same_event(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same event name, or (ActionsNodes) same action id; an event is never an action."""
+    if (a.get("kind") == "ActionsNode") != (b.get("kind") == "ActionsNode"):
+        return False
+    if a.get("kind") == "ActionsNode":
+        return a.get("id") == b.get("id")
     return a.get("event") == b.get("event")
+
+
+def _node_pred(node: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any]]) -> tuple[Any, str | None, Any]:
+    """(Event -> bool, name, action_id) of a step or exclusion: its event (or action) and its filters."""
+    props = compile_properties(node.get("properties") or [], tz)
+    if node.get("kind") == "ActionsNode":
+        pred, name = _action_of(node, actions, tz)
+        return (lambda e: pred(e) and props(e)), name, node["id"]
+    event = node.get("event")
+    return (lambda e: (event is None or e.event == event) and props(e)), event, event
 
 
 def _props_multiset(node: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -110,7 +130,7 @@ def _is_superset(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return True
 
 
-def _parse(query: dict[str, Any], tz: ZoneInfo) -> _Funnel:
+def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any]]) -> _Funnel:
     if query.get("kind") not in (None, "FunnelsQuery"):
         raise InvalidArgument("not a FunnelsQuery")
     series = query.get("series") or []
@@ -123,18 +143,12 @@ def _parse(query: dict[str, Any], tz: ZoneInfo) -> _Funnel:
     n = len(series)
     steps = []
     for node in series:
-        if node.get("kind") == "ActionsNode":
-            raise FailedPrecondition("actions are not stored yet")
         math = node.get("math")
         if math not in (None, "total", "first_time_for_user", "first_time_for_user_with_filters"):
             raise InvalidArgument("not a funnel math")
-        name = node.get("event")
-        props = compile_properties(node.get("properties") or [], tz)
-
-        def matches(e: Event, name: str | None = name, props: Any = props) -> bool:
-            return (name is None or e.event == name) and props(e)
-
-        steps.append(_Step(name, node.get("custom_name"), bool(node.get("optionalInFunnel")), matches))
+        if node.get("kind") == "ActionsNode" and not (isinstance(node.get("id"), int) and node["id"] > 0):
+            raise InvalidArgument("an ActionsNode needs a positive id")
+        steps.append(_Step(None, None, "events", node.get("custom_name"), bool(node.get("optionalInFunnel")), None))
     if any(s.optional for s in steps):
         if steps[0].optional:
             raise InvalidArgument("the first step cannot be optional")
@@ -153,8 +167,8 @@ def _parse(query: dict[str, Any], tz: ZoneInfo) -> _Funnel:
         raise InvalidArgument("funnelFromStep must be before funnelToStep")
     exclusions = []
     for node in ff.get("exclusions") or []:
-        if node.get("kind") == "ActionsNode":
-            raise FailedPrecondition("actions are not stored yet")
+        if node.get("kind") == "ActionsNode" and not (isinstance(node.get("id"), int) and node["id"] > 0):
+            raise InvalidArgument("an ActionsNode needs a positive id")
         lo, hi = node.get("funnelFromStep"), node.get("funnelToStep")
         if lo is None or hi is None or not 0 <= lo < hi <= n - 1:
             raise InvalidArgument("bad exclusion range")
@@ -163,13 +177,7 @@ def _parse(query: dict[str, Any], tz: ZoneInfo) -> _Funnel:
                 raise InvalidArgument("an exclusion cannot match a step of its range")
         if order == "unordered" and (lo, hi) != (0, n - 1):
             raise InvalidArgument("unordered funnels take full-range exclusions only")
-        name = node.get("event")
-        props = compile_properties(node.get("properties") or [], tz)
-
-        def excluded(e: Event, name: str | None = name, props: Any = props) -> bool:
-            return (name is None or e.event == name) and props(e)
-
-        exclusions.append((lo, hi, excluded))
+        exclusions.append((lo, hi, node))
     interval = ff.get("funnelWindowInterval")
     interval = DEFAULT_WINDOW if interval is None else interval
     if not 0 <= interval <= 100_000:
@@ -190,6 +198,24 @@ def _parse(query: dict[str, Any], tz: ZoneInfo) -> _Funnel:
             raise InvalidArgument("breakdownAttributionValue out of range")
         if order == "unordered" and attribution_step != 0:
             raise InvalidArgument("unordered funnels attribute to the first step only")
+    # The steps' and exclusions' actions: a missing one is refused once every filter is checked,
+    # before options not built yet.
+    missing: list[FailedPrecondition] = []
+
+    def resolved(node: dict[str, Any]) -> tuple[Any, str | None, Any]:
+        try:
+            return _node_pred(node, tz, actions)
+        except FailedPrecondition as exc:
+            missing.append(exc)
+            return (lambda e: False), None, None
+
+    for k, node in enumerate(series):
+        pred, name, action_id = resolved(node)
+        kind = "actions" if node.get("kind") == "ActionsNode" else "events"
+        steps[k] = replace(steps[k], event=name, action_id=action_id, type=kind, matches=pred)
+    exclusions = [(lo, hi, resolved(node)[0]) for lo, hi, node in exclusions]
+    if missing:
+        raise missing[0]
     # Computable but not built yet (refused when computing).
     if (ff.get("funnelVizType") or "steps") != "steps":
         raise Unimplemented("only the steps visualisation")
@@ -387,13 +413,15 @@ def compute_funnels(
     week_start_day: int,
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
+    actions: dict[int, dict[str, Any]] | None = None,
 ) -> FunnelsOutput:
-    """Evaluate a reference-JSON FunnelsQuery over ``events`` (all of the environment's events)."""
+    """Evaluate a reference-JSON FunnelsQuery over ``events`` (all of the environment's events);
+    ``actions``: the environment's live actions by id (reference JSON)."""
     events = list(events)
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
         raise NotImplementedError("the oracle does not sample")
-    f = _parse(query, tz)
+    f = _parse(query, tz, actions or {})
     rng = resolve_date_range(
         query.get("dateRange"),
         query.get("interval") or "day",
@@ -484,12 +512,12 @@ def _shape(f: _Funnel, rows: list[tuple[tuple[str, ...], _Outcome]], query: dict
             step = f.steps[k]
             times = g.seconds[k]
             item: dict[str, Any] = {
-                "action_id": step.event,
+                "action_id": step.action_id,
                 "name": step.event,
                 "custom_name": step.custom_name,
                 "order": k,
                 "count": g.counts[k],
-                "type": "events",
+                "type": step.type,
                 "average_conversion_time": statistics.fmean(times) if k > 0 and times else None,
                 "median_conversion_time": statistics.median(times) if k > 0 and times else None,
             }

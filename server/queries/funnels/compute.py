@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Execute, QueryContext
+from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
-from server.queries.funnels.spec import FunnelSpec, funnel_spec
+from server.queries.funnels.spec import FunnelSpec, funnel_spec, spec_node
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     nodes.refuse_later(query, plan.spec.later, "FunnelsQuery", "FUNNEL_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
     result, has_more = _shape(plan.spec, query, rows)
+    name_actions(result, query, ctx.definitions.actions)
     return FunnelsOutcome(result, has_more, plan.dates, plan.sql)
 
 
@@ -71,10 +72,14 @@ def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
     threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
     params = Params(columns=ctx.materialized)
     members = CohortCompiler(ctx)
-    context = fsql.Context(ctx.team_id, dates, list(ctx.test_account_filters), threshold, members)
+    context = fsql.Context(
+        ctx.team_id, dates, list(ctx.test_account_filters), threshold, members, ctx.definitions.actions
+    )
     sql = fsql.statement(params, spec, query, context)
     # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
     members.raise_unavailable()
+    if context.unavailable:
+        raise context.unavailable[0]
     return _Plan(spec, dates, params, sql)
 
 
@@ -123,10 +128,15 @@ def _step(
 ) -> results_pb2.FunnelStep:
     node = spec.steps[k].node
     step = results_pb2.FunnelStep(order=k, count=_sampled(count, spec.sampling), type="events")
+    if isinstance(node, query_pb2.ActionsNode):
+        step.type = "actions"  # unordered funnels too: the reference types a step by its node
     if spec.order == "unordered":
         step.name = f"Completed {k + 1} step{'s' if k else ''}"
     else:
-        if node.HasField("event"):
+        if isinstance(node, query_pb2.ActionsNode):
+            # The action's id; its name is the stored action's (name_actions).
+            step.action_id.int_value = node.id
+        elif node.HasField("event"):
             step.action_id.string_value = node.event
             step.name = node.event
         if node.HasField("custom_name"):
@@ -150,7 +160,26 @@ def _sampled(count: int, factor: float) -> int:
     return count if factor >= 1 else round(count / factor)
 
 
-def relabel(result: results_pb2.InsightResult, query: query_pb2.FunnelsQuery) -> None:
+def name_actions(
+    result: results_pb2.FunnelsResult, query: query_pb2.FunnelsQuery, actions: Mapping[int, ActionDefinition]
+) -> None:
+    """Action steps named as their stored action is now (insights-api-behaviour §6.11)."""
+    if query.funnels_filter.funnel_order_type == query_pb2.FUNNEL_ORDER_TYPE_UNORDERED:
+        return
+    for group in result.steps.breakdowns:
+        for step in group.steps:
+            if step.order >= len(query.series) or query.series[step.order].WhichOneof("node") != "actions_node":
+                continue
+            action = actions.get(query.series[step.order].actions_node.id)
+            if action is not None:
+                step.name = action.name
+
+
+def relabel(
+    result: results_pb2.InsightResult,
+    query: query_pb2.FunnelsQuery,
+    actions: Mapping[int, ActionDefinition] | None = None,
+) -> None:
     """The caller's step names (custom_name, outside the cache key) on a computed funnel."""
     if query.funnels_filter.funnel_order_type == query_pb2.FUNNEL_ORDER_TYPE_UNORDERED:
         return
@@ -160,8 +189,9 @@ def relabel(result: results_pb2.InsightResult, query: query_pb2.FunnelsQuery) ->
         for step in group.steps:
             if step.order >= len(query.series):
                 continue
-            node = query.series[step.order].events_node
+            node = spec_node(query.series[step.order])
             if node.HasField("custom_name"):
                 step.custom_name = node.custom_name
             else:
                 step.ClearField("custom_name")
+    name_actions(result.funnels, query, actions or {})

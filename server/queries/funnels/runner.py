@@ -25,18 +25,27 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
         return Outcome.of(results_pb2.InsightResult(funnels=outcome.result), outcome)
 
     def references(self, node: query_pb2.FunnelsQuery) -> list[Reference]:
-        """The cohorts its filters name: the query's, its steps' and its exclusions' (the
-        environment's test-account filters are the execution layer's to list)."""
+        """The actions its steps and exclusions are, the cohorts its filters name: the query's, its
+        steps' and its exclusions' (the environment's test-account filters are the execution
+        layer's to list)."""
         found = properties_references(node.properties, "properties")
         for i, step in enumerate(node.series):
-            if step.WhichOneof("node") == "events_node":
+            kind = step.WhichOneof("node")
+            if kind == "actions_node":
+                found.append(Reference("action", step.actions_node.id, f"series[{i}].id"))
+                found += filter_references(step.actions_node.properties, f"series[{i}].properties")
+            elif kind == "events_node":
                 found += filter_references(step.events_node.properties, f"series[{i}].properties")
         for i, item in enumerate(node.funnels_filter.exclusions):
-            if item.WhichOneof("node") == "events_node":
-                found += filter_references(item.events_node.properties, f"funnelsFilter.exclusions[{i}].properties")
+            path = f"funnelsFilter.exclusions[{i}]"
+            if item.WhichOneof("node") == "actions_node":
+                found.append(Reference("action", item.actions_node.id, f"{path}.id"))
+                found += filter_references(item.actions_node.properties, f"{path}.properties")
+            elif item.WhichOneof("node") == "events_node":
+                found += filter_references(item.events_node.properties, f"{path}.properties")
         return found
 
     def relabel(
         self, result: results_pb2.InsightResult, node: query_pb2.FunnelsQuery, definitions: Definitions
     ) -> None:
-        relabel(result, node)
+        relabel(result, node, definitions.actions)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 from generated.insights.v1 import query_pb2
-from server.errors import FailedPrecondition
 from server.queries.common import nodes
 from server.queries.common.errors import QueryError
 
@@ -54,21 +52,25 @@ _BREAKDOWN_SOURCES = {
 _LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP, M.BREAKDOWN_TYPE_HOGQL})
 _FIRST_TIME_MATHS = frozenset({M.MATH_TYPE_FIRST_TIME_FOR_USER, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS})
 
+StepNode = query_pb2.EventsNode | query_pb2.ActionsNode
+ExclusionNode = query_pb2.FunnelExclusionEventsNode | query_pb2.FunnelExclusionActionsNode
+AnyNode = StepNode | ExclusionNode
+
 
 @dataclass(frozen=True)
 class Step:
-    """One step: its node (an EventsNode) and where it sits in the query."""
+    """One step: its node (an EventsNode or an ActionsNode) and where it sits in the query."""
 
-    node: query_pb2.EventsNode
+    node: StepNode
     optional: bool
     path: str
 
 
 @dataclass(frozen=True)
 class Exclusion:
-    """An event that removes a person when it happens between steps `start` and `end`."""
+    """An event (or an action's event) that removes a person when it happens between steps `start` and `end`."""
 
-    node: query_pb2.FunnelExclusionEventsNode
+    node: ExclusionNode
     start: int
     end: int
     path: str
@@ -95,8 +97,8 @@ class FunnelSpec:
 
 
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
-    """The checked form of `query`; QueryError (path relative to the query) when it is invalid,
-    FailedPrecondition when it needs actions, which this service does not store yet."""
+    """The checked form of `query`; QueryError (path relative to the query) when it is invalid.
+    Actions are checked when the SQL is built (they are the environment's definitions)."""
     nodes.check_contract(query)
     later: list[tuple[str, str]] = []
     ff = query.funnels_filter
@@ -154,16 +156,16 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
     for index, node in enumerate(query.series):
         path = f"series[{index}]"
         kind = nodes.node_kind(node, path)
-        if kind == "actions_node":
-            _refuse_actions(path)
-        if kind != "events_node":
+        if kind not in ("events_node", "actions_node"):
             raise QueryError("a funnel step is an EventsNode or an ActionsNode", path)
-        events = node.events_node
-        if events.math in _FIRST_TIME_MATHS:
+        step: StepNode = node.events_node if kind == "events_node" else node.actions_node
+        if isinstance(step, query_pb2.ActionsNode) and step.id <= 0:
+            raise QueryError("id must be a positive action id", f"{path}.id")
+        if step.math in _FIRST_TIME_MATHS:
             later.append((f"{path}.math", "first-time funnel steps"))
-        elif events.math not in (M.MATH_TYPE_UNSPECIFIED, M.MATH_TYPE_TOTAL):
+        elif step.math not in (M.MATH_TYPE_UNSPECIFIED, M.MATH_TYPE_TOTAL):
             raise QueryError("a funnel step's math is total, first_time_for_user or first_time_for_user_with_filters", f"{path}.math")
-        steps.append(Step(events, events.optional_in_funnel, path))
+        steps.append(Step(step, step.optional_in_funnel, path))
     if any(step.optional for step in steps):
         if steps[0].optional:
             raise QueryError("the first step of a funnel cannot be optional", "series[0].optionalInFunnel")
@@ -177,15 +179,6 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
                     f"{a.path}.optionalInFunnel",
                 )
     return tuple(steps)
-
-
-def _refuse_actions(path: str) -> NoReturn:
-    """Refuses an ActionsNode step or exclusion: funnels do not compute actions yet."""
-    raise FailedPrecondition(
-        f"{path}: funnels do not compute action steps yet (trends and retention do); use an EventsNode",
-        reason="ACTIONS_NOT_SUPPORTED",
-        metadata={"field": f"{path}.id"},
-    )
 
 
 def _check_step_range(ff: query_pb2.FunnelsFilter, n: int) -> None:
@@ -206,9 +199,11 @@ def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str
     found = []
     for index, item in enumerate(ff.exclusions):
         path = f"funnelsFilter.exclusions[{index}]"
-        if nodes.node_kind(item, path, "exclusion") == "actions_node":
-            _refuse_actions(path)
-        node = item.events_node
+        node: ExclusionNode = (
+            item.actions_node if nodes.node_kind(item, path, "exclusion") == "actions_node" else item.events_node
+        )
+        if isinstance(node, query_pb2.FunnelExclusionActionsNode) and node.id <= 0:
+            raise QueryError("id must be a positive action id", f"{path}.id")
         if not node.HasField("funnel_from_step") or not node.HasField("funnel_to_step"):
             raise QueryError("an exclusion needs funnelFromStep and funnelToStep", path)
         start, end = node.funnel_from_step, node.funnel_to_step
@@ -219,7 +214,7 @@ def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str
         if end > n - 1:
             raise QueryError(f"an exclusion's funnelToStep must be at most {n - 1}", f"{path}.funnelToStep")
         for step_index in range(start, end + 1):
-            step = query.series[step_index].events_node
+            step = spec_node(query.series[step_index])
             if _is_equal(step, node) or _covers(step, node):
                 raise QueryError(
                     f"the exclusion matches step {step_index} of its range: an excluded event cannot be a step", path
@@ -241,29 +236,34 @@ def _filter_key(f: query_pb2.PropertyFilter) -> tuple[int, str, int, bytes]:
     return (kind, f.key, operator, f.value.SerializeToString(deterministic=True))
 
 
-def _filters(node: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode) -> Counter[tuple[int, str, int, bytes]]:
+def spec_node(node: query_pb2.SeriesNode) -> StepNode:
+    """The EventsNode or ActionsNode a series entry holds (an empty EventsNode for anything else)."""
+    return node.actions_node if node.WhichOneof("node") == "actions_node" else node.events_node
+
+
+def _filters(node: AnyNode) -> Counter[tuple[int, str, int, bytes]]:
     return Counter(_filter_key(f) for f in node.properties)
 
 
-def _same_event(
-    a: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-    b: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-) -> bool:
+_ACTIONS = (query_pb2.ActionsNode, query_pb2.FunnelExclusionActionsNode)
+
+
+def _same_event(a: AnyNode, b: AnyNode) -> bool:
+    """The same event name (EventsNodes) or the same action id (ActionsNodes); an event and an
+    action are never the same (docs/decisions.md, "Funnel steps that are actions")."""
+    if isinstance(a, _ACTIONS) and isinstance(b, _ACTIONS):
+        return a.id == b.id
+    if isinstance(a, _ACTIONS) or isinstance(b, _ACTIONS):
+        return False
     return a.HasField("event") == b.HasField("event") and a.event == b.event
 
 
-def _is_equal(
-    a: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-    b: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-) -> bool:
+def _is_equal(a: AnyNode, b: AnyNode) -> bool:
     return _same_event(a, b) and _filters(a) == _filters(b)
 
 
-def _covers(
-    a: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-    b: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-) -> bool:
-    """Whether node `a` matches every event `b` matches: the same event, a's filters among b's."""
+def _covers(a: AnyNode, b: AnyNode) -> bool:
+    """Whether node `a` matches every event `b` matches: the same event (or action), a's filters among b's."""
     return _same_event(a, b) and not (_filters(a) - _filters(b))
 
 

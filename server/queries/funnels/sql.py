@@ -21,14 +21,19 @@ The statement, inside out (docs/funnels-semantics.md has the rules it follows):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
+from server.errors import FailedPrecondition
+from server.queries.base import ActionDefinition
+from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
+from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
 from server.queries.funnels import vector
-from server.queries.funnels.spec import FunnelSpec
+from server.queries.funnels.spec import AnyNode, FunnelSpec
 
 OTHER = "Other"
 
@@ -43,6 +48,11 @@ class Context:
     sample_threshold: int | None
     # Compiles the membership of the cohorts filters name (None: cohort filters are refused).
     cohorts: CohortSql | None = None
+    # The environment's actions the steps and exclusions name (a missing one: FAILED_PRECONDITION).
+    actions: Mapping[int, ActionDefinition] = field(default_factory=dict)
+    # Actions found missing while compiling, raised once the whole funnel is checked (so that an
+    # invalid funnel is INVALID_ARGUMENT whatever actions it names).
+    unavailable: list[FailedPrecondition] = field(default_factory=list)
 
 
 def statement(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
@@ -108,7 +118,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         matched = "notEmpty(codes)"
     where = list(shared)
     if spec.order != "strict":
-        names = _event_names(spec)
+        names = _event_names(spec, ctx.actions)
         if names is not None:
             # The index narrows by event name first (the reference's `event IN (...)`).
             where.append(f"event IN {params.bind(names, 'Array(String)')}")
@@ -125,22 +135,46 @@ def _narrow(spec: FunnelSpec) -> bool:
     return not spec.exclusions and not any(s.optional for s in spec.steps) and spec.attribution_step is None
 
 
-def _event_names(spec: FunnelSpec) -> list[str] | None:
-    """Every step's and exclusion's event name; None when one of them takes all events."""
-    nodes = [s.node for s in spec.steps] + [e.node for e in spec.exclusions]
-    if any(not node.HasField("event") for node in nodes):
-        return None
-    return sorted({node.event for node in nodes})
+def _event_names(spec: FunnelSpec, actions: Mapping[int, ActionDefinition]) -> list[str] | None:
+    """Every step's and exclusion's event name (an action's: its steps' names); None when one of
+    them takes all events (an EventsNode without a name, an action step without one)."""
+    names: set[str] = set()
+    for node in [s.node for s in spec.steps] + [e.node for e in spec.exclusions]:
+        if isinstance(node, query_pb2.ActionsNode | query_pb2.FunnelExclusionActionsNode):
+            action = actions.get(node.id)
+            if action is None or not action.steps or any(not step.event for step in action.steps):
+                return None
+            names.update(step.event for step in action.steps)
+        elif not node.HasField("event"):
+            return None
+        else:
+            names.add(node.event)
+    return sorted(names)
 
 
-def _step_condition(
-    params: Params,
-    node: query_pb2.EventsNode | query_pb2.FunnelExclusionEventsNode,
-    path: str,
-    ctx: Context,
-) -> str:
+def _action_condition(params: Params, action_id: int, path: str, ctx: Context) -> str:
+    """The predicate of a step's or exclusion's action; when it is gone or no longer compiles,
+    FAILED_PRECONDITION naming the field is noted in `ctx.unavailable` (and nothing matches)."""
+    action = ctx.actions.get(action_id)
+    problem = f"{path}.id: action {action_id} does not exist or is deleted"
+    if action is not None:
+        try:
+            return action_sql(params, action, ctx.dates.timezone)
+        except QueryError as exc:
+            problem = f"{path}.id: action {action_id} cannot be computed: {exc.path}: {exc.message}"
+    ctx.unavailable.append(
+        FailedPrecondition(
+            problem, reason="ACTION_UNAVAILABLE", metadata={"action": str(action_id), "field": f"{path}.id"}
+        )
+    )
+    return "0"
+
+
+def _step_condition(params: Params, node: AnyNode, path: str, ctx: Context) -> str:
     parts = []
-    if node.HasField("event"):
+    if isinstance(node, query_pb2.ActionsNode | query_pb2.FunnelExclusionActionsNode):
+        parts.append(_action_condition(params, node.id, path, ctx))
+    elif node.HasField("event"):
         parts.append(f"event = {params.bind(node.event, 'String')}")
     parts.append(filters_sql(params, node.properties, f"{path}.properties", ctx.dates.timezone, ctx.cohorts))
     return _and(parts)
