@@ -14,6 +14,7 @@ from server.queries.base import Runner
 from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
 from server.queries.lifecycle.runner import LifecycleRunner
+from server.queries.paths.runner import PathsRunner
 from server.queries.retention.runner import RetentionRunner
 from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
@@ -85,6 +86,7 @@ RUNNERS = Registry(
         FunnelsRunner(),
         RetentionRunner(),
         LifecycleRunner(),
+        PathsRunner(),
     ]
 )
 
