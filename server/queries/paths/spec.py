@@ -101,9 +101,9 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         where = f"pathsFilter.localPathCleaningFilters[{i}]"
         if not rule.regex:
             raise QueryError("a path-cleaning rule needs a regex", f"{where}.regex")
-        problem = regex_problem(rule.regex)
-        if problem is not None:
-            raise QueryError(f"invalid regex: {problem}", f"{where}.regex")
+        bad = regex_problem(rule.regex)
+        if bad is not None:
+            raise QueryError(f"invalid regex: {bad}", f"{where}.regex")
         if "\\" in rule.alias:
             # The engine reads \1..\9 in a replacement as groups; the reference's aliases are plain text.
             raise QueryError("a path-cleaning alias is plain text (no backslash)", f"{where}.alias")
