@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from server.errors import Unimplemented
+from generated.insights.v1 import cohorts_pb2
+from server.errors import FailedPrecondition, Unimplemented
+from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.paths_harness import PathsRun, edges, run_paths_engine
@@ -219,3 +222,25 @@ def test_hostile_values_are_bound_never_in_the_sql(store: EventStore) -> None:
     result = run(store, events, query)
     assert "DROP" not in result.outcome.sql
     assert edges(result.results) == {(f"1_{cleaned}", "2_/b"): 1.0}
+
+
+def test_a_cohort_filter_keeps_its_members_paths(store: EventStore) -> None:
+    # Cohort 5: persons who signed up in the 30 days before now; only p1 did.
+    signed_up = {"behavioral": {"event": "signup", "time_value": 30}}
+    criteria = {"type": "OR", "values": [{"type": "AND", "values": [signed_up]}]}
+    filters = from_reference_json({"properties": criteria}, cohorts_pb2.CohortFilters)
+    cohorts = {5: CohortDefinition(5, "Signed up", 1, False, filters)}
+    events = [
+        pv(at(3), None, event="signup"),
+        pv(at(5, 10, 0), "/a"),
+        pv(at(5, 10, 1), "/b"),
+        pv(at(5, 10, 0), "/x", person="p2"),
+        pv(at(5, 10, 1), "/y", person="p2"),
+    ]
+    query = paths()
+    query["properties"] = [{"type": "cohort", "key": "id", "value": 5}]
+    assert edges(run(store, events, query, cohorts=cohorts).results) == {("1_/a", "2_/b"): 1.0}
+    query["properties"] = [{"type": "cohort", "key": "id", "value": 6}]
+    with pytest.raises(FailedPrecondition) as raised:
+        run(store, events, query, cohorts=cohorts)
+    assert raised.value.metadata["field"] == "properties[0].value"
