@@ -118,10 +118,10 @@ def test_edge_limit_orders_heaviest_first_and_drops_orphans(store: EventStore) -
         events += [pv(at(5, 10, 0), "/x", person=f"x{p}"), pv(at(5, 10, 1), "/y", person=f"x{p}"), pv(at(5, 10, 2), "/z", person=f"x{p}")]
     # Edges: a->b 3, x->y 2, y->z 2. A limit of 2 keeps a->b and x->y ("1_/x" < "2_/y").
     assert edges(run(store, events, paths(edgeLimit=2)).results) == {("1_/a", "2_/b"): 3.0, ("1_/x", "2_/y"): 2.0}
-    # Weight bounds: only edges of weight 2; then the orphan y->z survives because x->y does.
+    # Weight bounds: only the edges of weight 2; y->z is kept, reachable through x->y.
     got = edges(run(store, events, paths(minEdgeWeight=2, maxEdgeWeight=2)).results)
     assert got == {("1_/x", "2_/y"): 2.0, ("2_/y", "3_/z"): 2.0}
-    # Only y->z is of weight... none of weight 3 starts after a first step except a->b.
+    # Of weight 3 or more: a->b only.
     assert edges(run(store, events, paths(minEdgeWeight=3)).results) == {("1_/a", "2_/b"): 3.0}
 
 
