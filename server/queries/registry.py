@@ -14,6 +14,7 @@ from server.queries.base import Runner
 from server.queries.funnels.alert import FunnelsAlertValues
 from server.queries.funnels.runner import FunnelsRunner
 from server.queries.lifecycle.runner import LifecycleRunner
+from server.queries.paths.runner import PathsRunner
 from server.queries.retention.runner import RetentionRunner
 from server.queries.stickiness.runner import StickinessRunner
 from server.queries.trends.alert import TrendsAlertValues
@@ -71,8 +72,9 @@ class Registry:
         return self._runners.get(kind)
 
     def with_runner(self, runner: Runner[Any]) -> Registry:
-        """This registry plus `runner` (tests add a kind without touching the service's)."""
-        return Registry([*self._runners.values(), runner])
+        """This registry with `runner` for its kind (tests add or stand in for a kind without
+        touching the service's)."""
+        return Registry([*(r for kind, r in self._runners.items() if kind != runner.kind), runner])
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -87,6 +89,7 @@ RUNNERS = Registry(
         RetentionRunner(),
         LifecycleRunner(),
         StickinessRunner(),
+        PathsRunner(),
     ]
 )
 

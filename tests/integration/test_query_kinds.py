@@ -32,6 +32,7 @@ from tests.integration.itkit import (
     error_info,
     expect_error,
     paths_viz,
+    sql_viz,
     trends_viz,
 )
 
@@ -44,13 +45,14 @@ def _queries(server: Server, tenant: Tenant) -> tuple[qs_grpc.QueryServiceStub, 
 
 async def test_computing_a_kind_without_a_runner_is_unimplemented_naming_it(server: Server, tenant: Tenant) -> None:
     stub, metadata = _queries(server, tenant)
-    request = qs.RunQueryRequest(environment_id=tenant.environment_id, query=paths_viz(), refresh=BLOCKING)
+    request = qs.RunQueryRequest(environment_id=tenant.environment_id, query=sql_viz(), refresh=BLOCKING)
     err = await expect_error(stub.RunQuery(request, metadata=metadata, timeout=10), grpc.StatusCode.UNIMPLEMENTED)
-    assert "PathsQuery" in (err.details() or "")
+    assert "DataVisualizationNode" in (err.details() or "")
     info = error_info(err)
-    assert info.reason == "QUERY_KIND_NOT_IMPLEMENTED" and info.metadata["kind"] == "PathsQuery"
-    assert info.metadata["field"] == "query.source"
-    stream = qs.StreamQueryRequest(environment_id=tenant.environment_id, query=paths_viz(), refresh=BLOCKING)
+    assert info.reason == "QUERY_KIND_NOT_IMPLEMENTED" and info.metadata["kind"] == "DataVisualizationNode"
+    # A SQL insight has no InsightVizNode: its node is the query itself.
+    assert info.metadata["field"] == "query"
+    stream = qs.StreamQueryRequest(environment_id=tenant.environment_id, query=sql_viz(), refresh=BLOCKING)
 
     async def read_all() -> None:
         async for _ in stub.StreamQuery(stream, metadata=metadata, timeout=10):
@@ -64,18 +66,18 @@ async def test_computing_a_kind_without_a_runner_is_unimplemented_naming_it(serv
 
 
 async def test_saving_is_allowed_but_a_computing_write_is_refused_before_it_writes(api: Api) -> None:
-    saved = await api.create(name="paths", query=paths_viz())
+    saved = await api.create(name="sql", query=sql_viz())
     assert saved.id and not saved.HasField("result")
     before = await api.list_ids()
     refused = api.stub.CreateInsight(
         ipb.CreateInsightRequest(
-            environment_id=api.environment_id, insight=ipb.Insight(name="computed", query=paths_viz()), refresh=BLOCKING
+            environment_id=api.environment_id, insight=ipb.Insight(name="computed", query=sql_viz()), refresh=BLOCKING
         ),
         metadata=api.metadata,
         timeout=10,
     )
     err = await expect_error(refused, grpc.StatusCode.UNIMPLEMENTED)
-    assert error_info(err).metadata["field"] == "insight.query.source"
+    assert error_info(err).metadata["field"] == "insight.query"
     assert await api.list_ids() == before
     renamed = api.stub.UpdateInsight(
         ipb.UpdateInsightRequest(
@@ -89,7 +91,7 @@ async def test_saving_is_allowed_but_a_computing_write_is_refused_before_it_writ
         timeout=10,
     )
     await expect_error(renamed, grpc.StatusCode.UNIMPLEMENTED)
-    assert (await api.get(saved.id)).name == "paths"
+    assert (await api.get(saved.id)).name == "sql"
     got = api.stub.GetInsight(
         ipb.GetInsightRequest(environment_id=api.environment_id, id=saved.id, refresh=BLOCKING),
         metadata=api.metadata,
@@ -100,7 +102,7 @@ async def test_saving_is_allowed_but_a_computing_write_is_refused_before_it_writ
 
 async def test_a_list_page_shows_what_cannot_compute_in_that_insights_status(api: Api) -> None:
     trend = await api.create(name="trend", query=trends_viz())
-    paths = await api.create(name="paths", query=paths_viz())
+    sql = await api.create(name="sql", query=sql_viz())
     page = await api.stub.ListInsights(
         ipb.ListInsightsRequest(environment_id=api.environment_id, refresh=BLOCKING),
         metadata=api.metadata,
@@ -108,9 +110,9 @@ async def test_a_list_page_shows_what_cannot_compute_in_that_insights_status(api
     )
     by_id = {insight.id: insight for insight in page.results}
     assert by_id[trend.id].HasField("result") and not by_id[trend.id].query_status.error
-    failed = by_id[paths.id].query_status
-    assert failed.complete and failed.error and "PathsQuery" in failed.error_message
-    assert not by_id[paths.id].HasField("result")
+    failed = by_id[sql.id].query_status
+    assert failed.complete and failed.error and "DataVisualizationNode" in failed.error_message
+    assert not by_id[sql.id].HasField("result")
 
 
 class CountingPaths(Runner[qpb.PathsQuery]):

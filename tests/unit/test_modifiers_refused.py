@@ -22,6 +22,7 @@ QUERIES: dict[str, tuple[str, dict[str, Any], Any]] = {
     "retention_query": ("RetentionQuery", {}, query_pb2.RetentionQuery),
     "lifecycle_query": ("LifecycleQuery", {"series": [EVENTS]}, query_pb2.LifecycleQuery),
     "stickiness_query": ("StickinessQuery", {"series": [EVENTS]}, query_pb2.StickinessQuery),
+    "paths_query": ("PathsQuery", {}, query_pb2.PathsQuery),
 }
 CTX = QueryContext(team_id=1, timezone="UTC", week_start_day=0, now=dt.datetime(2024, 6, 1, tzinfo=dt.UTC))
 

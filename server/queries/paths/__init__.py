@@ -1,0 +1,1 @@
+"""Paths: the most common sequences of pages, screens or events within a session."""

@@ -1,0 +1,124 @@
+"""Checks a PathsQuery and reduces it to what the SQL needs (no SQL here, nothing runs).
+
+What a caller can send and this service does not compute is collected in `later` (field path,
+what) and refused as UNIMPLEMENTED when computing, so that such a query can still be saved; an
+invalid value is a QueryError naming the field. showFullUrls is display-only (§8.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from generated.insights.v1 import query_pb2
+from server.queries.common.checks import problems
+from server.queries.common.errors import QueryError
+from server.queries.common.properties import regex_problem
+
+M = query_pb2
+
+DEFAULT_STEP_LIMIT = 5
+DEFAULT_EDGE_LIMIT = 50
+# The reference's bounds of the UI; larger step limits only grow the statement.
+MAX_STEP_LIMIT = 20
+MAX_EDGE_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class PathsSpec:
+    """A checked paths query: everything the SQL and the result shaping need."""
+
+    pageview: bool
+    screen: bool
+    custom: bool
+    start_point: str | None
+    end_point: str | None
+    step_limit: int
+    edge_limit: int
+    min_weight: int | None
+    max_weight: int | None
+    exclude: tuple[str, ...]
+    cleaning: tuple[tuple[str, str], ...]  # (regex, alias), applied in order
+    later: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def all_events(self) -> bool:
+        """No event type chosen: every event, its item the event name."""
+        return not (self.pageview or self.screen or self.custom)
+
+
+def _point(value: str) -> str | None:
+    # The reference strips one trailing "/" of the target (as of every $current_url item).
+    if not value:
+        return None
+    return value[:-1] if len(value) > 1 and value.endswith("/") else value
+
+
+def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
+    """The checked form of `query`; QueryError (path relative to the query) when it is invalid."""
+    for path, problem in problems(query):
+        raise QueryError(problem, path)
+    later: list[tuple[str, str]] = []
+    pf = query.paths_filter
+    types = set(pf.include_event_types)
+    if M.PATH_TYPE_HOGQL in types or pf.HasField("paths_hogql_expression"):
+        later.append(("pathsFilter.includeEventTypes", "hogql paths"))
+    if pf.path_groupings:
+        later.append(("pathsFilter.pathGroupings", "path groupings"))
+    if pf.path_replacements:
+        later.append(("pathsFilter.pathReplacements", "the environment's path-cleaning rules"))
+    for value, name in (
+        (pf.path_start_key, "pathStartKey"),
+        (pf.path_end_key, "pathEndKey"),
+        (pf.path_dropoff_key, "pathDropoffKey"),
+    ):
+        if value:
+            later.append((f"pathsFilter.{name}", "path drill-downs"))
+    if query.HasField("funnel_paths_filter"):
+        later.append(("funnelPathsFilter", "funnel paths"))
+    if query.HasField("aggregation_group_type_index"):
+        later.append(("aggregation_group_type_index", "paths of groups"))
+    if query.HasField("sampling_factor"):
+        if not 0 < query.sampling_factor <= 1:
+            raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+        if query.sampling_factor < 1:
+            later.append(("samplingFactor", "sampled paths"))
+    if query.date_range.explicit_date:
+        later.append(("dateRange.explicitDate", "exact date ranges of paths"))
+    step_limit = pf.step_limit if pf.HasField("step_limit") else DEFAULT_STEP_LIMIT
+    if not 1 <= step_limit <= MAX_STEP_LIMIT:
+        raise QueryError(f"stepLimit must be between 1 and {MAX_STEP_LIMIT}", "pathsFilter.stepLimit")
+    edge_limit = pf.edge_limit if pf.HasField("edge_limit") else DEFAULT_EDGE_LIMIT
+    if not 1 <= edge_limit <= MAX_EDGE_LIMIT:
+        raise QueryError(f"edgeLimit must be between 1 and {MAX_EDGE_LIMIT}", "pathsFilter.edgeLimit")
+    min_weight = pf.min_edge_weight if pf.HasField("min_edge_weight") else None
+    max_weight = pf.max_edge_weight if pf.HasField("max_edge_weight") else None
+    if min_weight is not None and min_weight < 0:
+        raise QueryError("minEdgeWeight must not be negative", "pathsFilter.minEdgeWeight")
+    if max_weight is not None and max_weight < 0:
+        raise QueryError("maxEdgeWeight must not be negative", "pathsFilter.maxEdgeWeight")
+    cleaning: list[tuple[str, str]] = []
+    for i, rule in enumerate(pf.local_path_cleaning_filters):
+        where = f"pathsFilter.localPathCleaningFilters[{i}]"
+        if not rule.regex:
+            raise QueryError("a path-cleaning rule needs a regex", f"{where}.regex")
+        bad = regex_problem(rule.regex)
+        if bad is not None:
+            raise QueryError(f"invalid regex: {bad}", f"{where}.regex")
+        if "\\" in rule.alias:
+            # The engine reads \1..\9 in a replacement as groups; the reference's aliases are plain text.
+            raise QueryError("a path-cleaning alias is plain text (no backslash)", f"{where}.alias")
+        cleaning.append((rule.regex, rule.alias))
+    return PathsSpec(
+        pageview=M.PATH_TYPE_PAGEVIEW in types,
+        screen=M.PATH_TYPE_SCREEN in types,
+        custom=M.PATH_TYPE_CUSTOM_EVENT in types,
+        start_point=_point(pf.start_point) if pf.HasField("start_point") else None,
+        end_point=_point(pf.end_point) if pf.HasField("end_point") else None,
+        step_limit=step_limit,
+        edge_limit=edge_limit,
+        min_weight=min_weight,
+        max_weight=max_weight,
+        exclude=tuple(pf.exclude_events),
+        cleaning=tuple(cleaning),
+        later=later,
+    )

@@ -1,0 +1,148 @@
+"""Builds the one ClickHouse statement of a paths query, every user value bound.
+
+Inside out (query-engine-semantics §8.2; docs/decisions.md, "Paths"):
+
+1. events: the followed events of the range, each with its path item (cleaned), in microseconds;
+2. per person the (time, item) pairs sorted, split into sessions at a gap of 30 minutes or more;
+3. per session: consecutive duplicates collapsed (the time of a run's last event), cut at the
+   start/end point, truncated to the step limit;
+4. edges "{i-1}_{item}" -> "{i}_{item}" counted per traversal with the mean gap, weight-bounded,
+   heaviest first, at most edgeLimit (the runner then keeps those reachable from a first step).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from generated.insights.v1 import query_pb2
+from server.queries.common.dates import QueryDateRange
+from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
+from server.queries.common.sql import Params
+from server.queries.paths.spec import PathsSpec
+from server.utc import as_utc
+
+SESSION_GAP_MICROS = 1800 * 1_000_000
+ELLIPSIS = "..."
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where and over what the paths query runs."""
+
+    team_id: int
+    timezone: str
+    grid: QueryDateRange
+    test_filters: list[query_pb2.PropertyFilter]
+    cohorts: CohortSql  # compiles the membership of the cohorts filters name
+
+
+def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
+    """SQL returning rows (source, target, traversals, mean gap in microseconds), heaviest first."""
+    per_person = (
+        "SELECT arraySort(x -> (x.1, x.2), groupArray((t, item))) AS evs "
+        f"FROM ({_events(params, spec, query, ctx)}) GROUP BY actor"
+    )
+    gap = params.bind(SESSION_GAP_MICROS, "Int64")
+    sessions = (
+        f"SELECT arrayJoin(arraySplit((x, g) -> g, evs, "
+        f"arrayMap(i -> i > 1 AND evs[i].1 - evs[i - 1].1 >= {gap}, arrayEnumerate(evs)))) AS s "
+        f"FROM ({per_person})"
+    )
+    collapsed = f"SELECT arrayFilter((x, i) -> i = length(s) OR x.2 != s[i + 1].2, s, arrayEnumerate(s)) AS c FROM ({sessions})"
+    cut, where = _cut(params, spec)
+    paths = f"SELECT {_truncate(params, spec)} AS p FROM (SELECT {cut} AS d FROM ({collapsed}) {where})"
+    edges = (
+        "SELECT arrayJoin(arrayMap(i -> (concat(toString(i - 1), '_', p[i - 1].2), "
+        "concat(toString(i), '_', p[i].2), p[i].1 - p[i - 1].1), range(2, length(p) + 1))) AS e "
+        f"FROM ({paths})"
+    )
+    having = []
+    if spec.min_weight is not None:
+        having.append(f"value >= {params.bind(spec.min_weight, 'Int64')}")
+    if spec.max_weight is not None:
+        having.append(f"value <= {params.bind(spec.max_weight, 'Int64')}")
+    return (
+        f"SELECT e.1 AS source, e.2 AS target, count() AS value, avg(e.3) AS gap FROM ({edges}) "
+        f"GROUP BY source, target {'HAVING ' + ' AND '.join(having) if having else ''} "
+        f"ORDER BY value DESC, source, target LIMIT {params.bind(spec.edge_limit, 'Int64')}"
+    )
+
+
+def _cut(params: Params, spec: PathsSpec) -> tuple[str, str]:
+    """The session cut at its start/end point, and the WHERE dropping sessions without them."""
+    if spec.start_point is not None and spec.end_point is not None:
+        start = params.bind(spec.start_point, "String")
+        end = params.bind(spec.end_point, "String")
+        si = f"indexOf(arrayMap(y -> y.2, c), {start})"
+        # The first end after the first start.
+        ei = f"arrayFirstIndex((z, j) -> z.2 = {end} AND j > {si}, c, arrayEnumerate(c))"
+        return f"arraySlice(c, {si}, {ei} - {si} + 1)", f"WHERE {si} > 0 AND {ei} > 0"
+    if spec.start_point is not None:
+        si = f"indexOf(arrayMap(y -> y.2, c), {params.bind(spec.start_point, 'String')})"
+        return f"arraySlice(c, {si})", f"WHERE {si} > 0"
+    if spec.end_point is not None:
+        ei = f"indexOf(arrayMap(y -> y.2, c), {params.bind(spec.end_point, 'String')})"
+        return f"arraySlice(c, 1, {ei})", f"WHERE {ei} > 0"
+    return "c", ""
+
+
+def _truncate(params: Params, spec: PathsSpec) -> str:
+    n = params.bind(spec.step_limit, "Int64")
+    if spec.start_point is not None and spec.end_point is not None:
+        h = params.bind(spec.step_limit // 2, "Int64")
+        dots = params.bind(ELLIPSIS, "String")
+        # The "..." step takes the time of the first step it stands for.
+        middle = f"[(d[{h} + 1].1, {dots})]"
+        return (
+            f"if(length(d) <= {n}, d, arrayConcat(arraySlice(d, 1, {h}), {middle}, "
+            f"arraySlice(d, length(d) - {h} + 1, {h})))"
+        )
+    if spec.end_point is not None:
+        return f"arraySlice(d, greatest(toInt64(length(d)) - {n} + 1, 1))"
+    return f"arraySlice(d, 1, {n})"
+
+
+def _item(params: Params, spec: PathsSpec) -> str:
+    """The path item of an event (§8.2 step 1), then the cleaning rules in order."""
+    url = f"replaceRegexpAll(ifNull({property_text(params, '$current_url', 'event')}, ''), '(.)/$', '\\\\1')"
+    screen = f"ifNull({property_text(params, '$screen_name', 'event')}, '')"
+    item = f"multiIf(event = '$pageview', {url}, event = '$screen', {screen}, event)"
+    for regex, alias in spec.cleaning:
+        item = f"replaceRegexpAll({item}, {params.bind(regex, 'String')}, {params.bind(alias, 'String')})"
+    return item
+
+
+def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
+    lower = _micros(ctx.grid.events_from)
+    upper = _micros(ctx.grid.date_to)
+    where = [
+        f"team_id = {params.bind(ctx.team_id, 'Int64')}",
+        f"timestamp >= fromUnixTimestamp64Micro({params.bind(lower, 'Int64')})",
+        f"timestamp <= fromUnixTimestamp64Micro({params.bind(upper, 'Int64')})",
+    ]
+    if not spec.all_events:
+        kinds = []
+        if spec.pageview:
+            kinds.append("event = '$pageview'")
+        if spec.screen:
+            kinds.append("event = '$screen'")
+        if spec.custom:
+            kinds.append("NOT startsWith(event, '$')")
+        where.append(" OR ".join(kinds))
+    if query.HasField("properties"):
+        where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
+    if query.filter_test_accounts:
+        where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone, ctx.cohorts))
+    having = ""
+    if spec.exclude:
+        having = f" AND item NOT IN {params.bind(list(spec.exclude), 'Array(String)')}"
+    return (
+        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS item "
+        f"FROM events WHERE {' AND '.join(f'({w})' for w in where)}{having}"
+    )
+
+
+def _micros(moment: dt.datetime) -> int:
+    return (as_utc(moment) - _EPOCH) // dt.timedelta(microseconds=1)

@@ -1,0 +1,126 @@
+"""Hypothesis strategies for paths: a few persons' sessions of pages, screens and events.
+
+Gaps are drawn around the 30-minute session boundary (29:59, exactly 30:00, 30:01) and well
+inside it; some events fall just outside the range, repeat the previous page (collapsed), or
+share a timestamp. Start/end points are drawn from the items used, so most cuts keep paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.engine.strategies import NOWS, TEST_ACCOUNT_FILTERS, TIMEZONES
+from tests.oracle import Event
+from tests.oracle import resolve_date_range as oracle_range
+
+PERSONS = ("p0", "p1", "p2", "p3", "p4", "p5")
+URLS = ("/", "/home", "/home/", "/pricing", "/a/1", "/a/22", "/it's odd", "/home", "/pricing")
+SCREENS = ("Main", "Settings")
+CUSTOM = ("signup", "purchase")
+ITEMS = ("/", "/home", "/pricing", "/a/1", "/a/:id", "Main", "signup", "purchase")
+# Points mostly on the frequent pages, so most cuts keep paths.
+POINTS = ("/home", "/pricing", "/home/", "/home", "/pricing", "/a/:id", "signup")
+# Mostly inside a session, some on the boundary and beyond it.
+GAPS = (5, 60, 600, 1799, 0, 30, 1800, 1801, 90, 7200)
+RANGES = (("-7d", None), ("-10d", "-2d"), ("-3d", "-1d"))
+TYPES = ("$pageview", "$screen", "custom_event")
+CLEANING = ({"regex": "/a/[0-9]+", "alias": "/a/:id"}, {"regex": "^/$", "alias": "/home"})
+
+__all__ = ["TEST_ACCOUNT_FILTERS", "PathsCase", "paths_cases"]
+
+
+@dataclass
+class PathsCase:
+    events: list[Event]
+    query: dict[str, Any]
+    timezone: str
+    now: dt.datetime
+
+
+@st.composite
+def _filter(draw: st.DrawFn) -> dict[str, Any]:
+    pf: dict[str, Any] = {}
+    types = draw(st.sampled_from([["$pageview"], [], ["$pageview", "custom_event"], list(TYPES), ["$screen", "custom_event"]]))
+    if types or draw(st.booleans()):
+        pf["includeEventTypes"] = types
+    point = draw(st.integers(0, 7))
+    if point in (1, 3):
+        pf["startPoint"] = draw(st.sampled_from(POINTS))
+    if point in (2, 3):
+        pf["endPoint"] = draw(st.sampled_from(POINTS))
+    if draw(st.booleans()):
+        pf["stepLimit"] = draw(st.integers(2, 6))
+    if draw(st.integers(0, 3)) == 0:
+        pf["edgeLimit"] = draw(st.integers(1, 6))
+    if draw(st.integers(0, 6)) == 0:
+        pf["minEdgeWeight"] = draw(st.integers(1, 2))
+    if draw(st.integers(0, 6)) == 0:
+        pf["maxEdgeWeight"] = draw(st.integers(1, 3))
+    if draw(st.integers(0, 2)) == 0:
+        pf["localPathCleaningFilters"] = draw(st.lists(st.sampled_from(CLEANING), min_size=1, max_size=2))
+    if draw(st.integers(0, 4)) == 0:
+        pf["excludeEvents"] = [draw(st.sampled_from(ITEMS))]
+    return pf
+
+
+@st.composite
+def paths_cases(draw: st.DrawFn) -> PathsCase:
+    """A paths query and a few persons' sessions around its range."""
+    date_from, date_to = draw(st.sampled_from(RANGES))
+    query: dict[str, Any] = {
+        "kind": "PathsQuery",
+        "dateRange": {"date_from": date_from, **({"date_to": date_to} if date_to else {})},
+        "pathsFilter": draw(_filter()),
+    }
+    if draw(st.integers(0, 5)) == 0:
+        query["properties"] = [{"key": "browser", "operator": "is_not", "value": "Firefox"}]
+    if draw(st.integers(0, 5)) == 0:
+        query["filterTestAccounts"] = True
+    now = draw(st.sampled_from(NOWS))
+    timezone = draw(st.sampled_from(TIMEZONES))
+    grid = oracle_range(query["dateRange"], "day", timezone=timezone, week_start_day=0, now=now)
+    span = int((grid.upper - grid.lower).total_seconds())
+    events: list[Event] = []
+    for person in PERSONS[: draw(st.integers(2, len(PERSONS)))]:
+        email = draw(st.sampled_from(["a@example.com", "test@posthog.com"]))
+        for _ in range(draw(st.integers(1, 3))):
+            edge = draw(st.integers(0, 7))
+            if edge == 0:
+                when = grid.lower - dt.timedelta(seconds=draw(st.integers(1, 120)))
+            elif edge == 1:
+                when = grid.upper - dt.timedelta(seconds=draw(st.integers(0, 120)))
+            else:
+                when = grid.lower + dt.timedelta(seconds=draw(st.integers(0, max(span - 8000, 0))))
+            for _ in range(draw(st.integers(3, 8))):
+                when += dt.timedelta(seconds=draw(st.sampled_from(GAPS)), microseconds=draw(st.integers(0, 3)))
+                events.append(_event(draw, person, when, email))
+    return PathsCase(events, query, timezone, now)
+
+
+def _event(draw: st.DrawFn, person: str, when: dt.datetime, email: str) -> Event:
+    kind = draw(st.integers(0, 11))
+    props: dict[str, Any] = {"browser": draw(st.sampled_from(["Chrome", "Firefox", "Safari 17"]))}
+    if kind <= 7:
+        name = "$pageview"
+        if draw(st.integers(0, 12)):
+            props["$current_url"] = draw(st.sampled_from(URLS))
+    elif kind == 8:
+        name = "$screen"
+        props["$screen_name"] = draw(st.sampled_from(SCREENS))
+    elif kind == 9:
+        name = "$autocapture"
+    else:
+        name = draw(st.sampled_from(CUSTOM))
+    return Event(
+        uuid=str(draw(st.uuids())),
+        event=name,
+        distinct_id=person,
+        person_id=person,
+        timestamp=when,
+        properties=props,
+        person_properties={"email": email},
+    )

@@ -1,0 +1,162 @@
+"""Pure-Python reference computation of a PathsQuery (the "oracle").
+
+Written from query-engine-semantics.md §8 and docs/decisions.md ("Paths") only, as a plain walk
+over each person's events; it shares no code with server/queries/ and runs no SQL. The date range
+and property filters come from the trends oracle (tests/oracle/trends.py), itself independent of
+the engine. Cleaning regexes are applied with Python's `re` (the strategies draw only patterns
+that mean the same in RE2).
+
+API
+---
+``compute_paths(events, query, *, timezone, now, test_account_filters=None)`` returns the result
+edges ``{source, target, value, average_conversion_time}`` heaviest first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tests.oracle.trends import Event, compile_properties, resolve_date_range
+
+SESSION_GAP_SECONDS = 1800
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _strip_slash(text: str) -> str:
+    return text[:-1] if len(text) > 1 and text.endswith("/") else text
+
+
+def _item(e: Event, cleaning: list[tuple[str, str]]) -> str:
+    if e.event == "$pageview":
+        raw = e.properties.get("$current_url")
+        item = _strip_slash(_text(raw))
+    elif e.event == "$screen":
+        item = _text(e.properties.get("$screen_name"))
+    else:
+        item = e.event
+    for regex, alias in cleaning:
+        item = re.sub(regex, alias.replace("\\", "\\\\"), item)
+    return item
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _followed(e: Event, types: set[str]) -> bool:
+    if not types:
+        return True
+    return (
+        ("$pageview" in types and e.event == "$pageview")
+        or ("$screen" in types and e.event == "$screen")
+        or ("custom_event" in types and not e.event.startswith("$"))
+    )
+
+
+def _cut(path: list[tuple[int, str]], start: str | None, end: str | None, n: int) -> list[tuple[int, str]] | None:
+    """A session cut at its points and truncated to n steps; None when it lacks a point."""
+    items = [item for _, item in path]
+    if start is not None and end is not None:
+        if start not in items:
+            return None
+        si = items.index(start)
+        later = [j for j in range(si + 1, len(items)) if items[j] == end]
+        if not later:
+            return None
+        path = path[si : later[0] + 1]
+        if len(path) > n:
+            h = n // 2
+            dots = (path[h][0], "...")
+            path = path[:h] + [dots] + (path[len(path) - h :] if h else [])
+        return path
+    if start is not None:
+        if start not in items:
+            return None
+        return path[items.index(start) :][:n]
+    if end is not None:
+        if end not in items:
+            return None
+        path = path[: items.index(end) + 1]
+        return path[-n:]
+    return path[:n]
+
+
+def compute_paths(
+    events: list[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The result edges of `query` over `events`."""
+    pf = query.get("pathsFilter") or {}
+    types = set(pf.get("includeEventTypes") or [])
+    cleaning = [(r["regex"], r.get("alias") or "") for r in pf.get("localPathCleaningFilters") or []]
+    start = _strip_slash(pf["startPoint"]) if pf.get("startPoint") else None
+    end = _strip_slash(pf["endPoint"]) if pf.get("endPoint") else None
+    n = pf.get("stepLimit", 5)
+    limit = pf.get("edgeLimit", 50)
+    exclude = set(pf.get("excludeEvents") or [])
+    grid = resolve_date_range(query.get("dateRange"), "day", timezone=timezone, week_start_day=0, now=now, events=events)
+    query_filter = compile_properties(query.get("properties"), ZoneInfo(timezone))
+    test_filter = compile_properties(test_account_filters or [], ZoneInfo(timezone)) if query.get("filterTestAccounts") else None
+
+    by_person: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for e in events:
+        if not grid.lower <= e.timestamp <= grid.upper or not _followed(e, types):
+            continue
+        if not query_filter(e) or (test_filter is not None and not test_filter(e)):
+            continue
+        item = _item(e, cleaning)
+        if item in exclude:
+            continue
+        micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
+        by_person[e.person_id].append((micros, item))
+
+    counts: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for steps in by_person.values():
+        steps.sort()
+        sessions: list[list[tuple[int, str]]] = []
+        for i, step in enumerate(steps):
+            if i == 0 or step[0] - steps[i - 1][0] >= SESSION_GAP_SECONDS * 1_000_000:
+                sessions.append([])
+            sessions[-1].append(step)
+        for session in sessions:
+            # A run of one item keeps its last event.
+            collapsed = [s for j, s in enumerate(session) if j == len(session) - 1 or s[1] != session[j + 1][1]]
+            path = _cut(collapsed, start, end, n)
+            if path is None:
+                continue
+            for i in range(1, len(path)):
+                source = f"{i}_{path[i - 1][1]}"
+                target = f"{i + 1}_{path[i][1]}"
+                counts[(source, target)].append(path[i][0] - path[i - 1][0])
+
+    edges = [(len(gaps), s, t, sum(gaps) / len(gaps)) for (s, t), gaps in counts.items()]
+    lo, hi = pf.get("minEdgeWeight"), pf.get("maxEdgeWeight")
+    edges = [x for x in edges if (lo is None or x[0] >= lo) and (hi is None or x[0] <= hi)]
+    edges.sort(key=lambda x: (-x[0], x[1].encode(), x[2].encode()))
+    edges = edges[:limit]
+    # Keep what a walk from the first steps reaches.
+    reached = {s for _, s, _, _ in edges if s.startswith("1_")}
+    grown = True
+    while grown:
+        grown = False
+        for _, s, t, _ in edges:
+            if s in reached and t not in reached:
+                reached.add(t)
+                grown = True
+    return [
+        {"source": s, "target": t, "value": float(v), "average_conversion_time": g / 1000}
+        for v, s, t, g in edges
+        if s in reached
+    ]
