@@ -1,4 +1,4 @@
-"""Pure-Python reference computation of a FunnelsQuery with the steps visualisation (the "oracle").
+"""Pure-Python reference computation of a FunnelsQuery, steps and time_to_convert views (the "oracle").
 
 Written from query-engine-semantics.md §4 and docs/funnels-semantics.md only, as a straightforward
 walk over each person's events; it shares no code with server/queries/. Dates and property filters
@@ -15,6 +15,9 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
   average_conversion_time, median_conversion_time`` (None where unset), plus ``breakdown`` and
   ``breakdown_value`` (lists of strings) with a breakdown.
 * ``has_more``: whether breakdown values were cut into "Other".
+
+``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
+query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
 
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
 engine does not compute yet) or :class:`FailedPrecondition` (actions), each an OracleError.
