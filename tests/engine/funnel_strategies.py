@@ -32,7 +32,7 @@ _URL_PARTS = (
     {"url": r"^https://[xy]\.\w+/a$", "url_matching": "regex"},
 )
 
-__all__ = ["TEST_ACCOUNT_FILTERS", "FunnelCase", "funnel_action_cases", "funnel_cases"]
+__all__ = ["TEST_ACCOUNT_FILTERS", "FunnelCase", "funnel_action_cases", "funnel_cases", "time_to_convert_cases"]
 
 
 @dataclass
@@ -234,4 +234,43 @@ def funnel_action_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
             case.query["funnelsFilter"]["exclusions"][i] = as_action(node)
     for action in case.actions.values():
         del action["key"]
+    return case
+
+
+@st.composite
+def time_to_convert_cases(draw: st.DrawFn) -> FunnelCase:
+    """A funnel case (no breakdown) with the time_to_convert visualisation: a random step range
+    (often the default), and binCount absent, in range or out of it (clamped)."""
+    case = draw(funnel_cases(breakdown=False))
+    ff = case.query["funnelsFilter"]
+    ff["funnelVizType"] = "time_to_convert"
+    n = len(case.query["series"])
+    if n > 2 and draw(st.integers(0, 3)):
+        # Mostly a range ending before the last step (more persons reach it: non-zero bins).
+        start = draw(st.integers(0, n - 2))
+        if start or draw(st.booleans()):
+            ff["funnelFromStep"] = start
+        ff["funnelToStep"] = start + 1 if draw(st.integers(0, 2)) else draw(st.integers(start + 1, n - 1))
+    if draw(st.booleans()):
+        ff["binCount"] = draw(st.sampled_from([-1, 0, 1, 2, 3, 7, 90, 120]))
+    # Random persons seldom complete every step: most examples add a few who walk the steps in
+    # order inside the window (their own, so strict funnels keep them), at random gaps.
+    window_us = ff["funnelWindowInterval"] * UNIT_SECONDS[ff["funnelWindowIntervalUnit"]] * 1_000_000
+    rng = resolve_date_range(case.query["dateRange"], timezone=case.timezone, week_start_day=0, now=case.now)
+    for c in range(draw(st.integers(1, 3)) if draw(st.integers(0, 9)) < 9 else 0):
+        when = rng.lower + dt.timedelta(seconds=draw(st.integers(0, 86400)))
+        for k, step in enumerate(case.query["series"]):
+            if k:
+                when += dt.timedelta(microseconds=draw(st.integers(0, window_us // (n - 1))))
+            case.events.append(
+                Event(
+                    uuid=f"00000000-0000-4000-9000-{c * 100 + k:012d}",
+                    event=step.get("event") or STEP_EVENTS[0],
+                    distinct_id=f"d-walker{c}",
+                    person_id=f"walker{c}",
+                    timestamp=when,
+                    properties={"browser": "Chrome", "plan": "pro"},
+                    person_properties={"tier": "pro", "email": "walker@example.com"},
+                )
+            )
     return case

@@ -98,3 +98,15 @@ def differences(expected: list[list[dict[str, Any]]], actual: list[list[dict[str
                 if not _close(x, y):
                     problems.append(f"group {n} ({a.get('breakdown_value')}) step {k} {key}: oracle {x!r} engine {y!r}")
     return problems
+
+
+def run_time_to_convert_engine(
+    store: EventStore, events: Sequence[Event], query: dict[str, Any], **context: Any
+) -> dict[str, Any]:
+    """A time_to_convert funnel through the engine, in the oracle's shape
+    ({"bins": [[start, count], ...], "average_conversion_time": float | None})."""
+    ctx = query_context(store, events, **context)
+    outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
+    ttc = outcome.result.time_to_convert
+    mean = ttc.average_conversion_time if ttc.HasField("average_conversion_time") else None
+    return {"bins": [[b.bin_start_seconds, b.count] for b in ttc.bins], "average_conversion_time": mean}

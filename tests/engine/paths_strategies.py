@@ -2,7 +2,7 @@
 
 Gaps are drawn around the 30-minute session boundary (29:59, exactly 30:00, 30:01) and well
 inside it; some events fall just outside the range, repeat the previous page (collapsed), or
-share a timestamp. Start/end points are drawn from the items used, so most cuts keep paths.
+share a timestamp. Start/end points are drawn from the items the events carry, so most cuts keep paths.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ URLS = ("/", "/home", "/home/", "/pricing", "/a/1", "/a/22", "/it's odd", "/home
 SCREENS = ("Main", "Settings")
 CUSTOM = ("signup", "purchase")
 ITEMS = ("/", "/home", "/pricing", "/a/1", "/a/:id", "Main", "signup", "purchase")
-# Points mostly on the frequent pages, so most cuts keep paths.
-POINTS = ("/home", "/pricing", "/home/", "/home", "/pricing", "/a/:id", "signup")
-# Mostly inside a session, some on the boundary and beyond it.
-GAPS = (5, 60, 600, 1799, 0, 30, 1800, 1801, 90, 7200)
+# Inside a session.
+GAPS = (5, 60, 600, 0, 30, 90)
+# One gap in five is drawn from these: on the boundary, or a new session.
+BOUNDARY_GAPS = (1799, 1800, 1801, 7200)
 RANGES = (("-7d", None), ("-10d", "-2d"), ("-3d", "-1d"))
 TYPES = ("$pageview", "$screen", "custom_event")
 CLEANING = ({"regex": "/a/[0-9]+", "alias": "/a/:id"}, {"regex": "^/$", "alias": "/home"})
@@ -42,16 +42,19 @@ class PathsCase:
 
 
 @st.composite
-def _filter(draw: st.DrawFn) -> dict[str, Any]:
+def _filter(draw: st.DrawFn, events: list[Event]) -> dict[str, Any]:
     pf: dict[str, Any] = {}
     types = draw(st.sampled_from([["$pageview"], [], ["$pageview", "custom_event"], list(TYPES), ["$screen", "custom_event"]]))
     if types or draw(st.booleans()):
         pf["includeEventTypes"] = types
+    # Points are items the events of the included types carry (before cleaning, which may rename
+    # them), so most cuts keep paths; "/pricing" keeps one when no event carries an item.
+    points = sorted({_raw_item(e) for e in events if _kind(e) in (types or TYPES)} - {None}) or ["/pricing"]
     point = draw(st.integers(0, 7))
     if point in (1, 3):
-        pf["startPoint"] = draw(st.sampled_from(POINTS))
+        pf["startPoint"] = draw(st.sampled_from(points))
     if point in (2, 3):
-        pf["endPoint"] = draw(st.sampled_from(POINTS))
+        pf["endPoint"] = draw(st.sampled_from(points))
     if draw(st.booleans()):
         pf["stepLimit"] = draw(st.integers(2, 6))
     if draw(st.integers(0, 3)) == 0:
@@ -74,7 +77,6 @@ def paths_cases(draw: st.DrawFn) -> PathsCase:
     query: dict[str, Any] = {
         "kind": "PathsQuery",
         "dateRange": {"date_from": date_from, **({"date_to": date_to} if date_to else {})},
-        "pathsFilter": draw(_filter()),
     }
     if draw(st.integers(0, 5)) == 0:
         query["properties"] = [{"key": "browser", "operator": "is_not", "value": "Firefox"}]
@@ -85,10 +87,11 @@ def paths_cases(draw: st.DrawFn) -> PathsCase:
     grid = oracle_range(query["dateRange"], "day", timezone=timezone, week_start_day=0, now=now)
     span = int((grid.upper - grid.lower).total_seconds())
     events: list[Event] = []
-    for person in PERSONS[: draw(st.integers(2, len(PERSONS)))]:
-        email = draw(st.sampled_from(["a@example.com", "test@posthog.com"]))
+    for person in PERSONS[: draw(st.integers(3, len(PERSONS)))]:
+        # Test accounts are one person in four, so filtering them out mostly leaves paths.
+        email = draw(st.sampled_from(["a@example.com", "b@example.com", "c@example.com", "test@posthog.com"]))
         for _ in range(draw(st.integers(1, 3))):
-            edge = draw(st.integers(0, 7))
+            edge = draw(st.integers(0, 11))  # one session in six starts at an end of the range
             if edge == 0:
                 when = grid.lower - dt.timedelta(seconds=draw(st.integers(1, 120)))
             elif edge == 1:
@@ -96,22 +99,39 @@ def paths_cases(draw: st.DrawFn) -> PathsCase:
             else:
                 when = grid.lower + dt.timedelta(seconds=draw(st.integers(0, max(span - 8000, 0))))
             for _ in range(draw(st.integers(3, 8))):
-                when += dt.timedelta(seconds=draw(st.sampled_from(GAPS)), microseconds=draw(st.integers(0, 3)))
+                gaps = BOUNDARY_GAPS if draw(st.integers(0, 4)) == 0 else GAPS
+                when += dt.timedelta(seconds=draw(st.sampled_from(gaps)), microseconds=draw(st.integers(0, 3)))
                 events.append(_event(draw, person, when, email))
+    query["pathsFilter"] = draw(_filter(events))
     return PathsCase(events, query, timezone, now)
 
 
+def _kind(event: Event) -> str:
+    """The includeEventTypes member that takes `event`."""
+    return event.event if event.event in ("$pageview", "$screen") else "custom_event"
+
+
+def _raw_item(event: Event) -> str | None:
+    """The path item `event` is before cleaning: its page, screen or event name."""
+    if event.event == "$pageview":
+        return event.properties.get("$current_url")
+    if event.event == "$screen":
+        return event.properties.get("$screen_name")
+    return event.event
+
+
 def _event(draw: st.DrawFn, person: str, when: dt.datetime, email: str) -> Event:
+    # Screens and custom events often enough that a query of those types alone finds paths.
     kind = draw(st.integers(0, 11))
     props: dict[str, Any] = {"browser": draw(st.sampled_from(["Chrome", "Firefox", "Safari 17"]))}
-    if kind <= 7:
+    if kind <= 5:
         name = "$pageview"
         if draw(st.integers(0, 12)):
             props["$current_url"] = draw(st.sampled_from(URLS))
-    elif kind == 8:
+    elif kind <= 7:
         name = "$screen"
         props["$screen_name"] = draw(st.sampled_from(SCREENS))
-    elif kind == 9:
+    elif kind == 8:
         name = "$autocapture"
     else:
         name = draw(st.sampled_from(CUSTOM))

@@ -19,7 +19,10 @@ from tests.engine.tally import NONZERO, ZERO, assert_mostly_nonzero
 from tests.hypothesis_profiles import examples
 from tests.oracle.paths import compute_paths
 
-MIN_NONZERO_SHARE = 0.6
+# Measured over 30 randomized seeds of 100 examples: 0.56 to 0.87 of the examples compare edges
+# (hypothesis's examples are correlated, so one run's share spreads widely); below this the
+# strategies have degenerated.
+MIN_NONZERO_SHARE = 0.45
 
 
 def check(store: EventStore, case: PathsCase) -> str:

@@ -20,6 +20,7 @@ from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+from server.queries.common.codec import to_reference_json
 from tests.integration.actionkit import ActionsApi, step
 from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
 
@@ -94,6 +95,39 @@ async def test_an_ingested_funnel_comes_back_with_counts_times_and_the_callers_n
     found = await _run(server, tenant, hostile)
     assert [s.count for s in found.result.funnels.steps.breakdowns[0].steps] == [1, 1]
     assert HOSTILE not in found.hogql
+
+
+async def test_time_to_convert_bins_the_conversion_times_and_renders_as_reference_json(
+    server: Server, tenant: Tenant
+) -> None:
+    stub = egrpc.EventsServiceStub(server.channel)
+    # Conversions of 10, 20 and 50 minutes; one person never converts.
+    events = [_event("ttc_start", p, 0) for p in ("a", "b", "c", "d")]
+    events += [_event("ttc_done", "a", 10), _event("ttc_done", "b", 20), _event("ttc_done", "c", 50)]
+    response = await stub.IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+    query = _funnel(
+        _step("ttc_start"),
+        _step("ttc_done"),
+        funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT, bin_count=2),
+    )
+    computed = await _run(server, tenant, query)
+    # From 600 s to 3000 s in 2 bins of 1200 s, plus the bin starting at the upper edge.
+    assert to_reference_json(computed.result.funnels) == {
+        "time_to_convert": {
+            "bins": [
+                {"bin_start_seconds": 600, "count": 2},
+                {"bin_start_seconds": 1800, "count": 0},
+                {"bin_start_seconds": 3000, "count": 1},
+            ],
+            "average_conversion_time": 1600.0,
+        },
+        "isUdf": True,
+    }
 
 
 def _exclusion(event: str, start: int | None, end: int | None) -> qpb.FunnelExclusion:
@@ -196,7 +230,14 @@ LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
     ),
     (
         "funnelsFilter.funnelVizType",
-        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT)),
+        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)),
+    ),
+    (
+        "breakdownFilter",
+        lambda: _funnel(
+            funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT),
+            breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="plan")),
+        ),
     ),
     ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=0)),
     (

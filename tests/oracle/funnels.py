@@ -1,4 +1,4 @@
-"""Pure-Python reference computation of a FunnelsQuery with the steps visualisation (the "oracle").
+"""Pure-Python reference computation of a FunnelsQuery, steps and time_to_convert views (the "oracle").
 
 Written from query-engine-semantics.md §4 and docs/funnels-semantics.md only, as a straightforward
 walk over each person's events; it shares no code with server/queries/. Dates and property filters
@@ -16,6 +16,9 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
   ``breakdown_value`` (lists of strings) with a breakdown.
 * ``has_more``: whether breakdown values were cut into "Other".
 
+``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
+query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
+
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
 engine does not compute yet) or :class:`FailedPrecondition` (a missing action), each an OracleError.
 Steps and exclusions that are ActionsNodes match their action's events (tests/oracle/actions.py)
@@ -25,6 +28,7 @@ and their own filters; an action step is named by the action, its ``action_id`` 
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -85,6 +89,10 @@ class _Funnel:
     attribution: str
     attribution_step: int | None
     limit: int
+    viz: str  # steps | time_to_convert
+    from_step: int  # time_to_convert: the steps timed, from ...
+    to_step: int  # ... to
+    bin_count: int | None
 
 
 def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -217,8 +225,11 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
     if missing:
         raise missing[0]
     # Computable but not built yet (refused when computing).
-    if (ff.get("funnelVizType") or "steps") != "steps":
-        raise Unimplemented("only the steps visualisation")
+    viz = ff.get("funnelVizType") or "steps"
+    if viz == "trends":
+        raise Unimplemented("the trends visualisation")
+    if viz == "time_to_convert" and breakdown:
+        raise Unimplemented("breakdowns of time_to_convert")
     if query.get("aggregation_group_type_index") is not None or ff.get("funnelAggregateByHogQL"):
         raise Unimplemented("aggregation by groups or expressions")
     if any(node.get("math") in ("first_time_for_user", "first_time_for_user_with_filters") for node in series):
@@ -229,7 +240,8 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
         raise Unimplemented("step attribution in unordered funnels")
     return _Funnel(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
-        attribution_step, limit,
+        attribution_step, limit, viz,
+        0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
     )
 
 
@@ -415,8 +427,24 @@ def compute_funnels(
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
 ) -> FunnelsOutput:
-    """Evaluate a reference-JSON FunnelsQuery over ``events`` (all of the environment's events);
-    ``actions``: the environment's live actions by id (reference JSON)."""
+    """Evaluate a reference-JSON FunnelsQuery (steps visualisation) over ``events`` (all of the
+    environment's events); ``actions``: the environment's live actions by id (reference JSON)."""
+    f, rows = _walk_all(events, query, timezone, week_start_day, now, test_account_filters, actions)
+    if f.viz != "steps":
+        raise ValueError("compute_funnels computes the steps visualisation; see compute_time_to_convert")
+    return _shape(f, rows, query)
+
+
+def _walk_all(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    timezone: str,
+    week_start_day: int,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None,
+    actions: dict[int, dict[str, Any]] | None = None,
+) -> tuple[_Funnel, list[tuple[tuple[str, ...], _Outcome]]]:
+    """The funnel and, per person and breakdown value entered, the walk's outcome."""
     events = list(events)
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
@@ -460,9 +488,7 @@ def compute_funnels(
             outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
             if outcome is not None:
                 rows.append((value, outcome))
-    return _shape(f, rows, query)
-
-
+    return f, rows
 
 
 @dataclass
@@ -529,3 +555,44 @@ def _shape(f: _Funnel, rows: list[tuple[tuple[str, ...], _Outcome]], query: dict
             steps.append(item)
         results.append(steps)
     return FunnelsOutput(results, has_more)
+
+
+# --------------------------------------------------------------------------------------------------
+# time_to_convert
+
+
+def compute_time_to_convert(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    week_start_day: int,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A time_to_convert FunnelsQuery: ``{"bins": [[start_seconds, actors], ...],
+    "average_conversion_time": float | None}`` (None when nobody converted)."""
+    f, rows = _walk_all(events, query, timezone, week_start_day, now, test_account_filters)
+    if f.viz != "time_to_convert":
+        raise ValueError("not a time_to_convert funnel")
+    took: list[int] = []  # microseconds, per actor who completed to_step
+    for _, outcome in rows:
+        if not outcome.bits >> f.to_step & 1:
+            continue
+        parts = outcome.step_seconds[f.from_step + 1 : f.to_step + 1]
+        took.append(sum(round(s * 1e6) for s in parts if s is not None))
+    low = math.floor(min(took) / 1e6) if took else 0
+    high = math.ceil(max(took) / 1e6) if took else 1
+    if f.bin_count is not None:
+        count = min(max(f.bin_count, 1), 90)
+    else:
+        cube = 0
+        while cube**3 < len(took):
+            cube += 1
+        count = min(max(cube, 1), 60)
+    width = math.ceil((high - low) / count) or 60
+    bins = [[low + i * width, 0] for i in range(count + 1)]
+    for t in took:
+        bins[math.floor((t / 1e6 - low) / width)][1] += 1
+    mean = round(statistics.fmean(took) / 1e6, 2) if took else None
+    return {"bins": bins, "average_conversion_time": mean}

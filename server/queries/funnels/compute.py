@@ -1,4 +1,4 @@
-"""Computes a FunnelsQuery (steps visualisation): checks it, runs its one statement, shapes the result."""
+"""Computes a FunnelsQuery (steps or time_to_convert visualisation): checks it, runs its one statement, shapes the result."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
+from server.queries.funnels import ttc
 from server.queries.funnels.spec import FunnelSpec, funnel_spec, spec_node
 
 
@@ -50,6 +51,8 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "FunnelsQuery", "FUNNEL_OPTION_NOT_IMPLEMENTED")
     rows = execute(plan.sql, plan.params.values)
+    if plan.spec.viz == "time_to_convert":
+        return FunnelsOutcome(ttc.shape(plan.spec, rows), False, plan.dates, plan.sql)
     result, has_more = _shape(plan.spec, query, rows)
     name_actions(result, query, ctx.definitions.actions)
     return FunnelsOutcome(result, has_more, plan.dates, plan.sql)
@@ -75,7 +78,8 @@ def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
     context = fsql.Context(
         ctx.team_id, dates, list(ctx.test_account_filters), threshold, members, ctx.definitions.actions
     )
-    sql = fsql.statement(params, spec, query, context)
+    build = ttc.statement if spec.viz == "time_to_convert" else fsql.statement
+    sql = build(params, spec, query, context)
     # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
     members.raise_unavailable()
     if context.unavailable:

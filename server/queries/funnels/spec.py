@@ -94,6 +94,11 @@ class FunnelSpec:
     # Options this service does not compute yet: (field path, what) — refused when computing, so
     # that such a funnel can still be saved.
     later: list[tuple[str, str]] = field(default_factory=list)
+    viz: str = "steps"  # "steps" or "time_to_convert" (trends is refused, in `later`)
+    # time_to_convert: the range of steps timed (defaults: first to last) and funnelsFilter.binCount.
+    from_step: int = 0
+    to_step: int = 0
+    bin_count: int | None = None
 
 
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
@@ -122,8 +127,11 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     nodes.check_sampling_factor(query)
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported", "interval")
+    viz = "steps"
     if ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT:
-        later.append(("funnelsFilter.funnelVizType", "the time_to_convert visualisation"))
+        viz = "time_to_convert"
+        if breakdown is not None:
+            later.append(("breakdownFilter", "breakdowns of the time_to_convert visualisation"))
     elif ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TRENDS:
         later.append(("funnelsFilter.funnelVizType", "the trends visualisation of funnels"))
     if query.HasField("aggregation_group_type_index"):
@@ -144,6 +152,10 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
         interval=nodes.INTERVAL_NAMES[query.interval],
         later=later,
+        viz=viz,
+        from_step=ff.funnel_from_step if ff.HasField("funnel_from_step") else 0,
+        to_step=ff.funnel_to_step if ff.HasField("funnel_to_step") else n - 1,
+        bin_count=ff.bin_count if ff.HasField("bin_count") else None,
     )
 
 

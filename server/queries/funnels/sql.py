@@ -222,6 +222,11 @@ def _values(params: Params, spec: FunnelSpec) -> str:
 # ------------------------------------------------------------------------------------- walks
 
 
+def walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
+    """The per-person walk (`_walks`) for the other visualisations (ttc.py)."""
+    return _walks(params, spec, query, ctx)
+
+
 def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
     """Rows (value, bits, d1..d{n-1}): per person and value, the steps completed (bit k: step k)
     and the microseconds of each step's conversion (0 when none), for persons who entered."""
