@@ -19,19 +19,9 @@ COST BASELINE, not a second implementation of our semantics: its step counts may
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import datetime as dt
-import json
-import logging
 import os
-import shutil
-import signal
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,16 +30,14 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.serverproc import Prepared, cpu_seconds, prepared, serving
+from bench import kit
+from bench.serverproc import Prepared, prepared, serving
 from generated.insights.v1 import common_pb2, query_pb2, query_service_pb2, query_service_pb2_grpc
-from server.domain import accounts
-from server.queries.base import QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import property_text
 from server.queries.common.sql import Params
 from server.queries.funnels.compute import FunnelsOutcome, run_funnels
-from storage.db import Database
 from storage.events import EventStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,52 +250,12 @@ def engine_counts(outcome: FunnelsOutcome) -> dict[tuple[str, ...], list[int]]:
 # ---------------------------------------------------------------------------
 
 
-def _median(samples: list[float]) -> float:
-    return statistics.median(samples) if samples else float("nan")
-
-
-def optimize_main(path: str) -> int:
-    """`--optimize PATH`: merges the events table of the chDB store at PATH (own process: one chDB
-    path per process)."""
-    store = EventStore(f"chdb://{path}")
-    try:
-        store.query("OPTIMIZE TABLE events FINAL")
-    finally:
-        store.close()
-    return 0
-
-
-def _context(store: EventStore, ready: Prepared) -> QueryContext:
-    db = Database(ready.env["INSIGHTS_DATABASE_URL"])
-    try:
-        env = accounts.verify_api_key(db, ready.key).environments[ready.environment_id]
-    finally:
-        db.close()
-    return QueryContext(
-        team_id=env.id,
-        timezone=env.timezone,
-        week_start_day=env.week_start_day,
-        now=dt.datetime.now(dt.UTC),
-        earliest=lambda: store.earliest_timestamp(env.id),
-        materialized=store.materialized,
-    )
-
-
 def measure_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
     """Loads `size` demo events, serves one copy of the store, opens the other here, measures every query."""
     result: dict[str, Any] = {"size": size, "queries": {}}
     with prepared(size, f"insights-bench-funnels-{size}-") as ready:
-        began = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--optimize", str(ready.tmp / "events")], cwd=ROOT, check=True)
-        # A copy of the merged store: the served process holds one, this process the other.
-        # symlinks=True: the store links its databases and tables to `store/` by relative links.
-        shutil.copytree(ready.tmp / "events", ready.tmp / "direct", symlinks=True)
-        result["prepare_s"] = time.perf_counter() - began
-        store = EventStore(f"chdb://{ready.tmp / 'direct'}")
+        store = kit.merged_copy(__file__, ready, result)
         try:
-            disk = store.query("SELECT sum(bytes_on_disk) FROM system.parts WHERE table = 'events' AND active")
-            result["disk_bytes"] = int(disk[0][0] or 0)
-            print(f"[{size:,}] merged and copied in {result['prepare_s']:.1f}s ({result['disk_bytes'] / 1e6:.0f} MB)", flush=True)
             with serving(ready) as process, grpc.insecure_channel(ready.target) as channel:
                 stub = query_service_pb2_grpc.QueryServiceStub(channel)
                 metadata = (("authorization", f"Bearer {ready.key}"),)
@@ -343,7 +291,7 @@ def measure_query(
     request = query_service_pb2.RunQueryRequest(
         environment_id=ready.environment_id, query=node, refresh=common_pb2.REFRESH_MODE_FORCE_BLOCKING
     )
-    ctx = _context(store, ready)
+    ctx = kit.context(store, ready)
     statements: list[Statement] = []
 
     def recording(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -379,19 +327,7 @@ def measure_query(
         "direct": direct,
         "reference": lambda: store.query(*reference),
     }
-    timings: dict[str, list[float]] = {k: [] for k in paths}
-    cpu: dict[str, list[float]] = {k: [] for k in paths}
-    for _ in range(args.repeats):
-        for key, run in paths.items():
-            # CPU of the process that runs the engine: the served one for e2e, this one otherwise.
-            cpu_began = cpu_seconds(server_pid) if key == "e2e" else time.process_time()
-            began = time.perf_counter()
-            run()
-            timings[key].append(time.perf_counter() - began)
-            cpu[key].append((cpu_seconds(server_pid) if key == "e2e" else time.process_time()) - cpu_began)
-    measured: dict[str, Any] = {f"{k}_s": _median(v) for k, v in timings.items()}
-    measured.update({f"{k}_cpu_s": _median(v) for k, v in cpu.items()})
-    measured["samples"] = timings
+    measured = kit.timed_rounds(paths, args.repeats, server_pid)
     measured["statements"] = len(statements)
     measured["counts"] = {"|".join(k): v for k, v in counts.items()}
     measured["reference_counts"] = {"|".join(k): v for k, v in ref_counts.items()}
@@ -403,76 +339,9 @@ def measure_query(
     return measured
 
 
-def worker_main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING)
-    # SIGTERM unwinds, so that the served process is stopped and the temp dir removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        result = measure_size(args.worker, args)
-    except KeyboardInterrupt:
-        return 130
-    Path(args.out).write_text(json.dumps(result))
-    return 0
-
-
 # ---------------------------------------------------------------------------
 # The parent: one subprocess per size, then the table
 # ---------------------------------------------------------------------------
-
-
-def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Runs one size in its own process; its temp dirs live under one removed afterwards, whatever happens."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"insights-bench-funnels-{size}-"))
-    out = tmp / "result.json"
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        str(size),
-        "--out",
-        str(out),
-        "--repeats",
-        str(args.repeats),
-        "--call-timeout",
-        str(args.call_timeout),
-        *(["--show-sql"] if args.show_sql else []),
-    ]
-    # TMPDIR: the worker's prepared dir (SQLite file, both stores) lands inside `tmp`.
-    env = {**os.environ, "TMPDIR": str(tmp)}
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        code = proc.wait(args.timeout)
-        if code != 0:
-            raise RuntimeError(f"the {size:,}-event run exited with {code}")
-        loaded: dict[str, Any] = json.loads(out.read_text())
-        return loaded
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the {size:,}-event run took more than {args.timeout:g}s") from None
-    finally:
-        _stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _spread(samples: dict[str, list[float]]) -> float:
-    """The widest (max - min) / median over a query's timed paths: how noisy its medians are."""
-    return max((max(v) - min(v)) / statistics.median(v) for v in samples.values() if v)
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def report(results: list[dict[str, Any]]) -> int:
@@ -491,7 +360,7 @@ def report(results: list[dict[str, Any]]) -> int:
                 f"{q['direct_s'] * 1e3:>9.0f} {q['reference_s'] * 1e3:>8.0f} "
                 f"{q['e2e_s'] / q['direct_s']:>7.3f} {q['e2e_s'] / q['reference_s']:>7.3f} "
                 f"{q['e2e_cpu_s']:>9.2f} {q['direct_cpu_s']:>9.2f} {q['reference_cpu_s']:>9.2f} "
-                f"{('yes' if q['reference_agrees'] else 'no'):>10} {_spread(q['samples']):>6.0%}"
+                f"{('yes' if q['reference_agrees'] else 'no'):>10} {kit.spread(q['samples']):>6.0%}"
             )
     print()
     failed = False
@@ -500,63 +369,32 @@ def report(results: list[dict[str, Any]]) -> int:
         ratio = q["e2e_s"] / q["direct_s"]
         ok = ratio <= TARGET_E2E_DIRECT
         failed |= not ok
-        print(f"{_verdict(ok)}  {name}: e2e / direct {ratio:.3f} <= {TARGET_E2E_DIRECT} {at}")
+        print(f"{kit.verdict(ok)}  {name}: e2e / direct {ratio:.3f} <= {TARGET_E2E_DIRECT} {at}")
     for name, q in last["queries"].items():
         ratio = q["e2e_s"] / q["reference_s"]
         ok = ratio <= TARGET_E2E_REFERENCE
         failed |= not ok
-        print(f"{_verdict(ok)}  {name}: e2e / reference fallback shape {ratio:.3f} <= {TARGET_E2E_REFERENCE} {at}")
+        print(f"{kit.verdict(ok)}  {name}: e2e / reference fallback shape {ratio:.3f} <= {TARGET_E2E_REFERENCE} {at}")
     return 1 if failed else 0
 
 
-def _sizes(text: str) -> list[int]:
-    sizes = [int(part.replace("_", "").replace(",", "")) for part in text.split() if part]
-    if not sizes or any(s < 1_000 for s in sizes):
-        raise argparse.ArgumentTypeError("sizes are event counts >= 1000, e.g. '1000000 10000000'")
-    return sizes
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--sizes", type=_sizes, default=[1_000_000, 10_000_000], help="demo event counts ('1000000 10000000')"
-    )
-    parser.add_argument("--repeats", type=int, default=5, help="measured rounds per query after a warm-up (5)")
-    parser.add_argument("--call-timeout", type=float, default=600.0, help="deadline of each RPC in seconds")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one size may take in all")
-    parser.add_argument("--show-sql", action="store_true", help="print the engine's and the reference SQL")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--optimize", help=argparse.SUPPRESS)
-    return parser
-
-
 def main() -> int:
-    args = _parser().parse_args()
+    args = kit.parser(__doc__).parse_args()
     if args.optimize:
-        return optimize_main(args.optimize)
+        return kit.optimize_main(args.optimize)
     if args.repeats < 1:
         raise SystemExit("--repeats must be positive")
     if args.worker is not None:
-        return worker_main(args)
+        return kit.worker_main(measure_size, args)
     print(
         f"funnels on demo data, sizes {', '.join(f'{s:,}' for s in args.sizes)}; {args.repeats} rounds after "
         f"a warm-up, medians; one process per size; {os.cpu_count()} CPUs",
         flush=True,
     )
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    results: list[dict[str, Any]] = []
-    try:
-        for size in args.sizes:
-            results.append(run_size(size, args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        if not results:
-            return 1
-    return report(results)
+    argv = ["--repeats", str(args.repeats), "--call-timeout", str(args.call_timeout)]
+    argv += ["--show-sql"] if args.show_sql else []
+    results = kit.run_sizes(__file__, args.sizes, argv, args.timeout)
+    return results if isinstance(results, int) else report(results)
 
 
 if __name__ == "__main__":

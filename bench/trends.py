@@ -10,12 +10,8 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -27,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench import kit
 from generated.insights.v1 import common_pb2, events_pb2, insight_pb2, insight_pb2_grpc, query_pb2
 from server.app import App
 from server.cli.demo import Dataset, generate
@@ -155,10 +152,6 @@ def reference_breakdown_sql(
 # ---------------------------------------------------------------------------
 # One size, in its own process (`trends.py --worker SIZE --dir TMP --out FILE`)
 # ---------------------------------------------------------------------------
-
-
-def _median(samples: list[float]) -> float:
-    return statistics.median(samples) if samples else float("nan")
 
 
 def _run_direct(store: EventStore, statements: Sequence[Statement]) -> None:
@@ -407,7 +400,7 @@ async def measure_query(
             began = time.perf_counter()
             app.events.query(*reference)
             timings["reference"].append(time.perf_counter() - began)
-    measured: dict[str, Any] = {f"{k}_s": _median(v) for k, v in timings.items() if v}
+    measured: dict[str, Any] = {f"{k}_s": kit.median(v) for k, v in timings.items() if v}
     measured["statements"] = len(statements)
     measured["samples"] = {k: v for k, v in timings.items() if v}
     if args.show_sql:
@@ -441,67 +434,6 @@ def worker_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 
 
-def run_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Runs one size in its own process and temp dir (removed afterwards, whatever happens)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"insights-bench-trends-{size}-"))
-    out = tmp / "result.json"
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        str(size),
-        "--dir",
-        str(tmp),
-        "--out",
-        str(out),
-        "--repeats",
-        str(args.repeats),
-        "--seed",
-        str(args.seed),
-        "--ingest-max-size",
-        str(args.ingest_max_size),
-        "--per-message",
-        str(args.per_message),
-        "--call-timeout",
-        str(args.call_timeout),
-        *(["--show-sql"] if args.show_sql else []),
-    ]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        code = proc.wait(args.timeout)
-        if code != 0:
-            raise RuntimeError(f"the {size:,}-event run exited with {code}")
-        loaded: dict[str, Any] = json.loads(out.read_text())
-        return loaded
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the {size:,}-event run took more than {args.timeout:g}s") from None
-    finally:
-        _stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _spread(samples: dict[str, list[float]]) -> float:
-    """The widest (max - min) / median over a query's timed paths: how noisy its medians are."""
-    return max((max(v) - min(v)) / statistics.median(v) for v in samples.values() if v)
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def report(results: list[dict[str, Any]]) -> int:
     """Prints the table and the verdicts; returns the exit status (1 when a target fails)."""
     results = sorted(results, key=lambda r: r["size"])
@@ -523,7 +455,7 @@ def report(results: list[dict[str, Any]]) -> int:
                 f"{q['direct_s'] * 1e3:>9.1f} {(ref * 1e3 if ref else float('nan')):>8.1f} "
                 f"{q['e2e_s'] / q['direct_s']:>7.3f} {(q['e2e_s'] / ref if ref else float('nan')):>7.3f} "
                 f"{per_event * 1e9:>8.1f} "
-                f"{('—' if r is first else format(drift, '+.0%')):>14} {_spread(q['samples']):>6.0%}"
+                f"{('—' if r is first else format(drift, '+.0%')):>14} {kit.spread(q['samples']):>6.0%}"
             )
     print()
     for r in results:
@@ -545,13 +477,13 @@ def report(results: list[dict[str, Any]]) -> int:
         ratio = q["e2e_s"] / q["direct_s"]
         ok = ratio <= TARGET_E2E_DIRECT
         failed |= not ok
-        print(f"{_verdict(ok)}  {name}: e2e / direct {ratio:.3f} <= {TARGET_E2E_DIRECT} {at}")
+        print(f"{kit.verdict(ok)}  {name}: e2e / direct {ratio:.3f} <= {TARGET_E2E_DIRECT} {at}")
     for name, q in last["queries"].items():
         if "reference_s" in q:
             ratio = q["e2e_s"] / q["reference_s"]
             ok = ratio <= TARGET_E2E_REFERENCE
             failed |= not ok
-            print(f"{_verdict(ok)}  {name}: e2e / reference shape {ratio:.3f} <= {TARGET_E2E_REFERENCE} {at}")
+            print(f"{kit.verdict(ok)}  {name}: e2e / reference shape {ratio:.3f} <= {TARGET_E2E_REFERENCE} {at}")
     if last is not first:
         for name, q in last["queries"].items():
             drift = (q["e2e_s"] / last["size"]) / (first["queries"][name]["e2e_s"] / first["size"]) - 1
@@ -559,24 +491,17 @@ def report(results: list[dict[str, Any]]) -> int:
             failed |= not ok
             note = " (cheaper per event: fixed costs amortised)" if drift < -TARGET_PER_EVENT_DRIFT else ""
             print(
-                f"{_verdict(ok)}  {name}: time per event {first['size']:,} → {last['size']:,} "
+                f"{kit.verdict(ok)}  {name}: time per event {first['size']:,} → {last['size']:,} "
                 f"{drift:+.0%} within ±{TARGET_PER_EVENT_DRIFT:.0%}{note}"
             )
     return 1 if failed else 0
-
-
-def _sizes(text: str) -> list[int]:
-    sizes = [int(part.replace("_", "").replace(",", "")) for part in text.split() if part]
-    if not sizes or any(s < 1_000 for s in sizes):
-        raise argparse.ArgumentTypeError("sizes are event counts >= 1000, e.g. '1000000 10000000'")
-    return sizes
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--sizes",
-        type=_sizes,
+        type=kit.sizes,
         default=[1_000_000, 10_000_000],
         help="demo event counts, space separated ('1000000 10000000')",
     )
@@ -611,20 +536,11 @@ def main() -> int:
         f"a warm-up, medians; one process per size; {os.cpu_count()} CPUs",
         flush=True,
     )
-    # SIGTERM unwinds like Ctrl-C, so that the size's subprocess and temp dir are removed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    results: list[dict[str, Any]] = []
-    try:
-        for size in args.sizes:
-            results.append(run_size(size, args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"FAILED: {exc}", file=sys.stderr)
-        if not results:
-            return 1
-    return report(results)
+    argv = ["--repeats", str(args.repeats), "--seed", str(args.seed), "--call-timeout", str(args.call_timeout)]
+    argv += ["--ingest-max-size", str(args.ingest_max_size), "--per-message", str(args.per_message)]
+    argv += ["--show-sql"] if args.show_sql else []
+    results = kit.run_sizes(__file__, args.sizes, argv, args.timeout, pass_dir=True)
+    return results if isinstance(results, int) else report(results)
 
 
 if __name__ == "__main__":

@@ -311,14 +311,16 @@ class Runs:
         return None
 
     async def _watch(self, run: Run) -> None:
-        """Polls the engine's counters while the run computes."""
+        """Polls the engine's counters while the run computes, from one interval in: a statement
+        that ends sooner has no progress worth reporting, and a poll (a system.processes query)
+        would compete with it for the engine's cores."""
         while True:
+            await asyncio.sleep(self._interval)
             with contextlib.suppress(Exception):
                 found = await self._poll_progress(run.tag)
                 if found is not None:
                     run.progress = found
                     run.touch()
-            await asyncio.sleep(self._interval)
 
     def _expire(self) -> None:
         now = self.clock()
