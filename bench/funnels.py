@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -379,22 +378,7 @@ def report(results: list[dict[str, Any]]) -> int:
 
 
 def main() -> int:
-    args = kit.parser(__doc__).parse_args()
-    if args.optimize:
-        return kit.optimize_main(args.optimize)
-    if args.repeats < 1:
-        raise SystemExit("--repeats must be positive")
-    if args.worker is not None:
-        return kit.worker_main(measure_size, args)
-    print(
-        f"funnels on demo data, sizes {', '.join(f'{s:,}' for s in args.sizes)}; {args.repeats} rounds after "
-        f"a warm-up, medians; one process per size; {os.cpu_count()} CPUs",
-        flush=True,
-    )
-    argv = ["--repeats", str(args.repeats), "--call-timeout", str(args.call_timeout)]
-    argv += ["--show-sql"] if args.show_sql else []
-    results = kit.run_sizes(__file__, args.sizes, argv, args.timeout)
-    return results if isinstance(results, int) else report(results)
+    return kit.main(__file__, __doc__, measure_size, report)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,29 @@ def parser(description: str | None) -> argparse.ArgumentParser:
     parsed.add_argument("--out", help=argparse.SUPPRESS)
     parsed.add_argument("--optimize", help=argparse.SUPPRESS)
     return parsed
+
+
+def main(
+    script: str,
+    description: str | None,
+    measure: Callable[[int, argparse.Namespace], dict[str, Any]],
+    report: Callable[[list[dict[str, Any]]], int],
+) -> int:
+    """The whole command line of a served per-size query benchmark (funnels.py, journeys.py): the
+    parent runs a worker per size and reports; a worker measures its size; `--optimize` merges."""
+    args = parser(description).parse_args()
+    if args.optimize:
+        return optimize_main(args.optimize)
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be positive")
+    if args.worker is not None:
+        return worker_main(measure, args)
+    print(
+        f"{Path(script).stem} on demo data, sizes {', '.join(f'{s:,}' for s in args.sizes)}; {args.repeats} "
+        f"rounds after a warm-up, medians; one process per size; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    argv = ["--repeats", str(args.repeats), "--call-timeout", str(args.call_timeout)]
+    argv += ["--show-sql"] if args.show_sql else []
+    results = run_sizes(script, args.sizes, argv, args.timeout)
+    return results if isinstance(results, int) else report(results)
