@@ -20,7 +20,10 @@ from tests.integration.itkit import (
     bearer,
     error_info,
     expect_error,
+    lifecycle_viz,
+    paths_viz,
     retention_viz,
+    stickiness_viz,
     trends_viz,
 )
 
@@ -246,7 +249,11 @@ INVALID: list[tuple[str, Any, dict[str, Any]]] = [
         two_series_total,
         {"condition": apb.AlertCondition(type=apb.ALERT_CONDITION_TYPE_RELATIVE_DECREASE)},
     ),
+    # The journey kinds are not alertable (as the reference: only trends, funnels and SQL are).
     ("alert.insight", retention_viz, {}),
+    ("alert.insight", stickiness_viz, {}),
+    ("alert.insight", lifecycle_viz, {}),
+    ("alert.insight", paths_viz, {}),
     (
         "alert.schedule_restriction.blocked_windows[0].start",
         trends_viz,
