@@ -9,30 +9,25 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 
-from generated.insights.v1 import common_pb2 as cpb
-from generated.insights.v1 import events_pb2 as epb
-from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
-from generated.insights.v1 import query_service_pb2 as qs
-from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from generated.insights.v1 import results_pb2 as rpb
-from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
+from tests.integration.itkit import Api, Server, Tenant
+from tests.integration.journeykit import (
+    BLOCKING,
+    HOSTILE,
+    check_invalid_not_saved,
+    check_later_but_savable,
+    day_event,
+    ingest,
+    run,
+    viz,
+)
 
-BLOCKING = cpb.REFRESH_MODE_BLOCKING
-HOSTILE = "x'); DROP TABLE events; --"
 _TODAY = dt.datetime.now(dt.UTC).date()
-
-
-def _event(name: str, person: str, days_ago: int, **props: object) -> epb.Event:
-    at = dt.datetime.combine(_TODAY - dt.timedelta(days=days_ago), dt.time(12), tzinfo=dt.UTC)
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(at)
-    return epb.Event(event=name, distinct_id=person, timestamp=stamp, properties=json.dumps(props))
 
 
 def _entity(event: str, *filters: qpb.PropertyFilter) -> qpb.RetentionEntity:
@@ -43,18 +38,6 @@ def _retention(**fields: Any) -> qpb.RetentionQuery:
     return qpb.RetentionQuery(retention_filter=qpb.RetentionFilter(**fields))
 
 
-def _viz(query: qpb.RetentionQuery) -> qpb.QueryNode:
-    return qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(retention_query=query)))
-
-
-async def _run(server: Server, tenant: Tenant, query: qpb.RetentionQuery) -> qs.RunQueryResponse:
-    stub = qs_grpc.QueryServiceStub(server.channel)
-    request = qs.RunQueryRequest(
-        environment_id=tenant.environment_id, query=qpb.QueryNode(retention_query=query), refresh=BLOCKING
-    )
-    return await stub.RunQuery(request, metadata=bearer(tenant.key("query:read")), timeout=60)  # type: ignore[no-any-return]
-
-
 def _counts(result: rpb.RetentionResult) -> list[list[int]]:
     return [[v.count for v in cohort.values] for cohort in result.cohorts]
 
@@ -62,23 +45,17 @@ def _counts(result: rpb.RetentionResult) -> list[list[int]]:
 async def test_ingested_events_come_back_as_cohorts_through_run_query_and_a_saved_insight(
     api: Api, server: Server, tenant: Tenant
 ) -> None:
-    stub = egrpc.EventsServiceStub(server.channel)
     events = [
-        _event("$pageview", "a", 3),
-        _event("$pageview", "a", 1),
-        _event("$pageview", "b", 3),
-        _event("$pageview", "c", 2, plan=HOSTILE),
-        _event("signup", "c", 1),
+        day_event("$pageview", "a", 3),
+        day_event("$pageview", "a", 1),
+        day_event("$pageview", "b", 3),
+        day_event("$pageview", "c", 2, plan=HOSTILE),
+        day_event("signup", "c", 1),
     ]
-    response = await stub.IngestEvents(
-        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
-        metadata=bearer(tenant.key("event:write")),
-        timeout=30,
-    )
-    assert response.accepted == len(events)
+    await ingest(server, tenant, events)
     # The default: 7 day cohorts, the last one today (index 6); 3 days ago is cohort 3. Persons a
     # and b start there and a returns 2 days later; c starts in cohort 4, a again in cohort 5.
-    computed = await _run(server, tenant, _retention())
+    computed = await run(server, tenant, _retention())
     cohorts = computed.result.retention.cohorts
     assert [c.label for c in cohorts] == [f"Day {i}" for i in range(7)]
     assert cohorts[6].date.startswith(_TODAY.isoformat())
@@ -97,12 +74,12 @@ async def test_ingested_events_come_back_as_cohorts_through_run_query_and_a_save
         ),
         returning_entity=_entity("signup"),
     )
-    found = await _run(server, tenant, filtered)
+    found = await run(server, tenant, filtered)
     assert [c[:2] for c in _counts(found.result.retention)] == [[0, 0]] * 4 + [[1, 1]] + [[0, 0]] * 2
     assert HOSTILE not in found.hogql
 
     # A saved insight computes the same on a computing read.
-    saved = await api.create(name="retention", query=_viz(_retention(total_intervals=3)))
+    saved = await api.create(name="retention", query=viz(_retention(total_intervals=3)))
     got = await api.stub.GetInsight(
         ipb.GetInsightRequest(environment_id=api.environment_id, id=saved.id, refresh=BLOCKING),
         metadata=api.metadata,
@@ -141,11 +118,7 @@ INVALID: list[tuple[str, Callable[[], qpb.RetentionQuery]]] = [
 async def test_an_invalid_retention_query_is_refused_naming_the_field_and_not_saved(
     api: Api, field: str, build: Callable[[], qpb.RetentionQuery]
 ) -> None:
-    err = await expect_error(
-        api.create(name="bad retention", query=_viz(build())), grpc.StatusCode.INVALID_ARGUMENT
-    )
-    assert_invalid(err, f"insight.query.source.{field}")
-    assert (await api.list()).count == 0
+    await check_invalid_not_saved(api, build(), field)
 
 
 LATER: list[tuple[str, Callable[[], qpb.RetentionQuery]]] = [
@@ -162,9 +135,4 @@ LATER: list[tuple[str, Callable[[], qpb.RetentionQuery]]] = [
 async def test_an_option_not_built_yet_is_unimplemented_naming_the_field_but_can_be_saved(
     api: Api, server: Server, tenant: Tenant, field: str, build: Callable[[], qpb.RetentionQuery]
 ) -> None:
-    err = await expect_error(_run(server, tenant, build()), grpc.StatusCode.UNIMPLEMENTED)
-    info = error_info(err)
-    assert info.reason == "RETENTION_OPTION_NOT_IMPLEMENTED" and info.metadata["field"] == field
-    assert (err.details() or "").startswith(field)
-    saved = await api.create(name="later", query=_viz(build()))
-    assert saved.id and not saved.HasField("result")
+    await check_later_but_savable(api, server, tenant, build(), field, "RETENTION_OPTION_NOT_IMPLEMENTED")

@@ -5,35 +5,27 @@ UNIMPLEMENTED naming the field (but savable); compare interleaved."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 
-from generated.insights.v1 import common_pb2 as cpb
-from generated.insights.v1 import events_pb2 as epb
-from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
-from generated.insights.v1 import query_service_pb2 as qs
-from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
 from tests.integration.actionkit import ActionsApi, step
-from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
-
-BLOCKING = cpb.REFRESH_MODE_BLOCKING
-HOSTILE = "x'); DROP TABLE events; --"
-_TODAY = dt.datetime.now(dt.UTC).date()
-
-
-def _event(name: str, person: str, days_ago: int, **props: object) -> epb.Event:
-    at = dt.datetime.combine(_TODAY - dt.timedelta(days=days_ago), dt.time(12), tzinfo=dt.UTC)
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(at)
-    return epb.Event(event=name, distinct_id=person, timestamp=stamp, properties=json.dumps(props))
+from tests.integration.itkit import Api, Server, Tenant
+from tests.integration.journeykit import (
+    BLOCKING,
+    HOSTILE,
+    check_invalid_not_saved,
+    check_later_but_savable,
+    day_event,
+    ingest,
+    run,
+    viz,
+)
 
 
 def _events(event: str = "$pageview", *filters: qpb.PropertyFilter, **fields: Any) -> qpb.SeriesNode:
@@ -44,38 +36,20 @@ def _sticky(*series: qpb.SeriesNode, **fields: Any) -> qpb.StickinessQuery:
     return qpb.StickinessQuery(series=list(series) or [_events()], **fields)
 
 
-def _viz(query: qpb.StickinessQuery) -> qpb.QueryNode:
-    return qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(stickiness_query=query)))
-
-
-async def _run(server: Server, tenant: Tenant, query: qpb.StickinessQuery) -> qs.QueryResponse:
-    stub = qs_grpc.QueryServiceStub(server.channel)
-    request = qs.RunQueryRequest(
-        environment_id=tenant.environment_id, query=qpb.QueryNode(stickiness_query=query), refresh=BLOCKING
-    )
-    return await stub.RunQuery(request, metadata=bearer(tenant.key("query:read")), timeout=60)  # type: ignore[no-any-return]
-
-
 async def test_ingested_events_come_back_as_stickiness_through_run_query_and_a_saved_insight(
     api: Api, server: Server, tenant: Tenant
 ) -> None:
-    stub = egrpc.EventsServiceStub(server.channel)
     events = [
-        _event("$pageview", "a", 3),
-        _event("$pageview", "a", 3),
-        _event("$pageview", "a", 1),
-        _event("$pageview", "b", 3),
-        _event("$pageview", "c", 2, plan=HOSTILE),
-        _event("signup", "c", 1),
+        day_event("$pageview", "a", 3),
+        day_event("$pageview", "a", 3),
+        day_event("$pageview", "a", 1),
+        day_event("$pageview", "b", 3),
+        day_event("$pageview", "c", 2, plan=HOSTILE),
+        day_event("signup", "c", 1),
     ]
-    response = await stub.IngestEvents(
-        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
-        metadata=bearer(tenant.key("event:write")),
-        timeout=30,
-    )
-    assert response.accepted == len(events)
+    await ingest(server, tenant, events)
     # The default range, -7d to today, holds 8 days: a was active on 2 of them, b and c on 1.
-    computed = await _run(server, tenant, _sticky())
+    computed = await run(server, tenant, _sticky())
     (item,) = computed.result.stickiness.series
     assert list(item.data) == [2, 1, 0, 0, 0, 0, 0, 0] and item.count == 3
     assert list(item.days) == list(range(1, 9)) and item.labels[:2] == ["1 day", "2 days"]
@@ -87,7 +61,7 @@ async def test_ingested_events_come_back_as_stickiness_through_run_query_and_a_s
     assert first["label"] == "$pageview" and first["action"]["type"] == "events"
 
     # Cumulative: "N days or more"; two series in order; criteria: 2 events in a day.
-    both = await _run(
+    both = await run(
         server,
         tenant,
         _sticky(
@@ -99,7 +73,7 @@ async def test_ingested_events_come_back_as_stickiness_through_run_query_and_a_s
     pageviews, signups = both.result.stickiness.series
     assert list(pageviews.data)[:3] == [3, 1, 0] and pageviews.labels[0] == "1 day or more"
     assert list(signups.data)[:2] == [1, 0] and signups.action.order == 1
-    twice = await _run(
+    twice = await run(
         server,
         tenant,
         _sticky(
@@ -111,26 +85,26 @@ async def test_ingested_events_come_back_as_stickiness_through_run_query_and_a_s
     assert list(twice.result.stickiness.series[0].data)[:2] == [1, 0]
 
     # Compare: the previous 8 days had no events; the items interleave current and previous.
-    compared = await _run(server, tenant, _sticky(compare_filter=qpb.CompareFilter(compare=True)))
+    compared = await run(server, tenant, _sticky(compare_filter=qpb.CompareFilter(compare=True)))
     current, previous = compared.result.stickiness.series
     assert (current.compare_label, previous.compare_label) == ("current", "previous") and previous.compare
     assert list(current.data)[:2] == [2, 1] and sum(previous.data) == 0
 
     # A hostile filter value is bound, never SQL text: it matches the one event that has it.
     hostile = qpb.PropertyFilter(key="plan", value=qpb.PropertyValue(string_value=HOSTILE))
-    found = await _run(server, tenant, _sticky(_events("$pageview", hostile)))
+    found = await run(server, tenant, _sticky(_events("$pageview", hostile)))
     assert list(found.result.stickiness.series[0].data)[:2] == [1, 0]
     assert HOSTILE not in found.hogql
 
     # An action series: the execution layer loads the action the series names.
     actions = ActionsApi.of(server, tenant, "action:write")
     action = await actions.create(name="Any visit", steps=[step(event="$pageview"), step(event="signup")])
-    by_action = await _run(server, tenant, _sticky(qpb.SeriesNode(actions_node=qpb.ActionsNode(id=action.id))))
+    by_action = await run(server, tenant, _sticky(qpb.SeriesNode(actions_node=qpb.ActionsNode(id=action.id))))
     (acted,) = by_action.result.stickiness.series
     assert list(acted.data)[:3] == [1, 2, 0] and acted.label == "Any visit" and acted.action.type == "actions"
 
     # A saved insight computes the same on a computing read, weekly labels.
-    saved = await api.create(name="stickiness", query=_viz(_sticky(interval=qpb.INTERVAL_TYPE_WEEK)))
+    saved = await api.create(name="stickiness", query=viz(_sticky(interval=qpb.INTERVAL_TYPE_WEEK)))
     got = await api.stub.GetInsight(
         ipb.GetInsightRequest(environment_id=api.environment_id, id=saved.id, refresh=BLOCKING),
         metadata=api.metadata,
@@ -166,11 +140,7 @@ INVALID: list[tuple[str, Callable[[], qpb.StickinessQuery]]] = [
 async def test_an_invalid_stickiness_query_is_refused_naming_the_field_and_not_saved(
     api: Api, field: str, build: Callable[[], qpb.StickinessQuery]
 ) -> None:
-    err = await expect_error(
-        api.create(name="bad stickiness", query=_viz(build())), grpc.StatusCode.INVALID_ARGUMENT
-    )
-    assert_invalid(err, f"insight.query.source.{field}")
-    assert (await api.list()).count == 0
+    await check_invalid_not_saved(api, build(), field)
 
 
 LATER: list[tuple[str, Callable[[], qpb.StickinessQuery]]] = [
@@ -185,9 +155,4 @@ LATER: list[tuple[str, Callable[[], qpb.StickinessQuery]]] = [
 async def test_an_option_not_built_yet_is_unimplemented_naming_the_field_but_can_be_saved(
     api: Api, server: Server, tenant: Tenant, field: str, build: Callable[[], qpb.StickinessQuery]
 ) -> None:
-    err = await expect_error(_run(server, tenant, build()), grpc.StatusCode.UNIMPLEMENTED)
-    info = error_info(err)
-    assert info.reason == "STICKINESS_OPTION_NOT_IMPLEMENTED" and info.metadata["field"] == field
-    assert (err.details() or "").startswith(field)
-    saved = await api.create(name="later", query=_viz(build()))
-    assert saved.id and not saved.HasField("result")
+    await check_later_but_savable(api, server, tenant, build(), field, "STICKINESS_OPTION_NOT_IMPLEMENTED")
