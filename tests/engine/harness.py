@@ -91,9 +91,7 @@ def run_engine(
         now=now,
         test_account_filters=test_account_filters,
         team_id=team_id,
-        definitions=Definitions(
-            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
-        ),
+        definitions=definitions_of(actions, cohorts),
     )
     outcome = run_trends(from_reference_json(query, query_pb2.TrendsQuery), ctx, execute=store.query)
     return EngineRun(as_json(outcome.result), outcome.has_more, outcome)
@@ -135,6 +133,31 @@ def assert_agree(expected: Any, got: Any, differences: Callable[[Any, Any], list
     if expected.has_more != got.has_more:
         problems.append(f"has_more: oracle {expected.has_more} engine {got.has_more}")
     assert not problems, "\n".join(problems[:20])
+
+
+def definitions_of(
+    actions: dict[int, dict[str, Any]] | None = None, cohorts: dict[int, CohortDefinition] | None = None
+) -> Definitions:
+    """The definitions a query's context carries: reference-JSON actions by id, and cohorts."""
+    return Definitions(
+        actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
+    )
+
+
+def item_differences(
+    expected: list[dict[str, Any]], actual: list[dict[str, Any]], name: Callable[[int, dict[str, Any]], str]
+) -> list[str]:
+    """What differs between the oracle's result items and the engine's, key by key, as readable
+    lines (empty: equal); `name(index, item)` says which item a line is about."""
+    problems: list[str] = []
+    if len(expected) != len(actual):
+        problems.append(f"item count: oracle {len(expected)} engine {len(actual)}")
+    for n, (want, got) in enumerate(zip(expected, actual, strict=False)):
+        for key in sorted(set(want) | set(got)):
+            a, b = want.get(key, "<missing>"), got.get(key, "<missing>")
+            if a != b:
+                problems.append(f"{name(n, want)} {key}: oracle {a!r} engine {b!r}")
+    return problems
 
 
 def action_definition(action: dict[str, Any]) -> ActionDefinition:

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json, to_reference_json
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.lifecycle.compute import LifecycleOutcome, run_lifecycle
 from storage.events import EventStore
-from tests.engine.harness import action_definition, event_rows, next_team_id
+from tests.engine.harness import definitions_of, item_differences, query_context
 from tests.oracle import Event
 
 
@@ -38,25 +37,17 @@ def run_lifecycle_engine(
 ) -> LifecycleRun:
     """Inserts `events` (ingestion keeps their persons current) for a fresh environment (unless
     `team_id` is given) and runs `query`."""
-    if team_id is None:
-        team_id = next_team_id()
-        if events:
-            store.insert_events(event_rows(team_id, events))
-    proto = from_reference_json(query, query_pb2.LifecycleQuery)
-    ctx = QueryContext(
-        team_id=team_id,
+    ctx = query_context(
+        store,
+        events,
         timezone=timezone,
         week_start_day=week_start_day,
         now=now,
-        test_account_filters=[
-            from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
-        ],
-        earliest=lambda: store.earliest_timestamp(team_id),
-        materialized=store.materialized,
-        definitions=Definitions(
-            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
-        ),
+        test_account_filters=test_account_filters,
+        team_id=team_id,
+        definitions=definitions_of(actions, cohorts),
     )
+    proto = from_reference_json(query, query_pb2.LifecycleQuery)
     outcome = run_lifecycle(proto, ctx, execute=store.query)
     return LifecycleRun(as_json(outcome.result), outcome)
 
@@ -71,15 +62,7 @@ def as_json(result: results_pb2.LifecycleResult) -> list[dict[str, Any]]:
 
 def differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
     """What differs between the oracle's items and the engine's, as readable lines (empty: equal)."""
-    problems: list[str] = []
-    if len(expected) != len(actual):
-        problems.append(f"item count: oracle {len(expected)} engine {len(actual)}")
-    for want, got in zip(expected, actual, strict=False):
-        for key in sorted(set(want) | set(got)):
-            a, b = want.get(key, "<missing>"), got.get(key, "<missing>")
-            if a != b:
-                problems.append(f"{want['status']} {key}: oracle {a!r} engine {b!r}")
-    return problems
+    return item_differences(expected, actual, lambda n, item: str(item["status"]))
 
 
 def data(results: list[dict[str, Any]]) -> dict[str, list[float]]:

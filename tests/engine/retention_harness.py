@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.retention.compute import RetentionOutcome, run_retention
 from storage.events import EventStore
-from tests.engine.harness import action_definition, event_rows, next_team_id
+from tests.engine.harness import definitions_of, query_context
 from tests.oracle import Event
 
 
@@ -36,23 +35,17 @@ def run_retention_engine(
     team_id: int | None = None,
 ) -> RetentionRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
-    if team_id is None:
-        team_id = next_team_id()
-        if events:
-            store.insert_events(event_rows(team_id, events))
-    proto = from_reference_json(query, query_pb2.RetentionQuery)
-    ctx = QueryContext(
-        team_id=team_id,
+    ctx = query_context(
+        store,
+        events,
         timezone=timezone,
         week_start_day=week_start_day,
         now=now,
-        test_account_filters=[
-            from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
-        ],
-        earliest=lambda: store.earliest_timestamp(team_id),
-        materialized=store.materialized,
-        definitions=Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()}),
+        test_account_filters=test_account_filters,
+        team_id=team_id,
+        definitions=definitions_of(actions),
     )
+    proto = from_reference_json(query, query_pb2.RetentionQuery)
     outcome = run_retention(proto, ctx, execute=store.query)
     return RetentionRun(as_json(outcome.result), outcome.has_more, outcome)
 

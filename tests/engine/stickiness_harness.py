@@ -10,12 +10,11 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.stickiness.compute import StickinessOutcome, run_stickiness
 from storage.events import EventStore
-from tests.engine.harness import action_definition, event_rows, next_team_id
+from tests.engine.harness import definitions_of, item_differences, query_context
 from tests.oracle import Event
 
 
@@ -39,25 +38,17 @@ def run_stickiness_engine(
     cohorts: dict[int, CohortDefinition] | None = None,
 ) -> StickinessRun:
     """Inserts `events` for a fresh environment (unless `team_id` is given) and runs `query` on them."""
-    if team_id is None:
-        team_id = next_team_id()
-        if events:
-            store.insert_events(event_rows(team_id, events))
-    proto = from_reference_json(query, query_pb2.StickinessQuery)
-    ctx = QueryContext(
-        team_id=team_id,
+    ctx = query_context(
+        store,
+        events,
         timezone=timezone,
         week_start_day=week_start_day,
         now=now,
-        test_account_filters=[
-            from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
-        ],
-        earliest=lambda: store.earliest_timestamp(team_id),
-        materialized=store.materialized,
-        definitions=Definitions(
-            actions={i: action_definition(a) for i, a in (actions or {}).items()}, cohorts=cohorts or {}
-        ),
+        test_account_filters=test_account_filters,
+        team_id=team_id,
+        definitions=definitions_of(actions, cohorts),
     )
+    proto = from_reference_json(query, query_pb2.StickinessQuery)
     outcome = run_stickiness(proto, ctx, execute=store.query)
     return StickinessRun(as_json(outcome.result), outcome)
 
@@ -82,12 +73,4 @@ def as_json(result: results_pb2.StickinessResult) -> list[dict[str, Any]]:
 
 def differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
     """What differs between the oracle's items and the engine's, as readable lines (empty: equal)."""
-    problems: list[str] = []
-    if len(expected) != len(actual):
-        problems.append(f"item count: oracle {len(expected)} engine {len(actual)}")
-    for n, (want, got) in enumerate(zip(expected, actual, strict=False)):
-        for key in sorted(set(want) | set(got)):
-            a, b = want.get(key, "<missing>"), got.get(key, "<missing>")
-            if a != b:
-                problems.append(f"item {n} ({want['label']}) {key}: oracle {a!r} engine {b!r}")
-    return problems
+    return item_differences(expected, actual, lambda n, item: f"item {n} ({item['label']})")
