@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.harness import EngineRun, next_team_id, run_engine
 from tests.engine.harness import event_rows as rows_of
+from tests.engine.hostile import assert_events_table_intact, assert_only_placeholders
 from tests.oracle import Event
 
 NOW = dt.datetime(2024, 1, 15, 12, 0, tzinfo=dt.UTC)
@@ -36,7 +36,6 @@ HOSTILE = [
     "line\nbreak\ttab\r",
     "$$_posthog_breakdown_other_$$x",
 ]
-_PLACEHOLDER = re.compile(r"\{p\d+:[A-Za-z0-9_(), ']+\}")
 
 
 def _ids(values: list[str]) -> list[str]:
@@ -56,16 +55,12 @@ def _event(value: str, n: int = 0) -> Event:
 
 
 def _events_table_exists(store: EventStore) -> None:
-    assert store.query("EXISTS TABLE events") == [(1,)]
+    assert_events_table_intact(store)
     assert store.query("SELECT count() > 0 FROM events") == [(1,)]
 
 
 def _assert_only_placeholders(run: EngineRun, value: str) -> None:
-    sql = run.outcome.sql
-    stripped = _PLACEHOLDER.sub("", sql)
-    assert "{" not in stripped and "}" not in stripped.replace("{}", "")
-    if len(value) > 2:
-        assert value not in stripped
+    assert_only_placeholders(run.outcome.sql, value)
 
 
 def _run(store: EventStore, events: list[Event], query: dict[str, Any], team_id: int) -> EngineRun:
