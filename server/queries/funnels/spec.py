@@ -117,7 +117,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     later: list[tuple[str, str]] = []
     ff = query.funnels_filter
     order = ORDER_NAMES[ff.funnel_order_type]
-    steps = _steps(query, order, later)
+    steps = _steps(query, order)
     n = len(steps)
     _check_step_range(ff, n)
     exclusions = _exclusions(query, order, later)
@@ -172,7 +172,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     )
 
 
-def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str]]) -> tuple[Step, ...]:
+def _steps(query: query_pb2.FunnelsQuery, order: str) -> tuple[Step, ...]:
     if len(query.series) < MIN_STEPS:
         raise QueryError(f"a funnel needs at least {MIN_STEPS} steps (got {len(query.series)})", "series")
     if len(query.series) > MAX_STEPS:
