@@ -416,6 +416,22 @@ class Dataset:
         return h.hexdigest()
 
 
+# Email domains of companies: their people share one account (group type 0); everyone else has
+# an account of their own.
+_COMPANY_DOMAINS = frozenset({"acme.io", "globex.dev"})
+
+
+def _account(person: int, email: str, internal: bool) -> str:
+    """The person's account key, the `$group_0` of its events (no random draw: the rest of the
+    dataset stays as it was)."""
+    domain = email.rsplit("@", 1)[1]
+    if internal:
+        return "hedgebox"
+    if domain in _COMPANY_DOMAINS:
+        return domain
+    return f"account-{person}"
+
+
 def anchor_day(now: dt.datetime | None = None) -> dt.date:
     """Today (UTC): the last of the demo's 90 days."""
     return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
@@ -548,6 +564,7 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
     ev_first[first_event[has]] = True
 
     person_distinct: list[str] = []
+    person_account: list[str] = []
     person_ids: list[uuid.UUID] = []
     person_json: list[str] = []
     person_updates: list[str] = []
@@ -583,6 +600,7 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
         )
         person_plan_set.append(f'"$set":{{"plan":{_str(plan)}}}')
         person_distinct.append(distinct)
+        person_account.append(_account(i, email, is_test))
         person_ids.append(person_id_for(environment_id, distinct))
         person_json.append(json.dumps(props, ensure_ascii=False, separators=(",", ":")))
 
@@ -594,7 +612,8 @@ def generate(environment_id: int, events: int, seed: int = 0, anchor: dt.date | 
         session_json.append(
             f'"$session_id":"{sid}","$browser":{_str(BROWSERS[0][browser[p]])},"$os":{_str(os_name)},'
             f'"$device_type":"{"Mobile" if mobile[p] else "Desktop"}",'
-            f'"$geoip_country_code":"{COUNTRIES[0][country[p]]}","$screen_width":{int(width)},"$lib":"web"'
+            f'"$geoip_country_code":"{COUNTRIES[0][country[p]]}","$screen_width":{int(width)},"$lib":"web",'
+            f'"$group_0":{_str(person_account[p])}'
         )
 
     return Dataset(

@@ -32,7 +32,14 @@ _URL_PARTS = (
     {"url": r"^https://[xy]\.\w+/a$", "url_matching": "regex"},
 )
 
-__all__ = ["TEST_ACCOUNT_FILTERS", "FunnelCase", "funnel_action_cases", "funnel_cases", "time_to_convert_cases"]
+__all__ = [
+    "TEST_ACCOUNT_FILTERS",
+    "FunnelCase",
+    "funnel_action_cases",
+    "funnel_actor_cases",
+    "funnel_cases",
+    "time_to_convert_cases",
+]
 
 
 @dataclass
@@ -273,4 +280,77 @@ def time_to_convert_cases(draw: st.DrawFn) -> FunnelCase:
                     person_properties={"tier": "pro", "email": "walker@example.com"},
                 )
             )
+    return case
+
+
+SESSIONS = ("s1", "s2", "s3", "s4")
+COMPANIES = ("acme", "initech", "umbrella")
+# funnelAggregateByHogQL values: the session expression (and whitespace variants), the person one.
+_EXPRESSIONS = ("properties.$session_id", "properties.$session_id", " properties . $session_id ", "person_id")
+
+
+@st.composite
+def funnel_actor_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
+    """A funnel case with first-time steps (some steps, with their event also happening before
+    the range now and then, so the in-range one is not the first) and who is counted: persons, a
+    group type's keys (`$group_0`/`$group_1`, shared by persons, sometimes missing or empty) or
+    sessions (`$session_id`, mostly one per person's stretch of events, sometimes missing)."""
+    case = draw(funnel_cases(breakdown))
+    series = case.query["series"]
+    for node in series:
+        if draw(st.integers(0, 2)) == 0:
+            node["math"] = draw(st.sampled_from(["first_time_for_user", "first_time_for_user_with_filters"]))
+            if "properties" not in node and draw(st.booleans()):
+                # Filters are where the two first-time maths differ.
+                node["properties"] = [dict(draw(st.sampled_from(_STEP_FILTERS[:3])))]
+    rng = resolve_date_range(case.query["dateRange"], timezone=case.timezone, week_start_day=0, now=case.now)
+    firsts = {node.get("event") for node in series if "math" in node}
+    earlier: list[Event] = []
+    for person in sorted({e.person_id for e in case.events}):
+        mine = [e for e in case.events if e.person_id == person and (e.event in firsts or None in firsts)]
+        if mine and draw(st.integers(0, 4)) == 0:
+            # One of its events again before the range: the person's in-range one is not the first.
+            e = draw(st.sampled_from(mine))
+            earlier.append(
+                Event(
+                    uuid=e.uuid.replace("-8000-", "-a000-"),
+                    event=e.event,
+                    distinct_id=e.distinct_id,
+                    person_id=e.person_id,
+                    timestamp=rng.lower - dt.timedelta(days=draw(st.integers(1, 30))),
+                    properties=dict(e.properties),
+                    person_properties=dict(e.person_properties),
+                )
+            )
+    case.events.extend(earlier)
+    how = draw(st.sampled_from(["person", "group", "session", "session"]))
+    ff = case.query["funnelsFilter"]
+    if how == "group":
+        index = draw(st.sampled_from([0, 0, 1])) if draw(st.integers(0, 19)) else 5  # 5: invalid
+        case.query["aggregation_group_type_index"] = index
+        companies = {e.person_id: draw(st.sampled_from(COMPANIES)) for e in case.events}
+        for e in case.events:
+            roll = draw(st.integers(0, 9))
+            if roll == 0:
+                e.properties["$group_0"] = draw(st.sampled_from(["", None]))
+            elif roll > 1:  # one in ten has none at all
+                e.properties["$group_0"] = companies[e.person_id]
+            if draw(st.booleans()):
+                e.properties["$group_1"] = draw(st.sampled_from(COMPANIES))
+    elif how == "session":
+        ff["funnelAggregateByHogQL"] = draw(st.sampled_from(_EXPRESSIONS)) if draw(st.integers(0, 19)) else "event"
+        # A person's session changes now and then along its events (in time order); sessions are
+        # shared by persons sometimes.
+        current: dict[str, str] = {}
+        for e in sorted(case.events, key=lambda x: x.timestamp):
+            if e.person_id not in current or draw(st.integers(0, 4)) == 0:
+                current[e.person_id] = draw(st.sampled_from(SESSIONS)) + (
+                    "" if draw(st.integers(0, 3)) == 0 else f"-{e.person_id}"
+                )
+            if draw(st.integers(0, 9)):
+                e.properties["$session_id"] = current[e.person_id]
+            elif draw(st.booleans()):
+                e.properties["$session_id"] = ""
+    elif draw(st.booleans()):
+        ff["funnelAggregateByHogQL"] = "person_id"
     return case

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from server.errors import Unimplemented
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.funnels_harness import FunnelRun, run_funnel_engine
@@ -136,12 +135,6 @@ def test_sampling_scales_the_counts_back(store: EventStore) -> None:
         store, events, funnel("a", "b", samplingFactor=0.5), timezone="UTC", week_start_day=0, now=NOW, team_id=team
     )
     assert counts(result) == [[2 * kept, 2 * kept]]
-
-
-def test_group_aggregation_is_not_computed_yet_and_says_which_field(store: EventStore) -> None:
-    with pytest.raises(Unimplemented) as refused:
-        run(store, [ev(at(10), "a")], funnel("a", "b", aggregation_group_type_index=0))
-    assert refused.value.metadata["field"] == "aggregation_group_type_index"
 
 
 # --- §4.3: attempts, the window, ties ---------------------------------------------------------------

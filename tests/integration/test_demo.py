@@ -55,15 +55,19 @@ def test_size_window_and_shape() -> None:
     assert len({e.uuid for e in events}) == len(events)
 
     by_event: dict[str, set[object]] = defaultdict(set)
+    accounts: dict[str, set[object]] = defaultdict(set)
     for e in events:
         by_event[e.event].add(e.person_id)
         props = json.loads(e.properties)
         assert props["$session_id"] and props["$browser"] and props["$geoip_country_code"]
+        accounts[props["$group_0"]].add(e.person_id)
         if e.event == "$pageview":
             assert props["$current_url"].startswith(demo.SITE)
         if e.event == "purchase":
             assert props["amount"] > 0 and props["currency"]
         assert json.loads(e.person_properties)["email"]
+    # Accounts (group type 0): on every event; people of one company share theirs.
+    assert all(accounts) and max(len(people) for people in accounts.values()) > 1
     # Funnel: every buyer signed up, everyone who signed up viewed a page, with drop-off.
     assert by_event["purchase"] <= by_event["signed_up"] <= by_event["$pageview"]
     assert 0 < len(by_event["purchase"]) < len(by_event["signed_up"]) < len(by_event["$pageview"])

@@ -130,6 +130,48 @@ async def test_time_to_convert_bins_the_conversion_times_and_renders_as_referenc
     }
 
 
+async def test_first_time_steps_groups_and_sessions_compute_through_the_service(
+    server: Server, tenant: Tenant
+) -> None:
+    keys = (("s-a", "acme"), ("s-b1", "acme"), ("s-b2", "acme"), ("s-d", "globex"))
+    a, b1, b2, d = ({"$session_id": session, "$group_0": group} for session, group in keys)
+    early = _event("ft_open", "a", 0, **a)
+    early.timestamp.FromDatetime(early.timestamp.ToDatetime(dt.UTC) - dt.timedelta(days=10))  # before "-7d"
+    events = [
+        early,
+        _event("ft_open", "a", 0, **a),
+        _event("ft_buy", "a", 5, **a),
+        _event("ft_open", "b", 0, **b1),
+        _event("ft_buy", "b", 5, **b1),
+        _event("ft_open", "b", 30, **b2),
+        _event("ft_buy", "b", 35, **b2),
+        _event("ft_open", "c", 0),  # no session, no group
+        _event("ft_buy", "c", 1),
+        _event("ft_open", "d", 0, **d),
+    ]
+    response = await egrpc.EventsServiceStub(server.channel).IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+
+    async def counts(query: qpb.FunnelsQuery) -> list[int]:
+        computed = await _run(server, tenant, query)
+        (steps,) = computed.result.funnels.steps.breakdowns
+        return [s.count for s in steps.steps]
+
+    assert await counts(_funnel(_step("ft_open"), _step("ft_buy"))) == [4, 3]
+    # a's first ft_open is before the range: a never enters.
+    first = _step("ft_open", math=qpb.MATH_TYPE_FIRST_TIME_FOR_USER)
+    assert await counts(_funnel(first, _step("ft_buy"))) == [3, 2]
+    # Sessions s-a, s-b1, s-b2 convert, s-d enters; c's events have no session.
+    by_session = qpb.FunnelsFilter(funnel_aggregate_by_hogql="properties.$session_id")
+    assert await counts(_funnel(_step("ft_open"), _step("ft_buy"), funnels_filter=by_session)) == [4, 3]
+    # Accounts acme (converts) and globex; c has none.
+    assert await counts(_funnel(_step("ft_open"), _step("ft_buy"), aggregation_group_type_index=0)) == [2, 1]
+
+
 def _exclusion(event: str, start: int | None, end: int | None) -> qpb.FunnelExclusion:
     node = qpb.FunnelExclusionEventsNode(event=event)
     if start is not None:
@@ -203,6 +245,8 @@ INVALID: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
     ),
     ("breakdownFilter.breakdown_limit", lambda: _funnel(breakdown_filter=qpb.BreakdownFilter(breakdown_limit=1001))),
     ("samplingFactor", lambda: _funnel(sampling_factor=0)),
+    ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=5)),
+    ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=-1)),
     ("series[0].properties[0].value", lambda: _funnel(_step("a", properties=[qpb.PropertyFilter(key="k", operator=qpb.PROPERTY_OPERATOR_REGEX, value=qpb.PropertyValue(string_value="(?=x)"))]), _step("b"))),
 ]
 
@@ -239,12 +283,17 @@ LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
             breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="plan")),
         ),
     ),
-    ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=0)),
     (
         "funnelsFilter.funnelAggregateByHogQL",
-        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_aggregate_by_hogql="properties.$session_id")),
+        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_aggregate_by_hogql="properties.$browser")),
     ),
-    ("series[0].math", lambda: _funnel(_step("a", math=qpb.MATH_TYPE_FIRST_TIME_FOR_USER), _step("b"))),
+    (
+        "funnelsFilter.funnelAggregateByHogQL",
+        lambda: _funnel(
+            aggregation_group_type_index=0,
+            funnels_filter=qpb.FunnelsFilter(funnel_aggregate_by_hogql="properties.$session_id"),
+        ),
+    ),
     (
         "breakdownFilter.breakdown_type",
         lambda: _funnel(

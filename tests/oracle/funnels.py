@@ -19,6 +19,13 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
 ``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
 query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
 
+First-time steps (``math: first_time_for_user`` / ``first_time_for_user_with_filters``) match only
+the person's first event (by time, then uuid text) of the step's event or action up to the end of
+the range, from all of the environment's events (the latter: the first that passes the step's
+filters too); the step's filters, the range and the query's filters still apply to that event.
+``aggregation_group_type_index`` N counts the events' ``$group_N`` keys, ``funnelAggregateByHogQL:
+properties.$session_id`` their session ids; events without one (missing, '', null) are dropped.
+
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
 engine does not compute yet) or :class:`FailedPrecondition` (a missing action), each an OracleError.
 Steps and exclusions that are ActionsNodes match their action's events (tests/oracle/actions.py)
@@ -77,6 +84,8 @@ class _Step:
     custom_name: str | None
     optional: bool
     matches: Any  # Event -> bool
+    first_time: str | None = None  # the step's first-time math
+    entity: Any = None  # Event -> bool: its event or action alone (no filters)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class _Funnel:
     from_step: int  # time_to_convert: the steps timed, from ...
     to_step: int  # ... to
     bin_count: int | None
+    actor_key: str | None = None  # the event property counted instead of persons
 
 
 def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -116,6 +126,11 @@ def _node_pred(node: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, 
         return (lambda e: pred(e) and props(e)), name, node["id"]
     event = node.get("event")
     return (lambda e: (event is None or e.event == event) and props(e)), event, event
+
+
+def _entity_pred(node: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any]]) -> Any:
+    """Event -> bool: the node's event (or action) alone, without its own filters."""
+    return _node_pred({k: v for k, v in node.items() if k != "properties"}, tz, actions)[0]
 
 
 def _props_multiset(node: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -156,7 +171,10 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
             raise InvalidArgument("not a funnel math")
         if node.get("kind") == "ActionsNode" and not (isinstance(node.get("id"), int) and node["id"] > 0):
             raise InvalidArgument("an ActionsNode needs a positive id")
-        steps.append(_Step(None, None, "events", node.get("custom_name"), bool(node.get("optionalInFunnel")), None))
+        first_time = math if math in ("first_time_for_user", "first_time_for_user_with_filters") else None
+        steps.append(
+            _Step(None, None, "events", node.get("custom_name"), bool(node.get("optionalInFunnel")), None, first_time)
+        )
     if any(s.optional for s in steps):
         if steps[0].optional:
             raise InvalidArgument("the first step cannot be optional")
@@ -206,6 +224,7 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
             raise InvalidArgument("breakdownAttributionValue out of range")
         if order == "unordered" and attribution_step != 0:
             raise InvalidArgument("unordered funnels attribute to the first step only")
+    actor_key = _actor_key(query.get("aggregation_group_type_index"), ff.get("funnelAggregateByHogQL"))
     # The steps' and exclusions' actions: a missing one is refused once every filter is checked,
     # before options not built yet.
     missing: list[FailedPrecondition] = []
@@ -220,7 +239,11 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
     for k, node in enumerate(series):
         pred, name, action_id = resolved(node)
         kind = "actions" if node.get("kind") == "ActionsNode" else "events"
-        steps[k] = replace(steps[k], event=name, action_id=action_id, type=kind, matches=pred)
+        try:
+            entity = _entity_pred(node, tz, actions)
+        except FailedPrecondition:
+            entity = None  # refused below with the step's own predicate
+        steps[k] = replace(steps[k], event=name, action_id=action_id, type=kind, matches=pred, entity=entity)
     exclusions = [(lo, hi, resolved(node)[0]) for lo, hi, node in exclusions]
     if missing:
         raise missing[0]
@@ -230,10 +253,6 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
         raise Unimplemented("the trends visualisation")
     if viz == "time_to_convert" and breakdown:
         raise Unimplemented("breakdowns of time_to_convert")
-    if query.get("aggregation_group_type_index") is not None or ff.get("funnelAggregateByHogQL"):
-        raise Unimplemented("aggregation by groups or expressions")
-    if any(node.get("math") in ("first_time_for_user", "first_time_for_user_with_filters") for node in series):
-        raise Unimplemented("first-time steps")
     if order == "unordered" and exclusions:
         raise Unimplemented("exclusions in unordered funnels")
     if order == "unordered" and breakdown and attribution == "step":
@@ -242,7 +261,24 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
         0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
+        actor_key,
     )
+
+
+def _actor_key(group: Any, expression: Any) -> str | None:
+    """The event property whose value is the actor (None: the person)."""
+    by_person = expression is None or "".join(str(expression).split()) in ("", "person_id")
+    if group is not None:
+        if not (isinstance(group, int) and 0 <= group <= 4):
+            raise InvalidArgument("aggregation_group_type_index is 0 to 4")
+        if not by_person:
+            raise Unimplemented("a group type together with an expression")
+        return f"$group_{group}"
+    if by_person:
+        return None
+    if "".join(str(expression).split()) == "properties.$session_id":
+        return "$session_id"
+    raise Unimplemented("aggregating by other expressions")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -458,6 +494,7 @@ def _walk_all(
         now=now,
         events=events,
     )
+    firsts = _first_events(f, events, rng.upper)
     query_props = compile_properties(query.get("properties"), tz)
     test_props = compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
     n = len(f.steps)
@@ -467,14 +504,24 @@ def _walk_all(
             continue
         if not query_props(e) or (test_props is not None and not test_props(e)):
             continue
-        codes = [k + 1 for k, step in enumerate(f.steps) if step.matches(e)]
+        if f.actor_key is None:
+            actor = e.person_id
+        else:
+            actor = prop_text(e.properties, f.actor_key) or ""
+            if actor == "":
+                continue  # no group key (session id): nobody's event
+        codes = [
+            k + 1
+            for k, step in enumerate(f.steps)
+            if step.matches(e) and (step.first_time is None or e.uuid in firsts[k])
+        ]
         codes += [
             -(i + 1) for i in range(1, n) if any(lo < i <= hi and match(e) for lo, hi, match in f.exclusions)
         ]
         if not codes and f.order != "strict":
             continue
         t = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
-        per_person.setdefault(e.person_id, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
+        per_person.setdefault(actor, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
 
     rows: list[tuple[tuple[str, ...], _Outcome]] = []
     for stream in per_person.values():
@@ -489,6 +536,26 @@ def _walk_all(
             if outcome is not None:
                 rows.append((value, outcome))
     return f, rows
+
+
+def _first_events(f: _Funnel, events: list[Event], upper: datetime) -> dict[int, set[str]]:
+    """Per first-time step, the uuids of each person's first event of its event or action (with
+    filters: of the events passing its filters too), among all events up to `upper`; one
+    instant's events are ordered by uuid text."""
+    out: dict[int, set[str]] = {}
+    for k, step in enumerate(f.steps):
+        if step.first_time is None:
+            continue
+        test = step.matches if step.first_time == "first_time_for_user_with_filters" else step.entity
+        first: dict[str, Event] = {}
+        for e in events:
+            if e.timestamp > upper or test is None or not test(e):
+                continue
+            held = first.get(e.person_id)
+            if held is None or (e.timestamp, e.uuid) < (held.timestamp, held.uuid):
+                first[e.person_id] = e
+        out[k] = {e.uuid for e in first.values()}
+    return out
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
 from server.queries.common import nodes
+from server.queries.common.actors import PERSONS, Aggregation, aggregation
 from server.queries.common.errors import QueryError
 
 M = query_pb2
@@ -50,7 +51,10 @@ _BREAKDOWN_SOURCES = {
 }
 # Breakdown types the reference computes for funnels and this service will: refused as not built yet.
 _LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP, M.BREAKDOWN_TYPE_HOGQL})
-_FIRST_TIME_MATHS = frozenset({M.MATH_TYPE_FIRST_TIME_FOR_USER, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS})
+_FIRST_TIME_MATHS = {
+    M.MATH_TYPE_FIRST_TIME_FOR_USER: "first_time_for_user",
+    M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS: "first_time_for_user_with_filters",
+}
 
 StepNode = query_pb2.EventsNode | query_pb2.ActionsNode
 ExclusionNode = query_pb2.FunnelExclusionEventsNode | query_pb2.FunnelExclusionActionsNode
@@ -64,6 +68,9 @@ class Step:
     node: StepNode
     optional: bool
     path: str
+    # "first_time_for_user" / "first_time_for_user_with_filters": only the person's first-ever
+    # event of the step's event (or action), respectively the first that passes the step's filters.
+    first_time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class FunnelSpec:
     from_step: int = 0
     to_step: int = 0
     bin_count: int | None = None
+    # Who is counted: persons (default), a group type's keys or sessions (common/actors.py).
+    aggregation: Aggregation = PERSONS
 
 
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
@@ -108,7 +117,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     later: list[tuple[str, str]] = []
     ff = query.funnels_filter
     order = ORDER_NAMES[ff.funnel_order_type]
-    steps = _steps(query, order, later)
+    steps = _steps(query, order)
     n = len(steps)
     _check_step_range(ff, n)
     exclusions = _exclusions(query, order, later)
@@ -134,10 +143,13 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
             later.append(("breakdownFilter", "breakdowns of the time_to_convert visualisation"))
     elif ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TRENDS:
         later.append(("funnelsFilter.funnelVizType", "the trends visualisation of funnels"))
-    if query.HasField("aggregation_group_type_index"):
-        later.append(("aggregation_group_type_index", "aggregating funnels by groups"))
-    if ff.HasField("funnel_aggregate_by_hogql") and ff.funnel_aggregate_by_hogql.strip():
-        later.append(("funnelsFilter.funnelAggregateByHogQL", "aggregating funnels by an expression"))
+    agg = aggregation(
+        query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None,
+        ff.funnel_aggregate_by_hogql if ff.HasField("funnel_aggregate_by_hogql") else None,
+        group_path="aggregation_group_type_index",
+        expression_path="funnelsFilter.funnelAggregateByHogQL",
+        later=later,
+    )
     if order == "unordered" and breakdown is not None and attribution == "step":
         later.append(("funnelsFilter.breakdownAttributionType", "step attribution in unordered funnels"))
     return FunnelSpec(
@@ -156,10 +168,11 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         from_step=ff.funnel_from_step if ff.HasField("funnel_from_step") else 0,
         to_step=ff.funnel_to_step if ff.HasField("funnel_to_step") else n - 1,
         bin_count=ff.bin_count if ff.HasField("bin_count") else None,
+        aggregation=agg,
     )
 
 
-def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str]]) -> tuple[Step, ...]:
+def _steps(query: query_pb2.FunnelsQuery, order: str) -> tuple[Step, ...]:
     if len(query.series) < MIN_STEPS:
         raise QueryError(f"a funnel needs at least {MIN_STEPS} steps (got {len(query.series)})", "series")
     if len(query.series) > MAX_STEPS:
@@ -173,11 +186,10 @@ def _steps(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str
         step: StepNode = node.events_node if kind == "events_node" else node.actions_node
         if isinstance(step, query_pb2.ActionsNode) and step.id <= 0:
             raise QueryError("id must be a positive action id", f"{path}.id")
-        if step.math in _FIRST_TIME_MATHS:
-            later.append((f"{path}.math", "first-time funnel steps"))
-        elif step.math not in (M.MATH_TYPE_UNSPECIFIED, M.MATH_TYPE_TOTAL):
+        first_time = _FIRST_TIME_MATHS.get(step.math)
+        if first_time is None and step.math not in (M.MATH_TYPE_UNSPECIFIED, M.MATH_TYPE_TOTAL):
             raise QueryError("a funnel step's math is total, first_time_for_user or first_time_for_user_with_filters", f"{path}.math")
-        steps.append(Step(step, step.optional_in_funnel, path))
+        steps.append(Step(step, step.optional_in_funnel, path, first_time))
     if any(step.optional for step in steps):
         if steps[0].optional:
             raise QueryError("the first step of a funnel cannot be optional", "series[0].optionalInFunnel")

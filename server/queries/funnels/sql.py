@@ -28,6 +28,7 @@ from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
 from server.queries.common.actions import action_sql
+from server.queries.common.actors import actor_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
@@ -102,7 +103,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         shared.append(properties_sql(params, query.properties, "properties", ctx.dates.timezone, ctx.cohorts))
     if query.filter_test_accounts:
         shared.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.dates.timezone, ctx.cohorts))
-    conditions = [_step_condition(params, step.node, step.path, ctx) for step in spec.steps]
+    conditions = [_step_condition(params, step.node, step.path, ctx, step.first_time) for step in spec.steps]
     codes = [f"if({c}, {k + 1}, 0)" for k, c in enumerate(conditions)]
     for i in range(1, len(spec.steps)):
         covering = [e for e in spec.exclusions if e.start < i <= e.end]
@@ -117,6 +118,10 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         codes_sql = f"arrayFilter(c -> c != 0, CAST([{', '.join(codes)}], 'Array(Int8)'))"
         matched = "notEmpty(codes)"
     where = list(shared)
+    actor = actor_sql(params, spec.aggregation)
+    if actor.condition is not None:
+        # Events without a group key (session id) have no actor: they are in nobody's funnel.
+        where.append(actor.condition)
     if spec.order != "strict":
         names = _event_names(spec, ctx.actions)
         if names is not None:
@@ -124,7 +129,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
             where.append(f"event IN {params.bind(names, 'Array(String)')}")
         where.append(matched)
     return (
-        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_value(params, spec)} AS bv, "
+        f"SELECT {actor.expression} AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_value(params, spec)} AS bv, "
         f"{codes_sql} AS codes FROM events WHERE {_and(where)}"
     )
 
@@ -170,14 +175,45 @@ def _action_condition(params: Params, action_id: int, path: str, ctx: Context) -
     return "0"
 
 
-def _step_condition(params: Params, node: AnyNode, path: str, ctx: Context) -> str:
+def _step_condition(params: Params, node: AnyNode, path: str, ctx: Context, first_time: str | None = None) -> str:
+    """Whether an event matches the step (or exclusion): its event or action, its filters and,
+    for a first-time step, being the person's first such event (`_first_time`)."""
     parts = []
     if isinstance(node, query_pb2.ActionsNode | query_pb2.FunnelExclusionActionsNode):
         parts.append(_action_condition(params, node.id, path, ctx))
     elif node.HasField("event"):
         parts.append(f"event = {params.bind(node.event, 'String')}")
-    parts.append(filters_sql(params, node.properties, f"{path}.properties", ctx.dates.timezone, ctx.cohorts))
+    filters = filters_sql(params, node.properties, f"{path}.properties", ctx.dates.timezone, ctx.cohorts)
+    parts.append(filters)
+    if first_time is not None:
+        parts.append(_first_time(params, _and(parts[:-1]), filters, first_time, ctx))
     return _and(parts)
+
+
+def _first_time(params: Params, entity: str, filters: str, math: str, ctx: Context) -> str:
+    """The event is the person's first-ever event of the step's event or action (with
+    first_time_for_user_with_filters: the first that also passes the step's filters).
+
+    As the reference's `uuid IN (SELECT argMin(uuid, timestamp) ... GROUP BY person_id)`: over
+    all of the person's history up to the range's end (nothing before the range is skipped),
+    whatever the actor counted, sampled as the funnel, without the query's own filters (they
+    apply to the step's event afterwards). The in-range and filter checks of the reference's
+    HAVING are the step's own conditions on that event. Events of one first instant: the
+    smallest uuid text is the first (the reference takes any one of them).
+    """
+    tz = params.bind(ctx.dates.timezone, "String")
+    _, upper = ctx.dates.sql_bounds()
+    where = [
+        f"team_id = {params.bind(ctx.team_id, 'Int64')}",
+        f"timestamp <= toDateTime64({params.bind(upper, 'String')}, 6, {tz})",
+        entity,
+    ]
+    if math == "first_time_for_user_with_filters":
+        where.append(filters)
+    if ctx.sample_threshold is not None:
+        where.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
+    firsts = f"SELECT argMin(uuid, tuple(timestamp, toString(uuid))) FROM events WHERE {_and(where)} GROUP BY person_id"
+    return f"uuid GLOBAL IN ({firsts})"
 
 
 def _value(params: Params, spec: FunnelSpec) -> str:
