@@ -1,4 +1,4 @@
-"""Pure-Python reference computation of a FunnelsQuery, steps and time_to_convert views (the "oracle").
+"""Pure-Python reference computation of a FunnelsQuery, steps, time_to_convert and trends views (the "oracle").
 
 Written from query-engine-semantics.md §4 and docs/funnels-semantics.md only, as a straightforward
 walk over each person's events; it shares no code with server/queries/. Dates and property filters
@@ -18,6 +18,10 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
 
 ``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
 query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
+
+``compute_funnel_trends(...)`` (same arguments) computes a ``funnelVizType: trends`` query with the
+same walk run once per person and entrance period: ``FunnelsOutput`` whose ``results`` are the
+series dicts (see its docstring).
 
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
 engine does not compute yet) or :class:`FailedPrecondition` (a missing action), each an OracleError.
