@@ -100,6 +100,10 @@ def test_a_person_entering_in_two_periods_counts_in_both(store: EventStore) -> N
     assert item["reached_from_step_count"][2:4] == [1, 1]
     assert item["reached_to_step_count"][2:4] == [1, 1]
     assert item["data"][2:4] == [100.0, 100.0]
+    # With a 12-hour window only the 11th's attempt converts: the 10th's period does not borrow it.
+    (item,), _ = trends(store, events, week("a", "b", funnelsFilter=window(12, "hour", funnelVizType="trends")))
+    assert item["reached_from_step_count"][2:4] == [1, 1]
+    assert item["reached_to_step_count"][2:4] == [0, 1]
 
 
 def test_a_conversion_after_the_period_ends_counts_for_the_period_of_entry(store: EventStore) -> None:
@@ -124,6 +128,16 @@ def test_every_period_is_present_with_a_zero_rate_when_nobody_entered(store: Eve
     # Nobody at all: one series of zeros over every period.
     (empty,), _ = trends(store, [], week("a", "b"))
     assert empty["data"] == [0.0] * 8 and empty["reached_from_step_count"] == [0] * 8
+
+
+def test_an_excluded_attempt_removes_the_person_from_its_period_only(store: EventStore) -> None:
+    # The 10th's attempt meets the exclusion before converting; the 11th's converts cleanly.
+    events = [ev(at(10, 9), "a", "p1"), ev(at(10, 10), "x", "p1"), ev(at(10, 11), "b", "p1")]
+    events += [ev(at(11, 9), "a", "p1"), ev(at(11, 10), "b", "p1")]
+    exclusions = [{"kind": "EventsNode", "event": "x", "funnelFromStep": 0, "funnelToStep": 1}]
+    (item,), _ = trends(store, events, week("a", "b", funnelsFilter=viz(exclusions=exclusions)))
+    assert item["reached_from_step_count"][2:4] == [0, 1]
+    assert item["data"][2:4] == [0.0, 100.0]
 
 
 def test_conversions_after_the_date_range_do_not_count(store: EventStore) -> None:
