@@ -292,8 +292,8 @@ def funnel_trends_cases(draw: st.DrawFn) -> FunnelCase:
     case = draw(funnel_cases(breakdown=draw(st.booleans())))
     ff = case.query["funnelsFilter"]
     ff["funnelVizType"] = "trends"
-    if ff.get("funnelOrderType") == "unordered" and draw(st.integers(0, 4)):
-        ff["funnelOrderType"] = "ordered"  # refused (UNIMPLEMENTED) one time in five
+    if ff.get("funnelOrderType") == "unordered" and draw(st.integers(0, 9)):
+        ff["funnelOrderType"] = "ordered"  # refused (UNIMPLEMENTED) one time in ten
     if ff.get("funnelOrderType") != "unordered" and ff.get("breakdownAttributionType") == "step":
         ff["breakdownAttributionValue"] = draw(st.integers(0, len(case.query["series"]) - 1))
     span_days = int(case.query["dateRange"]["date_from"][1:-1])
@@ -311,8 +311,9 @@ def funnel_trends_cases(draw: st.DrawFn) -> FunnelCase:
     window_us = ff["funnelWindowInterval"] * UNIT_SECONDS[ff["funnelWindowIntervalUnit"]] * 1_000_000
     rng = resolve_date_range(case.query["dateRange"], timezone=case.timezone, week_start_day=0, now=case.now)
     span_us = int((rng.upper - rng.lower).total_seconds() * 1_000_000)
-    for c in range(draw(st.integers(1, 4)) if draw(st.integers(0, 9)) < 9 else 0):
-        browser = draw(st.sampled_from(BROWSERS))
+    for c in range(draw(st.integers(1, 4))):
+        # Mostly a browser every step filter drawn passes, so that walkers mostly convert.
+        browser = "Chrome" if draw(st.integers(0, 2)) else draw(st.sampled_from(BROWSERS))
         for attempt in range(draw(st.integers(1, 3))):
             when = rng.lower + dt.timedelta(microseconds=draw(st.integers(0, span_us)))
             last = n - 1 if draw(st.integers(0, 2)) else draw(st.integers(0, n - 1))

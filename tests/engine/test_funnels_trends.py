@@ -20,9 +20,10 @@ from tests.hypothesis_profiles import examples
 from tests.oracle import Event, OracleError
 from tests.oracle.funnels import compute_funnel_trends
 
-# Measured over 20 randomized seeds of 100 examples: 0.68 to 0.83 of the examples compare a
-# series with a non-zero conversion rate; below this the strategies have degenerated.
-MIN_NONZERO_SHARE = 0.55
+# Measured over 20 seeds (1000-1019) of 100 examples: 0.54 to 0.85 of the examples (median 0.75)
+# compare a series with a non-zero conversion rate, the rest mostly invalid funnels (refused alike)
+# and persons who never reach funnelToStep; below this the strategies have degenerated.
+MIN_NONZERO_SHARE = 0.45
 _CODES = {QueryError: "INVALID_ARGUMENT", FailedPrecondition: "FAILED_PRECONDITION", Unimplemented: "UNIMPLEMENTED"}
 
 
