@@ -38,6 +38,7 @@ __all__ = [
     "funnel_action_cases",
     "funnel_actor_cases",
     "funnel_cases",
+    "funnel_trends_cases",
     "time_to_convert_cases",
 ]
 
@@ -353,4 +354,55 @@ def funnel_actor_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
                 e.properties["$session_id"] = ""
     elif draw(st.booleans()):
         ff["funnelAggregateByHogQL"] = "person_id"
+    return case
+
+
+@st.composite
+def funnel_trends_cases(draw: st.DrawFn) -> FunnelCase:
+    """A funnel case (with a breakdown one in two) with the trends visualisation: an interval
+    (hours only over short ranges), a week start, a random step range (often the default), and
+    persons who enter again and again at random times of the range (so that one person enters in
+    several periods), walking the steps in order inside the window, sometimes stopping early."""
+    case = draw(funnel_cases(breakdown=draw(st.booleans())))
+    ff = case.query["funnelsFilter"]
+    ff["funnelVizType"] = "trends"
+    if ff.get("funnelOrderType") == "unordered" and draw(st.integers(0, 9)):
+        ff["funnelOrderType"] = "ordered"  # refused (UNIMPLEMENTED) one time in ten
+    if ff.get("funnelOrderType") != "unordered" and ff.get("breakdownAttributionType") == "step":
+        ff["breakdownAttributionValue"] = draw(st.integers(0, len(case.query["series"]) - 1))
+    span_days = int(case.query["dateRange"]["date_from"][1:-1])
+    intervals = ["day", "day", "week", "month"] + (["hour", "hour"] if span_days <= 20 else [])
+    interval = draw(st.sampled_from(intervals))
+    if interval != "day" or draw(st.booleans()):
+        case.query["interval"] = interval
+    case.week_start_day = draw(st.sampled_from([0, 1]))
+    n = len(case.query["series"])
+    if draw(st.integers(0, 2)) == 0:
+        start = draw(st.integers(0, n - 2))
+        if start or draw(st.booleans()):
+            ff["funnelFromStep"] = start
+        ff["funnelToStep"] = draw(st.integers(start + 1, n - 1))
+    window_us = ff["funnelWindowInterval"] * UNIT_SECONDS[ff["funnelWindowIntervalUnit"]] * 1_000_000
+    rng = resolve_date_range(case.query["dateRange"], timezone=case.timezone, week_start_day=0, now=case.now)
+    span_us = int((rng.upper - rng.lower).total_seconds() * 1_000_000)
+    for c in range(draw(st.integers(1, 4))):
+        # Mostly a browser every step filter drawn passes, so that walkers mostly convert.
+        browser = "Chrome" if draw(st.integers(0, 2)) else draw(st.sampled_from(BROWSERS))
+        for attempt in range(draw(st.integers(1, 3))):
+            when = rng.lower + dt.timedelta(microseconds=draw(st.integers(0, span_us)))
+            last = n - 1 if draw(st.integers(0, 2)) else draw(st.integers(0, n - 1))
+            for k, step in enumerate(case.query["series"][: last + 1]):
+                if k:
+                    when += dt.timedelta(microseconds=draw(st.integers(0, window_us // (n - 1))))
+                case.events.append(
+                    Event(
+                        uuid=f"00000000-0000-4000-9000-{c * 1000 + attempt * 100 + k:012d}",
+                        event=step.get("event") or STEP_EVENTS[0],
+                        distinct_id=f"d-walker{c}",
+                        person_id=f"walker{c}",
+                        timestamp=when,
+                        properties={"browser": browser, "plan": "pro"},
+                        person_properties={"tier": "pro", "email": "walker@example.com"},
+                    )
+                )
     return case

@@ -110,3 +110,35 @@ def run_time_to_convert_engine(
     ttc = outcome.result.time_to_convert
     mean = ttc.average_conversion_time if ttc.HasField("average_conversion_time") else None
     return {"bins": [[b.bin_start_seconds, b.count] for b in ttc.bins], "average_conversion_time": mean}
+
+
+def trends_json(result: results_pb2.FunnelsResult) -> list[dict[str, Any]]:
+    """Engine funnel-trends series in the oracle's shape."""
+    out = []
+    for s in result.trends.series:
+        item: dict[str, Any] = {
+            "count": s.count,
+            "data": list(s.data),
+            "days": list(s.days),
+            "labels": list(s.labels),
+            "reached_from_step_count": list(s.reached_from_step_count),
+            "reached_to_step_count": list(s.reached_to_step_count),
+        }
+        if s.HasField("breakdown_value"):
+            item["breakdown_value"] = _breakdown(s.breakdown_value)
+        out.append(item)
+    return out
+
+
+def run_funnel_trends_engine(
+    store: EventStore,
+    events: Sequence[Event],
+    query: dict[str, Any],
+    actions: dict[int, dict[str, Any]] | None = None,
+    **context: Any,
+) -> tuple[list[dict[str, Any]], bool]:
+    """A funnelVizType trends funnel through the engine: (series in the oracle's shape, has_more)."""
+    definitions = Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()})
+    ctx = query_context(store, events, definitions=definitions, **context)
+    outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
+    return trends_json(outcome.result), outcome.has_more

@@ -146,10 +146,3 @@ def test_breakdowns_of_time_to_convert_are_refused_naming_the_field(store: Event
     with pytest.raises(Unimplemented) as caught:
         ttc(store, [ev(at(10, 9), "a")], query)
     assert "breakdownFilter" in str(caught.value)
-
-
-def test_the_trends_visualisation_is_still_refused_naming_the_field(store: EventStore) -> None:
-    query = funnel("a", "b", funnelsFilter={"funnelVizType": "trends"})
-    with pytest.raises(Unimplemented) as caught:
-        ttc(store, [ev(at(10, 9), "a")], query)
-    assert "funnelsFilter.funnelVizType" in str(caught.value)

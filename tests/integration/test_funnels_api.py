@@ -172,6 +172,47 @@ async def test_first_time_steps_groups_and_sessions_compute_through_the_service(
     assert await counts(_funnel(_step("ft_open"), _step("ft_buy"), aggregation_group_type_index=0)) == [2, 1]
 
 
+async def test_funnel_trends_give_the_conversion_rate_per_entrance_day_and_render_as_reference_json(
+    server: Server, tenant: Tenant
+) -> None:
+    stub = egrpc.EventsServiceStub(server.channel)
+    # Yesterday: three enter, two convert (one by a breakdown value, one without it).
+    events = [_event("ft_start", p, 0, plan="pro" if p != "c" else "free") for p in ("a", "b", "c")]
+    events += [_event("ft_done", "a", 10, plan="pro"), _event("ft_done", "c", 20, plan="free")]
+    response = await stub.IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+    trends_filter = qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)
+    query = _funnel(_step("ft_start"), _step("ft_done"), funnels_filter=trends_filter)
+    computed = await _run(server, tenant, query)
+    rendered = to_reference_json(computed.result.funnels)
+    days = [(_TODAY - dt.timedelta(days=7 - i)).isoformat() for i in range(8)]
+    labels = [f"{d.day}-{d.strftime('%b')}-{d.year}" for d in (_TODAY - dt.timedelta(days=7 - i) for i in range(8))]
+    # "-7d": eight days, yesterday the seventh; every other day zero-filled.
+    assert rendered == {
+        "trends": {
+            "results": [
+                {
+                    "count": 8,
+                    "data": [0.0] * 6 + [66.67, 0.0],
+                    "days": days,
+                    "labels": labels,
+                    "reached_from_step_count": [0] * 6 + [3, 0],
+                    "reached_to_step_count": [0] * 6 + [2, 0],
+                }
+            ]
+        },
+        "isUdf": True,
+    }
+    query.breakdown_filter.breakdown.string_value = "plan"
+    computed = await _run(server, tenant, query)
+    series = to_reference_json(computed.result.funnels)["trends"]["results"]
+    assert [(s["breakdown_value"], s["data"][6]) for s in series] == [(["pro"], 50.0), (["free"], 100.0)]
+
+
 def _exclusion(event: str, start: int | None, end: int | None) -> qpb.FunnelExclusion:
     node = qpb.FunnelExclusionEventsNode(event=event)
     if start is not None:
@@ -269,12 +310,8 @@ async def test_an_undefined_order_type_is_invalid(server: Server, tenant: Tenant
 
 LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
     (
-        "funnelsFilter.funnelVizType",
-        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)),
-    ),
-    (
-        "funnelsFilter.funnelVizType",
-        lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)),
+        "funnelsFilter.funnelOrderType",
+        lambda: _funnel(funnels_filter=_unordered(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)),
     ),
     (
         "breakdownFilter",

@@ -1,4 +1,4 @@
-"""Pure-Python reference computation of a FunnelsQuery, steps and time_to_convert views (the "oracle").
+"""Pure-Python reference computation of a FunnelsQuery, steps, time_to_convert and trends views (the "oracle").
 
 Written from query-engine-semantics.md §4 and docs/funnels-semantics.md only, as a straightforward
 walk over each person's events; it shares no code with server/queries/. Dates and property filters
@@ -26,6 +26,10 @@ filters too); the step's filters, the range and the query's filters still apply 
 ``aggregation_group_type_index`` N counts the events' ``$group_N`` keys, ``funnelAggregateByHogQL:
 properties.$session_id`` their session ids; events without one (missing, '', null) are dropped.
 
+``compute_funnel_trends(...)`` (same arguments) computes a ``funnelVizType: trends`` query with the
+same walk run once per person and entrance period: ``FunnelsOutput`` whose ``results`` are the
+series dicts (see its docstring).
+
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
 engine does not compute yet) or :class:`FailedPrecondition` (a missing action), each an OracleError.
 Steps and exclusions that are ActionsNodes match their action's events (tests/oracle/actions.py)
@@ -44,11 +48,13 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from tests.oracle.trends import (
+    DateRange,
     Event,
     FailedPrecondition,
     InvalidArgument,
     OracleError,
     _action_of,
+    _bucket_key,
     compile_properties,
     prop_text,
     resolve_date_range,
@@ -98,8 +104,8 @@ class _Funnel:
     attribution: str
     attribution_step: int | None
     limit: int
-    viz: str  # steps | time_to_convert
-    from_step: int  # time_to_convert: the steps timed, from ...
+    viz: str  # steps | time_to_convert | trends
+    from_step: int  # time_to_convert: the steps timed, trends: the conversion measured, from ...
     to_step: int  # ... to
     bin_count: int | None
     actor_key: str | None = None  # the event property counted instead of persons
@@ -249,8 +255,8 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
         raise missing[0]
     # Computable but not built yet (refused when computing).
     viz = ff.get("funnelVizType") or "steps"
-    if viz == "trends":
-        raise Unimplemented("the trends visualisation")
+    if viz == "trends" and order == "unordered":
+        raise Unimplemented("the trends visualisation of unordered funnels")
     if viz == "time_to_convert" and breakdown:
         raise Unimplemented("breakdowns of time_to_convert")
     if order == "unordered" and exclusions:
@@ -481,6 +487,27 @@ def _walk_all(
     actions: dict[int, dict[str, Any]] | None = None,
 ) -> tuple[_Funnel, list[tuple[tuple[str, ...], _Outcome]]]:
     """The funnel and, per person and breakdown value entered, the walk's outcome."""
+    f, _, streams = _streams(events, query, timezone, week_start_day, now, test_account_filters, actions)
+    rows: list[tuple[tuple[str, ...], _Outcome]] = []
+    for evs in streams:
+        for value in _attributed(f, evs):
+            mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
+            outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
+            if outcome is not None:
+                rows.append((value, outcome))
+    return f, rows
+
+
+def _streams(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    timezone: str,
+    week_start_day: int,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None,
+    actions: dict[int, dict[str, Any]] | None = None,
+) -> tuple[_Funnel, DateRange, list[list[_Ev]]]:
+    """The funnel, its date range and each person's funnel events in walking order."""
     events = list(events)
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
@@ -523,19 +550,14 @@ def _walk_all(
         t = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
         per_person.setdefault(actor, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
 
-    rows: list[tuple[tuple[str, ...], _Outcome]] = []
+    streams = []
     for stream in per_person.values():
         # One instant's events are taken in the order of their step codes, then values (the
         # reference leaves it to the engine's row order; it matters when an event may complete
         # a step another event of that instant completes too).
         stream.sort(key=lambda item: (item[0], item[2], item[3], item[1]))
-        evs = [_Ev(t, i, codes, value) for i, (t, _, codes, value) in enumerate(stream)]
-        for value in _attributed(f, evs):
-            mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
-            outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
-            if outcome is not None:
-                rows.append((value, outcome))
-    return f, rows
+        streams.append([_Ev(t, i, codes, value) for i, (t, _, codes, value) in enumerate(stream)])
+    return f, rng, streams
 
 
 def _first_events(f: _Funnel, events: list[Event], upper: datetime) -> dict[int, set[str]]:
@@ -663,3 +685,88 @@ def compute_time_to_convert(
         bins[math.floor((t / 1e6 - low) / width)][1] += 1
     mean = round(statistics.fmean(took) / 1e6, 2) if took else None
     return {"bins": bins, "average_conversion_time": mean}
+
+
+# --------------------------------------------------------------------------------------------------
+# trends
+
+
+def compute_funnel_trends(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    week_start_day: int,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+    actions: dict[int, dict[str, Any]] | None = None,
+) -> FunnelsOutput:
+    """A ``funnelVizType: trends`` FunnelsQuery: ``results`` is one dict per breakdown value
+    ``{count, data, days, labels, reached_from_step_count, reached_to_step_count[,
+    breakdown_value]}``, in the result order (without a breakdown exactly one, zero-filled when
+    nobody entered; with a breakdown and nobody, none); ``has_more`` whether values were cut.
+
+    A person counts in each period they have a first-step event in: the period's walk is the
+    ordinary walk over all their events in which only first-step events of that period may enter
+    (first-step events of other periods count as not matching the first step; they may still be
+    later steps). The person reached step k in the period when that walk's furthest step is k or
+    later (a person whose best attempt there is excluded counts nowhere in that period).
+    """
+    f, rng, streams = _streams(events, query, timezone, week_start_day, now, test_account_filters, actions)
+    if f.viz != "trends":
+        raise ValueError("not a trends funnel")
+    tz = ZoneInfo(timezone)
+    index = {key: i for i, key in enumerate(rng.bucket_keys)}
+    interval = rng.interval
+
+    def period(e: _Ev) -> int:
+        return index[_bucket_key(_EPOCH + timedelta(microseconds=e.t), interval, tz, week_start_day)]
+
+    periods = len(rng.bucket_keys)
+    counts: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
+    for evs in streams:
+        entered = sorted({period(e) for e in evs if 1 in e.codes})
+        for value in _attributed(f, evs):
+            mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
+            for p in entered:
+                only_p = [e if period(e) == p else replace(e, codes=[c for c in e.codes if c != 1]) for e in mine]
+                outcome = _walk_ordered(f, only_p, value)
+                if outcome is None:
+                    continue
+                reached_from, reached_to = counts.setdefault(value, ([0] * periods, [0] * periods))
+                reached_from[p] += outcome.furthest >= f.from_step + 1
+                reached_to[p] += outcome.furthest >= f.to_step + 1
+    # Values by actors who reached the from step over all periods, descending, then by value
+    # descending; the first `limit` kept.
+    ranked = sorted(counts.items(), key=lambda item: (-sum(item[1][0]), tuple(_Desc(v) for v in item[0])))
+    has_more = len(ranked) > f.limit
+    ranked = ranked[: f.limit]
+    if f.breakdown is None and not ranked:
+        ranked = [((), ([0] * periods, [0] * periods))]
+    results = []
+    for value, (reached_from, reached_to) in ranked:
+        item: dict[str, Any] = {
+            "count": periods,
+            "data": [round(100 * t / fr, 2) if fr else 0.0 for fr, t in zip(reached_from, reached_to, strict=True)],
+            "days": list(rng.days),
+            "labels": list(rng.labels),
+            "reached_from_step_count": reached_from,
+            "reached_to_step_count": reached_to,
+        }
+        if f.breakdown is not None:
+            item["breakdown_value"] = [v or "None" for v in value]
+        results.append(item)
+    return FunnelsOutput(results, has_more)
+
+
+class _Desc:
+    """A text that sorts in descending order."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __lt__(self, other: _Desc) -> bool:
+        return self.text > other.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Desc) and self.text == other.text

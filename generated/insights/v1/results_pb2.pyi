@@ -580,6 +580,8 @@ class FunnelTrendsSeries(_message.Message):
     DAYS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     BREAKDOWN_VALUE_FIELD_NUMBER: _builtins.int
+    REACHED_FROM_STEP_COUNT_FIELD_NUMBER: _builtins.int
+    REACHED_TO_STEP_COUNT_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     """Number of periods."""
     @_builtins.property
@@ -602,6 +604,19 @@ class FunnelTrendsSeries(_message.Message):
         an empty value); unset without a breakdown.
         """
 
+    @_builtins.property
+    def reached_from_step_count(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Actors per period who entered in it and reached funnelFromStep (scaled by
+        1/samplingFactor): the conversion rate's denominator. Not in the
+        reference's JSON, which returns the rate only.
+        """
+
+    @_builtins.property
+    def reached_to_step_count(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Actors per period who entered in it and reached funnelToStep (scaled like
+        reached_from_step_count): the conversion rate's numerator.
+        """
+
     def __init__(
         self,
         *,
@@ -610,10 +625,12 @@ class FunnelTrendsSeries(_message.Message):
         days: _abc.Iterable[_builtins.str] | None = ...,
         labels: _abc.Iterable[_builtins.str] | None = ...,
         breakdown_value: Global___BreakdownValue | None = ...,
+        reached_from_step_count: _abc.Iterable[_builtins.int] | None = ...,
+        reached_to_step_count: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "breakdown_value", b"breakdown_value", "count", b"count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "breakdown_value", b"breakdown_value", "count", b"count", "data", b"data", "days", b"days", "labels", b"labels"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "breakdown_value", b"breakdown_value", "count", b"count", "data", b"data", "days", b"days", "labels", b"labels", "reached_from_step_count", b"reached_from_step_count", "reached_to_step_count", b"reached_to_step_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
     _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015

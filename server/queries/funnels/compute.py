@@ -1,4 +1,4 @@
-"""Computes a FunnelsQuery (steps or time_to_convert visualisation): checks it, runs its one statement, shapes the result."""
+"""Computes a FunnelsQuery (steps, time_to_convert or trends visualisation): checks it, runs its one statement, shapes the result."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
-from server.queries.funnels import ttc
+from server.queries.funnels import trends_view, ttc
 from server.queries.funnels.spec import FunnelSpec, funnel_spec, spec_node
 
 
@@ -53,6 +53,9 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     rows = execute(plan.sql, plan.params.values)
     if plan.spec.viz == "time_to_convert":
         return FunnelsOutcome(ttc.shape(plan.spec, rows), False, plan.dates, plan.sql)
+    if plan.spec.viz == "trends":
+        trends, cut = trends_view.shape(plan.spec, plan.dates, rows)
+        return FunnelsOutcome(trends, cut, plan.dates, plan.sql)
     result, has_more = _shape(plan.spec, query, rows)
     name_actions(result, query, ctx.definitions.actions)
     return FunnelsOutcome(result, has_more, plan.dates, plan.sql)
@@ -78,7 +81,7 @@ def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
     context = fsql.Context(
         ctx.team_id, dates, list(ctx.test_account_filters), threshold, members, ctx.definitions.actions
     )
-    build = ttc.statement if spec.viz == "time_to_convert" else fsql.statement
+    build = {"time_to_convert": ttc.statement, "trends": trends_view.statement}.get(spec.viz, fsql.statement)
     sql = build(params, spec, query, context)
     # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
     members.raise_unavailable()

@@ -101,8 +101,9 @@ class FunnelSpec:
     # Options this service does not compute yet: (field path, what) — refused when computing, so
     # that such a funnel can still be saved.
     later: list[tuple[str, str]] = field(default_factory=list)
-    viz: str = "steps"  # "steps" or "time_to_convert" (trends is refused, in `later`)
-    # time_to_convert: the range of steps timed (defaults: first to last) and funnelsFilter.binCount.
+    viz: str = "steps"  # "steps", "time_to_convert" or "trends"
+    # time_to_convert: the range of steps timed, trends: the conversion measured (defaults: first
+    # to last); time_to_convert: funnelsFilter.binCount.
     from_step: int = 0
     to_step: int = 0
     bin_count: int | None = None
@@ -142,7 +143,11 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         if breakdown is not None:
             later.append(("breakdownFilter", "breakdowns of the time_to_convert visualisation"))
     elif ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TRENDS:
-        later.append(("funnelsFilter.funnelVizType", "the trends visualisation of funnels"))
+        viz = "trends"
+        if order == "unordered":
+            # An unordered attempt may start with any step: "entries in a period" is not defined
+            # by the step-1 rule the trends view counts by.
+            later.append(("funnelsFilter.funnelOrderType", "the trends visualisation of unordered funnels"))
     agg = aggregation(
         query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None,
         ff.funnel_aggregate_by_hogql if ff.HasField("funnel_aggregate_by_hogql") else None,

@@ -21,7 +21,7 @@ The statement, inside out (docs/funnels-semantics.md has the rules it follows):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
@@ -258,22 +258,66 @@ def _values(params: Params, spec: FunnelSpec) -> str:
 # ------------------------------------------------------------------------------------- walks
 
 
-def walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
-    """The per-person walk (`_walks`) for the other visualisations (ttc.py)."""
-    return _walks(params, spec, query, ctx)
+def walks(
+    params: Params,
+    spec: FunnelSpec,
+    query: query_pb2.FunnelsQuery,
+    ctx: Context,
+    period: Callable[[str], str] | None = None,
+) -> str:
+    """The per-person walk (`_walks`) for the other visualisations (ttc.py, trends_view.py).
+
+    With `period` (the SQL of an event's entrance period from its time in µs), one walk per person,
+    value and period in which the person has a first-step event, with rows (value, period, bits,
+    d1..d{n-1}): the period's walk sees no event before the period, and the events after it lose
+    their first-step match (they may be later steps, never entries), so it follows only attempts
+    entering in the period.
+    """
+    return _walks(params, spec, query, ctx, period)
 
 
-def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
+def _in_period(evs: str, spec: FunnelSpec, period: Callable[[str], str]) -> str:
+    """`evs` as the walk of the row's `period` sees them (see `walks`), in the same tuple shape."""
+    if _narrow(spec):
+        stripped = f"toUInt32(bitAnd(e.2, toUInt32({0xFFFFFFFF ^ 2})))"  # bit 1: step 0
+        rest = ", e.3" if spec.attribution == "all_events" else ""
+    else:
+        stripped = "arrayFilter(c -> c != 1, e.2)"  # code 1: step 0
+        rest = ", e.3"
+    moved = f"tuple(e.1, if({period('e.1')} > period, {stripped}, e.2){rest})"
+    return f"arrayMap(e -> {moved}, arrayFilter(e -> {period('e.1')} >= period, {evs}))"
+
+
+def _entered(spec: FunnelSpec, period: Callable[[str], str]) -> str:
+    """The distinct periods of a person's first-step events."""
+    first = "bitTest(e.2, 1)" if _narrow(spec) else "has(e.2, toInt8(1))"
+    return f"arrayDistinct(arrayMap(e -> {period('e.1')}, arrayFilter(e -> {first}, evs)))"
+
+
+def _walks(
+    params: Params,
+    spec: FunnelSpec,
+    query: query_pb2.FunnelsQuery,
+    ctx: Context,
+    period: Callable[[str], str] | None = None,
+) -> str:
     """Rows (value, bits, d1..d{n-1}): per person and value, the steps completed (bit k: step k)
-    and the microseconds of each step's conversion (0 when none), for persons who entered."""
+    and the microseconds of each step's conversion (0 when none), for persons who entered. With
+    `period`: (value, period, bits, d1..d{n-1}) per person, value and entrance period (`walks`)."""
     actors = _actors(params, spec, query, ctx)
     window = params.bind(spec.window_seconds * 1_000_000, "Int64")
     evs = "arrayFilter(e -> e.3 = value, evs)" if spec.attribution == "all_events" else "evs"
     n = len(spec.steps)
+    joined = "ARRAY JOIN vals AS value"
+    if period is not None:
+        evs = _in_period(evs, spec, period)
+        joined += f" ARRAY JOIN {_entered(spec, period)} AS period"
+    # The columns that name a row besides the walk's results.
+    key = "value, period" if period is not None else "value"
 
     def source(*layers: list[str]) -> str:
         """The person's events as `fw_evs`, then each layer's columns over the one before."""
-        sql = f"SELECT value, {evs} AS fw_evs FROM ({actors}) ARRAY JOIN vals AS value"
+        sql = f"SELECT {key}, {evs} AS fw_evs FROM ({actors}) {joined}"
         for cols in layers:
             sql = f"SELECT *, {', '.join(cols)} FROM ({sql})"
         return sql
@@ -283,7 +327,7 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
         times = ", ".join(f"if(length({gaps}) >= {k}, {gaps}[{k}], 0) AS d{k}" for k in range(1, n))
         inner = source(*layers)
         return (
-            f"SELECT value, toUInt32(bitShiftLeft(toUInt32(1), {most}) - 1) AS bits, {times} "
+            f"SELECT {key}, toUInt32(bitShiftLeft(toUInt32(1), {most}) - 1) AS bits, {times} "
             f"FROM ({inner}) WHERE {most} > 0"
         )
     if _narrow(spec):
@@ -308,7 +352,7 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
         inner = source([times, codes], [mixed], [items], *layers)
         columns = ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}] - {best}[{k}], 0) AS d{k}" for k in range(1, n))
         bits = f"toUInt32(bitShiftLeft(toUInt32(1), {furthest}) - 1)"
-        return f"SELECT value, {bits} AS bits, {columns} FROM ({inner}) WHERE {furthest} > 0"
+        return f"SELECT {key}, {bits} AS bits, {columns} FROM ({inner}) WHERE {furthest} > 0"
     # Exclusions, optional steps or step attribution: the fold for every person.
     mandatory = [k for k, step in enumerate(spec.steps) if not step.optional]
     stamps = "tupleElement(res, 9)"
@@ -326,7 +370,7 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
     fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
     columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
     inner = source([f"{fold} AS res"])
-    return f"SELECT value, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
+    return f"SELECT {key}, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
 
 
 def _thinned(evs: str) -> str:
