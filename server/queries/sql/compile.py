@@ -14,7 +14,7 @@ from server.queries.sql.limits import apply_limits
 from server.queries.sql.names import check_names
 from server.queries.sql.properties import Bound, rewrite_properties
 from server.queries.sql.statement import parse_select
-from server.queries.sql.tables import rewrite_tables
+from server.queries.sql.tables import check_table_forms, rewrite_tables
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Compiled:
 def compile_sql(sql: str, team_id: int) -> Compiled:
     """QueryError (naming `query`) for SQL a caller may not run; Unimplemented for parts not built."""
     tree: exp.Expr = parse_select(sql)
+    check_table_forms(tree)
     check_names(tree)
     check_functions(tree)
     bound = Bound()

@@ -47,6 +47,8 @@ def cleaned_message(error: BaseException) -> str:
     parameters the service's rewrite added (a caller sees only what it wrote)."""
     text = _PREFIX.sub("", str(error), count=1)
     text = _TAIL.sub("", text)
+    # SQL quoted by the engine is (also) the service's rewrite: never shown.
+    text = text.split("SELECT ", 1)[0].rstrip(" :(")
     text = _INTERNAL.sub("", text)
     text = _SPACES.sub(" ", text).strip()
     if len(text) > _MAX_MESSAGE:

@@ -73,7 +73,7 @@ mapValues mapContains arrayStringConcat array_contains array_size array_length a
 _CONDITIONAL = """
 if multiIf ifNull nullIf coalesce isNull isNotNull assumeNotNull toNullable isFinite isInfinite isNaN ifNotFinite
 greatest least case in notIn equals notEquals less greater lessOrEquals greaterOrEquals and or not xor
-isZeroOrNull nullif ifnull iif
+isZeroOrNull nullif ifnull iif exists
 """
 _MATH = """
 abs round roundBankers floor ceil ceiling trunc truncate sqrt cbrt exp exp2 exp10 log ln log2 log10 log1p pow

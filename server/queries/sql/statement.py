@@ -7,7 +7,7 @@ import re
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from server.queries.sql.dialect import parse, tokens
 from server.queries.sql.problems import invalid, later
@@ -16,6 +16,8 @@ from server.queries.sql.problems import invalid, later
 MAX_SQL_CHARS = 100_000
 # sqlglot underlines the offending token with terminal escapes: not for a caller's message.
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
+# The parser's own class names in its messages: not the caller's vocabulary.
+_INTERNALS = re.compile(r"\s*for <class '[^']*'>")
 
 
 def _where(sql: str, offset: int) -> str:
@@ -25,7 +27,7 @@ def _where(sql: str, offset: int) -> str:
     return f"line {line}, column {column}"
 
 
-def check_placeholders(sql: str) -> None:
+def check_placeholders(sql: str) -> list[Token]:
     """Refuses `{…}` (the reference's placeholders, or ClickHouse query parameters and map literals:
     parameters are the service's alone) and `?`; `{filters}` and `{variables.x}` are not built yet."""
     try:
@@ -45,6 +47,7 @@ def check_placeholders(sql: str) -> None:
             )
         if token.token_type in (TokenType.PLACEHOLDER, TokenType.PARAMETER):
             raise invalid(f"'{token.text}' at {_where(sql, token.start)}: placeholders are not allowed")
+    return found
 
 
 def _statement_name(tree: exp.Expr) -> str:
@@ -85,11 +88,16 @@ def parse_select(sql: str) -> exp.Query:
         raise invalid("the SQL is empty: write one SELECT statement")
     if len(sql) > MAX_SQL_CHARS:
         raise invalid(f"the SQL is longer than {MAX_SQL_CHARS} characters")
-    check_placeholders(sql)
+    found = check_placeholders(sql)
+    if not found:
+        raise invalid("the SQL is empty: write one SELECT statement")
+    if found[0].text.upper() not in ("SELECT", "WITH", "("):
+        raise invalid(f"only SELECT statements are allowed (found {found[0].text.upper()})")
     try:
         statements = [s for s in parse(sql) if s is not None]
     except (ParseError, TokenError) as exc:
-        raise invalid(f"the SQL cannot be parsed: {_ESCAPES.sub('', str(exc)).splitlines()[0]}") from None
+        first = _ESCAPES.sub("", str(exc)).splitlines()[0]
+        raise invalid(f"the SQL cannot be parsed: {_INTERNALS.sub('', first)}") from None
     if len(statements) != 1:
         raise invalid(f"exactly one statement is allowed (found {len(statements)})")
     tree = statements[0]
@@ -108,6 +116,8 @@ def check_node(node: exp.Expr) -> None:
         for clause, name in (("settings", "SETTINGS"), ("format", "FORMAT"), ("into", "INTO")):
             if node.args.get(clause):
                 raise invalid(f"the {name} clause is not allowed (the service sets the engine settings)")
+    if isinstance(node, exp.Final):
+        raise invalid("FINAL is not allowed: the tables already read each row once")
     if isinstance(node, exp.With) and node.args.get("recursive"):
         raise invalid("WITH RECURSIVE is not allowed")
 

@@ -65,9 +65,18 @@ def _refuse_table(table: exp.Table) -> None:
         raise invalid(
             f"database-qualified tables are not allowed ({table.sql()}): read the events and persons tables"
         )
+    if table.args.get("sample"):
+        raise invalid(f"SAMPLE on a table ({table.name}) is not supported in SQL insights")
     extra = sorted(k for k, v in table.args.items() if v and k not in _PLAIN_PARTS)
     if extra:
         raise invalid(f"this form of table reference is not allowed ({table.name}: {', '.join(extra)})")
+
+
+def check_table_forms(tree: exp.Expr) -> None:
+    """Refuses table functions and database-qualified tables (before any other check, so that the
+    refusal names the table reference rather than a function inside it)."""
+    for table in tree.find_all(exp.Table):
+        _refuse_table(table)
 
 
 def rewrite_tables(tree: exp.Expr, *, with_person: bool) -> exp.Expr:
