@@ -10,6 +10,8 @@ from collections.abc import Callable
 import grpc
 from google.protobuf import json_format
 
+from generated.insights.v1 import alerts_pb2 as apb
+from generated.insights.v1 import alerts_pb2_grpc as agrpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
@@ -115,3 +117,24 @@ async def test_parts_not_built_yet_are_unimplemented_naming_the_field_but_savabl
         assert (err.details() or "").startswith(field)
     saved = await api.create(name="later", query=_dvn("SELECT count() FROM sessions"))
     assert saved.id and not saved.HasField("result")
+
+
+async def test_an_alert_on_a_sql_insight_is_unimplemented_naming_the_insight(
+    api: Api, server: Server, tenant: Tenant
+) -> None:
+    saved = await api.create(name="sql", query=_dvn("SELECT count() FROM events"))
+    stub = agrpc.AlertsServiceStub(server.channel)
+    threshold = apb.Threshold(
+        name="upper",
+        configuration=apb.InsightThreshold(
+            type=apb.INSIGHT_THRESHOLD_TYPE_ABSOLUTE, bounds=apb.InsightsThresholdBounds(upper=100)
+        ),
+    )
+    request = apb.CreateAlertRequest(
+        environment_id=tenant.environment_id, alert=apb.Alert(insight=saved.id, name="n", threshold=threshold)
+    )
+    err = await expect_error(
+        stub.CreateAlert(request, metadata=bearer(tenant.key("alert:write")), timeout=10),
+        grpc.StatusCode.UNIMPLEMENTED,
+    )
+    assert error_info(err).metadata["field"] == "alert.insight"
