@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 
 from generated.insights.v1 import alerts_pb2 as apb
 from generated.insights.v1 import alerts_pb2_grpc as agrpc
@@ -16,6 +16,8 @@ from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+from generated.insights.v1 import sharing_pb2 as spb
+from generated.insights.v1 import sharing_pb2_grpc as sgrpc
 from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
 from tests.integration.journeykit import BLOCKING, HOSTILE, day_event, ingest
 
@@ -138,3 +140,36 @@ async def test_an_alert_on_a_sql_insight_is_unimplemented_naming_the_insight(
         grpc.StatusCode.UNIMPLEMENTED,
     )
     assert error_info(err).metadata["field"] == "alert.insight"
+
+
+async def test_a_shared_sql_insight_shows_its_table_but_not_the_statement_as_run(
+    api: Api, server: Server, tenant: Tenant
+) -> None:
+    await ingest(server, tenant, [day_event("$pageview", "a", 1, **{"$browser": "Chrome"})])
+    saved = await api.create(name="shared sql", query=_dvn(_SQL))
+    sharing = sgrpc.SharingServiceStub(server.channel)
+    config = await sharing.UpdateSharingConfiguration(
+        spb.UpdateSharingConfigurationRequest(
+            environment_id=tenant.environment_id,
+            insight_id=saved.id,
+            sharing_configuration=spb.SharingConfiguration(enabled=True),
+            update_mask=field_mask_pb2.FieldMask(paths=["enabled"]),
+        ),
+        metadata=bearer(tenant.key("sharing_configuration:write")),
+        timeout=10,
+    )
+    seen = await sharing.GetSharedInsight(
+        spb.GetSharedInsightRequest(refresh=BLOCKING),
+        metadata=(("x-sharing-access-token", config.access_token),),
+        timeout=30,
+    )
+    assert json_format.MessageToDict(seen.result.hogql)["results"] == [["$pageview", "Chrome", 1.0]]
+    assert list(seen.columns) == ["event", "browser", "n"] and seen.types[2].type == "UInt64"
+    assert not seen.result.hogql.clickhouse and not seen.hogql
+    # The owner reading with a key gets the statement as run.
+    owned = await api.stub.GetInsight(
+        ipb.GetInsightRequest(environment_id=api.environment_id, id=saved.id, refresh=BLOCKING),
+        metadata=api.metadata,
+        timeout=30,
+    )
+    assert "team_id" in owned.result.hogql.clickhouse and list(owned.columns) == ["event", "browser", "n"]
