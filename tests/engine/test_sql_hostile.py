@@ -138,6 +138,8 @@ REFUSED: list[tuple[str, str]] = [
     ("SELECT properties FROM persons FINAL", "FINAL"),
     ("SELECT properties FROM events FINAL", "FINAL"),
     ("SELECT properties FROM events SAMPLE 1", "SAMPLE"),
+    ("SELECT sumState(1)", "aggregate state"),
+    ("SELECT " + "(" * 3000 + "1" + ")" * 3000, "nested too deeply"),
     # Not built yet: refused, never dropped.
     ("SELECT count() FROM sessions", "sessions"),
     ("SELECT count() FROM events WHERE {filters}", "{filters}"),

@@ -12,6 +12,7 @@ from server.queries.sql.functions import check_functions
 from server.queries.sql.guards import TEAM_PARAM
 from server.queries.sql.limits import apply_limits
 from server.queries.sql.names import check_names
+from server.queries.sql.problems import invalid
 from server.queries.sql.properties import Bound, rewrite_properties
 from server.queries.sql.statement import parse_select
 from server.queries.sql.tables import check_table_forms, rewrite_tables
@@ -30,6 +31,14 @@ class Compiled:
 
 def compile_sql(sql: str, team_id: int) -> Compiled:
     """QueryError (naming `query`) for SQL a caller may not run; Unimplemented for parts not built."""
+    try:
+        return _compile(sql, team_id)
+    except RecursionError:
+        # sqlglot walks and prints trees recursively: a statement nested thousands deep is refused.
+        raise invalid("the SQL is nested too deeply") from None
+
+
+def _compile(sql: str, team_id: int) -> Compiled:
     tree: exp.Expr = parse_select(sql)
     check_table_forms(tree)
     check_names(tree)

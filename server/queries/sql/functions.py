@@ -87,7 +87,7 @@ toFloat32 toFloat64 toDecimal32 toDecimal64 toDecimal128 toInt8OrNull toInt16OrN
 toUInt8OrNull toUInt16OrNull toUInt32OrNull toUInt64OrNull toFloat32OrNull toFloat64OrNull toDecimal64OrNull
 toInt64OrZero toUInt64OrZero toFloat64OrZero toInt32OrZero toFloat toFloatOrNull toFloatOrZero toInt toIntOrNull
 toIntOrZero toBool toUUID toUUIDOrNull toUUIDOrZero toTypeName reinterpretAsString cast accurateCast
-accurateCastOrNull toLowCardinality toStringCutToZero toDecimalString generateUUIDv4 toIPv4 toIPv6
+accurateCastOrNull toLowCardinality toStringCutToZero toDecimalString generateUUIDv4 toIPv4 toIPv6 finalizeAggregation
 IPv4NumToString IPv4StringToNum IPv6NumToString
 """
 

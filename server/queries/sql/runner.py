@@ -54,11 +54,22 @@ def _later_fields(node: query_pb2.HogQLQuery) -> list[tuple[str, str]]:
     return found
 
 
+def _check_returnable(described: list[Any]) -> None:
+    """Refuses a result column the client cannot decode: an aggregate function's state (sumState…)."""
+    for row in described:
+        if "AggregateFunction(" in str(row[1]) and not str(row[1]).startswith("SimpleAggregateFunction("):
+            raise invalid(
+                f"column {row[0]} is an aggregate state ({row[1]}), which cannot be returned: "
+                "finish it with finalizeAggregation() or the -Merge combinator"
+            )
+
+
 def _run(compiled: Compiled, execute: Execute, settings: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
     """(column descriptions, rows) of the compiled statement, engine errors sorted into the caller's
     (INVALID_ARGUMENT with the engine's cleaned message) and tripped limits (RESOURCE_EXHAUSTED)."""
     try:
         described = list(execute(f"DESCRIBE TABLE ({compiled.sql})", compiled.params, settings))
+        _check_returnable(described)
         rows = list(execute(compiled.sql, compiled.params, settings))
     except QueryCancelled:
         raise

@@ -32,7 +32,7 @@ def check_placeholders(sql: str) -> list[Token]:
     parameters are the service's alone) and `?`; `{filters}` and `{variables.x}` are not built yet."""
     try:
         found = tokens(sql)
-    except TokenError as exc:
+    except (TokenError, ValueError) as exc:
         raise invalid(f"the SQL cannot be read: {_ESCAPES.sub('', str(exc))}") from None
     for i, token in enumerate(found):
         if token.token_type == TokenType.L_BRACE:
@@ -95,6 +95,8 @@ def parse_select(sql: str) -> exp.Query:
         raise invalid(f"only SELECT statements are allowed (found {found[0].text.upper()})")
     try:
         statements = [s for s in parse(sql) if s is not None]
+    except RecursionError:
+        raise invalid("the SQL is nested too deeply") from None
     except (ParseError, TokenError) as exc:
         first = _ESCAPES.sub("", str(exc)).splitlines()[0]
         raise invalid(f"the SQL cannot be parsed: {_INTERNALS.sub('', first)}") from None
