@@ -173,3 +173,16 @@ async def test_a_shared_sql_insight_shows_its_table_but_not_the_statement_as_run
         timeout=30,
     )
     assert "team_id" in owned.result.hogql.clickhouse and list(owned.columns) == ["event", "browser", "n"]
+
+
+async def test_a_sql_query_streams_its_status_then_its_result(server: Server, tenant: Tenant) -> None:
+    await ingest(server, tenant, [day_event("$pageview", "a", 1)])
+    stub = qs_grpc.QueryServiceStub(server.channel)
+    request = qs.StreamQueryRequest(
+        environment_id=tenant.environment_id,
+        query=qpb.QueryNode(hogql_query=qpb.HogQLQuery(query="SELECT count() AS n FROM events")),
+        refresh=BLOCKING,
+    )
+    events = [e async for e in stub.StreamQuery(request, metadata=bearer(tenant.key("query:read")), timeout=60)]
+    assert events[0].WhichOneof("event") == "status" and events[-1].WhichOneof("event") == "result"
+    assert json_format.MessageToDict(events[-1].result.result.hogql)["results"] == [[1.0]]

@@ -21,7 +21,7 @@ _INTERNALS = re.compile(r"\s*for <class '[^']*'>")
 
 
 def _where(sql: str, offset: int) -> str:
-    """"line L, column C" of a character offset, for messages that point at a construct."""
+    """Where a character offset is ("line L, column C"), for messages that point at a construct."""
     line = sql.count("\n", 0, offset) + 1
     column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
     return f"line {line}, column {column}"
