@@ -222,7 +222,7 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 def test_result_shape_columns_types_limit_and_the_statement_as_run(loaded: Any) -> None:
-    store, mine, events, _ = loaded
+    store, mine, _events, _ = loaded
     outcome = run(store, mine, "SELECT event AS e, count() AS c, min(timestamp) AS first FROM events GROUP BY e ORDER BY e")
     result = outcome.result.hogql
     assert list(result.columns) == ["e", "c", "first"]
