@@ -53,6 +53,8 @@ from server.execution.refresh import Execution
 from server.execution.resultcache import MemoryResultCache
 from server.memory import MemoryBudget
 from server.principal import Principal, SharePrincipal
+from server.queries.registry import sql_registry
+from server.queries.sql.runner import SqlLimits
 from server.runtime import Blocking
 from server.services.actions import ActionsServicer
 from server.services.alerts import AlertsServicer
@@ -104,6 +106,11 @@ class App:
             max_queued=settings.max_queued_queries,
             status_ttl=dt.timedelta(seconds=settings.query_status_ttl_seconds),
             definitions=DefinitionLoader(self.db),
+            registry=sql_registry(
+                SqlLimits(
+                    settings.sql_max_execution_seconds, settings.sql_max_memory_bytes, settings.sql_max_rows_to_read
+                )
+            ),
         )
         # Recent insight reads; alert writes clear it too, since an insight shows its alerts.
         read_cache = ReadCache(settings.read_cache_seconds)

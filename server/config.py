@@ -49,6 +49,11 @@ class Settings:
     max_queued_queries: int = 100
     # Seconds a finished run's status stays readable.
     query_status_ttl_seconds: float = 1200.0
+    # Limits of SQL insights (a caller's own SELECT): seconds a statement may run, and bytes of memory
+    # and rows it may read (0: the engine's own limit).
+    sql_max_execution_seconds: int = 60
+    sql_max_memory_bytes: int = 0
+    sql_max_rows_to_read: int = 0
     # Event property keys stored as columns of their own (comma-separated), read without JSON parsing.
     materialized_properties: str = ",".join(DEFAULT_MATERIALIZED)
     # Whether identical concurrent calls of coalescable methods share one run (off: for comparisons).
@@ -112,6 +117,13 @@ class Settings:
         if not sep or not host or not port.isdigit():
             raise InvalidArgument("INSIGHTS_LISTEN must be host:port", field="listen")
         check_transport(self)
+        if self.sql_max_execution_seconds < 1:
+            raise InvalidArgument(
+                "INSIGHTS_SQL_MAX_EXECUTION_SECONDS must be >= 1", field="sql_max_execution_seconds"
+            )
+        for name in ("sql_max_memory_bytes", "sql_max_rows_to_read"):
+            if getattr(self, name) < 0:
+                raise InvalidArgument(f"INSIGHTS_{name.upper()} must be >= 0 (0: the engine's limit)", field=name)
         if self.grace_seconds < 0:
             raise InvalidArgument("INSIGHTS_GRACE_SECONDS must be >= 0", field="grace_seconds")
         for name in (

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import insight_pb2, query_pb2
-from server.errors import InvalidArgument
+from server.errors import Unimplemented
 from server.queries import overrides
 
 
@@ -37,10 +37,11 @@ def checked(
 ) -> ReadContext:
     """The caller's layers, refused (INVALID_ARGUMENT naming the field) before anything is read."""
     if variables_override:
-        # SQL variables only mean something to SQL insights, which no runner computes yet.
-        raise InvalidArgument(
-            "variables_override sets the variables of SQL insights, which this service does not compute yet",
-            field="variables_override",
+        # SQL insights compute, but their variables are not built yet: refused, never ignored.
+        raise Unimplemented(
+            "variables_override: the variables of SQL insights are not implemented yet",
+            reason="SQL_FEATURE_NOT_IMPLEMENTED",
+            metadata={"field": "variables_override"},
         )
     if filters_override is None or overrides.is_empty(filters_override):
         return SAVED

@@ -9,7 +9,7 @@ import enum
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -388,9 +388,11 @@ class Execution:
     async def _compute(self, run: Run, env: EnvironmentInfo, job: _Job) -> CacheEntry:
         context = await self.blocking.run(self._context, env, job.definitions)
 
-        def execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        def execute(
+            sql: str, params: dict[str, Any], settings: Mapping[str, Any] | None = None
+        ) -> list[tuple[Any, ...]]:
             with run.engine_statement():
-                return self.events.query(sql, params, run_id=run.tag)
+                return self.events.query(sql, params, settings=settings, run_id=run.tag)
 
         try:
             outcome = await self.blocking.run(job.runner.compute, job.source.node, context, execute)

@@ -15,8 +15,11 @@ from server.errors import FailedPrecondition
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange
 
-# Runs one SQL statement with its bound parameters on the engine and returns the rows.
-Execute = Callable[[str, dict[str, Any]], Sequence[Sequence[Any]]]
+# Runs one SQL statement with its bound parameters on the engine and returns the rows:
+# execute(sql, params) or execute(sql, params, settings), where `settings` (engine settings such as
+# readonly and limits; SQL insights pass them) travel with the call, never in the SQL text. Typed
+# loosely so that the two-argument callables of kinds that pass no settings still fit.
+Execute = Callable[..., Sequence[Sequence[Any]]]
 
 N = TypeVar("N", bound=Message)
 

@@ -16,6 +16,7 @@ from server.queries.funnels.runner import FunnelsRunner
 from server.queries.lifecycle.runner import LifecycleRunner
 from server.queries.paths.runner import PathsRunner
 from server.queries.retention.runner import RetentionRunner
+from server.queries.sql.runner import DataVisualizationRunner, HogQLRunner, SqlLimits
 from server.queries.stickiness.runner import StickinessRunner
 from server.queries.trends.alert import TrendsAlertValues
 from server.queries.trends.runner import TrendsRunner
@@ -90,8 +91,17 @@ RUNNERS = Registry(
         LifecycleRunner(),
         StickinessRunner(),
         PathsRunner(),
+        HogQLRunner(),
+        DataVisualizationRunner(),
     ]
 )
+
+
+
+def sql_registry(limits: SqlLimits) -> Registry:
+    """The service's runners, the SQL ones under the configured engine limits."""
+    return RUNNERS.with_runner(HogQLRunner(limits)).with_runner(DataVisualizationRunner(limits))
+
 
 # How alerts read each alertable kind (registered beside its runner; a kind without one is not alertable).
 ALERTS: dict[str, AlertValues[Any]] = {

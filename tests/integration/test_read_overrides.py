@@ -138,12 +138,11 @@ async def test_a_breakdown_override_on_a_kind_without_breakdowns_is_refused(api:
     assert_invalid(err, "filters_override.breakdown_filter")
 
 
-async def test_variables_override_is_refused_until_sql_insights_compute(api: Api, saved: ipb.Insight) -> None:
+async def test_variables_override_is_refused_until_sql_variables_are_built(api: Api, saved: ipb.Insight) -> None:
     variables = {"v1": qpb.HogQLVariable(code_name="limit")}
-    err = await expect_error(
-        _read(api, saved.id, variables_override=variables), grpc.StatusCode.INVALID_ARGUMENT
-    )
-    assert_invalid(err, "variables_override")
+    err = await expect_error(_read(api, saved.id, variables_override=variables), grpc.StatusCode.UNIMPLEMENTED)
+    assert error_info(err).metadata["field"] == "variables_override"
+    assert (err.details() or "").startswith("variables_override")
 
 
 async def test_from_dashboard_needs_a_live_dashboard_of_the_environment(

@@ -23,7 +23,12 @@ QUERIES: dict[str, tuple[str, dict[str, Any], Any]] = {
     "lifecycle_query": ("LifecycleQuery", {"series": [EVENTS]}, query_pb2.LifecycleQuery),
     "stickiness_query": ("StickinessQuery", {"series": [EVENTS]}, query_pb2.StickinessQuery),
     "paths_query": ("PathsQuery", {}, query_pb2.PathsQuery),
+    "hogql_query": ("HogQLQuery", {"query": "SELECT 1"}, query_pb2.HogQLQuery),
+    # A saved SQL insight: the modifiers are its source's (see _node).
+    "data_visualization_node": ("HogQLQuery", {"query": "SELECT 1"}, query_pb2.HogQLQuery),
 }
+# Where a kind's modifiers sit, relative to its node.
+WITHIN = {"data_visualization_node": "source."}
 CTX = QueryContext(team_id=1, timezone="UTC", week_start_day=0, now=dt.datetime(2024, 6, 1, tzinfo=dt.UTC))
 
 
@@ -31,13 +36,16 @@ class Ran(Exception):
     """The statement was handed to the engine."""
 
 
-def _execute(sql: str, params: dict[str, Any]) -> list[Any]:
+def _execute(sql: str, params: dict[str, Any], settings: Any = None) -> list[Any]:
     raise Ran(sql)
 
 
 def _node(kind: str, modifiers: dict[str, Any]) -> Any:
     name, body, message = QUERIES[kind]
-    return from_reference_json({"kind": name, **body, "modifiers": modifiers}, message)
+    node = from_reference_json({"kind": name, **body, "modifiers": modifiers}, message)
+    if kind == "data_visualization_node":
+        return query_pb2.DataVisualizationNode(source=node)
+    return node
 
 
 def test_every_computing_kind_is_covered() -> None:
@@ -58,7 +66,7 @@ def test_a_modifier_is_unimplemented_naming_it_and_nothing_runs(kind: str, modif
     assert runner is not None
     with pytest.raises(Unimplemented) as caught:
         runner.compute(_node(kind, modifiers), CTX, _execute)
-    assert caught.value.metadata["field"] == field
+    assert caught.value.metadata["field"] == WITHIN.get(kind, "") + field
 
 
 @pytest.mark.parametrize("kind", sorted(QUERIES))

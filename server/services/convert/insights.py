@@ -128,6 +128,11 @@ def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
     if computed.result is not None:
         message.result.CopyFrom(computed.result)
         message.has_more = computed.has_more
+        if computed.result.HasField("hogql"):
+            # A SQL insight's table: the reference lists its columns and types on the insight too.
+            table = computed.result.hogql
+            message.columns[:] = list(table.columns)
+            message.types.extend(insight_pb2.ColumnType(name=t.name, type=t.type) for t in table.types)
     message.hogql = computed.sql
     message.is_cached = computed.is_cached
     if computed.timezone:

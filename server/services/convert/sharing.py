@@ -102,6 +102,10 @@ def shared_insight(read: SharedRead) -> insight_pb2.Insight:
     message.effective_privilege_level = 21
     if message.HasField("query_status"):
         _keep_only(message.query_status, SHARED_STATUS_FIELDS)
+    if message.result.HasField("hogql"):
+        # A SQL insight's result carries the statement as run: no SQL reaches a viewer.
+        message.result.hogql.ClearField("clickhouse")
+        message.result.hogql.ClearField("explain")
     if read.hide_extra_details:
         _clear(message, EXTRA_DETAILS)
     else:
