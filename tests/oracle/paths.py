@@ -9,7 +9,8 @@ that mean the same in RE2).
 API
 ---
 ``compute_paths(events, query, *, timezone, now, test_account_filters=None)`` returns the result
-edges ``{source, target, value, average_conversion_time}`` heaviest first.
+edges ``{source, target, value, average_conversion_time}`` heaviest first. ``pathGroupings`` are
+matched as plain text with ``*`` wildcards (no regex), after the cleaning rules.
 """
 
 from __future__ import annotations
@@ -28,6 +29,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _strip_slash(text: str) -> str:
     return text[:-1] if len(text) > 1 and text.endswith("/") else text
+
+
+def _matches(item: str, grouping: str) -> bool:
+    """Whether `item` contains a run matching `grouping`, where `*` stands for any characters and
+    everything else is literal: its literal parts found left to right, each after the previous."""
+    at = 0
+    for part in grouping.split("*"):
+        found = item.find(part, at)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
+
+
+def _group(item: str, groupings: list[str]) -> str:
+    """The first grouping `item` matches replaces it (the groupings follow the cleaning rules)."""
+    for grouping in groupings:
+        if _matches(item, grouping):
+            return grouping
+    return item
 
 
 def _item(e: Event, cleaning: list[tuple[str, str]]) -> str:
@@ -101,6 +122,7 @@ def compute_paths(
     pf = query.get("pathsFilter") or {}
     types = set(pf.get("includeEventTypes") or [])
     cleaning = [(r["regex"], r.get("alias") or "") for r in pf.get("localPathCleaningFilters") or []]
+    groupings = list(pf.get("pathGroupings") or [])
     start = _strip_slash(pf["startPoint"]) if pf.get("startPoint") else None
     end = _strip_slash(pf["endPoint"]) if pf.get("endPoint") else None
     n = pf.get("stepLimit", 5)
@@ -116,7 +138,7 @@ def compute_paths(
             continue
         if not query_filter(e) or (test_filter is not None and not test_filter(e)):
             continue
-        item = _item(e, cleaning)
+        item = _group(_item(e, cleaning), groupings)
         if item in exclude:
             continue
         micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)

@@ -7,6 +7,7 @@ invalid value is a QueryError naming the field. showFullUrls is display-only (§
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
@@ -21,6 +22,8 @@ DEFAULT_EDGE_LIMIT = 50
 # The reference's bounds of the UI; larger step limits only grow the statement.
 MAX_STEP_LIMIT = 20
 MAX_EDGE_LIMIT = 10_000
+# Each grouping is one branch of the step expression; a bound on the statement's size.
+MAX_GROUPINGS = 100
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class PathsSpec:
     max_weight: int | None
     exclude: tuple[str, ...]
     cleaning: tuple[tuple[str, str], ...]  # (regex, alias), applied in order
+    groupings: tuple[str, ...] = ()  # wildcard patterns, applied after the cleaning rules
     later: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -62,8 +66,6 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
     types = set(pf.include_event_types)
     if M.PATH_TYPE_HOGQL in types or pf.HasField("paths_hogql_expression"):
         later.append(("pathsFilter.includeEventTypes", "hogql paths"))
-    if pf.path_groupings:
-        later.append(("pathsFilter.pathGroupings", "path groupings"))
     if pf.path_replacements:
         later.append(("pathsFilter.pathReplacements", "the environment's path-cleaning rules"))
     for value, name in (
@@ -72,7 +74,9 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         (pf.path_dropoff_key, "pathDropoffKey"),
     ):
         if value:
-            later.append((f"pathsFilter.{name}", "path drill-downs"))
+            # They pick the persons of a node or edge (the reference's actors query); the edges
+            # do not depend on them, and this service has no actors query yet (docs/decisions.md).
+            later.append((f"pathsFilter.{name}", "drill-downs to the persons of a path node or edge (an actors query)"))
     if query.HasField("funnel_paths_filter"):
         later.append(("funnelPathsFilter", "funnel paths"))
     if query.HasField("aggregation_group_type_index"):
@@ -108,6 +112,7 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
             # The engine reads \1..\9 in a replacement as groups; the reference's aliases are plain text.
             raise QueryError("a path-cleaning alias is plain text (no backslash)", f"{where}.alias")
         cleaning.append((rule.regex, rule.alias))
+    groupings = _groupings(pf)
     return PathsSpec(
         pageview=M.PATH_TYPE_PAGEVIEW in types,
         screen=M.PATH_TYPE_SCREEN in types,
@@ -120,5 +125,23 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         max_weight=max_weight,
         exclude=tuple(pf.exclude_events),
         cleaning=tuple(cleaning),
+        groupings=groupings,
         later=later,
     )
+
+
+def _groupings(pf: query_pb2.PathsFilter) -> tuple[str, ...]:
+    """The checked `pathGroupings`: non-empty wildcard patterns, at most MAX_GROUPINGS."""
+    if len(pf.path_groupings) > MAX_GROUPINGS:
+        raise QueryError(f"at most {MAX_GROUPINGS} path groupings", "pathsFilter.pathGroupings")
+    for i, grouping in enumerate(pf.path_groupings):
+        if not grouping:
+            # An empty pattern would match, and so rename, every step.
+            raise QueryError("a path grouping must not be empty", f"pathsFilter.pathGroupings[{i}]")
+    return tuple(pf.path_groupings)
+
+
+def wildcard_regex(grouping: str) -> str:
+    """The RE2 pattern of a grouping: its text literal except `*` (any run of characters), found
+    anywhere in the step as the reference's unanchored match; `(?s)` lets `*` span newlines."""
+    return "(?s)" + ".*".join(re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", part) for part in grouping.split("*"))

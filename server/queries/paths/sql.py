@@ -2,7 +2,8 @@
 
 Inside out (query-engine-semantics §8.2; docs/decisions.md, "Paths"):
 
-1. events: the followed events of the range, each with its path item (cleaned), in microseconds;
+1. events: the followed events of the range, each with its path item (cleaned, then grouped), in
+   microseconds;
 2. per person the (time, item) pairs sorted, split into sessions at a gap of 30 minutes or more;
 3. per session: consecutive duplicates collapsed (the time of a run's last event), cut at the
    start/end point, truncated to the step limit;
@@ -19,7 +20,7 @@ from generated.insights.v1 import query_pb2
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
-from server.queries.paths.spec import PathsSpec
+from server.queries.paths.spec import PathsSpec, wildcard_regex
 from server.utc import as_utc
 
 SESSION_GAP_MICROS = 1800 * 1_000_000
@@ -105,13 +106,27 @@ def _truncate(params: Params, spec: PathsSpec) -> str:
 
 
 def _item(params: Params, spec: PathsSpec) -> str:
-    """The path item of an event (§8.2 step 1), then the cleaning rules in order."""
+    """The path item of an event (§8.2 step 1), then the cleaning rules in order (the groupings
+    follow, in `_grouped`)."""
     url = f"replaceRegexpAll(ifNull({property_text(params, '$current_url', 'event')}, ''), '(.)/$', '\\\\1')"
     screen = f"ifNull({property_text(params, '$screen_name', 'event')}, '')"
     item = f"multiIf(event = '$pageview', {url}, event = '$screen', {screen}, event)"
     for regex, alias in spec.cleaning:
         item = f"replaceRegexpAll({item}, {params.bind(regex, 'String')}, {params.bind(alias, 'String')})"
     return item
+
+
+def _grouped(params: Params, spec: PathsSpec, cleaned: str) -> str:
+    """The step after the groupings: the text of the first grouping whose wildcard pattern the
+    cleaned step matches, else the cleaned step (the reference's multiMatchAnyIndex returns any
+    matching index; the first makes overlapping groupings deterministic)."""
+    if not spec.groupings:
+        return cleaned
+    branches = []
+    for grouping in spec.groupings:
+        branches.append(f"match({cleaned}, {params.bind(wildcard_regex(grouping), 'String')})")
+        branches.append(params.bind(grouping, "String"))
+    return f"multiIf({', '.join(branches)}, {cleaned})"
 
 
 def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
@@ -139,7 +154,8 @@ def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: C
     if spec.exclude:
         having = f" AND item NOT IN {params.bind(list(spec.exclude), 'Array(String)')}"
     return (
-        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS item "
+        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS path_cleaned, "
+        f"{_grouped(params, spec, 'path_cleaned')} AS item "
         f"FROM events WHERE {' AND '.join(f'({w})' for w in where)}{having}"
     )
 
