@@ -16,6 +16,9 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
   ``breakdown_value`` (lists of strings) with a breakdown.
 * ``has_more``: whether breakdown values were cut into "Other".
 
+``funnel_persons(...)`` gives, per person who entered, the steps reached and the best attempt's
+step times (for funnel paths, tests/oracle/paths.py).
+
 ``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
 query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
 
@@ -271,6 +274,8 @@ class _Outcome:
     furthest: int  # steps completed along the best attempt (ordered) / distinct steps (unordered)
     bits: int
     step_seconds: list[float | None]  # per step: seconds from the previous mandatory step (None: none)
+    times: tuple[int, ...] = ()  # ordered/strict: the best attempt's mandatory step times (µs)
+    person: str = ""
 
 
 def _by_timestamp(evs: list[_Ev]) -> Iterable[list[_Ev]]:
@@ -356,7 +361,7 @@ def _walk_ordered(f: _Funnel, evs: list[_Ev], value: tuple[str, ...]) -> _Outcom
     seconds: list[float | None] = [None] * n
     for j in range(1, len(best.times)):
         seconds[mandatory[j]] = (best.times[j] - best.times[j - 1]) / 1e6
-    return _Outcome(best_slot, best.bits, seconds)
+    return _Outcome(best_slot, best.bits, seconds, best.times)
 
 
 def _walk_unordered(f: _Funnel, evs: list[_Ev]) -> _Outcome | None:
@@ -477,7 +482,7 @@ def _walk_all(
         per_person.setdefault(e.person_id, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
 
     rows: list[tuple[tuple[str, ...], _Outcome]] = []
-    for stream in per_person.values():
+    for person, stream in per_person.items():
         # One instant's events are taken in the order of their step codes, then values (the
         # reference leaves it to the engine's row order; it matters when an event may complete
         # a step another event of that instant completes too).
@@ -487,8 +492,26 @@ def _walk_all(
             mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
             outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
             if outcome is not None:
+                outcome.person = person
                 rows.append((value, outcome))
     return f, rows
+
+
+def funnel_persons(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+    actions: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Per person who entered the funnel (no breakdown, ordered or strict, no optional steps): the
+    steps reached and their times along the best attempt (µs), for funnel paths."""
+    f, rows = _walk_all(events, query, timezone, 0, now, test_account_filters, actions)
+    if f.breakdown is not None or f.order == "unordered" or any(s.optional for s in f.steps):
+        raise Unimplemented("funnel paths follow ordered and strict funnels without breakdowns or optional steps")
+    return {o.person: (o.furthest, o.times) for _, o in rows}
 
 
 @dataclass

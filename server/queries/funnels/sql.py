@@ -222,14 +222,26 @@ def _values(params: Params, spec: FunnelSpec) -> str:
 # ------------------------------------------------------------------------------------- walks
 
 
-def walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
-    """The per-person walk (`_walks`) for the other visualisations (ttc.py)."""
-    return _walks(params, spec, query, ctx)
+def walks(
+    params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context, *, stamps: bool = False
+) -> str:
+    """The per-person walk (`_walks`) for the other visualisations (ttc.py) and the paths of a
+    funnel (`stamps`: with the person and the step times, ordered and strict funnels without
+    optional steps)."""
+    return _walks(params, spec, query, ctx, stamps=stamps)
 
 
-def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
+def _walks(
+    params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context, *, stamps: bool = False
+) -> str:
     """Rows (value, bits, d1..d{n-1}): per person and value, the steps completed (bit k: step k)
-    and the microseconds of each step's conversion (0 when none), for persons who entered."""
+    and the microseconds of each step's conversion (0 when none), for persons who entered.
+
+    With `stamps` (ordered or strict, no optional step) each row also has `actor` and s0..s{n-1},
+    the microsecond time of each step of the best attempt (0 when not reached); the steps view
+    never asks for them, so its statement is unchanged."""
+    if stamps and (spec.order == "unordered" or any(step.optional for step in spec.steps)):
+        raise ValueError("step times are those of an ordered or strict funnel without optional steps")
     actors = _actors(params, spec, query, ctx)
     window = params.bind(spec.window_seconds * 1_000_000, "Int64")
     evs = "arrayFilter(e -> e.3 = value, evs)" if spec.attribution == "all_events" else "evs"
@@ -237,7 +249,8 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
 
     def source(*layers: list[str]) -> str:
         """The person's events as `fw_evs`, then each layer's columns over the one before."""
-        sql = f"SELECT value, {evs} AS fw_evs FROM ({actors}) ARRAY JOIN vals AS value"
+        who = "actor, " if stamps else ""
+        sql = f"SELECT {who}value, {evs} AS fw_evs FROM ({actors}) ARRAY JOIN vals AS value"
         for cols in layers:
             sql = f"SELECT *, {', '.join(cols)} FROM ({sql})"
         return sql
@@ -272,10 +285,12 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
         inner = source([times, codes], [mixed], [items], *layers)
         columns = ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}] - {best}[{k}], 0) AS d{k}" for k in range(1, n))
         bits = f"toUInt32(bitShiftLeft(toUInt32(1), {furthest}) - 1)"
+        if stamps:
+            columns += ", actor, " + ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}], 0) AS s{k}" for k in range(n))
         return f"SELECT value, {bits} AS bits, {columns} FROM ({inner}) WHERE {furthest} > 0"
     # Exclusions, optional steps or step attribution: the fold for every person.
     mandatory = [k for k, step in enumerate(spec.steps) if not step.optional]
-    stamps = "tupleElement(res, 9)"
+    stamps_of = "tupleElement(res, 9)"
     fold_times = []
     for k in range(1, n):
         if spec.steps[k].optional:
@@ -283,12 +298,15 @@ def _walks(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx:
         else:
             # The j-th gap between mandatory step times belongs to the j-th mandatory step after the first.
             j = mandatory.index(k)
-            fold_times.append(f"if(length({stamps}) > {j}, {stamps}[{j + 1}] - {stamps}[{j}], 0)")
+            fold_times.append(f"if(length({stamps_of}) > {j}, {stamps_of}[{j + 1}] - {stamps_of}[{j}], 0)")
     fold_bits = "tupleElement(res, 10)"
     # The best attempt reached a step and is not excluded.
     fold_entered = "tupleElement(res, 6) > 0 AND tupleElement(res, 8) = 0"
     fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
     columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
+    if stamps:
+        # Without optional steps every step is mandatory: the j-th time is step j's.
+        columns += ", actor, " + ", ".join(f"if(length({stamps_of}) > {k}, {stamps_of}[{k + 1}], 0) AS s{k}" for k in range(n))
     inner = source([f"{fold} AS res"])
     return f"SELECT value, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
 
