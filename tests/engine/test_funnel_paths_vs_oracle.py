@@ -19,8 +19,8 @@ from tests.hypothesis_profiles import examples
 # Measured over 25 randomized seeds of 100 examples (the tally counts the oracle's result, so the
 # oracle alone measured it): 0.29 to 0.71 of the examples compare edges, mean 0.53 (hypothesis's
 # first examples are small, and drop-offs and paths between two steps are often empty); below
-# this the strategies have degenerated.
-MIN_NONZERO_SHARE = 0.25
+# this (a tenth below the lowest seed) the strategies have degenerated.
+MIN_NONZERO_SHARE = 0.20
 
 
 @pytest.mark.hypothesis
