@@ -1,6 +1,7 @@
-"""Funnel paths (query-engine-semantics §8.1, §4; docs/decisions.md "Funnel paths"), through the SQL
-engine on chDB, against hand-worked edges (none comes from the oracle): the funnel's persons at a
-step, their events before / after / between the step times, sessions split at the funnel window."""
+"""Funnel paths (query-engine-semantics §8.1, §4; docs/decisions.md "Path groupings, drill-down keys
+and funnel paths"), through the SQL engine on chDB, against hand-worked edges (none comes from the
+oracle): the funnel's persons at a step, their events before / after / between the step times,
+sessions split at the funnel window."""
 
 from __future__ import annotations
 

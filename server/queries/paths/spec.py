@@ -172,8 +172,9 @@ def wildcard_regex(grouping: str) -> str:
 
 
 def _funnel(fpf: query_pb2.FunnelPathsFilter, later: list[tuple[str, str]]) -> FunnelPaths:
-    """The checked funnelPathsFilter (query-engine-semantics §8.1; docs/decisions.md, "Funnel
-    paths"): the funnel is checked as a FunnelsQuery, its errors and refusals under its field."""
+    """The checked funnelPathsFilter (query-engine-semantics §8.1; docs/decisions.md, "Path
+    groupings, drill-down keys and funnel paths"): the funnel is checked as a FunnelsQuery, its
+    errors and refusals under its field."""
     where = "funnelPathsFilter"
     if not fpf.HasField("funnel_source"):
         raise QueryError("funnel paths need funnelSource (a FunnelsQuery)", f"{where}.funnelSource")

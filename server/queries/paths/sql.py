@@ -80,9 +80,10 @@ def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx:
 
 
 def _funnel_events(params: Params, funnel: FunnelPaths, events: str, walks: str) -> str:
-    """The path events of the funnel's persons at `funnelStep`, within their times (docs/decisions.md,
-    "Funnel paths"): before (up to and with) the target step's time, after it (from it; after a
-    drop-off, from one window past the last step reached), or between the step before and it."""
+    """The path events of the funnel's persons at `funnelStep`, within their times: before (up to
+    and with) the target step's time, after it (from it; after a drop-off, from one window past
+    the last step reached), or between the step before and it (docs/decisions.md, "Path
+    groupings, drill-down keys and funnel paths")."""
     if funnel.dropped:
         who = f"bitCount(bits) = {params.bind(-funnel.step - 1, 'Int64')}"
     else:
