@@ -114,6 +114,14 @@ def test_invalid_funnel_paths_name_their_field(store: EventStore, fpf: dict[str,
     assert err.value.path == field
 
 
+def test_funnel_paths_without_a_funnel_name_the_source(store: EventStore) -> None:
+    query = paths()
+    query["funnelPathsFilter"] = {"funnelPathType": "funnel_path_after_step", "funnelStep": 1}
+    with pytest.raises(QueryError) as err:
+        run(store, [], query)
+    assert err.value.path == "funnelPathsFilter.funnelSource"
+
+
 def test_an_invalid_funnel_names_its_field_under_the_source(store: EventStore) -> None:
     source = funnel()
     source["series"] = source["series"][:1]

@@ -234,7 +234,6 @@ def test_invalid_options_name_their_field(store: EventStore, filters: dict[str, 
         ({"pathsFilter": {"pathDropoffKey": "2_/b"}}, "pathsFilter.pathDropoffKey"),
         ({"pathsFilter": {"pathReplacements": True}}, "pathsFilter.pathReplacements"),
         ({"pathsFilter": {"pathStartKey": "1_/a"}}, "pathsFilter.pathStartKey"),
-        ({"funnelPathsFilter": {"funnelStep": 1}}, "funnelPathsFilter"),
         ({"samplingFactor": 0.5}, "samplingFactor"),
     ],
 )
