@@ -2,7 +2,8 @@
 
 Gaps are drawn around the 30-minute session boundary (29:59, exactly 30:00, 30:01) and well
 inside it; some events fall just outside the range, repeat the previous page (collapsed), or
-share a timestamp. Start/end points are drawn from the items the events carry, so most cuts keep paths.
+share a timestamp. Start/end points are drawn from the items the events carry (or a grouping's text), so most cuts
+keep paths.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ BOUNDARY_GAPS = (1799, 1800, 1801, 7200)
 RANGES = (("-7d", None), ("-10d", "-2d"), ("-3d", "-1d"))
 TYPES = ("$pageview", "$screen", "custom_event")
 CLEANING = ({"regex": "/a/[0-9]+", "alias": "/a/:id"}, {"regex": "^/$", "alias": "/home"})
+# Wildcard groupings: overlapping ("/a/*" and "*2"), matching inside a step ("ic"), after cleaning
+# (":id"), and with regex metacharacters and quotes that must stay literal.
+GROUPINGS = ("/a/*", "*2", "ic", ":id", "/home*", "/it's*", "(.)*", "/a/[0-9]+", "sign*p*", "Ma?n")
 
 __all__ = ["TEST_ACCOUNT_FILTERS", "PathsCase", "paths_cases"]
 
@@ -65,8 +69,13 @@ def _filter(draw: st.DrawFn, events: list[Event]) -> dict[str, Any]:
         pf["maxEdgeWeight"] = draw(st.integers(1, 3))
     if draw(st.integers(0, 2)) == 0:
         pf["localPathCleaningFilters"] = draw(st.lists(st.sampled_from(CLEANING), min_size=1, max_size=2))
+    if draw(st.integers(0, 2)) == 0:
+        pf["pathGroupings"] = draw(st.lists(st.sampled_from(GROUPINGS), min_size=1, max_size=3))
+        if point and draw(st.booleans()):
+            # A grouping's text is a step its members become: a point that keeps paths.
+            pf["startPoint" if point in (1, 3) else "endPoint"] = draw(st.sampled_from(pf["pathGroupings"]))
     if draw(st.integers(0, 4)) == 0:
-        pf["excludeEvents"] = [draw(st.sampled_from(ITEMS))]
+        pf["excludeEvents"] = [draw(st.sampled_from(ITEMS + GROUPINGS))]
     return pf
 
 

@@ -157,6 +157,35 @@ def test_cleaning_rules_apply_in_order_and_exclusions_use_the_cleaned_item(store
     assert got == {("1_/user/<id>", "2_/done"): 1.0}
 
 
+def test_a_grouping_replaces_the_cleaned_steps_it_matches_first_grouping_first(store: EventStore) -> None:
+    events = [
+        pv(at(5, 10, 0), "/user/1"),
+        pv(at(5, 10, 1), "/user/22/edit"),
+        pv(at(5, 10, 2), "/shop/user/3"),
+        pv(at(5, 10, 3), "/cart"),
+    ]
+    # "/user/*" matches anywhere in a step, so "/shop/user/3" joins it; the runs of one grouping
+    # collapse into one step. "*art" is listed first for "/cart" and wins over "/c*".
+    got = edges(run(store, events, paths(pathGroupings=["/user/*", "*art", "/c*"])).results)
+    assert got == {("1_/user/*", "2_*art"): 1.0}
+    # Cleaning first: "/cart" becomes "/basket", which no grouping but "/b*" matches.
+    rules = [{"regex": "cart", "alias": "basket"}]
+    got = edges(run(store, events, paths(pathGroupings=["/user/*", "/b*"], localPathCleaningFilters=rules)).results)
+    assert got == {("1_/user/*", "2_/b*"): 1.0}
+
+
+def test_a_grouping_is_literal_text_but_its_stars_and_points_and_exclusions_use_its_text(store: EventStore) -> None:
+    events = [pv(at(5, 10, 0), "/a(1)"), pv(at(5, 10, 1), "/a.b"), pv(at(5, 10, 2), "/axb"), pv(at(5, 10, 3), "/z")]
+    # "/a.b" is literal: it takes "/a.b" but not "/axb"; "(1)" is literal too.
+    got = edges(run(store, events, paths(pathGroupings=["/a.b", "*(1)"])).results)
+    assert got == {("1_*(1)", "2_/a.b"): 1.0, ("2_/a.b", "3_/axb"): 1.0, ("3_/axb", "4_/z"): 1.0}
+    # A start point and an exclusion compare the grouped step.
+    got = edges(run(store, events, paths(pathGroupings=["/a*b"], startPoint="/a*b")).results)
+    assert got == {("1_/a*b", "2_/z"): 1.0}
+    got = edges(run(store, events, paths(pathGroupings=["/a*b"], excludeEvents=["/a*b"])).results)
+    assert got == {("1_/a(1)", "2_/z"): 1.0}
+
+
 def test_properties_and_test_accounts_filter_events(store: EventStore) -> None:
     events = [
         pv(at(5, 10, 0), "/a", browser="Chrome"),
@@ -187,6 +216,8 @@ def test_the_range_is_whole_days_in_the_time_zone(store: EventStore) -> None:
         ({"minEdgeWeight": -1}, "pathsFilter.minEdgeWeight"),
         ({"localPathCleaningFilters": [{"regex": "(", "alias": "x"}]}, "pathsFilter.localPathCleaningFilters[0].regex"),
         ({"localPathCleaningFilters": [{"regex": "a", "alias": "\\1"}]}, "pathsFilter.localPathCleaningFilters[0].alias"),
+        ({"pathGroupings": ["/a/*", ""]}, "pathsFilter.pathGroupings[1]"),
+        ({"pathGroupings": [f"/{i}/*" for i in range(101)]}, "pathsFilter.pathGroupings"),
     ],
 )
 def test_invalid_options_name_their_field(store: EventStore, filters: dict[str, Any], field: str) -> None:
@@ -199,10 +230,10 @@ def test_invalid_options_name_their_field(store: EventStore, filters: dict[str, 
     ("query", "field"),
     [
         ({"pathsFilter": {"includeEventTypes": ["hogql"], "pathsHogQLExpression": "event"}}, "pathsFilter.includeEventTypes"),
-        ({"pathsFilter": {"pathGroupings": ["/a/*"]}}, "pathsFilter.pathGroupings"),
+        ({"pathsFilter": {"pathEndKey": "2_/b"}}, "pathsFilter.pathEndKey"),
+        ({"pathsFilter": {"pathDropoffKey": "2_/b"}}, "pathsFilter.pathDropoffKey"),
         ({"pathsFilter": {"pathReplacements": True}}, "pathsFilter.pathReplacements"),
         ({"pathsFilter": {"pathStartKey": "1_/a"}}, "pathsFilter.pathStartKey"),
-        ({"funnelPathsFilter": {"funnelStep": 1}}, "funnelPathsFilter"),
         ({"samplingFactor": 0.5}, "samplingFactor"),
     ],
 )
@@ -217,7 +248,12 @@ def test_hostile_values_are_bound_never_in_the_sql(store: EventStore) -> None:
     events = [pv(at(5, 10, 0), hostile), pv(at(5, 10, 1), "/b")]
     cleaned = hostile.replace("DROP", hostile)
     rules = [{"regex": "DROP", "alias": hostile}]
-    query = paths(startPoint=cleaned, localPathCleaningFilters=rules, excludeEvents=[hostile + "z"])
+    query = paths(
+        startPoint=cleaned,
+        localPathCleaningFilters=rules,
+        excludeEvents=[hostile + "z"],
+        pathGroupings=[hostile + "*DROP\\", "\\1'); DROP*"],
+    )
     query["properties"] = [{"key": hostile, "operator": "is_not", "value": hostile}]
     result = run(store, events, query)
     assert "DROP" not in result.outcome.sql

@@ -19,10 +19,12 @@ from tests.engine.tally import NONZERO, ZERO, assert_mostly_nonzero
 from tests.hypothesis_profiles import examples
 from tests.oracle.paths import compute_paths
 
-# Measured over 30 randomized seeds of 100 examples: 0.56 to 0.87 of the examples compare edges
-# (hypothesis's examples are correlated, so one run's share spreads widely); below this the
-# strategies have degenerated.
-MIN_NONZERO_SHARE = 0.45
+# Measured over 25 randomized seeds of 100 examples, with path groupings drawn (the tally counts
+# the oracle's result, so the oracle alone measured it): 0.45 to 0.84 of the examples compare
+# edges, mean 0.65 (hypothesis's examples are correlated, so one run's share spreads widely; before
+# groupings 0.56 to 0.87 over 30 seeds); the floor leaves a tenth below the lowest seed; below it
+# the strategies have degenerated.
+MIN_NONZERO_SHARE = 0.35
 
 
 def check(store: EventStore, case: PathsCase) -> str:

@@ -80,6 +80,14 @@ async def test_ingested_pageviews_come_back_as_edges_through_run_query_and_a_sav
     found = await _run(server, tenant, _paths(start_point=HOSTILE))
     assert list(found.result.paths.edges) == []
     assert HOSTILE not in found.hogql
+    # Groupings: "*ric*" takes "/pricing" wherever it occurs; the hostile grouping is literal text
+    # (its parenthesis and semicolons no regex, its quote bound) and takes the hostile page.
+    grouped = await _run(server, tenant, _paths(path_groupings=["*ric*", HOSTILE]))
+    assert [(e.source, e.target, e.value) for e in grouped.result.paths.edges] == [
+        ("1_/home", "2_*ric*", 2.0),
+        ("2_*ric*", f"3_{HOSTILE}", 1.0),
+    ]
+    assert HOSTILE not in grouped.hogql
     # A saved insight computes the same on a computing read.
     saved = await api.create(name="paths", query=_viz(_paths()))
     got = await api.stub.GetInsight(
@@ -90,6 +98,64 @@ async def test_ingested_pageviews_come_back_as_edges_through_run_query_and_a_sav
     assert got.result.paths == computed.result.paths
 
 
+def _funnel(**filters: object) -> qpb.FunnelsQuery:
+    """signup → purchase within an hour."""
+    steps = [qpb.SeriesNode(events_node=qpb.EventsNode(event=name)) for name in ("signup", "purchase")]
+    ff = qpb.FunnelsFilter(
+        funnel_window_interval=1, funnel_window_interval_unit=qpb.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_HOUR, **filters
+    )  # type: ignore[arg-type]
+    return qpb.FunnelsQuery(series=steps, funnels_filter=ff)
+
+
+def _funnel_paths(kind: str, step: int, source: qpb.FunnelsQuery | None = None) -> qpb.PathsQuery:
+    query = _paths()
+    query.funnel_paths_filter.CopyFrom(
+        qpb.FunnelPathsFilter(funnel_source=source or _funnel(), funnel_path_type=kind, funnel_step=step)
+    )
+    return query
+
+
+async def test_funnel_paths_follow_the_funnel_persons_around_their_step_times(
+    api: Api, server: Server, tenant: Tenant
+) -> None:
+    stub = egrpc.EventsServiceStub(server.channel)
+    events = [
+        # a converts (signup at 1, purchase at 4); b signs up and drops off; c never signs up.
+        _event("$pageview", "a", 0, **{"$current_url": "/home"}),
+        _event("signup", "a", 1),
+        _event("$pageview", "a", 2, **{"$current_url": "/pricing"}),
+        _event("$pageview", "a", 3, **{"$current_url": "/cart"}),
+        _event("purchase", "a", 4),
+        _event("$pageview", "a", 5, **{"$current_url": "/thanks"}),
+        _event("signup", "b", 0),
+        _event("$pageview", "b", 1, **{"$current_url": "/pricing"}),
+        _event("$pageview", "b", 2, **{"$current_url": HOSTILE}),
+        _event("$pageview", "c", 0, **{"$current_url": "/home"}),
+        _event("$pageview", "c", 1, **{"$current_url": "/pricing"}),
+    ]
+    response = await stub.IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+
+    async def edges(query: qpb.PathsQuery) -> list[tuple[str, str, float]]:
+        computed = await _run(server, tenant, query)
+        return [(e.source, e.target, e.value) for e in computed.result.paths.edges]
+
+    # After signing up: a and b, from their signup on (c's same pages are not followed).
+    assert await edges(_funnel_paths("funnel_path_after_step", 1)) == [
+        ("1_/pricing", "2_/cart", 1.0),
+        ("1_/pricing", f"2_{HOSTILE}", 1.0),
+        ("2_/cart", "3_/thanks", 1.0),
+    ]
+    # Between signing up and buying: a only.
+    assert await edges(_funnel_paths("funnel_path_between_steps", 2)) == [("1_/pricing", "2_/cart", 1.0)]
+    # Before the drop-off at the purchase (b's signup, no page before it): nothing.
+    assert await edges(_funnel_paths("funnel_path_before_step", -2)) == []
+
+
 INVALID: list[tuple[str, Callable[[], qpb.PathsQuery]]] = [
     ("pathsFilter.stepLimit", lambda: _paths(step_limit=0)),
     ("pathsFilter.edgeLimit", lambda: _paths(edge_limit=-1)),
@@ -97,6 +163,9 @@ INVALID: list[tuple[str, Callable[[], qpb.PathsQuery]]] = [
         "pathsFilter.localPathCleaningFilters[0].regex",
         lambda: _paths(local_path_cleaning_filters=[qpb.PathCleaningFilter(regex="(a", alias="b")]),
     ),
+    ("pathsFilter.pathGroupings[0]", lambda: _paths(path_groupings=[""])),
+    ("funnelPathsFilter.funnelSource", lambda: qpb.PathsQuery(funnel_paths_filter=qpb.FunnelPathsFilter(funnel_step=1))),
+    ("funnelPathsFilter.funnelStep", lambda: _funnel_paths("funnel_path_after_step", -1)),
 ]
 
 
@@ -110,8 +179,11 @@ async def test_an_invalid_paths_query_is_refused_naming_the_field_and_not_saved(
 
 
 LATER: list[tuple[str, Callable[[], qpb.PathsQuery]]] = [
-    ("funnelPathsFilter", lambda: qpb.PathsQuery(funnel_paths_filter=qpb.FunnelPathsFilter(funnel_step=1))),
-    ("pathsFilter.pathGroupings", lambda: _paths(path_groupings=["/a/*"])),
+    (
+        "funnelPathsFilter.funnelSource.funnelsFilter.funnelOrderType",
+        lambda: _funnel_paths("funnel_path_after_step", 1, _funnel(funnel_order_type=qpb.FUNNEL_ORDER_TYPE_UNORDERED)),
+    ),
+    ("pathsFilter.pathDropoffKey", lambda: _paths(path_dropoff_key="2_/pricing")),
     ("samplingFactor", lambda: qpb.PathsQuery(sampling_factor=0.5)),
 ]
 

@@ -16,6 +16,9 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
   ``breakdown_value`` (lists of strings) with a breakdown.
 * ``has_more``: whether breakdown values were cut into "Other".
 
+``funnel_persons(...)`` gives, per person who entered, the steps reached and the best attempt's
+step times (for funnel paths, tests/oracle/paths.py).
+
 ``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
 query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
 
@@ -313,6 +316,8 @@ class _Outcome:
     furthest: int  # steps completed along the best attempt (ordered) / distinct steps (unordered)
     bits: int
     step_seconds: list[float | None]  # per step: seconds from the previous mandatory step (None: none)
+    times: tuple[int, ...] = ()  # ordered/strict: the best attempt's mandatory step times (µs)
+    person: str = ""
 
 
 def _by_timestamp(evs: list[_Ev]) -> Iterable[list[_Ev]]:
@@ -398,7 +403,7 @@ def _walk_ordered(f: _Funnel, evs: list[_Ev], value: tuple[str, ...]) -> _Outcom
     seconds: list[float | None] = [None] * n
     for j in range(1, len(best.times)):
         seconds[mandatory[j]] = (best.times[j] - best.times[j - 1]) / 1e6
-    return _Outcome(best_slot, best.bits, seconds)
+    return _Outcome(best_slot, best.bits, seconds, best.times)
 
 
 def _walk_unordered(f: _Funnel, evs: list[_Ev]) -> _Outcome | None:
@@ -489,11 +494,12 @@ def _walk_all(
     """The funnel and, per person and breakdown value entered, the walk's outcome."""
     f, _, streams = _streams(events, query, timezone, week_start_day, now, test_account_filters, actions)
     rows: list[tuple[tuple[str, ...], _Outcome]] = []
-    for evs in streams:
+    for person, evs in streams:
         for value in _attributed(f, evs):
             mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
             outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
             if outcome is not None:
+                outcome.person = person
                 rows.append((value, outcome))
     return f, rows
 
@@ -506,8 +512,8 @@ def _streams(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None,
     actions: dict[int, dict[str, Any]] | None = None,
-) -> tuple[_Funnel, DateRange, list[list[_Ev]]]:
-    """The funnel, its date range and each person's funnel events in walking order."""
+) -> tuple[_Funnel, DateRange, list[tuple[str, list[_Ev]]]]:
+    """The funnel, its date range and each person's (actor's) funnel events in walking order."""
     events = list(events)
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
@@ -551,12 +557,12 @@ def _streams(
         per_person.setdefault(actor, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
 
     streams = []
-    for stream in per_person.values():
+    for person, stream in per_person.items():
         # One instant's events are taken in the order of their step codes, then values (the
         # reference leaves it to the engine's row order; it matters when an event may complete
         # a step another event of that instant completes too).
         stream.sort(key=lambda item: (item[0], item[2], item[3], item[1]))
-        streams.append([_Ev(t, i, codes, value) for i, (t, _, codes, value) in enumerate(stream)])
+        streams.append((person, [_Ev(t, i, codes, value) for i, (t, _, codes, value) in enumerate(stream)]))
     return f, rng, streams
 
 
@@ -578,6 +584,23 @@ def _first_events(f: _Funnel, events: list[Event], upper: datetime) -> dict[int,
                 first[e.person_id] = e
         out[k] = {e.uuid for e in first.values()}
     return out
+
+
+def funnel_persons(
+    events: Iterable[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+    actions: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Per person who entered the funnel (no breakdown, ordered or strict, no optional steps): the
+    steps reached and their times along the best attempt (µs), for funnel paths."""
+    f, rows = _walk_all(events, query, timezone, 0, now, test_account_filters, actions)
+    if f.breakdown is not None or f.order == "unordered" or any(s.optional for s in f.steps):
+        raise Unimplemented("funnel paths follow ordered and strict funnels without breakdowns or optional steps")
+    return {o.person: (o.furthest, o.times) for _, o in rows}
 
 
 @dataclass
@@ -724,7 +747,7 @@ def compute_funnel_trends(
 
     periods = len(rng.bucket_keys)
     counts: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
-    for evs in streams:
+    for _, evs in streams:
         entered = sorted({period(e) for e in evs if 1 in e.codes})
         for value in _attributed(f, evs):
             mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs

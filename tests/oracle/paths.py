@@ -9,7 +9,10 @@ that mean the same in RE2).
 API
 ---
 ``compute_paths(events, query, *, timezone, now, test_account_filters=None)`` returns the result
-edges ``{source, target, value, average_conversion_time}`` heaviest first.
+edges ``{source, target, value, average_conversion_time}`` heaviest first. ``pathGroupings`` are
+matched as plain text with ``*`` wildcards (no regex), after the cleaning rules. A
+``funnelPathsFilter`` follows the persons and step times of the funnel oracle's walk
+(tests/oracle/funnels.py ``funnel_persons``), sessions split at the funnel's window.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tests.oracle.funnels import UNIT_SECONDS, funnel_persons
 from tests.oracle.trends import Event, compile_properties, resolve_date_range
 
 SESSION_GAP_SECONDS = 1800
@@ -28,6 +32,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _strip_slash(text: str) -> str:
     return text[:-1] if len(text) > 1 and text.endswith("/") else text
+
+
+def _matches(item: str, grouping: str) -> bool:
+    """Whether `item` contains a run matching `grouping`, where `*` stands for any characters and
+    everything else is literal: its literal parts found left to right, each after the previous."""
+    at = 0
+    for part in grouping.split("*"):
+        found = item.find(part, at)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
+
+
+def _group(item: str, groupings: list[str]) -> str:
+    """The first grouping `item` matches replaces it (the groupings follow the cleaning rules)."""
+    for grouping in groupings:
+        if _matches(item, grouping):
+            return grouping
+    return item
 
 
 def _item(e: Event, cleaning: list[tuple[str, str]]) -> str:
@@ -89,6 +113,39 @@ def _cut(path: list[tuple[int, str]], start: str | None, end: str | None, n: int
     return path[:n]
 
 
+def _funnel_bounds(
+    events: list[Event],
+    fpf: dict[str, Any],
+    timezone: str,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None,
+) -> tuple[dict[str, tuple[int, int]], int]:
+    """Per person of the funnel at `funnelStep`, the inclusive span of times (µs) their paths
+    follow, and the session gap (the funnel's window, µs).
+
+    funnelStep N > 0: persons who reached step N, bounded by step N's time; -N: persons who
+    reached step N-1 and not N, bounded by step N-1's time. Before: up to that time; after: from
+    it (after a drop-off, from one window later); between: from the step before it to it."""
+    source = fpf["funnelSource"]
+    ff = source.get("funnelsFilter") or {}
+    window_us = (ff.get("funnelWindowInterval") or 14) * UNIT_SECONDS[ff.get("funnelWindowIntervalUnit") or "day"] * 1_000_000
+    step, kind = fpf["funnelStep"], fpf["funnelPathType"]
+    persons = funnel_persons(events, source, timezone=timezone, now=now, test_account_filters=test_account_filters)
+    out: dict[str, tuple[int, int]] = {}
+    for person, (reached, times) in persons.items():
+        if (step > 0 and reached < step) or (step < 0 and reached != -step - 1):
+            continue
+        target = times[step - 1] if step > 0 else times[-step - 2]
+        if kind == "funnel_path_before_step":
+            out[person] = (-(2**62), target)
+        elif kind == "funnel_path_after_step":
+            out[person] = (target + (window_us if step < 0 else 0), 2**62)
+        else:
+            previous = times[step - 2] if step > 0 else times[-step - 3]
+            out[person] = (previous, target)
+    return out, window_us
+
+
 def compute_paths(
     events: list[Event],
     query: dict[str, Any],
@@ -101,6 +158,7 @@ def compute_paths(
     pf = query.get("pathsFilter") or {}
     types = set(pf.get("includeEventTypes") or [])
     cleaning = [(r["regex"], r.get("alias") or "") for r in pf.get("localPathCleaningFilters") or []]
+    groupings = list(pf.get("pathGroupings") or [])
     start = _strip_slash(pf["startPoint"]) if pf.get("startPoint") else None
     end = _strip_slash(pf["endPoint"]) if pf.get("endPoint") else None
     n = pf.get("stepLimit", 5)
@@ -110,13 +168,23 @@ def compute_paths(
     query_filter = compile_properties(query.get("properties"), ZoneInfo(timezone))
     test_filter = compile_properties(test_account_filters or [], ZoneInfo(timezone)) if query.get("filterTestAccounts") else None
 
+    gap_us = SESSION_GAP_SECONDS * 1_000_000
+    bounds: dict[str, tuple[int, int]] | None = None
+    if query.get("funnelPathsFilter"):
+        bounds, gap_us = _funnel_bounds(events, query["funnelPathsFilter"], timezone, now, test_account_filters)
+
     by_person: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for e in events:
         if not grid.lower <= e.timestamp <= grid.upper or not _followed(e, types):
             continue
+        if bounds is not None:
+            span = bounds.get(e.person_id)
+            micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
+            if span is None or not span[0] <= micros <= span[1]:
+                continue
         if not query_filter(e) or (test_filter is not None and not test_filter(e)):
             continue
-        item = _item(e, cleaning)
+        item = _group(_item(e, cleaning), groupings)
         if item in exclude:
             continue
         micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
@@ -127,7 +195,7 @@ def compute_paths(
         steps.sort()
         sessions: list[list[tuple[int, str]]] = []
         for i, step in enumerate(steps):
-            if i == 0 or step[0] - steps[i - 1][0] >= SESSION_GAP_SECONDS * 1_000_000:
+            if i == 0 or step[0] - steps[i - 1][0] >= gap_us:
                 sessions.append([])
             sessions[-1].append(step)
         for session in sessions:

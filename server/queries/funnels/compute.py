@@ -63,6 +63,23 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
 
 def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
     spec = funnel_spec(query)
+    params = Params(columns=ctx.materialized)
+    members = CohortCompiler(ctx)
+    context = funnel_context(query, spec, ctx, members)
+    build = {"time_to_convert": ttc.statement, "trends": trends_view.statement}.get(spec.viz, fsql.statement)
+    sql = build(params, spec, query, context)
+    # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
+    members.raise_unavailable()
+    if context.unavailable:
+        raise context.unavailable[0]
+    return _Plan(spec, context.dates, params, sql)
+
+
+def funnel_context(
+    query: query_pb2.FunnelsQuery, spec: FunnelSpec, ctx: QueryContext, members: CohortCompiler
+) -> fsql.Context:
+    """Where and over what `query`'s statement runs: its date range in the environment's time
+    zone, its sampling, the actions and cohorts (`members`) it names (also for funnel paths)."""
     date_from = query.date_range.date_from if query.date_range.HasField("date_from") else None
     date_to = query.date_range.date_to if query.date_range.HasField("date_to") else None
     dates = resolve_date_range(
@@ -76,18 +93,7 @@ def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
         earliest=ctx.earliest() if date_from == "all" else None,
     )
     threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
-    params = Params(columns=ctx.materialized)
-    members = CohortCompiler(ctx)
-    context = fsql.Context(
-        ctx.team_id, dates, list(ctx.test_account_filters), threshold, members, ctx.definitions.actions
-    )
-    build = {"time_to_convert": ttc.statement, "trends": trends_view.statement}.get(spec.viz, fsql.statement)
-    sql = build(params, spec, query, context)
-    # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
-    members.raise_unavailable()
-    if context.unavailable:
-        raise context.unavailable[0]
-    return _Plan(spec, dates, params, sql)
+    return fsql.Context(ctx.team_id, dates, list(ctx.test_account_filters), threshold, members, ctx.definitions.actions)
 
 
 # ------------------------------------------------------------------------------------ results

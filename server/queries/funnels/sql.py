@@ -264,16 +264,20 @@ def walks(
     query: query_pb2.FunnelsQuery,
     ctx: Context,
     period: Callable[[str], str] | None = None,
+    *,
+    stamps: bool = False,
 ) -> str:
-    """The per-person walk (`_walks`) for the other visualisations (ttc.py, trends_view.py).
+    """The per-person walk (`_walks`) for the other visualisations (ttc.py, trends_view.py) and the
+    paths of a funnel.
 
     With `period` (the SQL of an event's entrance period from its time in µs), one walk per person,
     value and period in which the person has a first-step event, with rows (value, period, bits,
     d1..d{n-1}): the period's walk sees no event before the period, and the events after it lose
     their first-step match (they may be later steps, never entries), so it follows only attempts
-    entering in the period.
+    entering in the period. With `stamps` (ordered and strict funnels without optional steps, no
+    period): the person and the step times too (see `_walks`).
     """
-    return _walks(params, spec, query, ctx, period)
+    return _walks(params, spec, query, ctx, period, stamps=stamps)
 
 
 def _in_period(evs: str, spec: FunnelSpec, period: Callable[[str], str]) -> str:
@@ -300,10 +304,18 @@ def _walks(
     query: query_pb2.FunnelsQuery,
     ctx: Context,
     period: Callable[[str], str] | None = None,
+    *,
+    stamps: bool = False,
 ) -> str:
     """Rows (value, bits, d1..d{n-1}): per person and value, the steps completed (bit k: step k)
     and the microseconds of each step's conversion (0 when none), for persons who entered. With
-    `period`: (value, period, bits, d1..d{n-1}) per person, value and entrance period (`walks`)."""
+    `period`: (value, period, bits, d1..d{n-1}) per person, value and entrance period (`walks`).
+
+    With `stamps` (ordered or strict, no optional step, no period) each row also has `actor` and
+    s0..s{n-1}, the microsecond time of each step of the best attempt (0 when not reached); the
+    steps view never asks for them, so its statement is unchanged."""
+    if stamps and (spec.order == "unordered" or any(step.optional for step in spec.steps) or period is not None):
+        raise ValueError("step times are those of an ordered or strict funnel without optional steps or periods")
     actors = _actors(params, spec, query, ctx)
     window = params.bind(spec.window_seconds * 1_000_000, "Int64")
     evs = "arrayFilter(e -> e.3 = value, evs)" if spec.attribution == "all_events" else "evs"
@@ -317,7 +329,8 @@ def _walks(
 
     def source(*layers: list[str]) -> str:
         """The person's events as `fw_evs`, then each layer's columns over the one before."""
-        sql = f"SELECT {key}, {evs} AS fw_evs FROM ({actors}) {joined}"
+        who = "actor, " if stamps else ""
+        sql = f"SELECT {who}{key}, {evs} AS fw_evs FROM ({actors}) {joined}"
         for cols in layers:
             sql = f"SELECT *, {', '.join(cols)} FROM ({sql})"
         return sql
@@ -352,10 +365,12 @@ def _walks(
         inner = source([times, codes], [mixed], [items], *layers)
         columns = ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}] - {best}[{k}], 0) AS d{k}" for k in range(1, n))
         bits = f"toUInt32(bitShiftLeft(toUInt32(1), {furthest}) - 1)"
+        if stamps:
+            columns += ", actor, " + ", ".join(f"if(length({best}) > {k}, {best}[{k + 1}], 0) AS s{k}" for k in range(n))
         return f"SELECT {key}, {bits} AS bits, {columns} FROM ({inner}) WHERE {furthest} > 0"
     # Exclusions, optional steps or step attribution: the fold for every person.
     mandatory = [k for k, step in enumerate(spec.steps) if not step.optional]
-    stamps = "tupleElement(res, 9)"
+    stamps_of = "tupleElement(res, 9)"
     fold_times = []
     for k in range(1, n):
         if spec.steps[k].optional:
@@ -363,12 +378,15 @@ def _walks(
         else:
             # The j-th gap between mandatory step times belongs to the j-th mandatory step after the first.
             j = mandatory.index(k)
-            fold_times.append(f"if(length({stamps}) > {j}, {stamps}[{j + 1}] - {stamps}[{j}], 0)")
+            fold_times.append(f"if(length({stamps_of}) > {j}, {stamps_of}[{j + 1}] - {stamps_of}[{j}], 0)")
     fold_bits = "tupleElement(res, 10)"
     # The best attempt reached a step and is not excluded.
     fold_entered = "tupleElement(res, 6) > 0 AND tupleElement(res, 8) = 0"
     fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
     columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
+    if stamps:
+        # Without optional steps every step is mandatory: the j-th time is step j's.
+        columns += ", actor, " + ", ".join(f"if(length({stamps_of}) > {k}, {stamps_of}[{k + 1}], 0) AS s{k}" for k in range(n))
     inner = source([f"{fold} AS res"])
     return f"SELECT {key}, {fold_bits} AS bits, {columns} FROM ({inner}) WHERE {fold_entered}"
 

@@ -12,6 +12,8 @@ from server.queries.common import nodes
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
+from server.queries.funnels import sql as fsql
+from server.queries.funnels.compute import funnel_context
 from server.queries.paths import sql as psql
 from server.queries.paths.spec import PathsSpec, paths_spec
 
@@ -67,10 +69,22 @@ def _plan(query: query_pb2.PathsQuery, spec: PathsSpec, ctx: QueryContext) -> _P
     )
     params = Params(columns=ctx.materialized)
     cohorts = CohortCompiler(ctx)
-    context = psql.Context(ctx.team_id, ctx.timezone, grid, list(ctx.test_account_filters), cohorts)
+    funnel_sql = None
+    unavailable = []
+    if spec.funnel is not None:
+        # The funnel's own walk (its steps, exclusions, window, range and filters), with the
+        # person and the step times, in the same statement.
+        source = query.funnel_paths_filter.funnel_source
+        fctx = funnel_context(source, spec.funnel.source, ctx, cohorts)
+        funnel_sql = fsql.walks(params, spec.funnel.source, source, fctx, stamps=True)
+        unavailable = fctx.unavailable
+    context = psql.Context(ctx.team_id, ctx.timezone, grid, list(ctx.test_account_filters), cohorts, funnel_sql)
     sql = psql.statement(params, spec, query, context)
-    # Only now, the whole query checked: an invalid query is INVALID_ARGUMENT whatever cohorts it names.
+    # Only now, the whole query checked: an invalid query is INVALID_ARGUMENT whatever cohorts or
+    # actions it names.
     cohorts.raise_unavailable()
+    if unavailable:
+        raise unavailable[0]
     return _Plan(spec, grid, params, sql)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Execute, Outcome, QueryContext, Reference, Runner
 from server.queries.common.incohort import properties_references
+from server.queries.funnels.runner import FunnelsRunner
 from server.queries.paths.compute import check_paths, run_paths
 
 
@@ -24,6 +25,11 @@ class PathsRunner(Runner[query_pb2.PathsQuery]):
         return Outcome.of(results_pb2.InsightResult(paths=outcome.result), outcome)
 
     def references(self, node: query_pb2.PathsQuery) -> list[Reference]:
-        """The cohorts its filters name (the environment's test-account filters are the execution
-        layer's to list)."""
-        return properties_references(node.properties, "properties")
+        """The cohorts its filters name, and the actions and cohorts of the funnel its paths follow
+        (the environment's test-account filters are the execution layer's to list)."""
+        found = properties_references(node.properties, "properties")
+        if node.HasField("funnel_paths_filter"):
+            where = "funnelPathsFilter.funnelSource"
+            for ref in FunnelsRunner().references(node.funnel_paths_filter.funnel_source):
+                found.append(Reference(ref.kind, ref.id, f"{where}.{ref.path}"))
+        return found

@@ -7,20 +7,46 @@ invalid value is a QueryError naming the field. showFullUrls is display-only (§
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
 from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import regex_problem
+from server.queries.funnels.spec import FunnelSpec, funnel_spec
 
 M = query_pb2
+
+FUNNEL_PATH_TYPES = {
+    "funnel_path_before_step": "before",
+    "funnel_path_after_step": "after",
+    "funnel_path_between_steps": "between",
+}
 
 DEFAULT_STEP_LIMIT = 5
 DEFAULT_EDGE_LIMIT = 50
 # The reference's bounds of the UI; larger step limits only grow the statement.
 MAX_STEP_LIMIT = 20
 MAX_EDGE_LIMIT = 10_000
+# Each grouping is one branch of the step expression; a bound on the statement's size.
+MAX_GROUPINGS = 100
+
+
+@dataclass(frozen=True)
+class FunnelPaths:
+    """A checked funnelPathsFilter: whose events, and which of their times, the paths follow."""
+
+    source: FunnelSpec  # the funnel (funnelSource), checked as a funnel
+    kind: str  # "before", "after" or "between"
+    step: int  # funnelStep: N > 0 reached step N (1-based); -N dropped off at step N
+    target: int  # the 0-based step whose time bounds the paths
+    window_seconds: int  # the funnel's conversion window: the paths' session gap
+
+    @property
+    def dropped(self) -> bool:
+        """Persons who dropped off at step |funnelStep| (reached the one before, not it)."""
+        return self.step < 0
 
 
 @dataclass(frozen=True)
@@ -38,6 +64,8 @@ class PathsSpec:
     max_weight: int | None
     exclude: tuple[str, ...]
     cleaning: tuple[tuple[str, str], ...]  # (regex, alias), applied in order
+    groupings: tuple[str, ...] = ()  # wildcard patterns, applied after the cleaning rules
+    funnel: FunnelPaths | None = None  # funnelPathsFilter: the persons and times of a funnel step
     later: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -62,8 +90,6 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
     types = set(pf.include_event_types)
     if M.PATH_TYPE_HOGQL in types or pf.HasField("paths_hogql_expression"):
         later.append(("pathsFilter.includeEventTypes", "hogql paths"))
-    if pf.path_groupings:
-        later.append(("pathsFilter.pathGroupings", "path groupings"))
     if pf.path_replacements:
         later.append(("pathsFilter.pathReplacements", "the environment's path-cleaning rules"))
     for value, name in (
@@ -72,9 +98,10 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         (pf.path_dropoff_key, "pathDropoffKey"),
     ):
         if value:
-            later.append((f"pathsFilter.{name}", "path drill-downs"))
-    if query.HasField("funnel_paths_filter"):
-        later.append(("funnelPathsFilter", "funnel paths"))
+            # They pick the persons of a node or edge (the reference's actors query); the edges
+            # do not depend on them, and this service has no actors query yet (docs/decisions.md).
+            later.append((f"pathsFilter.{name}", "drill-downs to the persons of a path node or edge (an actors query)"))
+    funnel = _funnel(query.funnel_paths_filter, later) if query.HasField("funnel_paths_filter") else None
     if query.HasField("aggregation_group_type_index"):
         later.append(("aggregation_group_type_index", "paths of groups"))
     if query.HasField("sampling_factor"):
@@ -108,6 +135,7 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
             # The engine reads \1..\9 in a replacement as groups; the reference's aliases are plain text.
             raise QueryError("a path-cleaning alias is plain text (no backslash)", f"{where}.alias")
         cleaning.append((rule.regex, rule.alias))
+    groupings = _groupings(pf)
     return PathsSpec(
         pageview=M.PATH_TYPE_PAGEVIEW in types,
         screen=M.PATH_TYPE_SCREEN in types,
@@ -120,5 +148,74 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         max_weight=max_weight,
         exclude=tuple(pf.exclude_events),
         cleaning=tuple(cleaning),
+        groupings=groupings,
+        funnel=funnel,
         later=later,
     )
+
+
+def _groupings(pf: query_pb2.PathsFilter) -> tuple[str, ...]:
+    """The checked `pathGroupings`: non-empty wildcard patterns, at most MAX_GROUPINGS."""
+    if len(pf.path_groupings) > MAX_GROUPINGS:
+        raise QueryError(f"at most {MAX_GROUPINGS} path groupings", "pathsFilter.pathGroupings")
+    for i, grouping in enumerate(pf.path_groupings):
+        if not grouping:
+            # An empty pattern would match, and so rename, every step.
+            raise QueryError("a path grouping must not be empty", f"pathsFilter.pathGroupings[{i}]")
+    return tuple(pf.path_groupings)
+
+
+def wildcard_regex(grouping: str) -> str:
+    """The RE2 pattern of a grouping: its text literal except `*` (any run of characters), found
+    anywhere in the step as the reference's unanchored match; `(?s)` lets `*` span newlines."""
+    return "(?s)" + ".*".join(re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", part) for part in grouping.split("*"))
+
+
+def _funnel(fpf: query_pb2.FunnelPathsFilter, later: list[tuple[str, str]]) -> FunnelPaths:
+    """The checked funnelPathsFilter (query-engine-semantics §8.1; docs/decisions.md, "Path
+    groupings, drill-down keys and funnel paths"): the funnel is checked as a FunnelsQuery, its
+    errors and refusals under its field."""
+    where = "funnelPathsFilter"
+    if not fpf.HasField("funnel_source"):
+        raise QueryError("funnel paths need funnelSource (a FunnelsQuery)", f"{where}.funnelSource")
+    try:
+        source = funnel_spec(fpf.funnel_source)
+    except QueryError as err:
+        raise err.within(f"{where}.funnelSource") from None
+    later.extend((f"{where}.funnelSource.{path}", what) for path, what in source.later)
+    kind = FUNNEL_PATH_TYPES.get(fpf.funnel_path_type) if fpf.HasField("funnel_path_type") else None
+    if kind is None:
+        raise QueryError(f"funnelPathType is one of {', '.join(FUNNEL_PATH_TYPES)}", f"{where}.funnelPathType")
+    n = len(source.steps)
+    step = fpf.funnel_step if fpf.HasField("funnel_step") else 0
+    if step == 0 or abs(step) > n:
+        raise QueryError(f"funnelStep is a step 1..{n} or a drop-off -2..-{n}", f"{where}.funnelStep")
+    if step == -1:
+        raise QueryError("nobody drops off before the first step: the first drop-off is -2", f"{where}.funnelStep")
+    # The reference's actors: step N bounds by step N's time; drop-off at N by the last step reached.
+    target = step - 1 if step > 0 else -step - 2
+    if kind == "between" and target == 0:
+        raise QueryError("paths between steps need a step after the first", f"{where}.funnelStep")
+    if source.order == "unordered":
+        later.append((f"{where}.funnelSource.funnelsFilter.funnelOrderType", "paths of unordered funnels"))
+    for s in source.steps:
+        if s.optional:
+            later.append((f"{where}.funnelSource.{s.path}.optionalInFunnel", "paths of funnels with optional steps"))
+    if source.breakdown is not None:
+        later.append((f"{where}.funnelSource.breakdownFilter", "paths of a funnel's breakdown values"))
+    if source.sampling < 1:
+        later.append((f"{where}.funnelSource.samplingFactor", "paths of a sampled funnel"))
+    # Paths are a person's; a funnel of groups or sessions would hand over other actors.
+    if source.aggregation.kind == "group":
+        later.append((f"{where}.funnelSource.aggregation_group_type_index", "paths of a funnel of groups"))
+    elif source.aggregation.kind != "person":
+        later.append((f"{where}.funnelSource.funnelsFilter.funnelAggregateByHogQL", "paths of a funnel of sessions"))
+    ff = fpf.funnel_source.funnels_filter
+    window = f"{where}.funnelSource.funnelsFilter.funnelWindowInterval"
+    if source.window_seconds == 0:
+        # The reference reads a zero window as 14 days for the paths, not for the funnel's actors.
+        later.append((window, "paths of a funnel with a zero conversion window"))
+    if kind == "after" and step < 0 and ff.funnel_window_interval_unit == M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_MONTH:
+        # After a drop-off the reference starts one window later in calendar months (a month here is 31 days).
+        later.append((f"{window}Unit", "paths after a drop-off with a window in months"))
+    return FunnelPaths(source, kind, step, target, source.window_seconds)

@@ -2,8 +2,11 @@
 
 Inside out (query-engine-semantics §8.2; docs/decisions.md, "Paths"):
 
-1. events: the followed events of the range, each with its path item (cleaned), in microseconds;
-2. per person the (time, item) pairs sorted, split into sessions at a gap of 30 minutes or more;
+1. events: the followed events of the range, each with its path item (cleaned, then grouped), in
+   microseconds;
+   funnel paths keep the funnel's persons at a step, within its step times;
+2. per person the (time, item) pairs sorted, split into sessions at a gap of 30 minutes or more
+   (funnel paths: the funnel's conversion window);
 3. per session: consecutive duplicates collapsed (the time of a run's last event), cut at the
    start/end point, truncated to the step limit;
 4. edges "{i-1}_{item}" -> "{i}_{item}" counted per traversal with the mean gap, weight-bounded,
@@ -19,7 +22,7 @@ from generated.insights.v1 import query_pb2
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
-from server.queries.paths.spec import PathsSpec
+from server.queries.paths.spec import FunnelPaths, PathsSpec, wildcard_regex
 from server.utc import as_utc
 
 SESSION_GAP_MICROS = 1800 * 1_000_000
@@ -36,15 +39,21 @@ class Context:
     grid: QueryDateRange
     test_filters: list[query_pb2.PropertyFilter]
     cohorts: CohortSql  # compiles the membership of the cohorts filters name
+    # funnelPathsFilter: the funnel's walks with the person and step times (funnels/sql.py `walks`).
+    funnel_walks: str | None = None
 
 
 def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
     """SQL returning rows (source, target, traversals, mean gap in microseconds), heaviest first."""
-    per_person = (
-        "SELECT arraySort(x -> (x.1, x.2), groupArray((t, item))) AS evs "
-        f"FROM ({_events(params, spec, query, ctx)}) GROUP BY actor"
-    )
-    gap = params.bind(SESSION_GAP_MICROS, "Int64")
+    events = _events(params, spec, query, ctx)
+    gap_micros = SESSION_GAP_MICROS
+    if spec.funnel is not None:
+        assert ctx.funnel_walks is not None
+        events = _funnel_events(params, spec.funnel, events, ctx.funnel_walks)
+        # Funnel paths split sessions at the funnel's conversion window (§8.2 step 2).
+        gap_micros = spec.funnel.window_seconds * 1_000_000
+    per_person = f"SELECT arraySort(x -> (x.1, x.2), groupArray((t, item))) AS evs FROM ({events}) GROUP BY actor"
+    gap = params.bind(gap_micros, "Int64")
     sessions = (
         f"SELECT arrayJoin(arraySplit((x, g) -> g, evs, "
         f"arrayMap(i -> i > 1 AND evs[i].1 - evs[i - 1].1 >= {gap}, arrayEnumerate(evs)))) AS s "
@@ -67,6 +76,31 @@ def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx:
         f"SELECT e.1 AS source, e.2 AS target, count() AS value, avg(e.3) AS gap FROM ({edges}) "
         f"GROUP BY source, target {'HAVING ' + ' AND '.join(having) if having else ''} "
         f"ORDER BY value DESC, source, target LIMIT {params.bind(spec.edge_limit, 'Int64')}"
+    )
+
+
+def _funnel_events(params: Params, funnel: FunnelPaths, events: str, walks: str) -> str:
+    """The path events of the funnel's persons at `funnelStep`, within their times: before (up to
+    and with) the target step's time, after it (from it; after a drop-off, from one window past
+    the last step reached), or between the step before and it (docs/decisions.md, "Path
+    groupings, drill-down keys and funnel paths")."""
+    if funnel.dropped:
+        who = f"bitCount(bits) = {params.bind(-funnel.step - 1, 'Int64')}"
+    else:
+        who = f"bitCount(bits) >= {params.bind(funnel.step, 'Int64')}"
+    times = f"s{funnel.target} AS fp_to" + (f", s{funnel.target - 1} AS fp_from" if funnel.kind == "between" else "")
+    actors = f"SELECT actor AS fp_actor, {times} FROM ({walks}) WHERE {who}"
+    if funnel.kind == "before":
+        bound = "t <= fp_to"
+    elif funnel.kind == "between":
+        bound = "t >= fp_from AND t <= fp_to"
+    elif funnel.dropped:
+        bound = f"t >= fp_to + {params.bind(funnel.window_seconds * 1_000_000, 'Int64')}"
+    else:
+        bound = "t >= fp_to"
+    return (
+        f"SELECT actor, t, item FROM ({events}) AS pe INNER JOIN ({actors}) AS fa ON pe.actor = fa.fp_actor "
+        f"WHERE {bound}"
     )
 
 
@@ -105,13 +139,27 @@ def _truncate(params: Params, spec: PathsSpec) -> str:
 
 
 def _item(params: Params, spec: PathsSpec) -> str:
-    """The path item of an event (§8.2 step 1), then the cleaning rules in order."""
+    """The path item of an event (§8.2 step 1), then the cleaning rules in order (the groupings
+    follow, in `_grouped`)."""
     url = f"replaceRegexpAll(ifNull({property_text(params, '$current_url', 'event')}, ''), '(.)/$', '\\\\1')"
     screen = f"ifNull({property_text(params, '$screen_name', 'event')}, '')"
     item = f"multiIf(event = '$pageview', {url}, event = '$screen', {screen}, event)"
     for regex, alias in spec.cleaning:
         item = f"replaceRegexpAll({item}, {params.bind(regex, 'String')}, {params.bind(alias, 'String')})"
     return item
+
+
+def _grouped(params: Params, spec: PathsSpec, cleaned: str) -> str:
+    """The step after the groupings: the text of the first grouping whose wildcard pattern the
+    cleaned step matches, else the cleaned step (the reference's multiMatchAnyIndex returns any
+    matching index; the first makes overlapping groupings deterministic)."""
+    if not spec.groupings:
+        return cleaned
+    branches = []
+    for grouping in spec.groupings:
+        branches.append(f"match({cleaned}, {params.bind(wildcard_regex(grouping), 'String')})")
+        branches.append(params.bind(grouping, "String"))
+    return f"multiIf({', '.join(branches)}, {cleaned})"
 
 
 def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
@@ -139,7 +187,8 @@ def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: C
     if spec.exclude:
         having = f" AND item NOT IN {params.bind(list(spec.exclude), 'Array(String)')}"
     return (
-        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS item "
+        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS path_cleaned, "
+        f"{_grouped(params, spec, 'path_cleaned')} AS item "
         f"FROM events WHERE {' AND '.join(f'({w})' for w in where)}{having}"
     )
 
