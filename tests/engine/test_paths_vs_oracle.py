@@ -19,10 +19,10 @@ from tests.engine.tally import NONZERO, ZERO, assert_mostly_nonzero
 from tests.hypothesis_profiles import examples
 from tests.oracle.paths import compute_paths
 
-# Measured over 30 randomized seeds of 100 examples: 0.56 to 0.87 of the examples compare edges
-# (hypothesis's examples are correlated, so one run's share spreads widely); below this the
-# strategies have degenerated.
-MIN_NONZERO_SHARE = 0.45
+# 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100 examples: 0.53
+# to 0.87 (mean 0.72) compare edges (hypothesis's examples are correlated, so one run's share
+# spreads widely); below this the strategies have degenerated. Derandomized (dev): 0.79.
+MIN_NONZERO_SHARE = 0.43
 
 
 def check(store: EventStore, case: PathsCase) -> str:
