@@ -27,7 +27,8 @@ from tests.oracle import OracleError, compute_trends
 # widely. Floors are at least 0.1 below the lowest share measured (oracle only) over 30 randomized
 # seeds: plain 0.71 to 1.00 (mean 0.87; over 200 seeds earlier the lowest was 71 %, and the previous
 # plain strategies, 47 % on average, failed 60 % in nine runs of ten); breakdowns 0.78 to 1.00
-# (mean 0.95); smoothing and session durations 0.64 to 0.93 (mean 0.80); action series 0.68 to 0.96 (mean 0.83).
+# (mean 0.95); smoothing and session durations 0.64 to 0.93 (mean 0.80); action series 0.68 to
+# 0.96 (mean 0.83).
 MIN_NONZERO_SHARE = 0.6
 MIN_NONZERO_SHARE_SMOOTHING = 0.54
 MIN_NONZERO_SHARE_ACTIONS = 0.58
