@@ -253,6 +253,11 @@ def time_to_convert_cases(draw: st.DrawFn) -> FunnelCase:
     ff = case.query["funnelsFilter"]
     ff["funnelVizType"] = "time_to_convert"
     n = len(case.query["series"])
+    if ff.get("funnelOrderType") == "unordered" and draw(st.integers(0, 7)):
+        # An unordered funnel credits an event to the first step it matches, so steps that repeat
+        # an event or match all events are never all completed: mostly give each step its own.
+        for step, name in zip(case.query["series"], draw(st.permutations(STEP_EVENTS)), strict=False):
+            step["event"] = name
     if n > 2 and draw(st.integers(0, 3)):
         # Mostly a range ending before the last step (more persons reach it: non-zero bins).
         start = draw(st.integers(0, n - 2))
@@ -281,6 +286,10 @@ def time_to_convert_cases(draw: st.DrawFn) -> FunnelCase:
                     person_properties={"tier": "pro", "email": "walker@example.com"},
                 )
             )
+    walkers = [e for e in case.events if e.person_id.startswith("walker")]
+    if walkers and "properties" in case.query and draw(st.integers(0, 3)):
+        # A random query filter mostly drops the walkers too: mostly one a walker's event passes.
+        case.query["properties"] = [draw(property_filter(witness=draw(st.sampled_from(walkers))))]
     return case
 
 

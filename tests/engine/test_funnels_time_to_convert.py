@@ -21,9 +21,10 @@ from tests.hypothesis_profiles import examples
 from tests.oracle import Event, OracleError
 from tests.oracle.funnels import compute_time_to_convert
 
-# Measured over 20 randomized seeds of 100 examples: 0.48 to 0.84 compare a non-empty bin; below
-# this the strategies have degenerated.
-MIN_NONZERO_SHARE = 0.4
+# 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100 examples: 0.58
+# to 0.90 (mean 0.77) compare a non-empty bin (one run's examples are correlated, so its share
+# spreads widely). Derandomized (dev): 0.82. Below this the strategies have degenerated.
+MIN_NONZERO_SHARE = 0.48
 _CODES = {QueryError: "INVALID_ARGUMENT", Unimplemented: "UNIMPLEMENTED"}
 
 

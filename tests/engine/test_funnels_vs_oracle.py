@@ -30,7 +30,16 @@ from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError
 from tests.oracle.funnels import compute_funnels
 
-MIN_NONZERO_SHARE = 0.6
+# Floors 0.1 below the lowest share measured (oracle only) over 30 randomized seeds (one run's
+# examples are correlated, so its share spreads widely); below a floor the strategies have
+# degenerated. Plain: 0.55 to 0.91 (mean 0.76); breakdowns: 0.53 to 0.87 (mean 0.71); action
+# steps (two runs of 100): 0.53 to 0.84 (mean 0.68); long streams (40 examples): 0.65 to
+# 0.90 (mean 0.79).
+MIN_NONZERO_SHARE = 0.45
+MIN_NONZERO_SHARE_BREAKDOWNS = 0.43
+MIN_NONZERO_SHARE_ACTIONS = 0.43
+MIN_NONZERO_SHARE_LONG = 0.55
+# First-time steps, groups and sessions: 65% of 600 random examples compared a non-zero funnel.
 ACTOR_NONZERO_SHARE = 0.5
 _CODES = {QueryError: "INVALID_ARGUMENT", FailedPrecondition: "FAILED_PRECONDITION", Unimplemented: "UNIMPLEMENTED"}
 
@@ -96,7 +105,7 @@ def test_funnel_engine_equals_oracle(store: EventStore) -> None:
 def test_funnel_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
     """The same with a breakdown (event, person, two dimensions) under every attribution, small
     limits (so values are cut into "Other") and the result order."""
-    assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE_BREAKDOWNS)
 
 
 @pytest.mark.hypothesis
@@ -104,7 +113,7 @@ def test_funnel_engine_equals_oracle_on_action_steps(store: EventStore) -> None:
     """Steps and exclusions that are stored actions (event names, URL tests, property filters, a
     missing action now and then), with and without breakdowns: counts, times and step names."""
     outcomes = run_cases(store, breakdown=False, actions=True) + run_cases(store, breakdown=True, actions=True)
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE_ACTIONS)
 
 
 @pytest.mark.hypothesis
@@ -119,7 +128,7 @@ def test_funnel_engine_equals_oracle_on_long_streams(store: EventStore) -> None:
         outcomes[check(store, case)] += 1
 
     compare()
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE_LONG)
 
 
 @pytest.mark.hypothesis

@@ -19,7 +19,11 @@ from tests.engine.tally import assert_mostly_nonzero, outcome_of
 from tests.hypothesis_profiles import examples
 from tests.oracle.lifecycle import compute_lifecycle
 
+# At least 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100
+# examples (one run's examples are correlated, so its share spreads widely): plain 0.79 to 0.94
+# (mean 0.89), actions 0.69 to 0.94 (mean 0.85). Below it the strategies have degenerated.
 MIN_NONZERO_SHARE = 0.6
+MIN_NONZERO_SHARE_ACTIONS = 0.59
 
 
 def check(store: EventStore, case: LifecycleCase) -> str:
@@ -64,4 +68,4 @@ def test_lifecycle_engine_equals_oracle(store: EventStore) -> None:
 @pytest.mark.hypothesis
 def test_lifecycle_engine_equals_oracle_with_actions(store: EventStore) -> None:
     """The same for a series that is a stored action (several steps, step filters)."""
-    assert_mostly_nonzero(run_cases(store, with_actions=True), MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(run_cases(store, with_actions=True), MIN_NONZERO_SHARE_ACTIONS)

@@ -23,7 +23,13 @@ from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError
 from tests.oracle.retention import compute_retention
 
-MIN_NONZERO_SHARE = 0.6
+# Floors 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100 examples:
+# one run's examples are correlated, so its share spreads widely; below a floor the strategies have
+# degenerated. Plain: 0.65 to 0.93 (mean 0.83); breakdowns: 0.73 to 0.94 (mean 0.85); actions: 0.62
+# to 0.93 (mean 0.80).
+MIN_NONZERO_SHARE = 0.55
+MIN_NONZERO_SHARE_BREAKDOWNS = 0.6
+MIN_NONZERO_SHARE_ACTIONS = 0.5
 _CODES = {
     QueryError: "INVALID_ARGUMENT",
     FailedPrecondition: "FAILED_PRECONDITION",
@@ -97,10 +103,10 @@ def test_retention_engine_equals_oracle(store: EventStore) -> None:
 def test_retention_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
     """The same with an event or person breakdown, small limits (values merged into Other, or
     hidden) and the order of the values."""
-    assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(run_cases(store, breakdown=True), MIN_NONZERO_SHARE_BREAKDOWNS)
 
 
 @pytest.mark.hypothesis
 def test_retention_engine_equals_oracle_with_actions(store: EventStore) -> None:
     """Target and returning entities that are stored actions (several steps, step filters)."""
-    assert_mostly_nonzero(run_cases(store, with_actions=True), MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(run_cases(store, with_actions=True), MIN_NONZERO_SHARE_ACTIONS)

@@ -31,8 +31,10 @@ from tests.engine.tally import REJECTED, assert_mostly_nonzero, outcome_of
 from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError, compute_trends
 
-# As the other trends property tests (test_trends_vs_oracle.py says how the margin was chosen).
-MIN_NONZERO_SHARE = 0.6
+# 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100 examples: 0.55
+# to 0.99 (mean 0.74; one run's examples are correlated, so its share spreads widely). Derandomized
+# (dev): 0.72. Below it the strategies have degenerated.
+MIN_NONZERO_SHARE = 0.45
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,15 @@ from tests.engine.tally import REJECTED, assert_mostly_nonzero, outcome_of
 from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError, compute_trends
 
-# The strategies reach about 91 % (plain) and 95 % (breakdowns) on average. Hypothesis mutates the
-# examples it already drew, so one run of 100 clusters: over 200 seeds the lowest shares were 71 %
-# and 72 %. 60 % leaves that margin; the previous plain strategies (47 % on average) failed it
-# in nine runs of ten.
+# Hypothesis mutates the examples it already drew, so one run of 100 clusters and its share spreads
+# widely. Floors are at least 0.1 below the lowest share measured (oracle only) over 30 randomized
+# seeds: plain 0.71 to 1.00 (mean 0.87; over 200 seeds earlier the lowest was 71 %, and the previous
+# plain strategies, 47 % on average, failed 60 % in nine runs of ten); breakdowns 0.78 to 1.00
+# (mean 0.95); smoothing and session durations 0.64 to 0.93 (mean 0.80); action series 0.68 to
+# 0.96 (mean 0.83).
 MIN_NONZERO_SHARE = 0.6
+MIN_NONZERO_SHARE_SMOOTHING = 0.54
+MIN_NONZERO_SHARE_ACTIONS = 0.58
 
 
 def check(store: EventStore, case: Case) -> str:
@@ -92,7 +96,7 @@ def test_engine_equals_oracle_on_breakdowns(store: EventStore) -> None:
 def test_engine_equals_oracle_on_smoothing_and_session_durations(store: EventStore) -> None:
     """Every query smooths (a few with a window out of range), half the series aggregate session
     durations, the events mostly belong to sessions: with breakdowns, compare, formulas, cumulative."""
-    assert_mostly_nonzero(run_cases(store, dense=False, focus=True), MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(run_cases(store, dense=False, focus=True), MIN_NONZERO_SHARE_SMOOTHING)
 
 
 @pytest.mark.hypothesis
@@ -107,4 +111,4 @@ def test_engine_equals_oracle_on_action_series(store: EventStore) -> None:
         outcomes[check(store, case)] += 1
 
     compare()
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE_ACTIONS)
