@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis.strategies import SearchStrategy
+
+from tests.hypothesis_profiles import examples
+
+T = TypeVar("T")
 
 NONZERO = "non-zero"
 ZERO = "all zero"
@@ -38,3 +46,17 @@ def assert_mostly_nonzero(outcomes: Counter[str], minimum: float) -> None:
         f"only {outcomes[NONZERO]} of the {computed} examples that computed ({share:.0%}) compared a "
         f"non-zero result, below the {minimum:.0%} the strategies must reach: {dict(outcomes)}"
     )
+
+
+def tally(strategy: SearchStrategy[T], check: Callable[[T], str], budget: int = 100) -> Counter[str]:
+    """Runs `check` on `budget` examples of `strategy` (scaled by the active profile) and counts
+    what each compared. A failing example fails here, printing its `@reproduce_failure` blob."""
+    outcomes: Counter[str] = Counter()
+
+    @settings(max_examples=examples(budget), suppress_health_check=[HealthCheck.data_too_large])
+    @given(case=strategy)
+    def compare(case: T) -> None:
+        outcomes[check(case)] += 1
+
+    compare()
+    return outcomes

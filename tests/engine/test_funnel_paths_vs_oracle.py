@@ -4,17 +4,12 @@ test asserts that most examples compared at least one edge."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from storage.events import EventStore
 from tests.engine.funnel_paths_strategies import funnel_paths_cases
-from tests.engine.paths_strategies import PathsCase
-from tests.engine.tally import assert_mostly_nonzero
+from tests.engine.tally import assert_mostly_nonzero, tally
 from tests.engine.test_paths_vs_oracle import check
-from tests.hypothesis_profiles import examples
 
 # Measured over 25 randomized seeds of 100 examples (the tally counts the oracle's result, so the
 # oracle alone measured it): 0.29 to 0.71 of the examples compare edges, mean 0.53 (hypothesis's
@@ -28,12 +23,4 @@ def test_funnel_paths_engine_equals_oracle(store: EventStore) -> None:
     """The persons of ordered and strict funnels (with exclusions, step properties, windows of
     seconds to a day, their own range) at a step or a drop-off, before / after / between their step
     times, sessions split at the funnel window, with every paths option drawn as for plain paths."""
-    outcomes: Counter[str] = Counter()
-
-    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
-    @given(case=funnel_paths_cases())
-    def compare(case: PathsCase) -> None:
-        outcomes[check(store, case)] += 1
-
-    compare()
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(tally(funnel_paths_cases(), lambda case: check(store, case)), MIN_NONZERO_SHARE)

@@ -3,11 +3,10 @@ funnels, and the reference's bin rules (query-engine-semantics §4.5) against ha
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event
 
 from server.errors import Unimplemented
 from server.queries.common.errors import QueryError
@@ -15,9 +14,8 @@ from server.queries.funnels.ttc import bin_count
 from storage.events import EventStore
 from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, time_to_convert_cases
 from tests.engine.funnels_harness import run_time_to_convert_engine
-from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
+from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero, tally
 from tests.engine.test_funnels_rules import MIN, NOW, at, ev, funnel, window
-from tests.hypothesis_profiles import examples
 from tests.oracle import Event, OracleError
 from tests.oracle.funnels import compute_time_to_convert
 
@@ -72,15 +70,7 @@ def check(store: EventStore, case: FunnelCase) -> str:
 def test_time_to_convert_engine_equals_oracle(store: EventStore) -> None:
     """Ordered, strict and unordered funnels with exclusions and optional steps: every bin, its
     start and count, and the mean, for random step ranges and bin counts."""
-    outcomes: Counter[str] = Counter()
-
-    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
-    @given(case=time_to_convert_cases())
-    def compare(case: FunnelCase) -> None:
-        outcomes[check(store, case)] += 1
-
-    compare()
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(tally(time_to_convert_cases(), lambda case: check(store, case)), MIN_NONZERO_SHARE)
 
 
 # ------------------------------------------------------------------------- hand-worked rules

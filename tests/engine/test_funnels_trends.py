@@ -3,20 +3,18 @@ and the rules of query-engine-semantics §4.5 (conversion per entrance period) o
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event
 
 from server.errors import FailedPrecondition, Unimplemented
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, funnel_trends_cases
 from tests.engine.funnels_harness import run_funnel_trends_engine
-from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
+from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero, tally
 from tests.engine.test_funnels_rules import NOW, at, ev, funnel, window
-from tests.hypothesis_profiles import examples
 from tests.oracle import Event, OracleError
 from tests.oracle.funnels import compute_funnel_trends
 
@@ -76,15 +74,7 @@ def test_funnel_trends_engine_equals_oracle(store: EventStore) -> None:
     """Ordered and strict funnels with exclusions, optional steps, breakdowns (every attribution),
     step ranges, intervals, time zones and week starts: every period's counts and rate, the days,
     labels, breakdown values, their order and the cut."""
-    outcomes: Counter[str] = Counter()
-
-    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
-    @given(case=funnel_trends_cases())
-    def compare(case: FunnelCase) -> None:
-        outcomes[check(store, case)] += 1
-
-    compare()
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(tally(funnel_trends_cases(), lambda case: check(store, case)), MIN_NONZERO_SHARE)
 
 
 # ------------------------------------------------------------------------- hand-worked rules

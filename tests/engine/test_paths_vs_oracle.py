@@ -1,22 +1,19 @@
 """Property-based equality of the SQL paths engine and the independent pure-Python oracle.
 
-As the lifecycle comparison: the examples run in an inner `@given` function, then the test asserts
-that most of them compared at least one edge (comparing empty results passes whatever the engine
-computes). To replay a printed `@reproduce_failure` blob, put it on the inner `compare`.
+The examples run through tests/engine/tally.py `tally`, then the test asserts that most of them
+compared at least one edge (comparing empty results passes whatever the engine computes). To
+replay a printed `@reproduce_failure` blob, put it on `tally`'s inner `compare`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event
 
 from storage.events import EventStore
 from tests.engine.paths_harness import differences, run_paths_engine
 from tests.engine.paths_strategies import TEST_ACCOUNT_FILTERS, PathsCase, paths_cases
-from tests.engine.tally import NONZERO, ZERO, assert_mostly_nonzero
-from tests.hypothesis_profiles import examples
+from tests.engine.tally import NONZERO, ZERO, assert_mostly_nonzero, tally
 from tests.oracle.paths import compute_paths
 
 # Measured over 25 randomized seeds of 100 examples, with path groupings drawn (the tally counts
@@ -44,12 +41,4 @@ def test_paths_engine_equals_oracle(store: EventStore) -> None:
     """Pages, screens and events split into 30-minute sessions (gaps on the boundary), collapsed,
     cut at start/end points, truncated, cleaned, excluded, weight- and edge-limited, in four time
     zones, with query and test-account filters."""
-    outcomes: Counter[str] = Counter()
-
-    @settings(max_examples=examples(100), suppress_health_check=[HealthCheck.data_too_large])
-    @given(case=paths_cases())
-    def compare(case: PathsCase) -> None:
-        outcomes[check(store, case)] += 1
-
-    compare()
-    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE)
+    assert_mostly_nonzero(tally(paths_cases(), lambda case: check(store, case)), MIN_NONZERO_SHARE)
