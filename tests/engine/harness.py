@@ -13,15 +13,19 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from hypothesis import event
 
 from generated.insights.v1 import actions_pb2, query_pb2, results_pb2
+from server.errors import FailedPrecondition, Unimplemented
 from server.queries.base import ActionDefinition, Definitions, QueryContext
 from server.queries.common.codec import from_reference_json
 from server.queries.common.cohorts import CohortDefinition
+from server.queries.common.errors import QueryError
 from server.queries.trends.compute import TrendsOutcome, run_trends
 from storage.events import EventRow, EventStore
-from tests.oracle import Event
+from tests.oracle import Event, OracleError
 
 _team_ids = itertools.count(10_000_000)
 _NS = uuid.UUID("7d4c1e0a-2f8b-4a51-9a3c-5b0e6f1d2c3b")
@@ -219,3 +223,29 @@ def differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) ->
             if not same:
                 problems.append(f"item {n} ({want.get('label')!r}) {key}: oracle {a!r} engine {b!r}")
     return problems
+
+
+_REFUSAL_CODES = {QueryError: "INVALID_ARGUMENT", FailedPrecondition: "FAILED_PRECONDITION", Unimplemented: "UNIMPLEMENTED"}
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+def run_both(oracle: Callable[[], R], engine: Callable[[], S]) -> tuple[R, S] | None:
+    """Runs the oracle and the engine on one example: both results, or None when both refused it
+    with the same status (any other mix of refusals fails the test)."""
+    oracle_error: OracleError | None = None
+    engine_error: Exception | None = None
+    try:
+        expected = oracle()
+    except OracleError as exc:
+        oracle_error = exc
+    try:
+        got = engine()
+    except (QueryError, FailedPrecondition, Unimplemented) as exc:
+        engine_error = exc
+    if oracle_error is None and engine_error is None:
+        return expected, got
+    event(f"rejected: {type(oracle_error).__name__}")
+    engine_code = _REFUSAL_CODES.get(type(engine_error)) if engine_error is not None else None
+    assert oracle_error is not None and engine_code == oracle_error.code, f"oracle: {oracle_error!r}, engine: {engine_error!r}"
+    return None

@@ -9,21 +9,20 @@ import pytest
 from hypothesis import event
 
 from server.errors import Unimplemented
-from server.queries.common.errors import QueryError
 from server.queries.funnels.ttc import bin_count
 from storage.events import EventStore
 from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, time_to_convert_cases
 from tests.engine.funnels_harness import run_time_to_convert_engine
+from tests.engine.harness import run_both
 from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero, tally
 from tests.engine.test_funnels_rules import MIN, NOW, at, ev, funnel, window
-from tests.oracle import Event, OracleError
+from tests.oracle import Event
 from tests.oracle.funnels import compute_time_to_convert
 
 # 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100 examples: 0.58
 # to 0.90 (mean 0.77) compare a non-empty bin (one run's examples are correlated, so its share
 # spreads widely). Derandomized (dev): 0.82. Below this the strategies have degenerated.
 MIN_NONZERO_SHARE = 0.48
-_CODES = {QueryError: "INVALID_ARGUMENT", Unimplemented: "UNIMPLEMENTED"}
 
 
 def ttc(store: EventStore, events: list[Event], query: dict[str, Any]) -> dict[str, Any]:
@@ -41,21 +40,13 @@ def check(store: EventStore, case: FunnelCase) -> str:
         "now": case.now,
         "test_account_filters": TEST_ACCOUNT_FILTERS,
     }
-    oracle_error: OracleError | None = None
-    try:
-        expected = compute_time_to_convert(case.events, case.query, **kwargs)
-    except OracleError as exc:
-        oracle_error = exc
-    engine_error: Exception | None = None
-    try:
-        got = run_time_to_convert_engine(store, case.events, case.query, **kwargs)
-    except (QueryError, Unimplemented) as exc:
-        engine_error = exc
-    if oracle_error is not None or engine_error is not None:
-        event(f"rejected: {type(oracle_error).__name__}")
-        engine_code = _CODES.get(type(engine_error)) if engine_error is not None else None
-        assert oracle_error is not None and engine_code == oracle_error.code, f"oracle: {oracle_error!r}, engine: {engine_error!r}"
+    both = run_both(
+        lambda: compute_time_to_convert(case.events, case.query, **kwargs),
+        lambda: run_time_to_convert_engine(store, case.events, case.query, **kwargs),
+    )
+    if both is None:
         return REJECTED
+    expected, got = both
     assert got["bins"] == expected["bins"], f"oracle {expected}\nengine {got}"
     want, have = expected["average_conversion_time"], got["average_conversion_time"]
     assert (want is None and have is None) or (want is not None and have is not None and abs(want - have) < 1e-9), (

@@ -8,21 +8,20 @@ from typing import Any
 import pytest
 from hypothesis import event
 
-from server.errors import FailedPrecondition, Unimplemented
-from server.queries.common.errors import QueryError
+from server.errors import Unimplemented
 from storage.events import EventStore
 from tests.engine.funnel_strategies import TEST_ACCOUNT_FILTERS, FunnelCase, funnel_trends_cases
 from tests.engine.funnels_harness import run_funnel_trends_engine
+from tests.engine.harness import run_both
 from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero, tally
 from tests.engine.test_funnels_rules import NOW, at, ev, funnel, window
-from tests.oracle import Event, OracleError
+from tests.oracle import Event
 from tests.oracle.funnels import compute_funnel_trends
 
 # Measured over 20 seeds (1000-1019) of 100 examples: 0.54 to 0.85 of the examples (median 0.75)
 # compare a series with a non-zero conversion rate, the rest mostly invalid funnels (refused alike)
 # and persons who never reach funnelToStep; below this the strategies have degenerated.
 MIN_NONZERO_SHARE = 0.45
-_CODES = {QueryError: "INVALID_ARGUMENT", FailedPrecondition: "FAILED_PRECONDITION", Unimplemented: "UNIMPLEMENTED"}
 
 
 def trends(store: EventStore, events: list[Event], query: dict[str, Any], **context: Any) -> tuple[list[dict[str, Any]], bool]:
@@ -47,21 +46,13 @@ def check(store: EventStore, case: FunnelCase) -> str:
         "now": case.now,
         "test_account_filters": TEST_ACCOUNT_FILTERS,
     }
-    oracle_error: OracleError | None = None
-    try:
-        expected = compute_funnel_trends(case.events, case.query, **kwargs)
-    except OracleError as exc:
-        oracle_error = exc
-    engine_error: Exception | None = None
-    try:
-        got, has_more = run_funnel_trends_engine(store, case.events, case.query, **kwargs)
-    except (QueryError, FailedPrecondition, Unimplemented) as exc:
-        engine_error = exc
-    if oracle_error is not None or engine_error is not None:
-        event(f"rejected: {type(oracle_error).__name__}")
-        engine_code = _CODES.get(type(engine_error)) if engine_error is not None else None
-        assert oracle_error is not None and engine_code == oracle_error.code, f"oracle: {oracle_error!r}, engine: {engine_error!r}"
+    both = run_both(
+        lambda: compute_funnel_trends(case.events, case.query, **kwargs),
+        lambda: run_funnel_trends_engine(store, case.events, case.query, **kwargs),
+    )
+    if both is None:
         return REJECTED
+    expected, (got, has_more) = both
     assert got == expected.results, f"oracle {expected.results}\nengine {got}"
     assert has_more == expected.has_more
     outcome = NONZERO if any(rate for item in expected.results for rate in item["data"]) else ZERO

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
-from server.errors import FailedPrecondition, Unimplemented
-from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.funnel_strategies import (
     TEST_ACCOUNT_FILTERS,
@@ -24,10 +22,9 @@ from tests.engine.funnel_strategies import (
     funnel_cases,
 )
 from tests.engine.funnels_harness import differences, run_funnel_engine
-from tests.engine.harness import assert_agree
+from tests.engine.harness import assert_agree, run_both
 from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
 from tests.hypothesis_profiles import examples
-from tests.oracle import OracleError
 from tests.oracle.funnels import compute_funnels
 
 # Floors 0.1 below the lowest share measured (oracle only) over 30 randomized seeds (one run's
@@ -42,7 +39,6 @@ MIN_NONZERO_SHARE_LONG = 0.55
 # First-time steps, groups and sessions (two runs of 60): 0.51 to 0.81 over 20 seeds (CI seed
 # 1403143454 reached 0.46 at the former floor 0.5, before the rare invalid draws were made rare).
 ACTOR_NONZERO_SHARE = 0.4
-_CODES = {QueryError: "INVALID_ARGUMENT", FailedPrecondition: "FAILED_PRECONDITION", Unimplemented: "UNIMPLEMENTED"}
 
 
 def outcome_of(results: list[list[dict[str, Any]]]) -> str:
@@ -58,23 +54,13 @@ def check(store: EventStore, case: FunnelCase) -> str:
         "now": case.now,
         "test_account_filters": TEST_ACCOUNT_FILTERS,
     }
-    oracle_error: OracleError | None = None
-    try:
-        expected = compute_funnels(case.events, case.query, actions=case.actions, **kwargs)
-    except OracleError as exc:
-        oracle_error = exc
-    engine_error: Exception | None = None
-    try:
-        got = run_funnel_engine(store, case.events, case.query, actions=case.actions, **kwargs)
-    except (QueryError, FailedPrecondition, Unimplemented) as exc:
-        engine_error = exc
-    if oracle_error is not None or engine_error is not None:
-        event(f"rejected: {type(oracle_error).__name__}")
-        engine_code = _CODES.get(type(engine_error)) if engine_error is not None else None
-        assert oracle_error is not None and engine_code == oracle_error.code, (
-            f"oracle: {oracle_error!r}, engine: {engine_error!r}"
-        )
+    both = run_both(
+        lambda: compute_funnels(case.events, case.query, actions=case.actions, **kwargs),
+        lambda: run_funnel_engine(store, case.events, case.query, actions=case.actions, **kwargs),
+    )
+    if both is None:
         return REJECTED
+    expected, got = both
     outcome = outcome_of(expected.results)
     event(f"computed: {outcome}")
     assert_agree(expected, got, differences)
