@@ -277,6 +277,38 @@ def test_breakdown_attribution(store: EventStore, attribution: dict[str, Any], e
     assert result.results[0][0]["breakdown"] == expected[0][0]
 
 
+@pytest.mark.parametrize("attribution", ["first_touch", "last_touch"])
+@pytest.mark.parametrize("days", [(10, 10), (10, 11)])
+def test_touch_attribution_at_one_instant_takes_the_smallest_or_largest_value_as_arrays_compare(
+    store: EventStore, attribution: str, days: tuple[int, int]
+) -> None:
+    """Several values at a person's first (last) instant: the smallest (largest) array, compared
+    element by element, as the oracle does, whether the steps share the instant or not. The values are
+    made so that comparing their texts joined would choose otherwise ("a" < "ab" but "ay" > "ab";
+    a NUL inside a value, and as a whole value)."""
+    first, second = (at(d) for d in days)
+    events = [
+        ev(first, "a", "p1", browser="ab", os="x"),
+        ev(first, "a", "p1", browser="a", os="y"),
+        ev(first, "a", "p1", browser="a\x00", os="a"),
+        ev(second, "b", "p1", browser="zz", os="\x00"),
+        ev(second, "b", "p1", browser="zz", os=""),
+    ]
+    breakdowns = [{"property": "browser", "type": "event"}, {"property": "os", "type": "event"}]
+    query = funnel(
+        "a",
+        "b",
+        dateRange={"date_from": "2024-01-01", "date_to": "2024-01-14"},
+        breakdownFilter={"breakdowns": breakdowns},
+        funnelsFilter={"breakdownAttributionType": attribution},
+    )
+    result = run(store, events, query)
+    assert counts(result) == [[1, 1]]
+    assert values(result) == [["a", "y"] if attribution == "first_touch" else ["zz", "\x00"]]
+    oracle = compute_funnels(events, query, timezone="UTC", week_start_day=0, now=NOW)
+    assert result.results == oracle.results
+
+
 def test_values_beyond_the_limit_merge_into_other_which_is_ordered_like_any_value(store: EventStore) -> None:
     events = []
     for person, browser, converts in [("p1", "A", 1), ("p2", "A", 0), ("p3", "B", 1), ("p4", "C", 1)]:

@@ -246,13 +246,27 @@ def _values(params: Params, spec: FunnelSpec) -> str:
         # The value of the first (last) event with any value; ties at one instant take the
         # smallest (largest) value, so the choice does not depend on the engine's row order.
         pick = "argMinIf" if spec.attribution == "first_touch" else "argMaxIf"
-        found = f"{pick}(bv, tuple(t, bv), arrayExists(v -> v != '', bv))"
+        found = f"{pick}(bv, {_order_key(len(spec.breakdown))}, arrayExists(v -> v != '', bv))"
         blank = f"arrayWithConstant({params.bind(len(spec.breakdown), 'UInt8')}, '')"
         return f"[if(empty({found}), {blank}, {found})]"
     if spec.attribution == "all_events":
         return "groupUniqArray(bv)"
     assert spec.attribution_step is not None
     return f"groupUniqArrayIf(bv, has(codes, toInt8({params.bind(spec.attribution_step + 1, 'Int8')})))"
+
+
+def _order_key(dims: int) -> str:
+    """A String that sorts as tuple(t, bv) does: the time as 8 big-endian bytes (sign bit flipped,
+    so that earlier is smaller), then the value. argMin/argMax compare a String key bytewise,
+    several times cheaper per row than a tuple key (with a tuple key this aggregate was most of a
+    breakdown funnel's cost). One dimension: the text itself (last, so any byte may follow);
+    several: each text with NUL escaped as NUL 1 and closed by NUL NUL, which keeps the
+    element-wise order of the arrays (every array has `dims` elements)."""
+    time = "reinterpretAsFixedString(byteSwap(bitXor(toUInt64(t), toUInt64(9223372036854775808))))"
+    if dims == 1:
+        return f"concat({time}, bv[1])"
+    texts = "arrayStringConcat(arrayMap(v -> concat(replaceAll(v, '\\0', '\\0\\1'), '\\0\\0'), bv))"
+    return f"concat({time}, {texts})"
 
 
 # ------------------------------------------------------------------------------------- walks
