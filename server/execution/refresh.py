@@ -255,6 +255,7 @@ class Execution:
             last = 0.0
             while True:
                 changed = run.changed
+                run.watch()
                 yield run
                 last = time.monotonic()
                 if waiter.done():
@@ -281,6 +282,7 @@ class Execution:
     def status(self, env: EnvironmentInfo, run_id: str) -> Run:
         """A run of the environment; a complete one points at its result while the cache holds it."""
         run = self.runs.get(env.id, run_id)
+        run.watch()
         if run.complete and not run.error and run.result() is None:
             # Its own entry was evicted; a newer result of the same query is as good an answer.
             entry = self.cache.get(run.key)

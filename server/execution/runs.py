@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,6 +18,10 @@ from server.echo import shown
 from server.errors import Cancelled, DomainError, NotFound, ResourceExhausted
 
 log = logging.getLogger("insights.runs")
+
+# How long a status read or a stream keeps the engine's progress polled: a poll costs the engine a
+# few milliseconds of CPU, ten times a second, and a run nobody watches needs none.
+WATCH_SECONDS = 5.0
 
 # How long a cancel keeps killing a run's engine statement before it gives up (and says so in the
 # log), and how often it looks again: a kill can land just before the statement reaches the engine.
@@ -72,6 +77,8 @@ class Run:
     stop: threading.Event = field(default_factory=threading.Event)
     _in_engine: int = 0
     _engine_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Until when (time.monotonic()) someone wants the engine's progress (see `watch`).
+    watched_until: float = 0.0
 
     @contextlib.contextmanager
     def engine_statement(self) -> Iterator[None]:
@@ -113,6 +120,10 @@ class Run:
     def in_engine(self) -> bool:
         """Whether an engine statement of the run is running (or about to start)."""
         return self._in_engine > 0
+
+    def watch(self, seconds: float = WATCH_SECONDS) -> None:
+        """Someone reads this run's progress (a stream, a status call): keep it polled for `seconds`."""
+        self.watched_until = max(self.watched_until, time.monotonic() + seconds)
 
     def touch(self) -> None:
         self.changed.set()
@@ -311,11 +322,15 @@ class Runs:
         return None
 
     async def _watch(self, run: Run) -> None:
-        """Polls the engine's counters while the run computes, from one interval in: a statement
-        that ends sooner has no progress worth reporting, and a poll (a system.processes query)
-        would compete with it for the engine's cores."""
+        """Polls the engine's counters while the run computes and someone watches it (`Run.watch`),
+        from one interval in: a statement that ends sooner has no progress worth reporting, and a
+        poll (a system.processes query, a few ms of the engine's CPU) competes with it for the
+        engine's cores. A blocking call nobody asks about is not polled at all; a status read
+        starts the polls, so the next read shows fresh counters."""
         while True:
             await asyncio.sleep(self._interval)
+            if time.monotonic() >= run.watched_until:
+                continue
             with contextlib.suppress(Exception):
                 found = await self._poll_progress(run.tag)
                 if found is not None:

@@ -224,6 +224,7 @@ def _reading(dedicated: Dedicated, query_id: str) -> Any:
         run = dedicated.app.execution.runs.get(dedicated.environment_id, query_id)
     except Exception:
         return None
+    run.watch()  # the engine is polled for progress only while someone watches
     return run if run.progress is not None and run.progress.read_rows > 0 else None
 
 

@@ -61,6 +61,7 @@ async def _engine_busy(server: Server, tenant: Tenant, query_id: str) -> str:
             run = runs.get(tenant.environment_id, query_id)
         except Exception:
             return None
+        run.watch()  # the engine is polled for progress only while someone watches
         return run.tag if run.progress is not None and run.progress.read_rows > 0 else None
 
     return str(await eventually(reading, timeout=30, what="the run's engine statement to read rows"))

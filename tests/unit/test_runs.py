@@ -167,3 +167,38 @@ async def test_cancel_all_stops_every_run_in_flight() -> None:
     assert await runs.cancel_all() == 3
     assert all(run.complete and not run.in_engine for run in started)
     assert sorted(engine.kills) == sorted(run.tag for run in started)
+
+
+async def test_the_engine_is_polled_for_progress_only_while_someone_watches_the_run() -> None:
+    """A poll costs the engine CPU: a run nobody streams or asks about is never polled; once watched
+    (a status read, a stream) its progress is polled until the watch lapses."""
+    engine = Engine()
+    release = asyncio.Event()
+    polled = asyncio.Event()
+
+    async def progress(tag: str) -> Progress | None:
+        engine.polled.append(tag)
+        polled.set()
+        return Progress(read_rows=len(engine.polled))
+
+    runs = Runs(
+        clock=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        poll_progress=progress,
+        kill=engine.kill,
+        progress_interval=0.01,
+    )
+
+    async def compute(run: Run) -> str:
+        await release.wait()
+        return run.tag
+
+    run = runs.start("q", 1, "key", None, compute, detached=True, waiting=True)
+    # Fifty poll intervals with nobody watching: no poll (an unconditional poller would have made ~50).
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert engine.polled == [] and run.progress is None
+    run.watch()
+    await asyncio.wait_for(polled.wait(), WAIT)
+    assert engine.polled[0] == run.tag and run.progress is not None and run.progress.read_rows >= 1
+    release.set()
+    assert await runs.wait(run) == run.tag
