@@ -228,8 +228,25 @@ def test_a_cohort_filter_keeps_its_members(store: EventStore) -> None:
     assert raised.value.metadata["field"] == "properties[0].value"
 
 
+def test_sampling_keeps_whole_distinct_ids_and_scales_the_counts_back(store: EventStore) -> None:
+    """As trends and retention: the persons whose distinct id falls in the sample (a fixed hash),
+    their statuses counted as by everyone, each count divided by the factor and rounded."""
+    people = [f"p{i}" for i in range(40)]
+    events = [ev(at(4), p) for p in people] + [ev(at(5), p) for p in people[::2]] + [ev(at(7), p) for p in people[::3]]
+    factor = 0.5
+    bound = int(factor * 2**64)
+    kept = {
+        p for p in people if store.query("SELECT cityHash64({d:String}) < {t:UInt64}", {"d": f"d-{p}", "t": bound}) == [(1,)]
+    }
+    assert 0 < len(kept) < len(people)  # a real subset (fixed: cityHash64 is deterministic)
+    whole = data(run(store, [e for e in events if e.person_id in kept], lifecycle()).results)
+    sampled = data(run(store, events, lifecycle(samplingFactor=factor)).results)
+    assert sampled == {status: [round(c / factor) for c in counts] for status, counts in whole.items()}
+    assert any(c != 0 for counts in sampled.values() for c in counts)
+    assert data(run(store, events, lifecycle(samplingFactor=1.0)).results)["new"][0] == len(people)
+
+
 LATER = [
-    ("samplingFactor", {"samplingFactor": 0.5}),
     ("aggregation_group_type_index", {"aggregation_group_type_index": 0}),
     ("interval", {"interval": "minute"}),
     ("dateRange.explicitDate", {"dateRange": {**RANGE, "explicitDate": True}}),

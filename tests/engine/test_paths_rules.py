@@ -234,13 +234,35 @@ def test_invalid_options_name_their_field(store: EventStore, filters: dict[str, 
         ({"pathsFilter": {"pathDropoffKey": "2_/b"}}, "pathsFilter.pathDropoffKey"),
         ({"pathsFilter": {"pathReplacements": True}}, "pathsFilter.pathReplacements"),
         ({"pathsFilter": {"pathStartKey": "1_/a"}}, "pathsFilter.pathStartKey"),
-        ({"samplingFactor": 0.5}, "samplingFactor"),
     ],
 )
 def test_options_not_built_are_unimplemented_naming_the_field(store: EventStore, query: dict[str, Any], field: str) -> None:
     with pytest.raises(Unimplemented) as err:
         run(store, [], {"kind": "PathsQuery", "dateRange": RANGE, **query})
     assert err.value.metadata["field"] == field
+
+
+def test_sampling_keeps_whole_distinct_ids_and_scales_traversals_back_before_the_edge_weights(
+    store: EventStore,
+) -> None:
+    """The persons whose distinct id falls in the sample (a fixed hash) walk as everyone does; each
+    edge's traversals are divided by the factor and rounded, and minEdgeWeight reads that number."""
+    people = [f"p{i}" for i in range(30)]
+    events = [pv(at(5, 10, 0), "/a", p) for p in people] + [pv(at(5, 10, 1), "/b", p) for p in people]
+    events += [pv(at(5, 10, 2), "/c", p) for p in people[:10]]
+    factor = 0.25
+    bound = int(factor * 2**64)
+    kept = {
+        p for p in people if store.query("SELECT cityHash64({d:String}) < {t:UInt64}", {"d": f"d-{p}", "t": bound}) == [(1,)]
+    }
+    assert 0 < len(kept) < len(people)  # a real subset (fixed: cityHash64 is deterministic)
+    whole = run(store, [e for e in events if e.person_id in kept], paths()).results
+    sampled = run(store, events, {**paths(), "samplingFactor": factor}).results
+    assert sampled == [{**edge, "value": float(round(edge["value"] / factor))} for edge in whole]
+    assert sampled[0]["value"] == round(len(kept) / factor)
+    weight = sampled[0]["value"]
+    heavy = run(store, events, {**paths(minEdgeWeight=int(weight)), "samplingFactor": factor}).results
+    assert [edge["value"] for edge in heavy] == [v for v in (e["value"] for e in sampled) if v >= weight]
 
 
 def test_hostile_values_are_bound_never_in_the_sql(store: EventStore) -> None:

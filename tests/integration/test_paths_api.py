@@ -184,7 +184,6 @@ LATER: list[tuple[str, Callable[[], qpb.PathsQuery]]] = [
         lambda: _funnel_paths("funnel_path_after_step", 1, _funnel(funnel_order_type=qpb.FUNNEL_ORDER_TYPE_UNORDERED)),
     ),
     ("pathsFilter.pathDropoffKey", lambda: _paths(path_dropoff_key="2_/pricing")),
-    ("samplingFactor", lambda: qpb.PathsQuery(sampling_factor=0.5)),
 ]
 
 

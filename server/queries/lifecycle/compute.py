@@ -8,7 +8,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, DefinitionUnavailable, Execute, QueryContext
-from server.queries.common import nodes
+from server.queries.common import nodes, sampling
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
@@ -110,7 +110,7 @@ def _shape(
     action: ActionDefinition | None,
 ) -> results_pb2.LifecycleResult:
     """Four series in the reference's order, every period of the grid (0 where nobody)."""
-    counts = {(int(period), int(status)): int(actors) for period, status, actors in rows}
+    counts = {(int(period), int(status)): sampling.scaled(int(actors), spec.sampling) for period, status, actors in rows}
     series = spec.series
     ident: str | None
     if series.action_id is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
+from server.queries.common import nodes
 from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 from server.queries.common.nodes import INTERVAL_NAMES
@@ -35,6 +36,7 @@ class LifecycleSpec:
 
     interval: str  # "hour", "day", "week" or "month"
     series: Series
+    sampling: float = 1.0  # samplingFactor: the share of distinct ids kept, counts scaled back
     later: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -52,16 +54,13 @@ def lifecycle_spec(query: query_pb2.LifecycleQuery) -> LifecycleSpec:
         # The reference silently uses the first; refusing says so instead of ignoring the rest.
         raise QueryError(f"a lifecycle query takes one series (got {len(query.series)})", "series")
     series = _series(query.series[0], later)
-    if query.HasField("sampling_factor"):
-        if not 0 < query.sampling_factor <= 1:
-            raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
-        if query.sampling_factor < 1:
-            later.append(("samplingFactor", "sampled lifecycles"))
+    nodes.check_sampling_factor(query)
     if query.HasField("aggregation_group_type_index"):
         later.append(("aggregation_group_type_index", "lifecycles of groups"))
     if query.date_range.explicit_date:
         later.append(("dateRange.explicitDate", "exact date ranges of lifecycles"))
-    return LifecycleSpec(interval=interval, series=series, later=later)
+    sampling = query.sampling_factor if query.HasField("sampling_factor") else 1.0
+    return LifecycleSpec(interval=interval, series=series, sampling=sampling, later=later)
 
 
 def _series(node: query_pb2.SeriesNode, later: list[tuple[str, str]]) -> Series:

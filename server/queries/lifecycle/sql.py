@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from generated.insights.v1 import query_pb2
 from server.queries.base import ActionDefinition, DefinitionUnavailable
+from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
@@ -94,6 +95,9 @@ def _events(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery
         # Events that do not touch a person profile have no lifecycle (the reference's filter).
         f"ifNull({property_text(params, '$process_person_profile', 'event')}, '') != 'false'",
     ]
+    bound = sampling.threshold(spec.sampling)
+    if bound is not None:
+        where.append(sampling.kept_sql(params, bound))
     if query.HasField("properties"):
         where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:

@@ -66,6 +66,7 @@ class PathsSpec:
     cleaning: tuple[tuple[str, str], ...]  # (regex, alias), applied in order
     groupings: tuple[str, ...] = ()  # wildcard patterns, applied after the cleaning rules
     funnel: FunnelPaths | None = None  # funnelPathsFilter: the persons and times of a funnel step
+    sampling: float = 1.0  # samplingFactor: the share of distinct ids kept, traversals scaled back
     later: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -104,11 +105,8 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
     funnel = _funnel(query.funnel_paths_filter, later) if query.HasField("funnel_paths_filter") else None
     if query.HasField("aggregation_group_type_index"):
         later.append(("aggregation_group_type_index", "paths of groups"))
-    if query.HasField("sampling_factor"):
-        if not 0 < query.sampling_factor <= 1:
-            raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
-        if query.sampling_factor < 1:
-            later.append(("samplingFactor", "sampled paths"))
+    if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
+        raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
     if query.date_range.explicit_date:
         later.append(("dateRange.explicitDate", "exact date ranges of paths"))
     step_limit = pf.step_limit if pf.HasField("step_limit") else DEFAULT_STEP_LIMIT
@@ -150,6 +148,7 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         cleaning=tuple(cleaning),
         groupings=groupings,
         funnel=funnel,
+        sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
         later=later,
     )
 

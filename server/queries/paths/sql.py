@@ -19,6 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from generated.insights.v1 import query_pb2
+from server.queries.common import sampling
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
@@ -67,13 +68,16 @@ def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx:
         "concat(toString(i), '_', p[i].2), p[i].1 - p[i - 1].1), range(2, length(p) + 1))) AS e "
         f"FROM ({paths})"
     )
+    # Sampled: traversals scaled back to the whole (as other kinds' counts), before the edge
+    # weights and the order see them, so they read the numbers the caller sees.
+    value = "count()" if spec.sampling >= 1 else f"toInt64(round(count() / {params.bind(spec.sampling, 'Float64')}))"
     having = []
     if spec.min_weight is not None:
         having.append(f"value >= {params.bind(spec.min_weight, 'Int64')}")
     if spec.max_weight is not None:
         having.append(f"value <= {params.bind(spec.max_weight, 'Int64')}")
     return (
-        f"SELECT e.1 AS source, e.2 AS target, count() AS value, avg(e.3) AS gap FROM ({edges}) "
+        f"SELECT e.1 AS source, e.2 AS target, {value} AS value, avg(e.3) AS gap FROM ({edges}) "
         f"GROUP BY source, target {'HAVING ' + ' AND '.join(having) if having else ''} "
         f"ORDER BY value DESC, source, target LIMIT {params.bind(spec.edge_limit, 'Int64')}"
     )
@@ -179,6 +183,9 @@ def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: C
         if spec.custom:
             kinds.append("NOT startsWith(event, '$')")
         where.append(" OR ".join(kinds))
+    bound = sampling.threshold(spec.sampling)
+    if bound is not None:
+        where.append(sampling.kept_sql(params, bound))
     if query.HasField("properties"):
         where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:

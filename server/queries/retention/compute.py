@@ -8,7 +8,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Execute, QueryContext
-from server.queries.common import nodes
+from server.queries.common import nodes, sampling
 from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -79,7 +79,7 @@ def _plan(query: query_pb2.RetentionQuery, ctx: QueryContext) -> _Plan:
             "date range, use a longer period, fewer totalIntervals or a lower breakdown_limit",
             "dateRange",
         )
-    threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
+    threshold = sampling.threshold(spec.sampling)
     params = Params(columns=ctx.materialized)
     members = CohortCompiler(ctx)
     context = rsql.Context(
@@ -110,7 +110,7 @@ def _shape(
     has_more = False
     for value, s, k, c, rank, cut in rows:
         key = str(value)
-        counts.setdefault(key, {})[(int(s), int(k))] = _sampled(int(c), spec.sampling)
+        counts.setdefault(key, {})[(int(s), int(k))] = sampling.scaled(int(c), spec.sampling)
         ranks[key] = min(int(rank), ranks.get(key, int(rank)))
         has_more = has_more or bool(cut)
     if spec.breakdown is None:
@@ -131,7 +131,3 @@ def _shape(
                 cohort.breakdown_value.string_value = value
     return out, has_more
 
-
-def _sampled(count: int, factor: float) -> int:
-    """A sampled count scaled back, as the reference's correct_result_for_sampling."""
-    return count if factor >= 1 else round(count / factor)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
+from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, breakdown_value_sql, filters_sql, properties_sql
@@ -82,8 +83,7 @@ def _events(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery
             f"timestamp >= fromUnixTimestamp64Micro({params.bind(epoch_us(ctx.dates.date_from), 'Int64')})"
         )
     if ctx.sample_threshold is not None:
-        # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
-        where.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
+        where.append(sampling.kept_sql(params, ctx.sample_threshold))
     if query.HasField("properties"):
         where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:
