@@ -91,6 +91,9 @@ def paths_cases(draw: st.DrawFn) -> PathsCase:
         query["properties"] = [{"key": "browser", "operator": "is_not", "value": "Firefox"}]
     if draw(st.integers(0, 5)) == 0:
         query["filterTestAccounts"] = True
+    if draw(st.integers(0, 3)) == 3:  # the largest value: hypothesis favours the smallest
+        # Paths of groups: each event's $group_0 key (some have none), persons merged per key.
+        query["aggregation_group_type_index"] = 0
     now = draw(st.sampled_from(NOWS))
     timezone = draw(st.sampled_from(TIMEZONES))
     grid = oracle_range(query["dateRange"], "day", timezone=timezone, week_start_day=0, now=now)
@@ -133,6 +136,9 @@ def _event(draw: st.DrawFn, person: str, when: dt.datetime, email: str) -> Event
     # Screens and custom events often enough that a query of those types alone finds paths.
     kind = draw(st.integers(0, 11))
     props: dict[str, Any] = {"browser": draw(st.sampled_from(["Chrome", "Firefox", "Safari 17"]))}
+    company = draw(st.sampled_from(["acme", "globex", "", None]))
+    if company is not None:
+        props["$group_0"] = company
     if kind <= 5:
         name = "$pageview"
         if draw(st.integers(0, 12)):

@@ -265,6 +265,28 @@ def test_sampling_keeps_whole_distinct_ids_and_scales_traversals_back_before_the
     assert [edge["value"] for edge in heavy] == [v for v in (e["value"] for e in sampled) if v >= weight]
 
 
+def test_paths_of_groups_merge_their_members_events_and_skip_events_without_a_key(store: EventStore) -> None:
+    """aggregation_group_type_index 0: one stream per `$group_0` key, whoever did the events; an
+    event without the key (or with an empty one) is on no path."""
+    events = [
+        pv(at(5, 10, 0), "/a", "p1", **{"$group_0": "acme"}),
+        pv(at(5, 10, 1), "/b", "p2", **{"$group_0": "acme"}),
+        pv(at(5, 10, 2), "/x", "p2"),  # no group: skipped, so /b → /c
+        pv(at(5, 10, 3), "/y", "p1", **{"$group_0": ""}),
+        pv(at(5, 10, 4), "/c", "p1", **{"$group_0": "acme"}),
+        pv(at(5, 10, 0), "/a", "p3", **{"$group_0": "globex"}),
+        pv(at(5, 10, 2), "/c", "p3", **{"$group_0": "globex"}),
+    ]
+    got = run(store, events, {**paths(), "aggregation_group_type_index": 0}).results
+    assert [(e["source"], e["target"], e["value"]) for e in got] == [
+        ("1_/a", "2_/b", 1.0),
+        ("1_/a", "2_/c", 1.0),
+        ("2_/b", "3_/c", 1.0),
+    ]
+    by_person = run(store, events, paths()).results
+    assert ("1_/a", "2_/y") in [(e["source"], e["target"]) for e in by_person]
+
+
 def test_hostile_values_are_bound_never_in_the_sql(store: EventStore) -> None:
     hostile = "x'); DROP TABLE events; --"
     events = [pv(at(5, 10, 0), hostile), pv(at(5, 10, 1), "/b")]

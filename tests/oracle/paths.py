@@ -12,7 +12,9 @@ API
 edges ``{source, target, value, average_conversion_time}`` heaviest first. ``pathGroupings`` are
 matched as plain text with ``*`` wildcards (no regex), after the cleaning rules. A
 ``funnelPathsFilter`` follows the persons and step times of the funnel oracle's walk
-(tests/oracle/funnels.py ``funnel_persons``), sessions split at the funnel's window.
+(tests/oracle/funnels.py ``funnel_persons``), sessions split at the funnel's window. With
+``aggregation_group_type_index`` N the paths are those of each ``$group_N`` key (its members'
+events in one stream); an event without the key is on no path.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tests.oracle.funnels import UNIT_SECONDS, funnel_persons
-from tests.oracle.trends import Event, compile_properties, resolve_date_range
+from tests.oracle.trends import Event, compile_properties, prop_text, resolve_date_range
 
 SESSION_GAP_SECONDS = 1800
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -168,6 +170,9 @@ def compute_paths(
     query_filter = compile_properties(query.get("properties"), ZoneInfo(timezone))
     test_filter = compile_properties(test_account_filters or [], ZoneInfo(timezone)) if query.get("filterTestAccounts") else None
 
+    group = query.get("aggregation_group_type_index")
+    # Whose path an event is on: its person's, or with a group type its group key's (no key: nobody's).
+    group_key = None if group is None else f"$group_{group}"
     gap_us = SESSION_GAP_SECONDS * 1_000_000
     bounds: dict[str, tuple[int, int]] | None = None
     if query.get("funnelPathsFilter"):
@@ -187,8 +192,11 @@ def compute_paths(
         item = _group(_item(e, cleaning), groupings)
         if item in exclude:
             continue
+        actor = e.person_id if group_key is None else prop_text(e.properties, group_key) or ""
+        if actor == "":
+            continue
         micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
-        by_person[e.person_id].append((micros, item))
+        by_person[actor].append((micros, item))
 
     counts: dict[tuple[str, str], list[int]] = defaultdict(list)
     for steps in by_person.values():

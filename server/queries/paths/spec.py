@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
+from server.queries.common.actors import PERSONS, Aggregation, aggregation
 from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import regex_problem
@@ -67,6 +68,8 @@ class PathsSpec:
     groupings: tuple[str, ...] = ()  # wildcard patterns, applied after the cleaning rules
     funnel: FunnelPaths | None = None  # funnelPathsFilter: the persons and times of a funnel step
     sampling: float = 1.0  # samplingFactor: the share of distinct ids kept, traversals scaled back
+    # Whose paths: persons (default), or a group type's keys (aggregation_group_type_index).
+    aggregation: Aggregation = PERSONS
     later: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -103,8 +106,13 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
             # do not depend on them, and this service has no actors query yet (docs/decisions.md).
             later.append((f"pathsFilter.{name}", "drill-downs to the persons of a path node or edge (an actors query)"))
     funnel = _funnel(query.funnel_paths_filter, later) if query.HasField("funnel_paths_filter") else None
-    if query.HasField("aggregation_group_type_index"):
-        later.append(("aggregation_group_type_index", "paths of groups"))
+    group = query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None
+    agg = aggregation(
+        group, None, group_path="aggregation_group_type_index", expression_path="", later=later
+    )
+    if funnel is not None and agg.kind == "group":
+        # A funnel's walks are of persons (a group funnel's paths are refused under the funnel).
+        later.append(("aggregation_group_type_index", "funnel paths of groups"))
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
     if query.date_range.explicit_date:
@@ -149,6 +157,7 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         groupings=groupings,
         funnel=funnel,
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
+        aggregation=agg,
         later=later,
     )
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from generated.insights.v1 import query_pb2
 from server.queries.common import sampling
+from server.queries.common.actors import actor_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
@@ -190,11 +191,15 @@ def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: C
         where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:
         where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone, ctx.cohorts))
+    actor = actor_sql(params, spec.aggregation)
+    if actor.condition is not None:
+        # Events without the group's key belong to no group: on nobody's path.
+        where.append(actor.condition)
     having = ""
     if spec.exclude:
         having = f" AND item NOT IN {params.bind(list(spec.exclude), 'Array(String)')}"
     return (
-        f"SELECT person_id AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS path_cleaned, "
+        f"SELECT {actor.expression} AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS path_cleaned, "
         f"{_grouped(params, spec, 'path_cleaned')} AS item "
         f"FROM events WHERE {' AND '.join(f'({w})' for w in where)}{having}"
     )
