@@ -80,7 +80,7 @@ def bind(value: struct_pb2.Value, path: str, bound: Bound) -> exp.Expr:
 
 def check_values(values: Mapping[str, struct_pb2.Value]) -> None:
     """Refuses a `values` entry whose name no placeholder could have or whose value cannot bind."""
-    for name, value in values.items():
+    for name, value in sorted(values.items()):
         if not NAME.fullmatch(name) or name in ("filters", "variables"):
             raise QueryError("a placeholder name is letters, digits and _ (not filters or variables)", f"values.{name}")
         typed(value, f"values.{name}")
@@ -90,7 +90,8 @@ def check_variables(variables: Mapping[str, query_pb2.HogQLVariable]) -> dict[st
     """code_name → variable id, every variable checked (a code_name to write as {variables.code_name},
     an id that agrees with its key, a value that binds, or is_null)."""
     names: dict[str, str] = {}
-    for key, variable in variables.items():
+    # By id, so that which of two clashing variables is named does not depend on map order.
+    for key, variable in sorted(variables.items()):
         path = f"variables.{key}"
         if variable.HasField("variable_id") and variable.variable_id != key:
             raise QueryError(f"variable_id {variable.variable_id!r} differs from its key {key!r}", f"{path}.variable_id")
@@ -139,7 +140,7 @@ def fill_values(tree: exp.Expr, spots: Mapping[str, Spot], inputs: Inputs, bound
     check_values(inputs.values)
     names = check_variables(inputs.variables)
     used = {spot.parts[0] for spot in spots.values() if spot.kind == "value"}
-    for name in inputs.values:
+    for name in sorted(inputs.values):
         if name not in used:
             raise QueryError(f"the query has no {{{name}}} placeholder for this value", f"values.{name}")
     filters: list[tuple[exp.Expr, Spot]] = []
