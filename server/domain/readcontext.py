@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from generated.insights.v1 import insight_pb2, query_pb2
-from server.errors import Unimplemented
-from server.queries import overrides
+from server.queries import overrides, variable_overrides
 
 
 @dataclass(frozen=True)
@@ -21,11 +19,13 @@ class ReadContext:
     """
 
     layers: tuple[tuple[insight_pb2.DashboardFilter, str], ...] = ()
+    # A SQL insight's variable values for this read (`variables_override`), by variable id.
+    variables: tuple[tuple[str, query_pb2.HogQLVariable], ...] = ()
 
     def query(self, saved: query_pb2.QueryNode | None) -> query_pb2.QueryNode | None:
         for filters, field in self.layers:
             saved = overrides.apply(saved, filters, field)
-        return saved
+        return variable_overrides.apply(saved, dict(self.variables), "variables_override")
 
 
 # A read of the insight as saved.
@@ -33,17 +33,14 @@ SAVED = ReadContext()
 
 
 def checked(
-    filters_override: insight_pb2.DashboardFilter | None, variables_override: Mapping[str, Any]
+    filters_override: insight_pb2.DashboardFilter | None,
+    variables_override: Mapping[str, query_pb2.HogQLVariable],
 ) -> ReadContext:
-    """The caller's layers, refused (INVALID_ARGUMENT naming the field) before anything is read."""
-    if variables_override:
-        # SQL insights compute, but their variables are not built yet: refused, never ignored.
-        raise Unimplemented(
-            "variables_override: the variables of SQL insights are not implemented yet",
-            reason="SQL_FEATURE_NOT_IMPLEMENTED",
-            metadata={"field": "variables_override"},
-        )
+    """The caller's layers, refused (INVALID_ARGUMENT naming the field) before anything is read;
+    whether the insight has the overridden variables is checked on the saved query."""
+    variable_overrides.check(variables_override, "variables_override")
+    variables = tuple(sorted(variables_override.items()))
     if filters_override is None or overrides.is_empty(filters_override):
-        return SAVED
+        return ReadContext(variables=variables) if variables else SAVED
     overrides.check(filters_override, "filters_override")
-    return ReadContext(((filters_override, "filters_override"),))
+    return ReadContext(((filters_override, "filters_override"),), variables)

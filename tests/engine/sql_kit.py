@@ -69,10 +69,20 @@ def context(team: int) -> QueryContext:
 
 def run(store: EventStore, team: int, sql: str, limits: SqlLimits | None = None) -> Any:
     """The HogQLResult of `sql` for `team`, computed by the runner on the real store."""
+    return run_node(store, team, query_pb2.HogQLQuery(query=sql), limits=limits)
+
+
+def run_node(
+    store: EventStore,
+    team: int,
+    node: query_pb2.HogQLQuery,
+    *,
+    ctx: QueryContext | None = None,
+    limits: SqlLimits | None = None,
+) -> Any:
+    """The outcome of a whole HogQLQuery (filters, values, variables) for `team` on the real store."""
 
     def execute(sql: str, params: dict[str, Any], settings: Any = None) -> list[tuple[Any, ...]]:
         return store.query(sql, params, settings=settings)
 
-    node = query_pb2.HogQLQuery(query=sql)
-    outcome = HogQLRunner(limits).compute(node, context(team), execute)
-    return outcome
+    return HogQLRunner(limits).compute(node, ctx or context(team), execute)

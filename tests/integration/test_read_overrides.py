@@ -7,7 +7,7 @@ import json
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import events_pb2 as epb
@@ -138,11 +138,14 @@ async def test_a_breakdown_override_on_a_kind_without_breakdowns_is_refused(api:
     assert_invalid(err, "filters_override.breakdown_filter")
 
 
-async def test_variables_override_is_refused_until_sql_variables_are_built(api: Api, saved: ipb.Insight) -> None:
-    variables = {"v1": qpb.HogQLVariable(code_name="limit")}
-    err = await expect_error(_read(api, saved.id, variables_override=variables), grpc.StatusCode.UNIMPLEMENTED)
-    assert error_info(err).metadata["field"] == "variables_override"
-    assert (err.details() or "").startswith("variables_override")
+async def test_variables_override_on_an_insight_that_is_not_sql_is_refused(api: Api, saved: ipb.Insight) -> None:
+    variables = {"v1": qpb.HogQLVariable(code_name="limit", value=struct_pb2.Value(number_value=3))}
+    err = await expect_error(_read(api, saved.id, variables_override=variables), grpc.StatusCode.INVALID_ARGUMENT)
+    assert_invalid(err, "variables_override")
+    # A value that could never bind is refused before the insight is read.
+    bad = {"v1": qpb.HogQLVariable(code_name="limit")}
+    err = await expect_error(_read(api, saved.id, variables_override=bad), grpc.StatusCode.INVALID_ARGUMENT)
+    assert_invalid(err, "variables_override.v1.value")
 
 
 async def test_from_dashboard_needs_a_live_dashboard_of_the_environment(

@@ -755,8 +755,12 @@ class GetInsightRequest(_message.Message):
 
     @_builtins.property
     def variables_override(self) -> _containers.MessageMap[_builtins.str, _query_pb2.HogQLVariable]:
-        """SQL variable values by variable id. INVALID_ARGUMENT while SQL insights
-        are not computed.
+        """SQL variable values by variable id, for this read only: each replaces the
+        value (or is_null) of the saved SQL insight's variable with that id (its
+        code_name stays). Only the computation sees them; the result is cached
+        under the query as overridden. INVALID_ARGUMENT naming the entry for an id
+        the insight has no variable for, a value that cannot bind (see HogQLQuery
+        variables), or an insight that is not SQL.
         """
 
     def __init__(

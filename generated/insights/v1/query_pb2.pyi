@@ -4339,15 +4339,29 @@ class HogQLQuery(_message.Message):
     """An external connection to run against."""
     @_builtins.property
     def filters(self) -> Global___HogQLFilters:
-        """Filters substituted for {filters}."""
+        """Filters substituted for {filters}, written in a WHERE, HAVING or JOIN … ON
+        of a SELECT that reads the events table once: timestamp >= date_from
+        ("all": no bound) AND timestamp < date_to (dates as in DateRange, in the
+        environment's time zone), AND the property filters, AND the test-account
+        filters when filter_test_accounts. As the reference, a query without
+        {filters} is not filtered (a broken filter is still INVALID_ARGUMENT).
+        """
 
     @_builtins.property
     def values(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.Value]:
-        """Placeholder values by name."""
+        """Placeholder values by name, each substituted for {name} as a bound
+        parameter typed by its JSON value. A name no placeholder uses, or a
+        placeholder without a value, is INVALID_ARGUMENT.
+        """
 
     @_builtins.property
     def variables(self) -> _containers.MessageMap[_builtins.str, Global___HogQLVariable]:
-        """Variable values by variable id."""
+        """Variable values by variable id, each substituted for
+        {variables.code_name} as a bound parameter typed by its JSON value
+        (string: String, number: Int64 or Float64, boolean: Bool, list: an Array
+        of one of those, at most 1,000 items; null or is_null: NULL). A
+        placeholder without a variable is INVALID_ARGUMENT naming `variables`.
+        """
 
     @_builtins.property
     def modifiers(self) -> Global___HogQLQueryModifiers:

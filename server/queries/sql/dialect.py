@@ -31,6 +31,11 @@ def parse(sql: str) -> list[exp.Expr | None]:
     return InsightSQL().parse(sql)
 
 
+def parse_tokens(found: list[Token], sql: str) -> list[exp.Expr | None]:
+    """The statements of already read (and possibly rewritten) tokens of `sql`; as `parse`."""
+    return InsightSQL().parser().parse(found, sql)
+
+
 def render(tree: exp.Expr) -> str:
     """The SQL the engine runs: printed from the tree alone (never the caller's text, and without
     its comments), every name quoted, so the engine reads exactly what was checked."""

@@ -25,7 +25,8 @@ def check_names(tree: exp.Expr) -> None:
         items = node.expressions
         if right is None and len(items) == 1 and isinstance(items[0], (exp.Column, exp.Identifier, exp.Dot)):
             right = items[0]
-        if right is not None and not isinstance(right, (exp.Subquery, exp.Query)):
+        # A bound parameter (a list variable) is a value: only the service writes parameters.
+        if right is not None and not isinstance(right, (exp.Subquery, exp.Query, exp.Placeholder)):
             raise invalid(
                 f"IN {right.sql()}: a name on the right of IN reads a table; write IN (SELECT …) or a list of values"
             )

@@ -19,7 +19,7 @@ _PERSON = "person"
 
 @dataclass
 class Bound:
-    """Parameters the rewrite binds (property keys), by placeholder name."""
+    """Parameters the rewrite binds (property keys, placeholder values), by parameter name."""
 
     values: dict[str, Any] = field(default_factory=dict)
 
@@ -27,6 +27,12 @@ class Bound:
         name = f"__key_{len(self.values)}"
         self.values[name] = value
         return exp.Placeholder(this=exp.var(name), kind=exp.DataType.build("String", dialect=InsightSQL))
+
+    def bind_as(self, value: Any, ch_type: str) -> exp.Placeholder:
+        """A parameter of engine type `ch_type` (a type the service names, never the caller)."""
+        name = f"__v_{len(self.values)}"
+        self.values[name] = value
+        return exp.Placeholder(this=exp.var(name), kind=exp.DataType.build(ch_type, dialect=InsightSQL))
 
 
 def _text(source: exp.Column, keys: list[str], bound: Bound) -> exp.Expr:

@@ -13,6 +13,7 @@ from server.queries.common.errors import QueryError
 from server.queries.common.nodes import refuse_later
 from server.queries.sql.compile import Compiled, compile_sql
 from server.queries.sql.engine_errors import cleaned_message, engine_code, tripped_limit
+from server.queries.sql.inputs import Inputs, inputs_of
 from server.queries.sql.problems import FIELD, invalid
 from server.queries.sql.values import row_value
 from storage.events import QueryCancelled, is_cancellation
@@ -41,12 +42,6 @@ class SqlLimits:
 def _later_fields(node: query_pb2.HogQLQuery) -> list[tuple[str, str]]:
     """Options of a HogQLQuery this service does not run yet: refused, never ignored."""
     found: list[tuple[str, str]] = []
-    if node.HasField("filters") and node.filters.ListFields():
-        found.append(("filters", "filters ({filters})"))
-    if node.values:
-        found.append(("values", "placeholder values"))
-    if node.variables:
-        found.append(("variables", "SQL variables"))
     if node.explain:
         found.append(("explain", "explain"))
     if node.connection_id:
@@ -91,7 +86,7 @@ def _run(compiled: Compiled, execute: Execute, settings: Mapping[str, Any]) -> t
 def run_sql(node: query_pb2.HogQLQuery, ctx: QueryContext, execute: Execute, limits: SqlLimits) -> Outcome:
     """Computes a HogQLQuery: QueryError/Unimplemented naming fields relative to `node`."""
     refuse_later(node, _later_fields(node), "HogQLQuery", "SQL_OPTION_NOT_IMPLEMENTED")
-    compiled = compile_sql(node.query, ctx.team_id)
+    compiled = compile_sql(node.query, ctx.team_id, _inputs(node, ctx))
     described, rows = _run(compiled, execute, limits.settings())
     result = results_pb2.HogQLResult(
         columns=[str(d[0]) for d in described],
@@ -110,10 +105,15 @@ def run_sql(node: query_pb2.HogQLQuery, ctx: QueryContext, execute: Execute, lim
     )
 
 
-def check_sql(node: query_pb2.HogQLQuery) -> None:
-    """QueryError for SQL that can never run; a part not built yet is no error when saving."""
+def _inputs(node: query_pb2.HogQLQuery, ctx: QueryContext) -> Inputs:
+    return inputs_of(node, timezone=ctx.timezone, now=ctx.now, test_account_filters=ctx.test_account_filters)
+
+
+def check_sql(node: query_pb2.HogQLQuery, ctx: QueryContext) -> None:
+    """QueryError for SQL that can never run (placeholders without values included); a part not
+    built yet is no error when saving."""
     try:
-        compile_sql(node.query, 0)
+        compile_sql(node.query, 0, _inputs(node, ctx))
     except Unimplemented:
         return
 
@@ -127,7 +127,7 @@ class HogQLRunner(Runner[query_pb2.HogQLQuery]):
         self.limits = limits or SqlLimits()
 
     def check(self, node: query_pb2.HogQLQuery, ctx: QueryContext) -> None:
-        check_sql(node)
+        check_sql(node, ctx)
 
     def interval(self, node: query_pb2.HogQLQuery) -> str | None:
         return None
@@ -147,7 +147,7 @@ class DataVisualizationRunner(Runner[query_pb2.DataVisualizationNode]):
 
     def check(self, node: query_pb2.DataVisualizationNode, ctx: QueryContext) -> None:
         try:
-            check_sql(node.source)
+            check_sql(node.source, ctx)
         except QueryError as exc:
             raise exc.within("source") from None
 

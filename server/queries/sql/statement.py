@@ -1,5 +1,5 @@
 """The caller's SQL as one SELECT: parsed, and refused when it is anything else or carries a clause
-that only the service may set (SETTINGS, FORMAT, INTO OUTFILE, placeholders)."""
+that only the service may set (SETTINGS, FORMAT, INTO OUTFILE, query parameters)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import re
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokenizer_core import Token, TokenType
+from sqlglot.tokenizer_core import Token
 
-from server.queries.sql.dialect import parse, tokens
-from server.queries.sql.problems import invalid, later
+from server.queries.sql.dialect import parse_tokens, tokens
+from server.queries.sql.placeholders import Spot, mark
+from server.queries.sql.problems import invalid
 
 # Longest SQL text accepted (the reference's saved queries are far shorter).
 MAX_SQL_CHARS = 100_000
@@ -18,36 +19,16 @@ MAX_SQL_CHARS = 100_000
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
 # The parser's own class names in its messages: not the caller's vocabulary.
 _INTERNALS = re.compile(r"\s*for <class '[^']*'>")
+# A placeholder's marker (placeholders.mark), should the parser name one: the caller wrote a placeholder.
+_MARKER = re.compile(r"__ph_[0-9a-f]+_[0-9]+(\(\))?")
 
 
-def _where(sql: str, offset: int) -> str:
-    """Where a character offset is ("line L, column C"), for messages that point at a construct."""
-    line = sql.count("\n", 0, offset) + 1
-    column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
-    return f"line {line}, column {column}"
-
-
-def check_placeholders(sql: str) -> list[Token]:
-    """Refuses `{…}` (the reference's placeholders, or ClickHouse query parameters and map literals:
-    parameters are the service's alone) and `?`; `{filters}` and `{variables.x}` are not built yet."""
+def read_tokens(sql: str) -> list[Token]:
+    """The tokens of `sql`; QueryError when it cannot be tokenized."""
     try:
-        found = tokens(sql)
+        return tokens(sql)
     except (TokenError, ValueError) as exc:
         raise invalid(f"the SQL cannot be read: {_ESCAPES.sub('', str(exc))}") from None
-    for i, token in enumerate(found):
-        if token.token_type == TokenType.L_BRACE:
-            name = found[i + 1].text if i + 1 < len(found) else ""
-            if name.lower() == "filters":
-                raise later("the {filters} placeholder")
-            if name.lower() == "variables":
-                raise later("{variables.…} placeholders")
-            raise invalid(
-                f"'{{' at {_where(sql, token.start)}: placeholders and query parameters are not allowed "
-                "(write a map with map(…))"
-            )
-        if token.token_type in (TokenType.PLACEHOLDER, TokenType.PARAMETER):
-            raise invalid(f"'{token.text}' at {_where(sql, token.start)}: placeholders are not allowed")
-    return found
 
 
 def _statement_name(tree: exp.Expr) -> str:
@@ -82,23 +63,25 @@ _DENIED: tuple[type[exp.Expr], ...] = (
 )
 
 
-def parse_select(sql: str) -> exp.Query:
-    """The one SELECT (or UNION/INTERSECT/EXCEPT of SELECTs) `sql` holds; QueryError otherwise."""
+def parse_select(sql: str) -> tuple[exp.Query, dict[str, Spot]]:
+    """The one SELECT (or UNION/INTERSECT/EXCEPT of SELECTs) `sql` holds, with each placeholder a
+    marker call, and what each marker stands for; QueryError otherwise."""
     if not sql.strip():
         raise invalid("the SQL is empty: write one SELECT statement")
     if len(sql) > MAX_SQL_CHARS:
         raise invalid(f"the SQL is longer than {MAX_SQL_CHARS} characters")
-    found = check_placeholders(sql)
+    found = read_tokens(sql)
     if not found:
         raise invalid("the SQL is empty: write one SELECT statement")
     if found[0].text.upper() not in ("SELECT", "WITH", "("):
         raise invalid(f"only SELECT statements are allowed (found {found[0].text.upper()})")
+    marked = mark(sql, found)
     try:
-        statements = [s for s in parse(sql) if s is not None]
+        statements = [s for s in parse_tokens(marked.tokens, sql) if s is not None]
     except RecursionError:
         raise invalid("the SQL is nested too deeply") from None
     except (ParseError, TokenError) as exc:
-        first = _ESCAPES.sub("", str(exc)).splitlines()[0]
+        first = _MARKER.sub("{…}", _ESCAPES.sub("", str(exc)).splitlines()[0])
         raise invalid(f"the SQL cannot be parsed: {_INTERNALS.sub('', first)}") from None
     if len(statements) != 1:
         raise invalid(f"exactly one statement is allowed (found {len(statements)})")
@@ -107,7 +90,7 @@ def parse_select(sql: str) -> exp.Query:
         raise invalid(f"only SELECT statements are allowed (found {_statement_name(tree)})")
     for node in tree.walk():
         check_node(node)
-    return tree
+    return tree, marked.spots
 
 
 def check_node(node: exp.Expr) -> None:
