@@ -148,6 +148,9 @@ def _query(
         query["properties"] = [dict(draw(st.sampled_from(_QUERY_FILTERS)))]
     if draw(st.integers(0, 5)) == 0:
         query["filterTestAccounts"] = True
+    if draw(st.integers(0, 4)) == 4:  # the largest value: hypothesis favours the smallest
+        # Retention of groups: each event's $group_0 key (some have none), persons merged per key.
+        query["aggregation_group_type_index"] = 0
     return query, actions
 
 
@@ -199,6 +202,9 @@ def retention_cases(draw: st.DrawFn, breakdown: bool = False, with_actions: bool
                 props["browser"] = browser
             if draw(st.booleans()):
                 props["plan"] = draw(st.sampled_from(["pro", "free"]))
+            company = draw(st.sampled_from(["acme", "globex", "", None]))
+            if company is not None:
+                props["$group_0"] = company
             n = len(events)
             events.append(
                 Event(

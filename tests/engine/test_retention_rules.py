@@ -262,8 +262,23 @@ def test_sampling_scales_the_counts_of_the_persons_it_keeps(store: EventStore) -
     assert counts(run(store, events, retention(samplingFactor=1.0)).results)[0][:2] == [40, 20]
 
 
+def test_retention_of_groups_counts_group_keys_whoever_of_their_members_returns(store: EventStore) -> None:
+    """aggregation_group_type_index 0: the actor is the event's `$group_0` key; a group returns
+    when any member does; events without the key (or with an empty one) count for nobody."""
+    acme, globex, blank = {"$group_0": "acme"}, {"$group_0": "globex"}, {"$group_0": ""}
+    events = [
+        ev(at(4), person="p1", **acme),
+        ev(at(5), person="p2", **acme),  # another member: acme returns on day 1
+        ev(at(4), person="p3", **globex),
+        ev(at(6), person="p3"),  # no key: globex does not return on day 2
+        ev(at(4), person="p4", **blank),  # empty key: no group
+    ]
+    by_group = counts(run(store, events, retention(aggregation_group_type_index=0)).results)
+    assert by_group[0][:3] == [2, 1, 0]
+    assert counts(run(store, events, retention()).results)[0][:3] == [3, 0, 1]  # p1, p3, p4; p3 on day 2
+
+
 LATER = [
-    ("aggregation_group_type_index", {"aggregation_group_type_index": 0}),
     ("retentionFilter.timeWindowMode", {"timeWindowMode": "24_hour_windows"}),
     ("retentionFilter.aggregationType", {"aggregationType": "sum", "aggregationProperty": "amount"}),
     ("breakdownFilter.breakdown_type", {"breakdownFilter": {"breakdown": 3, "breakdown_type": "cohort"}}),

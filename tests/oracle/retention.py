@@ -128,8 +128,9 @@ def compute_retention(
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
         raise NotImplementedError("the oracle does not sample")
-    if query.get("aggregation_group_type_index") is not None:
-        raise Unimplemented("groups")
+    group = query.get("aggregation_group_type_index")
+    # Who is retained: the person, or with a group type the event's $group_N key (none: nobody).
+    group_key = None if group is None else f"$group_{group}"
     rf = query.get("retentionFilter") or {}
     period = PERIODS.get(rf.get("period") or "Day")
     if period is None:
@@ -164,7 +165,10 @@ def compute_retention(
     for e in events:
         if not query_props(e) or (test_props is not None and not test_props(e)):
             continue
-        walks[(e.person_id, value_of(e))].append(e)
+        actor = e.person_id if group_key is None else prop_text(e.properties, group_key) or ""
+        if actor == "":
+            continue
+        walks[(actor, value_of(e))].append(e)
 
     counts: Counter[tuple[str, int, int]] = Counter()
 

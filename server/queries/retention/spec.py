@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
+from server.queries.common.actors import PERSONS, Aggregation, aggregation
 from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 
@@ -77,6 +78,8 @@ class RetentionSpec:
     hide_other: bool
     sampling: float
     later: list[tuple[str, str]] = field(default_factory=list)
+    # Who is retained: persons (default), or a group type's keys (aggregation_group_type_index).
+    aggregation: Aggregation = PERSONS
 
 
 def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
@@ -101,8 +104,8 @@ def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
     _choice(rf, "retention_reference", "retentionReference", _REFERENCES)
     if _choice(rf, "time_window_mode", "timeWindowMode", _WINDOW_MODES) == "24_hour_windows":
         later.append(("retentionFilter.timeWindowMode", "24-hour windows"))
-    aggregation = _choice(rf, "aggregation_type", "aggregationType", _AGGREGATIONS)
-    if aggregation in ("sum", "avg"):
+    value_kind = _choice(rf, "aggregation_type", "aggregationType", _AGGREGATIONS)
+    if value_kind in ("sum", "avg"):
         later.append(("retentionFilter.aggregationType", "value-based (sum and avg) retention"))
     elif rf.HasField("aggregation_property") and rf.aggregation_property:
         raise QueryError(
@@ -120,8 +123,8 @@ def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
         )
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
-    if query.HasField("aggregation_group_type_index"):
-        later.append(("aggregation_group_type_index", "aggregating retention by groups"))
+    group = query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None
+    agg = aggregation(group, None, group_path="aggregation_group_type_index", expression_path="", later=later)
     return RetentionSpec(
         period=PERIOD_NAMES[rf.period],
         total_intervals=total or DEFAULT_TOTAL_INTERVALS,
@@ -135,6 +138,7 @@ def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
         hide_other=query.breakdown_filter.breakdown_hide_other_aggregation,
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
         later=later,
+        aggregation=agg,
     )
 
 

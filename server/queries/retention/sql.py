@@ -25,6 +25,7 @@ from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
+from server.queries.common.actors import actor_sql
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, breakdown_value_sql, filters_sql, properties_sql
 from server.queries.common.sql import Params
@@ -92,8 +93,12 @@ def _events(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery
     if names is not None:
         # The index narrows by event name first (the reference's `event IN (...)`).
         where.append(f"event IN {params.bind(names, 'Array(String)')}")
+    actor = actor_sql(params, spec.aggregation)
+    if actor.condition is not None:
+        # Events without the group's key belong to no group: nobody's cohort or return.
+        where.append(actor.condition)
     columns = [
-        "person_id AS actor",
+        f"{actor.expression} AS actor",
         f"{_value(params, spec)} AS bv",
         "timestamp AS t",
         f"{_index(params, ctx, tz)} AS i",
