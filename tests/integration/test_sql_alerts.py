@@ -150,6 +150,17 @@ async def test_any_row_fires_for_each_breaching_row_named_by_its_label(
     assert to_reference_json(alert.hogql_config) == {k: v for k, v in reference.items() if v is not None}
 
 
+async def test_a_detector_scores_the_ordered_column(server: Server, api: Api, tenant: Tenant, alerts: Alerts) -> None:
+    await _ingest(server, tenant)
+    insight = await api.create(name="Daily", query=sql_insight(DAILY))
+    detector = apb.DetectorConfig(type=apb.DETECTOR_TYPE_THRESHOLD, upper_bound=2.5)
+    alert = await alerts.create(insight.id, detector_config=detector)
+    check = await check_now(alerts, alert.id)
+    # 2, 3, 5 by day: the last two are above 2.5, and the last row (the checked one) fires.
+    assert check.state == apb.ALERT_STATE_FIRING and check.calculated_value == 5.0
+    assert list(check.triggered_points) == [1, 2] and list(check.triggered_dates) == [day(2), day(1)]
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [

@@ -83,8 +83,8 @@ def test_numeric_columns_are_told_by_their_engine_type(engine_type: str, numeric
 def test_last_row_is_the_checked_value_and_the_rows_are_the_series() -> None:
     (line,) = SQL.watched(NODE, THREE_DAYS, ask())
     assert line.points == (2.0, 3.0, 5.0) and line.anchor_back == 1
-    # The first column other than the checked one names the row.
-    assert line.label == "2026-03-03"
+    # The first column other than the checked one names the row, and the points (for a detector).
+    assert line.label == "2026-03-03" and line.days == ("2026-03-01", "2026-03-02", "2026-03-03")
     fired = check(THREE_DAYS, upper=4)
     assert fired.state == AlertState.FIRING and fired.value == 5.0
     assert fired.breaches == ["The SQL insight value for 2026-03-03 (5) is above the upper threshold (4)"]
@@ -107,6 +107,7 @@ def test_first_row_reads_newest_first() -> None:
     newest_first = table(DAILY, [["2026-03-03", 5], ["2026-03-02", 3], ["2026-03-01", 2]])
     (line,) = SQL.watched(NODE, newest_first, ask(evaluation="first_row"))
     assert line.points == (2.0, 3.0, 5.0) and line.label == "2026-03-03"
+    assert line.days == ("2026-03-01", "2026-03-02", "2026-03-03")
     grew = check(newest_first, upper=1, condition="relative_increase", evaluation="first_row")
     assert grew.state == AlertState.FIRING and grew.value == 2.0
     # A result as long as its limit is fine here: its head is never cut.

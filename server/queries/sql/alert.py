@@ -11,7 +11,8 @@ Decisions (docs/decisions.md, "SQL alerts"), after the reference's SQL alerts:
   `first_row`: the rows are newest first (the series is reversed); the first row is checked.
   `any_row`: each row is a line of its own (at most 50), any breaching row fires; absolute_value only.
 - Relative conditions need two rows. No rows is one zero value (so a lower bound can breach), as
-  for trends. Detectors score the whole ordered column (last_row / first_row only).
+  for trends. Detectors score the whole ordered column (last_row / first_row only); the naming
+  column's values stand for the points' dates in triggered_dates.
 - The statement is run as saved: a SQL insight owns its window (no narrowing, no history widening).
 - Every error about the result (column missing, not numeric, too few rows, cut result) errors the
   check; the alert stays enabled (the SQL may be fixed). `explain` on the insight is refused when the
@@ -225,7 +226,9 @@ def sql_watched(result: results_pb2.InsightResult, ask: AlertAsk) -> list[Watche
     )
     if ask.condition != ABSOLUTE_VALUE and not ask.detector and len(points) < 2:
         raise AlertValueError("a relative condition needs two rows (the checked one and the previous one)")
-    return [Watched(_text(_label(ordered[-1], label)), None, points)]
+    # The naming column's values stand for the points' dates (a detector's triggered_dates).
+    names = tuple(_text(_label(row, label)) for row in ordered) if label is not None else ()
+    return [Watched(_text(_label(ordered[-1], label)), None, points, days=names)]
 
 
 class HogQLAlertValues(AlertValues[query_pb2.HogQLQuery]):
