@@ -192,7 +192,7 @@ async def test_an_insight_changed_to_explain_disables_its_alert(api: Api, alerts
     await api.update(insight.id, ["query"], query=sql_insight(DAILY, explain=True))
     check = await check_now(alerts, alert.id)
     assert check.state == apb.ALERT_STATE_ERRORED and check.error["reason"] == "invalid_config"
-    assert list(check.error["fields"]) == ["insight"] and "explain" in check.error["message"]
+    assert list(check.error["fields"]) == ["insight"] and "explain" in str(check.error["message"])
     fetched = await alerts.get(alert.id)
     assert not fetched.enabled and fetched.state == apb.ALERT_STATE_ERRORED
 
@@ -211,6 +211,8 @@ SQL_INVALID: list[tuple[str, Any, dict[str, Any]]] = [
         {"hogql_config": ANY_ROW, "detector_config": apb.DetectorConfig(type=apb.DETECTOR_TYPE_ZSCORE)},
     ),
     ("alert.hogql_config.column", lambda: sql_insight(DAILY), {"hogql_config": apb.HogQLAlertConfig(column="")}),
+    # An evaluation the contract does not define is refused at the edge, never read as last_row.
+    ("alert.hogql_config.evaluation", lambda: sql_insight(DAILY), {"hogql_config": apb.HogQLAlertConfig(evaluation=9)}),  # type: ignore[arg-type]
     ("alert.config", lambda: sql_insight(DAILY), {"config": apb.TrendsAlertConfig(series_index=0)}),
     ("alert.hogql_config", trends_viz, {"hogql_config": apb.HogQLAlertConfig()}),
     ("alert.threshold.configuration.type", lambda: sql_insight(DAILY), {"threshold": bounds(upper=1, percentage=True)}),
