@@ -89,8 +89,7 @@ def _value_index(result: results_pb2.HogQLResult, chosen: str | None) -> int:
             )
         return index
     numeric = [i for i, t in enumerate(types) if is_numeric_type(t)]
-    if len(columns) == 1 and numeric == [0]:
-        return 0
+    # The only column is the only numeric one, or there is none: one rule covers both.
     if len(numeric) == 1:
         return numeric[0]
     described = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=False))
