@@ -16,6 +16,7 @@ from server.queries.funnels.runner import FunnelsRunner
 from server.queries.lifecycle.runner import LifecycleRunner
 from server.queries.paths.runner import PathsRunner
 from server.queries.retention.runner import RetentionRunner
+from server.queries.sql.alert import DataVisualizationAlertValues, HogQLAlertValues
 from server.queries.sql.runner import DataVisualizationRunner, HogQLRunner, SqlLimits
 from server.queries.stickiness.runner import StickinessRunner
 from server.queries.trends.alert import TrendsAlertValues
@@ -107,6 +108,8 @@ def sql_registry(limits: SqlLimits) -> Registry:
 ALERTS: dict[str, AlertValues[Any]] = {
     "trends_query": TrendsAlertValues(),
     "funnels_query": FunnelsAlertValues(),
+    "hogql_query": HogQLAlertValues(),
+    "data_visualization_node": DataVisualizationAlertValues(),
 }
 # The Alert field carrying each stored config type, e.g. "FunnelsAlertConfig" -> "funnels_config".
 ALERT_CONFIG_FIELDS: dict[str, str] = {v.config_type: v.config_field for v in ALERTS.values()}

@@ -1,6 +1,7 @@
 """SQL insights through the service: a HogQLQuery by RunQuery and a saved DataVisualizationNode,
 rendered as protobuf JSON (what grpcurl prints); the caller's environment only; refusals naming the
-field (INVALID_ARGUMENT, never saved) and parts not built yet UNIMPLEMENTED (but savable)."""
+field (INVALID_ARGUMENT, never saved) and parts not built yet UNIMPLEMENTED (but savable); `explain`
+answers the engine's plan. Alerts on SQL insights: test_sql_alerts.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from collections.abc import Callable
 import grpc
 from google.protobuf import field_mask_pb2, json_format
 
-from generated.insights.v1 import alerts_pb2 as apb
-from generated.insights.v1 import alerts_pb2_grpc as agrpc
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
@@ -109,8 +108,6 @@ async def test_parts_not_built_yet_are_unimplemented_naming_the_field_but_savabl
     cases = [
         (qpb.HogQLQuery(query="SELECT count() FROM sessions"), "query"),
         (qpb.HogQLQuery(query="SELECT count() FROM events WHERE {filters.dateRange.to}"), "query"),
-        (qpb.HogQLQuery(query="SELECT 1", explain=True), "explain"),
-        (qpb.HogQLQuery(query="SELECT 1", connection_id="c1"), "connection_id"),
     ]
     for node, field in cases:
         err = await expect_error(run(server, tenant, node), grpc.StatusCode.UNIMPLEMENTED)
@@ -120,25 +117,39 @@ async def test_parts_not_built_yet_are_unimplemented_naming_the_field_but_savabl
     assert saved.id and not saved.HasField("result")
 
 
-async def test_an_alert_on_a_sql_insight_is_unimplemented_naming_the_insight(
+async def test_an_external_connection_is_refused_as_not_part_of_this_service(server: Server, tenant: Tenant) -> None:
+    err = await expect_error(
+        run(server, tenant, qpb.HogQLQuery(query="SELECT 1", connection_id="c1")), grpc.StatusCode.UNIMPLEMENTED
+    )
+    assert error_info(err).metadata["field"] == "connection_id"
+    assert (err.details() or "").startswith("connection_id: external connections are not part of this service")
+
+
+async def test_explain_returns_the_plan_of_the_scoped_statement_without_running_it(
     api: Api, server: Server, tenant: Tenant
 ) -> None:
-    saved = await api.create(name="sql", query=_dvn("SELECT count() FROM events"))
-    stub = agrpc.AlertsServiceStub(server.channel)
-    threshold = apb.Threshold(
-        name="upper",
-        configuration=apb.InsightThreshold(
-            type=apb.INSIGHT_THRESHOLD_TYPE_ABSOLUTE, bounds=apb.InsightsThresholdBounds(upper=100)
-        ),
+    await ingest(server, tenant, [day_event("$pageview", "a", 1)])
+    # toInt64('$pageview') fails when a row is read: only a statement that never runs can answer.
+    sql = "SELECT toInt64(event) AS x FROM events"
+    err = await expect_error(run(server, tenant, qpb.HogQLQuery(query=sql)), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "Cannot parse" in (err.details() or "")
+    planned = await run(server, tenant, qpb.HogQLQuery(query=sql, explain=True))
+    plan = planned.result.hogql
+    assert list(plan.columns) == ["explain"] and [(t.name, t.type) for t in plan.types] == [("explain", "String")]
+    lines = [row.values[0].string_value for row in plan.rows]
+    assert lines == list(plan.explain) and all(len(row.values) == 1 for row in plan.rows)
+    assert any(f"team_id = {tenant.environment_id}" in line for line in lines), lines
+    assert "team_id" in plan.clickhouse and not planned.has_more
+    # A saved SQL insight explains its source the same way.
+    saved = await api.create(name="plan", query=qpb.QueryNode(
+        data_visualization_node=qpb.DataVisualizationNode(source=qpb.HogQLQuery(query=sql, explain=True))
+    ))
+    got = await api.stub.GetInsight(
+        ipb.GetInsightRequest(environment_id=api.environment_id, id=saved.id, refresh=BLOCKING),
+        metadata=api.metadata,
+        timeout=30,
     )
-    request = apb.CreateAlertRequest(
-        environment_id=tenant.environment_id, alert=apb.Alert(insight=saved.id, name="n", threshold=threshold)
-    )
-    err = await expect_error(
-        stub.CreateAlert(request, metadata=bearer(tenant.key("alert:write")), timeout=10),
-        grpc.StatusCode.UNIMPLEMENTED,
-    )
-    assert error_info(err).metadata["field"] == "alert.insight"
+    assert list(got.result.hogql.explain) == lines
 
 
 async def test_a_shared_sql_insight_shows_its_table_but_not_the_statement_as_run(

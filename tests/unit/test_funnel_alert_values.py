@@ -221,9 +221,13 @@ def test_config_json_applies_the_defaults() -> None:
     assert FUNNELS.config_json(alert) == config("step_count", 0)
 
 
-def test_the_registry_knows_both_alertable_kinds() -> None:
-    assert set(ALERTS) == {"trends_query", "funnels_query"}
-    assert ALERT_CONFIG_FIELDS == {"TrendsAlertConfig": "config", "FunnelsAlertConfig": "funnels_config"}
+def test_the_registry_knows_the_alertable_kinds() -> None:
+    assert set(ALERTS) == {"trends_query", "funnels_query", "hogql_query", "data_visualization_node"}
+    assert ALERT_CONFIG_FIELDS == {
+        "TrendsAlertConfig": "config",
+        "FunnelsAlertConfig": "funnels_config",
+        "HogQLAlertConfig": "hogql_config",
+    }
     node = query_pb2.QueryNode()
     node.insight_viz_node.source.funnels_query.CopyFrom(funnel())
     found = alerting_of(node)

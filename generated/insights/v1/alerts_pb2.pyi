@@ -195,6 +195,48 @@ FUNNEL_ALERT_METRIC_STEP_COUNT: FunnelAlertMetric.ValueType  # 3
 """The number of actors who reached the step (an extension of this service)."""
 Global___FunnelAlertMetric: _TypeAlias = FunnelAlertMetric  # noqa: Y015
 
+class _HogQLAlertEvaluation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HogQLAlertEvaluationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HogQLAlertEvaluation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HOG_QL_ALERT_EVALUATION_UNSPECIFIED: _HogQLAlertEvaluation.ValueType  # 0
+    """Not given: last_row."""
+    HOG_QL_ALERT_EVALUATION_LAST_ROW: _HogQLAlertEvaluation.ValueType  # 1
+    """The rows are oldest first: the last row is the checked value and the row
+    before it the previous one. A result cut at its row limit is an error
+    (its real last row may be missing).
+    """
+    HOG_QL_ALERT_EVALUATION_FIRST_ROW: _HogQLAlertEvaluation.ValueType  # 2
+    """The rows are newest first: the first row is the checked value and the
+    second row the previous one.
+    """
+    HOG_QL_ALERT_EVALUATION_ANY_ROW: _HogQLAlertEvaluation.ValueType  # 3
+    """Every row is checked on its own (at most 50 rows) and any breaching row
+    fires; absolute_value only, no detector.
+    """
+
+class HogQLAlertEvaluation(_HogQLAlertEvaluation, metaclass=_HogQLAlertEvaluationEnumTypeWrapper):
+    """How a SQL alert reads the rows of its insight."""
+
+HOG_QL_ALERT_EVALUATION_UNSPECIFIED: HogQLAlertEvaluation.ValueType  # 0
+"""Not given: last_row."""
+HOG_QL_ALERT_EVALUATION_LAST_ROW: HogQLAlertEvaluation.ValueType  # 1
+"""The rows are oldest first: the last row is the checked value and the row
+before it the previous one. A result cut at its row limit is an error
+(its real last row may be missing).
+"""
+HOG_QL_ALERT_EVALUATION_FIRST_ROW: HogQLAlertEvaluation.ValueType  # 2
+"""The rows are newest first: the first row is the checked value and the
+second row the previous one.
+"""
+HOG_QL_ALERT_EVALUATION_ANY_ROW: HogQLAlertEvaluation.ValueType  # 3
+"""Every row is checked on its own (at most 50 rows) and any breaching row
+fires; absolute_value only, no detector.
+"""
+Global___HogQLAlertEvaluation: _TypeAlias = HogQLAlertEvaluation  # noqa: Y015
+
 class _DetectorType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -514,6 +556,54 @@ class FunnelsAlertConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_step) -> _WhichOneofReturnType__funnel_step | None: ...
 
 Global___FunnelsAlertConfig: _TypeAlias = FunnelsAlertConfig  # noqa: Y015
+
+@_typing.final
+class HogQLAlertConfig(_message.Message):
+    """Which value of a SQL insight (a HogQLQuery, or a DataVisualizationNode
+    around one) an alert checks: a numeric column of its rows.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    LABEL_COLUMN_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Always "HogQLAlertConfig" (the reference's discriminator); set on output."""
+    evaluation: Global___HogQLAlertEvaluation.ValueType
+    """How the rows are read (default last_row)."""
+    column: _builtins.str
+    """The checked column, by its name in the result; unset: the only column,
+    else the only numeric column. A column missing from the result, or not
+    numeric, makes the check error.
+    """
+    label_column: _builtins.str
+    """The column whose value names the checked row in breach messages; unset:
+    the first column other than the checked one.
+    """
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        evaluation: Global___HogQLAlertEvaluation.ValueType = ...,
+        column: _builtins.str | None = ...,
+        label_column: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_column", b"_column", "_label_column", b"_label_column", "column", b"column", "label_column", b"label_column"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_column", b"_column", "_label_column", b"_label_column", "column", b"column", "evaluation", b"evaluation", "label_column", b"label_column", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__column: _TypeAlias = _typing.Literal["column"]  # noqa: Y015
+    _WhichOneofArgType__column: _TypeAlias = _typing.Literal["_column", b"_column"]  # noqa: Y015
+    _WhichOneofReturnType__label_column: _TypeAlias = _typing.Literal["label_column"]  # noqa: Y015
+    _WhichOneofArgType__label_column: _TypeAlias = _typing.Literal["_label_column", b"_label_column"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__column) -> _WhichOneofReturnType__column | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__label_column) -> _WhichOneofReturnType__label_column | None: ...
+
+Global___HogQLAlertConfig: _TypeAlias = HogQLAlertConfig  # noqa: Y015
 
 @_typing.final
 class DetectorPreprocessing(_message.Message):
@@ -877,10 +967,11 @@ class Alert(_message.Message):
     INVESTIGATION_INCONCLUSIVE_ACTION_FIELD_NUMBER: _builtins.int
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     FUNNELS_CONFIG_FIELD_NUMBER: _builtins.int
+    HOGQL_CONFIG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID of the alert (output only)."""
     insight: _builtins.int
-    """Id of the checked insight (required on create; a trends or a funnels
+    """Id of the checked insight (required on create; a trends, funnels or SQL
     insight).
     """
     name: _builtins.str
@@ -979,6 +1070,15 @@ class Alert(_message.Message):
         "FunnelsAlertConfig"; its own field here keeps `config` unchanged.
         """
 
+    @_builtins.property
+    def hogql_config(self) -> Global___HogQLAlertConfig:
+        """Which column of a SQL insight is checked, and how its rows are read
+        (leave unset for a trends or funnels insight; unset on a SQL insight
+        means the last row of its only numeric column). The reference carries it
+        in `config` with type "HogQLAlertConfig"; its own field here keeps
+        `config` unchanged.
+        """
+
     def __init__(
         self,
         *,
@@ -1009,10 +1109,11 @@ class Alert(_message.Message):
         investigation_inconclusive_action: _builtins.str = ...,
         webhook_url: _builtins.str = ...,
         funnels_config: Global___FunnelsAlertConfig | None = ...,
+        hogql_config: Global___HogQLAlertConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "funnels_config", b"funnels_config", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "threshold", b"threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "funnels_config", b"funnels_config", "hogql_config", b"hogql_config", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "threshold", b"threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "calculation_interval", b"calculation_interval", "checks", b"checks", "checks_total", b"checks_total", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "funnels_config", b"funnels_config", "id", b"id", "insight", b"insight", "investigation_agent_enabled", b"investigation_agent_enabled", "investigation_gates_notifications", b"investigation_gates_notifications", "investigation_inconclusive_action", b"investigation_inconclusive_action", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "name", b"name", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "skip_weekend", b"skip_weekend", "snoozed_until", b"snoozed_until", "state", b"state", "subscribed_users", b"subscribed_users", "threshold", b"threshold", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_last_value", b"_last_value", "calculation_interval", b"calculation_interval", "checks", b"checks", "checks_total", b"checks_total", "condition", b"condition", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "detector_config", b"detector_config", "enabled", b"enabled", "funnels_config", b"funnels_config", "hogql_config", b"hogql_config", "id", b"id", "insight", b"insight", "investigation_agent_enabled", b"investigation_agent_enabled", "investigation_gates_notifications", b"investigation_gates_notifications", "investigation_inconclusive_action", b"investigation_inconclusive_action", "last_checked_at", b"last_checked_at", "last_notified_at", b"last_notified_at", "last_value", b"last_value", "name", b"name", "next_check_at", b"next_check_at", "schedule_restriction", b"schedule_restriction", "skip_weekend", b"skip_weekend", "snoozed_until", b"snoozed_until", "state", b"state", "subscribed_users", b"subscribed_users", "threshold", b"threshold", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015

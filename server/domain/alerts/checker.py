@@ -197,7 +197,7 @@ class Checker:
         found = alerting_of(parse_query(loaded.insight.query))
         if found is None:
             return _invalid(
-                [("insight", "the insight is not alertable (only trends and funnels insights are)")]
+                [("insight", "the insight is not alertable (only trends, funnels and SQL insights are)")]
             )
         source, values = found
         condition = str((row.condition or {}).get("type") or "absolute_value")

@@ -21,3 +21,12 @@ def later(what: str, field: str = FIELD) -> Unimplemented:
         reason="SQL_FEATURE_NOT_IMPLEMENTED",
         metadata={"field": field, "kind": "HogQLQuery"},
     )
+
+
+def not_offered(field: str, what: str, why: str) -> Unimplemented:
+    """An option of the reference that is not part of this service (refused, never ignored)."""
+    return Unimplemented(
+        f"{field}: {what} are not part of this service ({why})",
+        reason="SQL_OPTION_NOT_OFFERED",
+        metadata={"field": field, "kind": "HogQLQuery"},
+    )

@@ -13,8 +13,9 @@ from server.queries.common.errors import QueryError
 from server.queries.common.nodes import refuse_later
 from server.queries.sql.compile import Compiled, compile_sql
 from server.queries.sql.engine_errors import cleaned_message, engine_code, tripped_limit
+from server.queries.sql.explain import PLAN_COLUMNS, explained
 from server.queries.sql.inputs import Inputs, inputs_of
-from server.queries.sql.problems import FIELD, invalid
+from server.queries.sql.problems import FIELD, invalid, not_offered
 from server.queries.sql.values import row_value
 from storage.events import QueryCancelled, is_cancellation
 
@@ -39,16 +40,6 @@ class SqlLimits:
         return found
 
 
-def _later_fields(node: query_pb2.HogQLQuery) -> list[tuple[str, str]]:
-    """Options of a HogQLQuery this service does not run yet: refused, never ignored."""
-    found: list[tuple[str, str]] = []
-    if node.explain:
-        found.append(("explain", "explain"))
-    if node.connection_id:
-        found.append(("connection_id", "external connections"))
-    return found
-
-
 def _check_returnable(described: list[Any]) -> None:
     """Refuses a result column the client cannot decode: an aggregate function's state (sumState…)."""
     for row in described:
@@ -59,10 +50,15 @@ def _check_returnable(described: list[Any]) -> None:
             )
 
 
-def _run(compiled: Compiled, execute: Execute, settings: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
-    """(column descriptions, rows) of the compiled statement, engine errors sorted into the caller's
-    (INVALID_ARGUMENT with the engine's cleaned message) and tripped limits (RESOURCE_EXHAUSTED)."""
+def _run(
+    compiled: Compiled, execute: Execute, settings: Mapping[str, Any], explain: bool = False
+) -> tuple[list[Any], list[Any]]:
+    """(column descriptions, rows) of the compiled statement (with `explain`, its plan's lines, the
+    statement itself never run), engine errors sorted into the caller's (INVALID_ARGUMENT with the
+    engine's cleaned message) and tripped limits (RESOURCE_EXHAUSTED)."""
     try:
+        if explain:
+            return PLAN_COLUMNS, list(execute(f"EXPLAIN {compiled.sql}", compiled.params, settings))
         described = list(execute(f"DESCRIBE TABLE ({compiled.sql})", compiled.params, settings))
         _check_returnable(described)
         rows = list(execute(compiled.sql, compiled.params, settings))
@@ -85,9 +81,14 @@ def _run(compiled: Compiled, execute: Execute, settings: Mapping[str, Any]) -> t
 
 def run_sql(node: query_pb2.HogQLQuery, ctx: QueryContext, execute: Execute, limits: SqlLimits) -> Outcome:
     """Computes a HogQLQuery: QueryError/Unimplemented naming fields relative to `node`."""
-    refuse_later(node, _later_fields(node), "HogQLQuery", "SQL_OPTION_NOT_IMPLEMENTED")
+    if node.connection_id:
+        raise not_offered("connection_id", "external connections", "SQL insights read this service's own events")
+    # Every field of the node is computed now; engine modifiers are still refused (refuse_later).
+    refuse_later(node, [], "HogQLQuery", "SQL_OPTION_NOT_IMPLEMENTED")
     compiled = compile_sql(node.query, ctx.team_id, _inputs(node, ctx))
-    described, rows = _run(compiled, execute, limits.settings())
+    described, rows = _run(compiled, execute, limits.settings(), explain=node.explain)
+    if node.explain:
+        return explained(compiled, rows)
     result = results_pb2.HogQLResult(
         columns=[str(d[0]) for d in described],
         types=[results_pb2.HogQLColumnType(name=str(d[0]), type=str(d[1])) for d in described],
