@@ -62,6 +62,10 @@ def apply(
     if source is None:
         return merged
     node = source.node
+    if source.kind in ("hogql_query", "data_visualization_node"):
+        hogql = merged.hogql_query if source.kind == "hogql_query" else merged.data_visualization_node.source
+        _apply_to_sql(hogql, filters, field)
+        return merged
     fields = node.DESCRIPTOR.fields_by_name
     wanted = {
         "date_range": filters.HasField("date_from") or filters.HasField("date_to"),
@@ -83,6 +87,22 @@ def apply(
     if wanted["breakdown_filter"]:
         node.breakdown_filter.CopyFrom(filters.breakdown_filter)  # type: ignore[attr-defined]
     return merged
+
+
+def _apply_to_sql(node: query_pb2.HogQLQuery, filters: insight_pb2.DashboardFilter, field: str) -> None:
+    """Dashboard filters over a SQL insight, as the reference merges them: into the HogQLQuery's
+    `filters` (what its `{filters}` placeholder stands for; SQL without the placeholder filters
+    nothing, as there). A date bound replaces the whole range, properties are ANDed with the
+    node's; a SQL insight has no breakdown to replace (refused, never dropped)."""
+    if filters.HasField("breakdown_filter"):
+        raise InvalidArgument("a SQL insight has no breakdown_filter to override", field=f"{field}.breakdown_filter")
+    if filters.HasField("date_from") or filters.HasField("date_to"):
+        node.filters.date_range.Clear()
+        if filters.HasField("date_from"):
+            node.filters.date_range.date_from = filters.date_from
+        if filters.HasField("date_to"):
+            node.filters.date_range.date_to = filters.date_to
+    node.filters.properties.extend(filters.properties)
 
 
 def _and_properties(props: query_pb2.Properties, extra: Sequence[query_pb2.PropertyFilter]) -> None:

@@ -169,3 +169,37 @@ def _other_env(tenant: Tenant) -> int:
         session.add(env)
         session.flush()
         return int(env.id)
+
+
+async def test_a_sql_insights_filters_override_becomes_its_filters_placeholder(api: Api, saved: ipb.Insight) -> None:
+    """As the reference merges dashboard filters into a HogQLQuery's `filters`: the date range
+    replaces the node's, properties are ANDed, and `{filters}` in the SQL applies them; a
+    breakdown has nowhere to go and is refused naming it. Events: 1 day ago Chrome and Firefox, 10
+    days ago Chrome (the `saved` fixture ingested them)."""
+    sql = "SELECT count() FROM events WHERE event = '$pageview' AND {filters}"
+    node = qpb.QueryNode(
+        data_visualization_node=qpb.DataVisualizationNode(
+            source=qpb.HogQLQuery(query=sql, filters=qpb.HogQLFilters(date_range=qpb.DateRange(date_from="-30d")))
+        )
+    )
+    created = await api.create(name="sql pageviews", query=node)
+
+    def count(insight: ipb.Insight) -> float:
+        return insight.result.hogql.rows[0].values[0].number_value
+
+    assert count(await _read(api, created.id)) == 3
+    assert count(await _read(api, created.id, filters_override=ipb.DashboardFilter(date_from="-3d"))) == 2
+    chrome = qpb.PropertyFilter(
+        key="$browser",
+        type=qpb.PROPERTY_FILTER_TYPE_EVENT,
+        operator=qpb.PROPERTY_OPERATOR_EXACT,
+        value=qpb.PropertyValue(string_value="Chrome"),
+    )
+    assert count(await _read(api, created.id, filters_override=ipb.DashboardFilter(properties=[chrome]))) == 2
+    # The saved insight is unchanged (its own range, no property).
+    assert count(await _read(api, created.id)) == 3
+    override = ipb.DashboardFilter(
+        breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="$browser"))
+    )
+    err = await expect_error(_read(api, created.id, filters_override=override), grpc.StatusCode.INVALID_ARGUMENT)
+    assert_invalid(err, "filters_override.breakdown_filter")
