@@ -91,6 +91,9 @@ def paths_cases(draw: st.DrawFn) -> PathsCase:
         query["properties"] = [{"key": "browser", "operator": "is_not", "value": "Firefox"}]
     if draw(st.integers(0, 5)) == 0:
         query["filterTestAccounts"] = True
+    if draw(st.integers(0, 4)) == 4:
+        # An exact range: "-7d" from this instant a week ago, not from the start of its day.
+        query["dateRange"]["explicitDate"] = True
     if draw(st.integers(0, 3)) == 3:  # the largest value: hypothesis favours the smallest
         # Paths of groups: each event's $group_0 key (some have none), persons merged per key.
         query["aggregation_group_type_index"] = 0

@@ -287,6 +287,16 @@ def test_paths_of_groups_merge_their_members_events_and_skip_events_without_a_ke
     assert ("1_/a", "2_/y") in [(e["source"], e["target"]) for e in by_person]
 
 
+def test_an_explicit_date_range_is_exact_not_whole_days(store: EventStore) -> None:
+    """Paths count whole days from date_from's day (§8.1); explicitDate keeps the hour given."""
+    events = [pv(at(5, 10, 0), "/a"), pv(at(5, 10, 1), "/b"), pv(at(5, 13, 0), "/c", "p2"), pv(at(5, 13, 1), "/d", "p2")]
+    dates = {"date_from": "2024-01-05T12:00:00", "date_to": "2024-01-06"}
+    whole_days = run(store, events, {**paths(), "dateRange": dates}).results
+    assert [(e["source"], e["target"]) for e in whole_days] == [("1_/a", "2_/b"), ("1_/c", "2_/d")]
+    exact = run(store, events, {**paths(), "dateRange": {**dates, "explicitDate": True}}).results
+    assert [(e["source"], e["target"]) for e in exact] == [("1_/c", "2_/d")]
+
+
 def test_hostile_values_are_bound_never_in_the_sql(store: EventStore) -> None:
     hostile = "x'); DROP TABLE events; --"
     events = [pv(at(5, 10, 0), hostile), pv(at(5, 10, 1), "/b")]

@@ -56,11 +56,12 @@ def run_paths(query: query_pb2.PathsQuery, ctx: QueryContext, execute: Execute) 
 def _plan(query: query_pb2.PathsQuery, spec: PathsSpec, ctx: QueryContext) -> _Plan:
     dr = query.date_range
     date_from = dr.date_from if dr.HasField("date_from") else None
-    # Paths count whole days: the range starts at the start of date_from's day (§8.1).
+    # Paths count whole days: the range starts at the start of date_from's day (§8.1), unless
+    # explicitDate asks for the exact range (both ends as given, as in trends).
     grid = resolve_date_range(
         date_from,
         dr.date_to if dr.HasField("date_to") else None,
-        explicit_date=False,
+        explicit_date=dr.explicit_date,
         interval="day",
         timezone=ctx.timezone,
         week_start_day=ctx.week_start_day,

@@ -115,8 +115,6 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         later.append(("aggregation_group_type_index", "funnel paths of groups"))
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
-    if query.date_range.explicit_date:
-        later.append(("dateRange.explicitDate", "exact date ranges of paths"))
     step_limit = pf.step_limit if pf.HasField("step_limit") else DEFAULT_STEP_LIMIT
     if not 1 <= step_limit <= MAX_STEP_LIMIT:
         raise QueryError(f"stepLimit must be between 1 and {MAX_STEP_LIMIT}", "pathsFilter.stepLimit")
