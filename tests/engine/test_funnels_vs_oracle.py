@@ -20,10 +20,11 @@ from tests.engine.funnel_strategies import (
     funnel_action_cases,
     funnel_actor_cases,
     funnel_cases,
+    unordered_cases,
 )
 from tests.engine.funnels_harness import differences, run_funnel_engine
 from tests.engine.harness import assert_agree, run_both
-from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero
+from tests.engine.tally import NONZERO, REJECTED, ZERO, assert_mostly_nonzero, tally
 from tests.hypothesis_profiles import examples
 from tests.oracle.funnels import compute_funnels
 
@@ -133,3 +134,17 @@ def test_funnel_engine_equals_oracle_on_first_time_steps_groups_and_sessions(sto
 
         compare()
     assert_mostly_nonzero(outcomes, ACTOR_NONZERO_SHARE)
+
+
+# Unordered funnels with full-range exclusions and step-0 attribution: 0.75 to 0.94 (mean 0.90)
+# over 20 seeds (1000-1019, oracle only); in about one example in ten dropping the exclusion
+# changes the oracle's result.
+UNORDERED_NONZERO_SHARE = 0.65
+
+
+@pytest.mark.hypothesis
+def test_unordered_funnel_engine_equals_oracle_with_exclusions_and_step_attribution(store: EventStore) -> None:
+    """Unordered funnels: attempts entered at any step, full-range exclusions (excluded attempts,
+    persons removed), breakdowns attributed to the value at an attempt's first event (and the
+    other attributions), walkers doing the steps in random orders: counts and times."""
+    assert_mostly_nonzero(tally(unordered_cases(), lambda case: check(store, case)), UNORDERED_NONZERO_SHARE)
