@@ -277,8 +277,9 @@ def walks(
     value and period in which the person has a first-step event, with rows (value, period, bits,
     d1..d{n-1}): the period's walk sees no event before the period, and the events after it lose
     their first-step match (they may be later steps, never entries), so it follows only attempts
-    entering in the period. With `stamps` (ordered and strict funnels without optional steps, no
-    period): the person and the step times too (see `_walks`).
+    entering in the period (unordered: any step event enters, and the walk takes only the attempts
+    whose first event is in the period). With `stamps` (ordered and strict funnels without optional
+    steps, no period): the person and the step times too (see `_walks`).
     """
     return _walks(params, spec, query, ctx, period, stamps=stamps)
 
