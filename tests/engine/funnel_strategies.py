@@ -40,6 +40,7 @@ __all__ = [
     "funnel_cases",
     "funnel_trends_cases",
     "time_to_convert_cases",
+    "unordered_cases",
 ]
 
 
@@ -91,9 +92,12 @@ def _funnel(draw: st.DrawFn, breakdown: bool) -> tuple[dict[str, Any], int]:
         for k in draw(st.sets(st.integers(1, n - 2), min_size=1, max_size=2)):
             if draw(st.integers(0, 3)) == 0 or series[k].get("event") != series[k + 1].get("event"):
                 series[k]["optionalInFunnel"] = True
-    if order != "unordered" and draw(st.integers(0, 2)) == 0:
-        start = draw(st.integers(0, n - 2))
-        end = draw(st.integers(start + 1, n - 1))
+    if draw(st.integers(0, 2)) == 0:
+        if order == "unordered" and draw(st.integers(0, 9)):
+            start, end = 0, n - 1  # unordered funnels take full-range exclusions only (else refused)
+        else:
+            start = draw(st.integers(0, n - 2))
+            end = draw(st.integers(start + 1, n - 1))
         exclusion: dict[str, Any] = {
             "kind": "EventsNode",
             # Mostly an event no step takes; a step's event sometimes (refused inside its range).
@@ -377,8 +381,11 @@ def funnel_trends_cases(draw: st.DrawFn) -> FunnelCase:
     case = draw(funnel_cases(breakdown=draw(st.booleans())))
     ff = case.query["funnelsFilter"]
     ff["funnelVizType"] = "trends"
-    if ff.get("funnelOrderType") == "unordered" and draw(st.integers(0, 9)):
-        ff["funnelOrderType"] = "ordered"  # refused (UNIMPLEMENTED) one time in ten
+    if ff.get("funnelOrderType") == "unordered" and draw(st.integers(0, 7)) < 7:
+        # An unordered funnel credits an event to the first step it matches, so steps that repeat
+        # an event or match all events are never all completed: mostly give each step its own.
+        for step, name in zip(case.query["series"], draw(st.permutations(STEP_EVENTS)), strict=False):
+            step["event"] = name
     if ff.get("funnelOrderType") != "unordered" and ff.get("breakdownAttributionType") == "step":
         ff["breakdownAttributionValue"] = draw(st.integers(0, len(case.query["series"]) - 1))
     span_days = int(case.query["dateRange"]["date_from"][1:-1])
@@ -413,6 +420,67 @@ def funnel_trends_cases(draw: st.DrawFn) -> FunnelCase:
                         person_id=f"walker{c}",
                         timestamp=when,
                         properties={"browser": browser, "plan": "pro"},
+                        person_properties={"tier": "pro", "email": "walker@example.com"},
+                    )
+                )
+    return case
+
+
+@st.composite
+def unordered_cases(draw: st.DrawFn, trends: bool = False) -> FunnelCase:
+    """An unordered funnel case (steps, or the trends visualisation): each step mostly its own
+    event (an event counts for the first step it matches, so repeated events never complete every
+    step), a full-range exclusion one in two (mostly a noise event, sometimes a step's: refused),
+    with a breakdown one in two, attributed to step 0 one in two, and walkers who do the steps
+    in a random order inside the window, some with an exclusion event in between."""
+    case = draw(funnel_trends_cases() if trends else funnel_cases(breakdown=draw(st.booleans())))
+    query, ff = case.query, case.query["funnelsFilter"]
+    ff["funnelOrderType"] = "unordered"
+    series = query["series"]
+    for node in series:
+        node.pop("optionalInFunnel", None)
+    n = len(series)
+    if draw(st.integers(0, 7)) < 7:  # Hypothesis favours the smallest integer: the rare choice is 7
+        for step, name in zip(series, draw(st.permutations(STEP_EVENTS)), strict=False):
+            step["event"] = name
+    ff.pop("exclusions", None)
+    if draw(st.booleans()):
+        exclusion: dict[str, Any] = {"kind": "EventsNode", "funnelFromStep": 0, "funnelToStep": n - 1}
+        exclusion["event"] = draw(st.sampled_from(NOISE_EVENTS)) if draw(st.integers(0, 9)) < 9 else series[0].get("event", "a")
+        if draw(st.integers(0, 4)) == 0:
+            exclusion["properties"] = [dict(draw(st.sampled_from(_STEP_FILTERS)))]
+        ff["exclusions"] = [exclusion]
+    if "breakdownFilter" not in query and draw(st.booleans()):
+        query["breakdownFilter"] = {"breakdown": "browser"}
+    if "breakdownFilter" in query and draw(st.booleans()):
+        ff["breakdownAttributionType"], ff["breakdownAttributionValue"] = "step", 0
+    elif ff.get("breakdownAttributionType") == "step":
+        ff["breakdownAttributionValue"] = 0
+    window_us = ff["funnelWindowInterval"] * UNIT_SECONDS[ff["funnelWindowIntervalUnit"]] * 1_000_000
+    rng = resolve_date_range(query["dateRange"], timezone=case.timezone, week_start_day=0, now=case.now)
+    span_us = int((rng.upper - rng.lower).total_seconds() * 1_000_000)
+    excluded = [e["event"] for e in ff.get("exclusions") or []]
+    for c in range(draw(st.integers(1, 4))):
+        # Mostly a browser every step filter drawn passes, now and then another one (so that the
+        # value at an attempt's first event differs from its other events').
+        browser = "Chrome" if draw(st.integers(0, 2)) else draw(st.sampled_from(BROWSERS))
+        for attempt in range(draw(st.integers(1, 2))):
+            when = rng.lower + dt.timedelta(microseconds=draw(st.integers(0, span_us)))
+            names = [s.get("event") or STEP_EVENTS[0] for s in draw(st.permutations(series))]
+            names = names[: draw(st.integers(1, n))] if draw(st.integers(0, 2)) == 0 else names
+            if excluded and draw(st.integers(0, 2)) == 0:
+                names.insert(draw(st.integers(0, len(names))), excluded[0])
+            for k, name in enumerate(names):
+                if k:
+                    when += dt.timedelta(microseconds=draw(st.sampled_from([0, window_us // (2 * n), window_us // n])))
+                case.events.append(
+                    Event(
+                        uuid=f"00000000-0000-4000-b000-{c * 1000 + attempt * 100 + k:012d}",
+                        event=name,
+                        distinct_id=f"d-unordered{c}",
+                        person_id=f"unordered{c}",
+                        timestamp=when,
+                        properties={"browser": browser if draw(st.integers(0, 3)) else "Firefox", "plan": "pro"},
                         person_properties={"tier": "pro", "email": "walker@example.com"},
                     )
                 )

@@ -310,10 +310,6 @@ async def test_an_undefined_order_type_is_invalid(server: Server, tenant: Tenant
 
 LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
     (
-        "funnelsFilter.funnelOrderType",
-        lambda: _funnel(funnels_filter=_unordered(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)),
-    ),
-    (
         "breakdownFilter",
         lambda: _funnel(
             funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT),
@@ -339,10 +335,6 @@ LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
             )
         ),
     ),
-    (
-        "funnelsFilter.exclusions",
-        lambda: _funnel(*THREE, funnels_filter=_unordered(exclusions=[_exclusion("x", 0, 2)])),
-    ),
 ]
 
 
@@ -363,6 +355,48 @@ async def test_an_option_not_built_yet_is_unimplemented_naming_the_field_but_can
         timeout=30,
     )
     await expect_error(got, grpc.StatusCode.UNIMPLEMENTED)
+
+
+async def test_unordered_trends_exclusions_and_step_attribution_compute_through_the_service(
+    server: Server, tenant: Tenant
+) -> None:
+    stub = egrpc.EventsServiceStub(server.channel)
+    # Yesterday: a does b then a (its attempt's first event: b, plan pro; a is plan free); b does
+    # a, an excluded event, then b; c and d do one step each.
+    events = [_event("uo_b", "a", 0, plan="pro"), _event("uo_a", "a", 10, plan="free")]
+    events += [_event("uo_a", "b", 0, plan="free"), _event("uo_x", "b", 5), _event("uo_b", "b", 10, plan="free")]
+    events += [_event("uo_a", "c", 0, plan="pro"), _event("uo_b", "d", 0, plan="free")]
+    response = await stub.IngestEvents(
+        iter([epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)]),
+        metadata=bearer(tenant.key("event:write")),
+        timeout=30,
+    )
+    assert response.accepted == len(events)
+    steps = (_step("uo_a"), _step("uo_b"))
+    # Trends: all four enter yesterday, a and b convert.
+    trends = await _run(server, tenant, _funnel(*steps, funnels_filter=_unordered(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TRENDS)))
+    (series,) = to_reference_json(trends.result.funnels)["trends"]["results"]
+    assert series["reached_from_step_count"][6:] == [4, 0] and series["data"][6] == 50.0
+    # A full-range exclusion removes b, whose attempt holds the excluded event.
+    excluded = await _run(server, tenant, _funnel(*steps, funnels_filter=_unordered(exclusions=[_exclusion("uo_x", 0, 1)])))
+    assert [s.count for s in excluded.result.funnels.steps.breakdowns[0].steps] == [3, 1]
+    # Step attribution: the value at each attempt's first event (a converts as pro, b as free).
+    attributed = await _run(
+        server,
+        tenant,
+        _funnel(
+            *steps,
+            breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="plan")),
+            funnels_filter=_unordered(
+                breakdown_attribution_type=qpb.BREAKDOWN_ATTRIBUTION_TYPE_STEP, breakdown_attribution_value=0
+            ),
+        ),
+    )
+    got = [
+        (list(g.steps[0].breakdown_value.list_value.values), [s.count for s in g.steps])
+        for g in attributed.result.funnels.steps.breakdowns
+    ]
+    assert [([v.string_value for v in value], counts) for value, counts in got] == [(["free"], [3, 1]), (["pro"], [2, 1])]
 
 
 async def test_action_steps_and_exclusions_compute_and_a_deleted_action_is_refused_by_name(

@@ -258,14 +258,8 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
         raise missing[0]
     # Computable but not built yet (refused when computing).
     viz = ff.get("funnelVizType") or "steps"
-    if viz == "trends" and order == "unordered":
-        raise Unimplemented("the trends visualisation of unordered funnels")
     if viz == "time_to_convert" and breakdown:
         raise Unimplemented("breakdowns of time_to_convert")
-    if order == "unordered" and exclusions:
-        raise Unimplemented("exclusions in unordered funnels")
-    if order == "unordered" and breakdown and attribution == "step":
-        raise Unimplemented("step attribution in unordered funnels")
     return _Funnel(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
@@ -406,25 +400,38 @@ def _walk_ordered(f: _Funnel, evs: list[_Ev], value: tuple[str, ...]) -> _Outcom
     return _Outcome(best_slot, best.bits, seconds, best.times)
 
 
-def _walk_unordered(f: _Funnel, evs: list[_Ev]) -> _Outcome | None:
-    """At each event, the steps with an event in the window ending there; an event counts for the
-    first step it matches. The best is the first instant with the most steps."""
+def _walk_unordered(f: _Funnel, evs: list[_Ev], entry: Any = None) -> _Outcome | None:
+    """Unordered attempts: one starting at every event that matches a step (and passes `entry`,
+    an _Ev -> bool: its period for trends, its value for step attribution). An event counts for
+    the first step it matches; an attempt covers the steps with an event from its entry's instant
+    to entry + window (edge included), its times the gaps between those steps' first events there,
+    sorted. It is excluded when an exclusion event falls strictly after the entry and strictly
+    before its end: its last step when it covers every step, else entry + window. The best is the
+    first attempt with the most steps that is not excluded; when every such attempt is excluded,
+    the person is out."""
     n = len(f.steps)
-    recent: list[list[int]] = [[] for _ in range(n)]
-    most, gaps = 0, []
-    for e in evs:
-        steps = [c for c in e.codes if c > 0]
-        if not steps:
+    attempts = []  # (count, sorted first times, excluded), in walk order
+    for start in evs:
+        if not any(c > 0 for c in start.codes) or (entry is not None and not entry(start)):
             continue
-        recent[min(steps) - 1].append(e.t)
-        for times in recent:
-            times[:] = [t for t in times if e.t - t <= f.window_us]
-        covered = sorted(times[0] for times in recent if times)
-        if len(covered) > most:
-            most = len(covered)
-            gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(covered)]
-    if most == 0:
+        lo, hi = start.t, start.t + f.window_us
+        firsts: dict[int, int] = {}
+        for e in evs:
+            steps = [c for c in e.codes if c > 0]
+            if steps and lo <= e.t <= hi:
+                step = min(steps)
+                firsts[step] = min(firsts.get(step, e.t), e.t)
+        times = sorted(firsts.values())
+        end = times[-1] if len(times) == n else hi
+        excluded = any(any(c < 0 for c in e.codes) and lo < e.t < end for e in evs)
+        attempts.append((len(times), times, excluded))
+    if not attempts:
         return None
+    most = max(count for count, _, _ in attempts)
+    kept = [times for count, times, excluded in attempts if count == most and not excluded]
+    if not kept:
+        return None
+    gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(kept[0])]
     seconds: list[float | None] = [None] * n
     for k in range(1, n):
         if k - 1 < len(gaps):
@@ -461,7 +468,17 @@ def _attributed(f: _Funnel, evs: list[_Ev]) -> list[tuple[str, ...]]:
     if f.attribution == "all_events":
         return sorted({e.value for e in evs})
     assert f.attribution_step is not None
+    if f.order == "unordered":
+        # Step 0 of an unordered attempt is its first event, which may match any step.
+        return sorted({e.value for e in evs if any(c > 0 for c in e.codes)})
     return sorted({e.value for e in evs if f.attribution_step + 1 in e.codes})
+
+
+def _valued(f: _Funnel, value: tuple[str, ...]) -> Any:
+    """Step attribution of an unordered funnel: an attempt's first event must carry `value`."""
+    if f.attribution_step is None or f.breakdown is None:
+        return None
+    return lambda e: e.value == value
 
 
 def compute_funnels(
@@ -497,7 +514,10 @@ def _walk_all(
     for person, evs in streams:
         for value in _attributed(f, evs):
             mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
-            outcome = _walk_unordered(f, mine) if f.order == "unordered" else _walk_ordered(f, mine, value)
+            if f.order == "unordered":
+                outcome = _walk_unordered(f, mine, _valued(f, value))
+            else:
+                outcome = _walk_ordered(f, mine, value)
             if outcome is not None:
                 outcome.person = person
                 rows.append((value, outcome))
@@ -734,6 +754,9 @@ def compute_funnel_trends(
     (first-step events of other periods count as not matching the first step; they may still be
     later steps). The person reached step k in the period when that walk's furthest step is k or
     later (a person whose best attempt there is excluded counts nowhere in that period).
+
+    Unordered funnels: a person counts in each period one of their step events is in; that
+    period's walk takes only the attempts whose entry (first event) is in the period.
     """
     f, rng, streams = _streams(events, query, timezone, week_start_day, now, test_account_filters, actions)
     if f.viz != "trends":
@@ -748,12 +771,22 @@ def compute_funnel_trends(
     periods = len(rng.bucket_keys)
     counts: dict[tuple[str, ...], tuple[list[int], list[int]]] = {}
     for _, evs in streams:
-        entered = sorted({period(e) for e in evs if 1 in e.codes})
+        if f.order == "unordered":
+            entered = sorted({period(e) for e in evs if any(c > 0 for c in e.codes)})
+        else:
+            entered = sorted({period(e) for e in evs if 1 in e.codes})
         for value in _attributed(f, evs):
             mine = [e for e in evs if e.value == value] if f.attribution == "all_events" else evs
             for p in entered:
-                only_p = [e if period(e) == p else replace(e, codes=[c for c in e.codes if c != 1]) for e in mine]
-                outcome = _walk_ordered(f, only_p, value)
+                if f.order == "unordered":
+                    # The attempts whose first event (their entry) is in the period.
+                    valued = _valued(f, value)
+                    outcome = _walk_unordered(
+                        f, mine, lambda e, p=p, valued=valued: period(e) == p and (valued is None or valued(e))
+                    )
+                else:
+                    only_p = [e if period(e) == p else replace(e, codes=[c for c in e.codes if c != 1]) for e in mine]
+                    outcome = _walk_ordered(f, only_p, value)
                 if outcome is None:
                     continue
                 reached_from, reached_to = counts.setdefault(value, ([0] * periods, [0] * periods))

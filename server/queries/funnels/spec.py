@@ -121,7 +121,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     steps = _steps(query, order)
     n = len(steps)
     _check_step_range(ff, n)
-    exclusions = _exclusions(query, order, later)
+    exclusions = _exclusions(query, order)
     if ff.HasField("funnel_window_interval") and not 0 <= ff.funnel_window_interval <= MAX_WINDOW_INTERVAL:
         raise QueryError(
             f"funnelWindowInterval must be between 0 and {MAX_WINDOW_INTERVAL:,} (got {ff.funnel_window_interval})",
@@ -144,10 +144,6 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
             later.append(("breakdownFilter", "breakdowns of the time_to_convert visualisation"))
     elif ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TRENDS:
         viz = "trends"
-        if order == "unordered":
-            # An unordered attempt may start with any step: "entries in a period" is not defined
-            # by the step-1 rule the trends view counts by.
-            later.append(("funnelsFilter.funnelOrderType", "the trends visualisation of unordered funnels"))
     agg = aggregation(
         query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None,
         ff.funnel_aggregate_by_hogql if ff.HasField("funnel_aggregate_by_hogql") else None,
@@ -155,8 +151,6 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         expression_path="funnelsFilter.funnelAggregateByHogQL",
         later=later,
     )
-    if order == "unordered" and breakdown is not None and attribution == "step":
-        later.append(("funnelsFilter.breakdownAttributionType", "step attribution in unordered funnels"))
     return FunnelSpec(
         steps=steps,
         order=order,
@@ -220,7 +214,7 @@ def _check_step_range(ff: query_pb2.FunnelsFilter, n: int) -> None:
         raise QueryError("funnelToStep must be after funnelFromStep", "funnelsFilter.funnelToStep")
 
 
-def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str, str]]) -> tuple[Exclusion, ...]:
+def _exclusions(query: query_pb2.FunnelsQuery, order: str) -> tuple[Exclusion, ...]:
     ff = query.funnels_filter
     n = len(query.series)
     if len(ff.exclusions) > MAX_EXCLUSIONS:
@@ -253,8 +247,6 @@ def _exclusions(query: query_pb2.FunnelsQuery, order: str, later: list[tuple[str
                 f"unordered funnels take exclusions over every step only (funnelFromStep 0, funnelToStep {n - 1})", path
             )
         found.append(Exclusion(node, start, end, path))
-    if order == "unordered" and found:
-        later.append(("funnelsFilter.exclusions", "exclusions in unordered funnels"))
     return tuple(found)
 
 

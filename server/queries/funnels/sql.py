@@ -252,6 +252,9 @@ def _values(params: Params, spec: FunnelSpec) -> str:
     if spec.attribution == "all_events":
         return "groupUniqArray(bv)"
     assert spec.attribution_step is not None
+    if spec.order == "unordered":
+        # Step 0 of an unordered attempt is its first event, which may match any step.
+        return "groupUniqArrayIf(bv, arrayExists(c -> c > 0, codes))"
     return f"groupUniqArrayIf(bv, has(codes, toInt8({params.bind(spec.attribution_step + 1, 'Int8')})))"
 
 
@@ -288,8 +291,9 @@ def walks(
     value and period in which the person has a first-step event, with rows (value, period, bits,
     d1..d{n-1}): the period's walk sees no event before the period, and the events after it lose
     their first-step match (they may be later steps, never entries), so it follows only attempts
-    entering in the period. With `stamps` (ordered and strict funnels without optional steps, no
-    period): the person and the step times too (see `_walks`).
+    entering in the period (unordered: any step event enters, and the walk takes only the attempts
+    whose first event is in the period). With `stamps` (ordered and strict funnels without optional
+    steps, no period): the person and the step times too (see `_walks`).
     """
     return _walks(params, spec, query, ctx, period, stamps=stamps)
 
@@ -307,9 +311,25 @@ def _in_period(evs: str, spec: FunnelSpec, period: Callable[[str], str]) -> str:
 
 
 def _entered(spec: FunnelSpec, period: Callable[[str], str]) -> str:
-    """The distinct periods of a person's first-step events."""
-    first = "bitTest(e.2, 1)" if _narrow(spec) else "has(e.2, toInt8(1))"
+    """The distinct periods of a person's first-step events (unordered: of any step event, each
+    the entry of an attempt)."""
+    if spec.order == "unordered":
+        first = "e.2 != 0" if _narrow(spec) else "arrayExists(c -> c > 0, e.2)"
+    else:
+        first = "bitTest(e.2, 1)" if _narrow(spec) else "has(e.2, toInt8(1))"
     return f"arrayDistinct(arrayMap(e -> {period('e.1')}, arrayFilter(e -> {first}, evs)))"
+
+
+def _unordered_entry(spec: FunnelSpec, period: Callable[[str], str] | None) -> str | None:
+    """What an event `e` needs to start an unordered attempt beside matching a step: its period
+    is the row's (trends), its value the row's (step attribution, the value at the attempt's
+    first event); None when nothing."""
+    parts = []
+    if period is not None:
+        parts.append(f"{period('e.1')} = period")
+    if spec.attribution_step is not None and spec.breakdown is not None:
+        parts.append("e.3 = value")
+    return " AND ".join(f"({p})" for p in parts) or None
 
 
 def _walks(
@@ -336,7 +356,9 @@ def _walks(
     n = len(spec.steps)
     joined = "ARRAY JOIN vals AS value"
     if period is not None:
-        evs = _in_period(evs, spec, period)
+        if spec.order != "unordered":
+            # Unordered attempts are filtered by their entry's period inside the walk instead.
+            evs = _in_period(evs, spec, period)
         joined += f" ARRAY JOIN {_entered(spec, period)} AS period"
     # The columns that name a row besides the walk's results.
     key = "value, period" if period is not None else "value"
@@ -350,12 +372,12 @@ def _walks(
         return sql
 
     if spec.order == "unordered":
-        layers, most, gaps = vector.unordered(n, "fw_evs", window, masks=_narrow(spec))
+        layers, most, gaps, found = vector.unordered(n, "fw_evs", window, _narrow(spec), _unordered_entry(spec, period))
         times = ", ".join(f"if(length({gaps}) >= {k}, {gaps}[{k}], 0) AS d{k}" for k in range(1, n))
         inner = source(*layers)
         return (
             f"SELECT {key}, toUInt32(bitShiftLeft(toUInt32(1), {most}) - 1) AS bits, {times} "
-            f"FROM ({inner}) WHERE {most} > 0"
+            f"FROM ({inner}) WHERE {found}"
         )
     if _narrow(spec):
         # The common case: the whole-array walk. Persons with an instant whose events carry different

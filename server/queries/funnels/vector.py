@@ -30,11 +30,12 @@ slot: the fold replaces it only by a write to a further slot. The fold's input i
 middle of three alike dropped, sql.py `_thinned`), this walk's is not: the middle is alone at its
 instant, so the items are the same but for it, and dropping it changes no result.
 
-Unordered (no exclusions): after each event, step k is covered when its latest event so far is
-inside the window ending there (the fold keeps that step's events inside the window, which is
-non-empty exactly then); the count is the number of covered steps, the best the first event with
-the highest count, and its times the gaps between the sorted first events of its covered steps
-inside its window (each is at or before it: the covering event is).
+Unordered (with or without exclusions, entries restricted to a period or a value): an attempt
+starts at every step event and covers the steps with an event up to the window's end after it
+(docs/funnels-semantics.md). This forward reading gives the same count and times as "after each
+event, the steps with an event in the window ending there" did before (the best of those windows
+starts at its earliest event, whose forward window holds the same steps and first events, and no
+earlier entry covers as many), and it gives each attempt a first event: its entrance period.
 """
 
 from __future__ import annotations
@@ -116,36 +117,80 @@ def ordered(n: int, items: str, window: str, strict: bool) -> tuple[list[list[st
     return layers, "fv_m", "fv_times"
 
 
-def unordered(n: int, evs: str, window: str, masks: bool) -> tuple[list[list[str]], str, str]:
-    """(layers of aliased columns, as `ordered`'s, steps covered, gaps between the best's sorted first step times) of the
-    unordered walk over `evs`, (t, codes, ...) in time order, codes a bitmask (bit k + 1: step k)
-    when `masks`, else a list. Aliases are `fu_*`."""
+def unordered(
+    n: int, evs: str, window: str, masks: bool, entry: str | None = None
+) -> tuple[list[list[str]], str, str, str]:
+    """(layers of aliased columns, as `ordered`'s, steps covered, gaps between the best's sorted first
+    step times, whether the actor has a best attempt) of the unordered walk over `evs`, (t, codes,
+    ...) in time order, codes a bitmask (bit k + 1: step k) when `masks`, else a list (negative:
+    an exclusion). `entry`: a condition on an event `e` for it to start an attempt (None: any
+    step event). Aliases are `fu_*`.
+
+    An attempt starts at each step event (its entry) and covers the steps with an event from the
+    entry's instant to entry + window: per step, the first such event is found with a reverse fill
+    (the next step-k event at or after each position) read at the first position of the entry's
+    instant. An attempt is excluded when an exclusion event falls strictly after its entry and
+    strictly before its end (its last step when it covers every step, else entry + window): the
+    next exclusion after the entry's instant, found the same way. The best is the first entry with
+    the highest count that is not excluded (none: the actor is out)."""
     if masks:
         # Every event matches a step; the first one it matches (its lowest bit) is the one it
         # counts for: the number of zeros below that bit.
         first = "arrayMap(e -> toUInt8(bitCount(bitAnd(bitNot(e.2), e.2 - 1))), fu_items)"
-        items = evs
     else:
-        first = "arrayMap(e -> arrayMin(arrayFilter(cc -> cc > 0, e.2)), fu_items)"
-        items = f"arrayFilter(x -> arrayExists(cc -> cc > 0, x.2), {evs})"
-    layers = [[f"{items} AS fu_items"], ["arrayMap(e -> e.1, fu_items) AS fu_t", f"{first} AS fu_k"]]
+        first = (
+            "arrayMap(e -> toUInt8(if(arrayExists(cc -> cc > 0, e.2), "
+            "arrayMin(arrayFilter(cc -> cc > 0, e.2)), 0)), fu_items)"
+        )
+    allowed = f"arrayMap(e -> {entry}, fu_items)" if entry is not None else None
+    base = ["arrayMap(e -> e.1, fu_items) AS fu_t", f"{first} AS fu_k"]
+    if not masks:
+        base.append("arrayMap(e -> arrayExists(cc -> cc < 0, e.2), fu_items) AS fu_x")
+    layers = [[f"{evs} AS fu_items"], base]
+    previous = "arrayPopBack(arrayPushFront(fu_t, toInt64(-1)))"
+    following = "arrayPopFront(arrayPushBack(fu_t, toInt64(-1)))"
+    ok = "arrayMap(k -> k > 0, fu_k)" if allowed is None else f"arrayMap((k, a) -> k > 0 AND a, fu_k, {allowed})"
+    layers.append(
+        [
+            f"arrayMap((a, b) -> a != b, fu_t, {previous}) AS fu_gs",  # an instant's first position
+            f"arrayMap((a, b) -> a != b, fu_t, {following}) AS fu_ge",  # an instant's last position
+            f"{ok} AS fu_ok",
+        ]
+    )
     cols: list[str] = []
     for k in range(1, n + 1):
-        latest = _fill(f"arrayMap((s, t) -> if(s = {k}, t, toInt64(0)), fu_k, fu_t)", f"arrayMap(s -> s = {k}, fu_k)")
-        cols.append(f"arrayMap((l, t) -> l != 0 AND t - l <= {window}, {latest}, fu_t) AS fu_v{k}")
+        following_k = (
+            f"arrayReverseFill((v, m) -> m, arrayMap((s, t) -> if(s = {k}, t, toInt64(0)), fu_k, fu_t), "
+            f"arrayMap(s -> s = {k}, fu_k))"
+        )
+        cols.append(f"{_fill(following_k, 'fu_gs')} AS fu_n{k}")
+    layers.append(cols)
+    layers.append([f"arrayMap((f, t) -> f != 0 AND f - t <= {window}, fu_n{k}, fu_t) AS fu_v{k}" for k in range(1, n + 1)])
     args = ", ".join(f"c{k}" for k in range(1, n + 1))
     total = " + ".join(f"c{k}" for k in range(1, n + 1))
     covers = ", ".join(f"fu_v{k}" for k in range(1, n + 1))
-    layers.append(cols)
-    cols = [f"arrayMap(({args}) -> toUInt8({total}), {covers}) AS fu_count"]
+    cols = [f"arrayMap((ok, {args}) -> if(ok, toUInt8({total}), toUInt8(0)), fu_ok, {covers}) AS fu_count"]
     cols.append("if(empty(fu_count), toUInt8(0), arrayMax(fu_count)) AS fu_most")
-    cols.append("arrayFirstIndex(c -> c = fu_most, fu_count) AS fu_at")
-    cols.append(f"fu_t[fu_at] - {window} AS fu_lower")
-    firsts = ", ".join(
-        f"if(fu_v{k}[fu_at], arrayFirst((t, s) -> s = {k} AND t >= fu_lower, fu_t, fu_k), toInt64(0))"
-        for k in range(1, n + 1)
-    )
-    cols.append(f"arraySort(arrayFilter(x -> x != 0, [{firsts}])) AS fu_firsts")
-    cols.append("arrayMap((a, b) -> b - a, arrayPopBack(fu_firsts), arrayPopFront(fu_firsts)) AS fu_gaps")
+    if masks:
+        cols.append("arrayFirstIndex((c, ok) -> ok AND c = fu_most, fu_count, fu_ok) AS fu_at")
+    else:
+        firsts = ", ".join(f"f{k}" for k in range(1, n + 1))
+        nexts = ", ".join(f"fu_n{k}" for k in range(1, n + 1))
+        end = f"arrayMap((t, c, {firsts}) -> if(c = {n}, greatest({firsts}), t + {window}), fu_t, fu_count, {nexts})"
+        times = "arrayMap((x, t) -> if(x, t, toInt64(0)), fu_x, fu_t)"
+        after = f"arrayPopFront(arrayPushBack(arrayReverseFill((v, m) -> m, {times}, fu_x), toInt64(0)))"
+        # The first exclusion after each position's instant: read at the instant's last position.
+        cols.append(f"arrayReverseFill((v, m) -> m, {after}, fu_ge) AS fu_nx")
+        cols.append(f"{end} AS fu_end")
+        layers.append(cols)
+        cols = ["arrayMap((x, e) -> x != 0 AND x < e, fu_nx, fu_end) AS fu_bad"]
+        cols.append("arrayFirstIndex((c, ok, b) -> ok AND c = fu_most AND NOT b, fu_count, fu_ok, fu_bad) AS fu_at")
     layers.append(cols)
-    return layers, "fu_most", "fu_gaps"
+    at = ", ".join(f"if(fu_v{k}[fu_at], fu_n{k}[fu_at], toInt64(0))" for k in range(1, n + 1))
+    layers.append(
+        [
+            f"arraySort(arrayFilter(x -> x != 0, [{at}])) AS fu_firsts",
+            "arrayMap((a, b) -> b - a, arrayPopBack(fu_firsts), arrayPopFront(fu_firsts)) AS fu_gaps",
+        ]
+    )
+    return layers, "fu_most", "fu_gaps", "fu_at > 0"
