@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.engine.cohort_strategies import MISSING_COHORT, cohort_definitions
 from tests.engine.funnel_strategies import (
     FunnelCase,
+    funnel_actor_cases,
     funnel_cases,
     funnel_trends_cases,
     time_to_convert_cases,
@@ -49,13 +50,16 @@ def _inside(cohort: OracleCohort, cohorts: list[OracleCohort], case: FunnelCase,
 
 @st.composite
 def funnel_cohort_cases(draw: st.DrawFn) -> FunnelCohortCase:
-    """A funnel (mostly steps, one in four the trends visualisation, one in twenty time_to_convert,
-    which takes no breakdown) broken down by cohorts: mostly ones holding a person who entered,
+    """A funnel (mostly steps, some of them with first-time steps or counting groups or sessions;
+    one in four the trends visualisation; one in twenty-four time_to_convert, which takes no
+    breakdown) broken down by cohorts: mostly ones holding a person who entered,
     all users ("all" or 0) now and then, as an id, its text or a list in any order; any attribution
     (none changes a cohort's funnel); a breakdown_limit now and then (no effect on cohorts); a
     cohort that is missing or deleted one time in fifteen."""
-    viz = draw(st.sampled_from(["steps"] * 14 + ["trends"] * 5 + ["time_to_convert"]))
-    if viz == "trends":
+    viz = draw(st.sampled_from(["steps"] * 14 + ["actors"] * 4 + ["trends"] * 5 + ["time_to_convert"]))
+    if viz == "actors":
+        case = draw(funnel_actor_cases(breakdown=True))
+    elif viz == "trends":
         case = draw(funnel_trends_cases())
     elif viz == "time_to_convert":
         case = draw(time_to_convert_cases())
