@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import Definitions
 from server.queries.common.codec import from_reference_json
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.funnels.compute import FunnelsOutcome, run_funnels
 from storage.events import EventStore
-from tests.engine.harness import action_definition, query_context
+from tests.engine.harness import definitions_of, query_context
 from tests.oracle import Event
 
 
@@ -28,12 +28,12 @@ def run_funnel_engine(
     events: Sequence[Event],
     query: dict[str, Any],
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: dict[int, CohortDefinition] | None = None,
     **context: Any,
 ) -> FunnelRun:
     """Inserts `events` as harness.query_context does (`context`: its keywords) and runs `query` on
-    them, with `actions` (reference JSON by id) the environment's live actions."""
-    definitions = Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()})
-    ctx = query_context(store, events, definitions=definitions, **context)
+    them, with `actions` (reference JSON by id) and `cohorts` the environment's definitions."""
+    ctx = query_context(store, events, definitions=definitions_of(actions, cohorts), **context)
     outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
     return FunnelRun(as_json(outcome.result), outcome.has_more, outcome)
 
@@ -135,10 +135,10 @@ def run_funnel_trends_engine(
     events: Sequence[Event],
     query: dict[str, Any],
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: dict[int, CohortDefinition] | None = None,
     **context: Any,
 ) -> tuple[list[dict[str, Any]], bool]:
     """A funnelVizType trends funnel through the engine: (series in the oracle's shape, has_more)."""
-    definitions = Definitions(actions={i: action_definition(a) for i, a in (actions or {}).items()})
-    ctx = query_context(store, events, definitions=definitions, **context)
+    ctx = query_context(store, events, definitions=definitions_of(actions, cohorts), **context)
     outcome = run_funnels(from_reference_json(query, query_pb2.FunnelsQuery), ctx, execute=store.query)
     return trends_json(outcome.result), outcome.has_more

@@ -246,6 +246,7 @@ def run_both(oracle: Callable[[], R], engine: Callable[[], S]) -> tuple[R, S] | 
     if oracle_error is None and engine_error is None:
         return expected, got
     event(f"rejected: {type(oracle_error).__name__}")
-    engine_code = _REFUSAL_CODES.get(type(engine_error)) if engine_error is not None else None
+    # By kind: a missing definition is a FailedPrecondition subclass (DefinitionUnavailable).
+    engine_code = next((code for kind, code in _REFUSAL_CODES.items() if isinstance(engine_error, kind)), None)
     assert oracle_error is not None and engine_code == oracle_error.code, f"oracle: {oracle_error!r}, engine: {engine_error!r}"
     return None

@@ -10,7 +10,6 @@ tests/oracle/trends.py; most examples must compare a non-zero result.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import Counter
 from typing import Any
@@ -18,15 +17,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
-from generated.insights.v1 import cohorts_pb2
 from server.errors import FailedPrecondition
-from server.queries.common.codec import from_reference_json
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.errors import QueryError
 from storage.cohort_members import CohortMembers
-from storage.events import EventStore, PersonRow
+from storage.events import EventStore
+from tests.engine.cohort_store import store_cohort_example
 from tests.engine.cohort_strategies import CohortCase, cohort_cases, everyone
-from tests.engine.harness import differences, event_rows, next_team_id, person_uuid, run_engine
+from tests.engine.harness import differences, run_engine
 from tests.engine.tally import REJECTED, assert_mostly_nonzero, outcome_of
 from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError, compute_trends
@@ -47,22 +45,7 @@ def _stored(store: EventStore, example: CohortCase) -> tuple[int, dict[int, Coho
     """Stores the example's persons, events and static members for a fresh environment; its
     cohorts as the execution layer hands them to a runner."""
     case = example.case
-    team_id = next_team_id()
-    store.insert_persons(
-        PersonRow(team_id, person_uuid(p.id), json.dumps(p.properties), case.now - dt.timedelta(days=50))
-        for p in example.persons
-    )
-    if case.events:
-        store.insert_events(event_rows(team_id, case.events))
-    definitions: dict[int, CohortDefinition] = {}
-    for c in example.cohorts:
-        if c.is_static:
-            CohortMembers(store).add(team_id, c.id, [person_uuid(p) for p in sorted(c.members)], case.now)
-            definitions[c.id] = CohortDefinition(c.id, c.name, 1, True)
-        else:
-            filters = from_reference_json(c.filters, cohorts_pb2.CohortFilters)
-            definitions[c.id] = CohortDefinition(c.id, c.name, 1, False, filters)
-    return team_id, definitions
+    return store_cohort_example(store, case.now, case.events, example.persons, example.cohorts)
 
 
 def check(store: EventStore, example: CohortCase) -> str:

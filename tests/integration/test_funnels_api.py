@@ -285,6 +285,25 @@ INVALID: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
         ),
     ),
     ("breakdownFilter.breakdown_limit", lambda: _funnel(breakdown_filter=qpb.BreakdownFilter(breakdown_limit=1001))),
+    # time_to_convert draws one histogram over every actor (as the reference): a breakdown does not apply.
+    (
+        "breakdownFilter",
+        lambda: _funnel(
+            funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT),
+            breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="plan")),
+        ),
+    ),
+    (
+        "breakdownFilter.breakdown[1]",
+        lambda: _funnel(
+            breakdown_filter=qpb.BreakdownFilter(
+                breakdown=qpb.BreakdownKey(
+                    list_value=qpb.ScalarList(values=[qpb.Scalar(int_value=3), qpb.Scalar(string_value="three")])
+                ),
+                breakdown_type=qpb.BREAKDOWN_TYPE_COHORT,
+            )
+        ),
+    ),
     ("samplingFactor", lambda: _funnel(sampling_factor=0)),
     ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=5)),
     ("aggregation_group_type_index", lambda: _funnel(aggregation_group_type_index=-1)),
@@ -310,13 +329,6 @@ async def test_an_undefined_order_type_is_invalid(server: Server, tenant: Tenant
 
 LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
     (
-        "breakdownFilter",
-        lambda: _funnel(
-            funnels_filter=qpb.FunnelsFilter(funnel_viz_type=qpb.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT),
-            breakdown_filter=qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="plan")),
-        ),
-    ),
-    (
         "funnelsFilter.funnelAggregateByHogQL",
         lambda: _funnel(funnels_filter=qpb.FunnelsFilter(funnel_aggregate_by_hogql="properties.$browser")),
     ),
@@ -331,7 +343,9 @@ LATER: list[tuple[str, Callable[[], qpb.FunnelsQuery]]] = [
         "breakdownFilter.breakdown_type",
         lambda: _funnel(
             breakdown_filter=qpb.BreakdownFilter(
-                breakdown=qpb.BreakdownKey(int_value=3), breakdown_type=qpb.BREAKDOWN_TYPE_COHORT
+                breakdown=qpb.BreakdownKey(string_value="industry"),
+                breakdown_type=qpb.BREAKDOWN_TYPE_GROUP,
+                breakdown_group_type_index=0,
             )
         ),
     ),

@@ -33,8 +33,18 @@ properties.$session_id`` their session ids; events without one (missing, '', nul
 same walk run once per person and entrance period: ``FunnelsOutput`` whose ``results`` are the
 series dicts (see its docstring).
 
+Cohort breakdowns (``breakdown_type: cohort``, ``breakdown`` an id, "all"/0 or a list of them) need
+``cohorts`` (OracleCohort by id) and ``persons`` (the environment's persons rows): membership comes
+from tests/oracle/cohorts.py. Each listed cohort's funnel is the funnel computed separately over the
+events of its members (an actor counts in every cohort it is in; all users hold everyone), whatever
+the attribution; nothing is cut into "Other"; equal counts keep the listed order (the trends view:
+the id descending, as the reference). A step shows ``breakdown`` the cohort's name ("all users" for
+0) and ``breakdown_value`` its id; a trends series ``breakdown_value`` the name. A breakdown of a
+time_to_convert funnel is refused (InvalidArgument): the reference draws one histogram over all.
+
 Refusals raise :class:`InvalidArgument` (an invalid funnel), :class:`Unimplemented` (a funnel the
-engine does not compute yet) or :class:`FailedPrecondition` (a missing action), each an OracleError.
+engine does not compute yet) or :class:`FailedPrecondition` (a missing action or cohort), each an
+OracleError.
 Steps and exclusions that are ActionsNodes match their action's events (tests/oracle/actions.py)
 and their own filters; an action step is named by the action, its ``action_id`` the action's id.
 """
@@ -44,7 +54,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -58,6 +68,7 @@ from tests.oracle.trends import (
     OracleError,
     _action_of,
     _bucket_key,
+    _cohort_ids,
     compile_properties,
     prop_text,
     resolve_date_range,
@@ -112,6 +123,9 @@ class _Funnel:
     to_step: int  # ... to
     bin_count: int | None
     actor_key: str | None = None  # the event property counted instead of persons
+    # A cohort breakdown: the cohorts listed (0: all users) and each one's member person ids.
+    cohorts: tuple[int, ...] | None = None
+    members: dict[int, set[str]] = field(default_factory=dict)
 
 
 def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -162,7 +176,13 @@ def _is_superset(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return True
 
 
-def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any]]) -> _Funnel:
+# Cohort id → its members' person ids (FailedPrecondition for one missing, deleted or not computable).
+Membership = Any
+
+
+def _parse(
+    query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any]], membership: Membership = None
+) -> _Funnel:
     if query.get("kind") not in (None, "FunnelsQuery"):
         raise InvalidArgument("not a FunnelsQuery")
     series = query.get("series") or []
@@ -220,7 +240,11 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
     unit = ff.get("funnelWindowIntervalUnit") or "day"
     bf = query.get("breakdownFilter") or {}
     breakdown: list[tuple[str, str]] | None = None
-    if bf.get("breakdowns"):
+    cohort_ids: tuple[int, ...] | None = None
+    if bf.get("breakdown_type") == "cohort" and not bf.get("breakdowns") and bf.get("breakdown") is not None:
+        cohort_ids = _cohort_ids(bf["breakdown"])
+        breakdown = [("cohort", "cohort")]
+    elif bf.get("breakdowns"):
         breakdown = [(b["property"], b.get("type") or "event") for b in bf["breakdowns"]]
     elif bf.get("breakdown") is not None:
         breakdown = [(bf["breakdown"], bf.get("breakdown_type") or "event")]
@@ -233,7 +257,16 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
             raise InvalidArgument("breakdownAttributionValue out of range")
         if order == "unordered" and attribution_step != 0:
             raise InvalidArgument("unordered funnels attribute to the first step only")
-    actor_key = _actor_key(query.get("aggregation_group_type_index"), ff.get("funnelAggregateByHogQL"))
+    viz = ff.get("funnelVizType") or "steps"
+    if viz == "time_to_convert" and breakdown:
+        raise InvalidArgument("a breakdown does not apply to time_to_convert (one histogram over all actors)")
+    # An aggregation not built yet is refused with the other options not built yet, after the
+    # definitions the funnel names are found missing.
+    later: Unimplemented | None = None
+    try:
+        actor_key = _actor_key(query.get("aggregation_group_type_index"), ff.get("funnelAggregateByHogQL"))
+    except Unimplemented as exc:
+        actor_key, later = None, exc
     # The steps' and exclusions' actions: a missing one is refused once every filter is checked,
     # before options not built yet.
     missing: list[FailedPrecondition] = []
@@ -254,17 +287,25 @@ def _parse(query: dict[str, Any], tz: ZoneInfo, actions: dict[int, dict[str, Any
             entity = None  # refused below with the step's own predicate
         steps[k] = replace(steps[k], event=name, action_id=action_id, type=kind, matches=pred, entity=entity)
     exclusions = [(lo, hi, resolved(node)[0]) for lo, hi, node in exclusions]
+    members: dict[int, set[str]] = {}
+    if cohort_ids is not None:
+        if membership is None:
+            raise ValueError("a cohort breakdown needs the environment's cohorts and persons")
+        members = {c: membership(c) for c in cohort_ids if c != 0}
     if missing:
         raise missing[0]
+    if cohort_ids is not None:
+        # A cohort's funnel is computed over its members' events alone: separately per value,
+        # whatever attribution was asked (each event of that walk is the cohort's), never cut.
+        attribution, attribution_step, limit = "all_events", None, len(cohort_ids)
     # Computable but not built yet (refused when computing).
-    viz = ff.get("funnelVizType") or "steps"
-    if viz == "time_to_convert" and breakdown:
-        raise Unimplemented("breakdowns of time_to_convert")
+    if later is not None:
+        raise later
     return _Funnel(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
         0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
-        actor_key,
+        actor_key, cohort_ids, members,
     )
 
 
@@ -443,13 +484,44 @@ def _walk_unordered(f: _Funnel, evs: list[_Ev], entry: Any = None) -> _Outcome |
 # Everything
 
 
-def _value_of(e: Event, breakdown: list[tuple[str, str]] | None) -> tuple[str, ...]:
-    if breakdown is None:
-        return ()
-    return tuple(
-        prop_text(e.properties if source == "event" else e.person_properties, key) or ""
-        for key, source in breakdown
-    )
+def _values_of(e: Event, f: _Funnel) -> list[tuple[str, ...]]:
+    """The event's breakdown value; with a cohort breakdown, one per listed cohort its person is in."""
+    if f.cohorts is not None:
+        return [(str(c),) for c in f.cohorts if c == 0 or e.person_id in f.members[c]]
+    if f.breakdown is None:
+        return [()]
+    return [
+        tuple(
+            prop_text(e.properties if source == "event" else e.person_properties, key) or ""
+            for key, source in f.breakdown
+        )
+    ]
+
+
+def _membership(
+    cohorts: Mapping[int, Any] | None,
+    persons: Sequence[Any] | None,
+    events: list[Event],
+    timezone: str,
+    now: datetime,
+    actions: dict[int, dict[str, Any]] | None,
+) -> Membership:
+    """Cohort id → member person ids as of `now` (tests/oracle/cohorts.py); None without cohorts."""
+    if cohorts is None or persons is None:
+        return None
+    from tests.oracle.cohorts import CohortUnavailable, members
+
+    def of(cohort_id: int) -> set[str]:
+        cohort = cohorts.get(cohort_id)
+        if cohort is None or cohort.deleted:
+            raise FailedPrecondition(f"cohort {cohort_id} does not exist or is deleted")
+        try:
+            return members(cohort, cohorts, persons, events, timezone=timezone, now=now, actions=actions)
+        except (CohortUnavailable, InvalidArgument) as exc:
+            # A stored cohort that does not compute is the cohort's fault, not the query's.
+            raise FailedPrecondition(f"cohort {cohort_id} cannot be computed: {exc!r}") from None
+
+    return of
 
 
 def _attributed(f: _Funnel, evs: list[_Ev]) -> list[tuple[str, ...]]:
@@ -490,13 +562,21 @@ def compute_funnels(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: Mapping[int, Any] | None = None,
+    persons: Sequence[Any] | None = None,
 ) -> FunnelsOutput:
     """Evaluate a reference-JSON FunnelsQuery (steps visualisation) over ``events`` (all of the
-    environment's events); ``actions``: the environment's live actions by id (reference JSON)."""
-    f, rows = _walk_all(events, query, timezone, week_start_day, now, test_account_filters, actions)
+    environment's events); ``actions``: the environment's live actions by id (reference JSON);
+    ``cohorts`` and ``persons``: its cohorts (OracleCohort by id) and persons rows."""
+    f, rows = _walk_all(events, query, timezone, week_start_day, now, test_account_filters, actions, cohorts, persons)
     if f.viz != "steps":
         raise ValueError("compute_funnels computes the steps visualisation; see compute_time_to_convert")
-    return _shape(f, rows, query)
+    return _shape(f, rows, query, cohorts)
+
+
+def _cohort_name(cohort_id: int, cohorts: Mapping[int, Any] | None) -> str:
+    """A breakdown cohort as shown: its name, "all users" for 0."""
+    return "all users" if cohort_id == 0 else str((cohorts or {})[cohort_id].name)
 
 
 def _walk_all(
@@ -507,9 +587,13 @@ def _walk_all(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: Mapping[int, Any] | None = None,
+    persons: Sequence[Any] | None = None,
 ) -> tuple[_Funnel, list[tuple[tuple[str, ...], _Outcome]]]:
     """The funnel and, per person and breakdown value entered, the walk's outcome."""
-    f, _, streams = _streams(events, query, timezone, week_start_day, now, test_account_filters, actions)
+    f, _, streams = _streams(
+        events, query, timezone, week_start_day, now, test_account_filters, actions, cohorts, persons
+    )
     rows: list[tuple[tuple[str, ...], _Outcome]] = []
     for person, evs in streams:
         for value in _attributed(f, evs):
@@ -532,13 +616,16 @@ def _streams(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: Mapping[int, Any] | None = None,
+    persons: Sequence[Any] | None = None,
 ) -> tuple[_Funnel, DateRange, list[tuple[str, list[_Ev]]]]:
-    """The funnel, its date range and each person's (actor's) funnel events in walking order."""
+    """The funnel, its date range and each person's (actor's) funnel events in walking order (with
+    a cohort breakdown, one copy of an event per listed cohort its person is in)."""
     events = list(events)
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
         raise NotImplementedError("the oracle does not sample")
-    f = _parse(query, tz, actions or {})
+    f = _parse(query, tz, actions or {}, _membership(cohorts, persons, events, timezone, now, actions))
     rng = resolve_date_range(
         query.get("dateRange"),
         query.get("interval") or "day",
@@ -574,7 +661,8 @@ def _streams(
         if not codes and f.order != "strict":
             continue
         t = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
-        per_person.setdefault(actor, []).append((t, e.uuid, codes, _value_of(e, f.breakdown)))
+        for value in _values_of(e, f):
+            per_person.setdefault(actor, []).append((t, e.uuid, codes, value))
 
     streams = []
     for person, stream in per_person.items():
@@ -647,11 +735,20 @@ def _rank(value: tuple[str, ...], g: _Group) -> tuple[Any, ...]:
     return (*(-c for c in reversed(g.counts)), value)
 
 
-def _shape(f: _Funnel, rows: list[tuple[tuple[str, ...], _Outcome]], query: dict[str, Any]) -> FunnelsOutput:
+def _shape(
+    f: _Funnel,
+    rows: list[tuple[tuple[str, ...], _Outcome]],
+    query: dict[str, Any],
+    cohorts: Mapping[int, Any] | None = None,
+) -> FunnelsOutput:
     n = len(f.steps)
     groups = _group(f, rows)
     has_more = False
-    if f.breakdown is not None:
+    if f.cohorts is not None:
+        # Every cohort kept; equal counts in the order the cohorts are listed.
+        listed_at = {(str(c),): i for i, c in enumerate(f.cohorts)}
+        ordered = sorted(groups.items(), key=lambda item: (*(-c for c in reversed(item[1].counts)), listed_at[item[0]]))
+    elif f.breakdown is not None:
         ranked = sorted(groups.items(), key=lambda item: _rank(*item))
         merged: dict[tuple[str, ...], _Group] = {}
         for position, (value, g) in enumerate(ranked):
@@ -681,7 +778,10 @@ def _shape(f: _Funnel, rows: list[tuple[tuple[str, ...], _Outcome]], query: dict
             }
             if f.order == "unordered":
                 item.update(action_id=None, name=f"Completed {k + 1} step{'s' if k else ''}", custom_name=None)
-            if f.breakdown is not None:
+            if f.cohorts is not None:
+                item["breakdown"] = _cohort_name(int(value[0]), cohorts)
+                item["breakdown_value"] = int(value[0])
+            elif f.breakdown is not None:
                 item["breakdown"] = list(value)
                 item["breakdown_value"] = list(value)
             steps.append(item)
@@ -701,10 +801,12 @@ def compute_time_to_convert(
     week_start_day: int,
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
+    cohorts: Mapping[int, Any] | None = None,
+    persons: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """A time_to_convert FunnelsQuery: ``{"bins": [[start_seconds, actors], ...],
     "average_conversion_time": float | None}`` (None when nobody converted)."""
-    f, rows = _walk_all(events, query, timezone, week_start_day, now, test_account_filters)
+    f, rows = _walk_all(events, query, timezone, week_start_day, now, test_account_filters, None, cohorts, persons)
     if f.viz != "time_to_convert":
         raise ValueError("not a time_to_convert funnel")
     took: list[int] = []  # microseconds, per actor who completed to_step
@@ -743,6 +845,8 @@ def compute_funnel_trends(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
+    cohorts: Mapping[int, Any] | None = None,
+    persons: Sequence[Any] | None = None,
 ) -> FunnelsOutput:
     """A ``funnelVizType: trends`` FunnelsQuery: ``results`` is one dict per breakdown value
     ``{count, data, days, labels, reached_from_step_count, reached_to_step_count[,
@@ -758,7 +862,9 @@ def compute_funnel_trends(
     Unordered funnels: a person counts in each period one of their step events is in; that
     period's walk takes only the attempts whose entry (first event) is in the period.
     """
-    f, rng, streams = _streams(events, query, timezone, week_start_day, now, test_account_filters, actions)
+    f, rng, streams = _streams(
+        events, query, timezone, week_start_day, now, test_account_filters, actions, cohorts, persons
+    )
     if f.viz != "trends":
         raise ValueError("not a trends funnel")
     tz = ZoneInfo(timezone)
@@ -794,7 +900,11 @@ def compute_funnel_trends(
                 reached_to[p] += outcome.furthest >= f.to_step + 1
     # Values by actors who reached the from step over all periods, descending, then by value
     # descending; the first `limit` kept.
-    ranked = sorted(counts.items(), key=lambda item: (-sum(item[1][0]), tuple(_Desc(v) for v in item[0])))
+    if f.cohorts is not None:
+        # A cohort's value is its id: equal totals by the id, descending (the reference's prop DESC).
+        ranked = sorted(counts.items(), key=lambda item: (-sum(item[1][0]), -int(item[0][0])))
+    else:
+        ranked = sorted(counts.items(), key=lambda item: (-sum(item[1][0]), tuple(_Desc(v) for v in item[0])))
     has_more = len(ranked) > f.limit
     ranked = ranked[: f.limit]
     if f.breakdown is None and not ranked:
@@ -809,7 +919,9 @@ def compute_funnel_trends(
             "reached_from_step_count": reached_from,
             "reached_to_step_count": reached_to,
         }
-        if f.breakdown is not None:
+        if f.cohorts is not None:
+            item["breakdown_value"] = _cohort_name(int(value[0]), cohorts)
+        elif f.breakdown is not None:
             item["breakdown_value"] = [v or "None" for v in value]
         results.append(item)
     return FunnelsOutput(results, has_more)

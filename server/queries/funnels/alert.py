@@ -77,7 +77,11 @@ def _breakdown_value(step: results_pb2.FunnelStep) -> BreakdownValue:
     return value
 
 
-def _label(value: BreakdownValue) -> str:
+def _label(step: results_pb2.FunnelStep, value: BreakdownValue) -> str:
+    """How a breach names the value: a cohort breakdown's by the cohort's name (its shown
+    `breakdown`; the value is its id), other values as they are."""
+    if step.breakdown.WhichOneof("kind") == "string_value":
+        return step.breakdown.string_value
     if value is None:
         return ""
     return ", ".join(value) if isinstance(value, tuple) else str(value)
@@ -178,7 +182,7 @@ class FunnelsAlertValues(AlertValues[query_pb2.FunnelsQuery]):
                 raise AlertValueError(f"the funnel result has {len(ordered)} steps, the funnel {n}")
             value = step_value([s.count for s in ordered], step, metric)
             breakdown = _breakdown_value(ordered[0])
-            out.append(Watched(label=_label(breakdown), breakdown_value=breakdown, points=(value,)))
+            out.append(Watched(label=_label(ordered[0], breakdown), breakdown_value=breakdown, points=(value,)))
         return out
 
     def subject(self, node: query_pb2.FunnelsQuery, ask: AlertAsk) -> str:

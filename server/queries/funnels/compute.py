@@ -10,6 +10,8 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes
+from server.queries.common.cohort_breakdown import cohort_name
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -54,9 +56,9 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     if plan.spec.viz == "time_to_convert":
         return FunnelsOutcome(ttc.shape(plan.spec, rows), False, plan.dates, plan.sql)
     if plan.spec.viz == "trends":
-        trends, cut = trends_view.shape(plan.spec, plan.dates, rows)
+        trends, cut = trends_view.shape(plan.spec, plan.dates, rows, ctx.definitions.cohorts)
         return FunnelsOutcome(trends, cut, plan.dates, plan.sql)
-    result, has_more = _shape(plan.spec, query, rows)
+    result, has_more = _shape(plan.spec, query, rows, ctx.definitions.cohorts)
     name_actions(result, query, ctx.definitions.actions)
     return FunnelsOutcome(result, has_more, plan.dates, plan.sql)
 
@@ -105,7 +107,10 @@ def _number(value: Any) -> float | None:
 
 
 def _shape(
-    spec: FunnelSpec, query: query_pb2.FunnelsQuery, rows: Sequence[Sequence[Any]]
+    spec: FunnelSpec,
+    query: query_pb2.FunnelsQuery,
+    rows: Sequence[Sequence[Any]],
+    cohorts: Mapping[int, CohortDefinition],
 ) -> tuple[results_pb2.FunnelsResult, bool]:
     n = len(spec.steps)
     groups = []
@@ -119,14 +124,16 @@ def _shape(
         groups.append((value, counts, [None, *means], [None, *medians]))
     # As the reference: the furthest step's count first, then the earlier steps' (then the value,
     # so that equal counts come in one order).
-    groups.sort(key=lambda g: (*(-c for c in reversed(g[1])), g[0]))
+    # A cohort breakdown's equal counts come in the order the cohorts are listed.
+    listed = {str(cohort_id): i for i, (cohort_id, _) in enumerate(spec.cohorts or ())}
+    groups.sort(key=lambda g: (*(-c for c in reversed(g[1])), listed.get(g[0][0], 0) if listed else 0, g[0]))
     if spec.breakdown is None and not groups:
         groups = [([], [0] * n, [None] * n, [None] * n)]
     out = results_pb2.FunnelStepsResult()
     for value, counts, means, medians in groups:
         steps = out.breakdowns.add()
         for k in range(n):
-            steps.steps.append(_step(spec, query, k, counts[k], means[k], medians[k], value))
+            steps.steps.append(_step(spec, query, k, counts[k], means[k], medians[k], value, cohorts))
     return results_pb2.FunnelsResult(steps=out, is_udf=True), has_more
 
 
@@ -138,6 +145,7 @@ def _step(
     mean: float | None,
     median: float | None,
     value: list[str],
+    cohorts: Mapping[int, CohortDefinition],
 ) -> results_pb2.FunnelStep:
     node = spec.steps[k].node
     step = results_pb2.FunnelStep(order=k, count=_sampled(count, spec.sampling), type="events")
@@ -158,7 +166,11 @@ def _step(
         step.average_conversion_time = mean
     if k > 0 and median is not None:
         step.median_conversion_time = median
-    if spec.breakdown is not None:
+    if spec.cohorts is not None:
+        # As the reference: the cohort's name shown, its id the value (0: all users).
+        step.breakdown.string_value = cohort_name(int(value[0]), cohorts)
+        step.breakdown_value.int_value = int(value[0])
+    elif spec.breakdown is not None:
         step.breakdown.list_value.values.extend(_scalars(value))
         step.breakdown_value.list_value.values.extend(_scalars(value))
     return step

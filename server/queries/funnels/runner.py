@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.cohort_breakdown import breakdown_references
 from server.queries.common.incohort import filter_references, properties_references
 from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.funnels.compute import check_funnels, relabel, run_funnels
@@ -25,9 +26,9 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
         return Outcome.of(results_pb2.InsightResult(funnels=outcome.result), outcome)
 
     def references(self, node: query_pb2.FunnelsQuery) -> list[Reference]:
-        """The actions its steps and exclusions are, the cohorts its filters name: the query's, its
-        steps' and its exclusions' (the environment's test-account filters are the execution
-        layer's to list)."""
+        """The actions its steps and exclusions are, the cohorts its filters name (the query's, its
+        steps' and its exclusions') and its cohort breakdown lists (the environment's test-account
+        filters are the execution layer's to list)."""
         found = properties_references(node.properties, "properties")
         for i, step in enumerate(node.series):
             kind = step.WhichOneof("node")
@@ -43,6 +44,7 @@ class FunnelsRunner(Runner[query_pb2.FunnelsQuery]):
                 found += filter_references(item.actions_node.properties, f"{path}.properties")
             elif item.WhichOneof("node") == "events_node":
                 found += filter_references(item.events_node.properties, f"{path}.properties")
+        found += breakdown_references(node.breakdown_filter)
         return found
 
     def relabel(

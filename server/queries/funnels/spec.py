@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from generated.insights.v1 import query_pb2
 from server.queries.common import nodes
 from server.queries.common.actors import PERSONS, Aggregation, aggregation
+from server.queries.common.cohort_breakdown import ListedCohorts, is_cohort_breakdown, listed_cohorts
 from server.queries.common.errors import QueryError
 
 M = query_pb2
@@ -49,8 +50,11 @@ _BREAKDOWN_SOURCES = {
     M.BREAKDOWN_TYPE_EVENT: "event",
     M.BREAKDOWN_TYPE_PERSON: "person",
 }
-# Breakdown types the reference computes for funnels and this service will: refused as not built yet.
+# Breakdown types the reference computes for funnels and this service will: refused as not built
+# yet (a cohort breakdown is computed; a cohort type inside `breakdowns` is not).
 _LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP, M.BREAKDOWN_TYPE_HOGQL})
+# The source of a cohort breakdown's one dimension (its value is the cohort id, as text).
+COHORT = "cohort"
 _FIRST_TIME_MATHS = {
     M.MATH_TYPE_FIRST_TIME_FOR_USER: "first_time_for_user",
     M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS: "first_time_for_user_with_filters",
@@ -109,6 +113,10 @@ class FunnelSpec:
     bin_count: int | None = None
     # Who is counted: persons (default), a group type's keys or sessions (common/actors.py).
     aggregation: Aggregation = PERSONS
+    # A cohort breakdown's cohorts (id, field; 0: all users), in the order listed; `breakdown` is
+    # then (("cohort", "cohort"),). Each cohort's funnel is computed over its members' events alone,
+    # so the attribution has no effect (it is first_touch here), and nothing is cut into "Other".
+    cohorts: ListedCohorts | None = None
 
 
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
@@ -129,11 +137,17 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         )
     interval = ff.funnel_window_interval if ff.HasField("funnel_window_interval") else DEFAULT_WINDOW
     breakdown = _breakdown(query.breakdown_filter, later)
+    cohorts = None
+    if breakdown is not None and breakdown[0][1] == COHORT:
+        cohorts = listed_cohorts(query.breakdown_filter.breakdown, "breakdownFilter.breakdown")
     nodes.check_breakdown_limit(query, MAX_BREAKDOWN_LIMIT)
     attribution = ATTRIBUTION_NAMES[ff.breakdown_attribution_type]
     attribution_step = None
     if attribution == "step":
         attribution_step = _attribution_step(ff, n, order)
+    if cohorts is not None:
+        # Every event of a cohort's walk carries that cohort: each attribution picks it.
+        attribution, attribution_step = "first_touch", None
     nodes.check_sampling_factor(query)
     if query.interval == M.INTERVAL_TYPE_SECOND:
         raise QueryError("interval 'second' is not supported", "interval")
@@ -141,7 +155,13 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
     if ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT:
         viz = "time_to_convert"
         if breakdown is not None:
-            later.append(("breakdownFilter", "breakdowns of the time_to_convert visualisation"))
+            # The reference computes one histogram over every actor whatever the breakdown
+            # (docs/decisions.md, "time_to_convert and breakdowns"): refused, not ignored.
+            raise QueryError(
+                "a breakdown does not apply to the time_to_convert visualisation (one histogram over all "
+                "actors): remove breakdownFilter or use the steps or trends visualisation",
+                "breakdownFilter",
+            )
     elif ff.funnel_viz_type == M.FUNNEL_VIZ_TYPE_TRENDS:
         viz = "trends"
     agg = aggregation(
@@ -159,7 +179,8 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         breakdown=breakdown,
         attribution=attribution,
         attribution_step=attribution_step,
-        limit=query.breakdown_filter.breakdown_limit or DEFAULT_BREAKDOWN_LIMIT,
+        # Cohorts are never cut (as the reference): the limit is the number listed.
+        limit=len(cohorts) if cohorts is not None else query.breakdown_filter.breakdown_limit or DEFAULT_BREAKDOWN_LIMIT,
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
         interval=nodes.INTERVAL_NAMES[query.interval],
         later=later,
@@ -168,6 +189,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         to_step=ff.funnel_to_step if ff.HasField("funnel_to_step") else n - 1,
         bin_count=ff.bin_count if ff.HasField("bin_count") else None,
         aggregation=agg,
+        cohorts=cohorts,
     )
 
 
@@ -293,6 +315,8 @@ def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> t
         later.append(("breakdownFilter.breakdown_histogram_bin_count", "histogram breakdowns"))
     if bf.breakdown_normalize_url:
         later.append(("breakdownFilter.breakdown_normalize_url", "URL-normalising breakdowns"))
+    if is_cohort_breakdown(bf) and bf.HasField("breakdown"):
+        return ((COHORT, COHORT),)
     if bf.breakdowns:
         if len(bf.breakdowns) > MAX_BREAKDOWNS:
             raise QueryError(f"at most {MAX_BREAKDOWNS} breakdowns", "breakdownFilter.breakdowns")

@@ -29,6 +29,7 @@ from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
 from server.queries.common.actions import action_sql
 from server.queries.common.actors import actor_sql
+from server.queries.common.cohort_breakdown import ListedCohorts
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
@@ -129,7 +130,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
             where.append(f"event IN {params.bind(names, 'Array(String)')}")
         where.append(matched)
     return (
-        f"SELECT {actor.expression} AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_value(params, spec)} AS bv, "
+        f"SELECT {actor.expression} AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_value(params, spec, ctx)} AS bv, "
         f"{codes_sql} AS codes FROM events WHERE {_and(where)}"
     )
 
@@ -216,11 +217,29 @@ def _first_time(params: Params, entity: str, filters: str, math: str, ctx: Conte
     return f"uuid GLOBAL IN ({firsts})"
 
 
-def _value(params: Params, spec: FunnelSpec) -> str:
+def _value(params: Params, spec: FunnelSpec, ctx: Context) -> str:
     if spec.breakdown is None:
         return "emptyArrayString()"
+    if spec.cohorts is not None:
+        return _cohort_value(params, spec.cohorts, ctx)
     dims = [f"ifNull({property_text(params, key, source)}, '')" for key, source in spec.breakdown]
     return f"[{', '.join(dims)}]"
+
+
+def _cohort_value(params: Params, cohorts: ListedCohorts, ctx: Context) -> str:
+    """One copy of the event per listed cohort its person is in, its value that cohort's id (as
+    text; all users, 0, holds everyone): each cohort's funnel then walks its members' events alone
+    (the reference joins each event to its person's cohorts). An event of nobody listed has no copy."""
+    if ctx.cohorts is None:
+        raise QueryError("cohort breakdowns are not computed here", "breakdownFilter.breakdown")
+    ids = []
+    for cohort_id, path in cohorts:
+        text = params.bind(str(cohort_id), "String")
+        if cohort_id == 0:
+            ids.append(text)
+        else:
+            ids.append(f"if(person_id GLOBAL IN ({ctx.cohorts(params, cohort_id, path)}), {text}, '')")
+    return f"[arrayJoin(arrayFilter(v -> v != '', [{', '.join(ids)}]))]"
 
 
 # ------------------------------------------------------------------------------------ actors
@@ -235,6 +254,9 @@ def _actors(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         evs = f"arraySort(e -> e.1, groupArray(tuple({fields})))"
     else:
         evs = "arraySort(groupArray(tuple(t, codes, bv)))"
+    if spec.cohorts is not None:
+        # An actor's walk per cohort: its copies of that cohort's events.
+        return f"SELECT actor, {evs} AS evs, [bv] AS vals FROM ({events}) GROUP BY actor, bv"
     return f"SELECT actor, {evs} AS evs, {_values(params, spec)} AS vals FROM ({events}) GROUP BY actor"
 
 

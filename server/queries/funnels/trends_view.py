@@ -4,10 +4,12 @@ per-person walk of the steps view run once per person and entrance period."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.common.cohort_breakdown import cohort_name
+from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
@@ -64,16 +66,22 @@ def statement(
         f"FROM ({walks}) GROUP BY value, period"
     )
     totals = f"SELECT *, sum(rf) OVER (PARTITION BY value) AS total FROM ({per})"
-    ranked = f"SELECT *, dense_rank() OVER (ORDER BY total DESC, value DESC) AS r FROM ({totals})"
+    # A cohort's value is its id as text: ranked as the number (the reference's id, descending).
+    tie = "toUInt64(value[1])" if spec.cohorts is not None else "value"
+    ranked = f"SELECT *, dense_rank() OVER (ORDER BY total DESC, {tie} DESC) AS r FROM ({totals})"
     cut = params.bind(spec.limit + 1, "UInt64")
     return f"SELECT value, period, rf, rt, r FROM ({ranked}) WHERE r <= {cut} ORDER BY r, period"
 
 
 def shape(
-    spec: FunnelSpec, dates: QueryDateRange, rows: Sequence[Sequence[Any]]
+    spec: FunnelSpec,
+    dates: QueryDateRange,
+    rows: Sequence[Sequence[Any]],
+    cohorts: Mapping[int, CohortDefinition] | None = None,
 ) -> tuple[results_pb2.FunnelsResult, bool]:
     """One series per breakdown value (one without a breakdown, zero-filled when nobody entered),
-    each over every period of the grid; and whether values were cut."""
+    each over every period of the grid; and whether values were cut. `cohorts` names a cohort
+    breakdown's values."""
     periods = dates.bucket_count()
     found: dict[int, tuple[list[str], list[int], list[int]]] = {}
     has_more = False
@@ -96,7 +104,10 @@ def shape(
         item.labels.extend(labels)
         item.reached_from_step_count.extend(_sampled(c, spec.sampling) for c in entered)
         item.reached_to_step_count.extend(_sampled(c, spec.sampling) for c in converted)
-        if spec.breakdown is not None:
+        if spec.cohorts is not None:
+            # As the reference: a cohort's series carries the cohort's name ("all users" for 0).
+            item.breakdown_value.string_value = cohort_name(int(value[0]), cohorts or {})
+        elif spec.breakdown is not None:
             item.breakdown_value.list_value.values.extend(
                 query_pb2.Scalar(string_value=v or NONE_LABEL) for v in value
             )

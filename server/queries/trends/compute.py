@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
-from server.queries.base import ActionDefinition, Execute, QueryContext, Reference
+from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes
+from server.queries.common.cohort_breakdown import cohort_name, is_cohort_breakdown, listed_cohorts
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
@@ -39,11 +40,6 @@ MAX_BREAKDOWN_LIMIT = 1000
 MAX_SERIES = 100
 MAX_FORMULAS = 100
 MAX_BREAKDOWNS = 3
-# Cohorts one cohort breakdown lists at most: each is a branch per series and period, with its
-# membership computed in it.
-MAX_BREAKDOWN_COHORTS = 20
-# What a cohort breakdown's id 0 ("all") is called in labels, as the reference.
-ALL_USERS = "all users"
 # trendsFilter.smoothingIntervals: 1 (or unset) leaves the line as computed; a window longer than
 # the longest line (MAX_BUCKETS) would average nothing more, so larger values are refused.
 MAX_SMOOTHING_INTERVALS = MAX_BUCKETS
@@ -393,8 +389,9 @@ def _property_source(node: Any) -> str:
 def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
     if bf.breakdown_histogram_bin_count or bf.breakdown_normalize_url:
         raise QueryError("histogram and URL-normalising breakdowns are not supported yet", "breakdownFilter")
-    if bf.breakdown_type == M.BREAKDOWN_TYPE_COHORT and not bf.breakdowns:
-        return _cohort_breakdown(bf.breakdown, "breakdownFilter.breakdown")
+    if is_cohort_breakdown(bf):
+        cohorts = listed_cohorts(bf.breakdown, "breakdownFilter.breakdown")
+        return tsql.Breakdown((("cohort", "cohort"),), cohorts=cohorts)
     if bf.breakdowns:
         if len(bf.breakdowns) > MAX_BREAKDOWNS:
             raise QueryError(f"at most {MAX_BREAKDOWNS} breakdowns", "breakdownFilter.breakdowns")
@@ -419,53 +416,6 @@ def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
             'breakdown must be a property name (a list of cohort ids goes with breakdown_type "cohort")', path
         )
     return key.string_value
-
-
-def breakdown_references(bf: query_pb2.BreakdownFilter) -> list[Reference]:
-    """The cohorts a cohort breakdown lists (all users, id 0, is none); a malformed one names none
-    (the check refuses it, naming its field)."""
-    if bf.breakdown_type != M.BREAKDOWN_TYPE_COHORT or bf.breakdowns:
-        return []
-    try:
-        breakdown = _cohort_breakdown(bf.breakdown, "breakdownFilter.breakdown")
-    except QueryError:
-        return []
-    return [Reference("cohort", cohort_id, path) for cohort_id, path in breakdown.cohorts if cohort_id != 0]
-
-
-def _cohort_breakdown(key: query_pb2.BreakdownKey, path: str) -> tsql.Breakdown:
-    """The cohorts of a cohort breakdown (`breakdown`: an id, "all", or a list of them), each with
-    the field that names it; 0 and "all" are all users."""
-    if key.WhichOneof("kind") == "list_value":
-        given: list[tuple[query_pb2.Scalar | query_pb2.BreakdownKey, str]] = [
-            (value, f"{path}[{i}]") for i, value in enumerate(key.list_value.values)
-        ]
-    else:
-        given = [(key, path)]
-    if not given:
-        raise QueryError("a cohort breakdown lists at least one cohort id", path)
-    if len(given) > MAX_BREAKDOWN_COHORTS:
-        raise QueryError(f"a cohort breakdown lists at most {MAX_BREAKDOWN_COHORTS} cohorts", path)
-    cohorts: list[tuple[int, str]] = []
-    for value, item_path in given:
-        cohort_id = _cohort_of(value, item_path)
-        if any(cohort_id == seen for seen, _ in cohorts):
-            raise QueryError(f"cohort {cohort_id} is listed twice", item_path)
-        cohorts.append((cohort_id, item_path))
-    return tsql.Breakdown((("cohort", "cohort"),), cohorts=tuple(cohorts))
-
-
-def _cohort_of(value: query_pb2.Scalar | query_pb2.BreakdownKey, path: str) -> int:
-    kind = value.WhichOneof("kind")
-    if kind == "int_value" and value.int_value >= 0:
-        return int(value.int_value)
-    if kind == "string_value":
-        text = value.string_value.strip()
-        if text == "all":
-            return 0
-        if text.isascii() and text.isdigit() and len(text) <= 18:
-            return int(text)
-    raise QueryError('a cohort breakdown value is a cohort id (0 or "all": all users)', path)
 
 
 def _breakdown_source(kind: int, path: str) -> str:
@@ -633,11 +583,7 @@ def _shown_key(
     """A breakdown key as labels show it: a cohort breakdown's by the cohort's name."""
     if key is None or not cohort_breakdown:
         return key
-    cohort_id = int(key[0])
-    cohort = ctx.definitions.cohorts.get(cohort_id)
-    if cohort_id == 0:
-        return (ALL_USERS,)
-    return (cohort.name if cohort is not None else key[0],)
+    return (cohort_name(int(key[0]), ctx.definitions.cohorts),)
 
 
 def _item_label(series_label: str, key: tuple[str, ...] | None, series_count: int) -> str:

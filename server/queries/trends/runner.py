@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Definitions, Execute, Outcome, QueryContext, Reference, Runner
+from server.queries.common.cohort_breakdown import breakdown_references
 from server.queries.common.incohort import filter_references, properties_references
 from server.queries.common.nodes import INTERVAL_NAMES
 from server.queries.trends.compute import (
     TOTAL_VALUE_DISPLAYS,
-    breakdown_references,
     check_trends,
     run_trends,
     series_label,
