@@ -9,7 +9,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
-from server.queries.common import nodes
+from server.queries.common import nodes, sampling
 from server.queries.common.cohort_breakdown import cohort_name
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange, resolve_date_range
@@ -94,7 +94,7 @@ def funnel_context(
         now=ctx.now,
         earliest=ctx.earliest() if date_from == "all" else None,
     )
-    threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
+    threshold = sampling.threshold(spec.sampling)
     return fsql.Context(ctx.team_id, dates, list(ctx.test_account_filters), threshold, members, ctx.definitions.actions)
 
 
@@ -148,7 +148,7 @@ def _step(
     cohorts: Mapping[int, CohortDefinition],
 ) -> results_pb2.FunnelStep:
     node = spec.steps[k].node
-    step = results_pb2.FunnelStep(order=k, count=_sampled(count, spec.sampling), type="events")
+    step = results_pb2.FunnelStep(order=k, count=sampling.scaled(count, spec.sampling), type="events")
     if isinstance(node, query_pb2.ActionsNode):
         step.type = "actions"  # unordered funnels too: the reference types a step by its node
     if spec.order == "unordered":
@@ -179,10 +179,6 @@ def _step(
 def _scalars(value: list[str]) -> list[query_pb2.Scalar]:
     return [query_pb2.Scalar(string_value=v) for v in value]
 
-
-def _sampled(count: int, factor: float) -> int:
-    """A sampled count scaled back, as the reference's correct_result_for_sampling."""
-    return count if factor >= 1 else round(count / factor)
 
 
 def name_actions(

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
+from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.actors import actor_sql
 from server.queries.common.cohort_breakdown import ListedCohorts
@@ -98,8 +99,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         f"timestamp <= toDateTime64({params.bind(upper, 'String')}, 6, {tz})",
     ]
     if ctx.sample_threshold is not None:
-        # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
-        shared.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
+        shared.append(sampling.kept_sql(params, ctx.sample_threshold))
     if query.HasField("properties"):
         shared.append(properties_sql(params, query.properties, "properties", ctx.dates.timezone, ctx.cohorts))
     if query.filter_test_accounts:
@@ -212,7 +212,7 @@ def _first_time(params: Params, entity: str, filters: str, math: str, ctx: Conte
     if math == "first_time_for_user_with_filters":
         where.append(filters)
     if ctx.sample_threshold is not None:
-        where.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
+        where.append(sampling.kept_sql(params, ctx.sample_threshold))
     firsts = f"SELECT argMin(uuid, tuple(timestamp, toString(uuid))) FROM events WHERE {_and(where)} GROUP BY person_id"
     return f"uuid GLOBAL IN ({firsts})"
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.common import sampling
 from server.queries.common.cohort_breakdown import cohort_name
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange
@@ -102,8 +103,8 @@ def shape(
         item.data.extend(conversion_rate(f, t) for f, t in zip(entered, converted, strict=True))
         item.days.extend(days)
         item.labels.extend(labels)
-        item.reached_from_step_count.extend(_sampled(c, spec.sampling) for c in entered)
-        item.reached_to_step_count.extend(_sampled(c, spec.sampling) for c in converted)
+        item.reached_from_step_count.extend(sampling.scaled(c, spec.sampling) for c in entered)
+        item.reached_to_step_count.extend(sampling.scaled(c, spec.sampling) for c in converted)
         if spec.cohorts is not None:
             # As the reference: a cohort's series carries the cohort's name ("all users" for 0).
             item.breakdown_value.string_value = cohort_name(int(value[0]), cohorts or {})
@@ -119,7 +120,3 @@ def conversion_rate(reached_from: int, reached_to: int) -> float:
     0 when nobody reached funnelFromStep (as the reference). Sampling scales both alike."""
     return round(100 * reached_to / reached_from, 2) if reached_from else 0.0
 
-
-def _sampled(count: int, factor: float) -> int:
-    """A sampled count scaled back, as the steps view's counts."""
-    return count if factor >= 1 else round(count / factor)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.common import sampling
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
 from server.queries.funnels.spec import FunnelSpec
@@ -48,7 +49,7 @@ def shape(spec: FunnelSpec, rows: Sequence[Sequence[Any]]) -> results_pb2.Funnel
         counts[(second - low) // width] += count
     out = results_pb2.FunnelTimeToConvertResult()
     for i, count in enumerate(counts):
-        out.bins.add(bin_start_seconds=low + i * width, count=_sampled(count, spec.sampling))
+        out.bins.add(bin_start_seconds=low + i * width, count=sampling.scaled(count, spec.sampling))
     if actors:
         out.average_conversion_time = round(sum(t for _, _, t, _ in seconds) / actors / 1e6, 2)
     return results_pb2.FunnelsResult(time_to_convert=out, is_udf=True)
@@ -66,7 +67,3 @@ def bin_count(asked: int | None, actors: int) -> int:
         root -= 1
     return min(max(root, 1), MAX_AUTO_BIN_COUNT)
 
-
-def _sampled(count: int, factor: float) -> int:
-    """A sampled count scaled back, as the steps view's counts."""
-    return count if factor >= 1 else round(count / factor)

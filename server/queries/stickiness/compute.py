@@ -8,7 +8,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
-from server.queries.common import nodes
+from server.queries.common import nodes, sampling
 from server.queries.common.dates import QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -84,7 +84,7 @@ def _plan(query: query_pb2.StickinessQuery, ctx: QueryContext) -> _Plan:
                 now=ctx.now,
             )
         )
-    threshold = int(spec.sampling * 2**64) if spec.sampling < 1 else None
+    threshold = sampling.threshold(spec.sampling)
     params = Params(columns=ctx.materialized)
     members = CohortCompiler(ctx)
     context = ssql.Context(
@@ -111,7 +111,7 @@ def _shape(
     n = ssql.periods(spec, dates)
     found: dict[tuple[int, int], int] = {}
     for s, k, actors in rows:
-        found[(int(s), int(k))] = _sampled(int(actors), spec.sampling)
+        found[(int(s), int(k))] = sampling.scaled(int(actors), spec.sampling)
     out = results_pb2.StickinessResult()
     compare_labels = ["current", "previous"] if compared else [""]
     for series in spec.series:
@@ -169,7 +169,3 @@ def _describe(action: results_pb2.SeriesAction, series: Series, actions: Mapping
     if series.custom_name:
         action.custom_name = series.custom_name
 
-
-def _sampled(count: int, factor: float) -> int:
-    """A sampled count scaled back, as the reference's correct_result_for_sampling."""
-    return count if factor >= 1 else round(count / factor)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
+from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
@@ -97,8 +98,7 @@ def _events(params: Params, series: Series, query: query_pb2.StickinessQuery, ct
         f"timestamp <= toDateTime64({params.bind(upper, 'String')}, 6, {tz})",
     ]
     if ctx.sample_threshold is not None:
-        # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
-        where.append(f"cityHash64(distinct_id) < {params.bind(ctx.sample_threshold, 'UInt64')}")
+        where.append(sampling.kept_sql(params, ctx.sample_threshold))
     where.append(_name(params, series, ctx))
     if series.properties:
         where.append(filters_sql(params, series.properties, f"{series.path}.properties", ctx.timezone, ctx.cohorts))

@@ -9,7 +9,7 @@ from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
-from server.queries.common import nodes
+from server.queries.common import nodes, sampling
 from server.queries.common.cohort_breakdown import cohort_name, is_cohort_breakdown, listed_cohorts
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
@@ -150,7 +150,7 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
     )
     limit = limit or DEFAULT_BREAKDOWN_LIMIT
     factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
-    threshold = int(factor * 2**64) if factor < 1 else None
+    threshold = sampling.threshold(factor)
     _check_points(query, len(periods), breakdown, limit, 1 if total_value else current.bucket_count())
     formulas = _formulas(query)
     for text, _, path in formulas:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from generated.insights.v1 import query_pb2
 from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
+from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
@@ -423,7 +424,7 @@ def _sampling(params: Params, window: Window) -> list[str]:
     # SAMPLE takes no bound parameter; this is the same row selection on the sampling key.
     if window.sample_threshold is None:
         return []
-    return [f"cityHash64(distinct_id) < {params.bind(window.sample_threshold, 'UInt64')}"]
+    return [sampling.kept_sql(params, window.sample_threshold)]
 
 
 def _breakdown_expr(params: Params, breakdown: Breakdown | None) -> str:
