@@ -41,11 +41,16 @@ def _funnel(draw: st.DrawFn, date_range: dict[str, Any]) -> dict[str, Any]:
         series.append(node)
     interval, unit = draw(st.sampled_from(WINDOWS))
     ff: dict[str, Any] = {"funnelWindowInterval": interval, "funnelWindowIntervalUnit": unit}
-    if draw(st.integers(0, 4)) == 0:
+    order = draw(st.integers(0, 4))
+    if order == 0:
         ff["funnelOrderType"] = "strict"
+    elif order == 4:  # the largest value: hypothesis favours the smallest
+        ff["funnelOrderType"] = "unordered"
     if draw(st.integers(0, 4)) == 0:
-        # $autocapture is never a step: an exclusion between the first two steps.
-        ff["exclusions"] = [{"kind": "EventsNode", "event": "$autocapture", "funnelFromStep": 0, "funnelToStep": 1}]
+        # $autocapture is never a step: an exclusion between the first two steps (unordered
+        # funnels take exclusions over every step only).
+        last = n - 1 if order == 4 else 1
+        ff["exclusions"] = [{"kind": "EventsNode", "event": "$autocapture", "funnelFromStep": 0, "funnelToStep": last}]
     if draw(st.integers(0, 4)) == 0:
         date_from, date_to = draw(st.sampled_from(RANGES))
         date_range = {"date_from": date_from, **({"date_to": date_to} if date_to else {})}
@@ -56,6 +61,8 @@ def _funnel(draw: st.DrawFn, date_range: dict[str, Any]) -> dict[str, Any]:
 def funnel_paths_cases(draw: st.DrawFn) -> PathsCase:
     """A paths case following the persons of a funnel at a step (or a drop-off)."""
     case = draw(paths_cases())
+    # A funnel's walks are of persons: funnel paths of groups are refused (test_funnel_paths_rules).
+    case.query.pop("aggregation_group_type_index", None)
     if draw(st.integers(0, 5)):
         # Five cases in six keep whole sessions: the funnel's persons and times already cut them.
         for key in ("startPoint", "endPoint", "minEdgeWeight", "maxEdgeWeight", "edgeLimit"):

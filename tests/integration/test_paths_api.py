@@ -179,10 +179,6 @@ async def test_an_invalid_paths_query_is_refused_naming_the_field_and_not_saved(
 
 
 LATER: list[tuple[str, Callable[[], qpb.PathsQuery]]] = [
-    (
-        "funnelPathsFilter.funnelSource.funnelsFilter.funnelOrderType",
-        lambda: _funnel_paths("funnel_path_after_step", 1, _funnel(funnel_order_type=qpb.FUNNEL_ORDER_TYPE_UNORDERED)),
-    ),
     ("pathsFilter.pathDropoffKey", lambda: _paths(path_dropoff_key="2_/pricing")),
 ]
 

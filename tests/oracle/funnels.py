@@ -351,7 +351,7 @@ class _Outcome:
     furthest: int  # steps completed along the best attempt (ordered) / distinct steps (unordered)
     bits: int
     step_seconds: list[float | None]  # per step: seconds from the previous mandatory step (None: none)
-    times: tuple[int, ...] = ()  # ordered/strict: the best attempt's mandatory step times (µs)
+    times: tuple[int, ...] = ()  # the best attempt's mandatory step times (µs; unordered: sorted)
     person: str = ""
 
 
@@ -477,7 +477,7 @@ def _walk_unordered(f: _Funnel, evs: list[_Ev], entry: Any = None) -> _Outcome |
     for k in range(1, n):
         if k - 1 < len(gaps):
             seconds[k] = gaps[k - 1]
-    return _Outcome(most, (1 << most) - 1, seconds)
+    return _Outcome(most, (1 << most) - 1, seconds, tuple(kept[0]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -703,11 +703,12 @@ def funnel_persons(
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, tuple[int, tuple[int, ...]]]:
-    """Per person who entered the funnel (no breakdown, ordered or strict, no optional steps): the
-    steps reached and their times along the best attempt (µs), for funnel paths."""
+    """Per person who entered the funnel (no breakdown, no optional steps): the steps reached and
+    their times along the best attempt (µs), for funnel paths; unordered: the attempt's sorted
+    step times (when it had completed 1, 2, ... steps)."""
     f, rows = _walk_all(events, query, timezone, 0, now, test_account_filters, actions)
-    if f.breakdown is not None or f.order == "unordered" or any(s.optional for s in f.steps):
-        raise Unimplemented("funnel paths follow ordered and strict funnels without breakdowns or optional steps")
+    if f.breakdown is not None or any(s.optional for s in f.steps):
+        raise Unimplemented("funnel paths follow funnels without breakdowns or optional steps")
     return {o.person: (o.furthest, o.times) for _, o in rows}
 
 

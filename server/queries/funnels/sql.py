@@ -314,8 +314,8 @@ def walks(
     d1..d{n-1}): the period's walk sees no event before the period, and the events after it lose
     their first-step match (they may be later steps, never entries), so it follows only attempts
     entering in the period (unordered: any step event enters, and the walk takes only the attempts
-    whose first event is in the period). With `stamps` (ordered and strict funnels without optional
-    steps, no period): the person and the step times too (see `_walks`).
+    whose first event is in the period). With `stamps` (funnels without optional steps, no
+    period): the person and the step times too (see `_walks`).
     """
     return _walks(params, spec, query, ctx, period, stamps=stamps)
 
@@ -367,11 +367,11 @@ def _walks(
     and the microseconds of each step's conversion (0 when none), for persons who entered. With
     `period`: (value, period, bits, d1..d{n-1}) per person, value and entrance period (`walks`).
 
-    With `stamps` (ordered or strict, no optional step, no period) each row also has `actor` and
-    s0..s{n-1}, the microsecond time of each step of the best attempt (0 when not reached); the
-    steps view never asks for them, so its statement is unchanged."""
-    if stamps and (spec.order == "unordered" or any(step.optional for step in spec.steps) or period is not None):
-        raise ValueError("step times are those of an ordered or strict funnel without optional steps or periods")
+    With `stamps` (no optional step, no period) each row also has `actor` and s0..s{n-1}, the
+    microsecond time of each step of the best attempt (0 when not reached; unordered: the time it
+    had completed k + 1 steps); the steps view never asks for them, so its statement is unchanged."""
+    if stamps and (any(step.optional for step in spec.steps) or period is not None):
+        raise ValueError("step times are those of a funnel without optional steps or periods")
     actors = _actors(params, spec, query, ctx)
     window = params.bind(spec.window_seconds * 1_000_000, "Int64")
     evs = "arrayFilter(e -> e.3 = value, evs)" if spec.attribution == "all_events" else "evs"
@@ -394,8 +394,13 @@ def _walks(
         return sql
 
     if spec.order == "unordered":
-        layers, most, gaps, found = vector.unordered(n, "fw_evs", window, _narrow(spec), _unordered_entry(spec, period))
+        layers, most, gaps, found, firsts = vector.unordered(
+            n, "fw_evs", window, _narrow(spec), _unordered_entry(spec, period)
+        )
         times = ", ".join(f"if(length({gaps}) >= {k}, {gaps}[{k}], 0) AS d{k}" for k in range(1, n))
+        if stamps:
+            # Step k of an unordered attempt: the time it had completed k + 1 steps (its sorted times).
+            times += ", actor, " + ", ".join(f"if(length({firsts}) > {k}, {firsts}[{k + 1}], 0) AS s{k}" for k in range(n))
         inner = source(*layers)
         return (
             f"SELECT {key}, toUInt32(bitShiftLeft(toUInt32(1), {most}) - 1) AS bits, {times} "

@@ -119,9 +119,9 @@ def ordered(n: int, items: str, window: str, strict: bool) -> tuple[list[list[st
 
 def unordered(
     n: int, evs: str, window: str, masks: bool, entry: str | None = None
-) -> tuple[list[list[str]], str, str, str]:
+) -> tuple[list[list[str]], str, str, str, str]:
     """(layers of aliased columns, as `ordered`'s, steps covered, gaps between the best's sorted first
-    step times, whether the actor has a best attempt) of the unordered walk over `evs`, (t, codes,
+    step times, whether the actor has a best attempt, those sorted times) of the unordered walk over `evs`, (t, codes,
     ...) in time order, codes a bitmask (bit k + 1: step k) when `masks`, else a list (negative:
     an exclusion). `entry`: a condition on an event `e` for it to start an attempt (None: any
     step event). Aliases are `fu_*`.
@@ -193,4 +193,4 @@ def unordered(
             "arrayMap((a, b) -> b - a, arrayPopBack(fu_firsts), arrayPopFront(fu_firsts)) AS fu_gaps",
         ]
     )
-    return layers, "fu_most", "fu_gaps", "fu_at > 0"
+    return layers, "fu_most", "fu_gaps", "fu_at > 0", "fu_firsts"

@@ -202,8 +202,6 @@ def _funnel(fpf: query_pb2.FunnelPathsFilter, later: list[tuple[str, str]]) -> F
     target = step - 1 if step > 0 else -step - 2
     if kind == "between" and target == 0:
         raise QueryError("paths between steps need a step after the first", f"{where}.funnelStep")
-    if source.order == "unordered":
-        later.append((f"{where}.funnelSource.funnelsFilter.funnelOrderType", "paths of unordered funnels"))
     for s in source.steps:
         if s.optional:
             later.append((f"{where}.funnelSource.{s.path}.optionalInFunnel", "paths of funnels with optional steps"))
