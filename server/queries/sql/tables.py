@@ -48,17 +48,17 @@ def _visible_ctes(table: exp.Table) -> dict[str, exp.CTE]:
 
 def _check_definitions(tree: exp.Expr) -> None:
     """Refuses a CTE or alias that would shadow a virtual table's name."""
-    for cte in tree.find_all(exp.CTE):
-        if _cte_name(cte) in _TABLE_NAMES:
-            raise invalid(f"the CTE {_cte_name(cte)} would shadow the {_cte_name(cte)} table: rename it")
-    for alias in tree.find_all(exp.TableAlias):
-        name = str(alias.name)
-        target = alias.parent
-        if name in _TABLE_NAMES and not (isinstance(target, exp.Table) and target.name == name):
-            raise invalid(f"the alias {name} would shadow the {name} table: rename it")
-    for named in tree.find_all(exp.Alias):
-        if str(named.alias) in _TABLE_NAMES:
-            raise invalid(f"the alias {named.alias} would shadow the {named.alias} table: rename it")
+    for node in tree.find_all(exp.CTE, exp.TableAlias, exp.Alias):
+        if isinstance(node, exp.CTE):
+            if _cte_name(node) in _TABLE_NAMES:
+                raise invalid(f"the CTE {_cte_name(node)} would shadow the {_cte_name(node)} table: rename it")
+        elif isinstance(node, exp.TableAlias):
+            name = str(node.name)
+            target = node.parent
+            if name in _TABLE_NAMES and not (isinstance(target, exp.Table) and target.name == name):
+                raise invalid(f"the alias {name} would shadow the {name} table: rename it")
+        elif str(node.alias) in _TABLE_NAMES:
+            raise invalid(f"the alias {node.alias} would shadow the {node.alias} table: rename it")
 
 
 def _refuse_table(table: exp.Table) -> None:
