@@ -183,13 +183,17 @@ def report(results: list[dict[str, Any]], timing: dict[str, Any]) -> int:
     """Prints the table and the verdicts; returns the exit status (1 when a target fails)."""
     results = sorted(results, key=lambda r: r["size"])
     print()
-    print(f"{'size':>11} {'e2e ms':>8} {'engine ms':>9} {'direct ms':>9} {'e2e/dir':>7} {'CPU e2e s':>9} {'spread':>6}")
+    print(
+        f"{'size':>11} {'e2e ms':>8} {'engine ms':>9} {'direct ms':>9} {'e2e/dir':>7} {'CPU e2e s':>9} "
+        f"{'CPU dir s':>9} {'spread':>6}"
+    )
     failed = False
     for r in results:
         q = r["group_by"]
         print(
             f"{r['size']:>11,} {q['e2e_s'] * 1e3:>8.0f} {q['engine_s'] * 1e3:>9.0f} {q['direct_s'] * 1e3:>9.0f} "
-            f"{q['e2e_s'] / q['direct_s']:>7.3f} {q['e2e_cpu_s']:>9.2f} {kit.spread(q['samples']):>6.0%}"
+            f"{q['e2e_s'] / q['direct_s']:>7.3f} {q['e2e_cpu_s']:>9.2f} {q['direct_cpu_s']:>9.2f} "
+            f"{kit.spread(q['samples']):>6.0%}"
         )
     print()
     for r in results:
