@@ -41,6 +41,11 @@ class Session:
         return _path(self.end_current_url)
 
 
+def engine_uuid_order(value: uuid.UUID) -> tuple[int, int]:
+    """How the engine orders UUIDs: by their second 8 bytes, then their first."""
+    return value.int & (2**64 - 1), value.int >> 64
+
+
 def _path(url: str | None) -> str | None:
     return None if url is None else urlsplit(url).path
 
@@ -53,7 +58,7 @@ def _whole_seconds(start: dt.datetime, end: dt.datetime) -> int:
 def sessions(events: Iterable[Any]) -> dict[str, Session]:
     """Sessions of `events` (rows with uuid, event, distinct_id, person_id, timestamp and JSON
     properties), by id; events without a `$session_id` are in none. First and last go by time, then
-    by uuid; the entry and end URLs are the first and last `$current_url` the events carry."""
+    by uuid in the engine's order; the entry and end URLs are the first and last `$current_url` the events carry."""
     grouped: dict[str, list[Any]] = {}
     for e in events:
         sid = json.loads(e.properties).get("$session_id")
@@ -61,7 +66,7 @@ def sessions(events: Iterable[Any]) -> dict[str, Session]:
             grouped.setdefault(sid, []).append(e)
     found: dict[str, Session] = {}
     for sid, members in grouped.items():
-        ordered = sorted(members, key=lambda e: (e.timestamp, e.uuid.int))
+        ordered = sorted(members, key=lambda e: (e.timestamp, *engine_uuid_order(e.uuid)))
         urls = [
             u
             for u in (json.loads(e.properties).get("$current_url") for e in ordered)
