@@ -27,16 +27,29 @@ def dataset(team: int, marker: str) -> tuple[list[EventRow], list[PersonRow]]:
         for n, plan in ((1, "free"), (2, "pro"), (3, "pro"))
     ]
     events: list[EventRow] = []
-    spec = [
-        ("$pageview", 1, 0, {"$browser": "Chrome", "amount": 5}),
-        ("$pageview", 1, 1, {"$browser": "Chrome", "$current_url": "https://a.io/x"}),
-        ("$pageview", 2, 1, {"$browser": "Firefox", "amount": 2.5}),
-        ("signup", 2, 2, {"plan": "pro", "amount": 10, "flag": True}),
-        ("$pageview", 3, 2, {"$browser": "Safari", "nested": {"a": {"b": "deep"}}}),
-        ("purchase", 3, 3, {"amount": 7, "$browser": ""}),
-        ("purchase", 1, 4, {"amount": 3, "$browser": None}),
+    site = f"https://{marker}.io"
+    day, minute, second = dt.timedelta(days=1), dt.timedelta(minutes=1), dt.timedelta(seconds=1)
+    # (event, person, time after T0, $session_id or None, properties). Sessions: s1 one pageview
+    # (a bounce), s2 two pageviews 40 s apart, s3 a pageview and an autocapture, s4 a pageview and
+    # a custom event 3 s later (a bounce), s5 no pageview, s6 two pageviews at the same instant.
+    spec: list[tuple[str, int, dt.timedelta, str | None, dict[str, Any]]] = [
+        ("$pageview", 1, 0 * day, "s1", {"$browser": "Chrome", "amount": 5, "$current_url": f"{site}/"}),
+        ("$pageview", 1, day + minute, "s2", {"$browser": "Chrome", "$current_url": f"{site}/x"}),
+        ("$pageview", 2, day + 2 * minute, "s3", {"$browser": "Firefox", "amount": 2.5, "$current_url": f"{site}/pricing"}),
+        ("signup", 2, 2 * day + 3 * minute, None, {"plan": "pro", "amount": 10, "flag": True}),
+        ("$pageview", 3, 2 * day + 4 * minute, "s4", {"$browser": "Safari", "nested": {"a": {"b": "deep"}}, "$current_url": f"{site}/blog"}),
+        ("purchase", 3, 3 * day + 5 * minute, None, {"amount": 7, "$browser": ""}),
+        ("purchase", 1, 4 * day + 6 * minute, None, {"amount": 3, "$browser": None}),
+        ("$pageview", 1, day + minute + 40 * second, "s2", {"$browser": "Chrome", "$current_url": f"{site}/pricing"}),
+        ("$autocapture", 2, day + 2 * minute + 5 * second, "s3", {"$browser": "Firefox"}),
+        ("scroll", 3, 2 * day + 4 * minute + 3 * second, "s4", {"$browser": "Safari"}),
+        ("api_call", 2, 3 * day, "s5", {}),
+        ("api_call", 2, 3 * day + 20 * second, "s5", {}),
+        ("$pageview", 3, 4 * day + 30 * minute, "s6", {"$browser": "Safari", "$current_url": f"{site}/a"}),
+        ("$pageview", 3, 4 * day + 30 * minute, "s6", {"$browser": "Safari", "$current_url": f"{site}/b"}),
     ]
-    for i, (event, person, day, props) in enumerate(spec):
+    for i, (event, person, after, session, props) in enumerate(spec):
+        with_session = {**props, "$session_id": session} if session else props
         events.append(
             EventRow(
                 team,
@@ -44,9 +57,9 @@ def dataset(team: int, marker: str) -> tuple[list[EventRow], list[PersonRow]]:
                 event,
                 f"d{person}",
                 person_uuid(team, person),
-                T0 + dt.timedelta(days=day, minutes=i),
+                T0 + after,
                 # Ingestion keeps persons current from the events' `$set`.
-                json.dumps({**props, "marker": marker, "$set": json.loads(persons[person - 1].properties)}),
+                json.dumps({**with_session, "marker": marker, "$set": json.loads(persons[person - 1].properties)}),
                 "{}",
             )
         )

@@ -7,12 +7,14 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from google.protobuf import json_format
 
 from storage.events import EventRow, EventStore, PersonRow
 from tests.engine.sql_kit import run, two_environments
+from tests.oracle.sessions import Session, sessions
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,28 @@ def email_of(persons: list[PersonRow], pid: Any) -> str:
 
 
 Expect = Callable[[list[EventRow], list[PersonRow]], list[list[Any]]]
+
+
+def by_id(ev: list[EventRow]) -> list[Session]:
+    """The oracle's sessions, in session id order."""
+    return [v for _, v in sorted(sessions(ev).items())]
+
+
+def day(value: Any) -> str:
+    return str(value.date().isoformat())
+
+
+def median_low(values: list[int]) -> int:
+    """quantileExact(0.5): the element at position n // 2 of the sorted values."""
+    return sorted(values)[len(values) // 2]
+
+
+def next_day_returners(ev: list[EventRow]) -> int:
+    """Distinct ids with an event on the day after their first day."""
+    first: dict[str, Any] = {}
+    for e in ev:
+        first[e.distinct_id] = min(first.get(e.distinct_id, e.timestamp.date()), e.timestamp.date())
+    return len({e.distinct_id for e in ev if (e.timestamp.date() - first[e.distinct_id]).days == 1})
 
 CORPUS: list[tuple[str, Expect]] = [
     ("SELECT count() FROM events", lambda ev, _: [[len(ev)]]),
@@ -197,6 +221,152 @@ CORPUS: list[tuple[str, Expect]] = [
         "select EVENT_COUNT from (SELECT count() AS EVENT_COUNT FROM events) -- a trailing comment",
         lambda ev, _: [[len(ev)]],
     ),
+    # Sessions (README "SQL insights: the sessions table"), checked against tests/oracle/sessions.py.
+    (
+        "SELECT session_id, $session_duration, $pageview_count, $autocapture_count, $event_count, $is_bounce "
+        "FROM sessions ORDER BY session_id",
+        lambda ev, _: [
+            [s.session_id, s.session_duration, s.pageview_count, s.autocapture_count, s.event_count, s.is_bounce]
+            for s in by_id(ev)
+        ],
+    ),
+    (
+        "SELECT session_id, distinct_id, person_id, $start_timestamp, $end_timestamp FROM sessions ORDER BY session_id",
+        lambda ev, _: [
+            [s.session_id, s.distinct_id, str(s.person_id), s.start_timestamp.isoformat(), s.end_timestamp.isoformat()]
+            for s in by_id(ev)
+        ],
+    ),
+    (
+        "SELECT session_id, $entry_current_url, $entry_pathname, $end_current_url, $end_pathname, $exit_current_url "
+        "FROM sessions ORDER BY session_id",
+        lambda ev, _: [
+            [s.session_id, s.entry_current_url, s.entry_pathname, s.end_current_url, s.end_pathname, s.end_current_url]
+            for s in by_id(ev)
+        ],
+    ),
+    (
+        "SELECT toString(toDate($start_timestamp)) AS day, avg($session_duration) AS avg_duration, count() AS n "
+        "FROM sessions GROUP BY day ORDER BY day",
+        lambda ev, _: [
+            [d, sum(s.session_duration for s in group) / len(group), len(group)]
+            for d in sorted({day(s.start_timestamp) for s in by_id(ev)})
+            for group in [[s for s in by_id(ev) if day(s.start_timestamp) == d]]
+        ],
+    ),
+    (
+        "SELECT round(100 * countIf($is_bounce) / countIf($is_bounce IS NOT NULL), 2) AS bounce_rate FROM sessions",
+        lambda ev, _: [
+            [
+                round(
+                    100 * sum(1 for s in by_id(ev) if s.is_bounce) / sum(1 for s in by_id(ev) if s.is_bounce is not None),
+                    2,
+                )
+            ]
+        ],
+    ),
+    (
+        "SELECT $entry_pathname AS page, count() AS c FROM sessions WHERE page IS NOT NULL GROUP BY page "
+        "ORDER BY c DESC, page",
+        lambda ev, _: [
+            [k, v]
+            for k, v in sorted(
+                Counter(s.entry_pathname for s in by_id(ev) if s.entry_pathname is not None).items(),
+                key=lambda kv: (-kv[1], kv[0]),
+            )
+        ],
+    ),
+    (
+        "SELECT s.session_id, count() AS n, any(s.$session_duration) AS d FROM events AS e "
+        "JOIN sessions AS s ON s.session_id = e.$session_id GROUP BY s.session_id ORDER BY s.session_id",
+        lambda ev, _: [[s.session_id, s.event_count, s.session_duration] for s in by_id(ev)],
+    ),
+    (
+        "SELECT e.properties.$browser AS browser, count() FROM events e INNER JOIN sessions s "
+        "ON e.$session_id = s.session_id WHERE s.$is_bounce GROUP BY browser ORDER BY browser",
+        lambda ev, _: [
+            [k, v]
+            for k, v in sorted(
+                Counter(
+                    text(props(e).get("$browser"))
+                    for e in ev
+                    if props(e).get("$session_id") and sessions(ev)[props(e)["$session_id"]].is_bounce
+                ).items()
+            )
+        ],
+    ),
+    (
+        "SELECT p.properties.email AS email, count() AS n, sum(s.$session_duration) AS total FROM sessions AS s "
+        "JOIN persons AS p ON p.id = s.person_id GROUP BY email ORDER BY email",
+        lambda ev, ps: [
+            [email, len(group), sum(s.session_duration for s in group)]
+            for email in sorted({email_of(ps, s.person_id) for s in by_id(ev)})
+            for group in [[s for s in by_id(ev) if email_of(ps, s.person_id) == email]]
+        ],
+    ),
+    (
+        "SELECT count() FROM events WHERE $session_id NOT IN (SELECT session_id FROM sessions)",
+        lambda ev, _: [[sum(1 for e in ev if not props(e).get("$session_id"))]],
+    ),
+    (
+        "WITH long_sessions AS (SELECT session_id FROM sessions WHERE $session_duration >= 10) "
+        "SELECT count() FROM events WHERE $session_id IN (SELECT session_id FROM long_sessions)",
+        lambda ev, _: [[sum(s.event_count for s in by_id(ev) if s.session_duration >= 10)]],
+    ),
+    (
+        "SELECT distinct_id, session_id, row_number() OVER (PARTITION BY distinct_id ORDER BY $start_timestamp, session_id) "
+        "AS nth FROM sessions ORDER BY distinct_id, nth",
+        lambda ev, _: [
+            [d, s.session_id, i + 1]
+            for d in sorted({s.distinct_id for s in by_id(ev)})
+            for i, s in enumerate(
+                sorted((s for s in by_id(ev) if s.distinct_id == d), key=lambda s: (s.start_timestamp, s.session_id))
+            )
+        ],
+    ),
+    (
+        "SELECT (SELECT count() FROM sessions) AS n, (SELECT uniq($session_id) FROM events WHERE $session_id != '') AS m",
+        lambda ev, _: [[len(sessions(ev)), len({props(e)["$session_id"] for e in ev if props(e).get("$session_id")})]],
+    ),
+    (
+        "SELECT quantileExact(0.5)($session_duration) AS median, max(duration) FROM sessions",
+        lambda ev, _: [
+            [median_low([s.session_duration for s in by_id(ev)]), max(s.session_duration for s in by_id(ev))]
+        ],
+    ),
+    # Product questions over events.
+    (
+        "SELECT toString(toDate(timestamp)) AS d, uniq(person_id) AS dau FROM events GROUP BY d ORDER BY d",
+        lambda ev, _: [
+            [d, len({e.person_id for e in ev if day(e.timestamp) == d})] for d in sorted({day(e.timestamp) for e in ev})
+        ],
+    ),
+    (
+        "SELECT path(properties.$current_url) AS page, count() AS views FROM events WHERE event = '$pageview' "
+        "GROUP BY page ORDER BY views DESC, page",
+        lambda ev, _: [
+            [k, v]
+            for k, v in sorted(
+                Counter(
+                    urlsplit(props(e)["$current_url"]).path for e in ev if e.event == "$pageview"
+                ).items(),
+                key=lambda kv: (-kv[1], kv[0]),
+            )
+        ],
+    ),
+    (
+        "SELECT count(DISTINCT f.distinct_id) FROM (SELECT distinct_id, min(toDate(timestamp)) AS first FROM events "
+        "GROUP BY distinct_id) AS f JOIN events AS e ON e.distinct_id = f.distinct_id WHERE toDate(e.timestamp) = f.first + 1",
+        lambda ev, _: [[next_day_returners(ev)]],
+    ),
+    (
+        "SELECT event, count() AS n, round(100 * n / sum(n) OVER (), 1) AS share FROM events GROUP BY event "
+        "ORDER BY n DESC, event",
+        lambda ev, _: [
+            [k, v, round(100 * v / len(ev), 1)]
+            for k, v in sorted(Counter(e.event for e in ev).items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+    ),
 ]
 
 
@@ -222,7 +392,7 @@ def test_corpus_query_returns_the_independently_computed_rows(loaded: Any, sql: 
 
 
 def test_the_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 25
+    assert len(CORPUS) >= 40
 
 
 def test_result_shape_columns_types_limit_and_the_statement_as_run(loaded: Any) -> None:

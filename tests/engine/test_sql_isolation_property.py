@@ -1,5 +1,5 @@
-"""Property: whatever SELECT a caller composes over events and persons (subqueries, CTEs, joins,
-unions, IN and scalar subqueries, OR-ed conditions), no row of another environment comes back."""
+"""Property: whatever SELECT a caller composes over events, persons and sessions (subqueries, CTEs,
+joins, unions, IN and scalar subqueries, OR-ed conditions), no row of another environment comes back."""
 
 from __future__ import annotations
 
@@ -25,6 +25,34 @@ _PERSON_COLUMNS = ["properties", "id", "properties.email"]
 _CONDITIONS = ["1 = 1", "event = '$pageview'", "event != 'x' OR 1 = 1", "properties.marker = 'theirs'",
                "properties.marker IS NOT NULL", "toFloat64OrNull(properties.amount) > 1", "NOT (0 = 1)"]
 
+# Sessions: the other environment has sessions of the same ids; its URLs carry its marker.
+_SESSION_COLUMNS = ["*", "$entry_current_url", "$end_current_url", "person_id", "session_id, $end_pathname"]
+_SESSION_CONDITIONS = ["1 = 1", "$pageview_count > 0", "$is_bounce OR 1 = 1", "$session_duration >= 0",
+                       "$entry_current_url LIKE '%theirs%'", "NOT (0 = 1)",
+                       "session_id IN (SELECT $session_id FROM events)"]
+
+
+@st.composite
+def session_sources(draw: Any, depth: int = 0) -> str:
+    """A FROM target standing for sessions rows (every column of sessions visible)."""
+    shapes = ["sessions", "sessions AS s"]
+    if depth < 2:
+        shapes += ["sub", "cte", "union", "join", "events"]
+    shape = draw(st.sampled_from(shapes))
+    if shape in ("sessions", "sessions AS s"):
+        return shape
+    inner = draw(session_sources(depth + 1))
+    where = draw(st.sampled_from(_SESSION_CONDITIONS))
+    if shape == "sub":
+        return f"(SELECT * FROM {inner} WHERE {where})"
+    if shape == "cte":
+        return f"(WITH c{depth} AS (SELECT * FROM {inner}) SELECT * FROM c{depth} WHERE {where})"
+    if shape == "union":
+        return f"(SELECT * FROM {inner} UNION ALL SELECT * FROM sessions WHERE {where})"
+    if shape == "events":
+        return f"(SELECT x.* FROM {inner} AS x JOIN events AS y ON y.$session_id = x.session_id)"
+    return f"(SELECT x.* FROM {inner} AS x JOIN sessions AS y ON y.session_id = x.session_id)"
+
 
 @st.composite
 def sources(draw: Any, depth: int = 0) -> str:
@@ -48,7 +76,13 @@ def sources(draw: Any, depth: int = 0) -> str:
 
 @st.composite
 def statements(draw: Any) -> str:
-    table = draw(st.sampled_from(["events", "persons"]))
+    table = draw(st.sampled_from(["events", "persons", "sessions"]))
+    if table == "sessions":
+        column = draw(st.sampled_from(_SESSION_COLUMNS))
+        select = f"SELECT {column} FROM {draw(session_sources())} WHERE {draw(st.sampled_from(_SESSION_CONDITIONS))}"
+        if draw(st.booleans()):
+            select += f" UNION ALL SELECT {column} FROM sessions"
+        return select
     if table == "persons":
         column = draw(st.sampled_from(_PERSON_COLUMNS))
         base = f"SELECT {column} FROM persons"
@@ -64,6 +98,7 @@ def statements(draw: Any) -> str:
                 " AND uuid IN (SELECT uuid FROM events)",
                 " OR distinct_id IN (SELECT distinct_id FROM events WHERE 1 = 1)",
                 " AND (SELECT count() FROM events) > 0",
+                " OR $session_id IN (SELECT session_id FROM sessions WHERE 1 = 1)",
             ]
         )
     )

@@ -67,7 +67,7 @@ def _compile(sql: str, team_id: int, inputs: Inputs) -> Compiled:
     bound.values.update(conditions.values)
     tree = rewrite_tables(tree, with_person=with_person)
     limited = apply_limits(tree)  # type: ignore[arg-type]
-    printed = render(limited.tree)
+    printed = render(limited.tree, copy=False)  # the tree is printed once and dropped
     # Only the parameters the statement uses (a SELECT of constants reads no table).
     params = {k: v for k, v in {TEAM_PARAM: team_id, **bound.values}.items() if "{" + k + ":" in printed}
     return Compiled(printed, params, limited.limit, limited.offset)

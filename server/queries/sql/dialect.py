@@ -36,7 +36,8 @@ def parse_tokens(found: list[Token], sql: str) -> list[exp.Expr | None]:
     return InsightSQL().parser().parse(found, sql)
 
 
-def render(tree: exp.Expr) -> str:
+def render(tree: exp.Expr, *, copy: bool = True) -> str:
     """The SQL the engine runs: printed from the tree alone (never the caller's text, and without
-    its comments), every name quoted, so the engine reads exactly what was checked."""
-    return tree.sql(dialect=InsightSQL, identify=True, comments=False, pretty=False)
+    its comments), every name quoted, so the engine reads exactly what was checked. `copy=False`
+    spares copying the tree first, for a tree nothing reads afterwards (printing may rewrite it)."""
+    return InsightSQL().generate(tree, copy=copy, identify=True, comments=False, pretty=False)

@@ -4,10 +4,11 @@ conditional, math, type conversion); anything else (sleep, file, url, dictGet, g
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 
 from sqlglot import exp
 
-from server.queries.sql.dialect import render
+from server.queries.sql.dialect import InsightSQL, render
 from server.queries.sql.problems import invalid
 
 _AGGREGATES = """
@@ -103,6 +104,11 @@ ALLOWED: frozenset[str] = frozenset(
 _HEAD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 
 
+# The printer's own: which node kinds it prints by a rule of their own, and its fallback's call name.
+_PRINTER = InsightSQL().generator(identify=True, comments=False)
+_OWN_RULE: Container[type[exp.Expr]] | None = getattr(_PRINTER, "_dispatch", None)
+
+
 def function_name(node: exp.Func) -> str | None:
     """The name the engine will see for a call: the caller's name for a function sqlglot does not
     know, else the name sqlglot prints (what reaches the engine); None for syntax that prints no
@@ -111,6 +117,11 @@ def function_name(node: exp.Func) -> str | None:
         return str(node.name)
     if isinstance(node, exp.AnonymousAggFunc):
         return str(node.name)
+    if _OWN_RULE is not None and type(node) not in _OWN_RULE:
+        # A function the printer has no rule for is printed by its fallback, as this name then the
+        # arguments: the name is known without printing the arguments (printing every call with its
+        # arguments, nested calls again inside each, was most of the compile time).
+        return str(_PRINTER.normalize_func(_PRINTER.function_name(node)))
     found = _HEAD.match(render(node))
     return found.group(1) if found else None
 

@@ -32,6 +32,11 @@ def _constant(node: exp.Expr | None, clause: str) -> int | None:
     raise invalid(f"{clause} must be a whole number (found {value.sql() if value else '?'})")
 
 
+def _limit(count: int) -> exp.Limit:
+    """A LIMIT node built directly (a number given to the builder is printed and parsed again)."""
+    return exp.Limit(expression=exp.Literal.number(count))
+
+
 def apply_limits(tree: exp.Query) -> Limited:
     """`tree` with its top-level LIMIT set to min(its LIMIT or 100, 50,000) + 1. A set operation
     (whose LIMIT belongs to its last branch, as the engine reads it) or a LIMIT … BY is wrapped in
@@ -41,8 +46,9 @@ def apply_limits(tree: exp.Query) -> Limited:
         limit_node is None or (isinstance(limit_node, exp.Limit) and not limit_node.expressions)
     )
     if not plain:
-        outer = exp.select("*").from_(exp.Subquery(this=tree, alias=exp.TableAlias(this=exp.to_identifier("__rows"))))
-        return Limited(outer.limit(DEFAULT_LIMIT + 1), DEFAULT_LIMIT, 0)
+        rows = exp.Subquery(this=tree, alias=exp.TableAlias(this=exp.to_identifier("__rows")))
+        outer = exp.Select(expressions=[exp.Star()]).from_(rows, copy=False)
+        return Limited(outer.limit(_limit(DEFAULT_LIMIT + 1), copy=False), DEFAULT_LIMIT, 0)
     if isinstance(limit_node, exp.Limit) and limit_node.args.get("offset"):
         raise invalid("LIMIT offset, count: write LIMIT count OFFSET offset")
     asked = _constant(limit_node, "LIMIT")
@@ -50,4 +56,4 @@ def apply_limits(tree: exp.Query) -> Limited:
     if offset > MAX_OFFSET:
         raise invalid(f"OFFSET must be at most {MAX_OFFSET} (found {offset})")
     limit = min(DEFAULT_LIMIT if asked is None else asked, MAX_LIMIT)
-    return Limited(tree.limit(limit + 1, copy=False), limit, offset)
+    return Limited(tree.limit(_limit(limit + 1), copy=False), limit, offset)

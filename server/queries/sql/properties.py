@@ -15,6 +15,8 @@ from server.queries.sql.problems import invalid
 # Nested keys a property access may name (properties.a.b.c …), as far as a column name reaches.
 _PROPERTIES = "properties"
 _PERSON = "person"
+# The type of a bound key, built once (building it parses the type's name).
+_STRING = exp.DataType.build("String", dialect=InsightSQL)
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Bound:
     def bind(self, value: str) -> exp.Placeholder:
         name = f"__key_{len(self.values)}"
         self.values[name] = value
-        return exp.Placeholder(this=exp.var(name), kind=exp.DataType.build("String", dialect=InsightSQL))
+        return exp.Placeholder(this=exp.var(name), kind=_STRING.copy())
 
     def bind_as(self, value: Any, ch_type: str) -> exp.Placeholder:
         """A parameter of engine type `ch_type` (a type the service names, never the caller)."""

@@ -5,14 +5,18 @@ tables) is refused."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sqlglot import exp
 
+from server.queries.sql.dialect import render
 from server.queries.sql.guards import VIRTUAL_TABLES, guard
-from server.queries.sql.problems import invalid, later
+from server.queries.sql.problems import invalid
+from server.queries.sql.sessions import SESSIONS, sessions_guard
 
-# Names a caller may not define: the virtual tables, and those not built yet.
-_LATER_TABLES = ("sessions",)
-_TABLE_NAMES = (*VIRTUAL_TABLES, *_LATER_TABLES)
+# Names a caller may not define: the virtual tables.
+_TABLE_NAMES = (*VIRTUAL_TABLES, SESSIONS)
+_READ = "read the events, persons and sessions tables"
 # A Table node's parts that a plain reference has; any other (hints, versions, …) is refused.
 _PLAIN_PARTS = {"this", "alias", "db", "catalog"}
 
@@ -44,32 +48,45 @@ def _visible_ctes(table: exp.Table) -> dict[str, exp.CTE]:
 
 def _check_definitions(tree: exp.Expr) -> None:
     """Refuses a CTE or alias that would shadow a virtual table's name."""
-    for cte in tree.find_all(exp.CTE):
-        if _cte_name(cte) in _TABLE_NAMES:
-            raise invalid(f"the CTE {_cte_name(cte)} would shadow the {_cte_name(cte)} table: rename it")
-    for alias in tree.find_all(exp.TableAlias):
-        name = str(alias.name)
-        target = alias.parent
-        if name in _TABLE_NAMES and not (isinstance(target, exp.Table) and target.name == name):
-            raise invalid(f"the alias {name} would shadow the {name} table: rename it")
-    for named in tree.find_all(exp.Alias):
-        if str(named.alias) in _TABLE_NAMES:
-            raise invalid(f"the alias {named.alias} would shadow the {named.alias} table: rename it")
+    for node in tree.find_all(exp.CTE, exp.TableAlias, exp.Alias):
+        if isinstance(node, exp.CTE):
+            if _cte_name(node) in _TABLE_NAMES:
+                raise invalid(f"the CTE {_cte_name(node)} would shadow the {_cte_name(node)} table: rename it")
+        elif isinstance(node, exp.TableAlias):
+            name = str(node.name)
+            target = node.parent
+            if name in _TABLE_NAMES and not (isinstance(target, exp.Table) and target.name == name):
+                raise invalid(f"the alias {name} would shadow the {name} table: rename it")
+        elif str(node.alias) in _TABLE_NAMES:
+            raise invalid(f"the alias {node.alias} would shadow the {node.alias} table: rename it")
 
 
 def _refuse_table(table: exp.Table) -> None:
     if not isinstance(table.this, exp.Identifier):
         name = table.this.name if isinstance(table.this, exp.Func) else type(table.this).__name__
-        raise invalid(f"table functions are not allowed (FROM {name}(…)): read the events and persons tables")
+        raise invalid(f"table functions are not allowed (FROM {name}(…)): {_READ}")
     if table.args.get("db") or table.args.get("catalog"):
         raise invalid(
-            f"database-qualified tables are not allowed ({table.sql()}): read the events and persons tables"
+            f"database-qualified tables are not allowed ({table.sql()}): {_READ}"
         )
     if table.args.get("sample"):
         raise invalid(f"SAMPLE on a table ({table.name}) is not supported in SQL insights")
     extra = sorted(k for k, v in table.args.items() if v and k not in _PLAIN_PARTS)
     if extra:
         raise invalid(f"this form of table reference is not allowed ({table.name}: {', '.join(extra)})")
+
+
+@lru_cache(maxsize=8)
+def _guard_text(name: str, with_person: bool) -> str:
+    return sessions_guard() if name == SESSIONS else render(guard(name, with_person=with_person))
+
+
+def _guarded(name: str, with_person: bool) -> exp.Subquery:
+    """The guarded subquery of virtual table `name` (each filters on the caller's environment inside),
+    printed once from its parsed tree of the service's own SQL and held as that text: the printer
+    emits a string argument as it is, which spares copying and printing the guard's tree for every
+    reference (most of a statement's compile time otherwise). No caller text ever takes this path."""
+    return exp.Subquery(this=_guard_text(name, with_person))
 
 
 def check_table_forms(tree: exp.Expr) -> None:
@@ -93,12 +110,12 @@ def rewrite_tables(tree: exp.Expr, *, with_person: bool) -> exp.Expr:
         cte = _visible_ctes(table).get(name)
         if cte is not None:
             plan.append((table, exp.Table(this=exp.to_identifier(renamed[id(cte)]), alias=exp.TableAlias(this=exp.to_identifier(alias)))))
-        elif name in VIRTUAL_TABLES:
-            plan.append((table, exp.Subquery(this=guard(name, with_person=with_person), alias=exp.TableAlias(this=exp.to_identifier(alias)))))
-        elif name in _LATER_TABLES:
-            raise later(f"the {name} table")
+        elif name in _TABLE_NAMES:
+            guarded = _guarded(name, with_person)
+            guarded.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+            plan.append((table, guarded))
         else:
-            raise invalid(f"unknown table {name}: SQL insights read the tables events and persons")
+            raise invalid(f"unknown table {name}: SQL insights read the tables events, persons and sessions")
     for cte in ctes:
         cte.set("alias", exp.TableAlias(this=exp.to_identifier(renamed[id(cte)])))
     for table, replacement in plan:
