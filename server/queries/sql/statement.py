@@ -83,6 +83,10 @@ def parse_select(sql: str) -> tuple[exp.Query, dict[str, Spot]]:
     except (ParseError, TokenError) as exc:
         first = _MARKER.sub("{…}", _ESCAPES.sub("", str(exc)).splitlines()[0])
         raise invalid(f"the SQL cannot be parsed: {_INTERNALS.sub('', first)}") from None
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        # The parser itself stumbled on the text (`SELECT map(x)` raises IndexError inside
+        # sqlglot): still the caller's SQL that cannot be read, never an INTERNAL error.
+        raise invalid("the SQL cannot be parsed (near a construct the parser cannot read)") from None
     if len(statements) != 1:
         raise invalid(f"exactly one statement is allowed (found {len(statements)})")
     tree = statements[0]
