@@ -86,6 +86,29 @@ def test_after_a_drop_off_starts_one_window_after_the_last_step_reached(store: E
     assert run(store, events(), funnel_paths("funnel_path_before_step", -2)).results == []
 
 
+def test_an_unordered_funnels_step_n_is_when_n_steps_were_done_in_any_order(store: EventStore) -> None:
+    """p4 purchases first and signs up later: an ordered funnel sees only the signup (step 1), an
+    unordered one two steps done, the first at the purchase, the second at the signup."""
+    walk = [
+        pv(at(5, 10, 0), "/k", person="p4"),
+        pv(at(5, 10, 0, 30), "/l", person="p4"),
+        pv(at(5, 10, 1), None, person="p4", event="purchase"),
+        pv(at(5, 10, 2), "/m", person="p4"),
+        pv(at(5, 10, 2, 30), "/o", person="p4"),
+        pv(at(5, 10, 3), None, person="p4", event="signup"),
+        pv(at(5, 10, 4), "/n", person="p4"),
+        pv(at(5, 10, 5), "/p", person="p4"),
+    ]
+    assert run(store, walk, funnel_paths("funnel_path_between_steps", 2)).results == []
+    unordered = funnel(funnelOrderType="unordered")
+    got = edges(run(store, walk, funnel_paths("funnel_path_between_steps", 2, unordered)).results)
+    assert got == {("1_/m", "2_/o"): 1.0}
+    before = edges(run(store, walk, funnel_paths("funnel_path_before_step", 1, unordered)).results)
+    assert before == {("1_/k", "2_/l"): 1.0}  # up to the first step done (the purchase)
+    after = edges(run(store, walk, funnel_paths("funnel_path_after_step", 2, unordered)).results)
+    assert after == {("1_/n", "2_/p"): 1.0}  # from the second (the signup)
+
+
 def test_the_funnel_keeps_its_own_rules_exclusions_remove_a_person(store: EventStore) -> None:
     # A refund between the steps excludes p1 from the funnel.
     evs = [*events(), pv(at(5, 10, 3, 30), None, event="refund")]
