@@ -190,7 +190,7 @@ class Execution:
         now = self.clock()
         start = self._starter(env, job, client_query_id, insight_id)
         if entry is not None:
-            stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to)
+            stale = is_stale(now, entry.last_refresh, entry.interval, entry.settles_at)
             if refresh == Refresh.FORCE_ASYNC:
                 return self._cached(entry, job, env, start(detached=True), "refresh param")
             if not stale:
@@ -200,7 +200,7 @@ class Execution:
             if refresh in (Refresh.ASYNC, Refresh.ASYNC_EXCEPT_ON_CACHE_MISS):
                 return self._cached(entry, job, env, start(detached=True), "stale")
             if refresh == Refresh.LAZY_ASYNC:
-                lazily_stale = is_stale(now, entry.last_refresh, entry.interval, entry.date_to, lazy=True)
+                lazily_stale = is_stale(now, entry.last_refresh, entry.interval, entry.settles_at, lazy=True)
                 run = start(detached=True) if lazily_stale else self.runs.in_flight(key)
                 return self._cached(entry, job, env, run, "stale" if lazily_stale else "")
         elif refresh == Refresh.FORCE_CACHE:
@@ -245,7 +245,7 @@ class Execution:
             return
         entry = None if refresh == Refresh.FORCE_BLOCKING else self.cache.get(job.key)
         if entry is not None and not is_stale(
-            self.clock(), entry.last_refresh, entry.interval, entry.date_to
+            self.clock(), entry.last_refresh, entry.interval, entry.settles_at
         ):
             yield self._cached(entry, job, env, None, "")
             return
@@ -426,6 +426,7 @@ class Execution:
             date_to=outcome.date_to,
             interval=job.runner.interval(job.source.node),
             last_refresh=self.clock(),
+            settles=outcome.settles,
         )
         self.cache.put(job.key, entry)
         return entry

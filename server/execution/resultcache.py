@@ -28,6 +28,12 @@ class CacheEntry:
     date_to: dt.datetime | None
     interval: str | None  # None for interval-less queries (staleness uses the "none" thresholds)
     last_refresh: dt.datetime  # aware UTC: when the engine computed it
+    settles: bool = True  # the result is final once date_to is well past (Outcome.settles)
+
+    @property
+    def settles_at(self) -> dt.datetime | None:
+        """The end after which the entry never goes stale (None: it always can)."""
+        return self.date_to if self.settles else None
 
     @property
     def size(self) -> int:

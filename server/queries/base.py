@@ -115,6 +115,10 @@ class Outcome:
     date_from: dt.datetime | None
     date_to: dt.datetime | None
     sql: str
+    # Whether the result stops changing once date_to is well past (it reads events of its range
+    # only): the cache then never recomputes it. False for a kind whose range does not bound what
+    # it reads (a SQL insight).
+    settles: bool = True
 
     @classmethod
     def of(cls, result: results_pb2.InsightResult, computed: Computed) -> Outcome:

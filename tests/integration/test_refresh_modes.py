@@ -333,6 +333,28 @@ async def test_an_immutable_range_never_goes_stale(execution: Execution, world: 
     assert execution.runs.engine_runs == 3
 
 
+async def test_a_sql_insights_past_filters_range_is_resolved_but_never_final(
+    execution: Execution, world: World, clock: Clock
+) -> None:
+    """The range `{filters}` applies is the answer's resolved range; unlike a trend's, a past one does
+    not freeze the result: the SQL may read outside it (and persons change), so it goes stale."""
+    sql = "SELECT count() FROM events WHERE event = '$pageview' AND {filters}"
+    dates = qpb.DateRange(date_from="2025-03-10", date_to="2025-03-12")
+    query = qpb.QueryNode(hogql_query=qpb.HogQLQuery(query=sql, filters=qpb.HogQLFilters(date_range=dates)))
+    primed = await answer(execution, world.env, query, Refresh.BLOCKING)
+    assert (primed.date_from, primed.date_to) == (
+        dt.datetime(2025, 3, 10, tzinfo=dt.UTC),
+        dt.datetime(2025, 3, 12, tzinfo=dt.UTC),
+    )
+    clock.set(T0 + dt.timedelta(days=400))
+    assert not (await answer(execution, world.env, query, Refresh.BLOCKING)).is_cached
+    assert execution.runs.engine_runs == 2
+    # Without {filters} nothing bounds the statement's range: none is reported.
+    plain = qpb.QueryNode(hogql_query=qpb.HogQLQuery(query="SELECT 1", filters=qpb.HogQLFilters(date_range=dates)))
+    unbounded = await answer(execution, world.env, plain, Refresh.BLOCKING)
+    assert unbounded.date_from is None and unbounded.date_to is None
+
+
 # ------------------------------------------------------------------------------------------------
 # The cache key
 

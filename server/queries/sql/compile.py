@@ -34,6 +34,8 @@ class Compiled:
     params: dict[str, Any]
     limit: int
     offset: int
+    # Whether the statement holds `{filters}` (so the node's date range applies to what it reads).
+    filtered: bool = False
 
 
 def compile_sql(sql: str, team_id: int, inputs: Inputs | None = None) -> Compiled:
@@ -70,4 +72,4 @@ def _compile(sql: str, team_id: int, inputs: Inputs) -> Compiled:
     printed = render(limited.tree, copy=False)  # the tree is printed once and dropped
     # Only the parameters the statement uses (a SELECT of constants reads no table).
     params = {k: v for k, v in {TEAM_PARAM: team_id, **bound.values}.items() if "{" + k + ":" in printed}
-    return Compiled(printed, params, limited.limit, limited.offset)
+    return Compiled(printed, params, limited.limit, limited.offset, filtered=bool(filters))

@@ -4,6 +4,7 @@ filters) as one condition on the `events` table its SELECT reads, every value a 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from sqlglot import exp
 
@@ -19,13 +20,37 @@ from server.queries.sql.placeholders import Spot
 from server.queries.sql.problems import invalid
 
 
-def _instant(text: str, path: str, inputs: Inputs) -> str:
-    """A date bound as UTC text for toDateTime64(…, 6, 'UTC'), read as the service reads dates."""
+def _moment(text: str, path: str, inputs: Inputs) -> dt.datetime:
+    """A date bound, read as the service reads dates (in the environment's time zone)."""
     try:
-        moment = parse_point(text, inputs.timezone, inputs.now)
+        return parse_point(text, inputs.timezone, inputs.now)
     except ValueError as exc:
         raise QueryError(str(exc), path) from None
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _instant(text: str, path: str, inputs: Inputs) -> str:
+    """A date bound as UTC text for toDateTime64(…, 6, 'UTC')."""
+    return _moment(text, path, inputs).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def resolved_range(
+    filters: query_pb2.HogQLFilters | None, inputs: Inputs, earliest: Callable[[], dt.datetime | None]
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The range `{filters}` applies, for the response's resolved_date_range: date_from (for "all",
+    `earliest()`, the environment's first event) to date_to (default: now); None when the filters
+    give no lower bound (nothing to show as a range) or "all" finds no event."""
+    if filters is None or not filters.HasField("date_range"):
+        return None
+    dates = filters.date_range
+    date_from = dates.date_from.strip() if dates.HasField("date_from") else ""
+    date_to = dates.date_to.strip() if dates.HasField("date_to") else ""
+    if not date_from:
+        return None
+    lower = earliest() if date_from == "all" else _moment(date_from, "filters.dateRange.date_from", inputs)
+    if lower is None:
+        return None
+    upper = _moment(date_to, "filters.dateRange.date_to", inputs) if date_to else inputs.now
+    return lower, upper
 
 
 def condition_sql(filters: query_pb2.HogQLFilters | None, params: Params, inputs: Inputs) -> str:

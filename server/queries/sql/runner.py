@@ -14,6 +14,7 @@ from server.queries.common.nodes import refuse_later
 from server.queries.sql.compile import Compiled, compile_sql
 from server.queries.sql.engine_errors import cleaned_message, engine_code, tripped_limit
 from server.queries.sql.explain import PLAN_COLUMNS, explained
+from server.queries.sql.filters import resolved_range
 from server.queries.sql.inputs import Inputs, inputs_of
 from server.queries.sql.problems import FIELD, invalid, not_offered
 from server.queries.sql.values import row_value
@@ -85,7 +86,8 @@ def run_sql(node: query_pb2.HogQLQuery, ctx: QueryContext, execute: Execute, lim
         raise not_offered("connection_id", "external connections", "SQL insights read this service's own events")
     # Every field of the node is computed now; engine modifiers are still refused (refuse_later).
     refuse_later(node, [], "HogQLQuery", "SQL_OPTION_NOT_IMPLEMENTED")
-    compiled = compile_sql(node.query, ctx.team_id, _inputs(node, ctx))
+    inputs = _inputs(node, ctx)
+    compiled = compile_sql(node.query, ctx.team_id, inputs)
     described, rows = _run(compiled, execute, limits.settings(), explain=node.explain)
     if node.explain:
         return explained(compiled, rows)
@@ -97,12 +99,18 @@ def run_sql(node: query_pb2.HogQLQuery, ctx: QueryContext, execute: Execute, lim
         offset=compiled.offset,
         clickhouse=compiled.sql,
     )
+    bounds = None
+    if compiled.filtered:
+        bounds = resolved_range(node.filters if node.HasField("filters") else None, inputs, ctx.earliest)
     return Outcome(
         result=results_pb2.InsightResult(hogql=result),
         has_more=len(rows) > compiled.limit,
-        date_from=None,
-        date_to=None,
+        date_from=bounds[0] if bounds else None,
+        date_to=bounds[1] if bounds else None,
         sql=compiled.sql,
+        # The statement may read outside its {filters} range (and reads persons): a past range
+        # does not make the result final.
+        settles=False,
     )
 
 
