@@ -96,6 +96,9 @@ def lifecycle_cases(draw: st.DrawFn, with_actions: bool = False) -> LifecycleCas
         query["properties"] = [dict(draw(st.sampled_from(_QUERY_FILTERS)))]
     if draw(st.integers(0, 5)) == 0:
         query["filterTestAccounts"] = True
+    if draw(st.integers(0, 4)) == 4:  # the largest value: hypothesis favours the smallest
+        # Lifecycles of groups: each event's $group_0 key (some have none), persons merged per key.
+        query["aggregation_group_type_index"] = 0
     now = draw(st.sampled_from(NOWS))
     timezone = draw(st.sampled_from(TIMEZONES))
     week_start_day = draw(st.sampled_from([0, 1]))
@@ -140,6 +143,9 @@ def _event(
         props["browser"] = browser
     if draw(st.integers(0, 15)) == 0:
         props["$process_person_profile"] = False
+    company = draw(st.sampled_from(["acme", "globex", "", None]))
+    if company is not None:
+        props["$group_0"] = company
     return Event(
         uuid=str(draw(st.uuids())),
         event=name,

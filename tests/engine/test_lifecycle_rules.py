@@ -246,8 +246,27 @@ def test_sampling_keeps_whole_distinct_ids_and_scales_the_counts_back(store: Eve
     assert data(run(store, events, lifecycle(samplingFactor=1.0)).results)["new"][0] == len(people)
 
 
+def test_lifecycles_of_groups_follow_group_keys_created_with_their_first_event(store: EventStore) -> None:
+    """aggregation_group_type_index 0: the actor is the event's `$group_0` key, created with its
+    first event whoever did it; a group is active when any member is; keyless events count for
+    nobody."""
+    acme, globex = {"$group_0": "acme"}, {"$group_0": "globex"}
+    events = [
+        ev(at(3), "p1", **acme),  # acme is created on the 3rd (before the range)
+        ev(at(4), "p2", **acme),  # another member keeps acme active: returning on the 4th
+        ev(at(6), "p3", **globex),  # globex is new on the 6th
+        ev(at(7), "p4", **{"$group_0": ""}),  # no group
+        ev(at(8), "p5"),  # no group
+    ]
+    assert data(run(store, events, lifecycle(aggregation_group_type_index=0)).results) == {
+        "new": [0, 0, 1, 0, 0],
+        "returning": [1, 0, 0, 0, 0],
+        "resurrecting": [0, 0, 0, 0, 0],
+        "dormant": [0, -1, 0, -1, 0],
+    }
+
+
 LATER = [
-    ("aggregation_group_type_index", {"aggregation_group_type_index": 0}),
     ("interval", {"interval": "minute"}),
     ("dateRange.explicitDate", {"dateRange": {**RANGE, "explicitDate": True}}),
     ("series[0]", {"series": [{"kind": "DataWarehouseNode", "id": "t", "table_name": "t"}]}),

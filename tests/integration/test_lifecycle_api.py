@@ -112,7 +112,7 @@ async def test_an_invalid_lifecycle_query_is_refused_naming_the_field_and_not_sa
 
 
 LATER: list[tuple[str, Callable[[], qpb.LifecycleQuery]]] = [
-    ("aggregation_group_type_index", lambda: _lifecycle(aggregation_group_type_index=0)),
+    ("dateRange.explicitDate", lambda: _lifecycle(date_range=qpb.DateRange(date_from="-7d", explicit_date=True))),
 ]
 
 

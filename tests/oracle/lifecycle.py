@@ -3,7 +3,8 @@
 Written from query-engine-semantics.md §7 and docs/decisions.md ("Lifecycle") only, as a plain walk
 over each person's periods; it shares no code with server/queries/ and runs no SQL. It walks each
 person's whole history (no one-period margin): the engine's margin must give the same statuses.
-A person's created_at is their earliest event of any kind, as ingestion sets it. The grid, date
+A person's created_at is their earliest event of any kind, as ingestion sets it (with a group type:
+the actor is the event's `$group_N` key, created with its first event). The grid, date
 strings and property filters come from the trends oracle (tests/oracle/trends.py), itself
 independent of the engine.
 
@@ -79,8 +80,12 @@ def compute_lifecycle(
     tz = ZoneInfo(timezone)
     if query.get("samplingFactor") not in (None, 1, 1.0):
         raise Unimplemented("sampling")
-    if query.get("aggregation_group_type_index") is not None:
-        raise Unimplemented("groups")
+    group = query.get("aggregation_group_type_index")
+    # Whose lifecycle: the person's, or with a group type the event's $group_N key (none: nobody's).
+    group_key = None if group is None else f"$group_{group}"
+
+    def actor_of(e: Event) -> str:
+        return e.person_id if group_key is None else prop_text(e.properties, group_key) or ""
     interval = query.get("interval") or "day"
     if interval == "minute":
         raise Unimplemented("minute lifecycles")
@@ -121,10 +126,12 @@ def compute_lifecycle(
         compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
     )
 
+    # An actor is created with its first event of any kind (a group too: there is no groups table).
     created: dict[str, datetime] = {}
     for e in events:
-        if e.person_id not in created or e.timestamp < created[e.person_id]:
-            created[e.person_id] = e.timestamp
+        who = actor_of(e)
+        if who and (who not in created or e.timestamp < created[who]):
+            created[who] = e.timestamp
     active: dict[str, set[Any]] = defaultdict(set)
     for e in events:
         if prop_text(e.properties, "$process_person_profile") == "false":
@@ -133,7 +140,8 @@ def compute_lifecycle(
             continue
         if test_filter is not None and not test_filter(e):
             continue
-        active[e.person_id].add(_period(e.timestamp, interval, tz, week_start_day))
+        if actor_of(e):
+            active[actor_of(e)].add(_period(e.timestamp, interval, tz, week_start_day))
 
     counts: dict[tuple[Any, str], int] = defaultdict(int)
     for person, periods in active.items():

@@ -3,7 +3,7 @@
 Reference (query-engine-semantics §4.2 `aggregation_target`): the person by default; the event's
 group key `$group_N` when `aggregation_group_type_index` is N; an expression (the UI sends
 `properties.$session_id`) otherwise. The last two drop events whose key is empty or absent.
-Funnels, paths and retention use it; the other kinds refuse these options as before.
+Funnels, paths, retention and lifecycle use it (trends and stickiness have no such option).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
 from server.queries.common import nodes
+from server.queries.common.actors import PERSONS, Aggregation, aggregation
 from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 from server.queries.common.nodes import INTERVAL_NAMES
@@ -38,6 +39,8 @@ class LifecycleSpec:
     series: Series
     sampling: float = 1.0  # samplingFactor: the share of distinct ids kept, counts scaled back
     later: list[tuple[str, str]] = field(default_factory=list)
+    # Whose lifecycle: persons (default), or a group type's keys (aggregation_group_type_index).
+    aggregation: Aggregation = PERSONS
 
 
 def lifecycle_spec(query: query_pb2.LifecycleQuery) -> LifecycleSpec:
@@ -55,12 +58,12 @@ def lifecycle_spec(query: query_pb2.LifecycleQuery) -> LifecycleSpec:
         raise QueryError(f"a lifecycle query takes one series (got {len(query.series)})", "series")
     series = _series(query.series[0], later)
     nodes.check_sampling_factor(query)
-    if query.HasField("aggregation_group_type_index"):
-        later.append(("aggregation_group_type_index", "lifecycles of groups"))
+    group = query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None
+    agg = aggregation(group, None, group_path="aggregation_group_type_index", expression_path="", later=later)
     if query.date_range.explicit_date:
         later.append(("dateRange.explicitDate", "exact date ranges of lifecycles"))
     sampling = query.sampling_factor if query.HasField("sampling_factor") else 1.0
-    return LifecycleSpec(interval=interval, series=series, sampling=sampling, later=later)
+    return LifecycleSpec(interval=interval, series=series, sampling=sampling, later=later, aggregation=agg)
 
 
 def _series(node: query_pb2.SeriesNode, later: list[tuple[str, str]]) -> Series:

@@ -20,6 +20,7 @@ from generated.insights.v1 import query_pb2
 from server.queries.base import ActionDefinition, DefinitionUnavailable
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
+from server.queries.common.actors import actor_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
@@ -60,7 +61,16 @@ def statement(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQue
     n = params.bind(ctx.grid.bucket_count(), "Int64")
     team = params.bind(ctx.team_id, "Int64")
     created = _index(params, ctx, "created_at")
-    persons = f"SELECT id, min(created_at) AS created_at FROM persons WHERE team_id = {team} GROUP BY id"
+    actor = actor_sql(params, spec.aggregation)
+    if actor.condition is None:
+        persons = f"SELECT id, min(created_at) AS created_at FROM persons WHERE team_id = {team} GROUP BY id"
+    else:
+        # A group is created with its first event (there is no groups table; a person's created_at
+        # is its first event too, storage/persons.py): over all of the environment's events.
+        persons = (
+            f"SELECT {actor.expression} AS id, min(timestamp) AS created_at FROM events "
+            f"WHERE team_id = {team} AND {actor.condition} GROUP BY id"
+        )
     actors = (
         f"SELECT e.actor AS actor, e.A AS A, {created} AS c "
         f"FROM (SELECT actor, arraySort(groupUniqArray(i)) AS A FROM ({_events(params, spec, query, ctx)}) GROUP BY actor) AS e "
@@ -102,6 +112,10 @@ def _events(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery
         where.append(properties_sql(params, query.properties, "properties", ctx.timezone, ctx.cohorts))
     if query.filter_test_accounts:
         where.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.timezone, ctx.cohorts))
+    actor = actor_sql(params, spec.aggregation)
+    if actor.condition is not None:
+        # Events without the group's key belong to no group: in nobody's lifecycle.
+        where.append(actor.condition)
     series = spec.series
     if series.action_id is not None:
         where.append(_action(params, series.action_id, ctx))
@@ -112,7 +126,7 @@ def _events(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery
             filters_sql(params, list(series.properties), "series[0].properties", ctx.timezone, ctx.cohorts)
         )
     return (
-        f"SELECT person_id AS actor, {_index(params, ctx, 'timestamp')} AS i FROM events "
+        f"SELECT {actor.expression} AS actor, {_index(params, ctx, 'timestamp')} AS i FROM events "
         f"WHERE {' AND '.join(f'({w})' for w in where)} AND i >= -1 AND i < {n}"
     )
 
