@@ -84,9 +84,15 @@ class Case:
 @st.composite
 def cases(draw: Any) -> Case:
     condition = draw(st.sampled_from(["absolute_value", "relative_increase", "relative_decrease"]))
+    # A relative change needs two rows; one row (the check errors) only now and then (the largest
+    # value: hypothesis draws the smallest far more often than its share).
+    fewest = 2 if condition != "absolute_value" and draw(st.integers(0, 5)) < 5 else 1
     return Case(
-        # Few empty days and unequal neighbours, so that most values and changes are not zero.
-        counts=tuple(draw(st.lists(st.sampled_from(range(8)), min_size=1, max_size=5))),
+        # Few empty days (0 last, for the same reason) and unequal neighbours (unique counts), so that
+        # most values and changes are not zero.
+        counts=tuple(
+            draw(st.lists(st.sampled_from((1, 2, 3, 4, 5, 6, 7, 0)), min_size=fewest, max_size=5, unique=True))
+        ),
         newest_first=draw(st.booleans()),
         condition=condition,
         percentage=condition != "absolute_value" and draw(st.booleans()),
@@ -141,4 +147,6 @@ def test_the_alert_value_of_a_daily_count_matches_python(store: EventStore) -> N
             assert got.breaches and got.breaches[0].startswith(SUBJECT)
         return NONZERO if expected[1] else ZERO
 
-    assert_mostly_nonzero(tally(cases(), check, budget=40), 0.5)
+    # Measured (oracle only, 40 randomized seeds of 40 examples): 0.89 to 1.0 of the computed
+    # examples are non-zero, 0.78 to 0.98 compute; the floor sits a tenth below the lowest.
+    assert_mostly_nonzero(tally(cases(), check, budget=40), 0.78)
