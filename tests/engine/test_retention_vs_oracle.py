@@ -23,13 +23,14 @@ from tests.hypothesis_profiles import examples
 from tests.oracle import OracleError
 from tests.oracle.retention import compute_retention
 
-# Floors 0.1 below the lowest share measured (oracle only) over 30 randomized seeds of 100 examples:
+# Floors 0.1 below the lowest share measured (oracle only) over randomized seeds of 100 examples:
 # one run's examples are correlated, so its share spreads widely; below a floor the strategies have
-# degenerated. Plain: 0.65 to 0.93 (mean 0.83); breakdowns: 0.73 to 0.94 (mean 0.85); actions: 0.62
-# to 0.93 (mean 0.80).
-MIN_NONZERO_SHARE = 0.55
-MIN_NONZERO_SHARE_BREAKDOWNS = 0.6
-MIN_NONZERO_SHARE_ACTIONS = 0.5
+# degenerated. Since groups are drawn too (retention of `$group_0` keys, some events keyless),
+# over 15 seeds: plain 0.57 (mean 0.79), breakdowns 0.69 (mean 0.82), actions 0.56 (mean 0.77);
+# before, over 30 seeds: 0.65 / 0.73 / 0.62.
+MIN_NONZERO_SHARE = 0.45
+MIN_NONZERO_SHARE_BREAKDOWNS = 0.55
+MIN_NONZERO_SHARE_ACTIONS = 0.45
 _CODES = {
     QueryError: "INVALID_ARGUMENT",
     FailedPrecondition: "FAILED_PRECONDITION",
