@@ -409,4 +409,6 @@ def test_property_random_filters_count_what_python_counts(loaded: Any) -> None:
         assert rows_of(outcome) == [[len(kept)]], (case, outcome.sql)
         return NONZERO if kept else ZERO
 
-    assert_mostly_nonzero(tally(_filters(), check, budget=60), 0.5)
+    # Measured over 6 randomized seeds of 60 examples: 0.60 to 0.73 compared a non-zero count; the
+    # floor leaves room for the seeds not measured (one run's examples are correlated).
+    assert_mostly_nonzero(tally(_filters(), check, budget=60), 0.4)
