@@ -86,6 +86,21 @@ def parse_filters(blob: bytes | None) -> insight_pb2.DashboardFilter:
     return filters
 
 
+def filters_json(filters: insight_pb2.DashboardFilter) -> dict[str, Any]:
+    """The filters as the reference's dashboard JSON (snake_case keys, as its `filters` object has;
+    the parts are the reference's query JSON), for activity diffs."""
+    shown: dict[str, Any] = {}
+    if filters.HasField("date_from"):
+        shown["date_from"] = filters.date_from
+    if filters.HasField("date_to"):
+        shown["date_to"] = filters.date_to
+    if filters.properties:
+        shown["properties"] = [to_reference_json(p) for p in filters.properties]
+    if filters.HasField("breakdown_filter"):
+        shown["breakdown_filter"] = to_reference_json(filters.breakdown_filter)
+    return shown
+
+
 def find_dashboard(
     session: Session, environment_id: int, dashboard_id: int, *, include_deleted: bool = False
 ) -> Dashboard:
@@ -214,7 +229,9 @@ class Dashboards:
 
     def delete(self, principal: Principal, environment_id: int, dashboard_id: int) -> DashboardView:
         """Soft-deletes a live dashboard (the row, its tiles and history stay; an update restores it)."""
-        return self.update(principal, environment_id, dashboard_id, DashboardFields(deleted=True), ["deleted"])
+        return self.update(
+            principal, environment_id, dashboard_id, DashboardFields(deleted=True), ["deleted"]
+        )
 
     def add_tile(
         self, principal: Principal, environment_id: int, dashboard_id: int, insight_id: int
@@ -232,7 +249,9 @@ class Dashboards:
             )
             if insight is None:
                 raise InvalidArgument(
-                    f"insight_id: insight {insight_id} not found", field="insight_id", reason="INSIGHT_NOT_FOUND"
+                    f"insight_id: insight {insight_id} not found",
+                    field="insight_id",
+                    reason="INSIGHT_NOT_FOUND",
                 )
             tile = session.scalars(
                 select(DashboardTile).where(
@@ -244,7 +263,9 @@ class Dashboards:
                 position = end_of_layout(session, row.id)
                 if tile is None:
                     session.add(
-                        DashboardTile(dashboard_id=row.id, insight_id=insight_id, position=position, created_at=now)
+                        DashboardTile(
+                            dashboard_id=row.id, insight_id=insight_id, position=position, created_at=now
+                        )
                     )
                 else:
                     tile.deleted, tile.position = False, position
@@ -327,11 +348,14 @@ class Dashboards:
                 violations.add("dashboard.name", f"dashboard.name must be at most {NAME_LIMIT} characters")
         if "description" in chosen and len(fields.description) > DESCRIPTION_LIMIT:
             violations.add(
-                "dashboard.description", f"dashboard.description must be at most {DESCRIPTION_LIMIT} characters"
+                "dashboard.description",
+                f"dashboard.description must be at most {DESCRIPTION_LIMIT} characters",
             )
         if "tags" in chosen:
             if len(fields.tags) > MAX_TAGS:
-                violations.add("dashboard.tags", f"a dashboard has at most {MAX_TAGS} tags (got {len(fields.tags)})")
+                violations.add(
+                    "dashboard.tags", f"a dashboard has at most {MAX_TAGS} tags (got {len(fields.tags)})"
+                )
             else:
                 for i, tag in enumerate(fields.tags):
                     if len(tag.strip()) > TAG_LIMIT:
@@ -404,7 +428,7 @@ class Dashboards:
             "description": row.description,
             "tags": self._tags_of(session, [row.id]).get(row.id, []),
             "pinned": row.pinned,
-            "filters": to_reference_json(parse_filters(row.filters)),
+            "filters": filters_json(parse_filters(row.filters)),
             "deleted": row.deleted,
             "tiles": [{"id": t.id, "insight_id": t.insight_id} for t in self._live_tiles(session, row.id)],
         }

@@ -71,7 +71,11 @@ class DashboardsServicer(dashboards_pb2_grpc.DashboardsServiceServicer):
         self, request: dpb.AddDashboardTileRequest, context: grpc.aio.ServicerContext
     ) -> dpb.Dashboard:
         view = await self._run(
-            self._dashboards.add_tile, principal(), request.environment_id, request.dashboard_id, request.insight_id
+            self._dashboards.add_tile,
+            principal(),
+            request.environment_id,
+            request.dashboard_id,
+            request.insight_id,
         )
         return convert.dashboard(view)
 
@@ -79,7 +83,11 @@ class DashboardsServicer(dashboards_pb2_grpc.DashboardsServiceServicer):
         self, request: dpb.RemoveDashboardTileRequest, context: grpc.aio.ServicerContext
     ) -> dpb.Dashboard:
         view = await self._run(
-            self._dashboards.remove_tile, principal(), request.environment_id, request.dashboard_id, request.tile_id
+            self._dashboards.remove_tile,
+            principal(),
+            request.environment_id,
+            request.dashboard_id,
+            request.tile_id,
         )
         return convert.dashboard(view)
 
