@@ -43,8 +43,9 @@ class DashboardItem(_message.Message):
     insight_name: _builtins.str
     """The insight's name (empty when it has none). Output only."""
     position: _builtins.int
-    """The tile's place in the dashboard's layout, from 0; tiles are listed in
-    this order. Output only: ReorderDashboardTiles changes it.
+    """The tile's place in the dashboard's layout (ascending from 0; removals
+    can leave gaps); tiles are listed in this order. Output only:
+    ReorderDashboardTiles renumbers them.
     """
     def __init__(
         self,
