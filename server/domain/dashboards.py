@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import insight_pb2
@@ -238,6 +239,16 @@ class Dashboards:
     ) -> DashboardView:
         """Places a live insight of the environment at the end of the dashboard's layout (a removed
         tile of it comes back; an insight already shown keeps its tile)."""
+        try:
+            return self._add_tile(principal, environment_id, dashboard_id, insight_id)
+        except IntegrityError:
+            # A concurrent add of the same insight committed its tile first (one tile per pair):
+            # that tile is the answer, as for an insight already shown.
+            return self._add_tile(principal, environment_id, dashboard_id, insight_id)
+
+    def _add_tile(
+        self, principal: Principal, environment_id: int, dashboard_id: int, insight_id: int
+    ) -> DashboardView:
         env = principal.environment(environment_id)
         now = self.clock()
         with self.db.session() as session:

@@ -3,6 +3,7 @@ masks, bad input, activity, scopes and the isolation of environments."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -262,6 +263,17 @@ async def test_tiles_are_added_removed_and_reordered_and_the_insights_show_them(
     # Deleting an insight removes its tiles.
     await api.delete(second.id)
     assert tile_insights(await boards.get(board.id)) == [third.id, first.id]
+
+
+async def test_concurrent_adds_of_one_insight_leave_one_tile(boards: DashboardsApi, api: Api) -> None:
+    board = await boards.create(name="Board")
+    insight = await api.create(name="Shown", query=trends_viz())
+
+    answers = await asyncio.gather(*(boards.add_tile(board.id, insight.id) for _ in range(6)))
+
+    assert {tuple(tile_insights(a)) for a in answers} == {(insight.id,)}
+    assert len({a.tiles[0].id for a in answers}) == 1
+    assert [e.activity for e in (await boards.activity(board.id)).results] == ["updated", "created"]
 
 
 async def test_a_tile_added_through_the_insight_goes_last(boards: DashboardsApi, api: Api) -> None:
