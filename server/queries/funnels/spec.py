@@ -170,6 +170,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         group_path="aggregation_group_type_index",
         expression_path="funnelsFilter.funnelAggregateByHogQL",
         later=later,
+        expressions=True,
     )
     return FunnelSpec(
         steps=steps,

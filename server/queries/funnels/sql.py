@@ -119,7 +119,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         codes_sql = f"arrayFilter(c -> c != 0, CAST([{', '.join(codes)}], 'Array(Int8)'))"
         matched = "notEmpty(codes)"
     where = list(shared)
-    actor = actor_sql(params, spec.aggregation)
+    actor = actor_sql(params, spec.aggregation, ctx.dates.timezone)
     if actor.condition is not None:
         # Events without a group key (session id) have no actor: they are in nobody's funnel.
         where.append(actor.condition)
