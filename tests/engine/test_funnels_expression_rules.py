@@ -87,3 +87,13 @@ def test_hostile_keys_and_values_are_bound_never_sql(store: EventStore) -> None:
     assert counts(result) == [1, 1]
     assert hostile not in result.outcome.sql
     assert "DROP" not in result.outcome.sql
+
+
+@pytest.mark.parametrize("expression", ["lower(1)", "toInt64('abc')", "intDiv(1, 0)", "substring(event, 0, 1)"])
+def test_an_expression_the_engine_cannot_compute_is_invalid_naming_the_field(store: EventStore, expression: str) -> None:
+    # Types and values the compiler cannot know: the engine's refusal is the caller's, never internal.
+    with pytest.raises(QueryError) as refused:
+        run(store, [ev(at(10, 1), "a", "p1", account="x")], by(expression))
+    assert refused.value.path == "funnelsFilter.funnelAggregateByHogQL"
+    assert "the engine cannot compute the expression" in refused.value.message
+    assert "SELECT" not in refused.value.message

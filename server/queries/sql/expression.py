@@ -22,6 +22,7 @@ from server.queries.common.errors import QueryError
 from server.queries.common.properties import property_text
 from server.queries.common.sql import Params
 from server.queries.sql.dialect import parse_tokens, render, tokens
+from server.queries.sql.engine_errors import cleaned_message, engine_code, tripped_limit
 from server.queries.sql.functions import AGGREGATES, ALLOWED, function_name
 
 MAX_EXPRESSION_CHARS = 4_000
@@ -88,6 +89,16 @@ def compile_expression(
 def check_expression(text: str, *, path: str, aggregate: bool = False) -> None:
     """QueryError naming `path` unless `text` compiles (the checks of compile_expression)."""
     compile_expression(text, Params("__chk"), path=path, aggregate=aggregate)
+
+
+def engine_refusal(error: BaseException, path: str) -> QueryError | None:
+    """The caller's error for an engine error of a statement whose only caller-written part is an
+    expression (`lower(1)`, `toInt64('abc')`, `intDiv(x, 0)`: types and values the checks cannot
+    know): INVALID_ARGUMENT naming `path` with the engine's cleaned sentence. None for anything
+    else (no engine code, or a tripped limit), which stays the service's."""
+    if engine_code(error) is None or tripped_limit(error) is not None:
+        return None
+    return QueryError(f"the engine cannot compute the expression: {cleaned_message(error)}", path)
 
 
 def _parse(text: str, path: str) -> exp.Expr:
