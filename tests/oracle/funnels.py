@@ -27,7 +27,9 @@ the person's first event (by time, then uuid text) of the step's event or action
 the range, from all of the environment's events (the latter: the first that passes the step's
 filters too); the step's filters, the range and the query's filters still apply to that event.
 ``aggregation_group_type_index`` N counts the events' ``$group_N`` keys, ``funnelAggregateByHogQL:
-properties.$session_id`` their session ids; events without one (missing, '', null) are dropped.
+properties.$session_id`` their session ids; events without one (missing, '', null) are dropped. Any
+other ``funnelAggregateByHogQL`` counts the values (as text) of that expression of the event
+(tests/oracle/expressions.py): NULL and '' are no actor.
 
 ``compute_funnel_trends(...)`` (same arguments) computes a ``funnelVizType: trends`` query with the
 same walk run once per person and entrance period: ``FunnelsOutput`` whose ``results`` are the
@@ -60,6 +62,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from tests.oracle.expressions import actor_text, evaluator
 from tests.oracle.trends import (
     DateRange,
     Event,
@@ -126,6 +129,8 @@ class _Funnel:
     # A cohort breakdown: the cohorts listed (0: all users) and each one's member person ids.
     cohorts: tuple[int, ...] | None = None
     members: dict[int, set[str]] = field(default_factory=dict)
+    # The funnelAggregateByHogQL expression counted instead (Event -> its value), tests/oracle/expressions.py.
+    actor_of: Any = None
 
 
 def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -263,10 +268,13 @@ def _parse(
     # An aggregation not built yet is refused with the other options not built yet, after the
     # definitions the funnel names are found missing.
     later: Unimplemented | None = None
+    actor_of = None
     try:
         actor_key = _actor_key(query.get("aggregation_group_type_index"), ff.get("funnelAggregateByHogQL"))
     except Unimplemented as exc:
         actor_key, later = None, exc
+    if actor_key == _EXPRESSION:
+        actor_key, actor_of = None, evaluator(ff["funnelAggregateByHogQL"])
     # The steps' and exclusions' actions: a missing one is refused once every filter is checked,
     # before options not built yet.
     missing: list[FailedPrecondition] = []
@@ -305,7 +313,7 @@ def _parse(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
         0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
-        actor_key, cohort_ids, members,
+        actor_key, cohort_ids, members, actor_of=actor_of,
     )
 
 
@@ -322,7 +330,11 @@ def _actor_key(group: Any, expression: Any) -> str | None:
         return None
     if "".join(str(expression).split()) == "properties.$session_id":
         return "$session_id"
-    raise Unimplemented("aggregating by other expressions")
+    return _EXPRESSION
+
+
+# _actor_key's answer for any other expression: its value is the actor (evaluated per event).
+_EXPRESSION = "<expression>"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -644,7 +656,11 @@ def _streams(
             continue
         if not query_props(e) or (test_props is not None and not test_props(e)):
             continue
-        if f.actor_key is None:
+        if f.actor_of is not None:
+            actor = actor_text(f.actor_of(e))
+            if actor == "":
+                continue  # NULL or '': nobody's event, as a missing group key
+        elif f.actor_key is None:
             actor = e.person_id
         else:
             actor = prop_text(e.properties, f.actor_key) or ""
