@@ -533,7 +533,8 @@ def funnel_expression_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelC
     """A funnel case counting the values of a drawn HogQL expression (`funnelAggregateByHogQL`):
     an account shared by persons (its case and spaces vary, so lower/trim fold values), the
     browser, plan and person tier, sometimes missing, combined by string calls; now and then an
-    expression both refuse."""
+    expression both refuse. With `breakdown`: half the time by persons, and mostly a hogql
+    breakdown (alone or beside the browser)."""
     case = draw(funnel_cases(breakdown))
     accounts = {p: draw(st.sampled_from(ACCOUNTS)) for p in PERSONS}
     for e in case.events:
@@ -542,9 +543,21 @@ def funnel_expression_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelC
             e.properties["account"] = draw(st.sampled_from(["", None]))
         elif roll > 1:  # one in ten has none
             e.properties["account"] = accounts[e.person_id] if draw(st.integers(0, 3)) else draw(st.sampled_from(ACCOUNTS))
-    if draw(st.integers(0, 19)) == 0:
-        expression = draw(st.sampled_from(_INVALID_EXPRESSIONS))
-    else:
-        expression = _expression(draw, draw(st.integers(0, 2)))
-    case.query["funnelsFilter"]["funnelAggregateByHogQL"] = expression
+    def drawn() -> str:
+        if draw(st.integers(0, 19)) == 0:
+            return draw(st.sampled_from(_INVALID_EXPRESSIONS))
+        return _expression(draw, draw(st.integers(0, 2)))
+
+    if not breakdown or draw(st.booleans()):
+        case.query["funnelsFilter"]["funnelAggregateByHogQL"] = drawn()
+    bf = case.query.get("breakdownFilter")
+    if bf is not None and draw(st.integers(0, 2)):
+        # A hogql breakdown: alone, or one of two dimensions.
+        bf.pop("breakdown", None)
+        bf.pop("breakdown_type", None)
+        bf.pop("breakdowns", None)
+        if draw(st.booleans()):
+            bf["breakdown"], bf["breakdown_type"] = drawn(), "hogql"
+        else:
+            bf["breakdowns"] = [{"property": "browser", "type": "event"}, {"property": drawn(), "type": "hogql"}]
     return case

@@ -97,3 +97,49 @@ def test_an_expression_the_engine_cannot_compute_is_invalid_naming_the_field(sto
     assert refused.value.path == "funnelsFilter.funnelAggregateByHogQL"
     assert "the engine cannot compute the expression" in refused.value.message
     assert "SELECT" not in refused.value.message
+
+
+# --- breakdown_type hogql ----------------------------------------------------------------------------
+
+
+def test_a_hogql_breakdown_splits_by_the_expressions_text_with_missing_as_empty(store: EventStore) -> None:
+    events = [
+        ev(at(10, 1), "a", "p1", account="Acme"),
+        ev(at(10, 2), "b", "p1", account="Acme"),
+        ev(at(10, 1), "a", "p2", account="acme"),
+        ev(at(10, 1), "a", "p3"),
+    ]
+    query = funnel("a", "b", breakdownFilter={"breakdown": "lower(properties.account)", "breakdown_type": "hogql"})
+    result = run(store, events, query)
+    got = {tuple(group[0]["breakdown_value"]): [s["count"] for s in group] for group in result.results}
+    assert got == {("acme",): [2, 1], ("",): [1, 0]}
+    # Two dimensions: a property and an expression.
+    query = funnel(
+        "a",
+        "b",
+        breakdownFilter={
+            "breakdowns": [{"property": "account", "type": "event"}, {"property": "concat(event, '!')", "type": "hogql"}]
+        },
+    )
+    got = {tuple(g[0]["breakdown_value"]): [s["count"] for s in g] for g in run(store, events, query).results}
+    assert got == {("Acme", "a!"): [1, 1], ("acme", "a!"): [1, 0], ("", "a!"): [1, 0]}
+
+
+@pytest.mark.parametrize(
+    ("breakdown", "path"),
+    [
+        ({"breakdown": "count()", "breakdown_type": "hogql"}, "breakdownFilter.breakdown"),
+        ({"breakdowns": [{"property": "x", "type": "event"}, {"property": "nosuch", "type": "hogql"}]}, "breakdownFilter.breakdowns[1].property"),
+    ],
+)
+def test_an_invalid_hogql_breakdown_is_invalid_naming_its_field(store: EventStore, breakdown: dict[str, object], path: str) -> None:
+    with pytest.raises(QueryError) as refused:
+        run(store, [], funnel("a", "b", breakdownFilter=breakdown))
+    assert refused.value.path == path
+
+
+def test_an_engine_error_of_a_hogql_breakdown_names_it(store: EventStore) -> None:
+    query = funnel("a", "b", breakdownFilter={"breakdown": "lower(1)", "breakdown_type": "hogql"})
+    with pytest.raises(QueryError) as refused:
+        run(store, [ev(at(10, 1), "a", "p1")], query)
+    assert refused.value.path == "breakdownFilter.breakdown"

@@ -213,6 +213,21 @@ async def test_an_expression_aggregation_computes_through_the_service_and_render
     found = await _run(server, tenant, hostile)
     assert [s.count for s in found.result.funnels.steps.breakdowns[0].steps] == [1, 1]
     assert HOSTILE not in found.hogql
+    # A hogql breakdown: the expression's text per group ('' for none), in reference JSON.
+    by_plan = _funnel(
+        _step("ex_open"),
+        _step("ex_buy"),
+        breakdown_filter=qpb.BreakdownFilter(
+            breakdown=qpb.BreakdownKey(string_value="upper(properties.account)"), breakdown_type=qpb.BREAKDOWN_TYPE_HOGQL
+        ),
+    )
+    split = to_reference_json((await _run(server, tenant, by_plan)).result.funnels)
+    groups = [g["steps"] for g in split["steps"]["results"]]
+    assert {tuple(g[0]["breakdown_value"]): [s["count"] for s in g] for g in groups} == {
+        ("INITECH",): [1, 0],
+        ("HOOLI",): [1, 0],
+        ("",): [2, 2],
+    }
     # What the engine cannot compute for the expression is the caller's error, naming the field.
     bad = _funnel(_step("ex_open"), _step("ex_buy"), funnels_filter=qpb.FunnelsFilter(funnel_aggregate_by_hogql="lower(1)"))
     err = await expect_error(_run(server, tenant, bad), grpc.StatusCode.INVALID_ARGUMENT)

@@ -14,6 +14,7 @@ It shares no code with server/.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -192,6 +193,7 @@ def _field(parts: list[str]) -> Evaluator:
     raise InvalidArgument(f"{'.'.join(parts)} is not a field of the event")
 
 
+@functools.lru_cache(maxsize=256)
 def evaluator(text: str) -> Evaluator:
     """The value of expression `text` for an event; InvalidArgument when the engine refuses it."""
     parser = _Parser(text)

@@ -35,6 +35,9 @@ other ``funnelAggregateByHogQL`` counts the values (as text) of that expression 
 same walk run once per person and entrance period: ``FunnelsOutput`` whose ``results`` are the
 series dicts (see its docstring).
 
+Breakdowns of ``breakdown_type: hogql`` (or a ``breakdowns`` item of that type) take the text of
+that expression of the event as the value ('' for NULL), evaluated as the aggregation's.
+
 Cohort breakdowns (``breakdown_type: cohort``, ``breakdown`` an id, "all"/0 or a list of them) need
 ``cohorts`` (OracleCohort by id) and ``persons`` (the environment's persons rows): membership comes
 from tests/oracle/cohorts.py. Each listed cohort's funnel is the funnel computed separately over the
@@ -253,6 +256,9 @@ def _parse(
         breakdown = [(b["property"], b.get("type") or "event") for b in bf["breakdowns"]]
     elif bf.get("breakdown") is not None:
         breakdown = [(bf["breakdown"], bf.get("breakdown_type") or "event")]
+    for key, source in breakdown or []:
+        if source == "hogql":
+            evaluator(key)  # an expression the engine refuses: InvalidArgument
     limit = bf.get("breakdown_limit") or DEFAULT_BREAKDOWN_LIMIT
     attribution = ff.get("breakdownAttributionType") or "first_touch"
     attribution_step = None
@@ -504,7 +510,9 @@ def _values_of(e: Event, f: _Funnel) -> list[tuple[str, ...]]:
         return [()]
     return [
         tuple(
-            prop_text(e.properties if source == "event" else e.person_properties, key) or ""
+            actor_text(evaluator(key)(e))
+            if source == "hogql"
+            else prop_text(e.properties if source == "event" else e.person_properties, key) or ""
             for key, source in f.breakdown
         )
     ]
