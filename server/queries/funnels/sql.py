@@ -37,6 +37,7 @@ from server.queries.common.properties import CohortSql, filters_sql, properties_
 from server.queries.common.sql import Params
 from server.queries.funnels import vector
 from server.queries.funnels.spec import AnyNode, FunnelSpec
+from server.queries.sql.expression import compile_expression
 
 OTHER = "Other"
 
@@ -119,7 +120,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         codes_sql = f"arrayFilter(c -> c != 0, CAST([{', '.join(codes)}], 'Array(Int8)'))"
         matched = "notEmpty(codes)"
     where = list(shared)
-    actor = actor_sql(params, spec.aggregation)
+    actor = actor_sql(params, spec.aggregation, ctx.dates.timezone)
     if actor.condition is not None:
         # Events without a group key (session id) have no actor: they are in nobody's funnel.
         where.append(actor.condition)
@@ -222,8 +223,16 @@ def _value(params: Params, spec: FunnelSpec, ctx: Context) -> str:
         return "emptyArrayString()"
     if spec.cohorts is not None:
         return _cohort_value(params, spec.cohorts, ctx)
-    dims = [f"ifNull({property_text(params, key, source)}, '')" for key, source in spec.breakdown]
+    dims = [_dimension(params, key, source, ctx) for key, source in spec.breakdown]
     return f"[{', '.join(dims)}]"
+
+
+def _dimension(params: Params, key: str, source: str, ctx: Context) -> str:
+    """One breakdown dimension's value as text ('' when missing): a property's, or a hogql
+    expression's (the reference's `ifNull(toString(V), '')`), checked by the spec already."""
+    if source == "hogql":
+        return f"ifNull(toString({compile_expression(key, params, path='breakdownFilter', timezone=ctx.dates.timezone)}), '')"
+    return f"ifNull({property_text(params, key, source)}, '')"
 
 
 def _cohort_value(params: Params, cohorts: ListedCohorts, ctx: Context) -> str:
