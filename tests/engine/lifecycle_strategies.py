@@ -4,7 +4,8 @@ The query (interval, date range, series, filters) is drawn first; its grid comes
 oracle. Persons then get events mostly inside the range on the series' event (so statuses are
 mostly non-zero), with gaps, some in the period before the range (returning and dormancy at the
 first period), on its edges, after it, and some of another event long before it (a created_at
-before the range: a first activity that resurrects rather than is new).
+before the range: a first activity that resurrects rather than is new). One query in four has an
+exact range (explicitDate), half of those with an absolute date_from inside a period.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
@@ -102,6 +104,15 @@ def lifecycle_cases(draw: st.DrawFn, with_actions: bool = False) -> LifecycleCas
     now = draw(st.sampled_from(NOWS))
     timezone = draw(st.sampled_from(TIMEZONES))
     week_start_day = draw(st.sampled_from([0, 1]))
+    if draw(st.integers(0, 3)) == 3:  # the largest value: hypothesis favours the smallest
+        # An exact range: date_to "now" is this instant (the last period partial), and sometimes
+        # date_from an absolute local time inside the first period (the first one partial).
+        query["dateRange"]["explicitDate"] = True
+        if draw(st.booleans()):
+            whole = oracle_range(query["dateRange"], interval, timezone=timezone, week_start_day=week_start_day, now=now)
+            inside = whole.lower + _PERIOD[interval] * draw(st.sampled_from([0.25, 0.5]))
+            local = inside.astimezone(ZoneInfo(timezone))
+            query["dateRange"]["date_from"] = local.strftime("%Y-%m-%dT%H:%M:%S")
     grid = oracle_range(
         query["dateRange"], interval, timezone=timezone, week_start_day=week_start_day, now=now
     )

@@ -118,6 +118,14 @@ def _query(
         rf["returningEntity"] = returning
     if draw(st.integers(0, 3)) == 0:
         rf["cumulative"] = True
+    if draw(st.integers(0, 3)) == 3:  # the largest value: hypothesis favours the smallest
+        # 24-hour windows: elapsed windows from each person's first start event (with cumulative
+        # retention, refused alike; mostly drawn without it).
+        rf["timeWindowMode"] = "24_hour_windows"
+        if draw(st.integers(0, 4)):
+            rf.pop("cumulative", None)
+    elif draw(st.integers(0, 9)) == 0:
+        rf["timeWindowMode"] = "strict_calendar_dates"
     if draw(st.integers(0, 4)) == 0:
         rf["minimumOccurrences"] = draw(st.integers(1, 3))
     query: dict[str, Any] = {"kind": "RetentionQuery", "retentionFilter": rf}

@@ -156,9 +156,7 @@ def test_an_invalid_funnel_names_its_field_under_the_source(store: EventStore) -
 @pytest.mark.parametrize(
     ("source", "step", "field"),
     [
-        ({**funnel(), "breakdownFilter": {"breakdown": "$browser"}}, 1, "funnelPathsFilter.funnelSource.breakdownFilter"),
         (funnel(funnelWindowIntervalUnit="month"), -2, "funnelPathsFilter.funnelSource.funnelsFilter.funnelWindowIntervalUnit"),
-        ({**funnel(), "aggregation_group_type_index": 0}, 1, "funnelPathsFilter.funnelSource.aggregation_group_type_index"),
         (
             funnel(funnelAggregateByHogQL="properties.$session_id"),
             1,

@@ -13,14 +13,17 @@ from tests.engine.test_paths_vs_oracle import check
 
 # Measured over 25 randomized seeds of 100 examples (the tally counts the oracle's result, so the
 # oracle alone measured it): 0.29 to 0.71 of the examples compare edges, mean 0.53 (hypothesis's
-# first examples are small, and drop-offs and paths between two steps are often empty); below
-# this (a tenth below the lowest seed) the strategies have degenerated.
-MIN_NONZERO_SHARE = 0.20
+# first examples are small, and drop-offs and paths between two steps are often empty). With
+# optional steps, breakdowns and funnels of groups drawn (each at the largest value, so that the
+# smallest first examples do not all carry them), over 15 ci seeds: 0.45 to 0.75, mean 0.54; below
+# this floor (a tenth below the lowest seed) the strategies have degenerated.
+MIN_NONZERO_SHARE = 0.35
 
 
 @pytest.mark.hypothesis
 def test_funnel_paths_engine_equals_oracle(store: EventStore) -> None:
-    """The persons of ordered and strict funnels (with exclusions, step properties, windows of
-    seconds to a day, their own range) at a step or a drop-off, before / after / between their step
-    times, sessions split at the funnel window, with every paths option drawn as for plain paths."""
+    """The actors of ordered, strict and unordered funnels (with exclusions, step properties, windows
+    of seconds to a day, their own range, optional steps, a breakdown with each attribution, groups)
+    at a step or a drop-off, before / after / between their step times, sessions split at the
+    funnel window, with every paths option drawn as for plain paths."""
     assert_mostly_nonzero(tally(funnel_paths_cases(), lambda case: check(store, case)), MIN_NONZERO_SHARE)

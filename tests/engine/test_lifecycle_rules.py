@@ -266,9 +266,34 @@ def test_lifecycles_of_groups_follow_group_keys_created_with_their_first_event(s
     }
 
 
+def test_an_exact_range_counts_only_its_events_inside_the_grid_and_the_margin_whole(store: EventStore) -> None:
+    """explicitDate: 4 January 12:00 to 8 January 06:00, by day (the same five periods). Inside the
+    grid only the events of the exact range are activity; the period before it is read whole."""
+    exact = {"date_from": "2024-01-04T12:00:00", "date_to": "2024-01-08T06:00:00", "explicitDate": True}
+    events = [
+        ev(at(3), "p1"),  # the margin: seen
+        ev(at(4, 9), "p1"),  # before the exact start: not activity on the 4th
+        ev(at(7), "p2"),
+        ev(at(8, 10), "p2"),  # after the exact end: not activity on the 8th
+    ]
+    assert data(run(store, events, lifecycle(dateRange=exact)).results) == {
+        "new": [0, 0, 0, 1, 0],
+        "returning": [0, 0, 0, 0, 0],
+        "resurrecting": [0, 0, 0, 0, 0],
+        "dormant": [-1, 0, 0, 0, -1],
+    }
+    # The same ends without explicitDate: whole days from the 4th to the 8th.
+    whole = {"date_from": "2024-01-04T12:00:00", "date_to": "2024-01-08T06:00:00"}
+    assert data(run(store, events, lifecycle(dateRange=whole)).results) == {
+        "new": [0, 0, 0, 1, 0],
+        "returning": [1, 0, 0, 0, 1],
+        "resurrecting": [0, 0, 0, 0, 0],
+        "dormant": [0, -1, 0, 0, 0],
+    }
+
+
 LATER = [
     ("interval", {"interval": "minute"}),
-    ("dateRange.explicitDate", {"dateRange": {**RANGE, "explicitDate": True}}),
     ("series[0]", {"series": [{"kind": "DataWarehouseNode", "id": "t", "table_name": "t"}]}),
 ]
 

@@ -279,7 +279,6 @@ def test_retention_of_groups_counts_group_keys_whoever_of_their_members_returns(
 
 
 LATER = [
-    ("retentionFilter.timeWindowMode", {"timeWindowMode": "24_hour_windows"}),
     ("retentionFilter.aggregationType", {"aggregationType": "sum", "aggregationProperty": "amount"}),
     ("breakdownFilter.breakdown_type", {"breakdownFilter": {"breakdown": 3, "breakdown_type": "cohort"}}),
     (
@@ -306,6 +305,7 @@ INVALID = [
     ("retentionFilter.meanRetentionCalculation", {"meanRetentionCalculation": "median"}),
     ("retentionFilter.retentionReference", {"retentionReference": "first"}),
     ("retentionFilter.timeWindowMode", {"timeWindowMode": "rolling"}),
+    ("retentionFilter.cumulative", {"timeWindowMode": "24_hour_windows", "cumulative": True}),
     ("retentionFilter.aggregationProperty", {"aggregationProperty": "amount"}),
     ("retentionFilter.targetEntity.kind", {"targetEntity": {"kind": "PersonsNode"}}),
     ("retentionFilter.returningEntity.id", {"returningEntity": {"id": "signup", "type": "actions"}}),

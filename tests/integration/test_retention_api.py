@@ -122,7 +122,6 @@ async def test_an_invalid_retention_query_is_refused_naming_the_field_and_not_sa
 
 
 LATER: list[tuple[str, Callable[[], qpb.RetentionQuery]]] = [
-    ("retentionFilter.timeWindowMode", lambda: _retention(time_window_mode="24_hour_windows")),
     (
         "retentionFilter.aggregationType",
         lambda: _retention(aggregation_type="avg", aggregation_property="amount"),

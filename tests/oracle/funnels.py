@@ -16,8 +16,8 @@ returns :class:`FunnelsOutput` ``(results, has_more)``:
   ``breakdown_value`` (lists of strings) with a breakdown.
 * ``has_more``: whether breakdown values were cut into "Other".
 
-``funnel_persons(...)`` gives, per person who entered, the steps reached and the best attempt's
-step times (for funnel paths, tests/oracle/paths.py).
+``funnel_actors(...)`` gives every walk of an actor who entered (one per breakdown value), its
+completed steps and the best attempt's time of each (for funnel paths, tests/oracle/paths.py).
 
 ``compute_time_to_convert(...)`` (same arguments) computes a ``funnelVizType: time_to_convert``
 query from the same walk: ``{"bins": [[start_seconds, persons], ...], "average_conversion_time"}``.
@@ -362,6 +362,7 @@ class _Attempt:
     times: tuple[int, ...] = ()  # timestamps of the mandatory steps completed
     used: tuple[int, ...] = ()  # events that completed them
     bits: int = 0  # bit k: step k completed
+    at: tuple[tuple[int, int], ...] = ()  # (step k, its time) of every step completed, optional ones too
 
 
 @dataclass
@@ -371,6 +372,7 @@ class _Outcome:
     step_seconds: list[float | None]  # per step: seconds from the previous mandatory step (None: none)
     times: tuple[int, ...] = ()  # the best attempt's mandatory step times (µs; unordered: sorted)
     person: str = ""
+    at: dict[int, int] = field(default_factory=dict)  # step k -> its time in the best attempt (completed ones)
 
 
 def _by_timestamp(evs: list[_Ev]) -> Iterable[list[_Ev]]:
@@ -428,6 +430,7 @@ def _walk_ordered(f: _Funnel, evs: list[_Ev], value: tuple[str, ...]) -> _Outcom
                 prev.times if skip else (*prev.times, e.t),
                 prev.used if skip else (*prev.used, e.id),
                 prev.bits | (1 << (s - 1)),
+                (*prev.at, (s - 1, e.t)),
             )
             if not prev.excluded:
                 slots[s] = new
@@ -456,7 +459,7 @@ def _walk_ordered(f: _Funnel, evs: list[_Ev], value: tuple[str, ...]) -> _Outcom
     seconds: list[float | None] = [None] * n
     for j in range(1, len(best.times)):
         seconds[mandatory[j]] = (best.times[j] - best.times[j - 1]) / 1e6
-    return _Outcome(best_slot, best.bits, seconds, best.times)
+    return _Outcome(best_slot, best.bits, seconds, best.times, at=dict(best.at))
 
 
 def _walk_unordered(f: _Funnel, evs: list[_Ev], entry: Any = None) -> _Outcome | None:
@@ -495,7 +498,7 @@ def _walk_unordered(f: _Funnel, evs: list[_Ev], entry: Any = None) -> _Outcome |
     for k in range(1, n):
         if k - 1 < len(gaps):
             seconds[k] = gaps[k - 1]
-    return _Outcome(most, (1 << most) - 1, seconds, tuple(kept[0]))
+    return _Outcome(most, (1 << most) - 1, seconds, tuple(kept[0]), at=dict(enumerate(kept[0])))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -718,7 +721,16 @@ def _first_events(f: _Funnel, events: list[Event], upper: datetime) -> dict[int,
     return out
 
 
-def funnel_persons(
+class FunnelActor(NamedTuple):
+    """One walk of an actor who entered the funnel (one per breakdown value it is walked for)."""
+
+    actor: str
+    bits: int  # bit k: step k completed by the best attempt
+    at: dict[int, int]  # step k -> its time (µs) in the best attempt; unordered: when k + 1 steps were done
+    optional: tuple[bool, ...]  # per step: whether it is optional
+
+
+def funnel_actors(
     events: Iterable[Event],
     query: dict[str, Any],
     *,
@@ -726,14 +738,12 @@ def funnel_persons(
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
     actions: dict[int, dict[str, Any]] | None = None,
-) -> dict[str, tuple[int, tuple[int, ...]]]:
-    """Per person who entered the funnel (no breakdown, no optional steps): the steps reached and
-    their times along the best attempt (µs), for funnel paths; unordered: the attempt's sorted
-    step times (when it had completed 1, 2, ... steps)."""
+) -> list[FunnelActor]:
+    """Every walk of an actor who entered the funnel (for funnel paths): with a breakdown, one per
+    value the actor is walked for; its completed steps and their times along the best attempt."""
     f, rows = _walk_all(events, query, timezone, 0, now, test_account_filters, actions)
-    if f.breakdown is not None or any(s.optional for s in f.steps):
-        raise Unimplemented("funnel paths follow funnels without breakdowns or optional steps")
-    return {o.person: (o.furthest, o.times) for _, o in rows}
+    optional = tuple(s.optional for s in f.steps)
+    return [FunnelActor(o.person, o.bits, o.at, optional) for _, o in rows]
 
 
 @dataclass

@@ -13,7 +13,9 @@ API
 ``compute_lifecycle(events, query, *, timezone, week_start_day, now, test_account_filters=None,
 actions=None)`` returns the four result items ``{action, data, count, labels, days, label,
 status}`` in the order new, returning, resurrecting, dormant. Refusals raise InvalidArgument,
-Unimplemented or FailedPrecondition (each an OracleError).
+Unimplemented or FailedPrecondition (each an OracleError). With ``dateRange.explicitDate`` the
+events inside the grid count only from the exact date_from to the exact date_to (the first and last
+periods may be partial); the history before the grid counts whole.
 """
 
 from __future__ import annotations
@@ -133,8 +135,17 @@ def compute_lifecycle(
         if who and (who not in created or e.timestamp < created[who]):
             created[who] = e.timestamp
     active: dict[str, set[Any]] = defaultdict(set)
+    exact = bool((query.get("dateRange") or {}).get("explicitDate"))
+    first = grid.bucket_keys[0] if grid.bucket_keys else None
     for e in events:
         if prop_text(e.properties, "$process_person_profile") == "false":
+            continue
+        if exact and (
+            e.timestamp > grid.upper
+            or (e.timestamp < grid.lower and _period(e.timestamp, interval, tz, week_start_day) >= first)
+        ):
+            # An exact range: inside the grid only its events count; everything before it stays
+            # (the history that decides the first period's statuses).
             continue
         if not (matches(e) and props(e) and query_filter(e)):
             continue

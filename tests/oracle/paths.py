@@ -11,8 +11,9 @@ API
 ``compute_paths(events, query, *, timezone, now, test_account_filters=None)`` returns the result
 edges ``{source, target, value, average_conversion_time}`` heaviest first. ``pathGroupings`` are
 matched as plain text with ``*`` wildcards (no regex), after the cleaning rules. A
-``funnelPathsFilter`` follows the persons and step times of the funnel oracle's walk
-(tests/oracle/funnels.py ``funnel_persons``), sessions split at the funnel's window. With
+``funnelPathsFilter`` follows the actors and step times of the funnel oracle's walks
+(tests/oracle/funnels.py ``funnel_actors``: persons, or the funnel's group keys; one walk per
+breakdown value, any of whose spans takes an event), sessions split at the funnel's window. With
 ``aggregation_group_type_index`` N the paths are those of each ``$group_N`` key (its members'
 events in one stream); an event without the key is on no path.
 """
@@ -25,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.oracle.funnels import UNIT_SECONDS, funnel_persons
-from tests.oracle.trends import Event, compile_properties, prop_text, resolve_date_range
+from tests.oracle.funnels import UNIT_SECONDS, funnel_actors
+from tests.oracle.trends import Event, InvalidArgument, compile_properties, prop_text, resolve_date_range
 
 SESSION_GAP_SECONDS = 1800
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,30 +122,40 @@ def _funnel_bounds(
     timezone: str,
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None,
-) -> tuple[dict[str, tuple[int, int]], int]:
-    """Per person of the funnel at `funnelStep`, the inclusive span of times (µs) their paths
-    follow, and the session gap (the funnel's window, µs).
+) -> tuple[dict[str, list[tuple[int, int]]], int]:
+    """Per actor of the funnel at `funnelStep`, the inclusive spans of times (µs) its paths
+    follow (one per walk at the step: an actor walked per breakdown value may have several), and
+    the session gap (the funnel's window, µs).
 
-    funnelStep N > 0: persons who reached step N, bounded by step N's time; -N: persons who
-    reached step N-1 and not N, bounded by step N-1's time. Before: up to that time; after: from
-    it (after a drop-off, from one window later); between: from the step before it to it."""
+    funnelStep N > 0: walks that completed step N, bounded by step N's time; -N: walks that
+    completed the last non-optional step before N and not N, bounded by the last step completed
+    before N. Before: up to that time; after: from it (after a drop-off, from one window later);
+    between: from the step completed before it to it (a drop-off with one step completed before
+    it has none)."""
     source = fpf["funnelSource"]
     ff = source.get("funnelsFilter") or {}
     window_us = (ff.get("funnelWindowInterval") or 14) * UNIT_SECONDS[ff.get("funnelWindowIntervalUnit") or "day"] * 1_000_000
     step, kind = fpf["funnelStep"], fpf["funnelPathType"]
-    persons = funnel_persons(events, source, timezone=timezone, now=now, test_account_filters=test_account_filters)
-    out: dict[str, tuple[int, int]] = {}
-    for person, (reached, times) in persons.items():
-        if (step > 0 and reached < step) or (step < 0 and reached != -step - 1):
-            continue
-        target = times[step - 1] if step > 0 else times[-step - 2]
-        if kind == "funnel_path_before_step":
-            out[person] = (-(2**62), target)
-        elif kind == "funnel_path_after_step":
-            out[person] = (target + (window_us if step < 0 else 0), 2**62)
+    target = abs(step) - 1
+    out: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    walks = funnel_actors(events, source, timezone=timezone, now=now, test_account_filters=test_account_filters)
+    for walk in walks:
+        done = [walk.at[k] for k in range(target) if walk.bits >> k & 1]
+        if step > 0:
+            if not walk.bits >> target & 1:
+                continue
+            to, since = walk.at[target], (done[-1] if done else None)
         else:
-            previous = times[step - 2] if step > 0 else times[-step - 3]
-            out[person] = (previous, target)
+            required = max(k for k in range(target) if not walk.optional[k])
+            if not walk.bits >> required & 1 or walk.bits >> target & 1:
+                continue
+            to, since = done[-1], (done[-2] if len(done) > 1 else None)
+        if kind == "funnel_path_before_step":
+            out[walk.actor].append((-(2**63), to))
+        elif kind == "funnel_path_after_step":
+            out[walk.actor].append((to + (window_us if step < 0 else 0), 2**63 - 1))
+        elif since is not None:
+            out[walk.actor].append((since, to))
     return out, window_us
 
 
@@ -171,10 +182,16 @@ def compute_paths(
     test_filter = compile_properties(test_account_filters or [], ZoneInfo(timezone)) if query.get("filterTestAccounts") else None
 
     group = query.get("aggregation_group_type_index")
+    if query.get("funnelPathsFilter"):
+        # Funnel paths follow the funnel's actors: its group type's keys, or persons.
+        source_group = query["funnelPathsFilter"]["funnelSource"].get("aggregation_group_type_index")
+        if group is not None and group != source_group:
+            raise InvalidArgument("funnel paths follow the funnel's actors: aggregation_group_type_index")
+        group = source_group
     # Whose path an event is on: its person's, or with a group type its group key's (no key: nobody's).
     group_key = None if group is None else f"$group_{group}"
     gap_us = SESSION_GAP_SECONDS * 1_000_000
-    bounds: dict[str, tuple[int, int]] | None = None
+    bounds: dict[str, list[tuple[int, int]]] | None = None
     if query.get("funnelPathsFilter"):
         bounds, gap_us = _funnel_bounds(events, query["funnelPathsFilter"], timezone, now, test_account_filters)
 
@@ -182,11 +199,6 @@ def compute_paths(
     for e in events:
         if not grid.lower <= e.timestamp <= grid.upper or not _followed(e, types):
             continue
-        if bounds is not None:
-            span = bounds.get(e.person_id)
-            micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
-            if span is None or not span[0] <= micros <= span[1]:
-                continue
         if not query_filter(e) or (test_filter is not None and not test_filter(e)):
             continue
         item = _group(_item(e, cleaning), groupings)
@@ -196,6 +208,8 @@ def compute_paths(
         if actor == "":
             continue
         micros = (e.timestamp - _EPOCH) // timedelta(microseconds=1)
+        if bounds is not None and not any(lo <= micros <= hi for lo, hi in bounds.get(actor, [])):
+            continue
         by_person[actor].append((micros, item))
 
     counts: dict[tuple[str, str], list[int]] = defaultdict(list)

@@ -140,6 +140,9 @@ def compute_retention(
     if kind not in TYPES:
         raise InvalidArgument("retentionType")
     least = rf.get("minimumOccurrences") or 1
+    rolling = rf.get("timeWindowMode") == "24_hour_windows"
+    if rolling and rf.get("cumulative"):
+        raise InvalidArgument("cumulative retention with 24-hour windows")
     target = _entity(rf.get("targetEntity"), tz, actions or {})
     returning = _entity(rf.get("returningEntity"), tz, actions or {})
     breakdown = _breakdown(query.get("breakdownFilter"))
@@ -179,6 +182,10 @@ def compute_retention(
         return index.get(_period_of(e.timestamp, period, tz, week_start_day))
 
     for (_, value), mine in walks.items():
+        if rolling:
+            for s, k in _rolling(mine, kind, target, returning, idx, period, total, least):
+                counts[(value, s, k)] += 1
+            continue
         if kind == "retention_recurring":
             starts = sorted({i for e in mine if target.full(e) and (i := idx(e)) is not None})
         else:
@@ -234,6 +241,33 @@ def compute_retention(
     for value in kept + ([OTHER_LABEL] if cut and not hide_other else []):
         results.extend(cohort_list(value, merged, True))
     return RetentionOutput(results, bool(cut))
+
+
+def _rolling(
+    mine: list[Event], kind: str, target: Any, returning: Any, idx: Any, period: str, total: int, least: int
+) -> list[tuple[int, int]]:
+    """24-hour windows: (cohort, k) pairs of one walk. The anchor is the first target event in the
+    window (first-time types: the first of all time, which must be in it); its cohort is its
+    period; k counts whole windows (an hour, 24 hours, 7 or 30 days) of elapsed time from the
+    anchor to a returning event in the window, 0 always, others below `total` with `least` events."""
+    targets = sorted((e for e in mine if target.full(e)), key=lambda e: e.timestamp)
+    if kind == "retention_recurring":
+        targets = [e for e in targets if idx(e) is not None]
+    if not targets:
+        return []
+    anchor = targets[0]
+    if kind == "retention_first_ever_occurrence" and anchor.timestamp != min(e.timestamp for e in mine if target.bare(e)):
+        return []
+    s = idx(anchor)
+    if s is None:
+        return []
+    window = timedelta(seconds={"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400}[period])
+    per_window = Counter(
+        (e.timestamp - anchor.timestamp) // window
+        for e in mine
+        if returning.full(e) and idx(e) is not None and e.timestamp >= anchor.timestamp
+    )
+    return [(s, 0)] + [(s, k) for k, n in per_window.items() if 0 < k < total and n >= least]
 
 
 def _cohorts(

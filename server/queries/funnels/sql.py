@@ -323,8 +323,8 @@ def walks(
     d1..d{n-1}): the period's walk sees no event before the period, and the events after it lose
     their first-step match (they may be later steps, never entries), so it follows only attempts
     entering in the period (unordered: any step event enters, and the walk takes only the attempts
-    whose first event is in the period). With `stamps` (funnels without optional steps, no
-    period): the person and the step times too (see `_walks`).
+    whose first event is in the period). With `stamps` (no period): the actor and the step times
+    too (see `_walks`).
     """
     return _walks(params, spec, query, ctx, period, stamps=stamps)
 
@@ -376,11 +376,12 @@ def _walks(
     and the microseconds of each step's conversion (0 when none), for persons who entered. With
     `period`: (value, period, bits, d1..d{n-1}) per person, value and entrance period (`walks`).
 
-    With `stamps` (no optional step, no period) each row also has `actor` and s0..s{n-1}, the
-    microsecond time of each step of the best attempt (0 when not reached; unordered: the time it
-    had completed k + 1 steps); the steps view never asks for them, so its statement is unchanged."""
-    if stamps and (any(step.optional for step in spec.steps) or period is not None):
-        raise ValueError("step times are those of a funnel without optional steps or periods")
+    With `stamps` (no period) each row also has `actor` and s0..s{n-1}, the microsecond time of
+    each step of the best attempt (0 when not completed, an optional step skipped too; unordered:
+    the time it had completed k + 1 steps); the steps view never asks for them, so its statement
+    is unchanged."""
+    if stamps and period is not None:
+        raise ValueError("step times are those of a walk without periods")
     actors = _actors(params, spec, query, ctx)
     window = params.bind(spec.window_seconds * 1_000_000, "Int64")
     evs = "arrayFilter(e -> e.3 = value, evs)" if spec.attribution == "all_events" else "evs"
@@ -454,9 +455,13 @@ def _walks(
     fold_bits = "tupleElement(res, 10)"
     # The best attempt reached a step and is not excluded.
     fold_entered = "tupleElement(res, 6) > 0 AND tupleElement(res, 8) = 0"
-    fold = _ordered_fold(params, spec, _thinned("fw_evs"), window)
+    # Optional steps keep no time among the mandatory ones: the step times by step ride along.
+    by_step = stamps and len(mandatory) < n
+    fold = _ordered_fold(params, spec, _thinned("fw_evs"), window, by_step=by_step)
     columns = ", ".join(f"{t} AS d{k}" for k, t in enumerate(fold_times, 1))
-    if stamps:
+    if by_step:
+        columns += ", actor, " + ", ".join(f"tupleElement(res, {_BEST_AT})[{k + 1}] AS s{k}" for k in range(n))
+    elif stamps:
         # Without optional steps every step is mandatory: the j-th time is step j's.
         columns += ", actor, " + ", ".join(f"if(length({stamps_of}) > {k}, {stamps_of}[{k + 1}], 0) AS s{k}" for k in range(n))
     inner = source([f"{fold} AS res"])
@@ -490,9 +495,12 @@ def _set(array: str, index: str, value: str) -> str:
 # best attempt's slot index, entry, excluded flag, step times and bitfield.
 _ENTRY, _EXCLUDED, _TIMES, _USED, _BITS = 1, 2, 3, 4, 5
 _BEST, _BEST_ENTRY, _BEST_EXCLUDED, _BEST_TIMES, _BEST_BITS = 6, 7, 8, 9, 10
+# With `by_step` only (funnel paths): per slot, then for the best attempt, each step's time by step
+# index (0: not completed), optional steps included.
+_AT, _BEST_AT = 11, 12
 
 
-def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str) -> str:
+def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str, *, by_step: bool = False) -> str:
     """The per-person state machine (query-engine-semantics §4.3, docs/funnels-semantics.md).
 
     Slot s (1..n) holds the latest attempt that completed step s-1, slot 0 an attempt entering at
@@ -500,9 +508,11 @@ def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str) -> st
     matched step in step order (`multi`); the others stay one item each. Each item's codes are
     applied in reverse (exclusions first, then the steps from the last), so one event never
     completes two consecutive steps. The body has no lambda that refers to the state: each would
-    copy the whole state per element.
+    copy the whole state per element. With `by_step` the state also keeps every step's time by
+    step index (fields _AT, _BEST_AT), for the paths of a funnel with optional steps.
     """
     n = len(spec.steps)
+    size_of_state = _BEST_AT if by_step else _BEST_BITS
     optional = [0] + [1 if step.optional else 0 for step in spec.steps]  # by slot number
     # Slots an attempt may come from when step s completes: s-1, then back over optional steps,
     # padded with the last one to one length (so that a fixed multiIf walks any of them).
@@ -537,7 +547,7 @@ def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str) -> st
     entry, excluded = f"{f(_ENTRY)}[p + 1]", f"{f(_EXCLUDED)}[p + 1]"
     times, used, bits = f"{f(_TIMES)}[p + 1]", f"{f(_USED)}[p + 1]", f"{f(_BITS)}[p + 1]"
     ok = f"{entry} != 0 AND {t} - {entry} <= {window} AND {f(_ENTRY)}[s1] != {entry}"
-    untouched = [f(k) for k in range(1, 11)]
+    untouched = [f(k) for k in range(1, size_of_state + 1)]
 
     def state(**changed: str) -> str:
         fields = list(untouched)
@@ -558,7 +568,15 @@ def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str) -> st
     new_bits = f"toUInt32(bitOr({bits}, bitShiftLeft(toUInt32(1), {s} - 1)))"
     better = f"({s} > {f(_BEST)} OR ({s} = {f(_BEST)} AND {f(_BEST_EXCLUDED)} = 1))"
     stored = f"{excluded} = 1"  # an excluded attempt advances only as the best, never in a slot
+    by_step_fields: dict[str, str] = {}
+    if by_step:
+        new_at = _set(f"{f(_AT)}[p + 1]", f"({s} - 1)", t)
+        by_step_fields = {
+            "at": f"if({stored}, {f(_AT)}, {_set(f(_AT), s, new_at)})",
+            "best_at": f"if({better}, {new_at}, {f(_BEST_AT)})",
+        }
     advanced = state(
+        **by_step_fields,
         entry=f"if({stored}, {f(_ENTRY)}, {_set(f(_ENTRY), s, entry)})",
         excluded=f"if({stored}, {f(_EXCLUDED)}, {_set(f(_EXCLUDED), s, excluded)})",
         times=f"if({stored}, {f(_TIMES)}, {_set(f(_TIMES), s, new_times)})",
@@ -590,6 +608,9 @@ def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str) -> st
         _set(g(_BITS), "0", "toUInt32(0)"),
         *(g(k) for k in range(6, 11)),
     ]
+    zeros = f"arrayWithConstant({n}, toInt64(0))"
+    if by_step:
+        fresh += [_set(g(_AT), "0", zeros), g(_BEST_AT)]
     stepped = f"arrayFold((st, c) -> {body}, arrayReverse(tupleElement(x, 2)), tuple({', '.join(fresh)}))"
     if spec.order == "strict":
         # Any event that does not match a step ends the attempts waiting for that step.
@@ -598,13 +619,17 @@ def _ordered_fold(params: Params, spec: FunnelSpec, evs: str, window: str) -> st
         cleared = [
             f"arrayMap((o, k) -> if(k, o, {blank}), tupleElement(y, {i + 1}), {keep})" for i, blank in enumerate(blanks)
         ]
-        kept = f"tuple({', '.join(cleared)}, {', '.join(f'tupleElement(y, {k})' for k in range(6, 11))})"
+        rest = [f"tupleElement(y, {k})" for k in range(6, 11)]
+        if by_step:
+            rest += [f"arrayMap((o, k) -> if(k, o, {zeros}), tupleElement(y, {_AT}), {keep})", f"tupleElement(y, {_BEST_AT})"]
+        kept = f"tuple({', '.join(cleared)}, {', '.join(rest)})"
         stepped = f"arrayMap(y -> if(tupleElement(x, 4) = 1, y, {kept}), [{stepped}])[1]"
     size = n + 1
     initial = (
         f"tuple(arrayWithConstant({size}, toInt64(0)), arrayWithConstant({size}, toUInt8(0)), "
         f"arrayWithConstant({size}, emptyArrayInt64()), arrayWithConstant({size}, emptyArrayUInt32()), "
-        f"arrayWithConstant({size}, toUInt32(0)), toUInt8(0), toInt64(0), toUInt8(0), emptyArrayInt64(), toUInt32(0))"
+        f"arrayWithConstant({size}, toUInt32(0)), toUInt8(0), toInt64(0), toUInt8(0), emptyArrayInt64(), toUInt32(0)"
+        + (f", arrayWithConstant({size}, {zeros}), {zeros})" if by_step else ")")
     )
     return f"arrayFold((acc, x) -> {stepped}, {_items(evs)}, {initial})"
 

@@ -73,7 +73,7 @@ def _plan(query: query_pb2.LifecycleQuery, spec: LifecycleSpec, ctx: QueryContex
     grid = resolve_date_range(
         date_from,
         dr.date_to if dr.HasField("date_to") else None,
-        explicit_date=False,
+        explicit_date=spec.exact,
         interval=spec.interval,
         timezone=ctx.timezone,
         week_start_day=ctx.week_start_day,

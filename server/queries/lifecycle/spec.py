@@ -41,6 +41,9 @@ class LifecycleSpec:
     later: list[tuple[str, str]] = field(default_factory=list)
     # Whose lifecycle: persons (default), or a group type's keys (aggregation_group_type_index).
     aggregation: Aggregation = PERSONS
+    # dateRange.explicitDate: activity inside the grid counts from the exact date_from to the exact
+    # date_to (the period before the grid, the margin, is read whole).
+    exact: bool = False
 
 
 def lifecycle_spec(query: query_pb2.LifecycleQuery) -> LifecycleSpec:
@@ -60,10 +63,15 @@ def lifecycle_spec(query: query_pb2.LifecycleQuery) -> LifecycleSpec:
     nodes.check_sampling_factor(query)
     group = query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None
     agg = aggregation(group, None, group_path="aggregation_group_type_index", expression_path="", later=later)
-    if query.date_range.explicit_date:
-        later.append(("dateRange.explicitDate", "exact date ranges of lifecycles"))
     sampling = query.sampling_factor if query.HasField("sampling_factor") else 1.0
-    return LifecycleSpec(interval=interval, series=series, sampling=sampling, later=later, aggregation=agg)
+    return LifecycleSpec(
+        interval=interval,
+        series=series,
+        sampling=sampling,
+        later=later,
+        aggregation=agg,
+        exact=query.date_range.explicit_date,
+    )
 
 
 def _series(node: query_pb2.SeriesNode, later: list[tuple[str, str]]) -> Series:

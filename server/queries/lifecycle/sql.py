@@ -116,6 +116,17 @@ def _events(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery
     if actor.condition is not None:
         # Events without the group's key belong to no group: in nobody's lifecycle.
         where.append(actor.condition)
+    exact = ""
+    if spec.exact:
+        # An exact range (explicitDate): inside the grid, only the events from date_from to date_to
+        # are activity (its first and last periods may be partial, as a trends bucket); the margin
+        # period before it is read whole (docs/decisions.md, "Lifecycle: exact ranges").
+        start = params.bind(_micros(ctx.grid.date_from), "Int64")
+        end = params.bind(_micros(ctx.grid.date_to), "Int64")
+        exact = (
+            f" AND (i = -1 OR (timestamp >= fromUnixTimestamp64Micro({start}) "
+            f"AND timestamp <= fromUnixTimestamp64Micro({end})))"
+        )
     series = spec.series
     if series.action_id is not None:
         where.append(_action(params, series.action_id, ctx))
@@ -127,7 +138,7 @@ def _events(params: Params, spec: LifecycleSpec, query: query_pb2.LifecycleQuery
         )
     return (
         f"SELECT {actor.expression} AS actor, {_index(params, ctx, 'timestamp')} AS i FROM events "
-        f"WHERE {' AND '.join(f'({w})' for w in where)} AND i >= -1 AND i < {n}"
+        f"WHERE {' AND '.join(f'({w})' for w in where)} AND i >= -1 AND i < {n}{exact}"
     )
 
 

@@ -41,12 +41,15 @@ class FunnelPaths:
     source: FunnelSpec  # the funnel (funnelSource), checked as a funnel
     kind: str  # "before", "after" or "between"
     step: int  # funnelStep: N > 0 reached step N (1-based); -N dropped off at step N
-    target: int  # the 0-based step whose time bounds the paths
+    target: int  # the 0-based step: reached (funnelStep N > 0: N - 1), or dropped off at (-N: N - 1)
     window_seconds: int  # the funnel's conversion window: the paths' session gap
+    # A drop-off's condition: the last step before the target that is not optional, which the
+    # actor completed (the reference's "prior required step"); None for a step reached.
+    required: int | None = None
 
     @property
     def dropped(self) -> bool:
-        """Persons who dropped off at step |funnelStep| (reached the one before, not it)."""
+        """Actors who dropped off at step |funnelStep| (completed the required step before, not it)."""
         return self.step < 0
 
 
@@ -110,11 +113,11 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
     agg = aggregation(
         group, None, group_path="aggregation_group_type_index", expression_path="", later=later
     )
-    if funnel is not None and agg.kind == "group":
-        # A funnel's walks are of persons (a group funnel's paths are refused under the funnel).
-        later.append(("aggregation_group_type_index", "funnel paths of groups"))
     if query.HasField("sampling_factor") and not 0 < query.sampling_factor <= 1:
         raise QueryError("samplingFactor must be in (0, 1]", "samplingFactor")
+    factor = query.sampling_factor if query.HasField("sampling_factor") else 1.0
+    if funnel is not None:
+        agg, factor = _follow_funnel(funnel, agg, group, factor)
     step_limit = pf.step_limit if pf.HasField("step_limit") else DEFAULT_STEP_LIMIT
     if not 1 <= step_limit <= MAX_STEP_LIMIT:
         raise QueryError(f"stepLimit must be between 1 and {MAX_STEP_LIMIT}", "pathsFilter.stepLimit")
@@ -154,7 +157,7 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         cleaning=tuple(cleaning),
         groupings=groupings,
         funnel=funnel,
-        sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
+        sampling=factor,
         aggregation=agg,
         later=later,
     )
@@ -198,22 +201,24 @@ def _funnel(fpf: query_pb2.FunnelPathsFilter, later: list[tuple[str, str]]) -> F
         raise QueryError(f"funnelStep is a step 1..{n} or a drop-off -2..-{n}", f"{where}.funnelStep")
     if step == -1:
         raise QueryError("nobody drops off before the first step: the first drop-off is -2", f"{where}.funnelStep")
-    # The reference's actors: step N bounds by step N's time; drop-off at N by the last step reached.
-    target = step - 1 if step > 0 else -step - 2
-    if kind == "between" and target == 0:
+    # The reference's actors (docs/decisions.md, "Funnel paths of optional steps, breakdowns,
+    # samples and groups"): step N bounds by step N's time; a drop-off at N by the last step the
+    # actor completed before N.
+    target = abs(step) - 1
+    if kind == "between" and step in (1, -2):
         raise QueryError("paths between steps need a step after the first", f"{where}.funnelStep")
-    for s in source.steps:
-        if s.optional:
-            later.append((f"{where}.funnelSource.{s.path}.optionalInFunnel", "paths of funnels with optional steps"))
-    if source.breakdown is not None:
-        later.append((f"{where}.funnelSource.breakdownFilter", "paths of a funnel's breakdown values"))
-    if source.sampling < 1:
-        later.append((f"{where}.funnelSource.samplingFactor", "paths of a sampled funnel"))
-    # Paths are a person's; a funnel of groups or sessions would hand over other actors.
-    if source.aggregation.kind == "group":
-        later.append((f"{where}.funnelSource.aggregation_group_type_index", "paths of a funnel of groups"))
-    elif source.aggregation.kind != "person":
-        later.append((f"{where}.funnelSource.funnelsFilter.funnelAggregateByHogQL", "paths of a funnel of sessions or expression values"))
+    required = None
+    if step < 0:
+        # Step 1 is never optional (the funnel's check), so a required step before N exists.
+        required = max(k for k in range(target) if not source.steps[k].optional)
+    # A breakdown does not split the paths (the reference's funnel actors take no breakdown value
+    # here): an actor walked per value is on the paths of every value's walk at the step.
+    if source.aggregation.kind in ("session", "expression"):
+        # A session's key (or an expression's value) is no actor of the paths' events (they are
+        # persons' or groups').
+        later.append(
+            (f"{where}.funnelSource.funnelsFilter.funnelAggregateByHogQL", "paths of a funnel of sessions or expression values")
+        )
     ff = fpf.funnel_source.funnels_filter
     window = f"{where}.funnelSource.funnelsFilter.funnelWindowInterval"
     if source.window_seconds == 0:
@@ -222,4 +227,19 @@ def _funnel(fpf: query_pb2.FunnelPathsFilter, later: list[tuple[str, str]]) -> F
     if kind == "after" and step < 0 and ff.funnel_window_interval_unit == M.FUNNEL_CONVERSION_WINDOW_TIME_UNIT_MONTH:
         # After a drop-off the reference starts one window later in calendar months (a month here is 31 days).
         later.append((f"{window}Unit", "paths after a drop-off with a window in months"))
-    return FunnelPaths(source, kind, step, target, source.window_seconds)
+    return FunnelPaths(source, kind, step, target, source.window_seconds, required)
+
+
+def _follow_funnel(funnel: FunnelPaths, agg: Aggregation, group: int | None, factor: float) -> tuple[Aggregation, float]:
+    """The paths' actors and sampling factor when they follow a funnel: its actors (persons, or
+    its group type's keys), and the smaller of the two factors (the paths read the events of the
+    distinct ids both samples keep, cityHash64 being one order, and scale by that factor)."""
+    source = funnel.source.aggregation
+    if group is not None and agg != source:
+        # The paths follow the funnel's actors; another actor here would name nobody of the funnel.
+        raise QueryError(
+            "funnel paths follow the funnel's actors: set aggregation_group_type_index on funnelSource "
+            "(or the same value on both)",
+            "aggregation_group_type_index",
+        )
+    return (source if source.kind == "group" else agg), min(factor, funnel.source.sampling)

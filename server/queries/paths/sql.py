@@ -4,7 +4,7 @@ Inside out (query-engine-semantics §8.2; docs/decisions.md, "Paths"):
 
 1. events: the followed events of the range, each with its path item (cleaned, then grouped), in
    microseconds;
-   funnel paths keep the funnel's persons at a step, within its step times;
+   funnel paths keep the funnel's actors at a step, within its step times;
 2. per person the (time, item) pairs sorted, split into sessions at a gap of 30 minutes or more
    (funnel paths: the funnel's conversion window);
 3. per session: consecutive duplicates collapsed (the time of a run's last event), cut at the
@@ -85,27 +85,47 @@ def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx:
 
 
 def _funnel_events(params: Params, funnel: FunnelPaths, events: str, walks: str) -> str:
-    """The path events of the funnel's persons at `funnelStep`, within their times: before (up to
-    and with) the target step's time, after it (from it; after a drop-off, from one window past
-    the last step reached), or between the step before and it (docs/decisions.md, "Path
-    groupings, drill-down keys and funnel paths")."""
+    """The path events of the funnel's actors at `funnelStep`, within their times: before (up to
+    and with) the bounding step's time, after it (from it; after a drop-off, from one window past
+    the last step completed), or between the step completed before it and it (docs/decisions.md,
+    "Path groupings, drill-down keys and funnel paths" and "Funnel paths of optional steps,
+    breakdowns, samples and groups"). An actor walked once per breakdown value has a span per
+    walk at the step: an event in any of them is on its path (once)."""
+    target = funnel.target
     if funnel.dropped:
-        who = f"bitCount(bits) = {params.bind(-funnel.step - 1, 'Int64')}"
+        assert funnel.required is not None
+        who = f"bitTest(bits, {funnel.required}) AND NOT bitTest(bits, {target})"
     else:
-        who = f"bitCount(bits) >= {params.bind(funnel.step, 'Int64')}"
-    times = f"s{funnel.target} AS fp_to" + (f", s{funnel.target - 1} AS fp_from" if funnel.kind == "between" else "")
-    actors = f"SELECT actor AS fp_actor, {times} FROM ({walks}) WHERE {who}"
+        who = f"bitTest(bits, {target})"
+    # The times of the steps completed before the target, in step order (so in time order).
+    before = ", ".join(f"s{k}" for k in range(target))
+    done = f"arrayFilter((x, k) -> bitTest(bits, k), [{before}], range({target}))" if target else "emptyArrayInt64()"
+    valid = "1"
+    if funnel.dropped:
+        to = "fp_done[-1]"
+        since = "fp_done[-2]"
+        if funnel.kind == "between":
+            # Only one step completed before the drop-off: no step before it to start from.
+            valid = "length(fp_done) >= 2"
+    else:
+        to = f"s{target}"
+        since = "fp_done[-1]"
     if funnel.kind == "before":
-        bound = "t <= fp_to"
+        span = f"{params.bind(-(2**63), 'Int64')}, {to}"
     elif funnel.kind == "between":
-        bound = "t >= fp_from AND t <= fp_to"
+        span = f"{since}, {to}"
     elif funnel.dropped:
-        bound = f"t >= fp_to + {params.bind(funnel.window_seconds * 1_000_000, 'Int64')}"
+        span = f"{to} + {params.bind(funnel.window_seconds * 1_000_000, 'Int64')}, {params.bind(2**63 - 1, 'Int64')}"
     else:
-        bound = "t >= fp_to"
+        span = f"{to}, {params.bind(2**63 - 1, 'Int64')}"
+    rows = (
+        f"SELECT actor AS fp_actor, tuple({span}) AS fp_span "
+        f"FROM (SELECT *, {done} AS fp_done FROM ({walks}) WHERE {who}) WHERE {valid}"
+    )
+    spans = f"SELECT fp_actor, groupArray(fp_span) AS fp_spans FROM ({rows}) GROUP BY fp_actor"
     return (
-        f"SELECT actor, t, item FROM ({events}) AS pe INNER JOIN ({actors}) AS fa ON pe.actor = fa.fp_actor "
-        f"WHERE {bound}"
+        f"SELECT actor, t, item FROM ({events}) AS pe INNER JOIN ({spans}) AS fa ON pe.actor = fa.fp_actor "
+        "WHERE arrayExists(w -> t >= w.1 AND t <= w.2, fp_spans)"
     )
 
 

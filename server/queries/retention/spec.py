@@ -49,6 +49,9 @@ _MEAN_CALCULATIONS = ("simple", "weighted", "none")
 _REFERENCES = ("total", "previous")
 _WINDOW_MODES = ("strict_calendar_dates", "24_hour_windows")
 _AGGREGATIONS = ("count", "sum", "avg")
+# 24-hour windows: each period's window in elapsed seconds (the reference's rolling builder: an hour,
+# 24 hours, 7 days, 30 days).
+WINDOW_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 30 * 86400}
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class RetentionSpec:
     later: list[tuple[str, str]] = field(default_factory=list)
     # Who is retained: persons (default), or a group type's keys (aggregation_group_type_index).
     aggregation: Aggregation = PERSONS
+    # timeWindowMode 24_hour_windows: periods after the start are windows of WINDOW_SECONDS elapsed
+    # from the actor's first start event (docs/decisions.md, "Retention: 24-hour windows").
+    rolling: bool = False
 
 
 def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
@@ -102,8 +108,10 @@ def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
         )
     _choice(rf, "mean_retention_calculation", "meanRetentionCalculation", _MEAN_CALCULATIONS)
     _choice(rf, "retention_reference", "retentionReference", _REFERENCES)
-    if _choice(rf, "time_window_mode", "timeWindowMode", _WINDOW_MODES) == "24_hour_windows":
-        later.append(("retentionFilter.timeWindowMode", "24-hour windows"))
+    windows = _choice(rf, "time_window_mode", "timeWindowMode", _WINDOW_MODES) == "24_hour_windows"
+    if windows and rf.cumulative:
+        # As the reference: a cumulative count of rolling windows is refused, not reinterpreted.
+        raise QueryError("cumulative retention is not supported for 24 hour windows", "retentionFilter.cumulative")
     value_kind = _choice(rf, "aggregation_type", "aggregationType", _AGGREGATIONS)
     if value_kind in ("sum", "avg"):
         later.append(("retentionFilter.aggregationType", "value-based (sum and avg) retention"))
@@ -139,6 +147,7 @@ def retention_spec(query: query_pb2.RetentionQuery) -> RetentionSpec:
         sampling=query.sampling_factor if query.HasField("sampling_factor") else 1.0,
         later=later,
         aggregation=agg,
+        rolling=windows,
     )
 
 

@@ -13,6 +13,9 @@ The statement, inside out (query-engine-semantics §5.3; docs/decisions.md, "Ret
    last return instead;
 4. counts of persons per (value, cohort, period); with a breakdown the values ranked by their
    cohorts' total size, the ones past the limit summed into "Other".
+
+24-hour windows (timeWindowMode) replace steps 2-3 by `_rolling`: one cohort per person, periods
+counted as windows of elapsed time from the person's first start event.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from server.queries.common.errors import QueryError
 from server.queries.common.properties import CohortSql, breakdown_value_sql, filters_sql, properties_sql
 from server.queries.common.sql import Params
 from server.queries.retention.dates import RetentionRange, epoch_us
-from server.queries.retention.spec import Entity, RetentionSpec
+from server.queries.retention.spec import WINDOW_SECONDS, Entity, RetentionSpec
 
 OTHER_LABEL = "$$_posthog_breakdown_other_$$"
 
@@ -214,8 +217,43 @@ def _actors(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery
     )
 
 
+def _rolling(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
+    """24-hour windows: rows (actor, bv, s, ks). One cohort per actor (and value): the period of its
+    anchor, the first target event in the window (first-time types: the first of all time, when in
+    the window); `ks` 0 and every window k (elapsed time since the anchor divided by the period's
+    window) below totalIntervals with a returning event in the window (with minimumOccurrences, at
+    least that many)."""
+    n = params.bind(ctx.dates.grid.bucket_count(), "Int64")
+    inside = f"i >= 0 AND i < {n}"
+    if spec.retention_type == "recurring":
+        first = f"argMinIf(i, t, is_t = 1 AND {inside})"
+        anchor = f"minIf(toUnixTimestamp64Micro(t), is_t = 1 AND {inside})"
+        ok = f"countIf(is_t = 1 AND {inside}) > 0"
+    else:
+        flag = "is_t" if spec.retention_type == "first_time" else "is_b"
+        first = f"argMinIf(i, t, {flag} = 1)"
+        anchor = "minIf(toUnixTimestamp64Micro(t), is_t = 1)"
+        ok = f"countIf(is_t = 1) > 0 AND {first} >= 0 AND {first} < {n}"
+        if spec.retention_type == "first_ever_occurrence":
+            ok += " AND minIf(t, is_b = 1) = minIf(t, is_t = 1)"
+    returned = f"groupArrayIf(toUnixTimestamp64Micro(t), is_r = 1 AND {inside})"
+    actors = (
+        f"SELECT actor, bv, {first} AS s, {anchor} AS t0, {returned} AS R FROM ({_events(params, spec, query, ctx)}) "
+        f"GROUP BY actor, bv HAVING {ok}"
+    )
+    window = params.bind(WINDOW_SECONDS[spec.period] * 1_000_000, "Int64")
+    total = params.bind(spec.total_intervals, "Int64")
+    windows = f"arrayMap(r -> intDiv(r - t0, {window}), arrayFilter(r -> r >= t0, R))"
+    least = params.bind(spec.minimum_occurrences, "UInt64")
+    kept = f"arrayFilter(k -> k > 0 AND k < {total} AND countEqual(K, k) >= {least}, arrayDistinct(K))"
+    ks = f"arrayConcat([toInt64(0)], arrayMap(K -> {kept}, [{windows}])[1])"
+    return f"SELECT actor, bv, toInt64(s) AS s, CAST({ks}, 'Array(Int64)') AS ks FROM ({actors})"
+
+
 def _walks(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
     """Rows (actor, bv, s, k): the person counts in cohort `s` at `k` periods after its start."""
+    if spec.rolling:
+        return f"SELECT actor, bv, s, k FROM ({_rolling(params, spec, query, ctx)}) ARRAY JOIN ks AS k"
     total = params.bind(spec.total_intervals, "Int64")
     later = f"arrayFilter(x -> x > 0 AND x < {total}, arrayMap(r -> r - s, rets))"
     ks = f"arrayConcat([toInt64(0)], {later})"
