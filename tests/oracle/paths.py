@@ -15,6 +15,10 @@ matched as plain text with ``*`` wildcards (no regex), after the cleaning rules.
 (tests/oracle/funnels.py ``funnel_persons``), sessions split at the funnel's window. With
 ``aggregation_group_type_index`` N the paths are those of each ``$group_N`` key (its members'
 events in one stream); an event without the key is on no path.
+
+``paths_actors(events, query, ...)`` lists the actors (sorted) of the node or edge the pathsFilter's
+``pathStartKey`` / ``pathEndKey`` / ``pathDropoffKey`` pick, over the reference's per-person rows of
+each path (``path_rows``: one per node with the node before it and the path's last node).
 """
 
 from __future__ import annotations
