@@ -74,6 +74,9 @@ def actors(store: EventStore, team: int, query: dict[str, Any], **kw: Any) -> Ac
         ({"pathDropoffKey": "1_/a"}, ("p3", "p4")),
         ({"pathDropoffKey": "2_/c"}, ("p2",)),
         ({"pathDropoffKey": "2_/b"}, ()),
+        # An empty key is no key (the reference tests them for truth).
+        ({"pathStartKey": "", "pathDropoffKey": ""}, ("p1", "p2", "p3", "p4")),
+        ({"pathEndKey": "", "pathDropoffKey": "2_/c"}, ("p2",)),
         # A key no path has: nobody.
         ({"pathEndKey": "9_/nowhere"}, ()),
         ({"pathStartKey": HOSTILE}, ()),

@@ -278,7 +278,8 @@ def paths_actors(
     a row whose previous key is pathStartKey and/or whose key is pathEndKey; with pathDropoffKey
     D, a row whose key and drop-off key are D; with no key, every actor with a path."""
     pf = query.get("pathsFilter") or {}
-    start, end, dropoff = pf.get("pathStartKey"), pf.get("pathEndKey"), pf.get("pathDropoffKey")
+    # An empty key is no key.
+    start, end, dropoff = pf.get("pathStartKey") or None, pf.get("pathEndKey") or None, pf.get("pathDropoffKey") or None
     found = actor_paths(events, query, timezone=timezone, now=now, test_account_filters=test_account_filters)
     picked = set()
     for actor, actor_sessions in found.items():

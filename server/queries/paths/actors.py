@@ -56,9 +56,10 @@ def drill_keys(query: query_pb2.PathsQuery) -> Keys:
     """The keys of `query`; QueryError naming the key when pathDropoffKey comes with another (the
     reference would read the drop-off alone and ignore the other)."""
     pf = query.paths_filter
-    start = pf.path_start_key if pf.HasField("path_start_key") else None
-    end = pf.path_end_key if pf.HasField("path_end_key") else None
-    dropoff = pf.path_dropoff_key if pf.HasField("path_dropoff_key") else None
+    # An empty key is no key, as in the reference (it tests them for truth).
+    start = pf.path_start_key or None
+    end = pf.path_end_key or None
+    dropoff = pf.path_dropoff_key or None
     if dropoff is not None:
         for value, name in ((start, "pathStartKey"), (end, "pathEndKey")):
             if value is not None:

@@ -98,12 +98,13 @@ def paths_spec(query: query_pb2.PathsQuery, *, drill_down: bool = False) -> Path
         later.append(("pathsFilter.includeEventTypes", "hogql paths"))
     if pf.path_replacements:
         later.append(("pathsFilter.pathReplacements", "the environment's path-cleaning rules"))
-    for present, name in (
-        (pf.HasField("path_start_key"), "pathStartKey"),
-        (pf.HasField("path_end_key"), "pathEndKey"),
-        (pf.HasField("path_dropoff_key"), "pathDropoffKey"),
+    for value, name in (
+        (pf.path_start_key, "pathStartKey"),
+        (pf.path_end_key, "pathEndKey"),
+        (pf.path_dropoff_key, "pathDropoffKey"),
     ):
-        if present and not drill_down:
+        # An empty key is no key (the reference tests them for truth).
+        if value and not drill_down:
             # They pick the actors of a node or edge (an InsightActorsQuery around this query); the
             # reference's edges ignore them, which is no answer here (docs/decisions.md, "Actors
             # of a path node or edge"). UNIMPLEMENTED, not INVALID_ARGUMENT: such a query may be saved.
