@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from generated.insights.v1 import query_pb2
+from server.queries.actors.runner import ActorsRunner
 from server.queries.alerting import AlertValues
 from server.queries.base import Runner
 from server.queries.funnels.alert import FunnelsAlertValues
@@ -92,6 +93,7 @@ RUNNERS = Registry(
         LifecycleRunner(),
         StickinessRunner(),
         PathsRunner(),
+        ActorsRunner(),
         HogQLRunner(),
         DataVisualizationRunner(),
     ]

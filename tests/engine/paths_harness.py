@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from generated.insights.v1 import query_pb2, results_pb2
+from server.queries.actors.runner import ActorsRunner
 from server.queries.base import Definitions, QueryContext
 from server.queries.common.codec import from_reference_json, to_reference_json
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.paths.compute import PathsOutcome, run_paths
 from storage.events import EventStore
-from tests.engine.harness import event_rows, next_team_id
+from tests.engine.harness import event_rows, next_team_id, person_uuid
 from tests.oracle import Event
 
 
@@ -83,3 +84,60 @@ def differences(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) ->
 def edges(results: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     """Each edge's value (for rule tests)."""
     return {(e["source"], e["target"]): e["value"] for e in results}
+
+
+@dataclass
+class ActorsRun:
+    """A drill-down's page as the service returns it."""
+
+    ids: list[str]
+    has_more: bool
+    result: results_pb2.ActorsResult
+    sql: str
+
+
+def run_paths_actors_engine(
+    store: EventStore,
+    events: Sequence[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    now: dt.datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+    team_id: int | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> ActorsRun:
+    """Inserts `events` for a fresh environment (unless `team_id` is given) and runs an
+    InsightActorsQuery whose source is the PathsQuery `query`, through the actors runner."""
+    if team_id is None:
+        team_id = next_team_id()
+        if events:
+            store.insert_events(event_rows(team_id, events))
+    node: dict[str, Any] = {"kind": "InsightActorsQuery", "source": query}
+    if limit is not None:
+        node["limit"] = limit
+    if offset is not None:
+        node["offset"] = offset
+    proto = from_reference_json(node, query_pb2.InsightActorsQuery)
+    ctx = QueryContext(
+        team_id=team_id,
+        timezone=timezone,
+        week_start_day=0,
+        now=now,
+        test_account_filters=[
+            from_reference_json(f, query_pb2.PropertyFilter) for f in (test_account_filters or [])
+        ],
+        earliest=lambda: store.earliest_timestamp(team_id),
+        materialized=store.materialized,
+    )
+    outcome = ActorsRunner().compute(proto, ctx, store.query)
+    result = outcome.result.actors
+    return ActorsRun([a.id for a in result.actors], outcome.has_more, result, outcome.sql)
+
+
+def actor_ids(query: dict[str, Any], oracle_actors: list[str]) -> list[str]:
+    """The oracle's actors as the engine names them (a person's UUID, a group's key), ordered by
+    that text as the service orders them."""
+    named = oracle_actors if "aggregation_group_type_index" in query else [str(person_uuid(a)) for a in oracle_actors]
+    return sorted(named, key=lambda a: a.encode())

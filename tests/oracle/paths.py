@@ -16,6 +16,10 @@ matched as plain text with ``*`` wildcards (no regex), after the cleaning rules.
 breakdown value, any of whose spans takes an event), sessions split at the funnel's window. With
 ``aggregation_group_type_index`` N the paths are those of each ``$group_N`` key (its members'
 events in one stream); an event without the key is on no path.
+
+``paths_actors(events, query, ...)`` lists the actors (sorted) of the node or edge the pathsFilter's
+``pathStartKey`` / ``pathEndKey`` / ``pathDropoffKey`` pick, over the reference's per-person rows of
+each path (``path_rows``: one per node with the node before it and the path's last node).
 """
 
 from __future__ import annotations
@@ -159,15 +163,15 @@ def _funnel_bounds(
     return out, window_us
 
 
-def compute_paths(
+def actor_paths(
     events: list[Event],
     query: dict[str, Any],
     *,
     timezone: str,
     now: datetime,
     test_account_filters: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """The result edges of `query` over `events`."""
+) -> dict[str, list[list[tuple[int, str]]]]:
+    """Each actor's paths (sessions collapsed, cut and truncated): (µs, item) steps in order."""
     pf = query.get("pathsFilter") or {}
     types = set(pf.get("includeEventTypes") or [])
     cleaning = [(r["regex"], r.get("alias") or "") for r in pf.get("localPathCleaningFilters") or []]
@@ -175,7 +179,6 @@ def compute_paths(
     start = _strip_slash(pf["startPoint"]) if pf.get("startPoint") else None
     end = _strip_slash(pf["endPoint"]) if pf.get("endPoint") else None
     n = pf.get("stepLimit", 5)
-    limit = pf.get("edgeLimit", 50)
     exclude = set(pf.get("excludeEvents") or [])
     grid = resolve_date_range(query.get("dateRange"), "day", timezone=timezone, week_start_day=0, now=now, events=events)
     query_filter = compile_properties(query.get("properties"), ZoneInfo(timezone))
@@ -212,8 +215,8 @@ def compute_paths(
             continue
         by_person[actor].append((micros, item))
 
-    counts: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for steps in by_person.values():
+    out: dict[str, list[list[tuple[int, str]]]] = {}
+    for actor, steps in by_person.items():
         steps.sort()
         sessions: list[list[tuple[int, str]]] = []
         for i, step in enumerate(steps):
@@ -224,8 +227,26 @@ def compute_paths(
             # A run of one item keeps its last event.
             collapsed = [s for j, s in enumerate(session) if j == len(session) - 1 or s[1] != session[j + 1][1]]
             path = _cut(collapsed, start, end, n)
-            if path is None:
-                continue
+            if path is not None:
+                out.setdefault(actor, []).append(path)
+    return out
+
+
+def compute_paths(
+    events: list[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The result edges of `query` over `events`."""
+    pf = query.get("pathsFilter") or {}
+    limit = pf.get("edgeLimit", 50)
+    found = actor_paths(events, query, timezone=timezone, now=now, test_account_filters=test_account_filters)
+    counts: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for actor_sessions in found.values():
+        for path in actor_sessions:
             for i in range(1, len(path)):
                 source = f"{i}_{path[i - 1][1]}"
                 target = f"{i + 1}_{path[i][1]}"
@@ -250,3 +271,38 @@ def compute_paths(
         for v, s, t, g in edges
         if s in reached
     ]
+
+
+def path_rows(path: list[tuple[int, str]]) -> list[tuple[str | None, str, str]]:
+    """The reference's per-person rows of one path: (last_path_key, path_key, path_dropoff_key),
+    one per node, the first without a previous key, the drop-off key the path's last node."""
+    keys = [f"{i + 1}_{item}" for i, (_, item) in enumerate(path)]
+    return [(keys[i - 1] if i else None, key, keys[-1]) for i, key in enumerate(keys)]
+
+
+def paths_actors(
+    events: list[Event],
+    query: dict[str, Any],
+    *,
+    timezone: str,
+    now: datetime,
+    test_account_filters: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """The actors (ids, sorted as text) of the node or edge the pathsFilter's drill-down keys pick:
+    a row whose previous key is pathStartKey and/or whose key is pathEndKey; with pathDropoffKey
+    D, a row whose key and drop-off key are D; with no key, every actor with a path."""
+    pf = query.get("pathsFilter") or {}
+    # An empty key is no key.
+    start, end, dropoff = pf.get("pathStartKey") or None, pf.get("pathEndKey") or None, pf.get("pathDropoffKey") or None
+    found = actor_paths(events, query, timezone=timezone, now=now, test_account_filters=test_account_filters)
+    picked = set()
+    for actor, actor_sessions in found.items():
+        for path in actor_sessions:
+            for last, key, dropped in path_rows(path):
+                if dropoff is not None:
+                    hit = dropped == dropoff and key == dropoff
+                else:
+                    hit = (start is None or last == start) and (end is None or key == end)
+                if hit:
+                    picked.add(actor)
+    return sorted(picked, key=lambda a: a.encode())

@@ -23,6 +23,8 @@ QUERIES: dict[str, tuple[str, dict[str, Any], Any]] = {
     "lifecycle_query": ("LifecycleQuery", {"series": [EVENTS]}, query_pb2.LifecycleQuery),
     "stickiness_query": ("StickinessQuery", {"series": [EVENTS]}, query_pb2.StickinessQuery),
     "paths_query": ("PathsQuery", {}, query_pb2.PathsQuery),
+    # A drill-down: its own modifiers (its source's are the source kind's).
+    "insight_actors_query": ("InsightActorsQuery", {"source": {"kind": "PathsQuery"}}, query_pb2.InsightActorsQuery),
     "hogql_query": ("HogQLQuery", {"query": "SELECT 1"}, query_pb2.HogQLQuery),
     # A saved SQL insight: the modifiers are its source's (see _node).
     "data_visualization_node": ("HogQLQuery", {"query": "SELECT 1"}, query_pb2.HogQLQuery),

@@ -35,7 +35,8 @@ def round_trip(value: Any, cls: type[M]) -> M:
 
 def test_every_query_kind_has_a_result_member() -> None:
     # A kind added to InsightSource (or SQL) without a result member would have nowhere to put its result.
-    kinds = {f.name.removesuffix("_query") for f in query_pb2.InsightSource.DESCRIPTOR.fields} | {"hogql"}
+    # SQL and the drill-down (InsightActorsQuery, a QueryNode of its own) have theirs too.
+    kinds = {f.name.removesuffix("_query") for f in query_pb2.InsightSource.DESCRIPTOR.fields} | {"hogql", "actors"}
     members = {f.name for f in results_pb2.InsightResult.DESCRIPTOR.oneofs_by_name["result"].fields}
     assert kinds == members
 
@@ -43,6 +44,18 @@ def test_every_query_kind_has_a_result_member() -> None:
 def test_result_members_are_typed_messages() -> None:
     for field in results_pb2.InsightResult.DESCRIPTOR.fields:
         assert field.message_type is not None and field.message_type.name.endswith("Result"), field.name
+
+
+def test_actors_carry_the_person_keys_and_the_page() -> None:
+    person = {
+        "id": "0191c7c4-1b1e-7000-8000-000000000001",
+        "distinct_ids": ["anna", "anna@phone"],
+        "properties": '{"plan": "pro"}',
+        "created_at": "2024-01-05T10:00:00Z",
+    }
+    result = round_trip({"results": [person, {"id": "org-a"}], "limit": 100, "offset": 0}, results_pb2.ActorsResult)
+    assert result.actors[1].id == "org-a" and not result.actors[1].HasField("properties")
+    assert result.HasField("offset")  # a zero offset is still in the JSON
 
 
 # --- funnels (query-engine-semantics §4.5) -----------------------------------------------------------

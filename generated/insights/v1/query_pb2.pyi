@@ -4909,6 +4909,171 @@ class InsightVizNode(_message.Message):
 Global___InsightVizNode: _TypeAlias = InsightVizNode  # noqa: Y015
 
 @_typing.final
+class InsightActorsQuery(_message.Message):
+    """A drill-down: the actors (persons, or groups for a query aggregating by a
+    group type) behind a part of an insight's result, distinct, ordered by id,
+    one page at a time. Only a PathsQuery source is computed so far, where its
+    pathsFilter's pathStartKey / pathEndKey / pathDropoffKey pick the node or
+    edge (docs/decisions.md, "Actors of a path node or edge"); the drill-down
+    fields of other kinds (day, series, status, funnel steps, ...) are refused
+    as not implemented rather than ignored.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BREAKDOWN_FIELD_NUMBER: _builtins.int
+    COMPARE_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    FUNNEL_STEP_FIELD_NUMBER: _builtins.int
+    FUNNEL_STEP_BREAKDOWN_FIELD_NUMBER: _builtins.int
+    FUNNEL_TRENDS_DROP_OFF_FIELD_NUMBER: _builtins.int
+    FUNNEL_TRENDS_ENTRANCE_PERIOD_START_FIELD_NUMBER: _builtins.int
+    FUNNEL_CUSTOM_STEPS_FIELD_NUMBER: _builtins.int
+    INCLUDE_RECORDINGS_FIELD_NUMBER: _builtins.int
+    MODIFIERS_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """Page size: at most this many actors (default 100, 1 to 1000). An
+    extension of this service: the reference pages in an ActorsQuery around
+    this node.
+    """
+    offset: _builtins.int
+    """Actors skipped before the page (default 0). An extension, as limit."""
+    series: _builtins.int
+    """Trends and stickiness: the series index."""
+    status: _builtins.str
+    """Lifecycle: the status (new, returning, resurrecting, dormant)."""
+    compare: _builtins.str
+    """Trends: "current" or "previous" period of a comparison."""
+    interval: _builtins.int
+    """Retention: the interval (cohort day) index."""
+    funnel_step: _builtins.int
+    """Funnels: the step (N > 0 reached, -N dropped off)."""
+    funnel_trends_drop_off: _builtins.bool
+    """Funnel trends: list those who dropped off instead of those who converted."""
+    funnel_trends_entrance_period_start: _builtins.str
+    """Funnel trends: the entrance period."""
+    include_recordings: _builtins.bool
+    """Include each actor's session recordings (not computed by this service)."""
+    version: _builtins.int
+    """Schema version of the node."""
+    @_builtins.property
+    def source(self) -> Global___InsightSource:
+        """The insight query whose actors are listed."""
+
+    @_builtins.property
+    def day(self) -> _struct_pb2.Value:
+        """Trends and stickiness: the period (date text or interval number) whose
+        actors are listed.
+        """
+
+    @_builtins.property
+    def breakdown(self) -> _struct_pb2.Value:
+        """Trends: the breakdown value."""
+
+    @_builtins.property
+    def funnel_step_breakdown(self) -> _struct_pb2.Value:
+        """Funnels: the breakdown value of the step."""
+
+    @_builtins.property
+    def funnel_custom_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Funnels: custom step numbers."""
+
+    @_builtins.property
+    def modifiers(self) -> Global___HogQLQueryModifiers:
+        """Engine modifiers."""
+
+    @_builtins.property
+    def tags(self) -> Global___QueryLogTags:
+        """Observability tags; not part of the cache key."""
+
+    @_builtins.property
+    def response(self) -> _struct_pb2.Struct:
+        """The last response, echoed by clients; ignored on input."""
+
+    def __init__(
+        self,
+        *,
+        source: Global___InsightSource | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        day: _struct_pb2.Value | None = ...,
+        series: _builtins.int | None = ...,
+        status: _builtins.str | None = ...,
+        breakdown: _struct_pb2.Value | None = ...,
+        compare: _builtins.str | None = ...,
+        interval: _builtins.int | None = ...,
+        funnel_step: _builtins.int | None = ...,
+        funnel_step_breakdown: _struct_pb2.Value | None = ...,
+        funnel_trends_drop_off: _builtins.bool | None = ...,
+        funnel_trends_entrance_period_start: _builtins.str | None = ...,
+        funnel_custom_steps: _abc.Iterable[_builtins.int] | None = ...,
+        include_recordings: _builtins.bool | None = ...,
+        modifiers: Global___HogQLQueryModifiers | None = ...,
+        tags: Global___QueryLogTags | None = ...,
+        version: _builtins.int | None = ...,
+        response: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_compare", b"_compare", "_funnel_step", b"_funnel_step", "_funnel_trends_drop_off", b"_funnel_trends_drop_off", "_funnel_trends_entrance_period_start", b"_funnel_trends_entrance_period_start", "_include_recordings", b"_include_recordings", "_interval", b"_interval", "_limit", b"_limit", "_offset", b"_offset", "_series", b"_series", "_status", b"_status", "_version", b"_version", "breakdown", b"breakdown", "compare", b"compare", "day", b"day", "funnel_step", b"funnel_step", "funnel_step_breakdown", b"funnel_step_breakdown", "funnel_trends_drop_off", b"funnel_trends_drop_off", "funnel_trends_entrance_period_start", b"funnel_trends_entrance_period_start", "include_recordings", b"include_recordings", "interval", b"interval", "limit", b"limit", "modifiers", b"modifiers", "offset", b"offset", "response", b"response", "series", b"series", "source", b"source", "status", b"status", "tags", b"tags", "version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_compare", b"_compare", "_funnel_step", b"_funnel_step", "_funnel_trends_drop_off", b"_funnel_trends_drop_off", "_funnel_trends_entrance_period_start", b"_funnel_trends_entrance_period_start", "_include_recordings", b"_include_recordings", "_interval", b"_interval", "_limit", b"_limit", "_offset", b"_offset", "_series", b"_series", "_status", b"_status", "_version", b"_version", "breakdown", b"breakdown", "compare", b"compare", "day", b"day", "funnel_custom_steps", b"funnel_custom_steps", "funnel_step", b"funnel_step", "funnel_step_breakdown", b"funnel_step_breakdown", "funnel_trends_drop_off", b"funnel_trends_drop_off", "funnel_trends_entrance_period_start", b"funnel_trends_entrance_period_start", "include_recordings", b"include_recordings", "interval", b"interval", "limit", b"limit", "modifiers", b"modifiers", "offset", b"offset", "response", b"response", "series", b"series", "source", b"source", "status", b"status", "tags", b"tags", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__compare: _TypeAlias = _typing.Literal["compare"]  # noqa: Y015
+    _WhichOneofArgType__compare: _TypeAlias = _typing.Literal["_compare", b"_compare"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_step: _TypeAlias = _typing.Literal["funnel_step"]  # noqa: Y015
+    _WhichOneofArgType__funnel_step: _TypeAlias = _typing.Literal["_funnel_step", b"_funnel_step"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_trends_drop_off: _TypeAlias = _typing.Literal["funnel_trends_drop_off"]  # noqa: Y015
+    _WhichOneofArgType__funnel_trends_drop_off: _TypeAlias = _typing.Literal["_funnel_trends_drop_off", b"_funnel_trends_drop_off"]  # noqa: Y015
+    _WhichOneofReturnType__funnel_trends_entrance_period_start: _TypeAlias = _typing.Literal["funnel_trends_entrance_period_start"]  # noqa: Y015
+    _WhichOneofArgType__funnel_trends_entrance_period_start: _TypeAlias = _typing.Literal["_funnel_trends_entrance_period_start", b"_funnel_trends_entrance_period_start"]  # noqa: Y015
+    _WhichOneofReturnType__include_recordings: _TypeAlias = _typing.Literal["include_recordings"]  # noqa: Y015
+    _WhichOneofArgType__include_recordings: _TypeAlias = _typing.Literal["_include_recordings", b"_include_recordings"]  # noqa: Y015
+    _WhichOneofReturnType__interval: _TypeAlias = _typing.Literal["interval"]  # noqa: Y015
+    _WhichOneofArgType__interval: _TypeAlias = _typing.Literal["_interval", b"_interval"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    _WhichOneofReturnType__series: _TypeAlias = _typing.Literal["series"]  # noqa: Y015
+    _WhichOneofArgType__series: _TypeAlias = _typing.Literal["_series", b"_series"]  # noqa: Y015
+    _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
+    _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
+    _WhichOneofReturnType__version: _TypeAlias = _typing.Literal["version"]  # noqa: Y015
+    _WhichOneofArgType__version: _TypeAlias = _typing.Literal["_version", b"_version"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__compare) -> _WhichOneofReturnType__compare | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_step) -> _WhichOneofReturnType__funnel_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_trends_drop_off) -> _WhichOneofReturnType__funnel_trends_drop_off | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__funnel_trends_entrance_period_start) -> _WhichOneofReturnType__funnel_trends_entrance_period_start | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__include_recordings) -> _WhichOneofReturnType__include_recordings | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__interval) -> _WhichOneofReturnType__interval | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__series) -> _WhichOneofReturnType__series | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__version) -> _WhichOneofReturnType__version | None: ...
+
+Global___InsightActorsQuery: _TypeAlias = InsightActorsQuery  # noqa: Y015
+
+@_typing.final
 class QueryNode(_message.Message):
     """The query of an insight or of a query request: any node kind."""
 
@@ -4923,6 +5088,7 @@ class QueryNode(_message.Message):
     STICKINESS_QUERY_FIELD_NUMBER: _builtins.int
     LIFECYCLE_QUERY_FIELD_NUMBER: _builtins.int
     HOGQL_QUERY_FIELD_NUMBER: _builtins.int
+    INSIGHT_ACTORS_QUERY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def insight_viz_node(self) -> Global___InsightVizNode:
         """A product-analytics insight (trends, funnels, retention, paths,
@@ -4961,6 +5127,10 @@ class QueryNode(_message.Message):
     def hogql_query(self) -> Global___HogQLQuery:
         """A bare SQL query."""
 
+    @_builtins.property
+    def insight_actors_query(self) -> Global___InsightActorsQuery:
+        """The actors behind a part of an insight's result (a drill-down)."""
+
     def __init__(
         self,
         *,
@@ -4973,12 +5143,13 @@ class QueryNode(_message.Message):
         stickiness_query: Global___StickinessQuery | None = ...,
         lifecycle_query: Global___LifecycleQuery | None = ...,
         hogql_query: Global___HogQLQuery | None = ...,
+        insight_actors_query: Global___InsightActorsQuery | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data_visualization_node", b"data_visualization_node", "funnels_query", b"funnels_query", "hogql_query", b"hogql_query", "insight_viz_node", b"insight_viz_node", "lifecycle_query", b"lifecycle_query", "node", b"node", "paths_query", b"paths_query", "retention_query", b"retention_query", "stickiness_query", b"stickiness_query", "trends_query", b"trends_query"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data_visualization_node", b"data_visualization_node", "funnels_query", b"funnels_query", "hogql_query", b"hogql_query", "insight_actors_query", b"insight_actors_query", "insight_viz_node", b"insight_viz_node", "lifecycle_query", b"lifecycle_query", "node", b"node", "paths_query", b"paths_query", "retention_query", b"retention_query", "stickiness_query", b"stickiness_query", "trends_query", b"trends_query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_visualization_node", b"data_visualization_node", "funnels_query", b"funnels_query", "hogql_query", b"hogql_query", "insight_viz_node", b"insight_viz_node", "lifecycle_query", b"lifecycle_query", "node", b"node", "paths_query", b"paths_query", "retention_query", b"retention_query", "stickiness_query", b"stickiness_query", "trends_query", b"trends_query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_visualization_node", b"data_visualization_node", "funnels_query", b"funnels_query", "hogql_query", b"hogql_query", "insight_actors_query", b"insight_actors_query", "insight_viz_node", b"insight_viz_node", "lifecycle_query", b"lifecycle_query", "node", b"node", "paths_query", b"paths_query", "retention_query", b"retention_query", "stickiness_query", b"stickiness_query", "trends_query", b"trends_query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_node: _TypeAlias = _typing.Literal["insight_viz_node", "data_visualization_node", "trends_query", "funnels_query", "retention_query", "paths_query", "stickiness_query", "lifecycle_query", "hogql_query"]  # noqa: Y015
+    _WhichOneofReturnType_node: _TypeAlias = _typing.Literal["insight_viz_node", "data_visualization_node", "trends_query", "funnels_query", "retention_query", "paths_query", "stickiness_query", "lifecycle_query", "hogql_query", "insight_actors_query"]  # noqa: Y015
     _WhichOneofArgType_node: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_node) -> _WhichOneofReturnType_node | None: ...
 

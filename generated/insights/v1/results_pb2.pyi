@@ -1223,6 +1223,105 @@ class HogQLResult(_message.Message):
 Global___HogQLResult: _TypeAlias = HogQLResult  # noqa: Y015
 
 @_typing.final
+class Actor(_message.Message):
+    """---------------------------------------------------------------------------
+    Actors (InsightActorsQuery)
+    ---------------------------------------------------------------------------
+
+    One actor of a drill-down: a person, or a group's key when the source
+    query aggregates by a group type.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISTINCT_IDS_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The person's UUID, or the group's key."""
+    properties: _builtins.str
+    """The person's properties as a JSON object text ("{}" when the person has
+    no row in the persons table); unset for a group.
+    """
+    @_builtins.property
+    def distinct_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The distinct ids the person's events carry (sorted, at most 100); empty
+        for a group.
+        """
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the person was first seen; unset when unknown and for a group."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        distinct_ids: _abc.Iterable[_builtins.str] | None = ...,
+        properties: _builtins.str | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_properties", b"_properties", "created_at", b"created_at", "properties", b"properties"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_properties", b"_properties", "created_at", b"created_at", "distinct_ids", b"distinct_ids", "id", b"id", "properties", b"properties"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__properties: _TypeAlias = _typing.Literal["properties"]  # noqa: Y015
+    _WhichOneofArgType__properties: _TypeAlias = _typing.Literal["_properties", b"_properties"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__properties) -> _WhichOneofReturnType__properties | None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015
+
+@_typing.final
+class ActorsResult(_message.Message):
+    """The result of an InsightActorsQuery: one page of its actors, distinct and
+    ordered by id (as text). Whether more follow is the response's has_more.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTORS_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    GROUP_TYPE_INDEX_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """The page size applied."""
+    offset: _builtins.int
+    """The actors skipped before the page."""
+    group_type_index: _builtins.int
+    """Set when the actors are groups: their group type index (0-4)."""
+    @_builtins.property
+    def actors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Actor]:
+        """The page."""
+
+    def __init__(
+        self,
+        *,
+        actors: _abc.Iterable[Global___Actor] | None = ...,
+        limit: _builtins.int | None = ...,
+        offset: _builtins.int | None = ...,
+        group_type_index: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_group_type_index", b"_group_type_index", "_limit", b"_limit", "_offset", b"_offset", "group_type_index", b"group_type_index", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_group_type_index", b"_group_type_index", "_limit", b"_limit", "_offset", b"_offset", "actors", b"actors", "group_type_index", b"group_type_index", "limit", b"limit", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__group_type_index: _TypeAlias = _typing.Literal["group_type_index"]  # noqa: Y015
+    _WhichOneofArgType__group_type_index: _TypeAlias = _typing.Literal["_group_type_index", b"_group_type_index"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
+    _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__group_type_index) -> _WhichOneofReturnType__group_type_index | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__offset) -> _WhichOneofReturnType__offset | None: ...
+
+Global___ActorsResult: _TypeAlias = ActorsResult  # noqa: Y015
+
+@_typing.final
 class InsightResult(_message.Message):
     """A computed query result, typed by query kind."""
 
@@ -1235,6 +1334,7 @@ class InsightResult(_message.Message):
     STICKINESS_FIELD_NUMBER: _builtins.int
     LIFECYCLE_FIELD_NUMBER: _builtins.int
     HOGQL_FIELD_NUMBER: _builtins.int
+    ACTORS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def trends(self) -> Global___TrendsResult:
         """Trends."""
@@ -1263,6 +1363,10 @@ class InsightResult(_message.Message):
     def hogql(self) -> Global___HogQLResult:
         """SQL (a HogQLQuery, or the source of a DataVisualizationNode)."""
 
+    @_builtins.property
+    def actors(self) -> Global___ActorsResult:
+        """The actors of an InsightActorsQuery (a drill-down)."""
+
     def __init__(
         self,
         *,
@@ -1273,12 +1377,13 @@ class InsightResult(_message.Message):
         stickiness: Global___StickinessResult | None = ...,
         lifecycle: Global___LifecycleResult | None = ...,
         hogql: Global___HogQLResult | None = ...,
+        actors: Global___ActorsResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["funnels", b"funnels", "hogql", b"hogql", "lifecycle", b"lifecycle", "paths", b"paths", "result", b"result", "retention", b"retention", "stickiness", b"stickiness", "trends", b"trends"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actors", b"actors", "funnels", b"funnels", "hogql", b"hogql", "lifecycle", b"lifecycle", "paths", b"paths", "result", b"result", "retention", b"retention", "stickiness", b"stickiness", "trends", b"trends"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["funnels", b"funnels", "hogql", b"hogql", "lifecycle", b"lifecycle", "paths", b"paths", "result", b"result", "retention", b"retention", "stickiness", b"stickiness", "trends", b"trends"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actors", b"actors", "funnels", b"funnels", "hogql", b"hogql", "lifecycle", b"lifecycle", "paths", b"paths", "result", b"result", "retention", b"retention", "stickiness", b"stickiness", "trends", b"trends"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["trends", "funnels", "retention", "paths", "stickiness", "lifecycle", "hogql"]  # noqa: Y015
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["trends", "funnels", "retention", "paths", "stickiness", "lifecycle", "hogql", "actors"]  # noqa: Y015
     _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,9 @@ class PathsOutcome:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
+    """A statement over a paths query, ready to run."""
+
     spec: PathsSpec
     grid: QueryDateRange
     params: Params
@@ -40,7 +42,7 @@ def check_paths(query: query_pb2.PathsQuery, ctx: QueryContext) -> None:
     """Raises QueryError (path relative to the query) when `query` is invalid; runs nothing."""
     spec = paths_spec(query)
     if not spec.later:
-        _plan(query, spec, ctx)
+        plan(query, spec, ctx)
 
 
 def run_paths(query: query_pb2.PathsQuery, ctx: QueryContext, execute: Execute) -> PathsOutcome:
@@ -48,12 +50,18 @@ def run_paths(query: query_pb2.PathsQuery, ctx: QueryContext, execute: Execute) 
     an option this service does not compute yet."""
     spec = paths_spec(query)
     nodes.refuse_later(query, spec.later, "PathsQuery", "PATHS_OPTION_NOT_IMPLEMENTED")
-    plan = _plan(query, spec, ctx)
-    rows = execute(plan.sql, plan.params.values)
-    return PathsOutcome(shape(rows), plan.grid, plan.sql)
+    edges = plan(query, spec, ctx)
+    rows = execute(edges.sql, edges.params.values)
+    return PathsOutcome(shape(rows), edges.grid, edges.sql)
 
 
-def _plan(query: query_pb2.PathsQuery, spec: PathsSpec, ctx: QueryContext) -> _Plan:
+# Builds a statement over the checked query: psql.statement (the edges) or a drill-down's.
+Build = Callable[[Params, PathsSpec, query_pb2.PathsQuery, psql.Context], str]
+
+
+def plan(query: query_pb2.PathsQuery, spec: PathsSpec, ctx: QueryContext, build: Build = psql.statement) -> Plan:
+    """The statement `build` makes of `query`, with its range and bound parameters; the cohorts and
+    funnel it names are compiled alike for every statement over the same paths."""
     dr = query.date_range
     date_from = dr.date_from if dr.HasField("date_from") else None
     # Paths count whole days: the range starts at the start of date_from's day (§8.1), unless
@@ -80,13 +88,13 @@ def _plan(query: query_pb2.PathsQuery, spec: PathsSpec, ctx: QueryContext) -> _P
         funnel_sql = fsql.walks(params, spec.funnel.source, source, fctx, stamps=True)
         unavailable = fctx.unavailable
     context = psql.Context(ctx.team_id, ctx.timezone, grid, list(ctx.test_account_filters), cohorts, funnel_sql)
-    sql = psql.statement(params, spec, query, context)
+    sql = build(params, spec, query, context)
     # Only now, the whole query checked: an invalid query is INVALID_ARGUMENT whatever cohorts or
     # actions it names.
     cohorts.raise_unavailable()
     if unavailable:
         raise unavailable[0]
-    return _Plan(spec, grid, params, sql)
+    return Plan(spec, grid, params, sql)
 
 
 def shape(rows: Sequence[Sequence[Any]]) -> results_pb2.PathsResult:

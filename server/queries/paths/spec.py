@@ -88,8 +88,10 @@ def _point(value: str) -> str | None:
     return value[:-1] if len(value) > 1 and value.endswith("/") else value
 
 
-def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
-    """The checked form of `query`; QueryError (path relative to the query) when it is invalid."""
+def paths_spec(query: query_pb2.PathsQuery, *, drill_down: bool = False) -> PathsSpec:
+    """The checked form of `query`; QueryError (path relative to the query) when it is invalid.
+    `drill_down`: the query is an InsightActorsQuery's source, which reads the drill-down keys
+    (server/queries/paths/actors.py); on a PathsQuery computed for its edges they are refused."""
     for path, problem in problems(query):
         raise QueryError(problem, path)
     later: list[tuple[str, str]] = []
@@ -104,10 +106,18 @@ def paths_spec(query: query_pb2.PathsQuery) -> PathsSpec:
         (pf.path_end_key, "pathEndKey"),
         (pf.path_dropoff_key, "pathDropoffKey"),
     ):
-        if value:
-            # They pick the persons of a node or edge (the reference's actors query); the edges
-            # do not depend on them, and this service has no actors query yet (docs/decisions.md).
-            later.append((f"pathsFilter.{name}", "drill-downs to the persons of a path node or edge (an actors query)"))
+        # An empty key is no key (the reference tests them for truth).
+        if value and not drill_down:
+            # They pick the actors of a node or edge (an InsightActorsQuery around this query); the
+            # reference's edges ignore them, which is no answer here (docs/decisions.md, "Actors
+            # of a path node or edge"). UNIMPLEMENTED, not INVALID_ARGUMENT: such a query may be saved.
+            later.append(
+                (
+                    f"pathsFilter.{name}",
+                    "edges picked by a drill-down key (it picks the actors of an InsightActorsQuery "
+                    "whose source is this PathsQuery)",
+                )
+            )
     funnel = _funnel(query.funnel_paths_filter, later) if query.HasField("funnel_paths_filter") else None
     group = query.aggregation_group_type_index if query.HasField("aggregation_group_type_index") else None
     agg = aggregation(

@@ -47,27 +47,10 @@ class Context:
 
 def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
     """SQL returning rows (source, target, traversals, mean gap in microseconds), heaviest first."""
-    events = _events(params, spec, query, ctx)
-    gap_micros = SESSION_GAP_MICROS
-    if spec.funnel is not None:
-        assert ctx.funnel_walks is not None
-        events = _funnel_events(params, spec.funnel, events, ctx.funnel_walks)
-        # Funnel paths split sessions at the funnel's conversion window (§8.2 step 2).
-        gap_micros = spec.funnel.window_seconds * 1_000_000
-    per_person = f"SELECT arraySort(x -> (x.1, x.2), groupArray((t, item))) AS evs FROM ({events}) GROUP BY actor"
-    gap = params.bind(gap_micros, "Int64")
-    sessions = (
-        f"SELECT arrayJoin(arraySplit((x, g) -> g, evs, "
-        f"arrayMap(i -> i > 1 AND evs[i].1 - evs[i - 1].1 >= {gap}, arrayEnumerate(evs)))) AS s "
-        f"FROM ({per_person})"
-    )
-    collapsed = f"SELECT arrayFilter((x, i) -> i = length(s) OR x.2 != s[i + 1].2, s, arrayEnumerate(s)) AS c FROM ({sessions})"
-    cut, where = _cut(params, spec)
-    paths = f"SELECT {_truncate(params, spec)} AS p FROM (SELECT {cut} AS d FROM ({collapsed}) {where})"
     edges = (
         "SELECT arrayJoin(arrayMap(i -> (concat(toString(i - 1), '_', p[i - 1].2), "
         "concat(toString(i), '_', p[i].2), p[i].1 - p[i - 1].1), range(2, length(p) + 1))) AS e "
-        f"FROM ({paths})"
+        f"FROM ({paths(params, spec, query, ctx)})"
     )
     # Sampled: traversals scaled back to the whole (as other kinds' counts), before the edge
     # weights and the order see them, so they read the numbers the caller sees.
@@ -82,6 +65,28 @@ def statement(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx:
         f"GROUP BY source, target {'HAVING ' + ' AND '.join(having) if having else ''} "
         f"ORDER BY value DESC, source, target LIMIT {params.bind(spec.edge_limit, 'Int64')}"
     )
+
+
+def paths(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: Context) -> str:
+    """SQL returning one row per path (a session, collapsed, cut and truncated): `actor` and `p`,
+    its steps (time in microseconds, item) in order; step i is the node "{i}_{item}"."""
+    events = _events(params, spec, query, ctx)
+    gap_micros = SESSION_GAP_MICROS
+    if spec.funnel is not None:
+        assert ctx.funnel_walks is not None
+        events = _funnel_events(params, spec.funnel, events, ctx.funnel_walks)
+        # Funnel paths split sessions at the funnel's conversion window (§8.2 step 2).
+        gap_micros = spec.funnel.window_seconds * 1_000_000
+    per_person = f"SELECT actor, arraySort(x -> (x.1, x.2), groupArray((t, item))) AS evs FROM ({events}) GROUP BY actor"
+    gap = params.bind(gap_micros, "Int64")
+    sessions = (
+        f"SELECT actor, arrayJoin(arraySplit((x, g) -> g, evs, "
+        f"arrayMap(i -> i > 1 AND evs[i].1 - evs[i - 1].1 >= {gap}, arrayEnumerate(evs)))) AS s "
+        f"FROM ({per_person})"
+    )
+    collapsed = f"SELECT actor, arrayFilter((x, i) -> i = length(s) OR x.2 != s[i + 1].2, s, arrayEnumerate(s)) AS c FROM ({sessions})"
+    cut, where = _cut(params, spec)
+    return f"SELECT actor, {_truncate(params, spec)} AS p FROM (SELECT actor, {cut} AS d FROM ({collapsed}) {where})"
 
 
 def _funnel_events(params: Params, funnel: FunnelPaths, events: str, walks: str) -> str:
