@@ -8,6 +8,8 @@ import pytest
 from hypothesis import strategies as st
 
 from storage.events import EventStore
+from tests.engine import test_funnels_vs_oracle as funnels
+from tests.engine.funnel_strategies import FunnelCase, funnel_cases
 from tests.engine.shape_strategies import shaped_filter, with_shape_values
 from tests.engine.strategies import Case, cases
 from tests.engine.tally import assert_mostly_nonzero, tally
@@ -15,6 +17,7 @@ from tests.engine.test_trends_vs_oracle import check
 
 # Non-zero share over 15 random seeds (oracle and engine agreeing): measured beside the floor.
 MIN_NONZERO_SHARE_TRENDS = 0.6
+MIN_NONZERO_SHARE_FUNNELS = 0.4
 
 
 @st.composite
@@ -33,3 +36,22 @@ def shaped_trends_cases(draw: st.DrawFn) -> Case:
 @pytest.mark.hypothesis
 def test_trends_shaped_breakdowns_equal_oracle(store: EventStore) -> None:
     assert_mostly_nonzero(tally(shaped_trends_cases(), lambda c: check(store, c)), MIN_NONZERO_SHARE_TRENDS)
+
+
+@st.composite
+def shaped_funnel_cases(draw: st.DrawFn) -> FunnelCase:
+    """A funnel example with a breakdown (any attribution) replaced by a shaped one."""
+    case = draw(funnel_cases(breakdown=True))
+    draw(with_shape_values(case.events))
+    bf = draw(shaped_filter())
+    limit = case.query["breakdownFilter"].get("breakdown_limit")
+    if limit is not None:
+        bf["breakdown_limit"] = limit
+    case.query["breakdownFilter"] = bf
+    return case
+
+
+@pytest.mark.hypothesis
+def test_funnels_shaped_breakdowns_equal_oracle(store: EventStore) -> None:
+    outcomes = tally(shaped_funnel_cases(), lambda c: funnels.check(store, c))
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE_FUNNELS)

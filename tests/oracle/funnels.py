@@ -60,6 +60,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from tests.oracle import breakdown_shapes as shapes_
 from tests.oracle.trends import (
     DateRange,
     Event,
@@ -72,6 +73,7 @@ from tests.oracle.trends import (
     compile_properties,
     prop_text,
     resolve_date_range,
+    to_float_or_null,
 )
 
 DEFAULT_WINDOW = 14
@@ -126,6 +128,9 @@ class _Funnel:
     # A cohort breakdown: the cohorts listed (0: all users) and each one's member person ids.
     cohorts: tuple[int, ...] | None = None
     members: dict[int, set[str]] = field(default_factory=dict)
+    # Per breakdown dimension: histogram / URL normalising, and a histogram's buckets once known.
+    shapes: tuple[shapes_.Shape, ...] = ()
+    grids: dict[int, shapes_.Grid] = field(default_factory=dict)
 
 
 def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -248,6 +253,9 @@ def _parse(
         breakdown = [(b["property"], b.get("type") or "event") for b in bf["breakdowns"]]
     elif bf.get("breakdown") is not None:
         breakdown = [(bf["breakdown"], bf.get("breakdown_type") or "event")]
+    shapes = tuple(shapes_.filter_shapes(bf))
+    if shapes != (shapes_.PLAIN,) and (breakdown is None or cohort_ids is not None):
+        raise InvalidArgument("a histogram or URL normalising needs a property breakdown")
     limit = bf.get("breakdown_limit") or DEFAULT_BREAKDOWN_LIMIT
     attribution = ff.get("breakdownAttributionType") or "first_touch"
     attribution_step = None
@@ -305,7 +313,7 @@ def _parse(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
         0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
-        actor_key, cohort_ids, members,
+        actor_key, cohort_ids, members, shapes if cohort_ids is None else (),
     )
 
 
@@ -490,12 +498,16 @@ def _values_of(e: Event, f: _Funnel) -> list[tuple[str, ...]]:
         return [(str(c),) for c in f.cohorts if c == 0 or e.person_id in f.members[c]]
     if f.breakdown is None:
         return [()]
-    return [
-        tuple(
-            prop_text(e.properties if source == "event" else e.person_properties, key) or ""
-            for key, source in f.breakdown
-        )
-    ]
+    texts = []
+    for i, (key, source) in enumerate(f.breakdown):
+        text = prop_text(e.properties if source == "event" else e.person_properties, key)
+        shape = f.shapes[i] if i < len(f.shapes) else shapes_.PLAIN
+        if shape.bins:
+            text = f.grids[i].label(shapes_.number(text, to_float_or_null))
+        elif shape.normalize_url:
+            text = shapes_.normalized(text)
+        texts.append(text or "")
+    return [tuple(texts)]
 
 
 def _membership(
@@ -638,7 +650,7 @@ def _streams(
     query_props = compile_properties(query.get("properties"), tz)
     test_props = compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
     n = len(f.steps)
-    per_person: dict[str, list[tuple[int, str, list[int], tuple[str, ...]]]] = {}
+    kept: list[tuple[Event, str, list[int]]] = []
     for e in events:
         if not rng.lower <= e.timestamp <= rng.upper:
             continue
@@ -650,11 +662,33 @@ def _streams(
             actor = prop_text(e.properties, f.actor_key) or ""
             if actor == "":
                 continue  # no group key (session id): nobody's event
-        codes = [
+        steps = [
             k + 1
             for k, step in enumerate(f.steps)
             if step.matches(e) and (step.first_time is None or e.uuid in firsts[k])
         ]
+        kept.append((e, actor, steps))
+    for i, shape in enumerate(f.shapes):
+        if shape.bins:
+            # DECISION: a histogram's bounds come from the events of the range (and the query's
+            # filters, with an actor) that match a step, whatever the attribution.
+            assert f.breakdown is not None
+            key, source = f.breakdown[i]
+            numbers = [
+                x
+                for e, _, steps in kept
+                if steps
+                and (
+                    x := shapes_.number(
+                        prop_text(e.properties if source == "event" else e.person_properties, key), to_float_or_null
+                    )
+                )
+                is not None
+            ]
+            f.grids[i] = shapes_.grid(numbers, shape.bins)
+    per_person: dict[str, list[tuple[int, str, list[int], tuple[str, ...]]]] = {}
+    for e, actor, steps in kept:
+        codes = list(steps)
         codes += [
             -(i + 1) for i in range(1, n) if any(lo < i <= hi and match(e) for lo, hi, match in f.exclusions)
         ]

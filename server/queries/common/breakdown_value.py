@@ -90,6 +90,13 @@ def filter_shapes(bf: query_pb2.BreakdownFilter) -> tuple[Shape, ...]:
     )
 
 
+def shaped_field(bf: query_pb2.BreakdownFilter) -> str:
+    """The single-breakdown field asking for a histogram or URL normalising (to name when refused)."""
+    if bf.HasField("breakdown_histogram_bin_count"):
+        return "breakdownFilter.breakdown_histogram_bin_count"
+    return "breakdownFilter.breakdown_normalize_url"
+
+
 def label(low: float, high: float) -> str:
     """A bucket's value: the pair as JSON text, each bound as Python prints a float ('[1.0,2.5]')."""
     return json.dumps([low, high], separators=(",", ":"))
@@ -110,15 +117,16 @@ def buckets(minimum: float | None, maximum: float | None, bins: int) -> Buckets:
     return Buckets(lows, highs, tuple(label(lo, hi) for lo, hi in zip(lows, highs, strict=True)))
 
 
-def number_sql(params: Params, key: str, source: str) -> str:
-    """The property as a finite Float64, NaN when it is missing, no number, or infinite."""
-    number = f"toFloat64OrNull({property_text(params, key, source)})"
+def number_sql(text: str) -> str:
+    """The value of `text` (a Nullable(String) SQL expression) as a finite Float64, NaN when it is
+    missing, no number, or infinite."""
+    number = f"toFloat64OrNull({text})"
     return f"if(isFinite(ifNull({number}, nan)), ifNull({number}, nan), nan)"
 
 
-def bounds_sql(params: Params, key: str, source: str) -> tuple[str, str]:
-    """Aggregates giving the minimum and maximum of the property's numbers (NULL when none)."""
-    number = number_sql(params, key, source)
+def bounds_sql(text: str) -> tuple[str, str]:
+    """Aggregates giving the minimum and maximum of the numbers `text` holds (NULL when none)."""
+    number = number_sql(text)
     return (
         f"minIf(toNullable({number}), NOT isNaN({number}))",
         f"maxIf(toNullable({number}), NOT isNaN({number}))",
@@ -141,21 +149,27 @@ def value_sql(
     null_label: str,
     grid: Buckets | None = None,
 ) -> str:
-    """SQL for a breakdown value (String): the property text, its normalised URL, or its bucket's
-    label (`grid`: the buckets; None or empty: no number falls in any); `null_label` otherwise."""
+    """SQL for the breakdown value (String) of property `key` of `source` (event or person)."""
+    return shaped_sql(params, property_text(params, key, source), shape, null_label, grid)
+
+
+def shaped_sql(params: Params, text: str, shape: Shape, null_label: str, grid: Buckets | None = None) -> str:
+    """SQL for a breakdown value (String) from `text` (a Nullable(String) SQL expression, '' and
+    NULL meaning no value): the text, its normalised URL, or its bucket's label (`grid`: the
+    buckets; None or empty: no number falls in any); `null_label` when none applies."""
     if shape.bins:
         grid = grid or Buckets((), (), ())
-        number = number_sql(params, key, source)
+        number = number_sql(text)
         lows = params.bind(list(grid.lows), "Array(Float64)")
         highs = params.bind(list(grid.highs), "Array(Float64)")
         labels = params.bind([null_label, *grid.labels], "Array(String)")
         # NaN compares false: a missing or non-numeric value matches no bucket (index 0 → null).
         found = f"arrayFirstIndex((l, h) -> {number} >= l AND {number} < h, {lows}, {highs})"
         return f"arrayElement({labels}, {found} + 1)"
-    text = property_text(params, key, source)
     if shape.normalize_url:
         # trimRight(V, '/?#'), written as a regular expression (the characters form of trimRight
-        # is recent in ClickHouse); an empty result is '/'.
-        trimmed = f"replaceRegexpOne({text}, '[/?#]+$', '')"
+        # is recent in ClickHouse); an empty result is '/'. '' (no value) stays no value.
+        value = f"nullIf({text}, '')"
+        trimmed = f"replaceRegexpOne({value}, '[/?#]+$', '')"
         text = f"if(empty({trimmed}), '/', {trimmed})"
     return f"ifNull(nullIf({text}, ''), {params.bind(null_label, 'String')})"

@@ -11,7 +11,14 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes, sampling
-from server.queries.common.breakdown_value import PLAIN, Buckets, as_float, buckets, filter_shapes
+from server.queries.common.breakdown_value import (
+    PLAIN,
+    Buckets,
+    as_float,
+    buckets,
+    filter_shapes,
+    shaped_field,
+)
 from server.queries.common.cohort_breakdown import cohort_name, is_cohort_breakdown, listed_cohorts
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
@@ -408,7 +415,7 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
     if is_cohort_breakdown(bf):
         if shapes != (PLAIN,):
             raise QueryError(
-                "a cohort breakdown has no histogram and no URLs to normalise", _shaped_field(bf)
+                "a cohort breakdown has no histogram and no URLs to normalise", shaped_field(bf)
             )
         cohorts = listed_cohorts(bf.breakdown, "breakdownFilter.breakdown")
         return tsql.Breakdown((("cohort", "cohort"),), cohorts=cohorts)
@@ -424,18 +431,11 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
         return tsql.Breakdown(tuple(dims), multi=True, shapes=shapes)
     if not bf.HasField("breakdown"):
         if shapes != (PLAIN,):
-            raise QueryError("a histogram or URL normalising needs a breakdown", _shaped_field(bf))
+            raise QueryError("a histogram or URL normalising needs a breakdown", shaped_field(bf))
         return None
     key = _breakdown_key(bf.breakdown, "breakdownFilter.breakdown")
     source = _breakdown_source(bf.breakdown_type, "breakdownFilter.breakdown_type")
     return tsql.Breakdown(((key, source),), shapes=shapes)
-
-
-def _shaped_field(bf: query_pb2.BreakdownFilter) -> str:
-    """The field asking for a histogram or URL normalising that does not apply."""
-    if bf.HasField("breakdown_histogram_bin_count"):
-        return "breakdownFilter.breakdown_histogram_bin_count"
-    return "breakdownFilter.breakdown_normalize_url"
 
 
 def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:

@@ -19,6 +19,7 @@ from server.queries.common.properties import (
     filters_sql,
     properties_sql,
     property_number,
+    property_text,
 )
 from server.queries.common.sql import Params
 
@@ -464,7 +465,7 @@ def histogram_bounds(params: Params, branches: list[tuple[SeriesSpec, Window]], 
     parts = []
     for spec, window in branches:
         tz = params.bind(window.dates.timezone, "String")
-        aggregates = [a for key, source in dims for a in bounds_sql(params, key, source)]
+        aggregates = [a for key, source in dims for a in bounds_sql(property_text(params, key, source))]
         named = ", ".join(f"{a} AS x{j}" for j, a in enumerate(aggregates))
         filters = _in_window(params, window, tz, [spec.match_where, *spec.extra])
         parts.append(f"SELECT {named} FROM events WHERE {filters}")
