@@ -148,3 +148,25 @@ def test_normalize_url_per_breakdowns_item(store: EventStore) -> None:
     bf = {"breakdowns": [{"property": "$current_url", "normalize_url": True}, {"property": "$pathname"}]}
     got = totals(store, events, bf)
     assert got == {("/a", "/b/"): 1, ("/a", "/b"): 1}
+
+
+def test_deprecated_trends_filter_bin_count_is_the_bin_count(store: EventStore) -> None:
+    # Saved with the old field: 2 bins over [0, 10] → [0,5) [5,10.01).
+    out = run(
+        store,
+        amounts(0, 10),
+        trends(
+            breakdownFilter={"breakdown": "amount"},
+            trendsFilter={**TABLE, "breakdown_histogram_bin_count": 2},
+        ),
+    )
+    assert {i["breakdown_value"]: i["aggregated_value"] for i in out.results} == {
+        "[0.0,5.0]": 1,
+        "[5.0,10.01]": 1,
+    }
+
+
+def test_deprecated_trends_filter_bin_count_without_a_breakdown_is_refused(store: EventStore) -> None:
+    with pytest.raises(QueryError) as exc:
+        run(store, amounts(1), trends(trendsFilter={"breakdown_histogram_bin_count": 2}))
+    assert exc.value.path == "trendsFilter.breakdown_histogram_bin_count"

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from storage.events import EventStore
 from tests.engine import test_funnels_vs_oracle as funnels
+from tests.engine import test_retention_vs_oracle as retention
 from tests.engine.funnel_strategies import FunnelCase, funnel_cases
+from tests.engine.retention_strategies import RetentionCase, retention_cases
 from tests.engine.shape_strategies import shaped_filter, with_shape_values
 from tests.engine.strategies import Case, cases
 from tests.engine.tally import assert_mostly_nonzero, tally
@@ -18,6 +20,7 @@ from tests.engine.test_trends_vs_oracle import check
 # Non-zero share over 15 random seeds (oracle and engine agreeing): measured beside the floor.
 MIN_NONZERO_SHARE_TRENDS = 0.6
 MIN_NONZERO_SHARE_FUNNELS = 0.4
+MIN_NONZERO_SHARE_RETENTION = 0.4
 
 
 @st.composite
@@ -55,3 +58,22 @@ def shaped_funnel_cases(draw: st.DrawFn) -> FunnelCase:
 def test_funnels_shaped_breakdowns_equal_oracle(store: EventStore) -> None:
     outcomes = tally(shaped_funnel_cases(), lambda c: funnels.check(store, c))
     assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE_FUNNELS)
+
+
+@st.composite
+def shaped_retention_cases(draw: st.DrawFn) -> RetentionCase:
+    """A retention example with a breakdown replaced by a shaped one (one dimension)."""
+    case = draw(retention_cases(breakdown=True))
+    draw(with_shape_values(case.events))
+    bf = draw(shaped_filter(multi=False))
+    for key in ("breakdown_limit", "breakdown_hide_other_aggregation"):
+        if key in case.query["breakdownFilter"]:
+            bf[key] = case.query["breakdownFilter"][key]
+    case.query["breakdownFilter"] = bf
+    return case
+
+
+@pytest.mark.hypothesis
+def test_retention_shaped_breakdowns_equal_oracle(store: EventStore) -> None:
+    outcomes = tally(shaped_retention_cases(), lambda c: retention.check(store, c))
+    assert_mostly_nonzero(outcomes, MIN_NONZERO_SHARE_RETENTION)

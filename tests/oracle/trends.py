@@ -1874,7 +1874,16 @@ def compute_trends(
     def filters(e: Event) -> bool:
         return query_props(e) and test_props(e)
 
-    breakdown = _parse_breakdown(query.get("breakdownFilter"))
+    bf = query.get("breakdownFilter")
+    legacy_bins = trends_filter.get("breakdown_histogram_bin_count")
+    if legacy_bins is not None and (bf or {}).get("breakdown_histogram_bin_count") is None:
+        # DECISION: the deprecated trendsFilter field is the bin count when breakdownFilter gives none.
+        if isinstance(legacy_bins, bool) or not isinstance(legacy_bins, int) or not 1 <= legacy_bins <= 100:
+            raise InvalidArgument("a histogram has between 1 and 100 bins")
+        if not bf or bf.get("breakdowns") or bf.get("breakdown") in (None, "") or bf.get("breakdown_type") == "cohort":
+            raise InvalidArgument("a histogram needs a single property breakdown")
+        bf = {**bf, "breakdown_histogram_bin_count": legacy_bins}
+    breakdown = _parse_breakdown(bf)
     formulas = _formulas(trends_filter, len(series_list))
 
     inputs = _range_inputs(query.get("dateRange"), interval, display, env)

@@ -12,6 +12,7 @@ from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes, sampling
 from server.queries.common.breakdown_value import (
+    MAX_BINS,
     PLAIN,
     Buckets,
     as_float,
@@ -166,7 +167,7 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext, grids: tuple[Buckets 
             now=ctx.now,
         )
         periods = [("current", current), ("previous", previous)]
-    breakdown = _breakdown(query.breakdown_filter)
+    breakdown = _breakdown(_with_legacy_bins(query))
     if breakdown is not None and grids:
         breakdown = dataclasses.replace(breakdown, grids=grids)
     limit = (
@@ -408,6 +409,23 @@ def _property_source(node: Any) -> str:
     if node.math_property == tsql.SESSION_DURATION:
         return "session"
     return "person" if node.math_property_type == "person_properties" else "event"
+
+
+def _with_legacy_bins(query: query_pb2.TrendsQuery) -> query_pb2.BreakdownFilter:
+    """breakdownFilter, with the deprecated trendsFilter.breakdown_histogram_bin_count as its bin
+    count when it gives none (so a query saved with the old field is neither refused nor ignored)."""
+    bf, tf = query.breakdown_filter, query.trends_filter
+    if not tf.HasField("breakdown_histogram_bin_count") or bf.HasField("breakdown_histogram_bin_count"):
+        return bf
+    path = "trendsFilter.breakdown_histogram_bin_count"
+    if not 1 <= tf.breakdown_histogram_bin_count <= MAX_BINS:
+        raise QueryError(f"a histogram has between 1 and {MAX_BINS} bins", path)
+    if bf.breakdowns or not bf.HasField("breakdown") or is_cohort_breakdown(bf):
+        raise QueryError("a histogram needs a single property breakdown (breakdownFilter.breakdown)", path)
+    merged = query_pb2.BreakdownFilter()
+    merged.CopyFrom(bf)
+    merged.breakdown_histogram_bin_count = tf.breakdown_histogram_bin_count
+    return merged
 
 
 def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
