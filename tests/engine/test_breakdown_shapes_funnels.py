@@ -10,6 +10,7 @@ import pytest
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
 from tests.engine.test_funnels_rules import at, counts, ev, funnel, run, values
+from tests.engine.test_funnels_trends import trends, week
 
 DAY = {"dateRange": {"date_from": "2024-01-10", "date_to": "2024-01-14"}}
 
@@ -103,3 +104,18 @@ def test_invalid_shapes_name_the_field(store: EventStore, bf: dict[str, Any], fi
     with pytest.raises(QueryError) as exc:
         run(store, [ev(at(10, 1), "a")], funnel("a", "b", breakdownFilter=bf))
     assert exc.value.path == field
+
+
+def test_histogram_in_the_trends_visualisation(store: EventStore) -> None:
+    # Amounts 0 (p1, converts on the 10th) and 10 (p2, enters on the 11th, does not convert):
+    # 2 bins [0,5) [5,10.01); one line per bucket, ordered by entries then value descending.
+    events = [
+        ev(at(10, 9), "a", "p1", amount=0),
+        ev(at(10, 10), "b", "p1"),
+        ev(at(11, 9), "a", "p2", amount=10),
+    ]
+    query = week("a", "b", breakdownFilter={"breakdown": "amount", "breakdown_histogram_bin_count": 2})
+    series, _ = trends(store, events, query)
+    assert [s["breakdown_value"] for s in series] == [["[5.0,10.01]"], ["[0.0,5.0]"]]
+    # 8-15 Jan: index 2 is the 10th, index 3 the 11th.
+    assert series[1]["data"][2] == 100.0 and series[0]["data"][3] == 0.0
