@@ -9,6 +9,7 @@ import pytest
 
 from server.queries.common.errors import QueryError
 from storage.events import EventStore
+from tests.engine.hostile import HOSTILE, assert_events_table_intact, assert_only_placeholders
 from tests.engine.test_trends_rules import at, ev, run, trends
 from tests.oracle import NULL_LABEL, Event
 
@@ -170,3 +171,27 @@ def test_deprecated_trends_filter_bin_count_without_a_breakdown_is_refused(store
     with pytest.raises(QueryError) as exc:
         run(store, amounts(1), trends(trendsFilter={"breakdown_histogram_bin_count": 2}))
     assert exc.value.path == "trendsFilter.breakdown_histogram_bin_count"
+
+
+@pytest.mark.parametrize("key", HOSTILE)
+def test_hostile_keys_and_values_stay_bound(store: EventStore, key: str) -> None:
+    # The key and its values (a number and a URL) reach the SQL of both statements (bounds and
+    # series) as bound parameters only, and the labels hold the values as text.
+    events = [
+        ev(at(2024, 1, 14, 10), props={key: 1, "$current_url": key + "/"}),
+        ev(at(2024, 1, 14, 10), props={key: 3}),
+    ]
+    bf = {
+        "breakdowns": [
+            {"property": key, "histogram_bin_count": 1},
+            {"property": "$current_url", "normalize_url": True},
+        ]
+    }
+    out = run(store, events, trends(breakdownFilter=bf, trendsFilter=TABLE))
+    assert sorted((tuple(i["breakdown_value"]), i["aggregated_value"]) for i in out.results) == [
+        (("[1.0,3.01]", NULL_LABEL), 1),
+        (("[1.0,3.01]", key), 1),
+    ]
+    assert out.outcome.sql.count(";\n") == 1  # the bounds query, then the series
+    assert_only_placeholders(out.outcome.sql, key)
+    assert_events_table_intact(store)
