@@ -1,4 +1,5 @@
-"""Property-based equality of engine and oracle on histogram and URL-normalising breakdowns (trends)."""
+"""Property-based equality of engine and oracle on histogram and URL-normalising breakdowns:
+trends, funnels (steps, every attribution) and retention."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from tests.engine.strategies import Case, cases
 from tests.engine.tally import assert_mostly_nonzero, tally
 from tests.engine.test_trends_vs_oracle import check
 
-# Non-zero share over 15 random seeds (oracle and engine agreeing): measured beside the floor.
-MIN_NONZERO_SHARE_TRENDS = 0.6
-MIN_NONZERO_SHARE_FUNNELS = 0.4
-MIN_NONZERO_SHARE_RETENTION = 0.4
+# Floors about 0.1 below the lowest non-zero share measured (engine and oracle agreeing, ci profile,
+# seeds 1-15, 100 examples each): trends 0.92 to 1.00 (mean 0.96), funnels 0.60 to 0.91 (mean
+# 0.82), retention 0.72 to 0.94 (mean 0.88).
+MIN_NONZERO_SHARE_TRENDS = 0.8
+MIN_NONZERO_SHARE_FUNNELS = 0.5
+MIN_NONZERO_SHARE_RETENTION = 0.6
 
 
 @st.composite
