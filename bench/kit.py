@@ -139,11 +139,16 @@ def context(store: EventStore, ready: Prepared) -> QueryContext:
 def timed_rounds(paths: dict[str, Callable[[], object]], repeats: int, server_pid: int) -> dict[str, Any]:
     """`repeats` interleaved rounds of every path: median wall and CPU seconds (`<path>_s`,
     `<path>_cpu_s`) and the wall samples. The CPU of "e2e" is the served process's (it runs the
-    engine there), every other path's this process's."""
+    engine there), every other path's this process's. The order rotates each round, so that no path
+    always runs right after the same one (a heavy baseline leaves cold caches and freed memory to
+    whatever follows it)."""
     timings: dict[str, list[float]] = {k: [] for k in paths}
     cpu: dict[str, list[float]] = {k: [] for k in paths}
-    for _ in range(repeats):
-        for key, run in paths.items():
+    keys = list(paths)
+    for round_no in range(repeats):
+        shift = round_no % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            run = paths[key]
             cpu_began = cpu_seconds(server_pid) if key == "e2e" else time.process_time()
             began = time.perf_counter()
             run()

@@ -19,6 +19,8 @@ from generated.insights.v1 import (
     alerts_pb2_grpc,
     cohorts_pb2,
     cohorts_pb2_grpc,
+    dashboards_pb2,
+    dashboards_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     insight_pb2,
@@ -43,6 +45,7 @@ from server.domain.alerts.configs import Alerts
 from server.domain.alerts.notify import Egress, WebhookNotifier
 from server.domain.alerts.scheduler import Scheduler
 from server.domain.cohorts import Cohorts
+from server.domain.dashboards import Dashboards
 from server.domain.definitions import DefinitionLoader
 from server.domain.ingest import Ingestion
 from server.domain.insights import Insights
@@ -60,6 +63,7 @@ from server.services.actions import ActionsServicer
 from server.services.alerts import AlertsServicer
 from server.services.cohorts import CohortsServicer
 from server.services.convert import common
+from server.services.dashboards import DashboardsServicer
 from server.services.events import EventsServicer
 from server.services.insights import InsightsServicer
 from server.services.queries import QueryServicer
@@ -78,6 +82,7 @@ SERVICES = [
     alerts_pb2.DESCRIPTOR.services_by_name["AlertsService"],
     actions_pb2.DESCRIPTOR.services_by_name["ActionsService"],
     cohorts_pb2.DESCRIPTOR.services_by_name["CohortsService"],
+    dashboards_pb2.DESCRIPTOR.services_by_name["DashboardsService"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -139,6 +144,8 @@ class App:
             read_cache=read_cache,
             on_update=self.alerts.on_insight_changed,
         )
+        # Insights show their dashboards: a dashboard write forgets the cached reads of insights.
+        self.dashboards = Dashboards(self.db, changed=read_cache.forget)
         self.ingestion = Ingestion(self.events)
         self.actions = Actions(self.db)
         # Static cohort members live in the event store, beside the events they filter.
@@ -216,6 +223,9 @@ class App:
         actions_pb2_grpc.add_ActionsServiceServicer_to_server(ActionsServicer(self.actions, self.blocking), server)
         cohorts_pb2_grpc.add_CohortsServiceServicer_to_server(
             CohortsServicer(self.cohorts, self.blocking), server
+        )
+        dashboards_pb2_grpc.add_DashboardsServiceServicer_to_server(
+            DashboardsServicer(self.dashboards, self.blocking), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -192,6 +193,23 @@ class Dashboard(Base):
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    description: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The serialized insights.v1.DashboardFilter applied to its insights read `from_dashboard`;
+    # None when it holds none.
+    filters: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # None on rows written before dashboards could change (their created_at stands for it).
+    updated_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class DashboardTag(Base):
+    """The association of a tag (of the environment's tags, shared with insights) with a dashboard."""
+
+    __tablename__ = "dashboard_tags"
+    __table_args__ = (UniqueConstraint("tag_id", "dashboard_id"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"), index=True)
+    dashboard_id: Mapped[int] = mapped_column(ForeignKey("dashboards.id"), index=True)
 
 
 class DashboardTile(Base):
@@ -204,6 +222,9 @@ class DashboardTile(Base):
     insight_id: Mapped[int] = mapped_column(ForeignKey("insights.id"), index=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The tile's place in the dashboard's layout, from 0 (ties, as on rows written before tiles
+    # had one, fall back to the tile id).
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InsightCreateRequest(Base):

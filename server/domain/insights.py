@@ -14,7 +14,7 @@ from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from generated.insights.v1 import query_pb2
+from generated.insights.v1 import insight_pb2, query_pb2
 from server.domain import activity, paging
 from server.domain.create_requests import CreateRequest, create_request, prior_insight, remember
 from server.domain.masks import check_update_mask
@@ -469,24 +469,28 @@ class Insights:
         self.cache.saw(principal.user_id, row.id, view.last_viewed_at)
         return view
 
-    def check_dashboard(self, principal: Principal, environment_id: int, dashboard_id: int) -> None:
-        """NOT_FOUND unless the dashboard is live in the environment (a read in its context).
-
-        Dashboards store no filters of their own yet, so their context adds no layer to the query.
-        """
+    def check_dashboard(
+        self, principal: Principal, environment_id: int, dashboard_id: int
+    ) -> insight_pb2.DashboardFilter:
+        """The stored filters of a live dashboard of the environment (what a read in its context
+        applies; empty when it holds none); NOT_FOUND unless the dashboard is live there."""
         env = principal.environment(environment_id)
         with self.db.session() as session:
-            found = session.scalar(
-                select(Dashboard.id).where(
+            found = session.execute(
+                select(Dashboard.id, Dashboard.filters).where(
                     Dashboard.environment_id == env.id, Dashboard.id == dashboard_id, Dashboard.deleted.is_(False)
                 )
-            )
+            ).first()
         if found is None:
             raise NotFound(
                 f"Dashboard {dashboard_id} not found.",
                 reason="DASHBOARD_NOT_FOUND",
                 metadata={"dashboard": str(dashboard_id)},
             )
+        filters = insight_pb2.DashboardFilter()
+        if found.filters:
+            filters.ParseFromString(found.filters)
+        return filters
 
     def get_shared(self, env: EnvironmentInfo, insight_id: int) -> InsightView:
         """A live insight as an anonymous viewer of its public link sees it: no user, no view recorded."""
@@ -694,15 +698,30 @@ class Insights:
     def _set_dashboards(
         self, session: Session, row: Insight, dashboard_ids: Sequence[int], now: dt.datetime
     ) -> None:
+        # Tiles on deleted dashboards are not shown, so not listing them is no removal: they stay
+        # for the dashboard's restore.
         tiles = {
             t.dashboard_id: t
-            for t in session.scalars(select(DashboardTile).where(DashboardTile.insight_id == row.id))
+            for t in session.scalars(
+                select(DashboardTile)
+                .join(Dashboard, Dashboard.id == DashboardTile.dashboard_id)
+                .where(DashboardTile.insight_id == row.id, Dashboard.deleted.is_(False))
+            )
         }
         wanted = set(dashboard_ids)
         for dashboard_id, tile in tiles.items():
+            if tile.deleted and dashboard_id in wanted:
+                tile.position = end_of_layout(session, dashboard_id)
             tile.deleted = dashboard_id not in wanted
         for dashboard_id in sorted(wanted - set(tiles)):
-            session.add(DashboardTile(dashboard_id=dashboard_id, insight_id=row.id, created_at=now))
+            session.add(
+                DashboardTile(
+                    dashboard_id=dashboard_id,
+                    insight_id=row.id,
+                    position=end_of_layout(session, dashboard_id),
+                    created_at=now,
+                )
+            )
 
     def _soft_delete_tiles(self, session: Session, insight_id: int) -> None:
         for tile in session.scalars(select(DashboardTile).where(DashboardTile.insight_id == insight_id)):
@@ -731,7 +750,7 @@ class Insights:
         dashboards = session.execute(
             select(Dashboard.id, Dashboard.name)
             .join(DashboardTile, DashboardTile.dashboard_id == Dashboard.id)
-            .where(DashboardTile.insight_id == row.id, DashboardTile.deleted.is_(False))
+            .where(DashboardTile.insight_id == row.id, DashboardTile.deleted.is_(False), Dashboard.deleted.is_(False))
             .order_by(Dashboard.id)
         ).all()
         return {
@@ -812,8 +831,12 @@ class Insights:
             return []
         tags = self._tags_of(session, ids)
         tiles: dict[int, list[TileRef]] = {}
+        # A deleted dashboard's tiles stay (for its restore) but are not shown, as the reference hides them.
         for tile in session.scalars(
-            select(DashboardTile).where(DashboardTile.insight_id.in_(ids)).order_by(DashboardTile.id)
+            select(DashboardTile)
+            .join(Dashboard, Dashboard.id == DashboardTile.dashboard_id)
+            .where(DashboardTile.insight_id.in_(ids), Dashboard.deleted.is_(False))
+            .order_by(DashboardTile.id)
         ):
             tiles.setdefault(tile.insight_id, []).append(TileRef(tile.id, tile.dashboard_id, tile.deleted))
         user_ids = {u for r in rows for u in (r.created_by_id, r.last_modified_by_id) if u is not None}
@@ -848,6 +871,17 @@ class Insights:
             )
             for r in rows
         ]
+
+
+def end_of_layout(session: Session, dashboard_id: int) -> int:
+    """The position after the last live tile of a dashboard (a tile placed there goes last)."""
+    session.flush()
+    end = session.scalar(
+        select(func.max(DashboardTile.position)).where(
+            DashboardTile.dashboard_id == dashboard_id, DashboardTile.deleted.is_(False)
+        )
+    )
+    return 0 if end is None else end + 1
 
 
 def find_insight(session: Session, environment_id: int, lookup: Lookup, *, include_deleted: bool = False) -> Insight:

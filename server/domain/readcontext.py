@@ -44,3 +44,11 @@ def checked(
         return ReadContext(variables=variables) if variables else SAVED
     overrides.check(filters_override, "filters_override")
     return ReadContext(((filters_override, "filters_override"),), variables)
+
+
+def in_dashboard(read: ReadContext, filters: insight_pb2.DashboardFilter) -> ReadContext:
+    """`read` under a dashboard's stored filters (the first layer: the caller's override wins over
+    them). Empty filters add no layer, so the query and its cache key stay as saved."""
+    if overrides.is_empty(filters):
+        return read
+    return ReadContext(((filters, "from_dashboard.filters"), *read.layers), read.variables)

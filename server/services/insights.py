@@ -9,7 +9,7 @@ import grpc
 
 from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
 from server.domain.insights import Insights, InsightView, ListFilters
-from server.domain.readcontext import SAVED, ReadContext, checked
+from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
 from server.errors import (
     Cancelled,
     DomainError,
@@ -169,9 +169,10 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             request.filters_override if request.HasField("filters_override") else None, request.variables_override
         )
         if request.HasField("from_dashboard"):
-            await self._run(
+            dashboard_filters = await self._run(
                 self._insights.check_dashboard, principal(), request.environment_id, request.from_dashboard
             )
+            read = in_dashboard(read, dashboard_filters)
         # A hot read is answered from memory on the event loop, without a thread hop.
         view = self._insights.get_cached(principal(), request.environment_id, lookup)
         if view is None:

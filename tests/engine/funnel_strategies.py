@@ -38,6 +38,7 @@ __all__ = [
     "funnel_action_cases",
     "funnel_actor_cases",
     "funnel_cases",
+    "funnel_expression_cases",
     "funnel_trends_cases",
     "time_to_convert_cases",
     "unordered_cases",
@@ -354,7 +355,7 @@ def funnel_actor_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
             if draw(st.booleans()):
                 e.properties["$group_1"] = draw(st.sampled_from(COMPANIES))
     elif how == "session":
-        ff["funnelAggregateByHogQL"] = draw(st.sampled_from(_EXPRESSIONS)) if draw(st.integers(0, 19)) < 19 else "event"
+        ff["funnelAggregateByHogQL"] = draw(st.sampled_from(_EXPRESSIONS)) if draw(st.integers(0, 19)) < 19 else "count()"
         # A person's session changes now and then along its events (in time order); sessions are
         # shared by persons sometimes.
         current: dict[str, str] = {}
@@ -484,4 +485,79 @@ def unordered_cases(draw: st.DrawFn, trends: bool = False) -> FunnelCase:
                         person_properties={"tier": "pro", "email": "walker@example.com"},
                     )
                 )
+    return case
+
+
+ACCOUNTS = ("acme", "Acme", " acme", "initech")
+_LITERALS = ("'x'", "'-'", "'Pro'", "'it''s'", "'acme'")
+# Refused alike by the engine and the oracle: an aggregate, an unknown field, text that does not parse.
+_INVALID_EXPRESSIONS = ("count()", "nosuchfield", "lower(properties.account")
+
+
+def _expression(draw: st.DrawFn, depth: int) -> str:
+    """A string expression of the event, from the part of HogQL the oracle evaluates
+    (tests/oracle/expressions.py): fields, literals and calls that mostly keep a value."""
+    if depth == 0 or draw(st.integers(0, 2)) == 0:
+        return draw(
+            st.sampled_from(
+                [
+                    "properties.account",
+                    "properties.account",
+                    "properties.browser",
+                    "properties.plan",
+                    "person.properties.tier",
+                    "event",
+                    "distinct_id",
+                    draw(st.sampled_from(_LITERALS)),
+                ]
+            )
+        )
+
+    def sub() -> str:
+        return _expression(draw, depth - 1)
+
+    shape = draw(st.integers(0, 10))
+    if shape <= 2:
+        return f"{draw(st.sampled_from(['lower', 'upper', 'trim', 'toString']))}({sub()})"
+    if shape <= 4:
+        return f"concat({sub()}, {draw(st.sampled_from(_LITERALS))}, {sub()})" if draw(st.booleans()) else f"concat({sub()}, {sub()})"
+    if shape <= 6:
+        return f"{draw(st.sampled_from(['coalesce', 'ifNull', 'nullIf']))}({sub()}, {sub()})"
+    if shape <= 8:
+        return f"if({sub()} {draw(st.sampled_from(['=', '!=']))} {sub()}, {sub()}, {sub()})"
+    return f"substring({sub()}, {draw(st.integers(1, 3))}, {draw(st.integers(1, 4))})"
+
+
+@st.composite
+def funnel_expression_cases(draw: st.DrawFn, breakdown: bool = False) -> FunnelCase:
+    """A funnel case counting the values of a drawn HogQL expression (`funnelAggregateByHogQL`):
+    an account shared by persons (its case and spaces vary, so lower/trim fold values), the
+    browser, plan and person tier, sometimes missing, combined by string calls; now and then an
+    expression both refuse. With `breakdown`: half the time by persons, and mostly a hogql
+    breakdown (alone or beside the browser)."""
+    case = draw(funnel_cases(breakdown))
+    accounts = {p: draw(st.sampled_from(ACCOUNTS)) for p in PERSONS}
+    for e in case.events:
+        roll = draw(st.integers(0, 9))
+        if roll == 0:
+            e.properties["account"] = draw(st.sampled_from(["", None]))
+        elif roll > 1:  # one in ten has none
+            e.properties["account"] = accounts[e.person_id] if draw(st.integers(0, 3)) else draw(st.sampled_from(ACCOUNTS))
+    def drawn() -> str:
+        if draw(st.integers(0, 19)) == 0:
+            return draw(st.sampled_from(_INVALID_EXPRESSIONS))
+        return _expression(draw, draw(st.integers(0, 2)))
+
+    if not breakdown or draw(st.booleans()):
+        case.query["funnelsFilter"]["funnelAggregateByHogQL"] = drawn()
+    bf = case.query.get("breakdownFilter")
+    if bf is not None and draw(st.integers(0, 2)):
+        # A hogql breakdown: alone, or one of two dimensions.
+        bf.pop("breakdown", None)
+        bf.pop("breakdown_type", None)
+        bf.pop("breakdowns", None)
+        if draw(st.booleans()):
+            bf["breakdown"], bf["breakdown_type"] = drawn(), "hogql"
+        else:
+            bf["breakdowns"] = [{"property": "browser", "type": "event"}, {"property": drawn(), "type": "hogql"}]
     return case

@@ -119,3 +119,14 @@ def test_histogram_in_the_trends_visualisation(store: EventStore) -> None:
     assert [s["breakdown_value"] for s in series] == [["[5.0,10.01]"], ["[0.0,5.0]"]]
     # 8-15 Jan: index 2 is the 10th, index 3 the 11th.
     assert series[1]["data"][2] == 100.0 and series[0]["data"][3] == 0.0
+
+
+def test_histogram_of_a_hogql_dimension(store: EventStore) -> None:
+    # The expression doubles the amount: 0, 8, 20 → 2 bins over [0, 20]: [0,10) [10,20.01).
+    events = [
+        ev(at(10, 1), "a", "p1", amount=0),
+        ev(at(10, 1), "a", "p2", amount=4),
+        ev(at(10, 1), "a", "p3", amount=10),
+    ]
+    bf = {"breakdowns": [{"property": "toFloat64OrNull(properties.amount) * 2", "type": "hogql", "histogram_bin_count": 2}]}
+    assert by_value(store, events, bf) == {("[0.0,10.0]",): [2, 0], ("[10.0,20.01]",): [1, 0]}

@@ -164,6 +164,12 @@ def test_an_invalid_funnel_names_its_field_under_the_source(store: EventStore) -
             1,
             "funnelPathsFilter.funnelSource.funnelsFilter.funnelAggregateByHogQL",
         ),
+        # A funnel of an expression's values computes; its paths (a person's) are not followed.
+        (
+            funnel(funnelAggregateByHogQL="lower(properties.account)"),
+            1,
+            "funnelPathsFilter.funnelSource.funnelsFilter.funnelAggregateByHogQL",
+        ),
     ],
 )
 def test_funnels_not_followed_yet_are_unimplemented_naming_the_field(

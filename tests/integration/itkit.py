@@ -381,7 +381,7 @@ class Tenant:
         return user_id, email
 
     def add_dashboard(self, name: str = "Dashboard", environment_id: int | None = None) -> int:
-        """A dashboard row in the environment (there is no dashboard RPC yet)."""
+        """A dashboard row straight in the environment (tests of DashboardsService use dashboardkit)."""
         from storage import models
 
         with self.db.session() as session:

@@ -24,6 +24,8 @@ from generated.insights.v1 import alerts_pb2_grpc as agrpc
 from generated.insights.v1 import cohorts_pb2 as cpb
 from generated.insights.v1 import cohorts_pb2_grpc as cgrpc
 from generated.insights.v1 import common_pb2
+from generated.insights.v1 import dashboards_pb2 as dpb
+from generated.insights.v1 import dashboards_pb2_grpc as dgrpc
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_pb2 as ipb
@@ -447,6 +449,60 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
     )
     await cohorts.DeleteCohort(
         cpb.DeleteCohortRequest(environment_id=env, id=dynamic.id), metadata=md, timeout=TIMEOUT
+    )
+
+    dashboards = dgrpc.DashboardsServiceStub(channel)
+    browser = qpb.PropertyFilter(key="$browser", value=qpb.PropertyValue(string_value="Chrome"))
+    board = await dashboards.CreateDashboard(
+        dpb.CreateDashboardRequest(
+            environment_id=env,
+            dashboard=dpb.Dashboard(
+                name="Rendered board",
+                tags=["demo"],
+                pinned=True,
+                filters=ipb.DashboardFilter(date_from="-14d", properties=[browser]),
+            ),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    with_tile = await dashboards.AddDashboardTile(
+        dpb.AddDashboardTileRequest(environment_id=env, dashboard_id=board.id, insight_id=insight.id),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await dashboards.ReorderDashboardTiles(
+        dpb.ReorderDashboardTilesRequest(
+            environment_id=env, dashboard_id=board.id, tile_ids=[t.id for t in with_tile.tiles]
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await dashboards.GetDashboard(dpb.GetDashboardRequest(environment_id=env, id=board.id), metadata=md, timeout=TIMEOUT)
+    listed = await dashboards.ListDashboards(
+        dpb.ListDashboardsRequest(environment_id=env), metadata=md, timeout=TIMEOUT
+    )
+    assert listed.results[0].tiles[0].insight_id == insight.id
+    await dashboards.UpdateDashboard(
+        dpb.UpdateDashboardRequest(
+            environment_id=env,
+            id=board.id,
+            dashboard=dpb.Dashboard(description="described"),
+            update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await dashboards.RemoveDashboardTile(
+        dpb.RemoveDashboardTileRequest(environment_id=env, dashboard_id=board.id, tile_id=with_tile.tiles[0].id),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await dashboards.DeleteDashboard(
+        dpb.DeleteDashboardRequest(environment_id=env, id=board.id), metadata=md, timeout=TIMEOUT
+    )
+    await dashboards.ListDashboardActivity(
+        dpb.ListDashboardActivityRequest(environment_id=env, id=board.id), metadata=md, timeout=TIMEOUT
     )
 
 

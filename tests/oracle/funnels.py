@@ -27,11 +27,16 @@ the person's first event (by time, then uuid text) of the step's event or action
 the range, from all of the environment's events (the latter: the first that passes the step's
 filters too); the step's filters, the range and the query's filters still apply to that event.
 ``aggregation_group_type_index`` N counts the events' ``$group_N`` keys, ``funnelAggregateByHogQL:
-properties.$session_id`` their session ids; events without one (missing, '', null) are dropped.
+properties.$session_id`` their session ids; events without one (missing, '', null) are dropped. Any
+other ``funnelAggregateByHogQL`` counts the values (as text) of that expression of the event
+(tests/oracle/expressions.py): NULL and '' are no actor.
 
 ``compute_funnel_trends(...)`` (same arguments) computes a ``funnelVizType: trends`` query with the
 same walk run once per person and entrance period: ``FunnelsOutput`` whose ``results`` are the
 series dicts (see its docstring).
+
+Breakdowns of ``breakdown_type: hogql`` (or a ``breakdowns`` item of that type) take the text of
+that expression of the event as the value ('' for NULL), evaluated as the aggregation's.
 
 Cohort breakdowns (``breakdown_type: cohort``, ``breakdown`` an id, "all"/0 or a list of them) need
 ``cohorts`` (OracleCohort by id) and ``persons`` (the environment's persons rows): membership comes
@@ -61,6 +66,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from tests.oracle import breakdown_shapes as shapes_
+from tests.oracle.expressions import actor_text, evaluator
 from tests.oracle.trends import (
     DateRange,
     Event,
@@ -128,6 +134,8 @@ class _Funnel:
     # A cohort breakdown: the cohorts listed (0: all users) and each one's member person ids.
     cohorts: tuple[int, ...] | None = None
     members: dict[int, set[str]] = field(default_factory=dict)
+    # The funnelAggregateByHogQL expression counted instead (Event -> its value), tests/oracle/expressions.py.
+    actor_of: Any = None
     # Per breakdown dimension: histogram / URL normalising, and a histogram's buckets once known.
     shapes: tuple[shapes_.Shape, ...] = ()
     grids: dict[int, shapes_.Grid] = field(default_factory=dict)
@@ -256,6 +264,9 @@ def _parse(
     shapes = tuple(shapes_.filter_shapes(bf))
     if shapes != (shapes_.PLAIN,) and (breakdown is None or cohort_ids is not None):
         raise InvalidArgument("a histogram or URL normalising needs a property breakdown")
+    for key, source in breakdown or []:
+        if source == "hogql":
+            evaluator(key)  # an expression the engine refuses: InvalidArgument
     limit = bf.get("breakdown_limit") or DEFAULT_BREAKDOWN_LIMIT
     attribution = ff.get("breakdownAttributionType") or "first_touch"
     attribution_step = None
@@ -271,10 +282,13 @@ def _parse(
     # An aggregation not built yet is refused with the other options not built yet, after the
     # definitions the funnel names are found missing.
     later: Unimplemented | None = None
+    actor_of = None
     try:
         actor_key = _actor_key(query.get("aggregation_group_type_index"), ff.get("funnelAggregateByHogQL"))
     except Unimplemented as exc:
         actor_key, later = None, exc
+    if actor_key == _EXPRESSION:
+        actor_key, actor_of = None, evaluator(ff["funnelAggregateByHogQL"])
     # The steps' and exclusions' actions: a missing one is refused once every filter is checked,
     # before options not built yet.
     missing: list[FailedPrecondition] = []
@@ -313,7 +327,7 @@ def _parse(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
         0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
-        actor_key, cohort_ids, members, shapes if cohort_ids is None else (),
+        actor_key, cohort_ids, members, actor_of=actor_of, shapes=shapes if cohort_ids is None else (),
     )
 
 
@@ -330,7 +344,11 @@ def _actor_key(group: Any, expression: Any) -> str | None:
         return None
     if "".join(str(expression).split()) == "properties.$session_id":
         return "$session_id"
-    raise Unimplemented("aggregating by other expressions")
+    return _EXPRESSION
+
+
+# _actor_key's answer for any other expression: its value is the actor (evaluated per event).
+_EXPRESSION = "<expression>"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -498,16 +516,27 @@ def _values_of(e: Event, f: _Funnel) -> list[tuple[str, ...]]:
         return [(str(c),) for c in f.cohorts if c == 0 or e.person_id in f.members[c]]
     if f.breakdown is None:
         return [()]
-    texts = []
-    for i, (key, source) in enumerate(f.breakdown):
-        text = prop_text(e.properties if source == "event" else e.person_properties, key)
-        shape = f.shapes[i] if i < len(f.shapes) else shapes_.PLAIN
-        if shape.bins:
-            text = f.grids[i].label(shapes_.number(text, to_float_or_null))
-        elif shape.normalize_url:
-            text = shapes_.normalized(text)
-        texts.append(text or "")
-    return [tuple(texts)]
+    return [tuple(_text(e, f, i) or "" for i in range(len(f.breakdown)))]
+
+
+def _raw_text(e: Event, key: str, source: str) -> str | None:
+    """A dimension's text before shaping: a hogql expression's or a property's (None: missing)."""
+    if source == "hogql":
+        return actor_text(evaluator(key)(e)) or None
+    return prop_text(e.properties if source == "event" else e.person_properties, key)
+
+
+def _text(e: Event, f: _Funnel, i: int) -> str | None:
+    """Dimension `i`'s text, as a histogram bucket or a normalised URL when asked."""
+    assert f.breakdown is not None
+    key, source = f.breakdown[i]
+    text = _raw_text(e, key, source)
+    shape = f.shapes[i] if i < len(f.shapes) else shapes_.PLAIN
+    if shape.bins:
+        return f.grids[i].label(shapes_.number(text, to_float_or_null))
+    if shape.normalize_url:
+        return shapes_.normalized(text)
+    return text
 
 
 def _membership(
@@ -656,7 +685,11 @@ def _streams(
             continue
         if not query_props(e) or (test_props is not None and not test_props(e)):
             continue
-        if f.actor_key is None:
+        if f.actor_of is not None:
+            actor = actor_text(f.actor_of(e))
+            if actor == "":
+                continue  # NULL or '': nobody's event, as a missing group key
+        elif f.actor_key is None:
             actor = e.person_id
         else:
             actor = prop_text(e.properties, f.actor_key) or ""
@@ -678,12 +711,7 @@ def _streams(
                 x
                 for e, _, steps in kept
                 if steps
-                and (
-                    x := shapes_.number(
-                        prop_text(e.properties if source == "event" else e.person_properties, key), to_float_or_null
-                    )
-                )
-                is not None
+                and (x := shapes_.number(_raw_text(e, key, source), to_float_or_null)) is not None
             ]
             f.grids[i] = shapes_.grid(numbers, shape.bins)
     per_person: dict[str, list[tuple[int, str, list[int], tuple[str, ...]]]] = {}

@@ -736,9 +736,11 @@ class GetInsightRequest(_message.Message):
     refresh: _common_pb2.RefreshMode.ValueType
     """How the result is attached (default FORCE_CACHE)."""
     from_dashboard: _builtins.int
-    """Compute in this dashboard's context (its filters apply; dashboards hold
-    none yet). NOT_FOUND (reason DASHBOARD_NOT_FOUND) unless the dashboard is
-    live in the environment.
+    """Compute in this dashboard's context: its stored filters (Dashboard.filters)
+    apply over the saved query, and the result is cached under the query as
+    filtered. NOT_FOUND (reason DASHBOARD_NOT_FOUND) unless the dashboard is
+    live in the environment; a filter part the query's kind has no field for
+    is INVALID_ARGUMENT naming `from_dashboard.filters.<part>`.
     """
     client_query_id: _builtins.str
     """Names the run this read starts, so that CancelQuery and GetQueryStatus

@@ -12,6 +12,7 @@ from server.queries.common.actors import PERSONS, Aggregation, aggregation
 from server.queries.common.breakdown_value import PLAIN, filter_shapes, shaped_field
 from server.queries.common.cohort_breakdown import ListedCohorts, is_cohort_breakdown, listed_cohorts
 from server.queries.common.errors import QueryError
+from server.queries.sql.expression import check_expression
 
 M = query_pb2
 
@@ -50,10 +51,11 @@ _BREAKDOWN_SOURCES = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
     M.BREAKDOWN_TYPE_EVENT: "event",
     M.BREAKDOWN_TYPE_PERSON: "person",
+    M.BREAKDOWN_TYPE_HOGQL: "hogql",  # the key is a HogQL expression of the event (sql/expression.py)
 }
 # Breakdown types the reference computes for funnels and this service will: refused as not built
 # yet (a cohort breakdown is computed; a cohort type inside `breakdowns` is not).
-_LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP, M.BREAKDOWN_TYPE_HOGQL})
+_LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP})
 # The source of a cohort breakdown's one dimension (its value is the cohort id, as text).
 COHORT = "cohort"
 _FIRST_TIME_MATHS = {
@@ -118,6 +120,9 @@ class FunnelSpec:
     # then (("cohort", "cohort"),). Each cohort's funnel is computed over its members' events alone,
     # so the attribution has no effect (it is first_touch here), and nothing is cut into "Other".
     cohorts: ListedCohorts | None = None
+    # Field paths of the caller's HogQL expressions the statement computes (an aggregation, hogql
+    # breakdowns): an engine error about them is the caller's (compute.py).
+    expressions: tuple[str, ...] = ()
 
 
 def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
@@ -138,6 +143,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         )
     interval = ff.funnel_window_interval if ff.HasField("funnel_window_interval") else DEFAULT_WINDOW
     breakdown = _breakdown(query.breakdown_filter, later)
+    expressions = _hogql_breakdowns(query.breakdown_filter, breakdown)
     cohorts = None
     if breakdown is not None and breakdown[0][1] == COHORT:
         cohorts = listed_cohorts(query.breakdown_filter.breakdown, "breakdownFilter.breakdown")
@@ -171,6 +177,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         group_path="aggregation_group_type_index",
         expression_path="funnelsFilter.funnelAggregateByHogQL",
         later=later,
+        expressions=True,
     )
     return FunnelSpec(
         steps=steps,
@@ -191,6 +198,7 @@ def funnel_spec(query: query_pb2.FunnelsQuery) -> FunnelSpec:
         bin_count=ff.bin_count if ff.HasField("bin_count") else None,
         aggregation=agg,
         cohorts=cohorts,
+        expressions=((agg.path,) if agg.kind == "expression" else ()) + expressions,
     )
 
 
@@ -331,6 +339,17 @@ def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> t
         return None
     source = _source(bf.breakdown_type, "breakdownFilter.breakdown_type", later)
     return ((_key(bf.breakdown, "breakdownFilter.breakdown", source is None), source or "event"),)
+
+
+def _hogql_breakdowns(bf: query_pb2.BreakdownFilter, dims: tuple[tuple[str, str], ...] | None) -> tuple[str, ...]:
+    """The field paths of the hogql breakdown dimensions, each expression checked (QueryError naming it)."""
+    paths = []
+    for i, (key, source) in enumerate(dims or ()):
+        if source == "hogql":
+            path = f"breakdownFilter.breakdowns[{i}].property" if bf.breakdowns else "breakdownFilter.breakdown"
+            check_expression(key, path=path)
+            paths.append(path)
+    return tuple(paths)
 
 
 def _source(kind: query_pb2.BreakdownType.ValueType, path: str, later: list[tuple[str, str]]) -> str | None:

@@ -30,7 +30,7 @@ from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.actors import actor_sql
-from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, value_sql
+from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, shaped_sql
 from server.queries.common.cohort_breakdown import ListedCohorts
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
@@ -38,6 +38,7 @@ from server.queries.common.properties import CohortSql, filters_sql, properties_
 from server.queries.common.sql import Params
 from server.queries.funnels import vector
 from server.queries.funnels.spec import AnyNode, FunnelSpec
+from server.queries.sql.expression import compile_expression
 
 OTHER = "Other"
 
@@ -129,7 +130,7 @@ def histogram_bounds(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQ
         a
         for i, (key, source) in enumerate(spec.breakdown)
         if ctx.shape(i).bins
-        for a in bounds_sql(property_text(params, key, source))
+        for a in bounds_sql(_text(params, key, source, ctx))
     ]
     where = _shared(params, query, ctx)
     actor = actor_sql(params, spec.aggregation)
@@ -156,7 +157,7 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         codes_sql = f"arrayFilter(c -> c != 0, CAST([{', '.join(codes)}], 'Array(Int8)'))"
         matched = "notEmpty(codes)"
     where = list(shared)
-    actor = actor_sql(params, spec.aggregation)
+    actor = actor_sql(params, spec.aggregation, ctx.dates.timezone)
     if actor.condition is not None:
         # Events without a group key (session id) have no actor: they are in nobody's funnel.
         where.append(actor.condition)
@@ -259,13 +260,25 @@ def _value(params: Params, spec: FunnelSpec, ctx: Context) -> str:
         return "emptyArrayString()"
     if spec.cohorts is not None:
         return _cohort_value(params, spec.cohorts, ctx)
-    dims = [
-        f"ifNull({property_text(params, key, source)}, '')"
-        if ctx.shape(i) == PLAIN
-        else value_sql(params, key, source, ctx.shape(i), "", ctx.grid(i))
-        for i, (key, source) in enumerate(spec.breakdown)
-    ]
+    dims = [_dimension(params, key, source, ctx, i) for i, (key, source) in enumerate(spec.breakdown)]
     return f"[{', '.join(dims)}]"
+
+
+def _dimension(params: Params, key: str, source: str, ctx: Context, i: int) -> str:
+    """Breakdown dimension `i`'s value as text ('' when missing), a histogram bucket or a
+    normalised URL when asked (common/breakdown_value.py)."""
+    text = _text(params, key, source, ctx)
+    if ctx.shape(i) != PLAIN:
+        return shaped_sql(params, text, ctx.shape(i), "", ctx.grid(i))
+    return f"ifNull({text}, '')"
+
+
+def _text(params: Params, key: str, source: str, ctx: Context) -> str:
+    """A dimension's text, NULL when missing: a property's, or a hogql expression's (the
+    reference's `toString(V)`), checked by the spec already."""
+    if source == "hogql":
+        return f"toString({compile_expression(key, params, path='breakdownFilter', timezone=ctx.dates.timezone)})"
+    return property_text(params, key, source)
 
 
 def _cohort_value(params: Params, cohorts: ListedCohorts, ctx: Context) -> str:

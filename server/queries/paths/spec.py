@@ -213,7 +213,7 @@ def _funnel(fpf: query_pb2.FunnelPathsFilter, later: list[tuple[str, str]]) -> F
     if source.aggregation.kind == "group":
         later.append((f"{where}.funnelSource.aggregation_group_type_index", "paths of a funnel of groups"))
     elif source.aggregation.kind != "person":
-        later.append((f"{where}.funnelSource.funnelsFilter.funnelAggregateByHogQL", "paths of a funnel of sessions"))
+        later.append((f"{where}.funnelSource.funnelsFilter.funnelAggregateByHogQL", "paths of a funnel of sessions or expression values"))
     ff = fpf.funnel_source.funnels_filter
     window = f"{where}.funnelSource.funnelsFilter.funnelWindowInterval"
     if source.window_seconds == 0:

@@ -100,6 +100,12 @@ ALLOWED: frozenset[str] = frozenset(
     (name + suffix).lower() for name in _AGGREGATES.split() for suffix in ("", *_COMBINATORS)
 )
 
+# The aggregate functions among them (with their combinators): refused where one value per row is
+# asked (an expression of an event, server/queries/sql/expression.py).
+AGGREGATES: frozenset[str] = frozenset(
+    (name + suffix).lower() for name in _AGGREGATES.split() for suffix in ("", *_COMBINATORS)
+)
+
 # A printed call: its name, then its opening parenthesis (parametric aggregates too: quantile(0.5)(x)).
 _HEAD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 

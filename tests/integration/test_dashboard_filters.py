@@ -1,0 +1,222 @@
+"""GetInsight `from_dashboard`: the dashboard's stored filters change what is computed, each context
+under its own cache key, with numbers checked against the pure-Python oracle over the ingested events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from generated.insights.v1 import common_pb2 as cpb
+from generated.insights.v1 import events_pb2 as epb
+from generated.insights.v1 import events_pb2_grpc as egrpc
+from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import query_pb2 as qpb
+from tests.integration.dashboardkit import DashboardsApi
+from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, expect_error
+from tests.oracle import Event, compute_trends
+
+NOW = dt.datetime.now(dt.UTC)
+TODAY = NOW.date()
+# (person, days before today, browser): at noon, so that no event sits on a day boundary.
+EVENTS = [
+    ("a", 1, "Chrome"),
+    ("b", 1, "Firefox"),
+    ("f", 2, "Firefox"),
+    ("a", 3, "Chrome"),
+    ("c", 5, "Safari"),
+    ("b", 9, "Chrome"),
+    ("d", 12, "Firefox"),
+    ("a", 13, "Chrome"),
+    ("c", 20, "Chrome"),
+    ("e", 25, "Safari"),
+    ("d", 40, "Chrome"),
+]
+SAVED_JSON: dict[str, Any] = {
+    "kind": "TrendsQuery",
+    "series": [{"kind": "EventsNode", "event": "$pageview"}],
+    "interval": "day",
+    "dateRange": {"date_from": "-7d"},
+}
+CHROME_JSON = {"key": "$browser", "type": "event", "operator": "exact", "value": "Chrome"}
+
+
+def _at(days_ago: int) -> dt.datetime:
+    return dt.datetime.combine(TODAY - dt.timedelta(days=days_ago), dt.time(12), tzinfo=dt.UTC)
+
+
+def _oracle_series(query: dict[str, Any]) -> dict[str | None, float]:
+    """Count per breakdown value (None without a breakdown) over EVENTS, by the oracle."""
+    events = [
+        Event(
+            uuid=f"00000000-0000-4000-8000-{i:012d}",
+            event="$pageview",
+            distinct_id=person,
+            person_id=person,
+            timestamp=_at(days),
+            properties={"$browser": browser},
+        )
+        for i, (person, days, browser) in enumerate(EVENTS)
+    ]
+    output = compute_trends(events, query, timezone="UTC", week_start_day=0, now=NOW)
+    return {item.get("breakdown_value"): item["count"] for item in output.results}
+
+
+def _engine_series(insight: ipb.Insight) -> dict[str | None, float]:
+    return {
+        (s.breakdown_value.string_value if s.HasField("breakdown_value") else None): s.count
+        for s in insight.result.trends.series
+    }
+
+
+def _chrome() -> qpb.PropertyFilter:
+    return qpb.PropertyFilter(
+        key="$browser",
+        type=qpb.PROPERTY_FILTER_TYPE_EVENT,
+        operator=qpb.PROPERTY_OPERATOR_EXACT,
+        value=qpb.PropertyValue(string_value="Chrome"),
+    )
+
+
+def _by_browser() -> qpb.BreakdownFilter:
+    return qpb.BreakdownFilter(breakdown=qpb.BreakdownKey(string_value="$browser"))
+
+
+@pytest.fixture
+async def saved(server: Server, tenant: Tenant, api: Api) -> ipb.Insight:
+    """A "-7d" daily pageview trend over EVENTS."""
+    events = []
+    for person, days, browser in EVENTS:
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(_at(days))
+        events.append(
+            epb.Event(
+                event="$pageview",
+                distinct_id=person,
+                timestamp=stamp,
+                properties=json.dumps({"$browser": browser}),
+            )
+        )
+    request = epb.IngestEventsRequest(environment_id=tenant.environment_id, events=events)
+    stub = egrpc.EventsServiceStub(server.channel)
+    done = await stub.IngestEvents(iter([request]), metadata=bearer(tenant.key("event:write")), timeout=30)
+    assert done.accepted == len(EVENTS)
+    query = qpb.TrendsQuery(
+        series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))],
+        interval=qpb.INTERVAL_TYPE_DAY,
+        date_range=qpb.DateRange(date_from="-7d"),
+    )
+    node = qpb.QueryNode(insight_viz_node=qpb.InsightVizNode(source=qpb.InsightSource(trends_query=query)))
+    return await api.create(name="pageviews", query=node)
+
+
+@pytest.fixture
+def boards(server: Server, tenant: Tenant) -> DashboardsApi:
+    return DashboardsApi.of(server, tenant, "dashboard:write")
+
+
+async def _read(
+    api: Api, insight_id: int, refresh: int = cpb.REFRESH_MODE_BLOCKING, **context: Any
+) -> ipb.Insight:
+    request = ipb.GetInsightRequest(
+        environment_id=api.environment_id, id=insight_id, refresh=refresh, **context
+    )
+    return await api.stub.GetInsight(request, metadata=api.metadata, timeout=60)  # type: ignore[no-any-return]
+
+
+async def test_each_dashboards_filters_compute_their_own_numbers_under_their_own_cache_keys(
+    api: Api, boards: DashboardsApi, saved: ipb.Insight
+) -> None:
+    chrome_fortnight = await boards.create(
+        name="Chrome, two weeks", filters=ipb.DashboardFilter(date_from="-14d", properties=[_chrome()])
+    )
+    by_browser = await boards.create(
+        name="Browsers, a month",
+        filters=ipb.DashboardFilter(date_from="-30d", breakdown_filter=_by_browser()),
+    )
+    plain = await boards.create(name="No filters")
+    expected_saved = _oracle_series(SAVED_JSON)
+    expected_chrome = _oracle_series(
+        {**SAVED_JSON, "dateRange": {"date_from": "-14d"}, "properties": [CHROME_JSON]}
+    )
+    expected_browsers = _oracle_series(
+        {**SAVED_JSON, "dateRange": {"date_from": "-30d"}, "breakdownFilter": {"breakdown": "$browser"}}
+    )
+    # The contexts differ on this data (else the test could not tell them apart); counted by hand too.
+    assert expected_saved == {None: 5.0}
+    assert expected_chrome == {None: 4.0}
+    assert expected_browsers == {"Chrome": 5.0, "Firefox": 3.0, "Safari": 2.0}
+
+    chrome_read = await _read(api, saved.id, from_dashboard=chrome_fortnight.id)
+    browsers_read = await _read(api, saved.id, from_dashboard=by_browser.id)
+    plain_read = await _read(api, saved.id, from_dashboard=plain.id)
+    assert _engine_series(chrome_read) == expected_chrome
+    assert _engine_series(browsers_read) == expected_browsers
+    assert _engine_series(plain_read) == expected_saved
+    # The insight is shown as saved; only the computation saw the dashboard's filters.
+    assert chrome_read.query == saved.query
+
+    # Cache-only reads answer each context from its own entry, never another's.
+    cached = cpb.REFRESH_MODE_FORCE_CACHE
+    again_chrome = await _read(api, saved.id, cached, from_dashboard=chrome_fortnight.id)
+    again_browsers = await _read(api, saved.id, cached, from_dashboard=by_browser.id)
+    again_saved = await _read(api, saved.id, cached)
+    assert (again_chrome.is_cached, _engine_series(again_chrome)) == (True, expected_chrome)
+    assert (again_browsers.is_cached, _engine_series(again_browsers)) == (True, expected_browsers)
+    assert (again_saved.is_cached, _engine_series(again_saved)) == (True, expected_saved)
+
+
+async def test_changed_filters_are_a_new_context_and_an_override_wins_over_them(
+    api: Api, boards: DashboardsApi, saved: ipb.Insight
+) -> None:
+    board = await boards.create(
+        name="Chrome", filters=ipb.DashboardFilter(date_from="-14d", properties=[_chrome()])
+    )
+    first = await _read(api, saved.id, from_dashboard=board.id)
+    assert _engine_series(first) == _oracle_series(
+        {**SAVED_JSON, "dateRange": {"date_from": "-14d"}, "properties": [CHROME_JSON]}
+    )
+
+    await boards.update(board.id, ["filters"], filters=ipb.DashboardFilter(date_from="-30d"))
+    # The old context's cached answer is not the new one's.
+    stale = await _read(api, saved.id, cpb.REFRESH_MODE_FORCE_CACHE, from_dashboard=board.id)
+    assert not stale.HasField("result") or not stale.is_cached
+    wider = await _read(api, saved.id, from_dashboard=board.id)
+    assert _engine_series(wider) == _oracle_series({**SAVED_JSON, "dateRange": {"date_from": "-30d"}})
+
+    # Merge order: dashboard < override (the override's range wins, the dashboard's none is left).
+    overridden = await _read(
+        api, saved.id, from_dashboard=board.id, filters_override=ipb.DashboardFilter(date_from="-3d")
+    )
+    assert _engine_series(overridden) == _oracle_series({**SAVED_JSON, "dateRange": {"date_from": "-3d"}})
+    both = await boards.update(board.id, ["filters"], filters=ipb.DashboardFilter(properties=[_chrome()]))
+    layered = await _read(
+        api, saved.id, from_dashboard=both.id, filters_override=ipb.DashboardFilter(date_from="-30d")
+    )
+    assert _engine_series(layered) == _oracle_series(
+        {**SAVED_JSON, "dateRange": {"date_from": "-30d"}, "properties": [CHROME_JSON]}
+    )
+
+
+async def test_a_filter_the_insights_kind_cannot_take_is_refused_naming_it(
+    api: Api, boards: DashboardsApi
+) -> None:
+    stickiness = qpb.QueryNode(
+        insight_viz_node=qpb.InsightVizNode(
+            source=qpb.InsightSource(
+                stickiness_query=qpb.StickinessQuery(
+                    series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))]
+                )
+            )
+        )
+    )
+    created = await api.create(name="sticky", query=stickiness)
+    board = await boards.create(name="Browsers", filters=ipb.DashboardFilter(breakdown_filter=_by_browser()))
+    err = await expect_error(
+        _read(api, created.id, from_dashboard=board.id), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert_invalid(err, "from_dashboard.filters.breakdown_filter")
