@@ -282,8 +282,8 @@ LATER = [
     ("retentionFilter.aggregationType", {"aggregationType": "sum", "aggregationProperty": "amount"}),
     ("breakdownFilter.breakdown_type", {"breakdownFilter": {"breakdown": 3, "breakdown_type": "cohort"}}),
     (
-        "breakdownFilter.breakdown_histogram_bin_count",
-        {"breakdownFilter": {"breakdown": "n", "breakdown_histogram_bin_count": 5}},
+        "breakdownFilter.breakdown_path_cleaning",
+        {"breakdownFilter": {"breakdown": "$current_url", "breakdown_path_cleaning": True}},
     ),
     ("retentionFilter.targetEntity.kind", {"targetEntity": {"kind": "DataWarehouseNode", "id": "t"}}),
 ]

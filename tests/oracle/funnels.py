@@ -65,6 +65,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from tests.oracle import breakdown_shapes as shapes_
 from tests.oracle.expressions import actor_text, evaluator
 from tests.oracle.trends import (
     DateRange,
@@ -78,6 +79,7 @@ from tests.oracle.trends import (
     compile_properties,
     prop_text,
     resolve_date_range,
+    to_float_or_null,
 )
 
 DEFAULT_WINDOW = 14
@@ -134,6 +136,9 @@ class _Funnel:
     members: dict[int, set[str]] = field(default_factory=dict)
     # The funnelAggregateByHogQL expression counted instead (Event -> its value), tests/oracle/expressions.py.
     actor_of: Any = None
+    # Per breakdown dimension: histogram / URL normalising, and a histogram's buckets once known.
+    shapes: tuple[shapes_.Shape, ...] = ()
+    grids: dict[int, shapes_.Grid] = field(default_factory=dict)
 
 
 def _filter_repr(f: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -256,6 +261,9 @@ def _parse(
         breakdown = [(b["property"], b.get("type") or "event") for b in bf["breakdowns"]]
     elif bf.get("breakdown") is not None:
         breakdown = [(bf["breakdown"], bf.get("breakdown_type") or "event")]
+    shapes = tuple(shapes_.filter_shapes(bf))
+    if shapes != (shapes_.PLAIN,) and (breakdown is None or cohort_ids is not None):
+        raise InvalidArgument("a histogram or URL normalising needs a property breakdown")
     for key, source in breakdown or []:
         if source == "hogql":
             evaluator(key)  # an expression the engine refuses: InvalidArgument
@@ -319,7 +327,7 @@ def _parse(
         steps, order, interval * UNIT_SECONDS[unit] * 1_000_000, exclusions, breakdown, attribution,
         attribution_step, limit, viz,
         0 if from_step is None else from_step, n - 1 if to_step is None else to_step, ff.get("binCount"),
-        actor_key, cohort_ids, members, actor_of=actor_of,
+        actor_key, cohort_ids, members, actor_of=actor_of, shapes=shapes if cohort_ids is None else (),
     )
 
 
@@ -511,14 +519,27 @@ def _values_of(e: Event, f: _Funnel) -> list[tuple[str, ...]]:
         return [(str(c),) for c in f.cohorts if c == 0 or e.person_id in f.members[c]]
     if f.breakdown is None:
         return [()]
-    return [
-        tuple(
-            actor_text(evaluator(key)(e))
-            if source == "hogql"
-            else prop_text(e.properties if source == "event" else e.person_properties, key) or ""
-            for key, source in f.breakdown
-        )
-    ]
+    return [tuple(_text(e, f, i) or "" for i in range(len(f.breakdown)))]
+
+
+def _raw_text(e: Event, key: str, source: str) -> str | None:
+    """A dimension's text before shaping: a hogql expression's or a property's (None: missing)."""
+    if source == "hogql":
+        return actor_text(evaluator(key)(e)) or None
+    return prop_text(e.properties if source == "event" else e.person_properties, key)
+
+
+def _text(e: Event, f: _Funnel, i: int) -> str | None:
+    """Dimension `i`'s text, as a histogram bucket or a normalised URL when asked."""
+    assert f.breakdown is not None
+    key, source = f.breakdown[i]
+    text = _raw_text(e, key, source)
+    shape = f.shapes[i] if i < len(f.shapes) else shapes_.PLAIN
+    if shape.bins:
+        return f.grids[i].label(shapes_.number(text, to_float_or_null))
+    if shape.normalize_url:
+        return shapes_.normalized(text)
+    return text
 
 
 def _membership(
@@ -661,7 +682,7 @@ def _streams(
     query_props = compile_properties(query.get("properties"), tz)
     test_props = compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
     n = len(f.steps)
-    per_person: dict[str, list[tuple[int, str, list[int], tuple[str, ...]]]] = {}
+    kept: list[tuple[Event, str, list[int]]] = []
     for e in events:
         if not rng.lower <= e.timestamp <= rng.upper:
             continue
@@ -677,11 +698,28 @@ def _streams(
             actor = prop_text(e.properties, f.actor_key) or ""
             if actor == "":
                 continue  # no group key (session id): nobody's event
-        codes = [
+        steps = [
             k + 1
             for k, step in enumerate(f.steps)
             if step.matches(e) and (step.first_time is None or e.uuid in firsts[k])
         ]
+        kept.append((e, actor, steps))
+    for i, shape in enumerate(f.shapes):
+        if shape.bins:
+            # DECISION: a histogram's bounds come from the events of the range (and the query's
+            # filters, with an actor) that match a step, whatever the attribution.
+            assert f.breakdown is not None
+            key, source = f.breakdown[i]
+            numbers = [
+                x
+                for e, _, steps in kept
+                if steps
+                and (x := shapes_.number(_raw_text(e, key, source), to_float_or_null)) is not None
+            ]
+            f.grids[i] = shapes_.grid(numbers, shape.bins)
+    per_person: dict[str, list[tuple[int, str, list[int], tuple[str, ...]]]] = {}
+    for e, actor, steps in kept:
+        codes = list(steps)
         codes += [
             -(i + 1) for i in range(1, n) if any(lo < i <= hi and match(e) for lo, hi, match in f.exclusions)
         ]

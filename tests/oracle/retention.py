@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
+from tests.oracle import breakdown_shapes as shapes_
 from tests.oracle.funnels import Unimplemented
 from tests.oracle.trends import (
     NULL_LABEL,
@@ -34,6 +35,7 @@ from tests.oracle.trends import (
     compile_properties,
     prop_text,
     resolve_date_range,
+    to_float_or_null,
 )
 
 PERIODS = {"Hour": "hour", "Day": "day", "Week": "week", "Month": "month"}
@@ -145,6 +147,11 @@ def compute_retention(
         raise InvalidArgument("cumulative retention with 24-hour windows")
     target = _entity(rf.get("targetEntity"), tz, actions or {})
     returning = _entity(rf.get("returningEntity"), tz, actions or {})
+    bf = query.get("breakdownFilter") or {}
+    shape = shapes_.filter_shapes(bf)[0]
+    has_key = bf.get("breakdowns") or bf.get("breakdown") not in (None, "")
+    if shape != shapes_.PLAIN and (not has_key or (bf.get("breakdown_type") == "cohort" and not bf.get("breakdowns"))):
+        raise InvalidArgument("a histogram or URL normalising needs a property breakdown")
     breakdown = _breakdown(query.get("breakdownFilter"))
 
     cohorts = _cohorts(query, period, total, tz, week_start_day, now, events)
@@ -156,11 +163,41 @@ def compute_retention(
         compile_properties(test_account_filters or [], tz) if query.get("filterTestAccounts") else None
     )
 
+
+    def text_of(e: Event) -> str | None:
+        assert breakdown is not None
+        key, source = breakdown[0], breakdown[1]
+        return prop_text(e.properties if source == "event" else e.person_properties, key)
+
+    def actor_of(e: Event) -> str:
+        return e.person_id if group_key is None else prop_text(e.properties, group_key) or ""
+
+    grid = shapes_.grid((), 1)
+    if shape.bins:
+        # DECISION: a histogram's bounds come from the window's events (the query's filters, with
+        # an actor) of the target or the returning entity, whatever the retention type.
+        grid = shapes_.grid(
+            (
+                x
+                for e in events
+                if lower <= e.timestamp < upper
+                and query_props(e)
+                and (test_props is None or test_props(e))
+                and actor_of(e) != ""
+                and (target.full(e) or returning.full(e))
+                and (x := shapes_.number(text_of(e), to_float_or_null)) is not None
+            ),
+            shape.bins,
+        )
+
     def value_of(e: Event) -> str:
         if breakdown is None:
             return ""
-        key, source = breakdown[0], breakdown[1]
-        text = prop_text(e.properties if source == "event" else e.person_properties, key)
+        text = text_of(e)
+        if shape.bins:
+            text = grid.label(shapes_.number(text, to_float_or_null))
+        elif shape.normalize_url:
+            text = shapes_.normalized(text)
         return NULL_LABEL if text is None else text
 
     # With a breakdown, each (person, value) is walked on its own, as the reference groups them.

@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
+from tests.oracle import breakdown_shapes as shapes_
 from tests.support.jsontext import number_text
 from tests.support.jsontext import value_text as canonical_text
 
@@ -1305,12 +1306,23 @@ class _Breakdown:
     multi: bool
     limit: int
     hide_other: bool
+    shapes: tuple[shapes_.Shape, ...] = ()
+    # Per histogram dimension (index → its buckets), set once the numbers are known.
+    grids: dict[int, shapes_.Grid] = field(default_factory=dict)
+
+    def raw(self, e: Event, i: int) -> str | None:
+        source, key = self.dims[i]
+        return prop_text(e.properties if source == "event" else e.person_properties, key)
 
     def value(self, e: Event) -> Any:
         texts = []
-        for source, key in self.dims:
-            props = e.properties if source == "event" else e.person_properties
-            t = prop_text(props, key)
+        for i in range(len(self.dims)):
+            t = self.raw(e, i)
+            shape = self.shapes[i] if self.shapes else shapes_.PLAIN
+            if shape.bins:
+                t = self.grids[i].label(shapes_.number(t, to_float_or_null))
+            elif shape.normalize_url:
+                t = shapes_.normalized(t)
             texts.append(NULL_LABEL if t is None else t)
         return tuple(texts) if self.multi else texts[0]
 
@@ -1366,9 +1378,10 @@ def _cohort_ids(given: Any) -> tuple[int, ...]:
 def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown | None:
     if not bf:
         return None
+    shapes = tuple(shapes_.filter_shapes(bf))
     if bf.get("breakdown_type") == "cohort" and not bf.get("breakdowns"):
-        if bf.get("breakdown_normalize_url") or bf.get("breakdown_histogram_bin_count"):
-            raise InvalidArgument("normalize_url / histogram breakdowns are not supported")
+        if shapes != (shapes_.PLAIN,):
+            raise InvalidArgument("a cohort breakdown has no histogram and no URLs")
         if bf.get("breakdown") is None:
             raise InvalidArgument("a cohort breakdown lists cohort ids")
         # DECISION (reference): breakdown_limit and hide-other do not apply to cohorts.
@@ -1393,18 +1406,15 @@ def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown
             prop = b.get("property")
             if prop is None or prop == "":
                 raise InvalidArgument("breakdown without property")
-            if b.get("normalize_url") or b.get("histogram_bin_count"):
-                raise InvalidArgument("normalize_url / histogram breakdowns are not supported")
             dims.append((source_of(b.get("type")), str(prop)))
     else:
         prop = bf.get("breakdown")
         if prop is None or prop == "":
+            if shapes != (shapes_.PLAIN,):
+                raise InvalidArgument("a histogram or URL normalising needs a breakdown")
             return None
         if isinstance(prop, list):
             raise InvalidArgument("list breakdowns (cohorts) are not supported")
-        if bf.get("breakdown_normalize_url") or bf.get("breakdown_histogram_bin_count"):
-            # DECISION: URL normalisation and histogram breakdowns are INVALID_ARGUMENT for now.
-            raise InvalidArgument("normalize_url / histogram breakdowns are not supported")
         dims.append((source_of(bf.get("breakdown_type")), str(prop)))
     limit = bf.get("breakdown_limit")
     # DECISION: a missing or 0 limit is the default 25 (reference `limit or 25`); negative is invalid.
@@ -1412,7 +1422,7 @@ def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown
         limit = DEFAULT_BREAKDOWN_LIMIT
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise InvalidArgument("breakdown_limit must be a positive integer")
-    return _Breakdown(tuple(dims), multi, limit, bool(bf.get("breakdown_hide_other_aggregation")))
+    return _Breakdown(tuple(dims), multi, limit, bool(bf.get("breakdown_hide_other_aggregation")), shapes)
 
 
 def _value_label(value: Any) -> str:
@@ -1864,7 +1874,16 @@ def compute_trends(
     def filters(e: Event) -> bool:
         return query_props(e) and test_props(e)
 
-    breakdown = _parse_breakdown(query.get("breakdownFilter"))
+    bf = query.get("breakdownFilter")
+    legacy_bins = trends_filter.get("breakdown_histogram_bin_count")
+    if legacy_bins is not None and (bf or {}).get("breakdown_histogram_bin_count") is None:
+        # DECISION: the deprecated trendsFilter field is the bin count when breakdownFilter gives none.
+        if isinstance(legacy_bins, bool) or not isinstance(legacy_bins, int) or not 1 <= legacy_bins <= 100:
+            raise InvalidArgument("a histogram has between 1 and 100 bins")
+        if not bf or bf.get("breakdowns") or bf.get("breakdown") in (None, "") or bf.get("breakdown_type") == "cohort":
+            raise InvalidArgument("a histogram needs a single property breakdown")
+        bf = {**bf, "breakdown_histogram_bin_count": legacy_bins}
+    breakdown = _parse_breakdown(bf)
     formulas = _formulas(trends_filter, len(series_list))
 
     inputs = _range_inputs(query.get("dateRange"), interval, display, env)
@@ -1879,6 +1898,20 @@ def compute_trends(
         periods = [(current, "current"), (previous, "previous")]
 
     smoothing = _smoothing_intervals(trends_filter)
+    if isinstance(breakdown, _Breakdown):
+        # DECISION: one set of histogram buckets per query, from the numbers of the events any
+        # series matches (its filters and the query's) inside any period's range.
+        for i, shape in enumerate(breakdown.shapes):
+            if shape.bins:
+                numbers = [
+                    n
+                    for e in events
+                    if filters(e)
+                    and any(rng.lower <= e.timestamp <= rng.upper for rng, _ in periods)
+                    and any(s.match(e) for s in series_list)
+                    and (n := shapes_.number(breakdown.raw(e, i), to_float_or_null)) is not None
+                ]
+                breakdown.grids[i] = shapes_.grid(numbers, shape.bins)
     if isinstance(breakdown, _CohortBreakdown):
         for cohort_id in breakdown.ids:
             if cohort_id:

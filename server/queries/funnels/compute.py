@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes, sampling
+from server.queries.common.breakdown_value import Buckets, as_float, buckets, filter_shapes
 from server.queries.common.cohort_breakdown import cohort_name
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange, resolve_date_range
@@ -39,6 +41,9 @@ class _Plan:
     dates: QueryDateRange
     params: Params
     sql: str
+    context: fsql.Context
+    # The histogram dimensions whose buckets are still to be found (their bounds queried).
+    histograms: list[int]
 
 
 def check_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> None:
@@ -55,28 +60,40 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "FunnelsQuery", "FUNNEL_OPTION_NOT_IMPLEMENTED")
-    rows = _execute(plan, execute)
+    prelude = ""
+    if plan.histograms:
+        # A histogram's buckets come from the numbers' minimum and maximum: one query first,
+        # then the plan again with its buckets bound.
+        params = Params(columns=ctx.materialized)
+        prelude = fsql.histogram_bounds(params, plan.spec, query, plan.context)
+        row = _execute(plan.spec, prelude, params.values, execute)[0]
+        grids: list[Buckets | None] = [None] * len(plan.context.shapes)
+        for j, i in enumerate(plan.histograms):
+            grids[i] = buckets(as_float(row[2 * j]), as_float(row[2 * j + 1]), plan.context.shapes[i].bins)
+        plan = _plan(query, ctx, tuple(grids))
+        prelude += ";\n"
+    rows = _execute(plan.spec, plan.sql, plan.params.values, execute)
     if plan.spec.viz == "time_to_convert":
-        return FunnelsOutcome(ttc.shape(plan.spec, rows), False, plan.dates, plan.sql)
+        return FunnelsOutcome(ttc.shape(plan.spec, rows), False, plan.dates, prelude + plan.sql)
     if plan.spec.viz == "trends":
         trends, cut = trends_view.shape(plan.spec, plan.dates, rows, ctx.definitions.cohorts)
-        return FunnelsOutcome(trends, cut, plan.dates, plan.sql)
+        return FunnelsOutcome(trends, cut, plan.dates, prelude + plan.sql)
     result, has_more = _shape(plan.spec, query, rows, ctx.definitions.cohorts)
     name_actions(result, query, ctx.definitions.actions)
-    return FunnelsOutcome(result, has_more, plan.dates, plan.sql)
+    return FunnelsOutcome(result, has_more, plan.dates, prelude + plan.sql)
 
 
-def _execute(plan: _Plan, execute: Execute) -> Any:
-    """The statement's rows. With the caller's HogQL expressions in it (an aggregation, hogql
+def _execute(spec: FunnelSpec, sql: str, values: dict[str, Any], execute: Execute) -> Any:
+    """A statement's rows. With the caller's HogQL expressions in it (an aggregation, hogql
     breakdowns), an engine error about the statement is theirs (the rest of the statement is the
     service's, checked): INVALID_ARGUMENT naming the expression's field (the first, when there
     are several) rather than an internal error."""
     try:
-        return execute(plan.sql, plan.params.values)
+        return execute(sql, values)
     except QueryCancelled:
         raise
     except Exception as exc:
-        paths = plan.spec.expressions
+        paths = spec.expressions
         refused = None if not paths or is_cancellation(exc) else engine_refusal(exc, paths[0])
         if refused is None:
             raise
@@ -85,18 +102,21 @@ def _execute(plan: _Plan, execute: Execute) -> Any:
         raise refused from None
 
 
-def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:
+def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext, grids: tuple[Buckets | None, ...] = ()) -> _Plan:
     spec = funnel_spec(query)
     params = Params(columns=ctx.materialized)
     members = CohortCompiler(ctx)
     context = funnel_context(query, spec, ctx, members)
+    if spec.breakdown is not None and spec.cohorts is None:
+        context = dataclasses.replace(context, shapes=filter_shapes(query.breakdown_filter), grids=grids)
     build = {"time_to_convert": ttc.statement, "trends": trends_view.statement}.get(spec.viz, fsql.statement)
     sql = build(params, spec, query, context)
     # Only now, the whole funnel checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
     members.raise_unavailable()
     if context.unavailable:
         raise context.unavailable[0]
-    return _Plan(spec, context.dates, params, sql)
+    histograms = [i for i, shape in enumerate(context.shapes) if shape.bins]
+    return _Plan(spec, context.dates, params, sql, context, histograms if not grids else [])
 
 
 def funnel_context(

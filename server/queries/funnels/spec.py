@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from generated.insights.v1 import query_pb2
 from server.queries.common import nodes
 from server.queries.common.actors import PERSONS, Aggregation, aggregation
+from server.queries.common.breakdown_value import PLAIN, filter_shapes, shaped_field
 from server.queries.common.cohort_breakdown import ListedCohorts, is_cohort_breakdown, listed_cohorts
 from server.queries.common.errors import QueryError
 from server.queries.sql.expression import check_expression
@@ -319,10 +320,10 @@ def _covers(a: AnyNode, b: AnyNode) -> bool:
 
 
 def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> tuple[tuple[str, str], ...] | None:
-    if bf.breakdown_histogram_bin_count:
-        later.append(("breakdownFilter.breakdown_histogram_bin_count", "histogram breakdowns"))
-    if bf.breakdown_normalize_url:
-        later.append(("breakdownFilter.breakdown_normalize_url", "URL-normalising breakdowns"))
+    # Histograms and URL normalising, checked here, are applied by sql.py (breakdown_value).
+    shaped = filter_shapes(bf) != (PLAIN,)
+    if shaped and (not (bf.breakdowns or bf.HasField("breakdown")) or is_cohort_breakdown(bf)):
+        raise QueryError("a histogram or URL normalising needs a property breakdown", shaped_field(bf))
     if is_cohort_breakdown(bf) and bf.HasField("breakdown"):
         return ((COHORT, COHORT),)
     if bf.breakdowns:
@@ -331,8 +332,6 @@ def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> t
         dims = []
         for i, b in enumerate(bf.breakdowns):
             path = f"breakdownFilter.breakdowns[{i}]"
-            if b.histogram_bin_count or b.normalize_url:
-                later.append((path, "histogram and URL-normalising breakdowns"))
             source = _source(b.type, f"{path}.type", later)
             dims.append((_key(b.property, f"{path}.property", source is None), source or "event"))
         return tuple(dims)

@@ -30,6 +30,7 @@ from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.actors import actor_sql
+from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, shaped_sql
 from server.queries.common.cohort_breakdown import ListedCohorts
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
@@ -57,6 +58,16 @@ class Context:
     # Actions found missing while compiling, raised once the whole funnel is checked (so that an
     # invalid funnel is INVALID_ARGUMENT whatever actions it names).
     unavailable: list[FailedPrecondition] = field(default_factory=list)
+    # Per breakdown dimension: URL normalising or histogram (empty: all plain), and a histogram's
+    # buckets once its bounds are known (funnels' no-value label is '').
+    shapes: tuple[Shape, ...] = ()
+    grids: tuple[Buckets | None, ...] = ()
+
+    def shape(self, i: int) -> Shape:
+        return self.shapes[i] if i < len(self.shapes) else PLAIN
+
+    def grid(self, i: int) -> Buckets | None:
+        return self.grids[i] if i < len(self.grids) else None
 
 
 def statement(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
@@ -91,7 +102,9 @@ def statement(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, c
 # ------------------------------------------------------------------------------------ events
 
 
-def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
+def _shared(params: Params, query: query_pb2.FunnelsQuery, ctx: Context) -> list[str]:
+    """The conditions on every event of the funnel: its team, the date range, the sample, the
+    query's filters."""
     tz = params.bind(ctx.dates.timezone, "String")
     lower, upper = ctx.dates.sql_bounds()
     shared = [
@@ -105,6 +118,30 @@ def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx
         shared.append(properties_sql(params, query.properties, "properties", ctx.dates.timezone, ctx.cohorts))
     if query.filter_test_accounts:
         shared.append(filters_sql(params, ctx.test_filters, "filterTestAccounts", ctx.dates.timezone, ctx.cohorts))
+    return shared
+
+
+def histogram_bounds(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
+    """SQL returning one row: the minimum and maximum number of each histogram dimension (in
+    dimension order; NULL when none) over the events of the range that match a step and have an
+    actor (docs/decisions.md, "Histogram breakdowns")."""
+    assert spec.breakdown is not None
+    aggregates = [
+        a
+        for i, (key, source) in enumerate(spec.breakdown)
+        if ctx.shape(i).bins
+        for a in bounds_sql(_text(params, key, source, ctx))
+    ]
+    where = _shared(params, query, ctx)
+    actor = actor_sql(params, spec.aggregation)
+    if actor.condition is not None:
+        where.append(actor.condition)
+    where.append(_or([_step_condition(params, step.node, step.path, ctx, step.first_time) for step in spec.steps]))
+    return f"SELECT {', '.join(aggregates)} FROM events WHERE {_and(where)}"
+
+
+def _events(params: Params, spec: FunnelSpec, query: query_pb2.FunnelsQuery, ctx: Context) -> str:
+    shared = _shared(params, query, ctx)
     conditions = [_step_condition(params, step.node, step.path, ctx, step.first_time) for step in spec.steps]
     codes = [f"if({c}, {k + 1}, 0)" for k, c in enumerate(conditions)]
     for i in range(1, len(spec.steps)):
@@ -223,16 +260,25 @@ def _value(params: Params, spec: FunnelSpec, ctx: Context) -> str:
         return "emptyArrayString()"
     if spec.cohorts is not None:
         return _cohort_value(params, spec.cohorts, ctx)
-    dims = [_dimension(params, key, source, ctx) for key, source in spec.breakdown]
+    dims = [_dimension(params, key, source, ctx, i) for i, (key, source) in enumerate(spec.breakdown)]
     return f"[{', '.join(dims)}]"
 
 
-def _dimension(params: Params, key: str, source: str, ctx: Context) -> str:
-    """One breakdown dimension's value as text ('' when missing): a property's, or a hogql
-    expression's (the reference's `ifNull(toString(V), '')`), checked by the spec already."""
+def _dimension(params: Params, key: str, source: str, ctx: Context, i: int) -> str:
+    """Breakdown dimension `i`'s value as text ('' when missing), a histogram bucket or a
+    normalised URL when asked (common/breakdown_value.py)."""
+    text = _text(params, key, source, ctx)
+    if ctx.shape(i) != PLAIN:
+        return shaped_sql(params, text, ctx.shape(i), "", ctx.grid(i))
+    return f"ifNull({text}, '')"
+
+
+def _text(params: Params, key: str, source: str, ctx: Context) -> str:
+    """A dimension's text, NULL when missing: a property's, or a hogql expression's (the
+    reference's `toString(V)`), checked by the spec already."""
     if source == "hogql":
-        return f"ifNull(toString({compile_expression(key, params, path='breakdownFilter', timezone=ctx.dates.timezone)}), '')"
-    return f"ifNull({property_text(params, key, source)}, '')"
+        return f"toString({compile_expression(key, params, path='breakdownFilter', timezone=ctx.dates.timezone)})"
+    return property_text(params, key, source)
 
 
 def _cohort_value(params: Params, cohorts: ListedCohorts, ctx: Context) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import Execute, QueryContext
 from server.queries.common import nodes, sampling
+from server.queries.common.breakdown_value import PLAIN, Buckets, as_float, buckets, filter_shapes
 from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
@@ -37,6 +38,7 @@ class _Plan:
     dates: RetentionRange
     params: Params
     sql: str
+    context: rsql.Context
 
 
 def check_retention(query: query_pb2.RetentionQuery, ctx: QueryContext) -> None:
@@ -53,12 +55,21 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
+    prelude = ""
+    if plan.context.shape.bins:
+        # A histogram's buckets come from the numbers' minimum and maximum: one query first,
+        # then the plan again with its buckets bound.
+        params = Params(columns=ctx.materialized)
+        prelude = rsql.histogram_bounds(params, plan.spec, query, plan.context)
+        low, high = execute(prelude, params.values)[0]
+        plan = _plan(query, ctx, buckets(as_float(low), as_float(high), plan.context.shape.bins))
+        prelude += ";\n"
     rows = execute(plan.sql, plan.params.values)
     result, has_more = _shape(plan.spec, plan.dates, rows)
-    return RetentionOutcome(result, has_more, plan.dates, plan.sql)
+    return RetentionOutcome(result, has_more, plan.dates, prelude + plan.sql)
 
 
-def _plan(query: query_pb2.RetentionQuery, ctx: QueryContext) -> _Plan:
+def _plan(query: query_pb2.RetentionQuery, ctx: QueryContext, grid: Buckets | None = None) -> _Plan:
     spec = retention_spec(query)
     date_from = query.date_range.date_from if query.date_range.HasField("date_from") else None
     dates = retention_range(
@@ -91,11 +102,13 @@ def _plan(query: query_pb2.RetentionQuery, ctx: QueryContext) -> _Plan:
         ctx.definitions.actions,
         threshold,
         members,
+        filter_shapes(query.breakdown_filter)[0] if spec.breakdown is not None else PLAIN,
+        grid,
     )
     sql = rsql.statement(params, spec, query, context)
     # Only now, the whole query checked: an invalid one is INVALID_ARGUMENT whatever cohorts it names.
     members.raise_unavailable()
-    return _Plan(spec, dates, params, sql)
+    return _Plan(spec, dates, params, sql, context)
 
 
 # ------------------------------------------------------------------------------------ results

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from generated.insights.v1 import query_pb2
 from server.queries.common.actors import PERSONS, Aggregation, aggregation
+from server.queries.common.breakdown_value import PLAIN, filter_shapes, shaped_field
 from server.queries.common.checks import problems
+from server.queries.common.cohort_breakdown import is_cohort_breakdown
 from server.queries.common.errors import QueryError
 
 M = query_pb2
@@ -204,10 +206,11 @@ def _entity_kind(node: query_pb2.RetentionEntity, path: str, later: list[tuple[s
 
 
 def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> tuple[str, str] | None:
-    if bf.breakdown_histogram_bin_count:
-        later.append(("breakdownFilter.breakdown_histogram_bin_count", "histogram breakdowns"))
-    if bf.breakdown_normalize_url:
-        later.append(("breakdownFilter.breakdown_normalize_url", "URL-normalising breakdowns"))
+    # Histograms and URL normalising, checked here, are applied by sql.py (breakdown_value).
+    if filter_shapes(bf) != (PLAIN,) and (
+        not (bf.breakdowns or bf.HasField("breakdown")) or is_cohort_breakdown(bf)
+    ):
+        raise QueryError("a histogram or URL normalising needs a property breakdown", shaped_field(bf))
     if bf.breakdown_path_cleaning:
         later.append(("breakdownFilter.breakdown_path_cleaning", "path-cleaning breakdowns"))
     if bf.breakdowns:
@@ -216,8 +219,6 @@ def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> t
             raise QueryError("a retention query takes one breakdown", "breakdownFilter.breakdowns")
         b = bf.breakdowns[0]
         path = "breakdownFilter.breakdowns[0]"
-        if b.histogram_bin_count or b.normalize_url:
-            later.append((path, "histogram and URL-normalising breakdowns"))
         source = _source(b.type, f"{path}.type", later)
         return (_key(b.property, f"{path}.property", source is None), source or "event")
     if not bf.HasField("breakdown"):

@@ -29,8 +29,16 @@ from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.actors import actor_sql
+from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, value_sql
 from server.queries.common.errors import QueryError
-from server.queries.common.properties import CohortSql, breakdown_value_sql, filters_sql, properties_sql
+from server.queries.common.properties import (
+    BREAKDOWN_NULL,
+    CohortSql,
+    breakdown_value_sql,
+    filters_sql,
+    properties_sql,
+    property_text,
+)
 from server.queries.common.sql import Params
 from server.queries.retention.dates import RetentionRange, epoch_us
 from server.queries.retention.spec import WINDOW_SECONDS, Entity, RetentionSpec
@@ -51,6 +59,9 @@ class Context:
     sample_threshold: int | None
     # Compiles the membership of the cohorts filters name (None: cohort filters are refused).
     cohorts: CohortSql | None = None
+    # The breakdown's histogram or URL normalising, and a histogram's buckets once known.
+    shape: Shape = PLAIN
+    grid: Buckets | None = None
 
 
 def statement(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
@@ -75,13 +86,28 @@ def statement(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQue
 # ------------------------------------------------------------------------------------ events
 
 
-def _events(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
-    tz = params.bind(ctx.timezone, "String")
+def histogram_bounds(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
+    """SQL returning one row: the minimum and maximum number of the breakdown (NULL when none)
+    over the window's events of the target or returning entity (docs/decisions.md, "Histogram
+    breakdowns"), whatever the retention type."""
+    assert spec.breakdown is not None
+    key, source = spec.breakdown
+    where = _where(params, spec, query, ctx, whole_window=True)
+    entities = [_matches(params, e, ctx, with_properties=True) for e in (spec.target, spec.returning)]
+    where.append(f"({entities[0]} OR {entities[1]})")
+    return f"SELECT {', '.join(bounds_sql(property_text(params, key, source)))} FROM events WHERE {_and(where)}"
+
+
+def _where(
+    params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context, *, whole_window: bool
+) -> list[str]:
+    """The conditions on every event read: team, time, sample, the query's filters, event names,
+    an actor. `whole_window`: from the window's start whatever the retention type."""
     where = [
         f"team_id = {params.bind(ctx.team_id, 'Int64')}",
         f"timestamp < fromUnixTimestamp64Micro({params.bind(epoch_us(ctx.dates.date_to), 'Int64')})",
     ]
-    if spec.retention_type == "recurring":
+    if spec.retention_type == "recurring" or whole_window:
         # The first-time types look for the first target event over all time before the end.
         where.append(
             f"timestamp >= fromUnixTimestamp64Micro({params.bind(epoch_us(ctx.dates.date_from), 'Int64')})"
@@ -100,9 +126,16 @@ def _events(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery
     if actor.condition is not None:
         # Events without the group's key belong to no group: nobody's cohort or return.
         where.append(actor.condition)
+    return where
+
+
+def _events(params: Params, spec: RetentionSpec, query: query_pb2.RetentionQuery, ctx: Context) -> str:
+    tz = params.bind(ctx.timezone, "String")
+    where = _where(params, spec, query, ctx, whole_window=False)
+    actor = actor_sql(params, spec.aggregation)
     columns = [
         f"{actor.expression} AS actor",
-        f"{_value(params, spec)} AS bv",
+        f"{_value(params, spec, ctx)} AS bv",
         "timestamp AS t",
         f"{_index(params, ctx, tz)} AS i",
         f"{_matches(params, spec.target, ctx, with_properties=True)} AS is_t",
@@ -179,10 +212,12 @@ def _action(params: Params, entity: Entity, ctx: Context) -> str:
         ) from None
 
 
-def _value(params: Params, spec: RetentionSpec) -> str:
+def _value(params: Params, spec: RetentionSpec, ctx: Context) -> str:
     if spec.breakdown is None:
         return "''"
     key, source = spec.breakdown
+    if ctx.shape != PLAIN:
+        return value_sql(params, key, source, ctx.shape, BREAKDOWN_NULL, ctx.grid)
     return breakdown_value_sql(params, key, source)
 
 

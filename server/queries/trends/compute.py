@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,15 @@ from typing import Any
 from generated.insights.v1 import query_pb2, results_pb2
 from server.queries.base import ActionDefinition, Execute, QueryContext
 from server.queries.common import nodes, sampling
+from server.queries.common.breakdown_value import (
+    MAX_BINS,
+    PLAIN,
+    Buckets,
+    as_float,
+    buckets,
+    filter_shapes,
+    shaped_field,
+)
 from server.queries.common.cohort_breakdown import cohort_name, is_cohort_breakdown, listed_cohorts
 from server.queries.common.dates import MAX_BUCKETS, QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.errors import QueryError
@@ -109,10 +119,23 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute
     Unimplemented (naming the field) for an option this service does not compute."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, [], "TrendsQuery", "TRENDS_OPTION_NOT_IMPLEMENTED")
-    return _finish(plan, execute)
+    breakdown = plan.breakdown
+    if breakdown is None or not breakdown.histograms():
+        return _finish(plan, execute)
+    # A histogram's buckets come from the numbers' minimum and maximum: one query first, then
+    # the plan again with its buckets bound.
+    bounds = tsql.histogram_bounds(plan.params, [(spec, window) for *_, window, spec in plan.branches], breakdown)
+    # Only the parameters this statement uses (the store refuses others); names never collide.
+    used = {name: value for name, value in plan.params.values.items() if f"{{{name}:" in bounds}
+    row = execute(bounds, used)[0]
+    grids: list[Buckets | None] = [None] * len(breakdown.dimensions)
+    for j, i in enumerate(breakdown.histograms()):
+        grids[i] = buckets(as_float(row[2 * j]), as_float(row[2 * j + 1]), breakdown.shape(i).bins)
+    outcome = _finish(_plan(query, ctx, tuple(grids)), execute)
+    return dataclasses.replace(outcome, sql=f"{bounds};\n{outcome.sql}")
 
 
-def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
+def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext, grids: tuple[Buckets | None, ...] = ()) -> _Plan:
     _validate(query)
     display = query.trends_filter.display
     total_value = display in TOTAL_VALUE_DISPLAYS
@@ -144,7 +167,9 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext) -> _Plan:
             now=ctx.now,
         )
         periods = [("current", current), ("previous", previous)]
-    breakdown = _breakdown(query.breakdown_filter)
+    breakdown = _breakdown(_with_legacy_bins(query))
+    if breakdown is not None and grids:
+        breakdown = dataclasses.replace(breakdown, grids=grids)
     limit = (
         query.breakdown_filter.breakdown_limit if query.breakdown_filter.HasField("breakdown_limit") else 0
     )
@@ -386,10 +411,30 @@ def _property_source(node: Any) -> str:
     return "person" if node.math_property_type == "person_properties" else "event"
 
 
+def _with_legacy_bins(query: query_pb2.TrendsQuery) -> query_pb2.BreakdownFilter:
+    """breakdownFilter, with the deprecated trendsFilter.breakdown_histogram_bin_count as its bin
+    count when it gives none (so a query saved with the old field is neither refused nor ignored)."""
+    bf, tf = query.breakdown_filter, query.trends_filter
+    if not tf.HasField("breakdown_histogram_bin_count") or bf.HasField("breakdown_histogram_bin_count"):
+        return bf
+    path = "trendsFilter.breakdown_histogram_bin_count"
+    if not 1 <= tf.breakdown_histogram_bin_count <= MAX_BINS:
+        raise QueryError(f"a histogram has between 1 and {MAX_BINS} bins", path)
+    if bf.breakdowns or not bf.HasField("breakdown") or is_cohort_breakdown(bf):
+        raise QueryError("a histogram needs a single property breakdown (breakdownFilter.breakdown)", path)
+    merged = query_pb2.BreakdownFilter()
+    merged.CopyFrom(bf)
+    merged.breakdown_histogram_bin_count = tf.breakdown_histogram_bin_count
+    return merged
+
+
 def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
-    if bf.breakdown_histogram_bin_count or bf.breakdown_normalize_url:
-        raise QueryError("histogram and URL-normalising breakdowns are not supported yet", "breakdownFilter")
+    shapes = filter_shapes(bf)
     if is_cohort_breakdown(bf):
+        if shapes != (PLAIN,):
+            raise QueryError(
+                "a cohort breakdown has no histogram and no URLs to normalise", shaped_field(bf)
+            )
         cohorts = listed_cohorts(bf.breakdown, "breakdownFilter.breakdown")
         return tsql.Breakdown((("cohort", "cohort"),), cohorts=cohorts)
     if bf.breakdowns:
@@ -398,16 +443,17 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
         dims = []
         for i, b in enumerate(bf.breakdowns):
             path = f"breakdownFilter.breakdowns[{i}]"
-            if b.histogram_bin_count or b.normalize_url:
-                raise QueryError("histogram and URL-normalising breakdowns are not supported yet", path)
             dims.append(
                 (_breakdown_key(b.property, f"{path}.property"), _breakdown_source(b.type, f"{path}.type"))
             )
-        return tsql.Breakdown(tuple(dims), multi=True)
+        return tsql.Breakdown(tuple(dims), multi=True, shapes=shapes)
     if not bf.HasField("breakdown"):
+        if shapes != (PLAIN,):
+            raise QueryError("a histogram or URL normalising needs a breakdown", shaped_field(bf))
         return None
     key = _breakdown_key(bf.breakdown, "breakdownFilter.breakdown")
-    return tsql.Breakdown(((key, _breakdown_source(bf.breakdown_type, "breakdownFilter.breakdown_type")),))
+    source = _breakdown_source(bf.breakdown_type, "breakdownFilter.breakdown_type")
+    return tsql.Breakdown(((key, source),), shapes=shapes)
 
 
 def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:

@@ -10,6 +10,7 @@ from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
+from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, value_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import (
@@ -18,6 +19,7 @@ from server.queries.common.properties import (
     filters_sql,
     properties_sql,
     property_number,
+    property_text,
 )
 from server.queries.common.sql import Params
 
@@ -99,6 +101,20 @@ class Breakdown:
     # A cohort breakdown: (cohort id, the field naming it) in the order given (0: all users). Each
     # is a branch of its own whose rows carry its id (SeriesSpec.breakdown_value); nothing is cut.
     cohorts: tuple[tuple[int, str], ...] = ()
+    # Per dimension: URL normalising or histogram (empty: every dimension plain), and the
+    # histogram buckets once their bounds are known (None: not yet, or no histogram).
+    shapes: tuple[Shape, ...] = ()
+    grids: tuple[Buckets | None, ...] = ()
+
+    def shape(self, i: int) -> Shape:
+        return self.shapes[i] if i < len(self.shapes) else PLAIN
+
+    def grid(self, i: int) -> Buckets | None:
+        return self.grids[i] if i < len(self.grids) else None
+
+    def histograms(self) -> list[int]:
+        """The dimensions that are histograms."""
+        return [i for i in range(len(self.dimensions)) if self.shape(i).bins]
 
 
 @dataclass
@@ -430,8 +446,31 @@ def _sampling(params: Params, window: Window) -> list[str]:
 def _breakdown_expr(params: Params, breakdown: Breakdown | None) -> str:
     if breakdown is None:
         return "''"
-    values = [breakdown_value_sql(params, key, source) for key, source in breakdown.dimensions]
+    values = [
+        breakdown_value_sql(params, key, source)
+        if breakdown.shape(i) == PLAIN
+        else value_sql(params, key, source, breakdown.shape(i), NULL_LABEL, breakdown.grid(i))
+        for i, (key, source) in enumerate(breakdown.dimensions)
+    ]
     return values[0] if len(values) == 1 else f"[{', '.join(values)}]"
+
+
+def histogram_bounds(params: Params, branches: list[tuple[SeriesSpec, Window]], breakdown: Breakdown) -> str:
+    """SQL returning one row: the minimum and maximum number of each histogram dimension (in
+    `breakdown.histograms()` order; NULL when none) over the events every branch counts in its window.
+
+    One set of buckets for the whole query (docs/decisions.md, "Histogram breakdowns"), so that
+    the lines of several series and of both compare periods are split alike."""
+    dims = [breakdown.dimensions[i] for i in breakdown.histograms()]
+    parts = []
+    for spec, window in branches:
+        tz = params.bind(window.dates.timezone, "String")
+        aggregates = [a for key, source in dims for a in bounds_sql(property_text(params, key, source))]
+        named = ", ".join(f"{a} AS x{j}" for j, a in enumerate(aggregates))
+        filters = _in_window(params, window, tz, [spec.match_where, *spec.extra])
+        parts.append(f"SELECT {named} FROM events WHERE {filters}")
+    outer = ", ".join(f"{'min' if j % 2 == 0 else 'max'}(x{j})" for j in range(2 * len(dims)))
+    return f"SELECT {outer} FROM ({' UNION ALL '.join(parts)})"
 
 
 def _as_array(expr: str) -> str:
