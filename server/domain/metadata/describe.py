@@ -55,17 +55,32 @@ def pretty_property(key: str) -> str:
     return text.replace("_", " ").strip() or key
 
 
-def _point(text: str) -> str:
-    """One end of a range: "7 days ago", "the start of this month", or the date as given."""
+def _relative(text: str) -> tuple[int, str, str | None] | None:
+    """(count, unit word, Start/End or None) of a relative date such as "-7d" or "-1mStart"."""
     match = _RELATIVE.fullmatch(text)
     if match is None:
-        return text
+        return None
     unit = _UNITS.get(match["unit"] if match["unit"] == "M" else match["unit"].lower(), match["unit"])
-    count = int(match["count"]) if match["count"] is not None else 0
-    if match["position"]:
-        edge = "start" if match["position"] == "Start" else "end"
-        which = f"this {unit}" if count == 0 else ("last " + unit if count == 1 else f"{plural(count, unit)} ago")
-        return f"the {edge} of {which}"
+    return (int(match["count"]) if match["count"] is not None else 0), unit, match["position"]
+
+
+def _whole(count: int, unit: str) -> str:
+    """A whole calendar unit counted back: "today", "yesterday", "this week", "last month", "3 weeks ago"."""
+    if unit == "day" and count <= 1:
+        return "today" if count == 0 else "yesterday"
+    if count <= 1:
+        return f"{'this' if count == 0 else 'last'} {unit}"
+    return f"the {unit} {plural(count, unit)} ago"
+
+
+def _point(text: str) -> str:
+    """One end of a range: "7 days ago", "the start of this month", or the date as given."""
+    found = _relative(text)
+    if found is None:
+        return text
+    count, unit, position = found
+    if position:
+        return f"the {'start' if position == 'Start' else 'end'} of {_whole(count, unit)}"
     return "now" if count == 0 else f"{plural(count, unit)} ago"
 
 
@@ -86,6 +101,9 @@ def date_range(range_: M.DateRange, default: str = _DEFAULT_FROM) -> str:
         if match["position"] == "Start":
             return f"since {_point(start)}"
         return f"last {unit}" if count == 1 and unit != "day" else f"last {plural(count, unit)}"
+    first, last = _relative(start), _relative(end)
+    if first and last and first[:2] == last[:2] and (first[2], last[2]) == ("Start", "End"):
+        return _whole(first[0], first[1])  # one whole unit: "-1dStart" to "-1dEnd" is yesterday
     return f"{_point(start)} to {_point(end)}"
 
 
@@ -120,7 +138,7 @@ def interval(value: int) -> str:
 
 _AGGREGATES: dict[int, str] = {
     M.MATH_TYPE_AVG: "average",
-    M.MATH_TYPE_SUM: "total",
+    M.MATH_TYPE_SUM: "sum",
     M.MATH_TYPE_MIN: "minimum",
     M.MATH_TYPE_MAX: "maximum",
     M.MATH_TYPE_MEDIAN: "median",

@@ -35,7 +35,7 @@ def span(range_: M.DateRange, default: str = "-7d") -> str:
     text = date_range(range_, default)
     if text.startswith(("last ", "all ")):
         return f"over the {text}" if text.startswith("last ") else "over all time"
-    if text in ("today",) or text.startswith("this "):
+    if text in ("today", "yesterday") or text.startswith(("this ", "the ")):
         return f"for {text}"
     if text.startswith("since "):
         return text
@@ -106,7 +106,9 @@ def trends(q: M.TrendsQuery, labels: Labels) -> Metadata:
     name = subject + (f" by {by}" if by else "") + f", {date_range(q.date_range)}"
     if versus:
         name += f", {versus}"
-    text = f"{subject} per {interval(q.interval)}" + (f", broken down by {by}" if by else "")
+    # The description names every series; the name keeps to the first three.
+    every = joined([custom or _substituted(f, measures) for f, custom in formulas] if formulas else measures)
+    text = f"{every or subject} per {interval(q.interval)}" + (f", broken down by {by}" if by else "")
     text += f", {span(q.date_range)}" + (f", {versus}" if versus else "") + "."
     if formulas:
         where = [f"{chr(ord('A') + i)} is {m}" for i, m in enumerate(measures)]

@@ -82,7 +82,8 @@ def shape(query: str) -> Shape:
     for i, token in enumerate(lowered[:-1]):
         if token in ("from", "join"):
             name = tokens[i + 1]
-            if name != "(" and name.lower() not in _AFTER_TABLE and name.lower() != "select":
+            call = i + 2 < len(tokens) and tokens[i + 2] == "("  # `extract(day FROM now())`, table functions
+            if name != "(" and not call and name.lower() not in _AFTER_TABLE and name.lower() != "select":
                 name = name.strip('`"')
                 if name not in tables:
                     tables.append(name)
