@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import grpc
+import pytest
 
 from generated.insights.v1 import insight_metadata_pb2 as mpb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
 from tests.integration.actionkit import ActionsApi, step
-from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, expect_error
+from tests.integration.itkit import Server, Tenant, assert_invalid, bearer, dedicated_server, expect_error
+from tests.support.chatmodel import Endpoint, completion
 
 TIMEOUT = 30.0
 
@@ -116,3 +121,36 @@ async def test_an_environment_the_key_cannot_reach_is_permission_denied(server: 
     key = tenant.key("insight:write", environments=[tenant.environment_id])
     err = await expect_error(_generate(server, key, other, _trends_by_browser()), grpc.StatusCode.PERMISSION_DENIED)
     assert str(other) in (err.details() or "")
+
+
+async def test_a_configured_text_model_rephrases_and_a_failing_one_is_not_noticed(
+    tmp_path_factory: pytest.TempPathFactory, events_dsn: str
+) -> None:
+    answers = [
+        (200, completion(json.dumps({"name": "Browsers of pageviews", "description": "By browser."}))),
+        (500, b"{}"),
+    ]
+    model = Endpoint(lambda body: answers.pop(0))
+    try:
+        async with dedicated_server(
+            tmp_path_factory.mktemp("textmodel"),
+            events_dsn,
+            scopes=("insight:write",),
+            text_model_url=model.url,
+            text_model_allowed_networks="127.0.0.1/32",
+        ) as dedicated:
+            stub = igrpc.InsightsServiceStub(dedicated.channel)
+            request = mpb.GenerateInsightMetadataRequest(
+                environment_id=dedicated.environment_id, query=_trends_by_browser()
+            )
+            ask: Any = stub.GenerateInsightMetadata
+            rephrased = await ask(request, metadata=bearer(dedicated.key), timeout=TIMEOUT)
+            assert (rephrased.name, rephrased.description) == ("Browsers of pageviews", "By browser.")
+            # The model failing: the derived text, not an error.
+            derived = await ask(request, metadata=bearer(dedicated.key), timeout=TIMEOUT)
+            assert derived.name == "Pageview count by browser, last 7 days"
+    finally:
+        model.close()
+    sent = json.loads(model.requests[0][1]["messages"][-1]["content"])
+    assert sent["draft"]["name"] == "Pageview count by browser, last 7 days"
+    assert sent["query"]["kind"] == "InsightVizNode"

@@ -1,15 +1,13 @@
 """The optional text model: its answer is used, and every failure falls back to the derived text.
 
-A small HTTP server on loopback, started by each test, plays the OpenAI-compatible endpoint.
+A small HTTP server on loopback (tests.support.chatmodel), started by each test, plays the endpoint.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,56 +16,13 @@ from server.app import text_model
 from server.config import Settings
 from server.domain.alerts.egress import EgressPolicy
 from server.domain.metadata import Metadata, TextModel
+from tests.support.chatmodel import Endpoint as _Endpoint
+from tests.support.chatmodel import completion as _completion
 
 DRAFT = Metadata("Pageview count, last 7 days", "Pageview count per day, over the last 7 days.")
 QUERY = {"kind": "TrendsQuery", "series": [{"kind": "EventsNode", "event": "$pageview"}]}
 KEY = "sk-test-0123456789-secret"
 LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
-
-
-def _completion(content: Any) -> bytes:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-
-
-class _Endpoint:
-    """A loopback chat-completions endpoint answering with `answer(request body)` -> (status, bytes)."""
-
-    def __init__(self, answer: Callable[[dict[str, Any]], tuple[int, bytes]]):
-        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        self.release = threading.Event()
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                endpoint.requests.append((dict(self.headers), body))
-                status, data = answer(body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # the slow answer meets a client that has gone: expected
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/chat/completions?token=in-the-url"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
