@@ -16,6 +16,7 @@ from server.app import text_model
 from server.config import Settings
 from server.domain.alerts.egress import EgressPolicy
 from server.domain.metadata import Metadata, TextModel
+from server.errors import InvalidArgument
 from tests.support.chatmodel import Endpoint as _Endpoint
 from tests.support.chatmodel import completion as _completion
 
@@ -119,3 +120,17 @@ def test_a_closed_port_falls_back(endpoint: Any) -> None:
     url = server.url
     server.close()
     assert _model(url).refine(DRAFT, QUERY) == DRAFT
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"INSIGHTS_TEXT_MODEL_URL": "ftp://models.example.org/"}, "INSIGHTS_TEXT_MODEL_URL"),
+        ({"INSIGHTS_TEXT_MODEL_TIMEOUT_SECONDS": "0"}, "INSIGHTS_TEXT_MODEL_TIMEOUT_SECONDS"),
+        ({"INSIGHTS_TEXT_MODEL_ALLOWED_NETWORKS": "10.0.0.0/40"}, "INSIGHTS_TEXT_MODEL_ALLOWED_NETWORKS"),
+    ],
+)
+def test_settings_the_model_cannot_run_with_are_refused_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        Settings.from_env(env)
+    assert variable in err.value.message

@@ -59,6 +59,8 @@ class TextModel:
             reason = f"connection failed ({type(exc).__name__})"
         except _BadAnswer as exc:
             reason = str(exc)
+        except Exception as exc:  # an optional rephrasing must never fail the call
+            reason = f"unexpected {type(exc).__name__}"
         # Neither the URL (its path may carry a token), the key nor the answer is logged.
         log.warning("text model unavailable, using the derived text: %s", reason)
         return draft
