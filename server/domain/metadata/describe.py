@@ -330,7 +330,7 @@ def filters(properties: M.Properties, test_accounts: bool) -> str:
 # ------------------------------------------------------------------------------------ breakdowns
 
 
-def _breakdown_key(key: M.BreakdownKey, kind: int, labels: Labels) -> str:
+def _breakdown_key(key: M.BreakdownKey, kind: int) -> str:
     which = key.WhichOneof("kind")
     if kind == M.BREAKDOWN_TYPE_COHORT:
         return "cohort"
@@ -343,10 +343,10 @@ def _breakdown_key(key: M.BreakdownKey, kind: int, labels: Labels) -> str:
     return "value"
 
 
-def breakdown(filter_: M.BreakdownFilter, labels: Labels) -> str | None:
+def breakdown(filter_: M.BreakdownFilter) -> str | None:
     """ "browser", "browser and os", "cohort", or None when there is no breakdown."""
     if filter_.breakdowns:
-        return joined([_breakdown_key(b.property, b.type, labels) for b in filter_.breakdowns])
+        return joined([_breakdown_key(b.property, b.type) for b in filter_.breakdowns])
     if filter_.HasField("breakdown") and filter_.breakdown.WhichOneof("kind") is not None:
-        return _breakdown_key(filter_.breakdown, filter_.breakdown_type, labels)
+        return _breakdown_key(filter_.breakdown, filter_.breakdown_type)
     return None

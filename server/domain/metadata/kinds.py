@@ -101,7 +101,7 @@ def trends(q: M.TrendsQuery, labels: Labels) -> Metadata:
         subject = listed([custom or _substituted(f, measures) for f, custom in formulas])
     else:
         subject = listed(measures) or "Event count"
-    by = breakdown(q.breakdown_filter, labels)
+    by = breakdown(q.breakdown_filter)
     versus = compare(q.compare_filter)
     name = subject + (f" by {by}" if by else "") + f", {date_range(q.date_range)}"
     if versus:
@@ -141,7 +141,7 @@ def funnels(q: M.FunnelsQuery, labels: Labels) -> Metadata:
     count = ff.funnel_window_interval if ff.HasField("funnel_window_interval") else _DEFAULT_WINDOW
     unit = _WINDOW_UNITS.get(ff.funnel_window_interval_unit, "day")
     chain = " → ".join(steps)
-    by = breakdown(q.breakdown_filter, labels)
+    by = breakdown(q.breakdown_filter)
     what = {
         M.FUNNEL_VIZ_TYPE_TIME_TO_CONVERT: "time to convert",
         M.FUNNEL_VIZ_TYPE_TRENDS: "conversion trend",
@@ -207,7 +207,7 @@ def retention(q: M.RetentionQuery, labels: Labels) -> Metadata:
     target = labels.entity(rf.target_entity) if rf.HasField("target_entity") else "All events"
     returning = labels.entity(rf.returning_entity) if rf.HasField("returning_entity") else target
     total = rf.total_intervals if rf.HasField("total_intervals") and rf.total_intervals else _DEFAULT_INTERVALS
-    by = breakdown(q.breakdown_filter, labels)
+    by = breakdown(q.breakdown_filter)
     subject = target if target == returning else f"{target} → {returning}"
     name = f"{subject} {adjective} retention" + (f" by {by}" if by else "") + f", {plural(total, period)}"
     first = {
