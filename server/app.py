@@ -91,7 +91,6 @@ _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
 _CLOSE_SECONDS = 3.0
 
 
-
 def text_model(settings: Settings) -> TextModel | None:
     """The text model GenerateInsightMetadata asks, or None when INSIGHTS_TEXT_MODEL_URL is unset."""
     if not settings.text_model_url:
@@ -103,6 +102,7 @@ def text_model(settings: Settings) -> TextModel | None:
         timeout=settings.text_model_timeout_seconds,
         policy=settings.text_model_policy,
     )
+
 
 class App:
     """The running service. `start()` serves at once; health says SERVING when the stores answer."""
