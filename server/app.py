@@ -49,6 +49,7 @@ from server.domain.dashboards import Dashboards
 from server.domain.definitions import DefinitionLoader
 from server.domain.ingest import Ingestion
 from server.domain.insights import Insights
+from server.domain.metadata import InsightMetadata, TextModel
 from server.domain.readcache import ReadCache
 from server.domain.sharing import Sharing
 from server.domain.unlocks import UnlockLimits
@@ -88,6 +89,19 @@ SERVICES = [
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
 # How long shutdown waits for worker threads after the grace period and the cancel of every run.
 _CLOSE_SECONDS = 3.0
+
+
+def text_model(settings: Settings) -> TextModel | None:
+    """The text model GenerateInsightMetadata asks, or None when INSIGHTS_TEXT_MODEL_URL is unset."""
+    if not settings.text_model_url:
+        return None
+    return TextModel(
+        settings.text_model_url,
+        model=settings.text_model,
+        api_key=settings.text_model_api_key,
+        timeout=settings.text_model_timeout_seconds,
+        policy=settings.text_model_policy,
+    )
 
 
 class App:
@@ -148,6 +162,7 @@ class App:
         self.dashboards = Dashboards(self.db, changed=read_cache.forget)
         self.ingestion = Ingestion(self.events)
         self.actions = Actions(self.db)
+        self.metadata = InsightMetadata(self.db, text_model(settings))
         # Static cohort members live in the event store, beside the events they filter.
         self.cohort_members = CohortMembers(self.events)
         self.cohorts = Cohorts(self.db, self.cohort_members)
@@ -208,7 +223,7 @@ class App:
             options=[("grpc.so_reuseport", 0)],
         )
         insight_pb2_grpc.add_InsightsServiceServicer_to_server(
-            InsightsServicer(self.insights, self.execution, self.blocking, self.memory), server
+            InsightsServicer(self.insights, self.execution, self.blocking, self.memory, self.metadata), server
         )
         query_service_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.execution), server)
         events_pb2_grpc.add_EventsServiceServicer_to_server(

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from server.domain.alerts.egress import EgressPolicy
@@ -75,6 +76,17 @@ class Settings:
     # Internal webhook targets admitted despite the SSRF policy: CIDRs, addresses, host names
     # ("*.corp.example" for a domain), comma-separated. Empty: webhooks reach public addresses only.
     alert_webhook_allowed_networks: str = ""
+    # An OpenAI-compatible chat-completions endpoint that rephrases GenerateInsightMetadata's derived
+    # text; empty (the default): the derived text is answered as is. The model name goes in the
+    # request's "model"; the API key is sent as a bearer token (never logged, not in repr).
+    text_model_url: str = ""
+    text_model: str = ""
+    text_model_api_key: str = dataclass_field(default="", repr=False)
+    # Seconds one request to the text model may take before the derived text is answered instead.
+    text_model_timeout_seconds: float = 10.0
+    # Internal addresses the text model may be reached at, as INSIGHTS_ALERT_WEBHOOK_ALLOWED_NETWORKS
+    # (a model on loopback or the private network must be listed here; public addresses need not).
+    text_model_allowed_networks: str = ""
     # Python logging level.
     log_level: str = "INFO"
     # PEM certificate chain and private key the server presents; with both set it speaks TLS only.
@@ -93,6 +105,10 @@ class Settings:
     @property
     def webhook_policy(self) -> EgressPolicy:
         return EgressPolicy.parse(self.alert_webhook_allowed_networks)
+
+    @property
+    def text_model_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.text_model_allowed_networks)
 
     @property
     def materialized_keys(self) -> list[str]:
@@ -187,6 +203,20 @@ class Settings:
         except ValueError as exc:
             raise InvalidArgument(
                 f"INSIGHTS_ALERT_WEBHOOK_ALLOWED_NETWORKS: {exc}", field="alert_webhook_allowed_networks"
+            ) from None
+        if not 0 < self.text_model_timeout_seconds <= 120:
+            raise InvalidArgument(
+                "INSIGHTS_TEXT_MODEL_TIMEOUT_SECONDS must be in (0, 120]", field="text_model_timeout_seconds"
+            )
+        if self.text_model_url and not re.match(r"https?://[^/?#]+", self.text_model_url):
+            raise InvalidArgument(
+                "INSIGHTS_TEXT_MODEL_URL must be an http:// or https:// URL", field="text_model_url"
+            )
+        try:
+            self.text_model_policy  # noqa: B018 - parsing is the check
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"INSIGHTS_TEXT_MODEL_ALLOWED_NETWORKS: {exc}", field="text_model_allowed_networks"
             ) from None
         return self
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import grpc
 
-from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
+from generated.insights.v1 import common_pb2, insight_metadata_pb2, insight_pb2, insight_pb2_grpc
 from server.domain.insights import Insights, InsightView, ListFilters
+from server.domain.metadata import InsightMetadata
 from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
 from server.errors import (
     Cancelled,
@@ -35,9 +36,15 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     """Thin: every rule lives in server.domain.insights."""
 
     def __init__(
-        self, insights: Insights, execution: Execution, blocking: Blocking, budget: MemoryBudget | None = None
+        self,
+        insights: Insights,
+        execution: Execution,
+        blocking: Blocking,
+        budget: MemoryBudget | None = None,
+        metadata: InsightMetadata | None = None,
     ):
         self._insights = insights
+        self._metadata = metadata or InsightMetadata(insights.db)
         self._execution = execution
         self._run = blocking.run
         budget = budget or MemoryBudget(64 * 1024 * 1024)
@@ -242,3 +249,14 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             updated=[insight_pb2.TaggedInsight(id=i, tags=tags) for i, tags in result.updated],
             skipped=[insight_pb2.SkippedInsight(id=i, reason=reason) for i, reason in result.skipped],
         )
+
+    async def GenerateInsightMetadata(
+        self, request: insight_metadata_pb2.GenerateInsightMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> insight_metadata_pb2.GenerateInsightMetadataResponse:
+        found = await self._run(
+            self._metadata.generate,
+            principal(),
+            request.environment_id,
+            request.query if request.HasField("query") else None,
+        )
+        return insight_metadata_pb2.GenerateInsightMetadataResponse(name=found.name, description=found.description)

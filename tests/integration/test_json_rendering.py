@@ -28,6 +28,7 @@ from generated.insights.v1 import dashboards_pb2 as dpb
 from generated.insights.v1 import dashboards_pb2_grpc as dgrpc
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
+from generated.insights.v1 import insight_metadata_pb2 as impb
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
@@ -189,6 +190,13 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
             id=insight.id,
             insight=ipb.Insight(tags=["rendered"], description="described"),
             update_mask=field_mask_pb2.FieldMask(paths=["tags", "description"]),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await insights.GenerateInsightMetadata(
+        impb.GenerateInsightMetadataRequest(
+            environment_id=env, query=viz(qpb.InsightSource(trends_query=trends_query()))
         ),
         metadata=md,
         timeout=TIMEOUT,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from generated.insights.v1 import insight_metadata_pb2 as insights_dot_v1_dot_insight__metadata__pb2
 from generated.insights.v1 import insight_pb2 as insights_dot_v1_dot_insight__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -71,6 +72,11 @@ class InsightsServiceStub:
                 request_serializer=insights_dot_v1_dot_insight__pb2.BulkUpdateInsightTagsRequest.SerializeToString,
                 response_deserializer=insights_dot_v1_dot_insight__pb2.BulkUpdateInsightTagsResponse.FromString,
                 _registered_method=True)
+        self.GenerateInsightMetadata = channel.unary_unary(
+                '/insights.v1.InsightsService/GenerateInsightMetadata',
+                request_serializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataResponse.FromString,
+                _registered_method=True)
 
 
 class InsightsServiceServicer:
@@ -130,6 +136,15 @@ class InsightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateInsightMetadata(self, request, context):
+        """Derives a name and a description from a query, deterministically (the
+        same query always gets the same text); a deployment with a text model
+        configured may have it rephrase that draft. Nothing is saved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InsightsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +182,11 @@ def add_InsightsServiceServicer_to_server(servicer, server):
                     servicer.BulkUpdateInsightTags,
                     request_deserializer=insights_dot_v1_dot_insight__pb2.BulkUpdateInsightTagsRequest.FromString,
                     response_serializer=insights_dot_v1_dot_insight__pb2.BulkUpdateInsightTagsResponse.SerializeToString,
+            ),
+            'GenerateInsightMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateInsightMetadata,
+                    request_deserializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +380,33 @@ class InsightsService:
             '/insights.v1.InsightsService/BulkUpdateInsightTags',
             insights_dot_v1_dot_insight__pb2.BulkUpdateInsightTagsRequest.SerializeToString,
             insights_dot_v1_dot_insight__pb2.BulkUpdateInsightTagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateInsightMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.InsightsService/GenerateInsightMetadata',
+            insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataRequest.SerializeToString,
+            insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from generated.insights.v1 import insight_metadata_pb2 as _insight_metadata_pb2
 from generated.insights.v1 import insight_pb2 as _insight_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -55,6 +56,11 @@ class InsightsServiceStub:
     """
     BulkUpdateInsightTags: _grpc.UnaryUnaryMultiCallable[_insight_pb2.BulkUpdateInsightTagsRequest, _insight_pb2.BulkUpdateInsightTagsResponse]
     """Adds, removes or sets tags on many insights at once."""
+    GenerateInsightMetadata: _grpc.UnaryUnaryMultiCallable[_insight_metadata_pb2.GenerateInsightMetadataRequest, _insight_metadata_pb2.GenerateInsightMetadataResponse]
+    """Derives a name and a description from a query, deterministically (the
+    same query always gets the same text); a deployment with a text model
+    configured may have it rephrase that draft. Nothing is saved.
+    """
 
 @_typing.type_check_only
 class InsightsServiceAsyncStub(InsightsServiceStub):
@@ -83,6 +89,11 @@ class InsightsServiceAsyncStub(InsightsServiceStub):
     """
     BulkUpdateInsightTags: _aio.UnaryUnaryMultiCallable[_insight_pb2.BulkUpdateInsightTagsRequest, _insight_pb2.BulkUpdateInsightTagsResponse]  # type: ignore[assignment]
     """Adds, removes or sets tags on many insights at once."""
+    GenerateInsightMetadata: _aio.UnaryUnaryMultiCallable[_insight_metadata_pb2.GenerateInsightMetadataRequest, _insight_metadata_pb2.GenerateInsightMetadataResponse]  # type: ignore[assignment]
+    """Derives a name and a description from a query, deterministically (the
+    same query always gets the same text); a deployment with a text model
+    configured may have it rephrase that draft. Nothing is saved.
+    """
 
 class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Saved insights: create, read, update, soft-delete and restore, their
@@ -150,5 +161,16 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_insight_pb2.BulkUpdateInsightTagsResponse, _abc.Awaitable[_insight_pb2.BulkUpdateInsightTagsResponse]]:
         """Adds, removes or sets tags on many insights at once."""
+
+    @_abc_1.abstractmethod
+    def GenerateInsightMetadata(
+        self,
+        request: _insight_metadata_pb2.GenerateInsightMetadataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_metadata_pb2.GenerateInsightMetadataResponse, _abc.Awaitable[_insight_metadata_pb2.GenerateInsightMetadataResponse]]:
+        """Derives a name and a description from a query, deterministically (the
+        same query always gets the same text); a deployment with a text model
+        configured may have it rephrase that draft. Nothing is saved.
+        """
 
 def add_InsightsServiceServicer_to_server(servicer: InsightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

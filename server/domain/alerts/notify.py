@@ -135,6 +135,14 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
             raise
 
 
+def pinned_connection(pinned: Pinned, timeout: float, tls: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    """An HTTP(S) connection (not yet open) to `pinned`'s host that connects only to its checked
+    addresses; `tls` None trusts the system store."""
+    if pinned.scheme == "https":
+        return _PinnedHTTPS(pinned, timeout, tls or _default_tls())
+    return _PinnedHTTP(pinned, timeout)
+
+
 def post_json(url: str, body: dict[str, Any], timeout: float, egress: Egress) -> int:
     """POSTs `body` as JSON to a target the policy admits; returns the HTTP status.
 
@@ -142,11 +150,7 @@ def post_json(url: str, body: dict[str, Any], timeout: float, egress: Egress) ->
     """
     data = json.dumps(body, separators=(",", ":"), allow_nan=False, default=str).encode()
     pinned = pin(url, egress.policy, egress.resolve)
-    connection: http.client.HTTPConnection
-    if pinned.scheme == "https":
-        connection = _PinnedHTTPS(pinned, timeout, egress.tls or _default_tls())
-    else:
-        connection = _PinnedHTTP(pinned, timeout)
+    connection = pinned_connection(pinned, timeout, egress.tls)
     try:
         connection.request(
             "POST",
