@@ -71,6 +71,18 @@ GOLDEN = [
         id='paths_before_funnel_step',
     ),
     pytest.param(
+        {'insight_actors_query': {'source': {'paths_query': {'paths_filter': {'include_event_types': ['PATH_TYPE_PAGEVIEW'], 'path_start_key': '1_/home', 'path_end_key': '2_/pricing'}}}}},
+        'Persons who went from 1_/home to 2_/pricing in Pageview paths, last 7 days',
+        'The persons who went from 1_/home to 2_/pricing in: The most common sequences of up to 5 steps through pageviews, over the last 7 days.',
+        id='actors_of_a_path_edge',
+    ),
+    pytest.param(
+        {'insight_actors_query': {'source': {'paths_query': {'paths_filter': {'path_dropoff_key': '3_/cart'}}}}},
+        'Persons who dropped off at 3_/cart in Event paths, last 7 days',
+        'The persons who dropped off at 3_/cart in: The most common sequences of up to 5 steps through events, over the last 7 days.',
+        id='actors_dropping_off',
+    ),
+    pytest.param(
         {'hogql_query': {'query': 'SELECT event, count() AS views FROM events GROUP BY event ORDER BY views DESC'}},
         'SQL: event and views from events',
         'SQL query selecting event and views from events, grouped by event.',
@@ -175,6 +187,10 @@ def test_a_missing_query_names_the_field_with_the_reference_message() -> None:
             qpb.QueryNode(data_visualization_node=qpb.DataVisualizationNode(source=qpb.HogQLQuery(query=""))),
             "query.data_visualization_node.source.query",
         ),
+        (
+            qpb.QueryNode(insight_actors_query=qpb.InsightActorsQuery()),
+            "query.insight_actors_query.source",
+        ),
     ],
 )
 def test_a_query_with_nothing_to_describe_is_invalid(query: qpb.QueryNode, field: str) -> None:
@@ -204,3 +220,15 @@ def test_the_sql_outline_reads_columns_tables_and_groups_outside_subqueries() ->
     assert shape.columns == ["name", "count()"]
     assert shape.tables == ["events", "persons"]
     assert shape.grouped == ["name", "e.x"]
+
+
+def test_every_query_node_kind_has_a_describer() -> None:
+    # A kind added to QueryNode without a describer would fail with a KeyError (INTERNAL): each
+    # member, even empty, is described or refused naming its field.
+    for field in qpb.QueryNode.DESCRIPTOR.oneofs_by_name["node"].fields:
+        query = qpb.QueryNode()
+        getattr(query, field.name).SetInParent()
+        try:
+            generate(query, ACTIONS)
+        except InvalidArgument as err:
+            assert err.violations[0].field.startswith("query")

@@ -373,7 +373,30 @@ def generate(query: M.QueryNode | None, action_names: Mapping[int, str]) -> Meta
         return hogql(dv.source, "query.data_visualization_node.source", dv.display)
     if node == "hogql_query":
         return hogql(query.hogql_query, "query.hogql_query")
+    if node == "insight_actors_query":
+        return actors(query.insight_actors_query, labels)
     return _KINDS[node](getattr(query, node), labels)
+
+
+def actors(q: M.InsightActorsQuery, labels: Labels) -> Metadata:
+    """A drill-down is named after the insight it drills into: "Persons of <that insight's name>",
+    and, for a path, the node or edge it picks."""
+    member = q.source.WhichOneof("query")
+    if member is None:
+        raise invalid("the InsightActorsQuery has no source query", "query.insight_actors_query.source")
+    inner = _KINDS[member](getattr(q.source, member), labels)
+    picked = ""
+    if member == "paths_query":
+        pf = q.source.paths_query.paths_filter
+        if pf.path_dropoff_key:
+            picked = f" who dropped off at {pf.path_dropoff_key}"
+        elif pf.path_start_key and pf.path_end_key:
+            picked = f" who went from {pf.path_start_key} to {pf.path_end_key}"
+        elif pf.path_start_key:
+            picked = f" who went on from {pf.path_start_key}"
+        elif pf.path_end_key:
+            picked = f" who reached {pf.path_end_key}"
+    return Metadata(_cut(f"Persons{picked} in {inner.name}"), f"The persons{picked} in: {inner.description}")
 
 
 def action_ids(query: M.QueryNode) -> set[int]:
