@@ -822,6 +822,12 @@ class Insights:
 
         return build
 
+    def views(
+        self, session: Session, user_id: int | None, env: EnvironmentInfo, rows: list[Insight]
+    ) -> list[InsightView]:
+        """The views of `rows` as `user_id` sees them (for the domains built over this one)."""
+        return self._views(session, user_id, env, rows)
+
     def _views(
         self, session: Session, user_id: int | None, env: EnvironmentInfo, rows: list[Insight]
     ) -> list[InsightView]:
