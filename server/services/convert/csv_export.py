@@ -219,6 +219,8 @@ def result_rows(result: results_pb2.InsightResult) -> Iterator[Row]:
 def chunks(rows: Iterable[Row], limit: int = CHUNK_BYTES) -> Iterator[str]:
     """The CSV document of `rows` in pieces of at most `limit` UTF-8 bytes, cut at row ends unless a
     single row is larger (then at character boundaries)."""
+    if limit < 4:
+        raise ValueError("a chunk must hold at least one UTF-8 character (4 bytes)")
     out = io.StringIO()
     writer = csv.writer(out)
     pending: list[str] = []
