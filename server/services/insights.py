@@ -263,10 +263,14 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         return insight_views_pb2.MarkInsightsViewedResponse(viewed_ids=marked.viewed, not_found_ids=marked.not_found)
 
     async def _basic_page(self, environment_id: int, page: Page[InsightView]) -> insight_pb2.ListInsightsResponse:
-        """A page of insights in the basic shape (no result, the cached one's last_refresh)."""
-        results = [
-            await self._with_result(environment_id, view, 0, Refresh.FORCE_CACHE, basic=True) for view in page.items
-        ]
+        """A page of insights in the basic shape (no result, the cached one's last_refresh), plus the
+        caller's last_viewed_at: these lists are about views, so the time they are ordered by shows."""
+        results = []
+        for view in page.items:
+            message = await self._with_result(environment_id, view, 0, Refresh.FORCE_CACHE, basic=True)
+            if view.last_viewed_at is not None:
+                message.last_viewed_at.FromDatetime(view.last_viewed_at)
+            results.append(message)
         response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
         common.offsets(page, response)
         return response

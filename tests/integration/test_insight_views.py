@@ -86,6 +86,10 @@ async def test_my_last_viewed_is_the_callers_five_newest_live_views(api: Api, te
     request = vpb.ListMyLastViewedInsightsRequest(environment_id=viewer.environment_id)
     response = await viewer.stub.ListMyLastViewedInsights(request, metadata=viewer.metadata)
     assert response.count == 5 and not any(i.HasField("result") for i in response.results)
+    shown = [i.last_viewed_at.ToDatetime(dt.UTC) for i in response.results]
+    assert shown == sorted(shown, reverse=True) and shown[0] >= _now() - dt.timedelta(minutes=5)
+    listed = {i.id: i.last_viewed_at for i in (await viewer.list()).results}
+    assert all(listed[i.id] == i.last_viewed_at for i in response.results)
     # another environment of the same organization has its own views
     other_env = tenant.add_environment()
     assert await last_viewed(viewer.in_environment(other_env)) == []

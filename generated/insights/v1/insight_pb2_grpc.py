@@ -167,7 +167,7 @@ class InsightsServiceServicer:
 
     def ListMyLastViewedInsights(self, request, context):
         """The caller's 5 most recently viewed live insights, newest view first,
-        in the basic shape (no result).
+        in the basic shape (no result) with the caller's last_viewed_at.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -176,7 +176,7 @@ class InsightsServiceServicer:
     def ListTrendingInsights(self, request, context):
         """The environment's most viewed live insights in the last `days` days
         (views by distinct users whose last view falls in the window), most
-        viewed first, in the basic shape.
+        viewed first, in the basic shape with the caller's last_viewed_at.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -63,12 +63,12 @@ class InsightsServiceStub:
     """
     ListMyLastViewedInsights: _grpc.UnaryUnaryMultiCallable[_insight_views_pb2.ListMyLastViewedInsightsRequest, _insight_pb2.ListInsightsResponse]
     """The caller's 5 most recently viewed live insights, newest view first,
-    in the basic shape (no result).
+    in the basic shape (no result) with the caller's last_viewed_at.
     """
     ListTrendingInsights: _grpc.UnaryUnaryMultiCallable[_insight_views_pb2.ListTrendingInsightsRequest, _insight_pb2.ListInsightsResponse]
     """The environment's most viewed live insights in the last `days` days
     (views by distinct users whose last view falls in the window), most
-    viewed first, in the basic shape.
+    viewed first, in the basic shape with the caller's last_viewed_at.
     """
     ExportInsights: _grpc.UnaryStreamMultiCallable[_insight_pb2.ExportInsightsRequest, _insight_views_pb2.CsvChunk]
     """Streams a ListInsights answer as CSV (the columns of its `csv` field)."""
@@ -111,12 +111,12 @@ class InsightsServiceAsyncStub(InsightsServiceStub):
     """
     ListMyLastViewedInsights: _aio.UnaryUnaryMultiCallable[_insight_views_pb2.ListMyLastViewedInsightsRequest, _insight_pb2.ListInsightsResponse]  # type: ignore[assignment]
     """The caller's 5 most recently viewed live insights, newest view first,
-    in the basic shape (no result).
+    in the basic shape (no result) with the caller's last_viewed_at.
     """
     ListTrendingInsights: _aio.UnaryUnaryMultiCallable[_insight_views_pb2.ListTrendingInsightsRequest, _insight_pb2.ListInsightsResponse]  # type: ignore[assignment]
     """The environment's most viewed live insights in the last `days` days
     (views by distinct users whose last view falls in the window), most
-    viewed first, in the basic shape.
+    viewed first, in the basic shape with the caller's last_viewed_at.
     """
     ExportInsights: _aio.UnaryStreamMultiCallable[_insight_pb2.ExportInsightsRequest, _insight_views_pb2.CsvChunk]  # type: ignore[assignment]
     """Streams a ListInsights answer as CSV (the columns of its `csv` field)."""
@@ -210,7 +210,7 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_insight_pb2.ListInsightsResponse, _abc.Awaitable[_insight_pb2.ListInsightsResponse]]:
         """The caller's 5 most recently viewed live insights, newest view first,
-        in the basic shape (no result).
+        in the basic shape (no result) with the caller's last_viewed_at.
         """
 
     @_abc_1.abstractmethod
@@ -221,7 +221,7 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_insight_pb2.ListInsightsResponse, _abc.Awaitable[_insight_pb2.ListInsightsResponse]]:
         """The environment's most viewed live insights in the last `days` days
         (views by distinct users whose last view falls in the window), most
-        viewed first, in the basic shape.
+        viewed first, in the basic shape with the caller's last_viewed_at.
         """
 
     @_abc_1.abstractmethod
