@@ -303,6 +303,8 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     ) -> AsyncIterator[insight_views_pb2.CsvChunk]:
         lookup = convert.lookup(request)
         view = await self._run(self._insights.get, principal(), request.environment_id, lookup)
+        if view.query is None:
+            raise FailedPrecondition("the insight has no query, so no result to export", reason="NO_QUERY")
         env = principal().environment(request.environment_id)
         computed = await self._execution.result(
             env,

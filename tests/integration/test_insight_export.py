@@ -223,6 +223,9 @@ async def test_missing_result_scopes_and_isolation(
     made = await api.create(name="never computed", query=sql_viz("SELECT 1 AS one"))
     err = await expect_error(export_result(api, made.id), grpc.StatusCode.FAILED_PRECONDITION)
     assert error_info(err).reason == "NO_CACHED_RESULT"
+    queryless = await api.create(name="no query")
+    err = await expect_error(export_result(api, queryless.id, BLOCKING), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_info(err).reason == "NO_QUERY"
 
     without = api.as_key(tenant.key("dashboard:read"))
     for call in (export_list(without), export_result(without, made.id, BLOCKING)):

@@ -5,6 +5,7 @@ isolation and bounds."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import grpc
@@ -155,3 +156,13 @@ async def test_each_rpc_needs_insight_read(api: Api, tenant: Tenant) -> None:
     limited = api.as_key(tenant.key("insight:read", environments=[other_env]))
     err = await expect_error(mark(limited, made.id), grpc.StatusCode.PERMISSION_DENIED)
     assert error_info(err).reason == "ENVIRONMENT_ACCESS_DENIED"
+
+
+async def test_concurrent_first_marks_of_the_same_insights_all_succeed(api: Api, tenant: Tenant) -> None:
+    viewer_id, _ = tenant.add_user()
+    viewer = api.as_key(tenant.key("insight:read", user_id=viewer_id))
+    made = [await api.create(name=f"raced {i}") for i in range(3)]
+    ids = [i.id for i in made]
+    answers = await asyncio.gather(*(mark(viewer, *ids) for _ in range(6)), viewer.get(ids[0]))
+    assert all(list(a.viewed_ids) == ids for a in answers[:-1])
+    assert set(await viewer.list_ids(last_viewed_date_from="-1d")) == set(ids)
