@@ -461,13 +461,21 @@ class Insights:
         env = principal.environment(environment_id)
         now = self.clock()
         generation = self.cache.generation(env.id)
+        try:
+            view = self._get(principal, env, lookup, now)
+        except IntegrityError:
+            # A concurrent first view by the same user (a read or a mark) inserted the record: this
+            # pass finds it.
+            view = self._get(principal, env, lookup, now)
+        self.cache.put(view, generation)
+        self.cache.saw(principal.user_id, view.insight.id, view.last_viewed_at)
+        return view
+
+    def _get(self, principal: Principal, env: EnvironmentInfo, lookup: Lookup, now: dt.datetime) -> InsightView:
         with self.db.session() as session:
             row = find_insight(session, env.id, lookup)
             self._record_view(session, env.id, principal.user_id, row.id, now)
-            view = self._views(session, principal.user_id, env, [row])[0]
-        self.cache.put(view, generation)
-        self.cache.saw(principal.user_id, row.id, view.last_viewed_at)
-        return view
+            return self._views(session, principal.user_id, env, [row])[0]
 
     def check_dashboard(
         self, principal: Principal, environment_id: int, dashboard_id: int
@@ -821,6 +829,12 @@ class Insights:
             return [column.is_(None), direction, Insight.id.desc()]
 
         return build
+
+    def views(
+        self, session: Session, user_id: int | None, env: EnvironmentInfo, rows: list[Insight]
+    ) -> list[InsightView]:
+        """The views of `rows` as `user_id` sees them (for the domains built over this one)."""
+        return self._views(session, user_id, env, rows)
 
     def _views(
         self, session: Session, user_id: int | None, env: EnvironmentInfo, rows: list[Insight]

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from generated.insights.v1 import common_pb2, insight_metadata_pb2, insight_pb2, insight_pb2_grpc
+from generated.insights.v1 import (
+    common_pb2,
+    insight_metadata_pb2,
+    insight_pb2,
+    insight_pb2_grpc,
+    insight_views_pb2,
+)
 from server.domain.insights import Insights, InsightView, ListFilters
 from server.domain.metadata import InsightMetadata
+from server.domain.paging import Page
 from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
+from server.domain.views import InsightViews
 from server.errors import (
     Cancelled,
     DomainError,
@@ -23,7 +32,7 @@ from server.execution.refresh import PARSED_FACTOR, Computed, Execution, Refresh
 from server.memory import Memo, MemoryBudget
 from server.runtime import Blocking
 from server.services.context import principal
-from server.services.convert import common
+from server.services.convert import common, csv_export
 from server.services.convert import insights as convert
 
 # Rendered messages are kept while they fit this share of the memory budget (see Execution's memo).
@@ -45,6 +54,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     ):
         self._insights = insights
         self._metadata = metadata or InsightMetadata(insights.db)
+        self._views = InsightViews(insights)
         self._execution = execution
         self._run = blocking.run
         budget = budget or MemoryBudget(64 * 1024 * 1024)
@@ -114,6 +124,15 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
     async def ListInsights(
         self, request: insight_pb2.ListInsightsRequest, context: grpc.aio.ServicerContext
     ) -> insight_pb2.ListInsightsResponse:
+        results, response = await self._list(request)
+        if request.format == common_pb2.RESPONSE_FORMAT_CSV:
+            response.csv = convert.insights_csv(results)
+        return response
+
+    async def _list(
+        self, request: insight_pb2.ListInsightsRequest
+    ) -> tuple[list[insight_pb2.Insight], insight_pb2.ListInsightsResponse]:
+        """The ListInsights answer without its CSV rendering (ExportInsights streams that)."""
         filters = ListFilters(
             basic=request.basic,
             created_by=list(request.created_by),
@@ -148,9 +167,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         )
         response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
         common.offsets(page, response)
-        if request.format == common_pb2.RESPONSE_FORMAT_CSV:
-            response.csv = convert.insights_csv(results)
-        return response
+        return results, response
 
     async def CreateInsight(
         self, request: insight_pb2.CreateInsightRequest, context: grpc.aio.ServicerContext
@@ -260,3 +277,75 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             request.query if request.HasField("query") else None,
         )
         return insight_metadata_pb2.GenerateInsightMetadataResponse(name=found.name, description=found.description)
+
+    async def MarkInsightsViewed(
+        self, request: insight_views_pb2.MarkInsightsViewedRequest, context: grpc.aio.ServicerContext
+    ) -> insight_views_pb2.MarkInsightsViewedResponse:
+        marked = await self._run(
+            self._views.mark_viewed, principal(), request.environment_id, list(request.insight_ids)
+        )
+        return insight_views_pb2.MarkInsightsViewedResponse(viewed_ids=marked.viewed, not_found_ids=marked.not_found)
+
+    async def _basic_page(self, environment_id: int, page: Page[InsightView]) -> insight_pb2.ListInsightsResponse:
+        """A page of insights in the basic shape (no result, the cached one's last_refresh), plus the
+        caller's last_viewed_at: these lists are about views, so the time they are ordered by shows."""
+        results = []
+        for view in page.items:
+            message = await self._with_result(environment_id, view, 0, Refresh.FORCE_CACHE, basic=True)
+            if view.last_viewed_at is not None:
+                message.last_viewed_at.FromDatetime(view.last_viewed_at)
+            results.append(message)
+        response = insight_pb2.ListInsightsResponse(count=page.count, results=results)
+        common.offsets(page, response)
+        return response
+
+    async def ListMyLastViewedInsights(
+        self, request: insight_views_pb2.ListMyLastViewedInsightsRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.ListInsightsResponse:
+        views = await self._run(self._views.last_viewed, principal(), request.environment_id)
+        return await self._basic_page(request.environment_id, Page(views, len(views), len(views), 0))
+
+    async def ListTrendingInsights(
+        self, request: insight_views_pb2.ListTrendingInsightsRequest, context: grpc.aio.ServicerContext
+    ) -> insight_pb2.ListInsightsResponse:
+        page = await self._run(
+            self._views.trending, principal(), request.environment_id, request.days, request.limit, request.offset
+        )
+        return await self._basic_page(request.environment_id, page)
+
+    async def ExportInsights(
+        self, request: insight_pb2.ExportInsightsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[insight_views_pb2.CsvChunk]:
+        if request.list.format not in (common_pb2.RESPONSE_FORMAT_UNSPECIFIED, common_pb2.RESPONSE_FORMAT_CSV):
+            raise InvalidArgument("an export is CSV: leave list.format unset or set it to CSV", field="list.format")
+        results, _ = await self._list(request.list)
+        for data in csv_export.chunks(convert.insights_csv_rows(results)):
+            yield insight_views_pb2.CsvChunk(data=data)
+
+    async def ExportInsightResult(
+        self, request: insight_views_pb2.ExportInsightResultRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[insight_views_pb2.CsvChunk]:
+        lookup = convert.lookup(request)
+        view = await self._run(self._insights.get, principal(), request.environment_id, lookup)
+        if view.query is None:
+            raise FailedPrecondition("the insight has no query, so no result to export", reason="NO_QUERY")
+        env = principal().environment(request.environment_id)
+        computed = await self._execution.result(
+            env,
+            view.query,
+            common.refresh(request.refresh, Refresh.FORCE_CACHE),
+            insight_id=view.insight.id,
+        )
+        if computed is None or computed.result is None:
+            running = computed is not None and computed.status is not None
+            raise FailedPrecondition(
+                "the insight's result is being computed: export it when the run has finished"
+                if running
+                else "the insight has no cached result: compute it first, or export with refresh BLOCKING",
+                reason="RESULT_NOT_READY" if running else "NO_CACHED_RESULT",
+            )
+        # Rendered off the event loop: a large result is many rows of Python.
+        result = computed.result
+        pieces = await self._run(lambda: list(csv_export.chunks(csv_export.result_rows(result))))
+        for data in pieces:
+            yield insight_views_pb2.CsvChunk(data=data)

@@ -96,6 +96,12 @@ async def test_reflection_lists_and_describes_the_services(server: Server) -> No
         "DeleteInsight",
         "ListInsightActivity",
         "BulkUpdateInsightTags",
+        "GenerateInsightMetadata",
+        "MarkInsightsViewed",
+        "ListMyLastViewedInsights",
+        "ListTrendingInsights",
+        "ExportInsights",
+        "ExportInsightResult",
     }
 
 

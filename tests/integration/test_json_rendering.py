@@ -31,6 +31,7 @@ from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_metadata_pb2 as impb
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
+from generated.insights.v1 import insight_views_pb2 as vpb
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qsgrpc
@@ -229,6 +230,26 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
         ipb.ListInsightsRequest(environment_id=env, format=common_pb2.RESPONSE_FORMAT_CSV),
     ):
         await insights.ListInsights(request, metadata=md, timeout=TIMEOUT)
+    # Views and CSV exports (insight_views.proto): populated answers of each.
+    await insights.MarkInsightsViewed(
+        vpb.MarkInsightsViewedRequest(environment_id=env, insight_ids=[insight.id, 10**12]),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    await insights.ListMyLastViewedInsights(
+        vpb.ListMyLastViewedInsightsRequest(environment_id=env), metadata=md, timeout=TIMEOUT
+    )
+    await insights.ListTrendingInsights(
+        vpb.ListTrendingInsightsRequest(environment_id=env, days=7, limit=5), metadata=md, timeout=TIMEOUT
+    )
+    async for _ in insights.ExportInsights(
+        ipb.ExportInsightsRequest(list=ipb.ListInsightsRequest(environment_id=env)), metadata=md, timeout=TIMEOUT
+    ):
+        pass
+    async for _ in insights.ExportInsightResult(
+        vpb.ExportInsightResultRequest(environment_id=env, id=insight.id), metadata=md, timeout=TIMEOUT
+    ):
+        pass
     for request_activity in (
         ipb.ListInsightActivityRequest(environment_id=env, id=insight.id),
         ipb.ListInsightActivityRequest(environment_id=env, limit=1, page=2),

@@ -1086,3 +1086,29 @@ class BulkUpdateInsightTagsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BulkUpdateInsightTagsResponse: _TypeAlias = BulkUpdateInsightTagsResponse  # noqa: Y015
+
+@_typing.final
+class ExportInsightsRequest(_message.Message):
+    """Request of ExportInsights."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def list(self) -> Global___ListInsightsRequest:
+        """The ListInsights request whose answer is exported: every filter, the
+        ordering and the page apply. Its format must be unset or CSV.
+        """
+
+    def __init__(
+        self,
+        *,
+        list: Global___ListInsightsRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportInsightsRequest: _TypeAlias = ExportInsightsRequest  # noqa: Y015

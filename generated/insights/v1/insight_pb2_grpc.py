@@ -5,6 +5,7 @@ import warnings
 
 from generated.insights.v1 import insight_metadata_pb2 as insights_dot_v1_dot_insight__metadata__pb2
 from generated.insights.v1 import insight_pb2 as insights_dot_v1_dot_insight__pb2
+from generated.insights.v1 import insight_views_pb2 as insights_dot_v1_dot_insight__views__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -77,6 +78,31 @@ class InsightsServiceStub:
                 request_serializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataRequest.SerializeToString,
                 response_deserializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataResponse.FromString,
                 _registered_method=True)
+        self.MarkInsightsViewed = channel.unary_unary(
+                '/insights.v1.InsightsService/MarkInsightsViewed',
+                request_serializer=insights_dot_v1_dot_insight__views__pb2.MarkInsightsViewedRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__views__pb2.MarkInsightsViewedResponse.FromString,
+                _registered_method=True)
+        self.ListMyLastViewedInsights = channel.unary_unary(
+                '/insights.v1.InsightsService/ListMyLastViewedInsights',
+                request_serializer=insights_dot_v1_dot_insight__views__pb2.ListMyLastViewedInsightsRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__pb2.ListInsightsResponse.FromString,
+                _registered_method=True)
+        self.ListTrendingInsights = channel.unary_unary(
+                '/insights.v1.InsightsService/ListTrendingInsights',
+                request_serializer=insights_dot_v1_dot_insight__views__pb2.ListTrendingInsightsRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__pb2.ListInsightsResponse.FromString,
+                _registered_method=True)
+        self.ExportInsights = channel.unary_stream(
+                '/insights.v1.InsightsService/ExportInsights',
+                request_serializer=insights_dot_v1_dot_insight__pb2.ExportInsightsRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__views__pb2.CsvChunk.FromString,
+                _registered_method=True)
+        self.ExportInsightResult = channel.unary_stream(
+                '/insights.v1.InsightsService/ExportInsightResult',
+                request_serializer=insights_dot_v1_dot_insight__views__pb2.ExportInsightResultRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__views__pb2.CsvChunk.FromString,
+                _registered_method=True)
 
 
 class InsightsServiceServicer:
@@ -145,6 +171,47 @@ class InsightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkInsightsViewed(self, request, context):
+        """Records that the caller viewed these insights now (the reference's POST
+        /insights/viewed/); last_viewed_at, the last-viewed list filters and
+        orderings and the two lists below read the same records.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyLastViewedInsights(self, request, context):
+        """The caller's 5 most recently viewed live insights, newest view first,
+        in the basic shape (no result) with the caller's last_viewed_at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrendingInsights(self, request, context):
+        """The environment's most viewed live insights in the last `days` days
+        (views by distinct users whose last view falls in the window), most
+        viewed first, in the basic shape with the caller's last_viewed_at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportInsights(self, request, context):
+        """Streams a ListInsights answer as CSV (the columns of its `csv` field).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportInsightResult(self, request, context):
+        """Streams one insight's result as CSV, in a layout per kind (see
+        docs/decisions.md, "CSV exports").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InsightsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +254,31 @@ def add_InsightsServiceServicer_to_server(servicer, server):
                     servicer.GenerateInsightMetadata,
                     request_deserializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataRequest.FromString,
                     response_serializer=insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataResponse.SerializeToString,
+            ),
+            'MarkInsightsViewed': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkInsightsViewed,
+                    request_deserializer=insights_dot_v1_dot_insight__views__pb2.MarkInsightsViewedRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__views__pb2.MarkInsightsViewedResponse.SerializeToString,
+            ),
+            'ListMyLastViewedInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyLastViewedInsights,
+                    request_deserializer=insights_dot_v1_dot_insight__views__pb2.ListMyLastViewedInsightsRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__pb2.ListInsightsResponse.SerializeToString,
+            ),
+            'ListTrendingInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrendingInsights,
+                    request_deserializer=insights_dot_v1_dot_insight__views__pb2.ListTrendingInsightsRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__pb2.ListInsightsResponse.SerializeToString,
+            ),
+            'ExportInsights': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportInsights,
+                    request_deserializer=insights_dot_v1_dot_insight__pb2.ExportInsightsRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__views__pb2.CsvChunk.SerializeToString,
+            ),
+            'ExportInsightResult': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportInsightResult,
+                    request_deserializer=insights_dot_v1_dot_insight__views__pb2.ExportInsightResultRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__views__pb2.CsvChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -407,6 +499,141 @@ class InsightsService:
             '/insights.v1.InsightsService/GenerateInsightMetadata',
             insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataRequest.SerializeToString,
             insights_dot_v1_dot_insight__metadata__pb2.GenerateInsightMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkInsightsViewed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.InsightsService/MarkInsightsViewed',
+            insights_dot_v1_dot_insight__views__pb2.MarkInsightsViewedRequest.SerializeToString,
+            insights_dot_v1_dot_insight__views__pb2.MarkInsightsViewedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyLastViewedInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.InsightsService/ListMyLastViewedInsights',
+            insights_dot_v1_dot_insight__views__pb2.ListMyLastViewedInsightsRequest.SerializeToString,
+            insights_dot_v1_dot_insight__pb2.ListInsightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrendingInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.InsightsService/ListTrendingInsights',
+            insights_dot_v1_dot_insight__views__pb2.ListTrendingInsightsRequest.SerializeToString,
+            insights_dot_v1_dot_insight__pb2.ListInsightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/insights.v1.InsightsService/ExportInsights',
+            insights_dot_v1_dot_insight__pb2.ExportInsightsRequest.SerializeToString,
+            insights_dot_v1_dot_insight__views__pb2.CsvChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportInsightResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/insights.v1.InsightsService/ExportInsightResult',
+            insights_dot_v1_dot_insight__views__pb2.ExportInsightResultRequest.SerializeToString,
+            insights_dot_v1_dot_insight__views__pb2.CsvChunk.FromString,
             options,
             channel_credentials,
             insecure,

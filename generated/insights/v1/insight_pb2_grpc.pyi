@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from generated.insights.v1 import insight_metadata_pb2 as _insight_metadata_pb2
 from generated.insights.v1 import insight_pb2 as _insight_pb2
+from generated.insights.v1 import insight_views_pb2 as _insight_views_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -61,6 +62,26 @@ class InsightsServiceStub:
     same query always gets the same text); a deployment with a text model
     configured may have it rephrase that draft. Nothing is saved.
     """
+    MarkInsightsViewed: _grpc.UnaryUnaryMultiCallable[_insight_views_pb2.MarkInsightsViewedRequest, _insight_views_pb2.MarkInsightsViewedResponse]
+    """Records that the caller viewed these insights now (the reference's POST
+    /insights/viewed/); last_viewed_at, the last-viewed list filters and
+    orderings and the two lists below read the same records.
+    """
+    ListMyLastViewedInsights: _grpc.UnaryUnaryMultiCallable[_insight_views_pb2.ListMyLastViewedInsightsRequest, _insight_pb2.ListInsightsResponse]
+    """The caller's 5 most recently viewed live insights, newest view first,
+    in the basic shape (no result) with the caller's last_viewed_at.
+    """
+    ListTrendingInsights: _grpc.UnaryUnaryMultiCallable[_insight_views_pb2.ListTrendingInsightsRequest, _insight_pb2.ListInsightsResponse]
+    """The environment's most viewed live insights in the last `days` days
+    (views by distinct users whose last view falls in the window), most
+    viewed first, in the basic shape with the caller's last_viewed_at.
+    """
+    ExportInsights: _grpc.UnaryStreamMultiCallable[_insight_pb2.ExportInsightsRequest, _insight_views_pb2.CsvChunk]
+    """Streams a ListInsights answer as CSV (the columns of its `csv` field)."""
+    ExportInsightResult: _grpc.UnaryStreamMultiCallable[_insight_views_pb2.ExportInsightResultRequest, _insight_views_pb2.CsvChunk]
+    """Streams one insight's result as CSV, in a layout per kind (see
+    docs/decisions.md, "CSV exports").
+    """
 
 @_typing.type_check_only
 class InsightsServiceAsyncStub(InsightsServiceStub):
@@ -93,6 +114,26 @@ class InsightsServiceAsyncStub(InsightsServiceStub):
     """Derives a name and a description from a query, deterministically (the
     same query always gets the same text); a deployment with a text model
     configured may have it rephrase that draft. Nothing is saved.
+    """
+    MarkInsightsViewed: _aio.UnaryUnaryMultiCallable[_insight_views_pb2.MarkInsightsViewedRequest, _insight_views_pb2.MarkInsightsViewedResponse]  # type: ignore[assignment]
+    """Records that the caller viewed these insights now (the reference's POST
+    /insights/viewed/); last_viewed_at, the last-viewed list filters and
+    orderings and the two lists below read the same records.
+    """
+    ListMyLastViewedInsights: _aio.UnaryUnaryMultiCallable[_insight_views_pb2.ListMyLastViewedInsightsRequest, _insight_pb2.ListInsightsResponse]  # type: ignore[assignment]
+    """The caller's 5 most recently viewed live insights, newest view first,
+    in the basic shape (no result) with the caller's last_viewed_at.
+    """
+    ListTrendingInsights: _aio.UnaryUnaryMultiCallable[_insight_views_pb2.ListTrendingInsightsRequest, _insight_pb2.ListInsightsResponse]  # type: ignore[assignment]
+    """The environment's most viewed live insights in the last `days` days
+    (views by distinct users whose last view falls in the window), most
+    viewed first, in the basic shape with the caller's last_viewed_at.
+    """
+    ExportInsights: _aio.UnaryStreamMultiCallable[_insight_pb2.ExportInsightsRequest, _insight_views_pb2.CsvChunk]  # type: ignore[assignment]
+    """Streams a ListInsights answer as CSV (the columns of its `csv` field)."""
+    ExportInsightResult: _aio.UnaryStreamMultiCallable[_insight_views_pb2.ExportInsightResultRequest, _insight_views_pb2.CsvChunk]  # type: ignore[assignment]
+    """Streams one insight's result as CSV, in a layout per kind (see
+    docs/decisions.md, "CSV exports").
     """
 
 class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -171,6 +212,56 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Derives a name and a description from a query, deterministically (the
         same query always gets the same text); a deployment with a text model
         configured may have it rephrase that draft. Nothing is saved.
+        """
+
+    @_abc_1.abstractmethod
+    def MarkInsightsViewed(
+        self,
+        request: _insight_views_pb2.MarkInsightsViewedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_views_pb2.MarkInsightsViewedResponse, _abc.Awaitable[_insight_views_pb2.MarkInsightsViewedResponse]]:
+        """Records that the caller viewed these insights now (the reference's POST
+        /insights/viewed/); last_viewed_at, the last-viewed list filters and
+        orderings and the two lists below read the same records.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMyLastViewedInsights(
+        self,
+        request: _insight_views_pb2.ListMyLastViewedInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_pb2.ListInsightsResponse, _abc.Awaitable[_insight_pb2.ListInsightsResponse]]:
+        """The caller's 5 most recently viewed live insights, newest view first,
+        in the basic shape (no result) with the caller's last_viewed_at.
+        """
+
+    @_abc_1.abstractmethod
+    def ListTrendingInsights(
+        self,
+        request: _insight_views_pb2.ListTrendingInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_pb2.ListInsightsResponse, _abc.Awaitable[_insight_pb2.ListInsightsResponse]]:
+        """The environment's most viewed live insights in the last `days` days
+        (views by distinct users whose last view falls in the window), most
+        viewed first, in the basic shape with the caller's last_viewed_at.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportInsights(
+        self,
+        request: _insight_pb2.ExportInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_insight_views_pb2.CsvChunk], _abc.AsyncIterator[_insight_views_pb2.CsvChunk]]:
+        """Streams a ListInsights answer as CSV (the columns of its `csv` field)."""
+
+    @_abc_1.abstractmethod
+    def ExportInsightResult(
+        self,
+        request: _insight_views_pb2.ExportInsightResultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_insight_views_pb2.CsvChunk], _abc.AsyncIterator[_insight_views_pb2.CsvChunk]]:
+        """Streams one insight's result as CSV, in a layout per kind (see
+        docs/decisions.md, "CSV exports").
         """
 
 def add_InsightsServiceServicer_to_server(servicer: InsightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterator
 from typing import Any
 
 from generated.insights.v1 import insight_pb2
 from server.domain.insights import InsightFields, InsightView, Lookup
 from server.execution.refresh import Computed
+from server.services.convert import csv_export
 from server.services.convert.common import answer_facts, stamp, timestamp, user
 
 # Proto enum → the domain's insight type name.
@@ -142,7 +144,14 @@ def attach_result(message: insight_pb2.Insight, computed: Computed) -> None:
 
 def insights_csv(messages: list[insight_pb2.Insight]) -> str:
     """The rows of a list page as CSV, one line per insight (the reference's CSV renderer, flattened)."""
-    columns = [
+    out = io.StringIO()
+    csv.writer(out).writerows(insights_csv_rows(messages))
+    return out.getvalue()
+
+
+def insights_csv_rows(messages: list[insight_pb2.Insight]) -> Iterator[list[Any]]:
+    """The header and one row per insight of a list page; text cells inert for spreadsheets."""
+    yield [
         "id",
         "short_id",
         "name",
@@ -155,23 +164,17 @@ def insights_csv(messages: list[insight_pb2.Insight]) -> str:
         "last_modified_at",
         "created_by",
     ]
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
     for m in messages:
-        writer.writerow(
-            [
-                m.id,
-                m.short_id,
-                m.name,
-                m.derived_name,
-                m.description,
-                ";".join(m.tags),
-                m.favorited,
-                m.saved,
-                m.created_at.ToJsonString() if m.HasField("created_at") else "",
-                m.last_modified_at.ToJsonString() if m.HasField("last_modified_at") else "",
-                m.created_by.email if m.HasField("created_by") else "",
-            ]
-        )
-    return out.getvalue()
+        yield [
+            m.id,
+            m.short_id,
+            csv_export.text(m.name),
+            csv_export.text(m.derived_name),
+            csv_export.text(m.description),
+            csv_export.text(";".join(m.tags)),
+            m.favorited,
+            m.saved,
+            m.created_at.ToJsonString() if m.HasField("created_at") else "",
+            m.last_modified_at.ToJsonString() if m.HasField("last_modified_at") else "",
+            csv_export.text(m.created_by.email) if m.HasField("created_by") else "",
+        ]
