@@ -13,14 +13,12 @@ from server.queries.common import nodes, sampling
 from server.queries.common.cohort_breakdown import cohort_name
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange, resolve_date_range
-from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
 from server.queries.funnels import trends_view, ttc
 from server.queries.funnels.spec import FunnelSpec, funnel_spec, spec_node
-from server.queries.sql.expression import engine_refusal
-from storage.events import QueryCancelled, is_cancellation
+from server.queries.sql.expression import run_statement
 
 
 @dataclass(frozen=True)
@@ -67,22 +65,9 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
 
 
 def _execute(plan: _Plan, execute: Execute) -> Any:
-    """The statement's rows. With the caller's HogQL expressions in it (an aggregation, hogql
-    breakdowns), an engine error about the statement is theirs (the rest of the statement is the
-    service's, checked): INVALID_ARGUMENT naming the expression's field (the first, when there
-    are several) rather than an internal error."""
-    try:
-        return execute(plan.sql, plan.params.values)
-    except QueryCancelled:
-        raise
-    except Exception as exc:
-        paths = plan.spec.expressions
-        refused = None if not paths or is_cancellation(exc) else engine_refusal(exc, paths[0])
-        if refused is None:
-            raise
-        if len(paths) > 1:
-            refused = QueryError(f"{refused.message} (one of the expressions of {', '.join(paths)})", paths[0])
-        raise refused from None
+    """The statement's rows; an engine error about the caller's HogQL expressions in it (an
+    aggregation, hogql breakdowns, hogql property filters) is INVALID_ARGUMENT naming the first."""
+    return run_statement(execute, plan.sql, plan.params, plan.spec.expressions)
 
 
 def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext) -> _Plan:

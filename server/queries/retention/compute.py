@@ -15,6 +15,7 @@ from server.queries.common.sql import Params
 from server.queries.retention import sql as rsql
 from server.queries.retention.dates import RetentionRange, retention_range
 from server.queries.retention.spec import RetentionSpec, retention_spec
+from server.queries.sql.expression import run_statement
 
 # Values one answer may hold at most (cohorts × periods × breakdown values), as trends bounds its
 # points; lower than trends' million because each value is a message with its label (~20 bytes).
@@ -53,7 +54,7 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
-    rows = execute(plan.sql, plan.params.values)
+    rows = run_statement(execute, plan.sql, plan.params)
     result, has_more = _shape(plan.spec, plan.dates, rows)
     return RetentionOutcome(result, has_more, plan.dates, plan.sql)
 

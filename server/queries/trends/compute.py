@@ -16,6 +16,7 @@ from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
+from server.queries.sql.expression import run_statement
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
 
@@ -211,7 +212,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
     statements = [plan.sql]
     labels = [series_label(node, ctx.definitions.actions) for node in query.series]
     cohort_breakdown = bool(breakdown and breakdown.cohorts)
-    found, others = _split(execute(plan.sql, plan.params.values), len(branches))
+    found, others = _split(run_statement(execute, plan.sql, plan.params), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
     recount: list[int] = []  # branches whose "Other" line is counted again
@@ -234,7 +235,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
             parts.append((tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept), False))
         other_sql = tsql.union(parts)
         statements.append(other_sql)
-        recounted, _ = _split(execute(other_sql, other_params.values), len(recount))
+        recounted, _ = _split(run_statement(execute, other_sql, other_params), len(recount))
         for position, b in enumerate(recount):
             values = recounted[position]
             for item in shaped[b]:
