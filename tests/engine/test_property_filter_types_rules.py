@@ -182,8 +182,8 @@ def test_invalid_filters_name_their_field(store: EventStore, f: dict[str, Any], 
     assert raised.value.path == path
 
 
-@pytest.mark.parametrize("kind", ["session", "group"])
-def test_session_and_group_filters_are_unimplemented_naming_the_type(store: EventStore, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["session", "group", "event_metadata"])
+def test_session_group_and_event_metadata_filters_are_unimplemented_naming_the_type(store: EventStore, kind: str) -> None:
     with pytest.raises(Unimplemented) as raised:
         _trends(store, [], [{"type": kind, "key": "$session_duration", "value": 1, "operator": "gt"}])
     assert raised.value.metadata["field"] == "properties[0].type"

@@ -1,4 +1,4 @@
-"""Property filters of the types beyond event, person and cohort (hogql, element, event_metadata), and
+"""Property filters of the types beyond event, person and cohort (hogql, element), and
 the refusal of the rest, per query-engine-semantics §2.5 and docs/decisions.md ("Property filter types").
 
 Every value is a bound parameter; each filter is 0/1, never NULL.
@@ -21,8 +21,11 @@ _Type = query_pb2.PropertyFilterType
 _OpValue: TypeAlias = query_pb2.PropertyOperator.ValueType
 _TypeValue: TypeAlias = query_pb2.PropertyFilterType.ValueType
 
-# Types the reference computes for these insights that this service could compute later.
-LATER = frozenset({_Type.PROPERTY_FILTER_TYPE_SESSION, _Type.PROPERTY_FILTER_TYPE_GROUP})
+# Types the reference computes for these insights (session, group), or that name the event row's own
+# columns (event_metadata), which this service could compute later.
+LATER = frozenset(
+    {_Type.PROPERTY_FILTER_TYPE_SESSION, _Type.PROPERTY_FILTER_TYPE_GROUP, _Type.PROPERTY_FILTER_TYPE_EVENT_METADATA}
+)
 _ELEMENT_KEYS = ("selector", "tag_name", "href", "text")
 # Operators of an element filter's href and text (the string comparisons); selector and tag_name
 # take exact and is_not only.
@@ -47,7 +50,7 @@ def type_name(kind: _TypeValue) -> str:
 
 def refuse(kind: _TypeValue, path: str) -> None:
     """Raises for a filter type no insight here computes: Unimplemented naming `.type` for those the
-    reference computes (session, group), INVALID_ARGUMENT for the other products' types."""
+    reference computes (session, group) and event_metadata, INVALID_ARGUMENT for the other products' types."""
     if kind in LATER:
         raise Unimplemented(
             f"{path}.type: {type_name(kind)} property filters are not implemented yet",
@@ -56,7 +59,7 @@ def refuse(kind: _TypeValue, path: str) -> None:
         )
     raise QueryError(
         f"{type_name(kind)} filters belong to another product: an insight filters by event, person, "
-        "cohort, hogql, element or event_metadata",
+        "cohort, hogql or element",
         f"{path}.type",
     )
 
