@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 from storage.elements import Element, to_chain
 from tests.oracle import Event, OracleError, resolve_date_range
+from tests.oracle.elements import derived, parse_chain
+from tests.oracle.trends import prop_text
 
 NOWS = (
     dt.datetime(2024, 3, 20, 15, 30, 12, tzinfo=dt.UTC),  # America/New_York sprang forward on 10 March
@@ -178,9 +180,75 @@ def matching_filter(draw: st.DrawFn, witness: Event) -> dict[str, Any]:
     return f
 
 
+def _hogql_text(text: str) -> str:
+    """`text` as a HogQL string literal (backslash and quote escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Keys a hogql filter reads as `properties.<key>` (a dot in a key would read as nesting).
+_HOGQL_KEYS = tuple(k for k in PROPERTY_KEYS if "." not in k)
+
+
+@st.composite
+def matching_typed_filter(draw: st.DrawFn, witness: Event) -> dict[str, Any]:
+    """A hogql or (when the witness has a chain) element filter the `witness` event passes."""
+    chain = parse_chain(witness.elements_chain) if witness.elements_chain else []
+    if chain and draw(st.booleans()):
+        href, texts = derived(witness.elements_chain)[:2]
+        options: list[dict[str, Any]] = [
+            {"key": "tag_name", "value": draw(st.sampled_from(chain)).tag_name},
+            {"key": "tag_name", "operator": "is_not", "value": "marquee"},
+            {"key": "href", "value": href},
+            {"key": "href", "operator": "not_icontains", "value": "zzz"},
+        ]
+        if texts:
+            text = draw(st.sampled_from(texts))
+            options += [
+                {"key": "text", "value": text},
+                {"key": "text", "operator": "icontains", "value": text[: draw(st.integers(1, len(text)))].upper()},
+                {"key": "text", "operator": "regex", "value": "^" + _regex_of(text)},
+            ]
+        return {"type": "element", **draw(st.sampled_from(options))}
+    person = draw(st.booleans())
+    props = witness.person_properties if person else witness.properties
+    keys = PERSON_KEYS if person else _HOGQL_KEYS
+    key = draw(st.sampled_from(keys))
+    field = f"{'person.' if person else ''}properties.{key}"
+    text = prop_text(props, key)
+    if text is None:
+        key_text = f"coalesce({field}, 'none') = 'none'"
+    elif draw(st.integers(0, 2)) == 0:
+        key_text = f"{field} != {_hogql_text(_ABSENT)}"
+    elif draw(st.booleans()):
+        key_text = f"lower({field}) = lower({_hogql_text(text)})"
+    else:
+        key_text = f"{field} = {_hogql_text(text)}"
+    return {"type": "hogql", "key": key_text}
+
+
+@st.composite
+def typed_filter(draw: st.DrawFn) -> dict[str, Any]:
+    """A random hogql or element filter (now and then one both refuse: a String-valued expression)."""
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(["tag_name", "selector", "href", "text"]))
+        op = draw(st.sampled_from(["exact", "is_not"] if key in ("tag_name", "selector") else ["exact", "is_not", "icontains", "not_regex"]))
+        value = draw(st.sampled_from(TAGS)) if key in ("tag_name", "selector") else draw(st.sampled_from(TEXTS + HREFS))
+        return {"type": "element", "key": key, "operator": op, "value": value}
+    if draw(st.integers(0, 9)) == 0:
+        return {"type": "hogql", "key": "properties.browser"}
+    left = draw(st.sampled_from([f"properties.{k}" for k in _HOGQL_KEYS] + ["event", "distinct_id", "person.properties.tier"]))
+    right = draw(st.sampled_from(["'Chrome'", "'pro'", "'5'", "'x\\'y'", "'$pageview'", "'p1'"]))
+    return {"type": "hogql", "key": f"{left} {draw(st.sampled_from(['=', '!=']))} {right}"}
+
+
 @st.composite
 def property_filter(draw: st.DrawFn, witness: Event | None = None) -> dict[str, Any]:
-    """A random filter; given a `witness`, usually one that event passes."""
+    """A random filter; given a `witness`, usually one that event passes. One in six is a hogql or
+    element filter."""
+    if draw(st.integers(0, 5)) == 5:
+        if witness is not None and draw(st.integers(0, 9)) < 9:
+            return draw(matching_typed_filter(witness))
+        return draw(typed_filter())
     if witness is not None and draw(st.integers(0, 9)) < 9:
         return draw(matching_filter(witness))
     kind = draw(st.sampled_from(["event", "event", "person"]))

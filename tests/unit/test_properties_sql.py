@@ -609,9 +609,9 @@ def test_flat_list_and_empty_forms(ch: tuple[Any, str]) -> None:
             "cohort is not supported",
         ),
         (
-            make_filter("k", "exact", "x", kind="group"),
+            make_filter("k", "exact", "x", kind="data_warehouse"),
             "series[0].properties[2].type",
-            "group is not supported",
+            "data_warehouse filters belong to another product",
         ),
     ],
 )

@@ -48,6 +48,11 @@ def _element_pattern(element: Element) -> str:
     return head + body + f"(?:{_ATTRIBUTE})*"
 
 
+def tag_regex(tag: str) -> str:
+    """The RE2 pattern an `elements_chain` matches when one of its elements has tag `tag`."""
+    return f"^(?:{_ANY};)*?" + _element_pattern(Element(tag=tag.lower())) + "(?:;|$)"
+
+
 def selector_regex(text: str, path: str) -> str:
     """The RE2 pattern an `elements_chain` matches when one of its elements matches the selector."""
     try:
@@ -88,9 +93,7 @@ def step_sql(params: Params, step: actions_pb2.ActionStep, path: str, timezone: 
         matching = step.text_matching or _M.ACTION_STEP_MATCHING_EXACT
         parts.append(f"arrayExists(t -> {_compare(params, 't', step.text, matching)}, elements_chain_texts)")
     if step.tag_name:
-        tag = Element(tag=step.tag_name.lower())
-        pattern = f"^(?:{_ANY};)*?" + _element_pattern(tag) + "(?:;|$)"
-        parts.append(f"match(elements_chain, {params.bind(pattern, 'String')})")
+        parts.append(f"match(elements_chain, {params.bind(tag_regex(step.tag_name), 'String')})")
     if step.selector:
         pattern = selector_regex(step.selector, f"{path}.selector")
         parts.append(f"match(elements_chain, {params.bind(pattern, 'String')})")

@@ -136,7 +136,7 @@ def value_text(value: Scalar) -> str:
     return value
 
 
-def _scalar(message: query_pb2.PropertyValue | query_pb2.Scalar) -> Scalar | None:
+def scalar_of(message: query_pb2.PropertyValue | query_pb2.Scalar) -> Scalar | None:
     kind = message.WhichOneof("kind")
     if kind is None or kind == "list_value":
         return None
@@ -297,8 +297,8 @@ def regex_problem(pattern: str) -> str | None:
 def filter_sql(
     params: Params, f: query_pb2.PropertyFilter, path: str, timezone: str, cohorts: CohortSql | None = None
 ) -> str:
-    """A NULL-safe boolean SQL expression (0/1, never NULL) for one event, person or (given `cohorts`)
-    cohort filter."""
+    """A NULL-safe boolean SQL expression (0/1, never NULL) for one event, person, hogql, element or
+    (given `cohorts`) cohort filter; other types refused (filter_types.refuse)."""
     kind = f.type or _Type.PROPERTY_FILTER_TYPE_EVENT
     if f.negation and kind != _Type.PROPERTY_FILTER_TYPE_COHORT:
         raise QueryError(
@@ -308,7 +308,16 @@ def filter_sql(
     if kind == _Type.PROPERTY_FILTER_TYPE_COHORT and cohorts is not None:
         return _cohort_sql(params, f, path, cohorts)
     if kind not in (_Type.PROPERTY_FILTER_TYPE_EVENT, _Type.PROPERTY_FILTER_TYPE_PERSON):
-        raise QueryError(f"filter type {_type_name(kind)} is not supported yet", f"{path}.type")
+        # Imported here: those compilers (expressions, actions) read property text from this module.
+        from server.queries.common import filter_types
+
+        if kind == _Type.PROPERTY_FILTER_TYPE_HOGQL:
+            return filter_types.hogql_sql(params, f, path, timezone)
+        if kind == _Type.PROPERTY_FILTER_TYPE_ELEMENT:
+            return filter_types.element_sql(params, f, path)
+        if kind == _Type.PROPERTY_FILTER_TYPE_COHORT:
+            raise QueryError(f"filter type {_type_name(kind)} is not supported yet", f"{path}.type")
+        filter_types.refuse(kind, path)
     if not f.HasField("key") or f.key == "":
         raise QueryError("a property filter needs a key", f"{path}.key")
     source = "person" if kind == _Type.PROPERTY_FILTER_TYPE_PERSON else "event"
@@ -324,7 +333,7 @@ def filter_sql(
     items: list[Scalar] = []
     if is_list:
         for i, item in enumerate(f.value.list_value.values):
-            scalar = _scalar(item)
+            scalar = scalar_of(item)
             if scalar is None:
                 raise QueryError("a list value holds strings, numbers or booleans", f"{value_path}[{i}]")
             items.append(scalar)
@@ -341,7 +350,7 @@ def filter_sql(
         raise QueryError(f"operator {_op_name(op)} is not supported", f"{path}.operator")
 
     if not is_list:
-        scalar = _scalar(f.value)
+        scalar = scalar_of(f.value)
         if scalar is None and op == _Op.PROPERTY_OPERATOR_EXACT:
             return f"({property_text(params, f.key, source)} IS NULL)"  # contract: `= null` is IS NULL
         if scalar is None and op == _Op.PROPERTY_OPERATOR_IS_NOT:

@@ -25,6 +25,9 @@ class Params:
         self.values: dict[str, Any] = {}
         # Event property key → a materialized column holding its text (names from configuration).
         self.columns: Mapping[str, str] = columns or {}
+        # Field paths of the caller's HogQL expressions compiled into the statement (hogql property
+        # filters): an engine error about it is then the caller's (expression.run_statement).
+        self.expressions: list[str] = []
 
     def bind(self, value: Any, ch_type: str) -> str:
         """Records `value` and returns its placeholder, e.g. `{p3:String}`."""

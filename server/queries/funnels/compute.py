@@ -15,14 +15,12 @@ from server.queries.common.breakdown_value import Buckets, as_float, buckets, fi
 from server.queries.common.cohort_breakdown import cohort_name
 from server.queries.common.cohorts import CohortDefinition
 from server.queries.common.dates import QueryDateRange, resolve_date_range
-from server.queries.common.errors import QueryError
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
 from server.queries.funnels import trends_view, ttc
 from server.queries.funnels.spec import FunnelSpec, funnel_spec, spec_node
-from server.queries.sql.expression import engine_refusal
-from storage.events import QueryCancelled, is_cancellation
+from server.queries.sql.expression import run_statement
 
 
 @dataclass(frozen=True)
@@ -66,13 +64,13 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
         # then the plan again with its buckets bound.
         params = Params(columns=ctx.materialized)
         prelude = fsql.histogram_bounds(params, plan.spec, query, plan.context)
-        row = _execute(plan.spec, prelude, params.values, execute)[0]
+        row = _execute(plan.spec, prelude, params, execute)[0]
         grids: list[Buckets | None] = [None] * len(plan.context.shapes)
         for j, i in enumerate(plan.histograms):
             grids[i] = buckets(as_float(row[2 * j]), as_float(row[2 * j + 1]), plan.context.shapes[i].bins)
         plan = _plan(query, ctx, tuple(grids))
         prelude += ";\n"
-    rows = _execute(plan.spec, plan.sql, plan.params.values, execute)
+    rows = _execute(plan.spec, plan.sql, plan.params, execute)
     if plan.spec.viz == "time_to_convert":
         return FunnelsOutcome(ttc.shape(plan.spec, rows), False, plan.dates, prelude + plan.sql)
     if plan.spec.viz == "trends":
@@ -83,23 +81,10 @@ def run_funnels(query: query_pb2.FunnelsQuery, ctx: QueryContext, execute: Execu
     return FunnelsOutcome(result, has_more, plan.dates, prelude + plan.sql)
 
 
-def _execute(spec: FunnelSpec, sql: str, values: dict[str, Any], execute: Execute) -> Any:
-    """A statement's rows. With the caller's HogQL expressions in it (an aggregation, hogql
-    breakdowns), an engine error about the statement is theirs (the rest of the statement is the
-    service's, checked): INVALID_ARGUMENT naming the expression's field (the first, when there
-    are several) rather than an internal error."""
-    try:
-        return execute(sql, values)
-    except QueryCancelled:
-        raise
-    except Exception as exc:
-        paths = spec.expressions
-        refused = None if not paths or is_cancellation(exc) else engine_refusal(exc, paths[0])
-        if refused is None:
-            raise
-        if len(paths) > 1:
-            refused = QueryError(f"{refused.message} (one of the expressions of {', '.join(paths)})", paths[0])
-        raise refused from None
+def _execute(spec: FunnelSpec, sql: str, params: Params, execute: Execute) -> Any:
+    """A statement's rows; an engine error about the caller's HogQL expressions in it (an
+    aggregation, hogql breakdowns, hogql property filters) is INVALID_ARGUMENT naming the first."""
+    return run_statement(execute, sql, params, spec.expressions)
 
 
 def _plan(query: query_pb2.FunnelsQuery, ctx: QueryContext, grids: tuple[Buckets | None, ...] = ()) -> _Plan:

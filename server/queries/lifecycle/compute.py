@@ -15,6 +15,7 @@ from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.lifecycle import sql as lsql
 from server.queries.lifecycle.spec import LifecycleSpec, lifecycle_spec
+from server.queries.sql.expression import run_statement
 
 # The engine's dates (Date32, DateTime64) hold 1900-2299; one period of margin on each side.
 MIN_YEAR, MAX_YEAR = 1901, 2298
@@ -62,7 +63,7 @@ def run_lifecycle(query: query_pb2.LifecycleQuery, ctx: QueryContext, execute: E
     spec = lifecycle_spec(query)
     nodes.refuse_later(query, spec.later, "LifecycleQuery", "LIFECYCLE_OPTION_NOT_IMPLEMENTED")
     plan = _plan(query, spec, ctx)
-    rows = execute(plan.sql, plan.params.values)
+    rows = run_statement(execute, plan.sql, plan.params)
     action = ctx.definitions.actions.get(spec.series.action_id) if spec.series.action_id is not None else None
     return LifecycleOutcome(_shape(spec, plan.grid, rows, action), plan.grid, plan.sql)
 

@@ -30,6 +30,7 @@ from server.queries.common.sql import Params
 from server.queries.paths import sql as psql
 from server.queries.paths.compute import plan
 from server.queries.paths.spec import PathsSpec, paths_spec
+from server.queries.sql.expression import run_statement
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def run_paths_actors(
         return statement(params, spec, node, context, keys, limit=limit, offset=offset)
 
     made = plan(query, spec, ctx, build)
-    rows = execute(made.sql, made.params.values)
+    rows = run_statement(execute, made.sql, made.params)
     ids = [str(row[0]) for row in rows]
     return ActorsPage(ids[:limit], len(ids) > limit, spec.aggregation, made.grid, made.sql)
 

@@ -16,6 +16,7 @@ from server.queries.funnels import sql as fsql
 from server.queries.funnels.compute import funnel_context
 from server.queries.paths import sql as psql
 from server.queries.paths.spec import PathsSpec, paths_spec
+from server.queries.sql.expression import run_statement
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def run_paths(query: query_pb2.PathsQuery, ctx: QueryContext, execute: Execute) 
     spec = paths_spec(query)
     nodes.refuse_later(query, spec.later, "PathsQuery", "PATHS_OPTION_NOT_IMPLEMENTED")
     edges = plan(query, spec, ctx)
-    rows = execute(edges.sql, edges.params.values)
+    rows = run_statement(execute, edges.sql, edges.params)
     return PathsOutcome(shape(rows), edges.grid, edges.sql)
 
 

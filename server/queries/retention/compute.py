@@ -16,6 +16,7 @@ from server.queries.common.sql import Params
 from server.queries.retention import sql as rsql
 from server.queries.retention.dates import RetentionRange, retention_range
 from server.queries.retention.spec import RetentionSpec, retention_spec
+from server.queries.sql.expression import run_statement
 
 # Values one answer may hold at most (cohorts × periods × breakdown values), as trends bounds its
 # points; lower than trends' million because each value is a message with its label (~20 bytes).
@@ -61,10 +62,10 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
         # then the plan again with its buckets bound.
         params = Params(columns=ctx.materialized)
         prelude = rsql.histogram_bounds(params, plan.spec, query, plan.context)
-        low, high = execute(prelude, params.values)[0]
+        low, high = run_statement(execute, prelude, params)[0]
         plan = _plan(query, ctx, buckets(as_float(low), as_float(high), plan.context.shape.bins))
         prelude += ";\n"
-    rows = execute(plan.sql, plan.params.values)
+    rows = run_statement(execute, plan.sql, plan.params)
     result, has_more = _shape(plan.spec, plan.dates, rows)
     return RetentionOutcome(result, has_more, plan.dates, prelude + plan.sql)
 

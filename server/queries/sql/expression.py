@@ -13,17 +13,21 @@ key is a bound parameter: the printed SQL holds no text of the caller's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import TokenType
 
+from server.queries.base import Execute
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import property_text
 from server.queries.common.sql import Params
 from server.queries.sql.dialect import parse_tokens, render, tokens
 from server.queries.sql.engine_errors import cleaned_message, engine_code, tripped_limit
 from server.queries.sql.functions import AGGREGATES, ALLOWED, function_name
+from storage.events import QueryCancelled, is_cancellation
 
 MAX_EXPRESSION_CHARS = 4_000
 # Nesting of parentheses (calls, groups) and of the parsed tree: far beyond any written expression,
@@ -99,6 +103,25 @@ def engine_refusal(error: BaseException, path: str) -> QueryError | None:
     if engine_code(error) is None or tripped_limit(error) is not None:
         return None
     return QueryError(f"the engine cannot compute the expression: {cleaned_message(error)}", path)
+
+
+def run_statement(execute: Execute, sql: str, params: Params, paths: Sequence[str] = ()) -> Any:
+    """The rows of `sql`. With the caller's HogQL expressions in it (`paths`, then the hogql property
+    filters `params` recorded), an engine error about the statement is theirs (the rest of the
+    statement is the service's, checked): INVALID_ARGUMENT naming the first expression's field
+    rather than an internal error."""
+    try:
+        return execute(sql, params.values)
+    except QueryCancelled:
+        raise
+    except Exception as exc:
+        named = [*paths, *params.expressions]
+        refused = None if not named or is_cancellation(exc) else engine_refusal(exc, named[0])
+        if refused is None:
+            raise
+        if len(named) > 1:
+            refused = QueryError(f"{refused.message} (one of the expressions of {', '.join(named)})", named[0])
+        raise refused from None
 
 
 def _parse(text: str, path: str) -> exp.Expr:

@@ -12,6 +12,7 @@ from server.queries.common import nodes, sampling
 from server.queries.common.dates import QueryDateRange, compare_range, resolve_date_range
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
+from server.queries.sql.expression import run_statement
 from server.queries.stickiness import sql as ssql
 from server.queries.stickiness.spec import Series, StickinessSpec, stickiness_spec
 
@@ -49,7 +50,7 @@ def run_stickiness(query: query_pb2.StickinessQuery, ctx: QueryContext, execute:
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "StickinessQuery", "STICKINESS_OPTION_NOT_IMPLEMENTED")
-    rows = execute(plan.sql, plan.params.values)
+    rows = run_statement(execute, plan.sql, plan.params)
     result = _shape(plan.spec, plan.dates, plan.compared, rows, ctx.definitions.actions)
     return StickinessOutcome(result, False, plan.dates, plan.sql)
 

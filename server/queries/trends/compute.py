@@ -26,6 +26,7 @@ from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
+from server.queries.sql.expression import run_statement
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
 
@@ -127,7 +128,9 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute
     bounds = tsql.histogram_bounds(plan.params, [(spec, window) for *_, window, spec in plan.branches], breakdown)
     # Only the parameters this statement uses (the store refuses others); names never collide.
     used = {name: value for name, value in plan.params.values.items() if f"{{{name}:" in bounds}
-    row = execute(bounds, used)[0]
+    # Through run_statement like the main statement, so a caller's expression the engine rejects
+    # here too is INVALID_ARGUMENT naming it.
+    row = run_statement(lambda sql, _all: execute(sql, used), bounds, plan.params)[0]
     grids: list[Buckets | None] = [None] * len(breakdown.dimensions)
     for j, i in enumerate(breakdown.histograms()):
         grids[i] = buckets(as_float(row[2 * j]), as_float(row[2 * j + 1]), breakdown.shape(i).bins)
@@ -236,7 +239,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
     statements = [plan.sql]
     labels = [series_label(node, ctx.definitions.actions) for node in query.series]
     cohort_breakdown = bool(breakdown and breakdown.cohorts)
-    found, others = _split(execute(plan.sql, plan.params.values), len(branches))
+    found, others = _split(run_statement(execute, plan.sql, plan.params), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
     recount: list[int] = []  # branches whose "Other" line is counted again
@@ -259,7 +262,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
             parts.append((tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept), False))
         other_sql = tsql.union(parts)
         statements.append(other_sql)
-        recounted, _ = _split(execute(other_sql, other_params.values), len(recount))
+        recounted, _ = _split(run_statement(execute, other_sql, other_params), len(recount))
         for position, b in enumerate(recount):
             values = recounted[position]
             for item in shaped[b]:
