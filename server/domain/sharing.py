@@ -508,6 +508,12 @@ class Sharing:
         """The shared insight, read-only, with its result under the remapped refresh mode."""
         env = share.environment
         view = await self.blocking.run(self.insights.get_shared, env, share.insight_id)
+        if view.query is not None and view.query.WhichOneof("node") in _PERSON_LISTS:
+            # A drill-down lists persons with their properties: a link must not hand those to
+            # whoever holds it (the reference's shared views hide the persons modal too).
+            raise PermissionDenied(
+                "a shared link does not show lists of persons (InsightActorsQuery)", reason="PERSONS_NOT_SHARED"
+            )
         entry = await self.execution.cached(env, view.query)
         mode = shared_refresh(
             requested,
@@ -598,6 +604,10 @@ class Sharing:
         now: dt.datetime,
     ) -> None:
         activity.record_insight(session, env, principal.user_id, name, insight, now, changes)
+
+
+# Query kinds whose result lists persons: never shown through a shared link.
+_PERSON_LISTS = frozenset({"insight_actors_query"})
 
 
 def _check_config(config: SharingConfiguration | None, now: dt.datetime) -> None:

@@ -299,6 +299,19 @@ async def test_shared_read_without_password_and_hide_extra_details(owner: Api, s
     await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.NOT_FOUND)
 
 
+async def test_a_shared_link_never_shows_a_list_of_persons(owner: Api, share: Share) -> None:
+    # A path drill-down lists persons with their properties: the owner may save it, but a link
+    # to it answers PERMISSION_DENIED instead of handing those persons to whoever holds the link.
+    drill = json_format.ParseDict(
+        {"insight_actors_query": {"source": {"paths_query": {"paths_filter": {"path_end_key": "1_/home"}}}}},
+        qpb.QueryNode(),
+    )
+    insight = await owner.create(name="Who reached home", query=drill)
+    config = await _enabled(share, insight.id)
+    err = await expect_error(share.read(access_token=config.access_token), grpc.StatusCode.PERMISSION_DENIED)
+    assert error_info(err).reason == "PERSONS_NOT_SHARED"
+
+
 EXTRA_DETAILS = ("created_by", "last_modified_by", "created_at", "last_modified_at", "updated_at")
 
 
