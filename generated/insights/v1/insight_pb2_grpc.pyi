@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from generated.insights.v1 import insight_analysis_pb2 as _insight_analysis_pb2
 from generated.insights.v1 import insight_pb2 as _insight_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -55,6 +56,16 @@ class InsightsServiceStub:
     """
     BulkUpdateInsightTags: _grpc.UnaryUnaryMultiCallable[_insight_pb2.BulkUpdateInsightTagsRequest, _insight_pb2.BulkUpdateInsightTagsResponse]
     """Adds, removes or sets tags on many insights at once."""
+    AnalyzeInsight: _grpc.UnaryUnaryMultiCallable[_insight_analysis_pb2.AnalyzeInsightRequest, _insight_analysis_pb2.AnalyzeInsightResponse]
+    """Analyses the insight's cached result (never computes): direction and
+    change, largest rise and fall, anomalies, top movers, compare change,
+    funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+    cached; an empty answer for a kind without an analyzer.
+    """
+    GetInsightSuggestions: _grpc.UnaryUnaryMultiCallable[_insight_analysis_pb2.GetInsightSuggestionsRequest, _insight_analysis_pb2.GetInsightSuggestionsResponse]
+    """Deterministic follow-up insights by the insight's kind, each with a
+    query that computes; the optional context moves matching ones first.
+    """
 
 @_typing.type_check_only
 class InsightsServiceAsyncStub(InsightsServiceStub):
@@ -83,6 +94,16 @@ class InsightsServiceAsyncStub(InsightsServiceStub):
     """
     BulkUpdateInsightTags: _aio.UnaryUnaryMultiCallable[_insight_pb2.BulkUpdateInsightTagsRequest, _insight_pb2.BulkUpdateInsightTagsResponse]  # type: ignore[assignment]
     """Adds, removes or sets tags on many insights at once."""
+    AnalyzeInsight: _aio.UnaryUnaryMultiCallable[_insight_analysis_pb2.AnalyzeInsightRequest, _insight_analysis_pb2.AnalyzeInsightResponse]  # type: ignore[assignment]
+    """Analyses the insight's cached result (never computes): direction and
+    change, largest rise and fall, anomalies, top movers, compare change,
+    funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+    cached; an empty answer for a kind without an analyzer.
+    """
+    GetInsightSuggestions: _aio.UnaryUnaryMultiCallable[_insight_analysis_pb2.GetInsightSuggestionsRequest, _insight_analysis_pb2.GetInsightSuggestionsResponse]  # type: ignore[assignment]
+    """Deterministic follow-up insights by the insight's kind, each with a
+    query that computes; the optional context moves matching ones first.
+    """
 
 class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Saved insights: create, read, update, soft-delete and restore, their
@@ -150,5 +171,27 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_insight_pb2.BulkUpdateInsightTagsResponse, _abc.Awaitable[_insight_pb2.BulkUpdateInsightTagsResponse]]:
         """Adds, removes or sets tags on many insights at once."""
+
+    @_abc_1.abstractmethod
+    def AnalyzeInsight(
+        self,
+        request: _insight_analysis_pb2.AnalyzeInsightRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_analysis_pb2.AnalyzeInsightResponse, _abc.Awaitable[_insight_analysis_pb2.AnalyzeInsightResponse]]:
+        """Analyses the insight's cached result (never computes): direction and
+        change, largest rise and fall, anomalies, top movers, compare change,
+        funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+        cached; an empty answer for a kind without an analyzer.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInsightSuggestions(
+        self,
+        request: _insight_analysis_pb2.GetInsightSuggestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_analysis_pb2.GetInsightSuggestionsResponse, _abc.Awaitable[_insight_analysis_pb2.GetInsightSuggestionsResponse]]:
+        """Deterministic follow-up insights by the insight's kind, each with a
+        query that computes; the optional context moves matching ones first.
+        """
 
 def add_InsightsServiceServicer_to_server(servicer: InsightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
