@@ -7,7 +7,8 @@ from typing import Any
 
 import grpc
 
-from generated.insights.v1 import common_pb2, insight_pb2, insight_pb2_grpc
+from generated.insights.v1 import common_pb2, insight_analysis_pb2, insight_pb2, insight_pb2_grpc
+from server.domain.analysis import analyze
 from server.domain.insights import Insights, InsightView, ListFilters
 from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
 from server.errors import (
@@ -242,3 +243,27 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             updated=[insight_pb2.TaggedInsight(id=i, tags=tags) for i, tags in result.updated],
             skipped=[insight_pb2.SkippedInsight(id=i, reason=reason) for i, reason in result.skipped],
         )
+
+    async def _view(self, environment_id: int, request: Any) -> InsightView:
+        """The live insight a request looks up (a read: the caller's view is recorded, as GetInsight does)."""
+        lookup = convert.lookup(request)
+        view = self._insights.get_cached(principal(), environment_id, lookup)
+        if view is None:
+            view = await self._run(self._insights.get, principal(), environment_id, lookup)
+        return view
+
+    async def AnalyzeInsight(
+        self, request: insight_analysis_pb2.AnalyzeInsightRequest, context: grpc.aio.ServicerContext
+    ) -> insight_analysis_pb2.AnalyzeInsightResponse:
+        view = await self._view(request.environment_id, request)
+        if not analyze.has_analyzer(view.query):
+            return insight_analysis_pb2.AnalyzeInsightResponse()
+        env = principal().environment(request.environment_id)
+        # FORCE_CACHE only reads the cache: the analysis never starts a computation.
+        computed = await self._execution.result(env, view.query, Refresh.FORCE_CACHE, insight_id=view.insight.id)
+        if computed is None or computed.result is None:
+            raise FailedPrecondition(
+                "the insight has no cached result: compute it first (GetInsight with refresh BLOCKING)",
+                reason="NO_CACHED_RESULT",
+            )
+        return analyze.analyze(computed.result)
