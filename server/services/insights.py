@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from generated.insights.v1 import common_pb2, insight_analysis_pb2, insight_pb2, insight_pb2_grpc
-from server.domain.analysis import analyze
+from server.domain.analysis import analyze, suggestions
 from server.domain.insights import Insights, InsightView, ListFilters
 from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
 from server.errors import (
@@ -267,3 +267,12 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
                 reason="NO_CACHED_RESULT",
             )
         return analyze.analyze(computed.result)
+
+    async def GetInsightSuggestions(
+        self, request: insight_analysis_pb2.GetInsightSuggestionsRequest, context: grpc.aio.ServicerContext
+    ) -> insight_analysis_pb2.GetInsightSuggestionsResponse:
+        # Refused before the read is recorded: a bad request changes nothing.
+        suggestions.check_context(request.context)
+        view = await self._view(request.environment_id, request)
+        found = suggestions.suggest(view.query, request.context)
+        return insight_analysis_pb2.GetInsightSuggestionsResponse(suggestions=found)
