@@ -106,7 +106,7 @@ async def test_the_context_moves_matching_suggestions_first_and_names_the_breakd
     trends = await api.create(name="t", query=viz(qpb.TrendsQuery(series=[_events("$pageview")])))
     titles = [s.title for s in await _suggest(api, trends.id, "how sticky? stickiness please")]
     assert titles[0] == "Stickiness of $pageview"
-    assert [s.title for s in await _suggest(api, trends.id, "retention")][0] == "Retention of $pageview"
+    assert (await _suggest(api, trends.id, "retention"))[0].title == "Retention of $pageview"
 
     # "by <property>" picks the breakdown; it computes one series per value.
     (first, *_) = await _suggest(api, trends.id, "break it down by browser")
