@@ -119,6 +119,16 @@ async def test_the_context_moves_matching_suggestions_first_and_names_the_breakd
     filtered = await api.create(name="pro", query=viz(qpb.TrendsQuery(series=[_events("$pageview", pro)])))
     assert (await _suggest(api, filtered.id))[0].title == "Trends broken down by plan"
 
+    # The insight's test-account switch and range go with it; what it leaves unset stays unset.
+    kept = qpb.TrendsQuery(
+        series=[_events("$pageview")], filter_test_accounts=True, date_range=qpb.DateRange(date_from="-30d")
+    )
+    carried = await api.create(name="kept", query=viz(kept))
+    sticky = next(s for s in await _suggest(api, carried.id) if s.title.startswith("Stickiness"))
+    source = sticky.target_query.insight_viz_node.source.stickiness_query
+    assert source.filter_test_accounts and source.date_range.date_from == "-30d"
+    assert not source.HasField("properties")
+
 
 async def test_kinds_without_suggestions_bad_context_scopes_and_isolation(api: Api, tenant: Tenant) -> None:
     paths = await api.create(name="p", query=paths_viz())

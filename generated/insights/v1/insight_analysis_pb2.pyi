@@ -120,7 +120,7 @@ Global___BucketChange: _TypeAlias = BucketChange  # noqa: Y015
 
 @_typing.final
 class AnomalousPoint(_message.Message):
-    """A point the alert detectors flag as anomalous."""
+    """A point at least two of the alert detectors flag as anomalous."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -133,7 +133,7 @@ class AnomalousPoint(_message.Message):
     """The bucket's value."""
     @_builtins.property
     def detectors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The detectors that flag it: "zscore", "mad" and/or "iqr"."""
+        """The detectors that flag it: two or three of "zscore", "mad" and "iqr"."""
 
     def __init__(
         self,
@@ -207,7 +207,9 @@ class SeriesFinding(_message.Message):
 
     @_builtins.property
     def anomalies(self) -> _containers.RepeatedCompositeFieldContainer[Global___AnomalousPoint]:
-        """The points flagged by the z-score, MAD or IQR detector, oldest first."""
+        """The points at least two of the z-score, MAD and IQR detectors flag, each
+        trained on the 7 buckets before the point, oldest first.
+        """
 
     def __init__(
         self,

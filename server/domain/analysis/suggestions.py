@@ -20,6 +20,7 @@ CONTEXT_MAX = 1000
 # The breakdown suggested when neither the context nor the insight's filters name a property.
 DEFAULT_BREAKDOWN = "$browser"
 _WORD = re.compile(r"[\w$]+")
+_CARRIED = ("date_range", "properties", "filter_test_accounts")
 _BY = re.compile(r"\bby\s+([\w$.:-]+)", re.IGNORECASE)
 
 
@@ -102,6 +103,11 @@ def _breakdown_property(context: str, keys: list[str], current: str) -> str:
     return DEFAULT_BREAKDOWN
 
 
+def _common(query: Message) -> dict[str, object]:
+    """The date range, properties and test-account switch of a query, those it sets, for another kind."""
+    return {name: getattr(query, name) for name in _CARRIED if query.HasField(name)}
+
+
 def _suggestion(title: str, description: str, query: qpb.QueryNode) -> apb.InsightSuggestion:
     return apb.InsightSuggestion(title=title, description=description, target_query=query)
 
@@ -123,7 +129,7 @@ def _trends(query: qpb.TrendsQuery, context: str) -> list[apb.InsightSuggestion]
     )
     if len(series) >= 2:
         names = " → ".join(_name(s) for s in series)
-        funnel = qpb.FunnelsQuery(series=series, date_range=query.date_range, properties=query.properties)
+        funnel = qpb.FunnelsQuery(series=series, **_common(query))  # type: ignore[arg-type]
         out.append(
             _suggestion(
                 f"Funnel {names}", "How many actors go on through the series in order.", _viz(funnels_query=funnel)
@@ -131,9 +137,9 @@ def _trends(query: qpb.TrendsQuery, context: str) -> list[apb.InsightSuggestion]
         )
     entity = _entity(series[0]) if series else None
     if entity is not None:
-        out.append(_retention_suggestion(entity, query.properties))
+        out.append(_retention_suggestion(entity, query))
     if series:
-        sticky = qpb.StickinessQuery(series=series[:1], date_range=query.date_range, properties=query.properties)
+        sticky = qpb.StickinessQuery(series=series[:1], **_common(query))  # type: ignore[arg-type]
         out.append(
             _suggestion(
                 f"Stickiness of {_name(series[0])}",
@@ -144,9 +150,11 @@ def _trends(query: qpb.TrendsQuery, context: str) -> list[apb.InsightSuggestion]
     return out
 
 
-def _retention_suggestion(entity: qpb.RetentionEntity, properties: qpb.Properties) -> apb.InsightSuggestion:
+def _retention_suggestion(entity: qpb.RetentionEntity, source: Message) -> apb.InsightSuggestion:
+    """Retention of one entity, under the source's properties (its date range means cohorts there: not carried)."""
+    carried = {k: v for k, v in _common(source).items() if k != "date_range"}
     retention = qpb.RetentionQuery(
-        retention_filter=qpb.RetentionFilter(target_entity=entity, returning_entity=entity), properties=properties
+        retention_filter=qpb.RetentionFilter(target_entity=entity, returning_entity=entity), **carried  # type: ignore[arg-type]
     )
     name = entity.name or (entity.id.string_value if entity.type == "events" else f"action {entity.id.int_value}")
     return _suggestion(
@@ -160,7 +168,7 @@ def _retention(query: qpb.RetentionQuery) -> list[apb.InsightSuggestion]:
     if series is None:
         return []
     name = _name(series)
-    common = {"series": [series], "properties": query.properties}
+    common = {"series": [series], **{k: v for k, v in _common(query).items() if k != "date_range"}}
     return [
         _suggestion(
             f"Stickiness of {name}",
@@ -199,35 +207,45 @@ def _funnels(query: qpb.FunnelsQuery, context: str) -> list[apb.InsightSuggestio
         )
     )
     series = _plain(query.series)
-    trend = qpb.TrendsQuery(series=series, date_range=query.date_range, properties=query.properties)
+    trend = qpb.TrendsQuery(series=series, **_common(query))  # type: ignore[arg-type]
     out.append(
         _suggestion("Trends of the funnel's steps", "How often each step happens over time.", _viz(trends_query=trend))
     )
     return out
 
 
-def _series_kinds(series: list[qpb.SeriesNode], properties: qpb.Properties, date_range: qpb.DateRange, kind: str) -> list[apb.InsightSuggestion]:
-    """Stickiness and lifecycle insights: their trends, and the other of the two."""
-    plain = _plain(series)
+def _series_kinds(query: qpb.StickinessQuery | qpb.LifecycleQuery, kind: str) -> list[apb.InsightSuggestion]:
+    """Stickiness and lifecycle insights: their trends, the other of the two, retention of the first series."""
+    plain = _plain(query.series)
     if not plain:
         return []
-    name = _name(plain[0])
+    name, common = _name(plain[0]), _common(query)
     out = [
         _suggestion(
             f"Trends of {name}",
             "How often it happens over time.",
-            _viz(trends_query=qpb.TrendsQuery(series=plain, date_range=date_range, properties=properties)),
+            _viz(trends_query=qpb.TrendsQuery(series=plain, **common)),  # type: ignore[arg-type]
         )
     ]
     if kind == "stickiness":
-        lifecycle = qpb.LifecycleQuery(series=plain[:1], date_range=date_range, properties=properties)
-        out.append(_suggestion(f"Lifecycle of {name}", "New, returning, resurrecting and dormant actors.", _viz(lifecycle_query=lifecycle)))
+        lifecycle = qpb.LifecycleQuery(series=plain[:1], **common)  # type: ignore[arg-type]
+        out.append(
+            _suggestion(
+                f"Lifecycle of {name}",
+                "New, returning, resurrecting and dormant actors.",
+                _viz(lifecycle_query=lifecycle),
+            )
+        )
     else:
-        sticky = qpb.StickinessQuery(series=plain[:1], date_range=date_range, properties=properties)
-        out.append(_suggestion(f"Stickiness of {name}", "On how many days of the range actors do it.", _viz(stickiness_query=sticky)))
+        sticky = qpb.StickinessQuery(series=plain[:1], **common)  # type: ignore[arg-type]
+        out.append(
+            _suggestion(
+                f"Stickiness of {name}", "On how many days of the range actors do it.", _viz(stickiness_query=sticky)
+            )
+        )
     entity = _entity(plain[0])
     if entity is not None:
-        out.append(_retention_suggestion(entity, properties))
+        out.append(_retention_suggestion(entity, query))
     return out
 
 
@@ -260,10 +278,8 @@ def suggest(query: qpb.QueryNode | None, context: str = "") -> list[apb.InsightS
     elif which == "retention_query":
         found = _retention(source.retention_query)
     elif which == "stickiness_query":
-        q = source.stickiness_query
-        found = _series_kinds(list(q.series), q.properties, q.date_range, "stickiness")
+        found = _series_kinds(source.stickiness_query, "stickiness")
     elif which == "lifecycle_query":
-        q2 = source.lifecycle_query
-        found = _series_kinds(list(q2.series), q2.properties, q2.date_range, "lifecycle")
+        found = _series_kinds(source.lifecycle_query, "lifecycle")
     words = {w.lower() for w in _WORD.findall(context)}
     return sorted(found, key=lambda s: -_score(s, words))

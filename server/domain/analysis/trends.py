@@ -10,14 +10,18 @@ from server.domain.alerts.detectors import DetectorConfig, DetectorType, detect
 from server.domain.analysis.text import change_percent, num, percent, scalar, share, signed
 
 # The alert detectors with a one-week training window (alerts default to 30 points, which would
-# leave a typical 31-90 day insight with few scored points) and strict cut-offs: the analysis
-# names only clear outliers. Each still needs 31 points (MIN_SAMPLES), as an alert does.
+# leave a typical 31-90 day insight with few scored points) and strict cut-offs. Each still needs
+# 31 points (MIN_SAMPLES), as an alert does. On a one-week window MAD alone fires on ordinary noise
+# (a small window often has a tiny MAD), so a point is anomalous only when two of the three agree.
 DETECTORS = (
     DetectorConfig(type=DetectorType.ZSCORE, window=7, threshold=0.99),
     DetectorConfig(type=DetectorType.MAD, window=7, threshold=0.99),
     DetectorConfig(type=DetectorType.IQR, window=7, multiplier=3.0),
 )
+AGREEING = 2
 TOP_MOVERS = 3
+# Anomalies named in the text per series (the most recent; all are in the findings).
+TEXT_ANOMALIES = 5
 # Series described in the text (all are in the findings): a breakdown may have many.
 TEXT_SERIES = 5
 
@@ -38,7 +42,7 @@ def _changes(days: Sequence[str], data: Sequence[float]) -> tuple[apb.BucketChan
 
 
 def _anomalies(days: Sequence[str], data: Sequence[float]) -> tuple[bool, list[apb.AnomalousPoint]]:
-    """(whether the detectors could decide, the points any of them flags with the detectors that do)."""
+    """(whether the detectors could decide, the points at least AGREEING of them flag, with those)."""
     flagged: dict[int, list[str]] = {}
     decided = False
     for config in DETECTORS:
@@ -46,7 +50,8 @@ def _anomalies(days: Sequence[str], data: Sequence[float]) -> tuple[bool, list[a
         decided = decided or detection.decided
         for index in detection.triggered_points:
             flagged.setdefault(index, []).append(str(DetectorType(config.type).value))
-    points = [apb.AnomalousPoint(day=days[i], value=data[i], detectors=flagged[i]) for i in sorted(flagged)]
+    agreed = sorted(i for i, names in flagged.items() if len(names) >= AGREEING)
+    points = [apb.AnomalousPoint(day=days[i], value=data[i], detectors=flagged[i]) for i in agreed]
     return decided, points
 
 
@@ -132,8 +137,10 @@ def _series_text(f: apb.SeriesFinding) -> list[str]:
     elif not f.anomalies:
         lines.append("- No anomalies.")
     else:
-        points = ", ".join(f"{p.day} ({num(p.value)}; {', '.join(p.detectors)})" for p in f.anomalies)
-        lines.append(f"- Anomalies: {points}.")
+        shown = f.anomalies[-TEXT_ANOMALIES:]
+        points = ", ".join(f"{p.day} ({num(p.value)}; {', '.join(p.detectors)})" for p in shown)
+        earlier = len(f.anomalies) - len(shown)
+        lines.append(f"- Anomalies: {points}" + (f" and {earlier} earlier." if earlier else "."))
     return lines
 
 
