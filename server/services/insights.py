@@ -266,7 +266,8 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
                 "the insight has no cached result: compute it first (GetInsight with refresh BLOCKING)",
                 reason="NO_CACHED_RESULT",
             )
-        return analyze.analyze(computed.result)
+        # Off the event loop: the detectors score every bucket of every series (large for hourly ranges).
+        return await self._run(analyze.analyze, computed.result)
 
     async def GetInsightSuggestions(
         self, request: insight_analysis_pb2.GetInsightSuggestionsRequest, context: grpc.aio.ServicerContext
