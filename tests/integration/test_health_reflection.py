@@ -96,6 +96,8 @@ async def test_reflection_lists_and_describes_the_services(server: Server) -> No
         "DeleteInsight",
         "ListInsightActivity",
         "BulkUpdateInsightTags",
+        "AnalyzeInsight",
+        "GetInsightSuggestions",
     }
 
 
