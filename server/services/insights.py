@@ -10,11 +10,13 @@ import grpc
 
 from generated.insights.v1 import (
     common_pb2,
+    insight_analysis_pb2,
     insight_metadata_pb2,
     insight_pb2,
     insight_pb2_grpc,
     insight_views_pb2,
 )
+from server.domain.analysis import analyze, suggestions
 from server.domain.insights import Insights, InsightView, ListFilters
 from server.domain.metadata import InsightMetadata
 from server.domain.paging import Page
@@ -349,3 +351,37 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         pieces = await self._run(lambda: list(csv_export.chunks(csv_export.result_rows(result))))
         for data in pieces:
             yield insight_views_pb2.CsvChunk(data=data)
+
+    async def _view(self, environment_id: int, request: Any) -> InsightView:
+        """The live insight a request looks up (a read: the caller's view is recorded, as GetInsight does)."""
+        lookup = convert.lookup(request)
+        view = self._insights.get_cached(principal(), environment_id, lookup)
+        if view is None:
+            view = await self._run(self._insights.get, principal(), environment_id, lookup)
+        return view
+
+    async def AnalyzeInsight(
+        self, request: insight_analysis_pb2.AnalyzeInsightRequest, context: grpc.aio.ServicerContext
+    ) -> insight_analysis_pb2.AnalyzeInsightResponse:
+        view = await self._view(request.environment_id, request)
+        if not analyze.has_analyzer(view.query):
+            return insight_analysis_pb2.AnalyzeInsightResponse()
+        env = principal().environment(request.environment_id)
+        # FORCE_CACHE only reads the cache: the analysis never starts a computation.
+        computed = await self._execution.result(env, view.query, Refresh.FORCE_CACHE, insight_id=view.insight.id)
+        if computed is None or computed.result is None:
+            raise FailedPrecondition(
+                "the insight has no cached result: compute it first (GetInsight with refresh BLOCKING)",
+                reason="NO_CACHED_RESULT",
+            )
+        # Off the event loop: the detectors score every bucket of every series (large for hourly ranges).
+        return await self._run(analyze.analyze, computed.result)
+
+    async def GetInsightSuggestions(
+        self, request: insight_analysis_pb2.GetInsightSuggestionsRequest, context: grpc.aio.ServicerContext
+    ) -> insight_analysis_pb2.GetInsightSuggestionsResponse:
+        # Refused before the read is recorded: a bad request changes nothing.
+        suggestions.check_context(request.context)
+        view = await self._view(request.environment_id, request)
+        found = suggestions.suggest(view.query, request.context)
+        return insight_analysis_pb2.GetInsightSuggestionsResponse(suggestions=found)

@@ -102,6 +102,9 @@ async def test_reflection_lists_and_describes_the_services(server: Server) -> No
         "ListTrendingInsights",
         "ExportInsights",
         "ExportInsightResult",
+
+        "AnalyzeInsight",
+        "GetInsightSuggestions",
     }
 
 

@@ -28,6 +28,7 @@ from generated.insights.v1 import dashboards_pb2 as dpb
 from generated.insights.v1 import dashboards_pb2_grpc as dgrpc
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
+from generated.insights.v1 import insight_analysis_pb2 as anpb
 from generated.insights.v1 import insight_metadata_pb2 as impb
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
@@ -184,6 +185,17 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
         metadata=md,
         timeout=TIMEOUT,
     )
+    # The analysis of the cached result just computed, and the follow-ups (their QueryNode unions).
+    analysis = await insights.AnalyzeInsight(
+        anpb.AnalyzeInsightRequest(environment_id=env, id=insight.id), metadata=md, timeout=TIMEOUT
+    )
+    assert analysis.markdown
+    suggested = await insights.GetInsightSuggestions(
+        anpb.GetInsightSuggestionsRequest(environment_id=env, id=insight.id, context="funnel"),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    assert suggested.suggestions
     # A tag change: its activity diff goes from [] to a list (the "nil Value" grpcurl could not print).
     await insights.UpdateInsight(
         ipb.UpdateInsightRequest(

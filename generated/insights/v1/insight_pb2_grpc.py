@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from generated.insights.v1 import insight_analysis_pb2 as insights_dot_v1_dot_insight__analysis__pb2
 from generated.insights.v1 import insight_metadata_pb2 as insights_dot_v1_dot_insight__metadata__pb2
 from generated.insights.v1 import insight_pb2 as insights_dot_v1_dot_insight__pb2
 from generated.insights.v1 import insight_views_pb2 as insights_dot_v1_dot_insight__views__pb2
@@ -102,6 +103,16 @@ class InsightsServiceStub:
                 '/insights.v1.InsightsService/ExportInsightResult',
                 request_serializer=insights_dot_v1_dot_insight__views__pb2.ExportInsightResultRequest.SerializeToString,
                 response_deserializer=insights_dot_v1_dot_insight__views__pb2.CsvChunk.FromString,
+                _registered_method=True)
+        self.AnalyzeInsight = channel.unary_unary(
+                '/insights.v1.InsightsService/AnalyzeInsight',
+                request_serializer=insights_dot_v1_dot_insight__analysis__pb2.AnalyzeInsightRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__analysis__pb2.AnalyzeInsightResponse.FromString,
+                _registered_method=True)
+        self.GetInsightSuggestions = channel.unary_unary(
+                '/insights.v1.InsightsService/GetInsightSuggestions',
+                request_serializer=insights_dot_v1_dot_insight__analysis__pb2.GetInsightSuggestionsRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_insight__analysis__pb2.GetInsightSuggestionsResponse.FromString,
                 _registered_method=True)
 
 
@@ -212,6 +223,24 @@ class InsightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnalyzeInsight(self, request, context):
+        """Analyses the insight's cached result (never computes): direction and
+        change, largest rise and fall, anomalies, top movers, compare change,
+        funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+        cached; an empty answer for a kind without an analyzer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInsightSuggestions(self, request, context):
+        """Deterministic follow-up insights by the insight's kind, each with a
+        query that computes; the optional context moves matching ones first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InsightsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -279,6 +308,16 @@ def add_InsightsServiceServicer_to_server(servicer, server):
                     servicer.ExportInsightResult,
                     request_deserializer=insights_dot_v1_dot_insight__views__pb2.ExportInsightResultRequest.FromString,
                     response_serializer=insights_dot_v1_dot_insight__views__pb2.CsvChunk.SerializeToString,
+            ),
+            'AnalyzeInsight': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeInsight,
+                    request_deserializer=insights_dot_v1_dot_insight__analysis__pb2.AnalyzeInsightRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__analysis__pb2.AnalyzeInsightResponse.SerializeToString,
+            ),
+            'GetInsightSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInsightSuggestions,
+                    request_deserializer=insights_dot_v1_dot_insight__analysis__pb2.GetInsightSuggestionsRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_insight__analysis__pb2.GetInsightSuggestionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -634,6 +673,60 @@ class InsightsService:
             '/insights.v1.InsightsService/ExportInsightResult',
             insights_dot_v1_dot_insight__views__pb2.ExportInsightResultRequest.SerializeToString,
             insights_dot_v1_dot_insight__views__pb2.CsvChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeInsight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.InsightsService/AnalyzeInsight',
+            insights_dot_v1_dot_insight__analysis__pb2.AnalyzeInsightRequest.SerializeToString,
+            insights_dot_v1_dot_insight__analysis__pb2.AnalyzeInsightResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInsightSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.InsightsService/GetInsightSuggestions',
+            insights_dot_v1_dot_insight__analysis__pb2.GetInsightSuggestionsRequest.SerializeToString,
+            insights_dot_v1_dot_insight__analysis__pb2.GetInsightSuggestionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from generated.insights.v1 import insight_analysis_pb2 as _insight_analysis_pb2
 from generated.insights.v1 import insight_metadata_pb2 as _insight_metadata_pb2
 from generated.insights.v1 import insight_pb2 as _insight_pb2
 from generated.insights.v1 import insight_views_pb2 as _insight_views_pb2
@@ -82,6 +83,16 @@ class InsightsServiceStub:
     """Streams one insight's result as CSV, in a layout per kind (see
     docs/decisions.md, "CSV exports").
     """
+    AnalyzeInsight: _grpc.UnaryUnaryMultiCallable[_insight_analysis_pb2.AnalyzeInsightRequest, _insight_analysis_pb2.AnalyzeInsightResponse]
+    """Analyses the insight's cached result (never computes): direction and
+    change, largest rise and fall, anomalies, top movers, compare change,
+    funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+    cached; an empty answer for a kind without an analyzer.
+    """
+    GetInsightSuggestions: _grpc.UnaryUnaryMultiCallable[_insight_analysis_pb2.GetInsightSuggestionsRequest, _insight_analysis_pb2.GetInsightSuggestionsResponse]
+    """Deterministic follow-up insights by the insight's kind, each with a
+    query that computes; the optional context moves matching ones first.
+    """
 
 @_typing.type_check_only
 class InsightsServiceAsyncStub(InsightsServiceStub):
@@ -134,6 +145,16 @@ class InsightsServiceAsyncStub(InsightsServiceStub):
     ExportInsightResult: _aio.UnaryStreamMultiCallable[_insight_views_pb2.ExportInsightResultRequest, _insight_views_pb2.CsvChunk]  # type: ignore[assignment]
     """Streams one insight's result as CSV, in a layout per kind (see
     docs/decisions.md, "CSV exports").
+    """
+    AnalyzeInsight: _aio.UnaryUnaryMultiCallable[_insight_analysis_pb2.AnalyzeInsightRequest, _insight_analysis_pb2.AnalyzeInsightResponse]  # type: ignore[assignment]
+    """Analyses the insight's cached result (never computes): direction and
+    change, largest rise and fall, anomalies, top movers, compare change,
+    funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+    cached; an empty answer for a kind without an analyzer.
+    """
+    GetInsightSuggestions: _aio.UnaryUnaryMultiCallable[_insight_analysis_pb2.GetInsightSuggestionsRequest, _insight_analysis_pb2.GetInsightSuggestionsResponse]  # type: ignore[assignment]
+    """Deterministic follow-up insights by the insight's kind, each with a
+    query that computes; the optional context moves matching ones first.
     """
 
 class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -262,6 +283,28 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_insight_views_pb2.CsvChunk], _abc.AsyncIterator[_insight_views_pb2.CsvChunk]]:
         """Streams one insight's result as CSV, in a layout per kind (see
         docs/decisions.md, "CSV exports").
+        """
+
+    @_abc_1.abstractmethod
+    def AnalyzeInsight(
+        self,
+        request: _insight_analysis_pb2.AnalyzeInsightRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_analysis_pb2.AnalyzeInsightResponse, _abc.Awaitable[_insight_analysis_pb2.AnalyzeInsightResponse]]:
+        """Analyses the insight's cached result (never computes): direction and
+        change, largest rise and fall, anomalies, top movers, compare change,
+        funnel drop-off, retention trend. FAILED_PRECONDITION when no result is
+        cached; an empty answer for a kind without an analyzer.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInsightSuggestions(
+        self,
+        request: _insight_analysis_pb2.GetInsightSuggestionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insight_analysis_pb2.GetInsightSuggestionsResponse, _abc.Awaitable[_insight_analysis_pb2.GetInsightSuggestionsResponse]]:
+        """Deterministic follow-up insights by the insight's kind, each with a
+        query that computes; the optional context moves matching ones first.
         """
 
 def add_InsightsServiceServicer_to_server(servicer: InsightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

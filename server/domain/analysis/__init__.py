@@ -1,0 +1,1 @@
+"""Deterministic analysis of cached insight results and follow-up suggestions (issue 16)."""
