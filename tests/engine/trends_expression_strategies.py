@@ -1,0 +1,86 @@
+"""Trends cases with HogQL expressions: hogql breakdown dimensions and `math: hogql` series, drawn
+from the part of HogQL the oracle evaluates (tests/oracle/expressions.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests.engine.strategies import Case, cases
+
+# ASCII and non-ASCII values, quotes: lower/upper change ASCII letters only, quotes stay values.
+_LITERALS = ("'x'", "'-'", "'Chrome'", "'it''s'", "'ü'")
+_LEAVES = (
+    "properties.browser",
+    "properties.browser",
+    "properties.plan",
+    "person.properties.tier",
+    "event",
+    "distinct_id",
+)
+# Refused alike by the engine and the oracle: an aggregate, an unknown field, text that does not parse.
+_INVALID_BREAKDOWNS = ("count()", "nosuchfield", "lower(properties.browser")
+_INVALID_MATHS = ("properties.amount", "nosuchfield", "sum(properties.amount")
+_NUMBERS = ("properties.amount", "properties.amount", "properties.plan", "properties.flag", "person.properties.age")
+
+
+def _expression(draw: st.DrawFn, depth: int) -> str:
+    """A text expression of the event: fields, literals and calls that mostly keep a value."""
+    if depth == 0 or draw(st.integers(0, 2)) == 0:
+        return draw(st.sampled_from([*_LEAVES, draw(st.sampled_from(_LITERALS))]))
+
+    def sub() -> str:
+        return _expression(draw, depth - 1)
+
+    shape = draw(st.integers(0, 8))
+    if shape <= 2:
+        return f"{draw(st.sampled_from(['lower', 'upper', 'trim', 'toString']))}({sub()})"
+    if shape <= 4:
+        return f"concat({sub()}, {draw(st.sampled_from(_LITERALS))}, {sub()})" if draw(st.booleans()) else f"concat({sub()}, {sub()})"
+    if shape <= 6:
+        return f"{draw(st.sampled_from(['coalesce', 'ifNull', 'nullIf']))}({sub()}, {sub()})"
+    return f"if({sub()} {draw(st.sampled_from(['=', '!=']))} {sub()}, {sub()}, {sub()})"
+
+
+def _breakdown(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from(_INVALID_BREAKDOWNS))
+    return _expression(draw, draw(st.integers(0, 2)))
+
+
+def _math(draw: st.DrawFn) -> str:
+    """An aggregate of the bucket's events: a count, distinct values, or a number's sum/min/max/avg."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from(_INVALID_MATHS))
+    kind = draw(st.sampled_from(["sum", "count", "uniq", "max", "avg", "min", "count()"]))
+    if kind == "count()":
+        return kind
+    if kind in ("count", "uniq"):
+        return f"{kind}({_expression(draw, draw(st.integers(0, 1)))})"
+    return f"{kind}(toFloat64OrNull({draw(st.sampled_from(_NUMBERS))}))"
+
+
+@st.composite
+def trends_expression_cases(draw: st.DrawFn) -> Case:
+    """A dense trends case (always broken down) whose breakdown is mostly a hogql one (alone or
+    beside a property), and whose EventsNode series mostly aggregate a `math_hogql` expression."""
+    case = draw(cases(dense=True))
+    query: dict[str, Any] = case.query
+    roll = draw(st.integers(0, 3))
+    if roll > 0:
+        if roll == 1:
+            keep = {k: v for k, v in query["breakdownFilter"].items() if k.startswith("breakdown_") and k != "breakdown_type"}
+            query["breakdownFilter"] = {**keep, "breakdown": _breakdown(draw), "breakdown_type": "hogql"}
+        else:
+            dims = [{"property": _breakdown(draw), "type": "hogql"}]
+            if roll == 3:
+                dims.insert(0, {"property": "browser", "type": "event"})
+            keep = {k: v for k, v in query["breakdownFilter"].items() if k in ("breakdown_limit", "breakdown_hide_other_aggregation")}
+            query["breakdownFilter"] = {**keep, "breakdowns": dims}
+    for node in query["series"]:
+        if node.get("kind") == "EventsNode" and draw(st.integers(0, 2)):
+            for key in ("math_property", "math_property_type", "math_multiplier"):
+                node.pop(key, None)
+            node["math"], node["math_hogql"] = "hogql", _math(draw)
+    return case
