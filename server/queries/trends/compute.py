@@ -26,10 +26,10 @@ from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
-from server.queries.sql.expression import check_expression, engine_refusal
+from server.queries.sql.expression import check_expression
+from server.queries.sql.expression_errors import refusing
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
-from storage.events import QueryCancelled, is_cancellation
 
 M = query_pb2
 
@@ -122,7 +122,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute
     Unimplemented (naming the field) for an option this service does not compute."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, [], "TrendsQuery", "TRENDS_OPTION_NOT_IMPLEMENTED")
-    execute = expression_errors(execute, expression_paths(query))
+    execute = refusing(execute, expression_paths(query))
     breakdown = plan.breakdown
     if breakdown is None or not breakdown.histograms():
         return _finish(plan, execute)
@@ -340,29 +340,6 @@ def expression_paths(query: query_pb2.TrendsQuery) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def expression_errors(execute: Execute, paths: tuple[str, ...]) -> Execute:
-    """`execute`, an engine error of a statement holding the caller's expressions (`paths`) being
-    theirs: INVALID_ARGUMENT naming the expression's field (the first, when there are several),
-    as funnels do (the rest of the statement is the service's, checked)."""
-    if not paths:
-        return execute
-
-    def run(*args: Any, **kwargs: Any) -> Sequence[Sequence[Any]]:
-        try:
-            return execute(*args, **kwargs)
-        except QueryCancelled:
-            raise
-        except Exception as exc:
-            refused = None if is_cancellation(exc) else engine_refusal(exc, paths[0])
-            if refused is None:
-                raise
-            if len(paths) > 1:
-                refused = QueryError(f"{refused.message} (one of the expressions of {', '.join(paths)})", paths[0])
-            raise refused from None
-
-    return run
-
-
 def _check_points(
     query: query_pb2.TrendsQuery, periods: int, breakdown: tsql.Breakdown | None, limit: int, buckets: int
 ) -> None:
@@ -516,7 +493,10 @@ def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
 
 def _breakdown_source(kind: int, path: str) -> str:
     if kind not in _SUPPORTED_BREAKDOWN_TYPES:
-        raise QueryError("trends breakdowns are by event, person, cohort or hogql", path)
+        raise QueryError(
+            'only event, person and hogql breakdowns are supported here (cohorts go in breakdown with breakdown_type "cohort")',
+            path,
+        )
     return _SUPPORTED_BREAKDOWN_TYPES[kind]
 
 

@@ -1,4 +1,4 @@
-"""Trends cases with HogQL expressions: hogql breakdown dimensions and `math: hogql` series, drawn
+"""Trends and retention cases with HogQL expressions: hogql breakdown dimensions and `math: hogql` series, drawn
 from the part of HogQL the oracle evaluates (tests/oracle/expressions.py)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.engine.retention_strategies import RetentionCase, retention_cases
 from tests.engine.strategies import Case, cases
 
 # ASCII and non-ASCII values, quotes: lower/upper change ASCII letters only, quotes stay values.
@@ -83,4 +84,18 @@ def trends_expression_cases(draw: st.DrawFn) -> Case:
             for key in ("math_property", "math_property_type", "math_multiplier"):
                 node.pop(key, None)
             node["math"], node["math_hogql"] = "hogql", _math(draw)
+    return case
+
+
+@st.composite
+def retention_expression_cases(draw: st.DrawFn) -> RetentionCase:
+    """A retention case broken down by a drawn HogQL expression (as `breakdown` or the one
+    `breakdowns` item), keeping its limit and hide-other; now and then one both refuse."""
+    case = draw(retention_cases(breakdown=True))
+    bf = case.query["breakdownFilter"]
+    keep = {k: v for k, v in bf.items() if k in ("breakdown_limit", "breakdown_hide_other_aggregation")}
+    if draw(st.booleans()):
+        case.query["breakdownFilter"] = {**keep, "breakdown": _breakdown(draw), "breakdown_type": "hogql"}
+    else:
+        case.query["breakdownFilter"] = {**keep, "breakdowns": [{"property": _breakdown(draw), "type": "hogql"}]}
     return case
