@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.engine.paths_strategies import PathsCase, paths_cases
 from tests.engine.retention_strategies import RetentionCase, retention_cases
 from tests.engine.strategies import Case, cases
 
@@ -98,4 +99,36 @@ def retention_expression_cases(draw: st.DrawFn) -> RetentionCase:
         case.query["breakdownFilter"] = {**keep, "breakdown": _breakdown(draw), "breakdown_type": "hogql"}
     else:
         case.query["breakdownFilter"] = {**keep, "breakdowns": [{"property": _breakdown(draw), "type": "hogql"}]}
+    return case
+
+
+# Path items from expressions the oracle evaluates: names, URLs, screen names, group keys, NULLs.
+_PATH_EXPRESSIONS = (
+    "event",
+    "lower(event)",
+    "coalesce(properties.$screen_name, event)",
+    "concat(event, '-', coalesce(properties.$group_0, 'none'))",
+    "properties.$current_url",
+    "upper(coalesce(properties.$current_url, event))",
+    "nullIf(event, 'signup')",
+    "if(event = '$pageview', 'page', event)",
+)
+_INVALID_PATH_EXPRESSIONS = ("count()", "nosuchfield", "lower(event")
+
+
+@st.composite
+def paths_expression_cases(draw: st.DrawFn) -> PathsCase:
+    """A paths case whose items are mostly a drawn pathsHogQLExpression's values: "hogql" alone
+    (every event), beside custom events or $pageviews, or no type listed; its start and end
+    points left out (they name items of the other types)."""
+    case = draw(paths_cases())
+    pf = case.query.setdefault("pathsFilter", {})
+    types = draw(st.sampled_from([["hogql"], ["hogql", "custom_event"], [], ["hogql", "$pageview", "custom_event"], ["custom_event"]]))
+    pf["includeEventTypes"] = types
+    for key in ("startPoint", "endPoint"):
+        pf.pop(key, None)
+    if draw(st.integers(0, 19)) == 19:  # the largest value: hypothesis favours the smallest
+        pf["pathsHogQLExpression"] = draw(st.sampled_from(_INVALID_PATH_EXPRESSIONS))
+    else:
+        pf["pathsHogQLExpression"] = draw(st.sampled_from(_PATH_EXPRESSIONS))
     return case
