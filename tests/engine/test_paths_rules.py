@@ -229,7 +229,6 @@ def test_invalid_options_name_their_field(store: EventStore, filters: dict[str, 
 @pytest.mark.parametrize(
     ("query", "field"),
     [
-        ({"pathsFilter": {"includeEventTypes": ["hogql"], "pathsHogQLExpression": "event"}}, "pathsFilter.includeEventTypes"),
         ({"pathsFilter": {"pathEndKey": "2_/b"}}, "pathsFilter.pathEndKey"),
         ({"pathsFilter": {"pathDropoffKey": "2_/b"}}, "pathsFilter.pathDropoffKey"),
         ({"pathsFilter": {"pathReplacements": True}}, "pathsFilter.pathReplacements"),

@@ -15,11 +15,12 @@ It shares no code with server/.
 from __future__ import annotations
 
 import functools
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from tests.oracle.trends import Event, InvalidArgument, prop_text
+from tests.oracle.trends import Event, InvalidArgument, prop_text, to_float_or_null
 
 Value = str | int | None
 Evaluator = Callable[[Event], Value]
@@ -52,11 +53,12 @@ def _unquote(literal: str) -> str:
 
 
 def _lower(v: Value) -> Value:
-    return None if v is None else str(v).lower()
+    # ClickHouse's lower/upper change ASCII letters only (lowerUTF8 is the Unicode one).
+    return None if v is None else re.sub("[A-Z]+", lambda m: m.group(0).lower(), str(v))
 
 
 def _upper(v: Value) -> Value:
-    return None if v is None else str(v).upper()
+    return None if v is None else re.sub("[a-z]+", lambda m: m.group(0).upper(), str(v))
 
 
 def _trim(v: Value) -> Value:
@@ -86,6 +88,14 @@ def _substring(s: Value, offset: Value, length: Value) -> Value:
     return str(s)[offset - 1 : offset - 1 + length]
 
 
+def _to_float(v: Value) -> Value:
+    """toFloat64OrNull of a text (the oracle's reading of a number, trends.to_float_or_null)."""
+    if v is None:
+        return None
+    number = to_float_or_null(str(v))
+    return None if number is None else number  # type: ignore[return-value]
+
+
 _FUNCTIONS: dict[str, Callable[..., Value]] = {
     "lower": _lower,
     "upper": _upper,
@@ -96,6 +106,7 @@ _FUNCTIONS: dict[str, Callable[..., Value]] = {
     "nullif": _null_if,
     "tostring": _to_string,
     "substring": _substring,
+    "tofloat64ornull": _to_float,
 }
 
 
@@ -208,3 +219,55 @@ def evaluator(text: str) -> Evaluator:
 def actor_text(value: Any) -> str:
     """The actor an expression's value makes: its text, '' (no actor) for NULL."""
     return "" if value is None else str(value)
+
+
+Aggregator = Callable[[Sequence[Event]], float]
+
+
+@functools.lru_cache(maxsize=256)
+def aggregator(text: str) -> Aggregator:
+    """The value of aggregate expression `text` (trends' `math_hogql`) over a bucket's events:
+    `count()`, `count(x)` / `uniq(x)` (values that are not NULL; distinct ones), or
+    sum/min/max/avg(x) of numbers (NULLs skipped). A bucket with no value is 0 (the engine's
+    ifNull). A scalar expression (no aggregate around it) is InvalidArgument: it has no one value
+    per bucket."""
+    parser = _Parser(text)
+    kind, name = parser.take()
+    lowered = name.lower()
+    if kind != "name" or lowered not in _AGGREGATES or parser.peek() != ("op", "("):
+        evaluator(text)  # refused when it does not parse either
+        raise InvalidArgument("a math expression aggregates the events")
+    parser.take("(")
+    inner: Evaluator | None = None
+    if parser.peek() != ("op", ")"):
+        inner = parser.expression()
+    parser.take(")")
+    if parser.peek() is not None:
+        raise NotImplementedError("the oracle evaluates one aggregate call")
+
+    def values(events: Sequence[Event]) -> list[Any]:
+        assert inner is not None
+        return [v for v in (inner(e) for e in events) if v is not None]
+
+    if lowered == "count":
+        return (lambda events: float(len(events))) if inner is None else (lambda events: float(len(values(events))))
+    if inner is None:
+        raise InvalidArgument(f"{name}() takes an argument")
+    if lowered == "uniq":
+        return lambda events: float(len(set(values(events))))
+    if lowered in ("sum", "min", "max", "avg"):
+
+        def numeric(events: Sequence[Event]) -> float:
+            found = values(events)
+            if any(not isinstance(v, int | float) for v in found):
+                raise NotImplementedError("the oracle aggregates numbers only")
+            if not found:
+                return 0.0
+            if lowered == "sum":
+                return math.fsum(found)
+            if lowered == "avg":
+                return math.fsum(found) / len(found)
+            return float(min(found) if lowered == "min" else max(found))
+
+        return numeric
+    raise NotImplementedError(f"the oracle does not evaluate {name}()")

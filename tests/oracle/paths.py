@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tests.oracle.expressions import evaluator
 from tests.oracle.funnels import UNIT_SECONDS, funnel_actors
 from tests.oracle.trends import Event, InvalidArgument, compile_properties, prop_text, resolve_date_range
 
@@ -61,12 +62,18 @@ def _group(item: str, groupings: list[str]) -> str:
     return item
 
 
-def _item(e: Event, cleaning: list[tuple[str, str]]) -> str:
-    if e.event == "$pageview":
+def _item(e: Event, cleaning: list[tuple[str, str]], types: set[str], expression: str | None) -> str:
+    """The event's item: a $pageview's URL and a $screen's name when their type is listed (or no
+    type is), else the pathsHogQLExpression's text (NULL: '') when "hogql" is listed (or no type
+    is), else the event's name; then the cleaning rules."""
+    if e.event == "$pageview" and (not types or "$pageview" in types):
         raw = e.properties.get("$current_url")
         item = _strip_slash(_text(raw))
-    elif e.event == "$screen":
+    elif e.event == "$screen" and (not types or "$screen" in types):
         item = _text(e.properties.get("$screen_name"))
+    elif expression:
+        value = evaluator(expression)(e)
+        item = "" if value is None else str(value)
     else:
         item = e.event
     for regex, alias in cleaning:
@@ -83,7 +90,8 @@ def _text(value: Any) -> str:
 
 
 def _followed(e: Event, types: set[str]) -> bool:
-    if not types:
+    if not types - {"hogql"}:
+        # "hogql" selects no events by itself: with no other type listed, every event is followed.
         return True
     return (
         ("$pageview" in types and e.event == "$pageview")
@@ -174,6 +182,9 @@ def actor_paths(
     """Each actor's paths (sessions collapsed, cut and truncated): (µs, item) steps in order."""
     pf = query.get("pathsFilter") or {}
     types = set(pf.get("includeEventTypes") or [])
+    expression = pf.get("pathsHogQLExpression") if not types or "hogql" in types else None
+    if expression:
+        evaluator(expression)  # InvalidArgument when the engine refuses it
     cleaning = [(r["regex"], r.get("alias") or "") for r in pf.get("localPathCleaningFilters") or []]
     groupings = list(pf.get("pathGroupings") or [])
     start = _strip_slash(pf["startPoint"]) if pf.get("startPoint") else None
@@ -204,7 +215,7 @@ def actor_paths(
             continue
         if not query_filter(e) or (test_filter is not None and not test_filter(e)):
             continue
-        item = _group(_item(e, cleaning), groupings)
+        item = _group(_item(e, cleaning, types, expression), groupings)
         if item in exclude:
             continue
         actor = e.person_id if group_key is None else prop_text(e.properties, group_key) or ""

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 
 from tests.oracle import breakdown_shapes as shapes_
+from tests.oracle.expressions import evaluator
 from tests.oracle.funnels import Unimplemented
 from tests.oracle.trends import (
     NULL_LABEL,
@@ -167,6 +168,12 @@ def compute_retention(
     def text_of(e: Event) -> str | None:
         assert breakdown is not None
         key, source = breakdown[0], breakdown[1]
+        if source == "hogql":
+            # The expression's text (toString); '' is no value, as a property's.
+            value = evaluator(key)(e)
+            if value is not None and not isinstance(value, str | int):
+                raise NotImplementedError("the oracle's breakdown texts are of strings and whole numbers")
+            return None if value is None or value == "" else str(value)
         return prop_text(e.properties if source == "event" else e.person_properties, key)
 
     def actor_of(e: Event) -> str:
@@ -351,7 +358,7 @@ def window(
 
 
 def _breakdown(bf: dict[str, Any] | None) -> tuple[str, str, int, bool] | None:
-    """(key, "event" | "person", limit, hide other) or None."""
+    """(key, "event" | "person" | "hogql", limit, hide other) or None."""
     if not bf:
         return None
     items = bf.get("breakdowns") or []
@@ -364,9 +371,11 @@ def _breakdown(bf: dict[str, Any] | None) -> tuple[str, str, int, bool] | None:
     if key is None or key == "":
         return None
     kind = kind or "event"
-    if kind in ("cohort", "group", "hogql"):
+    if kind in ("cohort", "group"):
         raise Unimplemented(f"{kind} breakdowns")
-    if kind not in ("event", "person"):
+    if kind not in ("event", "person", "hogql"):
         raise InvalidArgument("breakdown type")
+    if kind == "hogql":
+        evaluator(str(key))  # InvalidArgument when the engine refuses the expression
     limit = bf.get("breakdown_limit") or DEFAULT_LIMIT
     return str(key), kind, limit, bool(bf.get("breakdown_hide_other_aggregation"))

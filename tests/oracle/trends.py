@@ -961,6 +961,7 @@ class _Series:
     multiplier: float
     name_match: Pred  # event name(s) only
     match: Pred  # the full series predicate (names + node properties), without query/test filters
+    math_hogql: str | None = None  # math "hogql": the aggregate expression
 
 
 def _event_name_pred(name: str | None) -> Pred:
@@ -1055,9 +1056,19 @@ def _parse_series(
         math_name not in _BASE_MATHS
         and math_name not in _PROPERTY_MATHS
         and math_name not in _COUNT_PER_ACTOR
+        and math_name != "hogql"
     ):
-        # DECISION: unique_group, hogql and other maths are INVALID_ARGUMENT.
+        # DECISION: unique_group and other maths are INVALID_ARGUMENT.
         raise InvalidArgument(f"unsupported math {math_name!r}")
+    math_hogql = None
+    if math_name == "hogql":
+        # math_hogql: an aggregate expression of the bucket's events (tests/oracle/expressions.py).
+        from tests.oracle.expressions import aggregator
+
+        math_hogql = node.get("math_hogql")
+        if not math_hogql:
+            raise InvalidArgument("math hogql needs math_hogql")
+        aggregator(math_hogql)
     math_property = node.get("math_property")
     if math_name in _PROPERTY_MATHS and not math_property:
         raise InvalidArgument(f"math {math_name} needs math_property")
@@ -1083,6 +1094,7 @@ def _parse_series(
         multiplier=float(multiplier),
         name_match=name_match,
         match=match,
+        math_hogql=math_hogql,
     )
 
 
@@ -1144,6 +1156,11 @@ def _agg_events(series: _Series, math_name: str, events: Sequence[Event], env: _
             if x is not None:
                 values.append(x * series.multiplier)
         return _aggregate(math_name, values)
+    if math_name == "hogql":
+        from tests.oracle.expressions import aggregator
+
+        assert series.math_hogql is not None
+        return aggregator(series.math_hogql)(events)
     if math_name in _COUNT_PER_ACTOR:
         counts = [float(c) for c in Counter(e.person_id for e in events).values()]
         return _aggregate(_COUNT_PER_ACTOR[math_name], counts)
@@ -1318,6 +1335,14 @@ class _Breakdown:
 
     def raw(self, e: Event, i: int) -> str | None:
         source, key = self.dims[i]
+        if source == "hogql":
+            # The expression's text (toString), '' being no value as a property's.
+            from tests.oracle.expressions import evaluator
+
+            value = evaluator(key)(e)
+            if value is not None and not isinstance(value, str | int):
+                raise NotImplementedError("the oracle's breakdown texts are of strings and whole numbers")
+            return None if value is None or value == "" else str(value)
         return prop_text(e.properties if source == "event" else e.person_properties, key)
 
     def value(self, e: Event) -> Any:
@@ -1381,6 +1406,15 @@ def _cohort_ids(given: Any) -> tuple[int, ...]:
     return tuple(ids)
 
 
+def _checked(source: str, key: str) -> str:
+    """`source`, a hogql dimension's expression read first (InvalidArgument when refused)."""
+    if source == "hogql":
+        from tests.oracle.expressions import evaluator
+
+        evaluator(key)
+    return source
+
+
 def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown | None:
     if not bf:
         return None
@@ -1397,7 +1431,7 @@ def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown
 
     def source_of(kind: str | None) -> str:
         kind = kind or "event"
-        if kind not in ("event", "person"):
+        if kind not in ("event", "person", "hogql"):
             raise InvalidArgument(f"unsupported breakdown type {kind!r}")
         return kind
 
@@ -1412,7 +1446,7 @@ def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown
             prop = b.get("property")
             if prop is None or prop == "":
                 raise InvalidArgument("breakdown without property")
-            dims.append((source_of(b.get("type")), str(prop)))
+            dims.append((_checked(source_of(b.get("type")), str(prop)), str(prop)))
     else:
         prop = bf.get("breakdown")
         if prop is None or prop == "":
@@ -1421,7 +1455,7 @@ def _parse_breakdown(bf: dict[str, Any] | None) -> _Breakdown | _CohortBreakdown
             return None
         if isinstance(prop, list):
             raise InvalidArgument("list breakdowns (cohorts) are not supported")
-        dims.append((source_of(bf.get("breakdown_type")), str(prop)))
+        dims.append((_checked(source_of(bf.get("breakdown_type")), str(prop)), str(prop)))
     limit = bf.get("breakdown_limit")
     # DECISION: a missing or 0 limit is the default 25 (reference `limit or 25`); negative is invalid.
     if limit is None or limit == 0:

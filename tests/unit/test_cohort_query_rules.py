@@ -107,7 +107,7 @@ def test_references_name_every_cohort_at_the_field_the_errors_name() -> None:
         (
             {"breakdownFilter": {"breakdowns": [{"property": "1", "type": "cohort"}]}},
             "breakdownFilter.breakdowns[0].type",
-            "event and person",
+            "event, person and hogql",
         ),
     ],
 )

@@ -15,8 +15,9 @@ from server.queries.common.sql import Params
 from server.queries.funnels import sql as fsql
 from server.queries.funnels.compute import funnel_context
 from server.queries.paths import sql as psql
-from server.queries.paths.spec import PathsSpec, paths_spec
+from server.queries.paths.spec import EXPRESSION_PATH, PathsSpec, paths_spec
 from server.queries.sql.expression import run_statement
+from server.queries.sql.expression_errors import refusing
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def run_paths(query: query_pb2.PathsQuery, ctx: QueryContext, execute: Execute) 
     spec = paths_spec(query)
     nodes.refuse_later(query, spec.later, "PathsQuery", "PATHS_OPTION_NOT_IMPLEMENTED")
     edges = plan(query, spec, ctx)
+    if spec.expression is not None:
+        execute = refusing(execute, (EXPRESSION_PATH,))
     rows = run_statement(execute, edges.sql, edges.params)
     return PathsOutcome(shape(rows), edges.grid, edges.sql)
 

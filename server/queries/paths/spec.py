@@ -16,6 +16,7 @@ from server.queries.common.checks import problems
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import regex_problem
 from server.queries.funnels.spec import FunnelSpec, funnel_spec
+from server.queries.sql.expression import check_expression
 
 M = query_pb2
 
@@ -32,6 +33,7 @@ MAX_STEP_LIMIT = 20
 MAX_EDGE_LIMIT = 10_000
 # Each grouping is one branch of the step expression; a bound on the statement's size.
 MAX_GROUPINGS = 100
+EXPRESSION_PATH = "pathsFilter.pathsHogQLExpression"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ class PathsSpec:
     # Whose paths: persons (default), or a group type's keys (aggregation_group_type_index).
     aggregation: Aggregation = PERSONS
     later: list[tuple[str, str]] = field(default_factory=list)
+    # includeEventTypes is not empty: only the listed types name their items (URL, screen name).
+    listed: bool = False
+    # pathsHogQLExpression when it names the items (hogql listed, or no type listed); checked.
+    expression: str | None = None
 
     @property
     def all_events(self) -> bool:
@@ -97,8 +103,12 @@ def paths_spec(query: query_pb2.PathsQuery, *, drill_down: bool = False) -> Path
     later: list[tuple[str, str]] = []
     pf = query.paths_filter
     types = set(pf.include_event_types)
-    if M.PATH_TYPE_HOGQL in types or pf.HasField("paths_hogql_expression"):
-        later.append(("pathsFilter.includeEventTypes", "hogql paths"))
+    expression = None
+    if pf.paths_hogql_expression and (not types or M.PATH_TYPE_HOGQL in types):
+        # The item of the events no other chosen type names (query-engine-semantics §8.2; the
+        # reference uses it whenever "hogql" is listed or no type is): docs/decisions.md.
+        expression = pf.paths_hogql_expression
+        check_expression(expression, path=EXPRESSION_PATH)
     if pf.path_replacements:
         later.append(("pathsFilter.pathReplacements", "the environment's path-cleaning rules"))
     for value, name in (
@@ -157,6 +167,8 @@ def paths_spec(query: query_pb2.PathsQuery, *, drill_down: bool = False) -> Path
         pageview=M.PATH_TYPE_PAGEVIEW in types,
         screen=M.PATH_TYPE_SCREEN in types,
         custom=M.PATH_TYPE_CUSTOM_EVENT in types,
+        listed=bool(types),
+        expression=expression,
         start_point=_point(pf.start_point) if pf.HasField("start_point") else None,
         end_point=_point(pf.end_point) if pf.HasField("end_point") else None,
         step_limit=step_limit,

@@ -24,7 +24,8 @@ from server.queries.common.actors import actor_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.properties import CohortSql, filters_sql, properties_sql, property_text
 from server.queries.common.sql import Params
-from server.queries.paths.spec import FunnelPaths, PathsSpec, wildcard_regex
+from server.queries.paths.spec import EXPRESSION_PATH, FunnelPaths, PathsSpec, wildcard_regex
+from server.queries.sql.expression import compile_expression
 from server.utc import as_utc
 
 SESSION_GAP_MICROS = 1800 * 1_000_000
@@ -168,12 +169,23 @@ def _truncate(params: Params, spec: PathsSpec) -> str:
     return f"arraySlice(d, 1, {n})"
 
 
-def _item(params: Params, spec: PathsSpec) -> str:
+def _item(params: Params, spec: PathsSpec, tz: str) -> str:
     """The path item of an event (§8.2 step 1), then the cleaning rules in order (the groupings
-    follow, in `_grouped`)."""
-    url = f"replaceRegexpAll(ifNull({property_text(params, '$current_url', 'event')}, ''), '(.)/$', '\\\\1')"
-    screen = f"ifNull({property_text(params, '$screen_name', 'event')}, '')"
-    item = f"multiIf(event = '$pageview', {url}, event = '$screen', {screen}, event)"
+    follow, in `_grouped`). A $pageview's is its URL and a $screen's its screen name when that type
+    is listed (or none is); any other event's is the pathsHogQLExpression's text when it applies
+    ('' for NULL), else the event's name."""
+    item = "event"
+    if spec.expression is not None:
+        item = f"ifNull(toString({compile_expression(spec.expression, params, path=EXPRESSION_PATH, timezone=tz)}), '')"
+    branches = []
+    # Only the branches used: each binds its key (the store refuses unused parameters).
+    if not spec.listed or spec.pageview:
+        url = f"replaceRegexpAll(ifNull({property_text(params, '$current_url', 'event')}, ''), '(.)/$', '\\\\1')"
+        branches.append(f"event = '$pageview', {url}")
+    if not spec.listed or spec.screen:
+        branches.append(f"event = '$screen', ifNull({property_text(params, '$screen_name', 'event')}, '')")
+    if branches:
+        item = f"multiIf({', '.join(branches)}, {item})"
     for regex, alias in spec.cleaning:
         item = f"replaceRegexpAll({item}, {params.bind(regex, 'String')}, {params.bind(alias, 'String')})"
     return item
@@ -224,7 +236,7 @@ def _events(params: Params, spec: PathsSpec, query: query_pb2.PathsQuery, ctx: C
     if spec.exclude:
         having = f" AND item NOT IN {params.bind(list(spec.exclude), 'Array(String)')}"
     return (
-        f"SELECT {actor.expression} AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec)} AS path_cleaned, "
+        f"SELECT {actor.expression} AS actor, toUnixTimestamp64Micro(timestamp) AS t, {_item(params, spec, ctx.timezone)} AS path_cleaned, "
         f"{_grouped(params, spec, 'path_cleaned')} AS item "
         f"FROM events WHERE {' AND '.join(f'({w})' for w in where)}{having}"
     )

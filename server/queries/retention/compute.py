@@ -15,8 +15,9 @@ from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.retention import sql as rsql
 from server.queries.retention.dates import RetentionRange, retention_range
-from server.queries.retention.spec import RetentionSpec, retention_spec
+from server.queries.retention.spec import RetentionSpec, expression_path, retention_spec
 from server.queries.sql.expression import run_statement
+from server.queries.sql.expression_errors import refusing
 
 # Values one answer may hold at most (cohorts × periods × breakdown values), as trends bounds its
 # points; lower than trends' million because each value is a message with its label (~20 bytes).
@@ -56,6 +57,8 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
+    if plan.spec.breakdown is not None and plan.spec.breakdown[1] == "hogql":
+        execute = refusing(execute, (expression_path(query.breakdown_filter),))
     prelude = ""
     if plan.context.shape.bins:
         # A histogram's buckets come from the numbers' minimum and maximum: one query first,

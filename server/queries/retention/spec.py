@@ -17,6 +17,7 @@ from server.queries.common.breakdown_value import PLAIN, filter_shapes, shaped_f
 from server.queries.common.checks import problems
 from server.queries.common.cohort_breakdown import is_cohort_breakdown
 from server.queries.common.errors import QueryError
+from server.queries.sql.expression import check_expression
 
 M = query_pb2
 
@@ -44,9 +45,10 @@ _BREAKDOWN_SOURCES = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
     M.BREAKDOWN_TYPE_EVENT: "event",
     M.BREAKDOWN_TYPE_PERSON: "person",
+    M.BREAKDOWN_TYPE_HOGQL: "hogql",  # the key is a HogQL expression of the event (sql/expression.py)
 }
 # Breakdown types the reference computes for retention: refused as not built yet.
-_LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP, M.BREAKDOWN_TYPE_HOGQL})
+_LATER_BREAKDOWNS = frozenset({M.BREAKDOWN_TYPE_COHORT, M.BREAKDOWN_TYPE_GROUP})
 _MEAN_CALCULATIONS = ("simple", "weighted", "none")
 _REFERENCES = ("total", "previous")
 _WINDOW_MODES = ("strict_calendar_dates", "24_hour_windows")
@@ -220,11 +222,23 @@ def _breakdown(bf: query_pb2.BreakdownFilter, later: list[tuple[str, str]]) -> t
         b = bf.breakdowns[0]
         path = "breakdownFilter.breakdowns[0]"
         source = _source(b.type, f"{path}.type", later)
-        return (_key(b.property, f"{path}.property", source is None), source or "event")
+        return _checked(_key(b.property, f"{path}.property", source is None), source or "event", f"{path}.property")
     if not bf.HasField("breakdown"):
         return None
     source = _source(bf.breakdown_type, "breakdownFilter.breakdown_type", later)
-    return (_key(bf.breakdown, "breakdownFilter.breakdown", source is None), source or "event")
+    return _checked(_key(bf.breakdown, "breakdownFilter.breakdown", source is None), source or "event", "breakdownFilter.breakdown")
+
+
+def expression_path(bf: query_pb2.BreakdownFilter) -> str:
+    """The field of a hogql breakdown's expression (its errors name it)."""
+    return "breakdownFilter.breakdowns[0].property" if bf.breakdowns else "breakdownFilter.breakdown"
+
+
+def _checked(key: str, source: str, path: str) -> tuple[str, str]:
+    """(key, source), a hogql dimension's expression checked (QueryError naming `path`)."""
+    if source == "hogql":
+        check_expression(key, path=path)
+    return (key, source)
 
 
 def _source(kind: query_pb2.BreakdownType.ValueType, path: str, later: list[tuple[str, str]]) -> str | None:

@@ -29,7 +29,7 @@ from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
 from server.queries.common.actors import actor_sql
-from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, value_sql
+from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, shaped_sql
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import (
     BREAKDOWN_NULL,
@@ -42,6 +42,7 @@ from server.queries.common.properties import (
 from server.queries.common.sql import Params
 from server.queries.retention.dates import RetentionRange, epoch_us
 from server.queries.retention.spec import WINDOW_SECONDS, Entity, RetentionSpec
+from server.queries.sql.expression import compile_expression
 
 OTHER_LABEL = "$$_posthog_breakdown_other_$$"
 
@@ -95,7 +96,7 @@ def histogram_bounds(params: Params, spec: RetentionSpec, query: query_pb2.Reten
     where = _where(params, spec, query, ctx, whole_window=True)
     entities = [_matches(params, e, ctx, with_properties=True) for e in (spec.target, spec.returning)]
     where.append(f"({entities[0]} OR {entities[1]})")
-    return f"SELECT {', '.join(bounds_sql(property_text(params, key, source)))} FROM events WHERE {_and(where)}"
+    return f"SELECT {', '.join(bounds_sql(_text(params, key, source, ctx)))} FROM events WHERE {_and(where)}"
 
 
 def _where(
@@ -216,9 +217,17 @@ def _value(params: Params, spec: RetentionSpec, ctx: Context) -> str:
     if spec.breakdown is None:
         return "''"
     key, source = spec.breakdown
-    if ctx.shape != PLAIN:
-        return value_sql(params, key, source, ctx.shape, BREAKDOWN_NULL, ctx.grid)
+    if ctx.shape != PLAIN or source == "hogql":
+        return shaped_sql(params, _text(params, key, source, ctx), ctx.shape, BREAKDOWN_NULL, ctx.grid)
     return breakdown_value_sql(params, key, source)
+
+
+def _text(params: Params, key: str, source: str, ctx: Context) -> str:
+    """The breakdown's text (NULL when missing): a property's, or a hogql expression's `toString`
+    (the reference's), checked by the spec already."""
+    if source == "hogql":
+        return f"toString({compile_expression(key, params, path='breakdownFilter', timezone=ctx.timezone)})"
+    return property_text(params, key, source)
 
 
 # ------------------------------------------------------------------------------------ actors

@@ -26,7 +26,8 @@ from server.queries.common.errors import QueryError
 from server.queries.common.formula import parse_formula
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
-from server.queries.sql.expression import run_statement
+from server.queries.sql.expression import check_expression, run_statement
+from server.queries.sql.expression_errors import refusing
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
 
@@ -58,6 +59,7 @@ _SUPPORTED_BREAKDOWN_TYPES: dict[int, str] = {
     M.BREAKDOWN_TYPE_UNSPECIFIED: "event",
     M.BREAKDOWN_TYPE_EVENT: "event",
     M.BREAKDOWN_TYPE_PERSON: "person",
+    M.BREAKDOWN_TYPE_HOGQL: "hogql",  # the key is a HogQL expression of the event (sql/expression.py)
 }
 _MATH_NAMES: dict[int, str] = {
     v.number: v.name.removeprefix("MATH_TYPE_").lower() for v in M.MathType.DESCRIPTOR.values
@@ -120,6 +122,7 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute
     Unimplemented (naming the field) for an option this service does not compute."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, [], "TrendsQuery", "TRENDS_OPTION_NOT_IMPLEMENTED")
+    execute = refusing(execute, expression_paths(query))
     breakdown = plan.breakdown
     if breakdown is None or not breakdown.histograms():
         return _finish(plan, execute)
@@ -324,6 +327,21 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
 # ----------------------------------------------------------------------------------- validation
 
 
+def expression_paths(query: query_pb2.TrendsQuery) -> tuple[str, ...]:
+    """The field paths of the caller's HogQL expressions the statements compute (hogql breakdown
+    dimensions, math_hogql), in the order of the query."""
+    bf, paths = query.breakdown_filter, []
+    if bf.breakdowns:
+        paths += [f"breakdownFilter.breakdowns[{i}].property" for i, b in enumerate(bf.breakdowns) if b.type == M.BREAKDOWN_TYPE_HOGQL]
+    elif bf.HasField("breakdown") and bf.breakdown_type == M.BREAKDOWN_TYPE_HOGQL:
+        paths.append("breakdownFilter.breakdown")
+    for index, node in enumerate(query.series):
+        source = getattr(node, node.WhichOneof("node") or "events_node")
+        if getattr(source, "math", None) == M.MATH_TYPE_HOGQL:
+            paths.append(f"series[{index}].math_hogql")
+    return tuple(paths)
+
+
 def _check_points(
     query: query_pb2.TrendsQuery, periods: int, breakdown: tsql.Breakdown | None, limit: int, buckets: int
 ) -> None:
@@ -388,7 +406,12 @@ def _validate_math(node: Any, path: str) -> None:
     math = node.math
     if math in tsql.PROPERTY_MATHS and not node.math_property:
         raise QueryError(f"math '{_MATH_NAMES[math]}' needs math_property", f"{path}.math_property")
-    if math in (M.MATH_TYPE_UNIQUE_GROUP, M.MATH_TYPE_HOGQL, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS):
+    if math == M.MATH_TYPE_HOGQL:
+        # An aggregate expression per bucket (reference §3); checked here, compiled by sql.py.
+        if not getattr(node, "math_hogql", ""):
+            raise QueryError("math 'hogql' needs math_hogql", f"{path}.math_hogql")
+        check_expression(node.math_hogql, path=f"{path}.math_hogql", aggregate=True)
+    if math in (M.MATH_TYPE_UNIQUE_GROUP, M.MATH_TYPE_FIRST_TIME_FOR_USER_WITH_FILTERS):
         raise QueryError(f"math '{_MATH_NAMES[math]}' is not supported for trends", f"{path}.math")
     if node.HasField("math_property_type") and node.math_property_type not in _PROPERTY_TYPES:
         raise QueryError(
@@ -446,9 +469,10 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
         dims = []
         for i, b in enumerate(bf.breakdowns):
             path = f"breakdownFilter.breakdowns[{i}]"
-            dims.append(
-                (_breakdown_key(b.property, f"{path}.property"), _breakdown_source(b.type, f"{path}.type"))
-            )
+            key, source = _breakdown_key(b.property, f"{path}.property"), _breakdown_source(b.type, f"{path}.type")
+            if source == "hogql":
+                check_expression(key, path=f"{path}.property")
+            dims.append((key, source))
         return tsql.Breakdown(tuple(dims), multi=True, shapes=shapes)
     if not bf.HasField("breakdown"):
         if shapes != (PLAIN,):
@@ -456,6 +480,8 @@ def _breakdown(bf: query_pb2.BreakdownFilter) -> tsql.Breakdown | None:
         return None
     key = _breakdown_key(bf.breakdown, "breakdownFilter.breakdown")
     source = _breakdown_source(bf.breakdown_type, "breakdownFilter.breakdown_type")
+    if source == "hogql":
+        check_expression(key, path="breakdownFilter.breakdown")
     return tsql.Breakdown(((key, source),), shapes=shapes)
 
 
@@ -469,7 +495,10 @@ def _breakdown_key(key: query_pb2.BreakdownKey, path: str) -> str:
 
 def _breakdown_source(kind: int, path: str) -> str:
     if kind not in _SUPPORTED_BREAKDOWN_TYPES:
-        raise QueryError("only event and person breakdowns are supported", path)
+        raise QueryError(
+            'only event, person and hogql breakdowns are supported here (cohorts go in breakdown with breakdown_type "cohort")',
+            path,
+        )
     return _SUPPORTED_BREAKDOWN_TYPES[kind]
 
 
@@ -523,6 +552,8 @@ def _spec(
         math_property=source.math_property if source.math_property else None,
         math_property_source=_property_source(source),
         multiplier=source.math_multiplier if source.HasField("math_multiplier") else None,
+        math_hogql=getattr(source, "math_hogql", "") or None,
+        math_hogql_path=f"{path}.math_hogql",
     )
 
 

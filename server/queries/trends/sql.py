@@ -10,7 +10,7 @@ from server.errors import FailedPrecondition
 from server.queries.base import ActionDefinition
 from server.queries.common import sampling
 from server.queries.common.actions import action_sql
-from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, value_sql
+from server.queries.common.breakdown_value import PLAIN, Buckets, Shape, bounds_sql, shaped_sql
 from server.queries.common.dates import QueryDateRange
 from server.queries.common.errors import QueryError
 from server.queries.common.properties import (
@@ -22,6 +22,7 @@ from server.queries.common.properties import (
     property_text,
 )
 from server.queries.common.sql import Params
+from server.queries.sql.expression import compile_expression
 
 M = query_pb2
 # Buckets are keyed by text that matches grid_keys(): the start instant in epoch seconds for minute,
@@ -133,6 +134,9 @@ class SeriesSpec:
     # The breakdown value of every row, instead of one computed per event (a cohort breakdown's
     # branch: its cohort's id; `extra` then holds the membership condition).
     breakdown_value: str | None = None
+    # math hogql: the aggregate expression (math_hogql, checked) and its field path.
+    math_hogql: str | None = None
+    math_hogql_path: str = ""
 
 
 def additive(spec: SeriesSpec) -> bool:
@@ -215,7 +219,7 @@ def statement(
     if spec.breakdown_value is not None:
         bv = params.bind(spec.breakdown_value, "String")
     else:
-        bv = _breakdown_expr(params, breakdown)
+        bv = _breakdown_expr(params, breakdown, window.dates.timezone)
     where = [spec.match_where, *spec.extra]
     if exclude_values is not None:
         where.append(f"NOT has({params.bind(exclude_values, 'Array(Array(String))')}, {_as_array(bv)})")
@@ -247,17 +251,23 @@ def statement(
             f"GROUP BY person_id, bv"
         )
         return f"SELECT b, bv, toFloat64(count()) AS v FROM ({inner}) GROUP BY b, bv"
-    value = _math_value(params, spec)
+    value = _math_value(params, spec, window.dates.timezone)
     return f"SELECT {bucket} AS b, {bv} AS bv, {value} AS v FROM events WHERE {filters} GROUP BY b, bv"
 
 
-def _math_value(params: Params, spec: SeriesSpec) -> str:
+def _math_value(params: Params, spec: SeriesSpec, tz: str) -> str:
     if spec.math in (M.MATH_TYPE_TOTAL, M.MATH_TYPE_UNSPECIFIED):
         return "toFloat64(count())"
     if spec.math in (M.MATH_TYPE_DAU, M.MATH_TYPE_WEEKLY_ACTIVE, M.MATH_TYPE_MONTHLY_ACTIVE):
         return "toFloat64(uniqExact(person_id))"
     if spec.math == M.MATH_TYPE_UNIQUE_SESSION:
         return "toFloat64(uniqExact(`$session_id`))"
+    if spec.math == M.MATH_TYPE_HOGQL:
+        assert spec.math_hogql is not None
+        # The bucket's value is the caller's aggregate (a field read outside an aggregate is the
+        # engine's NOT_AN_AGGREGATE, theirs: compute.py); no value (NULL) is 0 as every math's.
+        expression = compile_expression(spec.math_hogql, params, path=spec.math_hogql_path, timezone=tz, aggregate=True)
+        return f"ifNull(toFloat64({expression}), 0)"
     assert spec.math_property is not None
     number = property_number(params, spec.math_property, spec.math_property_source)
     if spec.multiplier is not None:
@@ -443,16 +453,24 @@ def _sampling(params: Params, window: Window) -> list[str]:
     return [sampling.kept_sql(params, window.sample_threshold)]
 
 
-def _breakdown_expr(params: Params, breakdown: Breakdown | None) -> str:
+def _breakdown_expr(params: Params, breakdown: Breakdown | None, tz: str) -> str:
     if breakdown is None:
         return "''"
     values = [
         breakdown_value_sql(params, key, source)
-        if breakdown.shape(i) == PLAIN
-        else value_sql(params, key, source, breakdown.shape(i), NULL_LABEL, breakdown.grid(i))
+        if breakdown.shape(i) == PLAIN and source != "hogql"
+        else shaped_sql(params, dimension_text(params, key, source, tz), breakdown.shape(i), NULL_LABEL, breakdown.grid(i))
         for i, (key, source) in enumerate(breakdown.dimensions)
     ]
     return values[0] if len(values) == 1 else f"[{', '.join(values)}]"
+
+
+def dimension_text(params: Params, key: str, source: str, tz: str) -> str:
+    """A dimension's text (Nullable(String), NULL when missing): a property's, or a hogql
+    expression's `toString` (the reference's), the expression checked by compute.py already."""
+    if source == "hogql":
+        return f"toString({compile_expression(key, params, path='breakdownFilter', timezone=tz)})"
+    return property_text(params, key, source)
 
 
 def histogram_bounds(params: Params, branches: list[tuple[SeriesSpec, Window]], breakdown: Breakdown) -> str:
@@ -465,7 +483,9 @@ def histogram_bounds(params: Params, branches: list[tuple[SeriesSpec, Window]], 
     parts = []
     for spec, window in branches:
         tz = params.bind(window.dates.timezone, "String")
-        aggregates = [a for key, source in dims for a in bounds_sql(property_text(params, key, source))]
+        aggregates = [
+            a for key, source in dims for a in bounds_sql(dimension_text(params, key, source, window.dates.timezone))
+        ]
         named = ", ".join(f"{a} AS x{j}" for j, a in enumerate(aggregates))
         filters = _in_window(params, window, tz, [spec.match_where, *spec.extra])
         parts.append(f"SELECT {named} FROM events WHERE {filters}")
