@@ -139,5 +139,8 @@ def run_paths_actors_engine(
 def actor_ids(query: dict[str, Any], oracle_actors: list[str]) -> list[str]:
     """The oracle's actors as the engine names them (a person's UUID, a group's key), ordered by
     that text as the service orders them."""
-    named = oracle_actors if "aggregation_group_type_index" in query else [str(person_uuid(a)) for a in oracle_actors]
+    # Group keys when the paths, or the funnel they follow, are of a group type.
+    source = (query.get("funnelPathsFilter") or {}).get("funnelSource") or {}
+    of_groups = "aggregation_group_type_index" in query or source.get("aggregation_group_type_index") is not None
+    named = oracle_actors if of_groups else [str(person_uuid(a)) for a in oracle_actors]
     return sorted(named, key=lambda a: a.encode())
