@@ -58,3 +58,12 @@ def test_an_invalid_expression_is_invalid_naming_it(store: EventStore, expressio
     with pytest.raises(QueryError) as caught:
         run(store, _events(), hogql_paths(expression))
     assert caught.value.path == "pathsFilter.pathsHogQLExpression"
+
+
+def test_an_expression_without_the_hogql_type_is_refused_not_dropped(store: EventStore) -> None:
+    # The reference passes over it when the listed types leave "hogql" out; dropping what the
+    # caller sent would show other paths than asked for.
+    with pytest.raises(QueryError) as caught:
+        run(store, _events(), hogql_paths("properties.plan", "$pageview"))
+    assert caught.value.path == "pathsFilter.pathsHogQLExpression"
+    assert "includeEventTypes" in caught.value.message

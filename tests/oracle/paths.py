@@ -183,6 +183,8 @@ def actor_paths(
     pf = query.get("pathsFilter") or {}
     types = set(pf.get("includeEventTypes") or [])
     expression = pf.get("pathsHogQLExpression") if not types or "hogql" in types else None
+    if pf.get("pathsHogQLExpression") and expression is None:
+        raise InvalidArgument("pathsHogQLExpression without the hogql type")
     if expression:
         evaluator(expression)  # InvalidArgument when the engine refuses it
     cleaning = [(r["regex"], r.get("alias") or "") for r in pf.get("localPathCleaningFilters") or []]

@@ -109,6 +109,14 @@ def paths_spec(query: query_pb2.PathsQuery, *, drill_down: bool = False) -> Path
         # reference uses it whenever "hogql" is listed or no type is): docs/decisions.md.
         expression = pf.paths_hogql_expression
         check_expression(expression, path=EXPRESSION_PATH)
+    elif pf.paths_hogql_expression:
+        # The reference passes over an expression when the listed types leave out "hogql"; here
+        # what a caller sends is used or refused, never dropped.
+        raise QueryError(
+            'pathsHogQLExpression names the items of the "hogql" type: list "hogql" in includeEventTypes '
+            "or leave the expression out",
+            EXPRESSION_PATH,
+        )
     if pf.path_replacements:
         later.append(("pathsFilter.pathReplacements", "the environment's path-cleaning rules"))
     for value, name in (
