@@ -13,15 +13,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import actions_pb2
 from server.domain import activity, paging
-from server.domain.insights import UserRef, normalize_tags, tag_ids, user_ref
+from server.domain.insights import UserRef, normalize_tags, user_ref
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
+from server.domain.taglinks import linked_tags, set_linked_tags
 from server.echo import shown
 from server.errors import AlreadyExists, InvalidArgument, NotFound, Violations
 from server.principal import EnvironmentInfo, Principal
@@ -31,7 +32,7 @@ from server.queries.common.properties import filters_sql, regex_problem
 from server.queries.common.selectors import SelectorError, parse_selector
 from server.queries.common.sql import Params
 from storage.db import Database
-from storage.models import Action, ActionTag, Tag, User, utcnow
+from storage.models import Action, ActionTag, User, utcnow
 
 SCOPE = "Action"
 # The ErrorInfo reason of a definition that cannot be saved.
@@ -349,25 +350,10 @@ class Actions:
             raise _name_taken(name, taken)
 
     def _set_tags(self, session: Session, row: Action, tags: list[str]) -> None:
-        wanted = tag_ids(session, row.environment_id, tags)
-        have = set(session.scalars(select(ActionTag.tag_id).where(ActionTag.action_id == row.id)))
-        if have - wanted:
-            session.execute(
-                delete(ActionTag).where(ActionTag.action_id == row.id, ActionTag.tag_id.in_(have - wanted))
-            )
-        for tag_id in sorted(wanted - have):
-            session.add(ActionTag(tag_id=tag_id, action_id=row.id))
+        set_linked_tags(session, ActionTag, "action_id", row.id, row.environment_id, tags)
 
     def _tags_of(self, session: Session, action_ids: list[int]) -> dict[int, list[str]]:
-        tags: dict[int, list[str]] = {}
-        for action_id, name in session.execute(
-            select(ActionTag.action_id, Tag.name)
-            .join(Tag, Tag.id == ActionTag.tag_id)
-            .where(ActionTag.action_id.in_(action_ids))
-            .order_by(Tag.name)
-        ):
-            tags.setdefault(action_id, []).append(name)
-        return tags
+        return linked_tags(session, ActionTag, "action_id", action_ids)
 
     def _snapshot(self, session: Session, row: Action) -> dict[str, Any]:
         """The diffed fields of an action (the version follows the steps, so it is left out)."""

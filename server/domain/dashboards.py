@@ -12,21 +12,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from generated.insights.v1 import insight_pb2
 from server.domain import activity, paging
-from server.domain.insights import UserRef, end_of_layout, normalize_tags, tag_ids, user_ref
+from server.domain.insights import UserRef, end_of_layout, normalize_tags, user_ref
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
+from server.domain.taglinks import linked_tags, set_linked_tags
 from server.errors import InvalidArgument, NotFound, Violations
 from server.principal import EnvironmentInfo, Principal
 from server.queries import overrides
 from server.queries.common.codec import to_reference_json
 from storage.db import Database
-from storage.models import Dashboard, DashboardTag, DashboardTile, Insight, Tag, User, utcnow
+from storage.models import Dashboard, DashboardTag, DashboardTile, Insight, User, utcnow
 
 SCOPE = "Dashboard"
 NAME_LIMIT = 400
@@ -409,27 +410,10 @@ class Dashboards:
             activity.record_item(session, env, principal.user_id, SCOPE, row, "updated", changes, now)
 
     def _set_tags(self, session: Session, row: Dashboard, tags: list[str]) -> None:
-        wanted = tag_ids(session, row.environment_id, tags)
-        have = set(session.scalars(select(DashboardTag.tag_id).where(DashboardTag.dashboard_id == row.id)))
-        if have - wanted:
-            session.execute(
-                delete(DashboardTag).where(
-                    DashboardTag.dashboard_id == row.id, DashboardTag.tag_id.in_(have - wanted)
-                )
-            )
-        for tag_id in sorted(wanted - have):
-            session.add(DashboardTag(tag_id=tag_id, dashboard_id=row.id))
+        set_linked_tags(session, DashboardTag, "dashboard_id", row.id, row.environment_id, tags)
 
     def _tags_of(self, session: Session, dashboard_ids: list[int]) -> dict[int, list[str]]:
-        tags: dict[int, list[str]] = {}
-        for dashboard_id, name in session.execute(
-            select(DashboardTag.dashboard_id, Tag.name)
-            .join(Tag, Tag.id == DashboardTag.tag_id)
-            .where(DashboardTag.dashboard_id.in_(dashboard_ids))
-            .order_by(Tag.name)
-        ):
-            tags.setdefault(dashboard_id, []).append(name)
-        return tags
+        return linked_tags(session, DashboardTag, "dashboard_id", dashboard_ids)
 
     def _snapshot(self, session: Session, row: Dashboard) -> dict[str, Any]:
         """The diffed fields of a dashboard; its tiles as the layout of insight ids."""
