@@ -31,7 +31,6 @@ from server.queries.paths import sql as psql
 from server.queries.paths.compute import plan
 from server.queries.paths.spec import EXPRESSION_PATH, PathsSpec, paths_spec
 from server.queries.sql.expression import run_statement
-from server.queries.sql.expression_errors import refusing
 
 
 @dataclass(frozen=True)
@@ -93,9 +92,8 @@ def run_paths_actors(
         return statement(params, spec, node, context, keys, limit=limit, offset=offset)
 
     made = plan(query, spec, ctx, build)
-    if spec.expression is not None:
-        execute = refusing(execute, (EXPRESSION_PATH,))
-    rows = run_statement(execute, made.sql, made.params)
+    paths = (EXPRESSION_PATH,) if spec.expression is not None else ()
+    rows = run_statement(execute, made.sql, made.params, paths)
     ids = [str(row[0]) for row in rows]
     return ActorsPage(ids[:limit], len(ids) > limit, spec.aggregation, made.grid, made.sql)
 

@@ -17,7 +17,6 @@ from server.queries.funnels.compute import funnel_context
 from server.queries.paths import sql as psql
 from server.queries.paths.spec import EXPRESSION_PATH, PathsSpec, paths_spec
 from server.queries.sql.expression import run_statement
-from server.queries.sql.expression_errors import refusing
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,8 @@ def run_paths(query: query_pb2.PathsQuery, ctx: QueryContext, execute: Execute) 
     spec = paths_spec(query)
     nodes.refuse_later(query, spec.later, "PathsQuery", "PATHS_OPTION_NOT_IMPLEMENTED")
     edges = plan(query, spec, ctx)
-    if spec.expression is not None:
-        execute = refusing(execute, (EXPRESSION_PATH,))
-    rows = run_statement(execute, edges.sql, edges.params)
+    paths = (EXPRESSION_PATH,) if spec.expression is not None else ()
+    rows = run_statement(execute, edges.sql, edges.params, paths)
     return PathsOutcome(shape(rows), edges.grid, edges.sql)
 
 

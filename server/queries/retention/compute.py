@@ -17,7 +17,6 @@ from server.queries.retention import sql as rsql
 from server.queries.retention.dates import RetentionRange, retention_range
 from server.queries.retention.spec import RetentionSpec, expression_path, retention_spec
 from server.queries.sql.expression import run_statement
-from server.queries.sql.expression_errors import refusing
 
 # Values one answer may hold at most (cohorts × periods × breakdown values), as trends bounds its
 # points; lower than trends' million because each value is a message with its label (~20 bytes).
@@ -57,18 +56,18 @@ def run_retention(query: query_pb2.RetentionQuery, ctx: QueryContext, execute: E
     an option this service does not compute yet."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, plan.spec.later, "RetentionQuery", "RETENTION_OPTION_NOT_IMPLEMENTED")
-    if plan.spec.breakdown is not None and plan.spec.breakdown[1] == "hogql":
-        execute = refusing(execute, (expression_path(query.breakdown_filter),))
+    hogql = plan.spec.breakdown is not None and plan.spec.breakdown[1] == "hogql"
+    paths = (expression_path(query.breakdown_filter),) if hogql else ()
     prelude = ""
     if plan.context.shape.bins:
         # A histogram's buckets come from the numbers' minimum and maximum: one query first,
         # then the plan again with its buckets bound.
         params = Params(columns=ctx.materialized)
         prelude = rsql.histogram_bounds(params, plan.spec, query, plan.context)
-        low, high = run_statement(execute, prelude, params)[0]
+        low, high = run_statement(execute, prelude, params, paths)[0]
         plan = _plan(query, ctx, buckets(as_float(low), as_float(high), plan.context.shape.bins))
         prelude += ";\n"
-    rows = run_statement(execute, plan.sql, plan.params)
+    rows = run_statement(execute, plan.sql, plan.params, paths)
     result, has_more = _shape(plan.spec, plan.dates, rows)
     return RetentionOutcome(result, has_more, plan.dates, prelude + plan.sql)
 

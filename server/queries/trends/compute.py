@@ -27,7 +27,6 @@ from server.queries.common.formula import parse_formula
 from server.queries.common.incohort import CohortCompiler
 from server.queries.common.sql import Params
 from server.queries.sql.expression import check_expression, run_statement
-from server.queries.sql.expression_errors import refusing
 from server.queries.trends import sql as tsql
 from server.queries.trends.smoothing import smooth
 
@@ -122,10 +121,10 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute
     Unimplemented (naming the field) for an option this service does not compute."""
     plan = _plan(query, ctx)
     nodes.refuse_later(query, [], "TrendsQuery", "TRENDS_OPTION_NOT_IMPLEMENTED")
-    execute = refusing(execute, expression_paths(query))
+    paths = expression_paths(query)
     breakdown = plan.breakdown
     if breakdown is None or not breakdown.histograms():
-        return _finish(plan, execute)
+        return _finish(plan, execute, paths)
     # A histogram's buckets come from the numbers' minimum and maximum: one query first, then
     # the plan again with its buckets bound.
     bounds = tsql.histogram_bounds(plan.params, [(spec, window) for *_, window, spec in plan.branches], breakdown)
@@ -133,11 +132,11 @@ def run_trends(query: query_pb2.TrendsQuery, ctx: QueryContext, execute: Execute
     used = {name: value for name, value in plan.params.values.items() if f"{{{name}:" in bounds}
     # Through run_statement like the main statement, so a caller's expression the engine rejects
     # here too is INVALID_ARGUMENT naming it.
-    row = run_statement(lambda sql, _all: execute(sql, used), bounds, plan.params)[0]
+    row = run_statement(lambda sql, _all: execute(sql, used), bounds, plan.params, paths)[0]
     grids: list[Buckets | None] = [None] * len(breakdown.dimensions)
     for j, i in enumerate(breakdown.histograms()):
         grids[i] = buckets(as_float(row[2 * j]), as_float(row[2 * j + 1]), breakdown.shape(i).bins)
-    outcome = _finish(_plan(query, ctx, tuple(grids)), execute)
+    outcome = _finish(_plan(query, ctx, tuple(grids)), execute, paths)
     return dataclasses.replace(outcome, sql=f"{bounds};\n{outcome.sql}")
 
 
@@ -229,7 +228,7 @@ def _plan(query: query_pb2.TrendsQuery, ctx: QueryContext, grids: tuple[Buckets 
     )
 
 
-def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
+def _finish(plan: _Plan, execute: Execute, paths: Sequence[str]) -> TrendsOutcome:
     """Runs a plan's statement (and the recount of "Other" when needed) and shapes the result."""
     query, ctx, breakdown, limit, total_value = (
         plan.query,
@@ -242,7 +241,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
     statements = [plan.sql]
     labels = [series_label(node, ctx.definitions.actions) for node in query.series]
     cohort_breakdown = bool(breakdown and breakdown.cohorts)
-    found, others = _split(run_statement(execute, plan.sql, plan.params), len(branches))
+    found, others = _split(run_statement(execute, plan.sql, plan.params, paths), len(branches))
     has_more = False
     shaped: list[list[_Item]] = []
     recount: list[int] = []  # branches whose "Other" line is counted again
@@ -265,7 +264,7 @@ def _finish(plan: _Plan, execute: Execute) -> TrendsOutcome:
             parts.append((tsql.statement(other_params, other_spec, window, breakdown, exclude_values=kept), False))
         other_sql = tsql.union(parts)
         statements.append(other_sql)
-        recounted, _ = _split(run_statement(execute, other_sql, other_params), len(recount))
+        recounted, _ = _split(run_statement(execute, other_sql, other_params, paths), len(recount))
         for position, b in enumerate(recount):
             values = recounted[position]
             for item in shaped[b]:
