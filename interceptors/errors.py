@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from interceptors.callstate import is_abort, is_call_over, is_cancelled
 from interceptors.wrap import CallInterceptor
-from server import errors
+from server import errors, requestid
 
 DOMAIN = "insights.v1"
 log = logging.getLogger("insights.errors")
@@ -70,6 +70,10 @@ def to_status(error: errors.DomainError) -> status_pb2.Status:
             retry_delay=duration_pb2.Duration(seconds=seconds, nanos=int((delay - seconds) * 1e9))
         )
     info = error_details_pb2.ErrorInfo(reason=clip(error.reason, MAX_NAME_BYTES), domain=DOMAIN)
+    rid = requestid.current.get()
+    if rid is not None:
+        # First, so that it is never the entry the size bound leaves out (at most 128 characters).
+        info.metadata["request_id"] = rid
     # Room left for metadata and violations; 64 bytes cover the Any wrappers' type URLs and tags.
     room = MAX_DETAILS_BYTES - info.ByteSize() - (retry.ByteSize() if retry else 0) - 3 * 64
     for key, value in error.metadata.items():

@@ -1,4 +1,5 @@
-"""One log line per call: method, the status code the client saw, duration, environment and key id."""
+"""One log line per call (method, the status code the client saw, duration, environment, key id),
+and the call's request id: chosen first, sent back in the response headers, on every log line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 
 from interceptors.callstate import is_abort, is_call_over, is_cancelled
 from interceptors.wrap import CallInterceptor
+from server import requestid
 from server.services.context import current_principal
 
 log = logging.getLogger("insights.requests")
@@ -54,6 +56,7 @@ class LoggingInterceptor(CallInterceptor):
         start = time.perf_counter()
         budget = context.time_remaining()
         ended: BaseException | None = None
+        await _begin(context)
         try:
             return await call()
         except BaseException as exc:
@@ -72,6 +75,7 @@ class LoggingInterceptor(CallInterceptor):
         start = time.perf_counter()
         budget = context.time_remaining()
         ended: BaseException | None = None
+        await _begin(context)
         try:
             async for message in call():
                 yield message
@@ -121,6 +125,18 @@ class LoggingInterceptor(CallInterceptor):
             environment if environment else "-",
             principal.key_id if principal else "-",
         )
+
+
+async def _begin(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Chooses the call's request id and sends it in the response headers straight away, so that a
+    caller has it whatever happens next (an error, a deadline, a stream cut short)."""
+    rid = requestid.begin(context.invocation_metadata())
+    try:
+        await context.send_initial_metadata(((requestid.HEADER, rid),))
+    except Exception as exc:
+        # The call ended before it began (the client went away): nothing to send it to.
+        if not (is_call_over(exc) or isinstance(exc, grpc.aio.AioRpcError)):
+            raise
 
 
 def _name(code: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from interceptors.wrap import HandlerWrapper, _aiter, _await
+from server import requestid
 from server.errors import FieldViolation, InvalidArgument
 from server.queries.common.checks import problems
 
@@ -51,7 +52,16 @@ def _decoder(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
 
 
 def check(request: Any) -> None:
-    """Raises InvalidArgument for an undecodable request or one with fields the contract refuses."""
+    """Raises InvalidArgument for an undecodable request, one with fields the contract refuses, or
+    an unusable x-request-id header."""
+    refused = requestid.refused.get()
+    if refused is not None:
+        raise InvalidArgument(
+            f"the {requestid.HEADER} header must be one value of 1-{requestid.MAX_CHARS} letters, digits "
+            f"or . _ : / + = @ - (got {refused!r})",
+            field=requestid.HEADER,
+            reason="INVALID_REQUEST_ID",
+        )
     if isinstance(request, Undecodable):
         raise InvalidArgument(
             f"the request could not be decoded as {request.type_name}: {request.cause}",

@@ -36,7 +36,7 @@ from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
 from interceptors.validation import RequestChecks
-from server import redaction, transport
+from server import redaction, requestid, transport
 from server.config import Settings
 from server.domain import accounts
 from server.domain.actions import Actions
@@ -198,6 +198,7 @@ class App:
     async def start(self) -> int:
         """Binds the listen address, starts serving and returns the bound port."""
         redaction.install()  # however the process set up logging, no secret reaches a log line
+        requestid.install()  # and every record says which call it came from
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=common.reads_cache_only)
         self.requests_log = LoggingInterceptor()

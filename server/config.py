@@ -89,6 +89,8 @@ class Settings:
     text_model_allowed_networks: str = ""
     # Python logging level.
     log_level: str = "INFO"
+    # Log lines as text (`text`) or one JSON object per line (`json`), for a log collector.
+    log_format: str = "text"
     # PEM certificate chain and private key the server presents; with both set it speaks TLS only.
     tls_cert: str = ""
     tls_key: str = ""
@@ -156,6 +158,8 @@ class Settings:
             raise InvalidArgument(
                 f"INSIGHTS_MATERIALIZED_PROPERTIES: {exc}", field="materialized_properties"
             ) from None
+        if self.log_format not in ("text", "json"):
+            raise InvalidArgument("INSIGHTS_LOG_FORMAT must be text or json", field="log_format")
         if self.workers < 1:
             raise InvalidArgument("INSIGHTS_WORKERS must be >= 1", field="workers")
         if not 0 < self.max_response_bytes <= self.max_response_opt_in_bytes:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server import redaction, transport
+from server import logformat, transport
 from server.cli import admin
 from server.config import Settings
 from server.errors import DomainError
+from server.logformat import FORMATS
 from storage.migrate import upgrade
 
 
@@ -27,6 +27,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace-seconds", type=float, help="shutdown grace period (INSIGHTS_GRACE_SECONDS)")
     parser.add_argument("--workers", type=int, help="threads for blocking calls (INSIGHTS_WORKERS)")
     parser.add_argument("--log-level", help="logging level (INSIGHTS_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-format", choices=FORMATS, help="text lines, or one JSON object per line (INSIGHTS_LOG_FORMAT)"
+    )
 
 
 def _tls_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +55,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         grace_seconds=args.grace_seconds,
         workers=args.workers,
         log_level=args.log_level,
+        log_format=args.log_format,
         # Only `serve` has these flags.
         tls_cert=getattr(args, "tls_cert", None),
         tls_key=getattr(args, "tls_key", None),
@@ -169,10 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    redaction.install()  # before anything can log a key, a token or a password
+    # Redaction is installed here, before anything can log a key, a token or a password.
+    logformat.configure(settings.log_level, settings.log_format)
     from server.cli.loader import TransportError
 
     try:
