@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -71,6 +72,11 @@ def test_a_text_line_shows_the_request_id(captured: Captured) -> None:
 
 
 def test_the_ids_chosen_from_metadata() -> None:
+    # In a context of its own, as each call has: what begin() sets must not reach other tests.
+    contextvars.copy_context().run(_choose_ids)
+
+
+def _choose_ids() -> None:
     assert requestid.begin([("x-request-id", "trace-1/2:3")]) == "trace-1/2:3"
     assert requestid.refused.get() is None
     fresh = requestid.begin([("authorization", "Bearer x")])
