@@ -40,6 +40,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.serverproc import unthrottled
 from bench.trends import QUERIES, load_dataset, wait_serving
 from generated.insights.v1 import query_pb2, query_service_pb2_grpc
 from interceptors.auth import AuthInterceptor, KeyCache, method_policies
@@ -172,7 +173,7 @@ def prepare(tmp: Path, scopes: list[str]) -> Prepared:
         log_level="WARNING",
         grace_seconds=1.0,
     )
-    return Prepared(with_server_tls(settings), env_id, (("authorization", f"Bearer {raw_key}"),))
+    return Prepared(with_server_tls(unthrottled(settings)), env_id, (("authorization", f"Bearer {raw_key}"),))
 
 
 async def load_demo(app: App, environment_id: int, events: int, seed: int) -> str:

@@ -4,6 +4,7 @@ and what the benchmark reads of it from outside (RSS, CPU time)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -19,7 +20,17 @@ from pathlib import Path
 
 import grpc
 
+from server.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# Benches measure what the service can do, not the per-key limits a deployment sets.
+UNTHROTTLED = {"throttle_default": "", "throttle_compute": "", "throttle_ai": ""}
+
+
+def unthrottled(settings: Settings) -> Settings:
+    """`settings` without throttles (see UNTHROTTLED)."""
+    return dataclasses.replace(settings, throttle_default="", throttle_compute="", throttle_ai="")
 
 
 @dataclass
@@ -77,6 +88,7 @@ def prepared(events: int, prefix: str, **settings: str) -> Iterator[Prepared]:
             "INSIGHTS_EVENTS_DSN": f"chdb://{tmp / 'events'}",
             "INSIGHTS_ALERT_POLL_SECONDS": "0",
             "INSIGHTS_LOG_LEVEL": "WARNING",
+            **{f"INSIGHTS_{name.upper()}": value for name, value in UNTHROTTLED.items()},
             **{f"INSIGHTS_{name.upper()}": value for name, value in settings.items()},
         }
         _run([sys.executable, "-m", "server", "migrate"], env)

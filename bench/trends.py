@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import kit
+from bench.serverproc import unthrottled
 from generated.insights.v1 import common_pb2, events_pb2, insight_pb2, insight_pb2_grpc, query_pb2
 from server.app import App
 from server.cli.demo import Dataset, generate
@@ -284,7 +285,7 @@ async def measure_size(size: int, tmp: Path, args: argparse.Namespace) -> dict[s
         log_level="WARNING",
         grace_seconds=1.0,
     )
-    app = App(with_server_tls(settings))
+    app = App(with_server_tls(unthrottled(settings)))
     result: dict[str, Any] = {"size": size, "queries": {}}
     try:
         began = time.perf_counter()

@@ -35,6 +35,7 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
+from interceptors.throttling import ThrottleInterceptor
 from interceptors.validation import RequestChecks
 from server import redaction, requestid, transport
 from server.config import Settings
@@ -52,6 +53,7 @@ from server.domain.insights import Insights
 from server.domain.metadata import InsightMetadata, TextModel
 from server.domain.readcache import ReadCache
 from server.domain.sharing import Sharing
+from server.domain.throttle import Throttle
 from server.domain.unlocks import UnlockLimits
 from server.execution.refresh import Execution
 from server.execution.resultcache import MemoryResultCache
@@ -181,6 +183,7 @@ class App:
         )
         # Tests expire verified keys without waiting by replacing `self.key_cache.clock`.
         self.key_cache = KeyCache(settings.auth_cache_seconds)
+        self.throttle = Throttle(settings.throttles)
         self.health = health.aio.HealthServicer()
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -215,6 +218,8 @@ class App:
                     self.key_cache,
                     resolve_share=self._resolve_share,
                 ),
+                # After auth (it counts per key or shared link), before anything does work for the call.
+                ThrottleInterceptor(self.throttle, common.reads_cache_only),
                 # After auth, before anything reads the request: undecodable bytes and undefined
                 # enum numbers are INVALID_ARGUMENT for every method, stored queries included.
                 RequestChecks(),

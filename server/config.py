@@ -11,6 +11,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from server.domain.alerts.egress import EgressPolicy
+from server.domain.throttle import DEFAULT_RATES, Rate, parse_rates
 from server.errors import InvalidArgument
 from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 
@@ -89,6 +90,12 @@ class Settings:
     text_model_allowed_networks: str = ""
     # Python logging level.
     log_level: str = "INFO"
+    # Throttles per API key and environment (or shared link): COUNT/UNIT rates, comma-separated, all
+    # of which a call must fit (burst, sustained); empty: that class is not throttled. `compute` is the
+    # methods that may run the engine, `ai` the analysis ones, `default` every other call.
+    throttle_default: str = DEFAULT_RATES["default"]
+    throttle_compute: str = DEFAULT_RATES["compute"]
+    throttle_ai: str = DEFAULT_RATES["ai"]
     # Log lines as text (`text`) or one JSON object per line (`json`), for a log collector.
     log_format: str = "text"
     # PEM certificate chain and private key the server presents; with both set it speaks TLS only.
@@ -111,6 +118,11 @@ class Settings:
     @property
     def text_model_policy(self) -> EgressPolicy:
         return EgressPolicy.parse(self.text_model_allowed_networks)
+
+    @property
+    def throttles(self) -> dict[str, tuple[Rate, ...]]:
+        """The rates of each throttle class (validated() has checked they parse)."""
+        return {name: parse_rates(getattr(self, f"throttle_{name}")) for name in DEFAULT_RATES}
 
     @property
     def materialized_keys(self) -> list[str]:
@@ -158,6 +170,11 @@ class Settings:
             raise InvalidArgument(
                 f"INSIGHTS_MATERIALIZED_PROPERTIES: {exc}", field="materialized_properties"
             ) from None
+        for name in DEFAULT_RATES:
+            try:
+                parse_rates(getattr(self, f"throttle_{name}"))
+            except ValueError as exc:
+                raise InvalidArgument(f"INSIGHTS_THROTTLE_{name.upper()}: {exc}", field=f"throttle_{name}") from None
         if self.log_format not in ("text", "json"):
             raise InvalidArgument("INSIGHTS_LOG_FORMAT must be text or json", field="log_format")
         if self.workers < 1:

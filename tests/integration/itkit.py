@@ -267,6 +267,10 @@ def make_settings(database_url: str, events_dsn: str, **overrides: Any) -> Any:
         "alert_poll_seconds": 0.0,
         # Alert tests' webhook receivers listen on 127.0.0.1, admitted like an operator would.
         "alert_webhook_allowed_networks": "127.0.0.1/32",
+        # Suites make hundreds of calls a minute with one key; throttle tests turn them on.
+        "throttle_default": "",
+        "throttle_compute": "",
+        "throttle_ai": "",
     }
     values.update(overrides)
     return Settings(**values)
