@@ -36,8 +36,9 @@ from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
 from interceptors.throttling import ThrottleInterceptor
+from interceptors.tracing import TracingInterceptor
 from interceptors.validation import RequestChecks
-from server import redaction, requestid, transport
+from server import redaction, requestid, tracing, transport
 from server.config import Settings
 from server.domain import accounts
 from server.domain.actions import Actions
@@ -55,6 +56,7 @@ from server.domain.readcache import ReadCache
 from server.domain.sharing import Sharing
 from server.domain.throttle import Throttle
 from server.domain.unlocks import UnlockLimits
+from server.errors import InvalidArgument
 from server.execution.refresh import Execution
 from server.execution.resultcache import MemoryResultCache
 from server.memory import MemoryBudget
@@ -208,6 +210,8 @@ class App:
         server = grpc.aio.server(
             interceptors=[
                 self.requests_log,
+                # Only while spans go somewhere (server/tracing.py): otherwise not even its no-op work.
+                *([TracingInterceptor()] if tracing.enabled() else []),
                 ErrorInterceptor(),
                 ResponseLimitInterceptor(
                     self.settings.max_response_bytes, self.settings.max_response_opt_in_bytes
@@ -334,6 +338,10 @@ async def serve(settings: Settings) -> int:
     """Runs until SIGTERM or SIGINT, then shuts down gracefully; returns the exit code."""
     # A bad certificate or key stops the start here, before any store is opened.
     transport.server_credentials(settings)
+    try:
+        provider = tracing.configure()
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), field="OTEL_TRACES_EXPORTER") from None
     app = App(settings)
     await app.start()
     loop = asyncio.get_running_loop()
@@ -349,4 +357,7 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await app.wait_stopped()
+    if provider is not None:
+        # Spans still in the batch go out before the process ends.
+        provider.shutdown()  # type: ignore[attr-defined]
     return 0

@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from server import tracing
+
 
 class Database:
     """One SQLAlchemy engine and its session factory."""
@@ -31,6 +33,7 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        _trace_statements(self.engine, self.dialect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -50,6 +53,37 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _trace_statements(engine: Engine, dialect: str) -> None:
+    """A CLIENT span per statement while tracing is on: its SQL text (parameters are bound
+    separately and never tagged) and the dialect."""
+    system = "postgresql" if dialect.startswith("postgres") else dialect
+
+    def before(conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        if tracing.enabled():
+            span = tracing.tracer().start_span(
+                "metadata.query",
+                kind=tracing.trace.SpanKind.CLIENT,
+                attributes={"db.system": system, "db.statement": tracing.statement(statement)},
+            )
+            context._insights_span = span
+
+    def after(conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+        span = getattr(context, "_insights_span", None)
+        if span is not None:
+            span.end()
+
+    def failed(exception_context: Any) -> None:
+        span = getattr(exception_context.execution_context, "_insights_span", None)
+        if span is not None:
+            failure = type(exception_context.original_exception).__name__
+            span.set_status(tracing.trace.Status(tracing.trace.StatusCode.ERROR, failure))
+            span.end()
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    event.listen(engine, "handle_error", failed)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -17,7 +17,9 @@ from urllib.parse import urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
+from opentelemetry.trace import Span
 
+from server import tracing
 from storage import persons as person_upkeep
 from storage.elements import ELEMENTS_COLUMNS
 from storage.event_dedup import (
@@ -581,14 +583,30 @@ class EventStore:
             tagged = engine_settings.setdefault("log_comment", run_id)
             if tagged != run_id:
                 raise ValueError("settings['log_comment'] conflicts with run_id: pass one of them")
-        with self.client() as client:
+        with self.client() as client, self._span(sql) as span:
             try:
                 result = client.query(sql, parameters=params or None, settings=engine_settings or None)
             except ClickHouseConnectError as exc:
                 if is_cancellation(exc):
                     raise QueryCancelled(f"engine query was cancelled: {exc}", run_id) from exc
                 raise
+            if span is not None:
+                span.set_attribute("db.response.returned_rows", len(result.result_rows))
             return [tuple(row) for row in result.result_rows]
+
+    @contextmanager
+    def _span(self, sql: str) -> Iterator[Span | None]:
+        """A CLIENT span around an engine statement while tracing is on: its text (placeholders;
+        the values are bound apart and never tagged); an engine error marks it failed."""
+        if not tracing.enabled():
+            yield None
+            return
+        with tracing.tracer().start_as_current_span(
+            "engine.query",
+            kind=tracing.trace.SpanKind.CLIENT,
+            attributes={"db.system": "clickhouse", "db.statement": tracing.statement(sql)},
+        ) as span:
+            yield span
 
     def progress(self, run_id: str) -> EngineProgress | None:
         """The engine's counters for the query tagged `run_id`, or None when none is running.
