@@ -25,12 +25,12 @@ from server.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 # Benches measure what the service can do, not the per-key limits a deployment sets.
-UNTHROTTLED = {"throttle_default": "", "throttle_compute": "", "throttle_ai": ""}
+UNTHROTTLED = {"throttle_default": "off", "throttle_compute": "off", "throttle_ai": "off"}
 
 
 def unthrottled(settings: Settings) -> Settings:
     """`settings` without throttles (see UNTHROTTLED)."""
-    return dataclasses.replace(settings, throttle_default="", throttle_compute="", throttle_ai="")
+    return dataclasses.replace(settings, throttle_default="off", throttle_compute="off", throttle_ai="off")
 
 
 @dataclass

@@ -91,7 +91,7 @@ class Settings:
     # Python logging level.
     log_level: str = "INFO"
     # Throttles per API key and environment (or shared link): COUNT/UNIT rates, comma-separated, all
-    # of which a call must fit (burst, sustained); empty: that class is not throttled. `compute` is the
+    # of which a call must fit (burst, sustained); `off`: that class is not throttled. `compute` is the
     # methods that may run the engine, `ai` the analysis ones, `default` every other call.
     throttle_default: str = DEFAULT_RATES["default"]
     throttle_compute: str = DEFAULT_RATES["compute"]

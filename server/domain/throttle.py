@@ -34,15 +34,17 @@ class Rate:
 
 
 def parse_rates(text: str) -> tuple[Rate, ...]:
-    """'480/minute,4800/hour' → its rates; '' → none (that class is not throttled). ValueError
-    saying what is wrong otherwise."""
-    if not text.strip():
+    """'480/minute,4800/hour' → its rates; 'off' (or '') → none: that class is not throttled.
+    ValueError saying what is wrong otherwise."""
+    if text.strip().lower() in ("", "off"):
         return ()
     rates = []
     for part in text.split(","):
         found = _RATE.fullmatch(part)
         if found is None or int(found.group(1)) < 1:
-            raise ValueError(f"{part.strip()!r} is not COUNT/UNIT (COUNT >= 1, UNIT second, minute, hour or day)")
+            raise ValueError(
+                f"{part.strip()!r} is not COUNT/UNIT (COUNT >= 1, UNIT second, minute, hour or day) or off"
+            )
         rates.append(Rate(int(found.group(1)), _UNITS[found.group(2)]))
     return tuple(rates)
 

@@ -268,9 +268,9 @@ def make_settings(database_url: str, events_dsn: str, **overrides: Any) -> Any:
         # Alert tests' webhook receivers listen on 127.0.0.1, admitted like an operator would.
         "alert_webhook_allowed_networks": "127.0.0.1/32",
         # Suites make hundreds of calls a minute with one key; throttle tests turn them on.
-        "throttle_default": "",
-        "throttle_compute": "",
-        "throttle_ai": "",
+        "throttle_default": "off",
+        "throttle_compute": "off",
+        "throttle_ai": "off",
     }
     values.update(overrides)
     return Settings(**values)

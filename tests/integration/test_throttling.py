@@ -24,7 +24,7 @@ from tests.integration.itkit import (
     rich_status,
 )
 
-LIMITS = {"throttle_default": "3/minute,100/hour", "throttle_compute": "2/minute", "throttle_ai": ""}
+LIMITS = {"throttle_default": "3/minute,100/hour", "throttle_compute": "2/minute", "throttle_ai": "off"}
 
 
 def _retry_seconds(err: grpc.aio.AioRpcError) -> float:

@@ -82,6 +82,7 @@ def test_check_says_when_to_come_back() -> None:
         ("480/minute,4800/hour", (Rate(480, 60.0), Rate(4800, 3600.0))),
         (" 2 / second ", (Rate(2, 1.0),)),
         ("", ()),
+        ("OFF", ()),
     ],
 )
 def test_rates_parse(text: str, rates: tuple[Rate, ...]) -> None:
