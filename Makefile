@@ -5,14 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
-# Touched after a successful install: reruns skip pip unless requirements.txt changed.
+# Touched after a successful install: reruns skip pip unless a requirements file changed.
 STAMP  := $(VENV)/.installed
 
 .PHONY: venv proto lint test run mutation
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt $(wildcard requirements/*.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
