@@ -38,6 +38,13 @@ def spread(samples: dict[str, list[float]]) -> float:
     return max((max(v) - min(v)) / statistics.median(v) for v in samples.values() if v)
 
 
+def paired_ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
+    """The median over rounds of `top / bottom` timed in the same round. Both paths of a round run
+    seconds apart, so a load that comes and goes (another process, a merge, the page cache) slows
+    both or neither; the ratio of two medians, taken from different rounds, swings with it."""
+    return median([t / b for t, b in zip(samples[top], samples[bottom], strict=True)])
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
