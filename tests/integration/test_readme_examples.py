@@ -139,7 +139,7 @@ def test_readme_example_runs(block: Block, request: pytest.FixtureRequest) -> No
 def test_every_not_run_marker_stands_above_a_block() -> None:
     """A marker that no longer sits right above a block (text inserted between) would leave the block
     to run unmarked and the marker to mark nothing: both are mistakes of an edit."""
-    markers = len(re.findall(r"<!--\s*not-run:", README.read_text(encoding="utf-8")))
+    markers = len(re.findall(r"^<!--\s*not-run:", README.read_text(encoding="utf-8"), re.MULTILINE))
     assert markers == sum(block.not_run is not None for block in BLOCKS)
 
 
