@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +202,8 @@ def run_in_one_shell(
 ) -> list[Outcome]:
     """Runs the commands (each with the text to run) one after the other in one bash process, so that
     variables one sets are there for the next, as in a reader's terminal; each command's exit status
-    and output are kept apart. A failing command does not stop the ones after it."""
+    and output are kept apart. A failing command does not stop the ones after it; one still running
+    after `timeout` seconds is killed, and it and the ones after it have exit status -1."""
     out = cwd / ".outcomes"
     out.mkdir()
     parts = ["set -o pipefail"]
@@ -211,7 +214,13 @@ def run_in_one_shell(
             parts.append(f'printf %s "${command.assigns}" >{out}/{index}.value')
     script = cwd / ".readme.sh"
     script.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    subprocess.run(["bash", str(script)], cwd=cwd, env=env, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    # A session of its own: a command that hangs is killed with its children (grpcurl under bash).
+    shell = subprocess.Popen(["bash", str(script)], cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        shell.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
     outcomes: list[Outcome] = []
     for index, (command, text) in enumerate(commands):
         rc = out / f"{index}.rc"
@@ -221,7 +230,9 @@ def run_in_one_shell(
                 text,
                 int(rc.read_text()) if rc.exists() else -1,
                 (out / f"{index}.out").read_text(errors="replace") if rc.exists() else "",
-                (out / f"{index}.err").read_text(errors="replace") if rc.exists() else "(never ran)",
+                (out / f"{index}.err").read_text(errors="replace")
+                if rc.exists()
+                else f"(not finished when the examples' {timeout:.0f} s were up)",
                 (out / f"{index}.value").read_text() if (out / f"{index}.value").exists() else None,
             )
         )

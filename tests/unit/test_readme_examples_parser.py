@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.support.readme_examples import json_values, sh_blocks, split_commands
+from tests.support.readme_examples import json_values, run_in_one_shell, sh_blocks, split_commands
 
 SCRIPT = r"""KEY=phx_...        # printed by `make run`
 G=".venv/bin/grpcurl -plaintext"
@@ -95,3 +98,16 @@ def test_json_values_reads_a_stream_of_answers() -> None:
     assert json_values("  \n") == []
     with pytest.raises(json.JSONDecodeError):
         json_values("ERROR:\n  Code: NotFound")
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_one_shell_keeps_variables_and_each_commands_outcome(tmp_path: Path) -> None:
+    script = 'ID=$(echo \'{"id": "6"}\' | jq -r .id)\nfalse | cat\necho "id $ID"\nNONE=$(echo \'{}\' | jq -r .id)\n'
+    commands = [(command, command.text) for command in split_commands(script)]
+    outcomes = run_in_one_shell(commands, tmp_path, dict(os.environ), timeout=60)
+    assert [(o.returncode, o.stdout, o.value) for o in outcomes] == [
+        (0, "", "6"),
+        (1, "", None),  # pipefail: grpcurl failing in front of a pipe still fails the command
+        (0, "id 6\n", None),  # a failure does not stop the commands after it
+        (0, "", "null"),
+    ]
