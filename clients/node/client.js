@@ -11,6 +11,7 @@
 //                            server's keepalive policy, never used by the test
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -53,7 +54,7 @@ function loadStatusTypes() {
   root.resolvePath = (origin, target) => {
     for (const dir of INCLUDE_DIRS) {
       const candidate = path.join(dir, target);
-      if (require('fs').existsSync(candidate)) return candidate;
+      if (fs.existsSync(candidate)) return candidate;
     }
     return protobuf.util.path.resolve(origin, target);
   };
