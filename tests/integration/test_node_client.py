@@ -152,5 +152,6 @@ def test_rich_error_is_decoded_from_the_status_details_trailer(summary: dict[str
     assert "400" in violations[0]["description"]
     info = by_type["google.rpc.ErrorInfo"]
     assert info["domain"] == "insights.v1" and info["reason"] == "INVALID_ARGUMENT"
-    assert info["metadata"] == {"field": "insight.name"}
+    assert info["metadata"]["field"] == "insight.name"
+    assert set(info["metadata"]) == {"field", "request_id"} and len(info["metadata"]["request_id"]) == 32
 
