@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 # Touched after a successful install: reruns skip pip unless a requirements file changed.
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv proto lint test run mutation
+.PHONY: venv proto stubs lint test run mutation
 
 venv: $(STAMP)
 
@@ -20,6 +20,14 @@ $(STAMP): requirements.txt $(wildcard requirements/*.txt)
 # Rebuilds generated/ from protos/ (a contract test fails when it is stale).
 proto: venv
 	$(PY) tools/gen_protos.py
+
+# Stubs for other languages (README "Stubs for other languages"): installs the plugins buf.gen.yaml
+# runs (Debian and npm packages, apt-get as root) and writes gen/go, gen/ts, gen/java (git-ignored).
+# go.mod names the Go module go_package points into (docs/decisions.md).
+stubs: venv
+	bash tools/stubs/install.sh
+	$(BIN)/buf generate
+	printf 'module example.com/insights/gen/go\n\ngo 1.19\n' > gen/go/go.mod
 
 lint: venv
 	$(BIN)/ruff check .

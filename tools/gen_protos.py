@@ -19,11 +19,18 @@ OUT = ROOT / "generated"
 # protoc writes absolute imports from the proto root ("from insights.v1 import
 # x_pb2"); we keep generated/ a real package, so they are rewritten to it.
 _IMPORT = re.compile(r"^(from|import) insights\.v1", re.MULTILINE)
+# Vendored googleapis protos (protos/google/README.md): Python takes them from the
+# googleapis-common-protos package, so generating a second google.rpc here would clash.
+VENDORED = frozenset({"google"})
 
 
 def generate(dest: Path) -> None:
     """Runs protoc for every proto file and writes the package into dest."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT))
+        for p in PROTO_ROOT.rglob("*.proto")
+        if p.relative_to(PROTO_ROOT).parts[0] not in VENDORED
+    )
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as raw:

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from generated.insights.v1 import query_pb2 as insights_dot_v1_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"insights/v1/insight_metadata.proto\x12\x0binsights.v1\x1a\x17insights/v1/query.proto\"_\n\x1eGenerateInsightMetadataRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12%\n\x05query\x18\x02 \x01(\x0b\x32\x16.insights.v1.QueryNode\"D\n\x1fGenerateInsightMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"insights/v1/insight_metadata.proto\x12\x0binsights.v1\x1a\x17insights/v1/query.proto\"_\n\x1eGenerateInsightMetadataRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12%\n\x05query\x18\x02 \x01(\x0b\x32\x16.insights.v1.QueryNode\"D\n\x1fGenerateInsightMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\tB\xaf\x01\n\x17\x63om.example.insights.v1B\x14InsightMetadataProtoP\x01Z2example.com/insights/gen/go/insights/v1;insightsv1\xa2\x02\x03INS\xaa\x02\x13\x45xample.Insights.V1\xca\x02\x13\x45xample\\Insights\\V1\xea\x02\x15\x45xample::Insights::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'insights.v1.insight_metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027com.example.insights.v1B\024InsightMetadataProtoP\001Z2example.com/insights/gen/go/insights/v1;insightsv1\242\002\003INS\252\002\023Example.Insights.V1\312\002\023Example\\Insights\\V1\352\002\025Example::Insights::V1'
   _globals['_GENERATEINSIGHTMETADATAREQUEST']._serialized_start=76
   _globals['_GENERATEINSIGHTMETADATAREQUEST']._serialized_end=171
   _globals['_GENERATEINSIGHTMETADATARESPONSE']._serialized_start=173

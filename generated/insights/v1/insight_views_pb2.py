@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from generated.insights.v1 import common_pb2 as insights_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finsights/v1/insight_views.proto\x12\x0binsights.v1\x1a\x18insights/v1/common.proto\"H\n\x19MarkInsightsViewedRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x13\n\x0binsight_ids\x18\x02 \x03(\x03\"G\n\x1aMarkInsightsViewedResponse\x12\x12\n\nviewed_ids\x18\x01 \x03(\x03\x12\x15\n\rnot_found_ids\x18\x02 \x03(\x03\"9\n\x1fListMyLastViewedInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\"b\n\x1bListTrendingInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"\x8b\x01\n\x1a\x45xportInsightResultRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x02id\x18\x02 \x01(\x03H\x00\x12\x12\n\x08short_id\x18\x03 \x01(\tH\x00\x12)\n\x07refresh\x18\x04 \x01(\x0e\x32\x18.insights.v1.RefreshModeB\x08\n\x06lookup\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finsights/v1/insight_views.proto\x12\x0binsights.v1\x1a\x18insights/v1/common.proto\"H\n\x19MarkInsightsViewedRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x13\n\x0binsight_ids\x18\x02 \x03(\x03\"G\n\x1aMarkInsightsViewedResponse\x12\x12\n\nviewed_ids\x18\x01 \x03(\x03\x12\x15\n\rnot_found_ids\x18\x02 \x03(\x03\"9\n\x1fListMyLastViewedInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\"b\n\x1bListTrendingInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"\x8b\x01\n\x1a\x45xportInsightResultRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x02id\x18\x02 \x01(\x03H\x00\x12\x12\n\x08short_id\x18\x03 \x01(\tH\x00\x12)\n\x07refresh\x18\x04 \x01(\x0e\x32\x18.insights.v1.RefreshModeB\x08\n\x06lookup\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\tB\xac\x01\n\x17\x63om.example.insights.v1B\x11InsightViewsProtoP\x01Z2example.com/insights/gen/go/insights/v1;insightsv1\xa2\x02\x03INS\xaa\x02\x13\x45xample.Insights.V1\xca\x02\x13\x45xample\\Insights\\V1\xea\x02\x15\x45xample::Insights::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'insights.v1.insight_views_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027com.example.insights.v1B\021InsightViewsProtoP\001Z2example.com/insights/gen/go/insights/v1;insightsv1\242\002\003INS\252\002\023Example.Insights.V1\312\002\023Example\\Insights\\V1\352\002\025Example::Insights::V1'
   _globals['_MARKINSIGHTSVIEWEDREQUEST']._serialized_start=74
   _globals['_MARKINSIGHTSVIEWEDREQUEST']._serialized_end=146
   _globals['_MARKINSIGHTSVIEWEDRESPONSE']._serialized_start=148

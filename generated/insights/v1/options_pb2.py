@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19insights/v1/options.proto\x12\x0binsights.v1\x1a google/protobuf/descriptor.proto\"\x7f\n\x0cMethodPolicy\x12\x17\n\x0frequired_scopes\x18\x01 \x03(\t\x12\x16\n\x0esharing_access\x18\x02 \x01(\x08\x12\x13\n\x0b\x63oalescable\x18\x03 \x01(\x08\x12\x19\n\x11response_per_user\x18\x04 \x01(\x08\x12\x0e\n\x06public\x18\x05 \x01(\x08:K\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x19.insights.v1.MethodPolicy:7\n\njson_value\x12!.google.protobuf.EnumValueOptions\x18\xd2\x86\x03 \x01(\t:4\n\tnode_kind\x12\x1f.google.protobuf.MessageOptions\x18\xd3\x86\x03 \x01(\t:5\n\njson_union\x12\x1f.google.protobuf.MessageOptions\x18\xd4\x86\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19insights/v1/options.proto\x12\x0binsights.v1\x1a google/protobuf/descriptor.proto\"\x7f\n\x0cMethodPolicy\x12\x17\n\x0frequired_scopes\x18\x01 \x03(\t\x12\x16\n\x0esharing_access\x18\x02 \x01(\x08\x12\x13\n\x0b\x63oalescable\x18\x03 \x01(\x08\x12\x19\n\x11response_per_user\x18\x04 \x01(\x08\x12\x0e\n\x06public\x18\x05 \x01(\x08:K\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x19.insights.v1.MethodPolicy:7\n\njson_value\x12!.google.protobuf.EnumValueOptions\x18\xd2\x86\x03 \x01(\t:4\n\tnode_kind\x12\x1f.google.protobuf.MessageOptions\x18\xd3\x86\x03 \x01(\t:5\n\njson_union\x12\x1f.google.protobuf.MessageOptions\x18\xd4\x86\x03 \x01(\x08\x42\xa7\x01\n\x17\x63om.example.insights.v1B\x0cOptionsProtoP\x01Z2example.com/insights/gen/go/insights/v1;insightsv1\xa2\x02\x03INS\xaa\x02\x13\x45xample.Insights.V1\xca\x02\x13\x45xample\\Insights\\V1\xea\x02\x15\x45xample::Insights::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'insights.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027com.example.insights.v1B\014OptionsProtoP\001Z2example.com/insights/gen/go/insights/v1;insightsv1\242\002\003INS\252\002\023Example.Insights.V1\312\002\023Example\\Insights\\V1\352\002\025Example::Insights::V1'
   _globals['_METHODPOLICY']._serialized_start=76
   _globals['_METHODPOLICY']._serialized_end=203
 # @@protoc_insertion_point(module_scope)
