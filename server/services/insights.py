@@ -375,7 +375,7 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
                 reason="NO_CACHED_RESULT",
             )
         # Off the event loop: the detectors score every bucket of every series (large for hourly ranges).
-        return await self._run(analyze.analyze, computed.result)
+        return await self._run(analyze.analyze, computed.result, view.query)
 
     async def GetInsightSuggestions(
         self, request: insight_analysis_pb2.GetInsightSuggestionsRequest, context: grpc.aio.ServicerContext
