@@ -375,7 +375,12 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
                 reason="NO_CACHED_RESULT",
             )
         # Off the event loop: the detectors score every bucket of every series (large for hourly ranges).
-        return await self._run(analyze.analyze, computed.result, view.query)
+        found = await self._run(analyze.analyze, computed.result, view.query)
+        model = self._metadata.text_model
+        if model is None:
+            return found
+        # The optional text model is an HTTP call (bounded by its timeout): off the event loop too.
+        return await self._run(analyze.narrated, found, model)
 
     async def GetInsightSuggestions(
         self, request: insight_analysis_pb2.GetInsightSuggestionsRequest, context: grpc.aio.ServicerContext

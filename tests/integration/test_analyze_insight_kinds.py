@@ -1,17 +1,26 @@
-"""AnalyzeInsight on cached stickiness, lifecycle, funnel-trends and time-to-convert results: the
-findings against figures this test derives from the events it ingests."""
+"""AnalyzeInsight on cached stickiness, lifecycle, funnel-trends and time-to-convert results (the
+findings against figures this test derives from the events it ingests), and the optional text model
+rewording the Markdown (a loopback endpoint started by the test)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
+from typing import Any
 
+import pytest
+
+from generated.insights.v1 import events_pb2 as epb
+from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_analysis_pb2 as apb
 from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import results_pb2 as rpb
-from tests.integration.itkit import Api, Server, Tenant
+from tests.integration.itkit import Api, Server, Tenant, bearer, dedicated_server
 from tests.integration.journeykit import BLOCKING, day_event, event_at, ingest, noon, viz
+from tests.support.chatmodel import Endpoint, completion
 
 _TODAY = dt.datetime.now(dt.UTC).date()
 
@@ -179,3 +188,59 @@ async def test_time_to_convert_is_analyzed_by_its_median_and_fullest_bins(
         == seconds[0] + min(i for i, n in per_bin.items() if n == fullest) * width
     )
     assert analysis.markdown.startswith(f"**Time to convert**: {len(seconds)} actors converted, ")
+
+
+async def test_a_configured_text_model_rewords_the_markdown_never_the_findings(
+    tmp_path_factory: pytest.TempPathFactory, events_dsn: str
+) -> None:
+    reworded = "Pageviews went from 2 to 4, up 100.0%."
+    answers = [(200, completion(reworded)), (500, b"{}"), (200, completion("Pageviews went from 2 to 9."))]
+    model = Endpoint(lambda body: answers.pop(0))
+    try:
+        async with dedicated_server(
+            tmp_path_factory.mktemp("analysismodel"),
+            events_dsn,
+            scopes=("insight:read", "insight:write", "event:write"),
+            text_model_url=model.url,
+            text_model_allowed_networks="127.0.0.1/32",
+        ) as dedicated:
+            metadata = bearer(dedicated.key)
+            events = [day_event("$pageview", f"p{n}", 1) for n in range(2)]
+            events += [day_event("$pageview", f"q{n}", 0) for n in range(4)]
+            ingested = await egrpc.EventsServiceStub(dedicated.channel).IngestEvents(
+                iter([epb.IngestEventsRequest(environment_id=dedicated.environment_id, events=events)]),
+                metadata=metadata,
+                timeout=30,
+            )
+            assert ingested.accepted == len(events)
+            stub: Any = igrpc.InsightsServiceStub(dedicated.channel)
+            query = qpb.TrendsQuery(series=[_events("$pageview")], date_range=qpb.DateRange(date_from="-1d"))
+            saved = await stub.CreateInsight(
+                ipb.CreateInsightRequest(
+                    environment_id=dedicated.environment_id,
+                    insight=ipb.Insight(name="two days", query=viz(query)),
+                ),
+                metadata=metadata,
+                timeout=30,
+            )
+            await stub.GetInsight(
+                ipb.GetInsightRequest(environment_id=dedicated.environment_id, id=saved.id, refresh=BLOCKING),
+                metadata=metadata,
+                timeout=60,
+            )
+            request = apb.AnalyzeInsightRequest(environment_id=dedicated.environment_id, id=saved.id)
+            by_model = await stub.AnalyzeInsight(request, metadata=metadata, timeout=30)
+            derived = await stub.AnalyzeInsight(request, metadata=metadata, timeout=30)  # the model fails
+            inventive = await stub.AnalyzeInsight(request, metadata=metadata, timeout=30)  # states a 9
+    finally:
+        model.close()
+    assert by_model.markdown == reworded
+    assert derived.markdown.startswith("**$pageview**: up from 2 to 4 (+100.0%).")
+    assert inventive.markdown == derived.markdown
+    # The findings are the analyzer's every time, whatever the model answered.
+    assert by_model.trends == derived.trends == inventive.trends
+    (series,) = derived.trends.series
+    assert (series.first_value, series.last_value) == (2, 4)
+    sent = json.loads(model.requests[0][1]["messages"][-1]["content"])
+    assert sent["draft"] == derived.markdown
+    assert sent["findings"]["trends"]["series"][0]["last_value"] == 4

@@ -823,7 +823,11 @@ class AnalyzeInsightResponse(_message.Message):
     TIME_TO_CONVERT_FIELD_NUMBER: _builtins.int
     markdown: _builtins.str
     """A short Markdown summary of the findings; empty when the insight's kind
-    has no analyzer (every InsightVizNode kind but paths has one).
+    has no analyzer (every InsightVizNode kind but paths has one). With a
+    text model configured (INSIGHTS_TEXT_MODEL_URL), the model's rewording
+    of the derived summary, kept only when it states no number the derived
+    one does not (else, and on any failure or timeout, the derived one).
+    The findings never come from the model.
     """
     @_builtins.property
     def trends(self) -> Global___TrendsFindings:

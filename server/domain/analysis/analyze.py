@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from generated.insights.v1 import insight_analysis_pb2 as apb
 from generated.insights.v1 import query_pb2, results_pb2
 from server.domain.analysis import funnel_views, funnels, lifecycle, retention, stickiness, trends
+from server.domain.metadata.textmodel import TextModel
 
 _ANALYZED = ("trends_query", "funnels_query", "retention_query", "stickiness_query", "lifecycle_query")
 
@@ -61,3 +64,16 @@ def analyze(
         statuses = lifecycle.findings(result.lifecycle)
         return apb.AnalyzeInsightResponse(markdown=lifecycle.markdown(statuses), lifecycle=statuses)
     return apb.AnalyzeInsightResponse()
+
+
+def narrated(found: apb.AnalyzeInsightResponse, model: TextModel | None) -> apb.AnalyzeInsightResponse:
+    """`found` with its Markdown reworded by the operator's text model when one is configured (a
+    failing or inventive model leaves the derived text); the findings are never the model's."""
+    which = found.WhichOneof("findings")
+    if model is None or which is None or not found.markdown:
+        return found
+    findings = json_format.MessageToDict(getattr(found, which), preserving_proto_field_name=True)
+    out = apb.AnalyzeInsightResponse()
+    out.CopyFrom(found)
+    out.markdown = model.narrate(found.markdown, {which: findings})
+    return out
