@@ -20,7 +20,7 @@ from server.domain.analysis import analyze, suggestions
 from server.domain.insights import Insights, InsightView, ListFilters
 from server.domain.metadata import InsightMetadata
 from server.domain.paging import Page
-from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
+from server.domain.readcontext import SAVED, ReadContext, checked, filters_from_json, in_dashboard
 from server.domain.views import InsightViews
 from server.errors import (
     Cancelled,
@@ -328,13 +328,21 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         self, request: insight_views_pb2.ExportInsightResultRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[insight_views_pb2.CsvChunk]:
         lookup = convert.lookup(request)
+        # Refused before the read is recorded, as GetInsight: a bad request changes nothing.
+        read = checked(filters_from_json(request.filters_override, "filters_override"), request.variables_override)
+        if request.HasField("from_dashboard"):
+            dashboard_filters = await self._run(
+                self._insights.check_dashboard, principal(), request.environment_id, request.from_dashboard
+            )
+            read = in_dashboard(read, dashboard_filters)
         view = await self._run(self._insights.get, principal(), request.environment_id, lookup)
         if view.query is None:
             raise FailedPrecondition("the insight has no query, so no result to export", reason="NO_QUERY")
         env = principal().environment(request.environment_id)
+        # The effective query keys the cache: the dashboard's (and the overrides') own entry.
         computed = await self._execution.result(
             env,
-            view.query,
+            read.query(view.query),
             common.refresh(request.refresh, Refresh.FORCE_CACHE),
             insight_id=view.insight.id,
         )

@@ -1,9 +1,12 @@
-"""GetInsight `from_dashboard`: the dashboard's stored filters change what is computed, each context
-under its own cache key, with numbers checked against the pure-Python oracle over the ingested events."""
+"""GetInsight and ExportInsightResult `from_dashboard`: the dashboard's stored filters change what is
+computed, each context under its own cache key, with numbers checked against the pure-Python oracle
+over the ingested events."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from typing import Any
 
@@ -15,9 +18,10 @@ from generated.insights.v1 import common_pb2 as cpb
 from generated.insights.v1 import events_pb2 as epb
 from generated.insights.v1 import events_pb2_grpc as egrpc
 from generated.insights.v1 import insight_pb2 as ipb
+from generated.insights.v1 import insight_views_pb2 as vpb
 from generated.insights.v1 import query_pb2 as qpb
 from tests.integration.dashboardkit import DashboardsApi
-from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, expect_error
+from tests.integration.itkit import Api, Server, Tenant, assert_invalid, bearer, error_info, expect_error
 from tests.oracle import Event, compute_trends
 
 NOW = dt.datetime.now(dt.UTC)
@@ -218,5 +222,90 @@ async def test_a_filter_the_insights_kind_cannot_take_is_refused_naming_it(
     board = await boards.create(name="Browsers", filters=ipb.DashboardFilter(breakdown_filter=_by_browser()))
     err = await expect_error(
         _read(api, created.id, from_dashboard=board.id), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert_invalid(err, "from_dashboard.filters.breakdown_filter")
+
+
+async def _export(api: Api, insight_id: int, refresh: int = 0, **context: Any) -> list[list[str]]:
+    request = vpb.ExportInsightResultRequest(
+        environment_id=api.environment_id, id=insight_id, refresh=refresh, **context
+    )
+    call = api.stub.ExportInsightResult(request, metadata=api.metadata, timeout=60)
+    return list(csv.reader(io.StringIO("".join([c.data async for c in call]), newline="")))
+
+
+def _exported_total(rows: list[list[str]]) -> float:
+    """The one series' count from a trends CSV (a column per bucket after the first four)."""
+    assert rows[0][:4] == ["series", "breakdown_value", "compare_label", "aggregated_value"]
+    (row,) = rows[1:]
+    return sum(float(c) for c in row[4:] if c)
+
+
+async def test_export_takes_the_dashboards_context_and_its_own_cache_entry(
+    api: Api, boards: DashboardsApi, saved: ipb.Insight
+) -> None:
+    board = await boards.create(
+        name="Chrome, two weeks", filters=ipb.DashboardFilter(date_from="-14d", properties=[_chrome()])
+    )
+    expected_chrome = _oracle_series(
+        {**SAVED_JSON, "dateRange": {"date_from": "-14d"}, "properties": [CHROME_JSON]}
+    )
+    # Nothing cached for the dashboard's context yet: a cache-only export says so.
+    err = await expect_error(
+        _export(api, saved.id, from_dashboard=board.id), grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert error_info(err).reason == "NO_CACHED_RESULT"
+    await _read(api, saved.id, from_dashboard=board.id)
+    # The cache-only export reads the dashboard's entry, which the saved query's key does not reach.
+    assert _exported_total(await _export(api, saved.id, from_dashboard=board.id)) == expected_chrome[None]
+    err = await expect_error(_export(api, saved.id), grpc.StatusCode.FAILED_PRECONDITION)
+    assert error_info(err).reason == "NO_CACHED_RESULT"
+
+    # A filters override in the reference's JSON form wins over the dashboard's date range.
+    override = json.dumps({"date_from": "-30d"})
+    layered = await _export(
+        api, saved.id, cpb.REFRESH_MODE_BLOCKING, from_dashboard=board.id, filters_override=override
+    )
+    assert (
+        _exported_total(layered)
+        == _oracle_series({**SAVED_JSON, "dateRange": {"date_from": "-30d"}, "properties": [CHROME_JSON]})[
+            None
+        ]
+    )
+    alone = await _export(
+        api,
+        saved.id,
+        cpb.REFRESH_MODE_BLOCKING,
+        filters_override=json.dumps({"date_from": "-30d", "properties": [CHROME_JSON]}),
+    )
+    assert _exported_total(alone) == _exported_total(layered)
+
+
+async def test_export_refuses_a_bad_override_or_dashboard_naming_it(
+    api: Api, boards: DashboardsApi, saved: ipb.Insight
+) -> None:
+    for bad in ("{not json", "[1]", json.dumps({"date_fro": "-3d"}), json.dumps({"properties": "Chrome"})):
+        err = await expect_error(
+            _export(api, saved.id, filters_override=bad), grpc.StatusCode.INVALID_ARGUMENT
+        )
+        assert_invalid(err, "filters_override", mentions="Invalid JSON passed in filters_override parameter")
+    err = await expect_error(_export(api, saved.id, from_dashboard=987654321), grpc.StatusCode.NOT_FOUND)
+    assert error_info(err).reason == "DASHBOARD_NOT_FOUND"
+    sticky = await api.create(
+        name="sticky",
+        query=qpb.QueryNode(
+            insight_viz_node=qpb.InsightVizNode(
+                source=qpb.InsightSource(
+                    stickiness_query=qpb.StickinessQuery(
+                        series=[qpb.SeriesNode(events_node=qpb.EventsNode(event="$pageview"))]
+                    )
+                )
+            )
+        ),
+    )
+    board = await boards.create(name="Browsers", filters=ipb.DashboardFilter(breakdown_filter=_by_browser()))
+    err = await expect_error(
+        _export(api, sticky.id, cpb.REFRESH_MODE_BLOCKING, from_dashboard=board.id),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert_invalid(err, "from_dashboard.filters.breakdown_filter")
