@@ -49,12 +49,19 @@ def checked(
     return ReadContext(((filters_override, "filters_override"),), variables)
 
 
-def in_dashboard(read: ReadContext, filters: insight_pb2.DashboardFilter) -> ReadContext:
-    """`read` under a dashboard's stored filters (the first layer: the caller's override wins over
-    them). Empty filters add no layer, so the query and its cache key stay as saved."""
-    if overrides.is_empty(filters):
+def in_dashboard(
+    read: ReadContext,
+    filters: insight_pb2.DashboardFilter,
+    tile_filters: insight_pb2.DashboardFilter | None = None,
+) -> ReadContext:
+    """`read` under a dashboard's stored filters and then its tile's (the first layers, in that
+    order: the tile's win over the dashboard's, the caller's override over both). Empty filters
+    add no layer, so the query and its cache key stay as saved."""
+    layers = [(filters, "from_dashboard.filters"), (tile_filters, "from_dashboard.tile.filters")]
+    added = tuple((f, name) for f, name in layers if f is not None and not overrides.is_empty(f))
+    if not added:
         return read
-    return ReadContext(((filters, "from_dashboard.filters"), *read.layers), read.variables)
+    return ReadContext((*added, *read.layers), read.variables)
 
 
 # The reference's dashboard-filter keys (snake case) to the message's JSON names.

@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from generated.insights.v1 import activity_pb2 as insights_dot_v1_dot_activity__pb2
 from generated.insights.v1 import common_pb2 as insights_dot_v1_dot_common__pb2
@@ -30,7 +31,7 @@ from generated.insights.v1 import insight_pb2 as insights_dot_v1_dot_insight__pb
 from generated.insights.v1 import options_pb2 as insights_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cinsights/v1/dashboards.proto\x12\x0binsights.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ainsights/v1/activity.proto\x1a\x18insights/v1/common.proto\x1a\x19insights/v1/insight.proto\x1a\x19insights/v1/options.proto\"\x9d\x01\n\rDashboardItem\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x1e\n\ninsight_id\x18\x02 \x01(\x03R\ninsight_id\x12*\n\x10insight_short_id\x18\x03 \x01(\tR\x10insight_short_id\x12\"\n\x0cinsight_name\x18\x04 \x01(\tR\x0cinsight_name\x12\x10\n\x08position\x18\x05 \x01(\x05\"\xf3\x02\n\tDashboard\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x0e\n\x06pinned\x18\x05 \x01(\x08\x12-\n\x07\x66ilters\x18\x06 \x01(\x0b\x32\x1c.insights.v1.DashboardFilter\x12)\n\x05tiles\x18\x07 \x03(\x0b\x32\x1a.insights.v1.DashboardItem\x12\x0f\n\x07\x64\x65leted\x18\x08 \x01(\x08\x12:\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreated_at\x12\x36\n\ncreated_by\x18\n \x01(\x0b\x32\x16.insights.v1.UserBasicR\ncreated_by\x12:\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdated_at\"k\n\x16\x43reateDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12)\n\tdashboard\x18\x02 \x01(\x0b\x32\x16.insights.v1.Dashboard\"I\n\x13GetDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\n\n\x02id\x18\x02 \x01(\x03\"~\n\x15ListDashboardsRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\x0e\n\x06search\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x0e\n\x06pinned\x18\x05 \x01(\x08\"\xca\x01\n\x16ListDashboardsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12%\n\x0bnext_offset\x18\x02 \x01(\x05H\x00R\x0bnext_offset\x88\x01\x01\x12-\n\x0fprevious_offset\x18\x03 \x01(\x05H\x01R\x0fprevious_offset\x88\x01\x01\x12\'\n\x07results\x18\x04 \x03(\x0b\x32\x16.insights.v1.DashboardB\x0e\n\x0c_next_offsetB\x12\n\x10_previous_offset\"\xb5\x01\n\x16UpdateDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\n\n\x02id\x18\x02 \x01(\x03\x12)\n\tdashboard\x18\x03 \x01(\x0b\x32\x16.insights.v1.Dashboard\x12<\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\x0bupdate_mask\"L\n\x16\x44\x65leteDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\n\n\x02id\x18\x02 \x01(\x03\"\x85\x01\n\x17\x41\x64\x64\x44\x61shboardTileRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x1e\n\ninsight_id\x18\x03 \x01(\x03R\ninsight_id\"\x82\x01\n\x1aRemoveDashboardTileRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x18\n\x07tile_id\x18\x03 \x01(\x03R\x07tile_id\"\x86\x01\n\x1cReorderDashboardTilesRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x1a\n\x08tile_ids\x18\x03 \x03(\x03R\x08tile_ids\"{\n\x1cListDashboardActivityRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\x0f\n\x02id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\r\n\x05limit\x18\x04 \x01(\x05\x42\x05\n\x03_id\"\xdf\x01\n\x1dListDashboardActivityResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.insights.v1.ActivityLogEntry\x12 \n\x0btotal_count\x18\x02 \x01(\x03R\x0btotal_count\x12!\n\tnext_page\x18\x03 \x01(\x05H\x00R\tnext_page\x88\x01\x01\x12)\n\rprevious_page\x18\x04 \x01(\x05H\x01R\rprevious_page\x88\x01\x01\x42\x0c\n\n_next_pageB\x10\n\x0e_previous_page2\xee\x07\n\x11\x44\x61shboardsService\x12\x65\n\x0f\x43reateDashboard\x12#.insights.v1.CreateDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12^\n\x0cGetDashboard\x12 .insights.v1.GetDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x14\x8a\xb5\x18\x10\n\x0e\x64\x61shboard:read\x12o\n\x0eListDashboards\x12\".insights.v1.ListDashboardsRequest\x1a#.insights.v1.ListDashboardsResponse\"\x14\x8a\xb5\x18\x10\n\x0e\x64\x61shboard:read\x12\x65\n\x0fUpdateDashboard\x12#.insights.v1.UpdateDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12\x65\n\x0f\x44\x65leteDashboard\x12#.insights.v1.DeleteDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12g\n\x10\x41\x64\x64\x44\x61shboardTile\x12$.insights.v1.AddDashboardTileRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12m\n\x13RemoveDashboardTile\x12\'.insights.v1.RemoveDashboardTileRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12q\n\x15ReorderDashboardTiles\x12).insights.v1.ReorderDashboardTilesRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12\x87\x01\n\x15ListDashboardActivity\x12).insights.v1.ListDashboardActivityRequest\x1a*.insights.v1.ListDashboardActivityResponse\"\x17\x8a\xb5\x18\x13\n\x11\x61\x63tivity_log:readb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cinsights/v1/dashboards.proto\x12\x0binsights.v1\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ainsights/v1/activity.proto\x1a\x18insights/v1/common.proto\x1a\x19insights/v1/insight.proto\x1a\x19insights/v1/options.proto\"\x94\x02\n\rDashboardItem\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x1e\n\ninsight_id\x18\x02 \x01(\x03R\ninsight_id\x12*\n\x10insight_short_id\x18\x03 \x01(\tR\x10insight_short_id\x12\"\n\x0cinsight_name\x18\x04 \x01(\tR\x0cinsight_name\x12\x10\n\x08position\x18\x05 \x01(\x05\x12\x12\n\x05\x63olor\x18\x06 \x01(\tH\x00\x88\x01\x01\x12(\n\x07layouts\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x07\x66ilters\x18\x08 \x01(\x0b\x32\x1c.insights.v1.DashboardFilterB\x08\n\x06_color\"\xf3\x02\n\tDashboard\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\x0e\n\x06pinned\x18\x05 \x01(\x08\x12-\n\x07\x66ilters\x18\x06 \x01(\x0b\x32\x1c.insights.v1.DashboardFilter\x12)\n\x05tiles\x18\x07 \x03(\x0b\x32\x1a.insights.v1.DashboardItem\x12\x0f\n\x07\x64\x65leted\x18\x08 \x01(\x08\x12:\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreated_at\x12\x36\n\ncreated_by\x18\n \x01(\x0b\x32\x16.insights.v1.UserBasicR\ncreated_by\x12:\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdated_at\"k\n\x16\x43reateDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12)\n\tdashboard\x18\x02 \x01(\x0b\x32\x16.insights.v1.Dashboard\"I\n\x13GetDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\n\n\x02id\x18\x02 \x01(\x03\"~\n\x15ListDashboardsRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\x0e\n\x06search\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x0e\n\x06pinned\x18\x05 \x01(\x08\"\xca\x01\n\x16ListDashboardsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12%\n\x0bnext_offset\x18\x02 \x01(\x05H\x00R\x0bnext_offset\x88\x01\x01\x12-\n\x0fprevious_offset\x18\x03 \x01(\x05H\x01R\x0fprevious_offset\x88\x01\x01\x12\'\n\x07results\x18\x04 \x03(\x0b\x32\x16.insights.v1.DashboardB\x0e\n\x0c_next_offsetB\x12\n\x10_previous_offset\"\xb5\x01\n\x16UpdateDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\n\n\x02id\x18\x02 \x01(\x03\x12)\n\tdashboard\x18\x03 \x01(\x0b\x32\x16.insights.v1.Dashboard\x12<\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\x0bupdate_mask\"L\n\x16\x44\x65leteDashboardRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\n\n\x02id\x18\x02 \x01(\x03\"\x85\x01\n\x17\x41\x64\x64\x44\x61shboardTileRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x1e\n\ninsight_id\x18\x03 \x01(\x03R\ninsight_id\"\x82\x01\n\x1aRemoveDashboardTileRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x18\n\x07tile_id\x18\x03 \x01(\x03R\x07tile_id\"\xea\x01\n\x1aUpdateDashboardTileRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x18\n\x07tile_id\x18\x03 \x01(\x03R\x07tile_id\x12(\n\x04tile\x18\x04 \x01(\x0b\x32\x1a.insights.v1.DashboardItem\x12<\n\x0bupdate_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\x0bupdate_mask\"\x86\x01\n\x1cReorderDashboardTilesRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\"\n\x0c\x64\x61shboard_id\x18\x02 \x01(\x03R\x0c\x64\x61shboard_id\x12\x1a\n\x08tile_ids\x18\x03 \x03(\x03R\x08tile_ids\"{\n\x1cListDashboardActivityRequest\x12&\n\x0e\x65nvironment_id\x18\x01 \x01(\x03R\x0e\x65nvironment_id\x12\x0f\n\x02id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\r\n\x05limit\x18\x04 \x01(\x05\x42\x05\n\x03_id\"\xdf\x01\n\x1dListDashboardActivityResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.insights.v1.ActivityLogEntry\x12 \n\x0btotal_count\x18\x02 \x01(\x03R\x0btotal_count\x12!\n\tnext_page\x18\x03 \x01(\x05H\x00R\tnext_page\x88\x01\x01\x12)\n\rprevious_page\x18\x04 \x01(\x05H\x01R\rprevious_page\x88\x01\x01\x42\x0c\n\n_next_pageB\x10\n\x0e_previous_page2\xdd\x08\n\x11\x44\x61shboardsService\x12\x65\n\x0f\x43reateDashboard\x12#.insights.v1.CreateDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12^\n\x0cGetDashboard\x12 .insights.v1.GetDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x14\x8a\xb5\x18\x10\n\x0e\x64\x61shboard:read\x12o\n\x0eListDashboards\x12\".insights.v1.ListDashboardsRequest\x1a#.insights.v1.ListDashboardsResponse\"\x14\x8a\xb5\x18\x10\n\x0e\x64\x61shboard:read\x12\x65\n\x0fUpdateDashboard\x12#.insights.v1.UpdateDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12\x65\n\x0f\x44\x65leteDashboard\x12#.insights.v1.DeleteDashboardRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12g\n\x10\x41\x64\x64\x44\x61shboardTile\x12$.insights.v1.AddDashboardTileRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12m\n\x13RemoveDashboardTile\x12\'.insights.v1.RemoveDashboardTileRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12m\n\x13UpdateDashboardTile\x12\'.insights.v1.UpdateDashboardTileRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12q\n\x15ReorderDashboardTiles\x12).insights.v1.ReorderDashboardTilesRequest\x1a\x16.insights.v1.Dashboard\"\x15\x8a\xb5\x18\x11\n\x0f\x64\x61shboard:write\x12\x87\x01\n\x15ListDashboardActivity\x12).insights.v1.ListDashboardActivityRequest\x1a*.insights.v1.ListDashboardActivityResponse\"\x17\x8a\xb5\x18\x13\n\x11\x61\x63tivity_log:readb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,36 +52,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DASHBOARDSSERVICE'].methods_by_name['AddDashboardTile']._serialized_options = b'\212\265\030\021\n\017dashboard:write'
   _globals['_DASHBOARDSSERVICE'].methods_by_name['RemoveDashboardTile']._loaded_options = None
   _globals['_DASHBOARDSSERVICE'].methods_by_name['RemoveDashboardTile']._serialized_options = b'\212\265\030\021\n\017dashboard:write'
+  _globals['_DASHBOARDSSERVICE'].methods_by_name['UpdateDashboardTile']._loaded_options = None
+  _globals['_DASHBOARDSSERVICE'].methods_by_name['UpdateDashboardTile']._serialized_options = b'\212\265\030\021\n\017dashboard:write'
   _globals['_DASHBOARDSSERVICE'].methods_by_name['ReorderDashboardTiles']._loaded_options = None
   _globals['_DASHBOARDSSERVICE'].methods_by_name['ReorderDashboardTiles']._serialized_options = b'\212\265\030\021\n\017dashboard:write'
   _globals['_DASHBOARDSSERVICE'].methods_by_name['ListDashboardActivity']._loaded_options = None
   _globals['_DASHBOARDSSERVICE'].methods_by_name['ListDashboardActivity']._serialized_options = b'\212\265\030\023\n\021activity_log:read'
-  _globals['_DASHBOARDITEM']._serialized_start=221
-  _globals['_DASHBOARDITEM']._serialized_end=378
-  _globals['_DASHBOARD']._serialized_start=381
-  _globals['_DASHBOARD']._serialized_end=752
-  _globals['_CREATEDASHBOARDREQUEST']._serialized_start=754
-  _globals['_CREATEDASHBOARDREQUEST']._serialized_end=861
-  _globals['_GETDASHBOARDREQUEST']._serialized_start=863
-  _globals['_GETDASHBOARDREQUEST']._serialized_end=936
-  _globals['_LISTDASHBOARDSREQUEST']._serialized_start=938
-  _globals['_LISTDASHBOARDSREQUEST']._serialized_end=1064
-  _globals['_LISTDASHBOARDSRESPONSE']._serialized_start=1067
-  _globals['_LISTDASHBOARDSRESPONSE']._serialized_end=1269
-  _globals['_UPDATEDASHBOARDREQUEST']._serialized_start=1272
-  _globals['_UPDATEDASHBOARDREQUEST']._serialized_end=1453
-  _globals['_DELETEDASHBOARDREQUEST']._serialized_start=1455
-  _globals['_DELETEDASHBOARDREQUEST']._serialized_end=1531
-  _globals['_ADDDASHBOARDTILEREQUEST']._serialized_start=1534
-  _globals['_ADDDASHBOARDTILEREQUEST']._serialized_end=1667
-  _globals['_REMOVEDASHBOARDTILEREQUEST']._serialized_start=1670
-  _globals['_REMOVEDASHBOARDTILEREQUEST']._serialized_end=1800
-  _globals['_REORDERDASHBOARDTILESREQUEST']._serialized_start=1803
-  _globals['_REORDERDASHBOARDTILESREQUEST']._serialized_end=1937
-  _globals['_LISTDASHBOARDACTIVITYREQUEST']._serialized_start=1939
-  _globals['_LISTDASHBOARDACTIVITYREQUEST']._serialized_end=2062
-  _globals['_LISTDASHBOARDACTIVITYRESPONSE']._serialized_start=2065
-  _globals['_LISTDASHBOARDACTIVITYRESPONSE']._serialized_end=2288
-  _globals['_DASHBOARDSSERVICE']._serialized_start=2291
-  _globals['_DASHBOARDSSERVICE']._serialized_end=3297
+  _globals['_DASHBOARDITEM']._serialized_start=251
+  _globals['_DASHBOARDITEM']._serialized_end=527
+  _globals['_DASHBOARD']._serialized_start=530
+  _globals['_DASHBOARD']._serialized_end=901
+  _globals['_CREATEDASHBOARDREQUEST']._serialized_start=903
+  _globals['_CREATEDASHBOARDREQUEST']._serialized_end=1010
+  _globals['_GETDASHBOARDREQUEST']._serialized_start=1012
+  _globals['_GETDASHBOARDREQUEST']._serialized_end=1085
+  _globals['_LISTDASHBOARDSREQUEST']._serialized_start=1087
+  _globals['_LISTDASHBOARDSREQUEST']._serialized_end=1213
+  _globals['_LISTDASHBOARDSRESPONSE']._serialized_start=1216
+  _globals['_LISTDASHBOARDSRESPONSE']._serialized_end=1418
+  _globals['_UPDATEDASHBOARDREQUEST']._serialized_start=1421
+  _globals['_UPDATEDASHBOARDREQUEST']._serialized_end=1602
+  _globals['_DELETEDASHBOARDREQUEST']._serialized_start=1604
+  _globals['_DELETEDASHBOARDREQUEST']._serialized_end=1680
+  _globals['_ADDDASHBOARDTILEREQUEST']._serialized_start=1683
+  _globals['_ADDDASHBOARDTILEREQUEST']._serialized_end=1816
+  _globals['_REMOVEDASHBOARDTILEREQUEST']._serialized_start=1819
+  _globals['_REMOVEDASHBOARDTILEREQUEST']._serialized_end=1949
+  _globals['_UPDATEDASHBOARDTILEREQUEST']._serialized_start=1952
+  _globals['_UPDATEDASHBOARDTILEREQUEST']._serialized_end=2186
+  _globals['_REORDERDASHBOARDTILESREQUEST']._serialized_start=2189
+  _globals['_REORDERDASHBOARDTILESREQUEST']._serialized_end=2323
+  _globals['_LISTDASHBOARDACTIVITYREQUEST']._serialized_start=2325
+  _globals['_LISTDASHBOARDACTIVITYREQUEST']._serialized_end=2448
+  _globals['_LISTDASHBOARDACTIVITYRESPONSE']._serialized_start=2451
+  _globals['_LISTDASHBOARDACTIVITYRESPONSE']._serialized_end=2674
+  _globals['_DASHBOARDSSERVICE']._serialized_start=2677
+  _globals['_DASHBOARDSSERVICE']._serialized_end=3794
 # @@protoc_insertion_point(module_scope)
