@@ -14,11 +14,11 @@ from generated.insights.v1 import query_pb2 as qpb
 from tests.integration.itkit import Api, Server, Tenant, error_info, expect_error, paths_viz
 from tests.integration.journeykit import BLOCKING, day_event, ingest, viz
 
-_TODAY = dt.datetime.now(dt.UTC).date()
-
 
 def _day(days_ago: int) -> str:
-    return (_TODAY - dt.timedelta(days=days_ago)).isoformat()
+    # Today when asked, as the ingested events' days are (not when the module was collected: a
+    # long session can cross midnight between the two).
+    return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_ago)).isoformat()
 
 
 def _events(name: str) -> qpb.SeriesNode:

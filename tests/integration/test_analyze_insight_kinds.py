@@ -22,11 +22,11 @@ from tests.integration.itkit import Api, Server, Tenant, bearer, dedicated_serve
 from tests.integration.journeykit import BLOCKING, day_event, event_at, ingest, noon, viz
 from tests.support.chatmodel import Endpoint, completion
 
-_TODAY = dt.datetime.now(dt.UTC).date()
-
 
 def _day(days_ago: int) -> str:
-    return (_TODAY - dt.timedelta(days=days_ago)).isoformat()
+    # Today when asked, as the ingested events' days are (not when the module was collected: a
+    # long session can cross midnight between the two).
+    return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_ago)).isoformat()
 
 
 def _events(name: str) -> qpb.SeriesNode:
