@@ -225,6 +225,11 @@ class DashboardTile(Base):
     # The tile's place in the dashboard's layout, from 0 (ties, as on rows written before tiles
     # had one, fall back to the tile id).
     position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The tile's color ("blue"...), its layouts by breakpoint (the caller's JSON object)
+    # and its own filters (a serialized DashboardFilter, as Dashboard.filters); None: none.
+    color: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    layouts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    filters: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class InsightCreateRequest(Base):

@@ -8,6 +8,7 @@ query keys the result cache, so each dashboard's context has its own cached resu
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from generated.insights.v1 import insight_pb2
 from server.domain import activity, paging
-from server.domain.insights import UserRef, end_of_layout, normalize_tags, user_ref
+from server.domain.insights import UserRef, check_tile_room, end_of_layout, normalize_tags, user_ref
 from server.domain.masks import check_update_mask
 from server.domain.paging import Page
 from server.domain.taglinks import linked_tags, set_linked_tags
@@ -37,6 +38,11 @@ TAG_LIMIT = 255
 MAX_TAGS = 100
 # Fields an update may name; every other path of Dashboard is output-only or unknown.
 WRITABLE = ("name", "description", "tags", "pinned", "filters", "deleted")
+# Fields UpdateDashboardTile may name.
+TILE_WRITABLE = ("color", "layouts", "filters")
+COLOR_LIMIT = 400
+# A tile's layouts are the client's to keep, not ours to read: bounded so a row stays small.
+LAYOUTS_LIMIT = 16 * 1024
 
 
 @dataclass
@@ -60,6 +66,18 @@ class TileView:
     insight_short_id: str
     insight_name: str
     position: int
+    color: str | None = None
+    layouts: dict[str, Any] | None = None
+    filters: insight_pb2.DashboardFilter = field(default_factory=insight_pb2.DashboardFilter)
+
+
+@dataclass
+class TileFields:
+    """Writable fields of a tile as given by a caller (None: unset, so a named field is cleared)."""
+
+    color: str | None = None
+    layouts: dict[str, Any] | None = None
+    filters: insight_pb2.DashboardFilter = field(default_factory=insight_pb2.DashboardFilter)
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,7 @@ class Dashboards:
                 )
             ).first()
             if tile is None or tile.deleted:
+                check_tile_room(session, row.id, "insight_id")
                 before = self._snapshot(session, row)
                 position = end_of_layout(session, row.id)
                 if tile is None:
@@ -294,21 +313,38 @@ class Dashboards:
         now = self.clock()
         with self.db.session() as session:
             row = find_dashboard(session, env.id, dashboard_id)
-            tile = session.scalars(
-                select(DashboardTile).where(
-                    DashboardTile.id == tile_id,
-                    DashboardTile.dashboard_id == row.id,
-                    DashboardTile.deleted.is_(False),
-                )
-            ).first()
-            if tile is None:
-                raise NotFound(
-                    f"Tile {tile_id} is not on dashboard {dashboard_id}.",
-                    reason="DASHBOARD_TILE_NOT_FOUND",
-                    metadata={"dashboard": str(dashboard_id), "tile": str(tile_id)},
-                )
+            tile = self._live_tile(session, row.id, dashboard_id, tile_id)
             before = self._snapshot(session, row)
             tile.deleted = True
+            self._log_tiles(session, env, principal, row, before, now)
+            view = self._views(session, [row])[0]
+        self.changed(env.id)
+        return view
+
+    def update_tile(
+        self,
+        principal: Principal,
+        environment_id: int,
+        dashboard_id: int,
+        tile_id: int,
+        fields: TileFields,
+        paths: Sequence[str],
+    ) -> DashboardView:
+        """Sets a live tile's color, layouts or filters (those `paths` name; unset ones are cleared)."""
+        env = principal.environment(environment_id)
+        chosen = check_update_mask(paths, TILE_WRITABLE, "DashboardItem")
+        self._check_tile_fields(fields, chosen)
+        now = self.clock()
+        with self.db.session() as session:
+            row = find_dashboard(session, env.id, dashboard_id)
+            tile = self._live_tile(session, row.id, dashboard_id, tile_id)
+            before = self._snapshot(session, row)
+            if "color" in chosen:
+                tile.color = fields.color.strip() if fields.color and fields.color.strip() else None
+            if "layouts" in chosen:
+                tile.layouts = fields.layouts or None
+            if "filters" in chosen:
+                tile.filters = _stored(fields.filters)
             self._log_tiles(session, env, principal, row, before, now)
             view = self._views(session, [row])[0]
         self.changed(env.id)
@@ -380,6 +416,41 @@ class Dashboards:
         violations.raise_if_any()
         return normalize_tags(fields.tags) if "tags" in chosen else []
 
+    def _check_tile_fields(self, fields: TileFields, chosen: set[str]) -> None:
+        """INVALID_ARGUMENT naming every tile field that cannot be saved."""
+        violations = Violations()
+        if "color" in chosen and fields.color is not None and len(fields.color.strip()) > COLOR_LIMIT:
+            violations.add("tile.color", f"tile.color must be at most {COLOR_LIMIT} characters")
+        if "layouts" in chosen and fields.layouts is not None:
+            size = len(json.dumps(fields.layouts, separators=(",", ":")))
+            if size > LAYOUTS_LIMIT:
+                violations.add(
+                    "tile.layouts", f"tile.layouts must be at most {LAYOUTS_LIMIT} bytes as JSON (got {size})"
+                )
+        if "filters" in chosen:
+            try:
+                overrides.check(fields.filters, "tile.filters")
+            except InvalidArgument as exc:
+                violations.items.extend(exc.violations)
+        violations.raise_if_any()
+
+    def _live_tile(self, session: Session, row_id: int, dashboard_id: int, tile_id: int) -> DashboardTile:
+        """A live tile of the dashboard; NOT_FOUND otherwise."""
+        tile = session.scalars(
+            select(DashboardTile).where(
+                DashboardTile.id == tile_id,
+                DashboardTile.dashboard_id == row_id,
+                DashboardTile.deleted.is_(False),
+            )
+        ).first()
+        if tile is None:
+            raise NotFound(
+                f"Tile {tile_id} is not on dashboard {dashboard_id}.",
+                reason="DASHBOARD_TILE_NOT_FOUND",
+                metadata={"dashboard": str(dashboard_id), "tile": str(tile_id)},
+            )
+        return tile
+
     def _live_tiles(self, session: Session, dashboard_id: int) -> list[DashboardTile]:
         return list(
             session.scalars(
@@ -425,7 +496,7 @@ class Dashboards:
             "pinned": row.pinned,
             "filters": filters_json(parse_filters(row.filters)),
             "deleted": row.deleted,
-            "tiles": [{"id": t.id, "insight_id": t.insight_id} for t in self._live_tiles(session, row.id)],
+            "tiles": [_tile_snapshot(t) for t in self._live_tiles(session, row.id)],
         }
 
     def _views(self, session: Session, rows: list[Dashboard]) -> list[DashboardView]:
@@ -447,7 +518,16 @@ class Dashboards:
             .order_by(DashboardTile.position, DashboardTile.id)
         ):
             tiles.setdefault(tile.dashboard_id, []).append(
-                TileView(tile.id, tile.insight_id, short_id, name or "", tile.position)
+                TileView(
+                    tile.id,
+                    tile.insight_id,
+                    short_id,
+                    name or "",
+                    tile.position,
+                    tile.color,
+                    tile.layouts,
+                    parse_filters(tile.filters),
+                )
             )
         user_ids = {r.created_by_id for r in rows if r.created_by_id is not None}
         users = {u.id: user_ref(u) for u in session.scalars(select(User).where(User.id.in_(user_ids)))}
@@ -473,3 +553,15 @@ class Dashboards:
 def _stored(filters: insight_pb2.DashboardFilter) -> bytes | None:
     """The filters as a dashboard row keeps them (None when they change nothing)."""
     return None if overrides.is_empty(filters) else filters.SerializeToString(deterministic=True)
+
+
+def _tile_snapshot(tile: DashboardTile) -> dict[str, Any]:
+    """A tile as the activity diff shows it: which insight, and the settings it has."""
+    shown: dict[str, Any] = {"id": tile.id, "insight_id": tile.insight_id}
+    if tile.color is not None:
+        shown["color"] = tile.color
+    if tile.layouts is not None:
+        shown["layouts"] = tile.layouts
+    if tile.filters:
+        shown["filters"] = filters_json(parse_filters(tile.filters))
+    return shown

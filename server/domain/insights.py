@@ -21,7 +21,7 @@ from server.domain.masks import check_update_mask
 from server.domain.paging import Page
 from server.domain.readcache import ReadCache
 from server.echo import shown
-from server.errors import InvalidArgument, NotFound, Violations
+from server.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
 from server.principal import EnvironmentInfo, Principal
 from server.queries.common.codec import to_reference_json
 from server.queries.common.dates import parse_point
@@ -46,6 +46,9 @@ TAG_LIMIT = 255
 BULK_MAX_IDS = 500
 BULK_MAX_TAGS = 100
 BULK_MAX_PAIRS = 10_000
+# Live tiles a dashboard may show: the reference's MAX_INSIGHTS_PER_DASHBOARD (its limit catalog's
+# default, analytics.max_insights_per_dashboard = 100).
+MAX_TILES = 100
 SKIP_REASON = "Not found or no edit access"
 # A view closer than this to the recorded one is not written again: reads stay reads.
 VIEW_RESOLUTION = dt.timedelta(seconds=60)
@@ -66,6 +69,16 @@ WRITABLE = (
 MATERIAL = frozenset({"name", "description", "query"})
 _SHORT_ID_ALPHABET = string.ascii_letters + string.digits
 
+
+
+@dataclass(frozen=True)
+class DashboardContext:
+    """A dashboard's filters and, for an insight on it, its tile's filters, color and layouts."""
+
+    filters: insight_pb2.DashboardFilter
+    tile_filters: insight_pb2.DashboardFilter = field(default_factory=insight_pb2.DashboardFilter)
+    color: str | None = None
+    layouts: dict[str, Any] | None = None
 
 @dataclass(frozen=True)
 class Lookup:
@@ -477,6 +490,34 @@ class Insights:
             self._record_view(session, env.id, principal.user_id, row.id, now)
             return self._views(session, principal.user_id, env, [row])[0]
 
+    def dashboard_context(
+        self, principal: Principal, environment_id: int, dashboard_id: int, lookup: Lookup
+    ) -> DashboardContext:
+        """What a read of the insight `lookup` names from a live dashboard applies and shows: the
+        dashboard's filters and, when the insight is on it, its tile's filters, color and layouts.
+        NOT_FOUND unless the dashboard is live in the environment (the insight is looked up by the
+        read itself)."""
+        filters = self.check_dashboard(principal, environment_id, dashboard_id)
+        env = principal.environment(environment_id)
+        with self.db.session() as session:
+            tile = session.execute(
+                select(DashboardTile.filters, DashboardTile.color, DashboardTile.layouts)
+                .join(Insight, Insight.id == DashboardTile.insight_id)
+                .where(
+                    DashboardTile.dashboard_id == dashboard_id,
+                    DashboardTile.deleted.is_(False),
+                    Insight.environment_id == env.id,
+                    Insight.deleted.is_(False),
+                    lookup.where(),
+                )
+            ).first()
+        if tile is None:
+            return DashboardContext(filters)
+        tile_filters = insight_pb2.DashboardFilter()
+        if tile.filters:
+            tile_filters.ParseFromString(tile.filters)
+        return DashboardContext(filters, tile_filters, tile.color, tile.layouts)
+
     def check_dashboard(
         self, principal: Principal, environment_id: int, dashboard_id: int
     ) -> insight_pb2.DashboardFilter:
@@ -719,9 +760,11 @@ class Insights:
         wanted = set(dashboard_ids)
         for dashboard_id, tile in tiles.items():
             if tile.deleted and dashboard_id in wanted:
+                check_tile_room(session, dashboard_id, "insight.dashboards")
                 tile.position = end_of_layout(session, dashboard_id)
             tile.deleted = dashboard_id not in wanted
         for dashboard_id in sorted(wanted - set(tiles)):
+            check_tile_room(session, dashboard_id, "insight.dashboards")
             session.add(
                 DashboardTile(
                     dashboard_id=dashboard_id,
@@ -885,6 +928,29 @@ class Insights:
             )
             for r in rows
         ]
+
+
+def check_tile_room(session: Session, dashboard_id: int, field: str) -> None:
+    """FAILED_PRECONDITION (reason DASHBOARD_TILE_LIMIT, naming `field`) when the dashboard already
+    shows MAX_TILES live insights: one more tile would exceed the reference's limit."""
+    session.flush()
+    shown = session.scalar(
+        select(func.count())
+        .select_from(DashboardTile)
+        .join(Insight, Insight.id == DashboardTile.insight_id)
+        .where(
+            DashboardTile.dashboard_id == dashboard_id,
+            DashboardTile.deleted.is_(False),
+            Insight.deleted.is_(False),
+        )
+    )
+    if (shown or 0) >= MAX_TILES:
+        raise FailedPrecondition(
+            f"{field}: dashboard {dashboard_id} already shows {MAX_TILES} insights, the most a dashboard "
+            "can: remove a tile first",
+            reason="DASHBOARD_TILE_LIMIT",
+            metadata={"field": field, "dashboard": str(dashboard_id), "limit": str(MAX_TILES)},
+        )
 
 
 def end_of_layout(session: Session, dashboard_id: int) -> int:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from generated.insights.v1 import insight_pb2, query_pb2
+from server.errors import InvalidArgument
 from server.queries import overrides, variable_overrides
+from server.queries.common.codec import CodecError, from_reference_json
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,41 @@ def checked(
     return ReadContext(((filters_override, "filters_override"),), variables)
 
 
-def in_dashboard(read: ReadContext, filters: insight_pb2.DashboardFilter) -> ReadContext:
-    """`read` under a dashboard's stored filters (the first layer: the caller's override wins over
-    them). Empty filters add no layer, so the query and its cache key stay as saved."""
-    if overrides.is_empty(filters):
+def in_dashboard(
+    read: ReadContext,
+    filters: insight_pb2.DashboardFilter,
+    tile_filters: insight_pb2.DashboardFilter | None = None,
+) -> ReadContext:
+    """`read` under a dashboard's stored filters and then its tile's (the first layers, in that
+    order: the tile's win over the dashboard's, the caller's override over both). Empty filters
+    add no layer, so the query and its cache key stay as saved."""
+    layers = [(filters, "from_dashboard.filters"), (tile_filters, "from_dashboard.tile.filters")]
+    added = tuple((f, name) for f, name in layers if f is not None and not overrides.is_empty(f))
+    if not added:
         return read
-    return ReadContext(((filters, "from_dashboard.filters"), *read.layers), read.variables)
+    return ReadContext((*added, *read.layers), read.variables)
+
+
+# The reference's dashboard-filter keys (snake case) to the message's JSON names.
+_FILTER_KEYS = {f.name: f.json_name for f in insight_pb2.DashboardFilter.DESCRIPTOR.fields}
+
+
+def filters_from_json(text: str, field: str) -> insight_pb2.DashboardFilter | None:
+    """A filters override given as JSON text (the reference's query-parameter form: `date_from`,
+    `date_to`, `properties`, `breakdown_filter`; the parts in the reference's query JSON); None for
+    blank text. INVALID_ARGUMENT naming `field` with the reference's message otherwise."""
+    if not text.strip():
+        return None
+    message = f"Invalid JSON passed in {field} parameter"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidArgument(message, field=field) from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{message}: expected an object", field=field)
+    try:
+        return from_reference_json(
+            {_FILTER_KEYS.get(k, k): v for k, v in value.items()}, insight_pb2.DashboardFilter
+        )
+    except CodecError as exc:
+        raise InvalidArgument(f"{message}: {exc}", field=field) from None

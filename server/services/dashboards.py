@@ -91,6 +91,20 @@ class DashboardsServicer(dashboards_pb2_grpc.DashboardsServiceServicer):
         )
         return convert.dashboard(view)
 
+    async def UpdateDashboardTile(
+        self, request: dpb.UpdateDashboardTileRequest, context: grpc.aio.ServicerContext
+    ) -> dpb.Dashboard:
+        view = await self._run(
+            self._dashboards.update_tile,
+            principal(),
+            request.environment_id,
+            request.dashboard_id,
+            request.tile_id,
+            convert.tile_fields(request.tile),
+            common.update_paths(request, request.tile),
+        )
+        return convert.dashboard(view)
+
     async def ReorderDashboardTiles(
         self, request: dpb.ReorderDashboardTilesRequest, context: grpc.aio.ServicerContext
     ) -> dpb.Dashboard:

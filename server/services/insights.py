@@ -17,10 +17,10 @@ from generated.insights.v1 import (
     insight_views_pb2,
 )
 from server.domain.analysis import analyze, suggestions
-from server.domain.insights import Insights, InsightView, ListFilters
+from server.domain.insights import DashboardContext, Insights, InsightView, ListFilters
 from server.domain.metadata import InsightMetadata
 from server.domain.paging import Page
-from server.domain.readcontext import SAVED, ReadContext, checked, in_dashboard
+from server.domain.readcontext import SAVED, ReadContext, checked, filters_from_json, in_dashboard
 from server.domain.views import InsightViews
 from server.errors import (
     Cancelled,
@@ -194,16 +194,17 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         read = checked(
             request.filters_override if request.HasField("filters_override") else None, request.variables_override
         )
+        board: DashboardContext | None = None
         if request.HasField("from_dashboard"):
-            dashboard_filters = await self._run(
-                self._insights.check_dashboard, principal(), request.environment_id, request.from_dashboard
+            board = await self._run(
+                self._insights.dashboard_context, principal(), request.environment_id, request.from_dashboard, lookup
             )
-            read = in_dashboard(read, dashboard_filters)
+            read = in_dashboard(read, board.filters, board.tile_filters)
         # A hot read is answered from memory on the event loop, without a thread hop.
         view = self._insights.get_cached(principal(), request.environment_id, lookup)
         if view is None:
             view = await self._run(self._insights.get, principal(), request.environment_id, lookup)
-        return await self._with_result(
+        message = await self._with_result(
             request.environment_id,
             view,
             request.refresh,
@@ -211,6 +212,16 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
             context=read,
             client_query_id=request.client_query_id,
         )
+        if board is None or (board.color is None and board.layouts is None):
+            return message
+        # The rendered message may be shared by later reads (see _render): the tile's look goes on a copy.
+        shown = insight_pb2.Insight()
+        shown.CopyFrom(message)
+        if board.color is not None:
+            shown.color = board.color
+        if board.layouts is not None:
+            shown.layouts.update(board.layouts)
+        return shown
 
     async def UpdateInsight(
         self, request: insight_pb2.UpdateInsightRequest, context: grpc.aio.ServicerContext
@@ -328,13 +339,21 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
         self, request: insight_views_pb2.ExportInsightResultRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[insight_views_pb2.CsvChunk]:
         lookup = convert.lookup(request)
+        # Refused before the read is recorded, as GetInsight: a bad request changes nothing.
+        read = checked(filters_from_json(request.filters_override, "filters_override"), request.variables_override)
+        if request.HasField("from_dashboard"):
+            board = await self._run(
+                self._insights.dashboard_context, principal(), request.environment_id, request.from_dashboard, lookup
+            )
+            read = in_dashboard(read, board.filters, board.tile_filters)
         view = await self._run(self._insights.get, principal(), request.environment_id, lookup)
         if view.query is None:
             raise FailedPrecondition("the insight has no query, so no result to export", reason="NO_QUERY")
         env = principal().environment(request.environment_id)
+        # The effective query keys the cache: the dashboard's (and the overrides') own entry.
         computed = await self._execution.result(
             env,
-            view.query,
+            read.query(view.query),
             common.refresh(request.refresh, Refresh.FORCE_CACHE),
             insight_id=view.insight.id,
         )
@@ -375,7 +394,12 @@ class InsightsServicer(insight_pb2_grpc.InsightsServiceServicer):
                 reason="NO_CACHED_RESULT",
             )
         # Off the event loop: the detectors score every bucket of every series (large for hourly ranges).
-        return await self._run(analyze.analyze, computed.result)
+        found = await self._run(analyze.analyze, computed.result, view.query)
+        model = self._metadata.text_model
+        if model is None:
+            return found
+        # The optional text model is an HTTP call (bounded by its timeout): off the event loop too.
+        return await self._run(analyze.narrated, found, model)
 
     async def GetInsightSuggestions(
         self, request: insight_analysis_pb2.GetInsightSuggestionsRequest, context: grpc.aio.ServicerContext

@@ -81,6 +81,19 @@ class DashboardsApi:
         )
         return cast(dpb.Dashboard, await self._call("RemoveDashboardTile", request))
 
+    async def update_tile(
+        self, dashboard_id: int, tile_id: int, mask: Sequence[str] | None = None, **fields: Any
+    ) -> dpb.Dashboard:
+        request = dpb.UpdateDashboardTileRequest(
+            environment_id=self.environment_id,
+            dashboard_id=dashboard_id,
+            tile_id=tile_id,
+            tile=dpb.DashboardItem(**fields),
+        )
+        if mask is not None:
+            request.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=builtins.list(mask)))
+        return cast(dpb.Dashboard, await self._call("UpdateDashboardTile", request))
+
     async def reorder(self, dashboard_id: int, tile_ids: Sequence[int]) -> dpb.Dashboard:
         request = dpb.ReorderDashboardTilesRequest(
             environment_id=self.environment_id, dashboard_id=dashboard_id, tile_ids=builtins.list(tile_ids)

@@ -11,14 +11,14 @@ import grpc
 from generated.insights.v1 import insight_analysis_pb2 as apb
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import query_pb2 as qpb
-from tests.integration.itkit import Api, Server, Tenant, error_info, expect_error, stickiness_viz
+from tests.integration.itkit import Api, Server, Tenant, error_info, expect_error, paths_viz
 from tests.integration.journeykit import BLOCKING, day_event, ingest, viz
-
-_TODAY = dt.datetime.now(dt.UTC).date()
 
 
 def _day(days_ago: int) -> str:
-    return (_TODAY - dt.timedelta(days=days_ago)).isoformat()
+    # Today when asked, as the ingested events' days are (not when the module was collected: a
+    # long session can cross midnight between the two).
+    return (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_ago)).isoformat()
 
 
 def _events(name: str) -> qpb.SeriesNode:
@@ -184,7 +184,7 @@ async def test_without_a_cached_result_it_asks_to_compute_first_and_computes_not
 
 
 async def test_a_kind_without_an_analyzer_gets_an_empty_analysis(api: Api) -> None:
-    saved = await api.create(name="stickiness", query=stickiness_viz())
+    saved = await api.create(name="paths", query=paths_viz())
     analysis = await _analyze(api, saved.id)
     assert analysis == apb.AnalyzeInsightResponse()
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
-from google.protobuf import field_mask_pb2, json_format, timestamp_pb2
+from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from generated.insights.v1 import actions_pb2 as actpb
@@ -530,6 +530,18 @@ async def _scenario(channel: grpc.aio.Channel, tenant: Tenant) -> None:
             id=board.id,
             dashboard=dpb.Dashboard(description="described"),
             update_mask=field_mask_pb2.FieldMask(paths=["description"]),
+        ),
+        metadata=md,
+        timeout=TIMEOUT,
+    )
+    layouts = struct_pb2.Struct()
+    layouts.update({"sm": {"x": 0, "y": 0, "w": 6, "h": 5}})
+    await dashboards.UpdateDashboardTile(
+        dpb.UpdateDashboardTileRequest(
+            environment_id=env,
+            dashboard_id=board.id,
+            tile_id=with_tile.tiles[0].id,
+            tile=dpb.DashboardItem(color="blue", layouts=layouts),
         ),
         metadata=md,
         timeout=TIMEOUT,

@@ -134,3 +134,48 @@ def test_settings_the_model_cannot_run_with_are_refused_naming_the_variable(env:
     with pytest.raises(InvalidArgument) as err:
         Settings.from_env(env)
     assert variable in err.value.message
+
+
+ANALYSIS = "**$pageview**: up from 2 to 4 (+100.0%).\n- Last value 4 is +70.7% against the average 2.34."
+FINDINGS = {"trends": {"series": [{"label": "$pageview", "first_value": 2, "last_value": 4}]}}
+
+
+def test_an_analysis_is_reworded_when_the_rewording_keeps_to_the_drafts_numbers(endpoint: Any) -> None:
+    reworded = "Pageviews doubled, from 2 to 4 (+100.0%); the last value, 4, is 70.7% above the 2.34 average."
+    server = endpoint(lambda body: (200, _completion(reworded)))
+    assert _model(server.url).narrate(ANALYSIS, FINDINGS) == reworded
+    [(_, body)] = server.requests
+    assert json.loads(body["messages"][-1]["content"]) == {"draft": ANALYSIS, "findings": FINDINGS}
+    assert "response_format" not in body  # Markdown, not a JSON object
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        pytest.param("Pageviews rose from 2 to 5.", "numbers the findings do not", id="invented-number"),
+        pytest.param("Up 100.0% to 4, about 3,000 a month.", "numbers the findings do not", id="invented-thousands"),
+        pytest.param("   ", "not the expected JSON", id="empty"),
+        pytest.param("x" * 4001, "too long", id="too-long"),
+    ],
+)
+def test_a_rewording_that_adds_numbers_or_is_unusable_falls_back(
+    endpoint: Any, answer: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = endpoint(lambda body: (200, _completion(answer)))
+    with caplog.at_level(logging.WARNING, logger="insights.metadata"):
+        assert _model(server.url).narrate(ANALYSIS, FINDINGS) == ANALYSIS
+    assert reason in caplog.text
+
+
+def test_a_slow_or_failing_model_leaves_the_derived_analysis(endpoint: Any, caplog: pytest.LogCaptureFixture) -> None:
+    def slow(body: dict[str, Any]) -> tuple[int, bytes]:
+        server.release.wait(60)
+        return 200, _completion("late")
+
+    server = endpoint(slow)
+    with caplog.at_level(logging.WARNING, logger="insights.metadata"):
+        assert _model(server.url, timeout=0.2).narrate(ANALYSIS, FINDINGS) == ANALYSIS
+    server.release.set()
+    assert "timed out" in caplog.text
+    failing = endpoint(lambda body: (503, b"{}"))
+    assert _model(failing.url).narrate(ANALYSIS, FINDINGS) == ANALYSIS

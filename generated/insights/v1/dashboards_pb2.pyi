@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from generated.insights.v1 import activity_pb2 as _activity_pb2
@@ -34,6 +35,9 @@ class DashboardItem(_message.Message):
     INSIGHT_SHORT_ID_FIELD_NUMBER: _builtins.int
     INSIGHT_NAME_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
+    COLOR_FIELD_NUMBER: _builtins.int
+    LAYOUTS_FIELD_NUMBER: _builtins.int
+    FILTERS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """The tile's id (the one an insight's dashboard_tiles shows). Output only."""
     insight_id: _builtins.int
@@ -47,6 +51,28 @@ class DashboardItem(_message.Message):
     can leave gaps); tiles are listed in this order. Output only:
     ReorderDashboardTiles renumbers them.
     """
+    color: _builtins.str
+    """The tile's color, such as "blue" (at most 400 characters); unset: none.
+    Shown as the insight's color when it is read from_dashboard.
+    UpdateDashboardTile sets it.
+    """
+    @_builtins.property
+    def layouts(self) -> _struct_pb2.Struct:
+        """The tile's layouts by breakpoint, as the reference's JSON object (such
+        as {"sm": {"x": 0, "y": 0, "w": 6, "h": 5}}; at most 16 KiB as JSON),
+        kept as given. Shown as the insight's layouts when it is read
+        from_dashboard. UpdateDashboardTile sets it.
+        """
+
+    @_builtins.property
+    def filters(self) -> _insight_pb2.DashboardFilter:
+        """The tile's own filters (the reference's tile filters_overrides): applied
+        over the dashboard's filters and under a read's filters_override when
+        the insight is read from_dashboard (each later layer wins). Checked like
+        the dashboard's filters, naming `tile.filters.<part>`.
+        UpdateDashboardTile sets it.
+        """
+
     def __init__(
         self,
         *,
@@ -55,12 +81,17 @@ class DashboardItem(_message.Message):
         insight_short_id: _builtins.str = ...,
         insight_name: _builtins.str = ...,
         position: _builtins.int = ...,
+        color: _builtins.str | None = ...,
+        layouts: _struct_pb2.Struct | None = ...,
+        filters: _insight_pb2.DashboardFilter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_color", b"_color", "color", b"color", "filters", b"filters", "layouts", b"layouts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "insight_id", b"insight_id", "insight_name", b"insight_name", "insight_short_id", b"insight_short_id", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_color", b"_color", "color", b"color", "filters", b"filters", "id", b"id", "insight_id", b"insight_id", "insight_name", b"insight_name", "insight_short_id", b"insight_short_id", "layouts", b"layouts", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__color: _TypeAlias = _typing.Literal["color"]  # noqa: Y015
+    _WhichOneofArgType__color: _TypeAlias = _typing.Literal["_color", b"_color"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__color) -> _WhichOneofReturnType__color | None: ...
 
 Global___DashboardItem: _TypeAlias = DashboardItem  # noqa: Y015
 
@@ -423,6 +454,52 @@ class RemoveDashboardTileRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveDashboardTileRequest: _TypeAlias = RemoveDashboardTileRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDashboardTileRequest(_message.Message):
+    """Request of UpdateDashboardTile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVIRONMENT_ID_FIELD_NUMBER: _builtins.int
+    DASHBOARD_ID_FIELD_NUMBER: _builtins.int
+    TILE_ID_FIELD_NUMBER: _builtins.int
+    TILE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    environment_id: _builtins.int
+    """The environment."""
+    dashboard_id: _builtins.int
+    """The live dashboard."""
+    tile_id: _builtins.int
+    """One of the dashboard's live tiles (NOT_FOUND otherwise)."""
+    @_builtins.property
+    def tile(self) -> Global___DashboardItem:
+        """The new values of the fields named in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which of the tile's fields to set: color, layouts, filters
+        (INVALID_ARGUMENT naming update_mask for any other path). Without a
+        mask, the fields set in `tile` are changed. A named field left unset in
+        `tile` is cleared.
+        """
+
+    def __init__(
+        self,
+        *,
+        environment_id: _builtins.int = ...,
+        dashboard_id: _builtins.int = ...,
+        tile_id: _builtins.int = ...,
+        tile: Global___DashboardItem | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tile", b"tile", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dashboard_id", b"dashboard_id", "environment_id", b"environment_id", "tile", b"tile", "tile_id", b"tile_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDashboardTileRequest: _TypeAlias = UpdateDashboardTileRequest  # noqa: Y015
 
 @_typing.final
 class ReorderDashboardTilesRequest(_message.Message):

@@ -71,6 +71,11 @@ class DashboardsServiceStub:
                 request_serializer=insights_dot_v1_dot_dashboards__pb2.RemoveDashboardTileRequest.SerializeToString,
                 response_deserializer=insights_dot_v1_dot_dashboards__pb2.Dashboard.FromString,
                 _registered_method=True)
+        self.UpdateDashboardTile = channel.unary_unary(
+                '/insights.v1.DashboardsService/UpdateDashboardTile',
+                request_serializer=insights_dot_v1_dot_dashboards__pb2.UpdateDashboardTileRequest.SerializeToString,
+                response_deserializer=insights_dot_v1_dot_dashboards__pb2.Dashboard.FromString,
+                _registered_method=True)
         self.ReorderDashboardTiles = channel.unary_unary(
                 '/insights.v1.DashboardsService/ReorderDashboardTiles',
                 request_serializer=insights_dot_v1_dot_dashboards__pb2.ReorderDashboardTilesRequest.SerializeToString,
@@ -140,6 +145,13 @@ class DashboardsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateDashboardTile(self, request, context):
+        """Sets a tile's color, layouts or filters and returns the dashboard.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReorderDashboardTiles(self, request, context):
         """Sets the layout order of a dashboard's tiles and returns the dashboard.
         """
@@ -191,6 +203,11 @@ def add_DashboardsServiceServicer_to_server(servicer, server):
             'RemoveDashboardTile': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveDashboardTile,
                     request_deserializer=insights_dot_v1_dot_dashboards__pb2.RemoveDashboardTileRequest.FromString,
+                    response_serializer=insights_dot_v1_dot_dashboards__pb2.Dashboard.SerializeToString,
+            ),
+            'UpdateDashboardTile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDashboardTile,
+                    request_deserializer=insights_dot_v1_dot_dashboards__pb2.UpdateDashboardTileRequest.FromString,
                     response_serializer=insights_dot_v1_dot_dashboards__pb2.Dashboard.SerializeToString,
             ),
             'ReorderDashboardTiles': grpc.unary_unary_rpc_method_handler(
@@ -394,6 +411,33 @@ class DashboardsService:
             target,
             '/insights.v1.DashboardsService/RemoveDashboardTile',
             insights_dot_v1_dot_dashboards__pb2.RemoveDashboardTileRequest.SerializeToString,
+            insights_dot_v1_dot_dashboards__pb2.Dashboard.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDashboardTile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/insights.v1.DashboardsService/UpdateDashboardTile',
+            insights_dot_v1_dot_dashboards__pb2.UpdateDashboardTileRequest.SerializeToString,
             insights_dot_v1_dot_dashboards__pb2.Dashboard.FromString,
             options,
             channel_credentials,

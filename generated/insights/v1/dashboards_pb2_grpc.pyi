@@ -55,6 +55,8 @@ class DashboardsServiceStub:
     """Removes a tile from a dashboard (a soft delete) and returns the
     dashboard.
     """
+    UpdateDashboardTile: _grpc.UnaryUnaryMultiCallable[_dashboards_pb2.UpdateDashboardTileRequest, _dashboards_pb2.Dashboard]
+    """Sets a tile's color, layouts or filters and returns the dashboard."""
     ReorderDashboardTiles: _grpc.UnaryUnaryMultiCallable[_dashboards_pb2.ReorderDashboardTilesRequest, _dashboards_pb2.Dashboard]
     """Sets the layout order of a dashboard's tiles and returns the dashboard."""
     ListDashboardActivity: _grpc.UnaryUnaryMultiCallable[_dashboards_pb2.ListDashboardActivityRequest, _dashboards_pb2.ListDashboardActivityResponse]
@@ -89,6 +91,8 @@ class DashboardsServiceAsyncStub(DashboardsServiceStub):
     """Removes a tile from a dashboard (a soft delete) and returns the
     dashboard.
     """
+    UpdateDashboardTile: _aio.UnaryUnaryMultiCallable[_dashboards_pb2.UpdateDashboardTileRequest, _dashboards_pb2.Dashboard]  # type: ignore[assignment]
+    """Sets a tile's color, layouts or filters and returns the dashboard."""
     ReorderDashboardTiles: _aio.UnaryUnaryMultiCallable[_dashboards_pb2.ReorderDashboardTilesRequest, _dashboards_pb2.Dashboard]  # type: ignore[assignment]
     """Sets the layout order of a dashboard's tiles and returns the dashboard."""
     ListDashboardActivity: _aio.UnaryUnaryMultiCallable[_dashboards_pb2.ListDashboardActivityRequest, _dashboards_pb2.ListDashboardActivityResponse]  # type: ignore[assignment]
@@ -162,6 +166,14 @@ class DashboardsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Removes a tile from a dashboard (a soft delete) and returns the
         dashboard.
         """
+
+    @_abc_1.abstractmethod
+    def UpdateDashboardTile(
+        self,
+        request: _dashboards_pb2.UpdateDashboardTileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dashboards_pb2.Dashboard, _abc.Awaitable[_dashboards_pb2.Dashboard]]:
+        """Sets a tile's color, layouts or filters and returns the dashboard."""
 
     @_abc_1.abstractmethod
     def ReorderDashboardTiles(

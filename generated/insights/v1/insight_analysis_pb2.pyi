@@ -524,6 +524,290 @@ class RetentionFindings(_message.Message):
 Global___RetentionFindings: _TypeAlias = RetentionFindings  # noqa: Y015
 
 @_typing.final
+class StickinessSeriesFinding(_message.Message):
+    """The findings on one stickiness series (a current-period item)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: _builtins.int
+    ACTORS_FIELD_NUMBER: _builtins.int
+    INTERVALS_FIELD_NUMBER: _builtins.int
+    MOST_THRESHOLD_FIELD_NUMBER: _builtins.int
+    MOST_ACTORS_FIELD_NUMBER: _builtins.int
+    MOST_PERCENT_FIELD_NUMBER: _builtins.int
+    AVERAGE_INTERVALS_FIELD_NUMBER: _builtins.int
+    TYPICAL_INTERVALS_FIELD_NUMBER: _builtins.int
+    label: _builtins.str
+    """The series label, such as "$pageview"."""
+    actors: _builtins.float
+    """Actors active in at least one interval of the range."""
+    intervals: _builtins.int
+    """The intervals of the range (the result's largest interval count)."""
+    most_threshold: _builtins.int
+    """The fewest active intervals that count as "most of them": more than
+    half of intervals (intervals / 2 + 1, rounded down).
+    """
+    most_actors: _builtins.float
+    """Actors active in at least most_threshold intervals."""
+    most_percent: _builtins.float
+    """most_actors in percent of actors; unset when actors is 0."""
+    average_intervals: _builtins.float
+    """The mean number of intervals an actor was active in; unset when actors
+    is 0.
+    """
+    typical_intervals: _builtins.int
+    """The interval count the most actors share (the smallest on ties); 0
+    when actors is 0.
+    """
+    def __init__(
+        self,
+        *,
+        label: _builtins.str = ...,
+        actors: _builtins.float = ...,
+        intervals: _builtins.int = ...,
+        most_threshold: _builtins.int = ...,
+        most_actors: _builtins.float = ...,
+        most_percent: _builtins.float | None = ...,
+        average_intervals: _builtins.float | None = ...,
+        typical_intervals: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_intervals", b"_average_intervals", "_most_percent", b"_most_percent", "average_intervals", b"average_intervals", "most_percent", b"most_percent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_intervals", b"_average_intervals", "_most_percent", b"_most_percent", "actors", b"actors", "average_intervals", b"average_intervals", "intervals", b"intervals", "label", b"label", "most_actors", b"most_actors", "most_percent", b"most_percent", "most_threshold", b"most_threshold", "typical_intervals", b"typical_intervals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__average_intervals: _TypeAlias = _typing.Literal["average_intervals"]  # noqa: Y015
+    _WhichOneofArgType__average_intervals: _TypeAlias = _typing.Literal["_average_intervals", b"_average_intervals"]  # noqa: Y015
+    _WhichOneofReturnType__most_percent: _TypeAlias = _typing.Literal["most_percent"]  # noqa: Y015
+    _WhichOneofArgType__most_percent: _TypeAlias = _typing.Literal["_most_percent", b"_most_percent"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_intervals) -> _WhichOneofReturnType__average_intervals | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__most_percent) -> _WhichOneofReturnType__most_percent | None: ...
+
+Global___StickinessSeriesFinding: _TypeAlias = StickinessSeriesFinding  # noqa: Y015
+
+@_typing.final
+class StickinessFindings(_message.Message):
+    """The findings on a stickiness result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    COMPARE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___StickinessSeriesFinding]:
+        """One finding per current-period series, in result order."""
+
+    @_builtins.property
+    def compare(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompareFinding]:
+        """Per series with a previous-period item: its actors (current_total)
+        against the previous period's (previous_total); empty without compare.
+        """
+
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[Global___StickinessSeriesFinding] | None = ...,
+        compare: _abc.Iterable[Global___CompareFinding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compare", b"compare", "series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StickinessFindings: _TypeAlias = StickinessFindings  # noqa: Y015
+
+@_typing.final
+class LifecycleFindings(_message.Message):
+    """The findings on a lifecycle result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUSES_FIELD_NUMBER: _builtins.int
+    NEW_TOTAL_FIELD_NUMBER: _builtins.int
+    RETURNING_TOTAL_FIELD_NUMBER: _builtins.int
+    RESURRECTING_TOTAL_FIELD_NUMBER: _builtins.int
+    DORMANT_TOTAL_FIELD_NUMBER: _builtins.int
+    NET_GROWTH_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    QUICK_RATIO_FIELD_NUMBER: _builtins.int
+    new_total: _builtins.float
+    """Actors counted new over the range (the sum of the new series)."""
+    returning_total: _builtins.float
+    """Actors counted returning over the range."""
+    resurrecting_total: _builtins.float
+    """Actors counted resurrecting over the range."""
+    dormant_total: _builtins.float
+    """Actors counted dormant over the range, as a positive number."""
+    net_growth: _builtins.float
+    """new_total + resurrecting_total - dormant_total: how many more actors
+    were gained than lost over the range.
+    """
+    balance: Global___Direction.ValueType
+    """Whether the gains outweigh the losses: UP when net_growth > 0, DOWN
+    when < 0, FLAT when equal.
+    """
+    quick_ratio: _builtins.float
+    """(new_total + resurrecting_total) / dormant_total, the "quick ratio"
+    (above 1 the active base grows); unset when dormant_total is 0.
+    """
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeriesFinding]:
+        """One finding per status series, in result order (new, returning,
+        resurrecting, dormant); the dormant series' values are negative, as in
+        the result.
+        """
+
+    def __init__(
+        self,
+        *,
+        statuses: _abc.Iterable[Global___SeriesFinding] | None = ...,
+        new_total: _builtins.float = ...,
+        returning_total: _builtins.float = ...,
+        resurrecting_total: _builtins.float = ...,
+        dormant_total: _builtins.float = ...,
+        net_growth: _builtins.float = ...,
+        balance: Global___Direction.ValueType = ...,
+        quick_ratio: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_quick_ratio", b"_quick_ratio", "quick_ratio", b"quick_ratio"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quick_ratio", b"_quick_ratio", "balance", b"balance", "dormant_total", b"dormant_total", "net_growth", b"net_growth", "new_total", b"new_total", "quick_ratio", b"quick_ratio", "resurrecting_total", b"resurrecting_total", "returning_total", b"returning_total", "statuses", b"statuses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__quick_ratio: _TypeAlias = _typing.Literal["quick_ratio"]  # noqa: Y015
+    _WhichOneofArgType__quick_ratio: _TypeAlias = _typing.Literal["_quick_ratio", b"_quick_ratio"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quick_ratio) -> _WhichOneofReturnType__quick_ratio | None: ...
+
+Global___LifecycleFindings: _TypeAlias = LifecycleFindings  # noqa: Y015
+
+@_typing.final
+class FunnelTrendsSeriesFinding(_message.Message):
+    """The findings on one series of a funnel's trends visualisation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERSION_FIELD_NUMBER: _builtins.int
+    ENTERED_FIELD_NUMBER: _builtins.int
+    CONVERTED_FIELD_NUMBER: _builtins.int
+    CONVERSION_PERCENT_FIELD_NUMBER: _builtins.int
+    entered: _builtins.int
+    """Actors who entered in the range and reached funnelFromStep."""
+    converted: _builtins.int
+    """Of them, the actors who reached funnelToStep."""
+    conversion_percent: _builtins.float
+    """converted in percent of entered; unset when entered is 0."""
+    @_builtins.property
+    def conversion(self) -> Global___SeriesFinding:
+        """The conversion rate per period in percent (label "Conversion", or the
+        breakdown value): change is in percentage points. Periods nobody
+        entered are left out (their rate of 0 is no conversion at all).
+        """
+
+    def __init__(
+        self,
+        *,
+        conversion: Global___SeriesFinding | None = ...,
+        entered: _builtins.int = ...,
+        converted: _builtins.int = ...,
+        conversion_percent: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_conversion_percent", b"_conversion_percent", "conversion", b"conversion", "conversion_percent", b"conversion_percent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_conversion_percent", b"_conversion_percent", "conversion", b"conversion", "conversion_percent", b"conversion_percent", "converted", b"converted", "entered", b"entered"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__conversion_percent: _TypeAlias = _typing.Literal["conversion_percent"]  # noqa: Y015
+    _WhichOneofArgType__conversion_percent: _TypeAlias = _typing.Literal["_conversion_percent", b"_conversion_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__conversion_percent) -> _WhichOneofReturnType__conversion_percent | None: ...
+
+Global___FunnelTrendsSeriesFinding: _TypeAlias = FunnelTrendsSeriesFinding  # noqa: Y015
+
+@_typing.final
+class FunnelTrendsFindings(_message.Message):
+    """The findings on a funnel's trends visualisation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunnelTrendsSeriesFinding]:
+        """One finding per series (breakdown value), in result order; series
+        nobody entered in any period are left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        series: _abc.Iterable[Global___FunnelTrendsSeriesFinding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["series", b"series"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FunnelTrendsFindings: _TypeAlias = FunnelTrendsFindings  # noqa: Y015
+
+@_typing.final
+class TimeToConvertFindings(_message.Message):
+    """The findings on a funnel's time-to-convert histogram."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONVERTED_FIELD_NUMBER: _builtins.int
+    AVERAGE_SECONDS_FIELD_NUMBER: _builtins.int
+    BIN_WIDTH_SECONDS_FIELD_NUMBER: _builtins.int
+    MEDIAN_BIN_START_SECONDS_FIELD_NUMBER: _builtins.int
+    MODE_BIN_START_SECONDS_FIELD_NUMBER: _builtins.int
+    MODE_BIN_COUNT_FIELD_NUMBER: _builtins.int
+    converted: _builtins.int
+    """Actors who converted (the sum of the bins)."""
+    average_seconds: _builtins.float
+    """The result's mean conversion time in seconds; unset when nobody
+    converted.
+    """
+    bin_width_seconds: _builtins.int
+    """The width of every bin in seconds."""
+    median_bin_start_seconds: _builtins.int
+    """The start of the bin holding the median converter (the ceil(n/2)-th
+    fastest of n); unset when nobody converted.
+    """
+    mode_bin_start_seconds: _builtins.int
+    """The start of the fullest bin (the earliest on ties); unset when nobody
+    converted.
+    """
+    mode_bin_count: _builtins.int
+    """Actors in the fullest bin."""
+    def __init__(
+        self,
+        *,
+        converted: _builtins.int = ...,
+        average_seconds: _builtins.float | None = ...,
+        bin_width_seconds: _builtins.int = ...,
+        median_bin_start_seconds: _builtins.int | None = ...,
+        mode_bin_start_seconds: _builtins.int | None = ...,
+        mode_bin_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_average_seconds", b"_average_seconds", "_median_bin_start_seconds", b"_median_bin_start_seconds", "_mode_bin_start_seconds", b"_mode_bin_start_seconds", "average_seconds", b"average_seconds", "median_bin_start_seconds", b"median_bin_start_seconds", "mode_bin_start_seconds", b"mode_bin_start_seconds"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_seconds", b"_average_seconds", "_median_bin_start_seconds", b"_median_bin_start_seconds", "_mode_bin_start_seconds", b"_mode_bin_start_seconds", "average_seconds", b"average_seconds", "bin_width_seconds", b"bin_width_seconds", "converted", b"converted", "median_bin_start_seconds", b"median_bin_start_seconds", "mode_bin_count", b"mode_bin_count", "mode_bin_start_seconds", b"mode_bin_start_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__average_seconds: _TypeAlias = _typing.Literal["average_seconds"]  # noqa: Y015
+    _WhichOneofArgType__average_seconds: _TypeAlias = _typing.Literal["_average_seconds", b"_average_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__median_bin_start_seconds: _TypeAlias = _typing.Literal["median_bin_start_seconds"]  # noqa: Y015
+    _WhichOneofArgType__median_bin_start_seconds: _TypeAlias = _typing.Literal["_median_bin_start_seconds", b"_median_bin_start_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__mode_bin_start_seconds: _TypeAlias = _typing.Literal["mode_bin_start_seconds"]  # noqa: Y015
+    _WhichOneofArgType__mode_bin_start_seconds: _TypeAlias = _typing.Literal["_mode_bin_start_seconds", b"_mode_bin_start_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__average_seconds) -> _WhichOneofReturnType__average_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__median_bin_start_seconds) -> _WhichOneofReturnType__median_bin_start_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mode_bin_start_seconds) -> _WhichOneofReturnType__mode_bin_start_seconds | None: ...
+
+Global___TimeToConvertFindings: _TypeAlias = TimeToConvertFindings  # noqa: Y015
+
+@_typing.final
 class AnalyzeInsightResponse(_message.Message):
     """The analysis of an insight's cached result."""
 
@@ -533,10 +817,17 @@ class AnalyzeInsightResponse(_message.Message):
     TRENDS_FIELD_NUMBER: _builtins.int
     FUNNELS_FIELD_NUMBER: _builtins.int
     RETENTION_FIELD_NUMBER: _builtins.int
+    STICKINESS_FIELD_NUMBER: _builtins.int
+    LIFECYCLE_FIELD_NUMBER: _builtins.int
+    FUNNEL_TRENDS_FIELD_NUMBER: _builtins.int
+    TIME_TO_CONVERT_FIELD_NUMBER: _builtins.int
     markdown: _builtins.str
     """A short Markdown summary of the findings; empty when the insight's kind
-    has no analyzer (only trends, funnels in the steps visualisation and
-    retention have one).
+    has no analyzer (every InsightVizNode kind but paths has one). With a
+    text model configured (INSIGHTS_TEXT_MODEL_URL), the model's rewording
+    of the derived summary, kept only when it states no number the derived
+    one does not (else, and on any failure or timeout, the derived one).
+    The findings never come from the model.
     """
     @_builtins.property
     def trends(self) -> Global___TrendsFindings:
@@ -550,6 +841,22 @@ class AnalyzeInsightResponse(_message.Message):
     def retention(self) -> Global___RetentionFindings:
         """Retention."""
 
+    @_builtins.property
+    def stickiness(self) -> Global___StickinessFindings:
+        """Stickiness."""
+
+    @_builtins.property
+    def lifecycle(self) -> Global___LifecycleFindings:
+        """Lifecycle."""
+
+    @_builtins.property
+    def funnel_trends(self) -> Global___FunnelTrendsFindings:
+        """Funnels in the trends visualisation."""
+
+    @_builtins.property
+    def time_to_convert(self) -> Global___TimeToConvertFindings:
+        """Funnels in the time-to-convert visualisation."""
+
     def __init__(
         self,
         *,
@@ -557,12 +864,16 @@ class AnalyzeInsightResponse(_message.Message):
         trends: Global___TrendsFindings | None = ...,
         funnels: Global___FunnelFindings | None = ...,
         retention: Global___RetentionFindings | None = ...,
+        stickiness: Global___StickinessFindings | None = ...,
+        lifecycle: Global___LifecycleFindings | None = ...,
+        funnel_trends: Global___FunnelTrendsFindings | None = ...,
+        time_to_convert: Global___TimeToConvertFindings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "funnels", b"funnels", "retention", b"retention", "trends", b"trends"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "funnel_trends", b"funnel_trends", "funnels", b"funnels", "lifecycle", b"lifecycle", "retention", b"retention", "stickiness", b"stickiness", "time_to_convert", b"time_to_convert", "trends", b"trends"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "funnels", b"funnels", "markdown", b"markdown", "retention", b"retention", "trends", b"trends"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "funnel_trends", b"funnel_trends", "funnels", b"funnels", "lifecycle", b"lifecycle", "markdown", b"markdown", "retention", b"retention", "stickiness", b"stickiness", "time_to_convert", b"time_to_convert", "trends", b"trends"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_findings: _TypeAlias = _typing.Literal["trends", "funnels", "retention"]  # noqa: Y015
+    _WhichOneofReturnType_findings: _TypeAlias = _typing.Literal["trends", "funnels", "retention", "stickiness", "lifecycle", "funnel_trends", "time_to_convert"]  # noqa: Y015
     _WhichOneofArgType_findings: _TypeAlias = _typing.Literal["findings", b"findings"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_findings) -> _WhichOneofReturnType_findings | None: ...
 

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -144,6 +145,8 @@ class Insight(_message.Message):
     LAST_VIEWED_AT_FIELD_NUMBER: _builtins.int
     SAVED_FIELD_NUMBER: _builtins.int
     CREATE_IN_FOLDER_FIELD_NUMBER: _builtins.int
+    COLOR_FIELD_NUMBER: _builtins.int
+    LAYOUTS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Numeric id. Output only."""
     short_id: _builtins.str
@@ -192,6 +195,11 @@ class Insight(_message.Message):
     """
     create_in_folder: _builtins.str
     """Folder path to file the new insight under. Input only (create)."""
+    color: _builtins.str
+    """The color of the insight's tile on the dashboard it was read from
+    (GetInsight from_dashboard); unset otherwise, or when the tile has none.
+    Output only.
+    """
     @_builtins.property
     def query(self) -> _query_pb2.QueryNode:
         """The query."""
@@ -275,6 +283,13 @@ class Insight(_message.Message):
     def last_viewed_at(self) -> _timestamp_pb2.Timestamp:
         """When the caller last viewed the insight. Output only."""
 
+    @_builtins.property
+    def layouts(self) -> _struct_pb2.Struct:
+        """The layouts of the insight's tile on the dashboard it was read from
+        (GetInsight from_dashboard); unset otherwise, or when the tile has none.
+        Output only.
+        """
+
     def __init__(
         self,
         *,
@@ -315,11 +330,15 @@ class Insight(_message.Message):
         last_viewed_at: _timestamp_pb2.Timestamp | None = ...,
         saved: _builtins.bool | None = ...,
         create_in_folder: _builtins.str = ...,
+        color: _builtins.str | None = ...,
+        layouts: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_derived_name", b"_derived_name", "_description", b"_description", "_has_more", b"_has_more", "_name", b"_name", "_order", b"_order", "_saved", b"_saved", "cache_target_age", b"cache_target_age", "created_at", b"created_at", "created_by", b"created_by", "derived_name", b"derived_name", "description", b"description", "has_more", b"has_more", "last_modified_at", b"last_modified_at", "last_modified_by", b"last_modified_by", "last_refresh", b"last_refresh", "last_viewed_at", b"last_viewed_at", "name", b"name", "next_allowed_client_refresh", b"next_allowed_client_refresh", "order", b"order", "query", b"query", "query_status", b"query_status", "resolved_date_range", b"resolved_date_range", "result", b"result", "saved", b"saved", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_color", b"_color", "_derived_name", b"_derived_name", "_description", b"_description", "_has_more", b"_has_more", "_name", b"_name", "_order", b"_order", "_saved", b"_saved", "cache_target_age", b"cache_target_age", "color", b"color", "created_at", b"created_at", "created_by", b"created_by", "derived_name", b"derived_name", "description", b"description", "has_more", b"has_more", "last_modified_at", b"last_modified_at", "last_modified_by", b"last_modified_by", "last_refresh", b"last_refresh", "last_viewed_at", b"last_viewed_at", "layouts", b"layouts", "name", b"name", "next_allowed_client_refresh", b"next_allowed_client_refresh", "order", b"order", "query", b"query", "query_status", b"query_status", "resolved_date_range", b"resolved_date_range", "result", b"result", "saved", b"saved", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_derived_name", b"_derived_name", "_description", b"_description", "_has_more", b"_has_more", "_name", b"_name", "_order", b"_order", "_saved", b"_saved", "alerts", b"alerts", "cache_target_age", b"cache_target_age", "columns", b"columns", "create_in_folder", b"create_in_folder", "created_at", b"created_at", "created_by", b"created_by", "dashboard_tiles", b"dashboard_tiles", "dashboards", b"dashboards", "deleted", b"deleted", "derived_name", b"derived_name", "description", b"description", "effective_privilege_level", b"effective_privilege_level", "effective_restriction_level", b"effective_restriction_level", "favorited", b"favorited", "has_more", b"has_more", "hogql", b"hogql", "id", b"id", "is_cached", b"is_cached", "is_sample", b"is_sample", "last_modified_at", b"last_modified_at", "last_modified_by", b"last_modified_by", "last_refresh", b"last_refresh", "last_viewed_at", b"last_viewed_at", "name", b"name", "next_allowed_client_refresh", b"next_allowed_client_refresh", "order", b"order", "query", b"query", "query_status", b"query_status", "resolved_date_range", b"resolved_date_range", "result", b"result", "saved", b"saved", "short_id", b"short_id", "tags", b"tags", "timezone", b"timezone", "types", b"types", "updated_at", b"updated_at", "user_access_level", b"user_access_level"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_color", b"_color", "_derived_name", b"_derived_name", "_description", b"_description", "_has_more", b"_has_more", "_name", b"_name", "_order", b"_order", "_saved", b"_saved", "alerts", b"alerts", "cache_target_age", b"cache_target_age", "color", b"color", "columns", b"columns", "create_in_folder", b"create_in_folder", "created_at", b"created_at", "created_by", b"created_by", "dashboard_tiles", b"dashboard_tiles", "dashboards", b"dashboards", "deleted", b"deleted", "derived_name", b"derived_name", "description", b"description", "effective_privilege_level", b"effective_privilege_level", "effective_restriction_level", b"effective_restriction_level", "favorited", b"favorited", "has_more", b"has_more", "hogql", b"hogql", "id", b"id", "is_cached", b"is_cached", "is_sample", b"is_sample", "last_modified_at", b"last_modified_at", "last_modified_by", b"last_modified_by", "last_refresh", b"last_refresh", "last_viewed_at", b"last_viewed_at", "layouts", b"layouts", "name", b"name", "next_allowed_client_refresh", b"next_allowed_client_refresh", "order", b"order", "query", b"query", "query_status", b"query_status", "resolved_date_range", b"resolved_date_range", "result", b"result", "saved", b"saved", "short_id", b"short_id", "tags", b"tags", "timezone", b"timezone", "types", b"types", "updated_at", b"updated_at", "user_access_level", b"user_access_level"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__color: _TypeAlias = _typing.Literal["color"]  # noqa: Y015
+    _WhichOneofArgType__color: _TypeAlias = _typing.Literal["_color", b"_color"]  # noqa: Y015
     _WhichOneofReturnType__derived_name: _TypeAlias = _typing.Literal["derived_name"]  # noqa: Y015
     _WhichOneofArgType__derived_name: _TypeAlias = _typing.Literal["_derived_name", b"_derived_name"]  # noqa: Y015
     _WhichOneofReturnType__description: _TypeAlias = _typing.Literal["description"]  # noqa: Y015
@@ -332,6 +351,8 @@ class Insight(_message.Message):
     _WhichOneofArgType__order: _TypeAlias = _typing.Literal["_order", b"_order"]  # noqa: Y015
     _WhichOneofReturnType__saved: _TypeAlias = _typing.Literal["saved"]  # noqa: Y015
     _WhichOneofArgType__saved: _TypeAlias = _typing.Literal["_saved", b"_saved"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__color) -> _WhichOneofReturnType__color | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__derived_name) -> _WhichOneofReturnType__derived_name | None: ...
     @_typing.overload
@@ -740,7 +761,10 @@ class GetInsightRequest(_message.Message):
     apply over the saved query, and the result is cached under the query as
     filtered. NOT_FOUND (reason DASHBOARD_NOT_FOUND) unless the dashboard is
     live in the environment; a filter part the query's kind has no field for
-    is INVALID_ARGUMENT naming `from_dashboard.filters.<part>`.
+    is INVALID_ARGUMENT naming `from_dashboard.filters.<part>`. When the
+    insight is on the dashboard, its tile's filters apply over the
+    dashboard's (naming `from_dashboard.tile.filters.<part>`), and the
+    answer carries the tile's color and layouts.
     """
     client_query_id: _builtins.str
     """Names the run this read starts, so that CancelQuery and GetQueryStatus

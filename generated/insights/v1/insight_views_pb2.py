@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from generated.insights.v1 import common_pb2 as insights_dot_v1_dot_common__pb2
+from generated.insights.v1 import query_pb2 as insights_dot_v1_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finsights/v1/insight_views.proto\x12\x0binsights.v1\x1a\x18insights/v1/common.proto\"H\n\x19MarkInsightsViewedRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x13\n\x0binsight_ids\x18\x02 \x03(\x03\"G\n\x1aMarkInsightsViewedResponse\x12\x12\n\nviewed_ids\x18\x01 \x03(\x03\x12\x15\n\rnot_found_ids\x18\x02 \x03(\x03\"9\n\x1fListMyLastViewedInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\"b\n\x1bListTrendingInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"\x8b\x01\n\x1a\x45xportInsightResultRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x02id\x18\x02 \x01(\x03H\x00\x12\x12\n\x08short_id\x18\x03 \x01(\tH\x00\x12)\n\x07refresh\x18\x04 \x01(\x0e\x32\x18.insights.v1.RefreshModeB\x08\n\x06lookup\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\tB\xac\x01\n\x17\x63om.example.insights.v1B\x11InsightViewsProtoP\x01Z2example.com/insights/gen/go/insights/v1;insightsv1\xa2\x02\x03INS\xaa\x02\x13\x45xample.Insights.V1\xca\x02\x13\x45xample\\Insights\\V1\xea\x02\x15\x45xample::Insights::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1finsights/v1/insight_views.proto\x12\x0binsights.v1\x1a\x18insights/v1/common.proto\x1a\x17insights/v1/query.proto\"H\n\x19MarkInsightsViewedRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x13\n\x0binsight_ids\x18\x02 \x03(\x03\"G\n\x1aMarkInsightsViewedResponse\x12\x12\n\nviewed_ids\x18\x01 \x03(\x03\x12\x15\n\rnot_found_ids\x18\x02 \x03(\x03\"9\n\x1fListMyLastViewedInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\"b\n\x1bListTrendingInsightsRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"\x87\x03\n\x1a\x45xportInsightResultRequest\x12\x16\n\x0e\x65nvironment_id\x18\x01 \x01(\x03\x12\x0c\n\x02id\x18\x02 \x01(\x03H\x00\x12\x12\n\x08short_id\x18\x03 \x01(\tH\x00\x12)\n\x07refresh\x18\x04 \x01(\x0e\x32\x18.insights.v1.RefreshMode\x12\x1b\n\x0e\x66rom_dashboard\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x18\n\x10\x66ilters_override\x18\x06 \x01(\t\x12Z\n\x12variables_override\x18\x07 \x03(\x0b\x32>.insights.v1.ExportInsightResultRequest.VariablesOverrideEntry\x1aT\n\x16VariablesOverrideEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.insights.v1.HogQLVariable:\x02\x38\x01\x42\x08\n\x06lookupB\x11\n\x0f_from_dashboard\"\x18\n\x08\x43svChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\tB\xac\x01\n\x17\x63om.example.insights.v1B\x11InsightViewsProtoP\x01Z2example.com/insights/gen/go/insights/v1;insightsv1\xa2\x02\x03INS\xaa\x02\x13\x45xample.Insights.V1\xca\x02\x13\x45xample\\Insights\\V1\xea\x02\x15\x45xample::Insights::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +34,20 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'insights.v1.insight_views_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\027com.example.insights.v1B\021InsightViewsProtoP\001Z2example.com/insights/gen/go/insights/v1;insightsv1\242\002\003INS\252\002\023Example.Insights.V1\312\002\023Example\\Insights\\V1\352\002\025Example::Insights::V1'
-  _globals['_MARKINSIGHTSVIEWEDREQUEST']._serialized_start=74
-  _globals['_MARKINSIGHTSVIEWEDREQUEST']._serialized_end=146
-  _globals['_MARKINSIGHTSVIEWEDRESPONSE']._serialized_start=148
-  _globals['_MARKINSIGHTSVIEWEDRESPONSE']._serialized_end=219
-  _globals['_LISTMYLASTVIEWEDINSIGHTSREQUEST']._serialized_start=221
-  _globals['_LISTMYLASTVIEWEDINSIGHTSREQUEST']._serialized_end=278
-  _globals['_LISTTRENDINGINSIGHTSREQUEST']._serialized_start=280
-  _globals['_LISTTRENDINGINSIGHTSREQUEST']._serialized_end=378
-  _globals['_EXPORTINSIGHTRESULTREQUEST']._serialized_start=381
-  _globals['_EXPORTINSIGHTRESULTREQUEST']._serialized_end=520
-  _globals['_CSVCHUNK']._serialized_start=522
-  _globals['_CSVCHUNK']._serialized_end=546
+  _globals['_EXPORTINSIGHTRESULTREQUEST_VARIABLESOVERRIDEENTRY']._loaded_options = None
+  _globals['_EXPORTINSIGHTRESULTREQUEST_VARIABLESOVERRIDEENTRY']._serialized_options = b'8\001'
+  _globals['_MARKINSIGHTSVIEWEDREQUEST']._serialized_start=99
+  _globals['_MARKINSIGHTSVIEWEDREQUEST']._serialized_end=171
+  _globals['_MARKINSIGHTSVIEWEDRESPONSE']._serialized_start=173
+  _globals['_MARKINSIGHTSVIEWEDRESPONSE']._serialized_end=244
+  _globals['_LISTMYLASTVIEWEDINSIGHTSREQUEST']._serialized_start=246
+  _globals['_LISTMYLASTVIEWEDINSIGHTSREQUEST']._serialized_end=303
+  _globals['_LISTTRENDINGINSIGHTSREQUEST']._serialized_start=305
+  _globals['_LISTTRENDINGINSIGHTSREQUEST']._serialized_end=403
+  _globals['_EXPORTINSIGHTRESULTREQUEST']._serialized_start=406
+  _globals['_EXPORTINSIGHTRESULTREQUEST']._serialized_end=797
+  _globals['_EXPORTINSIGHTRESULTREQUEST_VARIABLESOVERRIDEENTRY']._serialized_start=684
+  _globals['_EXPORTINSIGHTRESULTREQUEST_VARIABLESOVERRIDEENTRY']._serialized_end=768
+  _globals['_CSVCHUNK']._serialized_start=799
+  _globals['_CSVCHUNK']._serialized_end=823
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from generated.insights.v1 import common_pb2 as _common_pb2
+from generated.insights.v1 import query_pb2 as _query_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -152,10 +153,34 @@ class ExportInsightResultRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class VariablesOverrideEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _query_pb2.HogQLVariable: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _query_pb2.HogQLVariable | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ENVIRONMENT_ID_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     SHORT_ID_FIELD_NUMBER: _builtins.int
     REFRESH_FIELD_NUMBER: _builtins.int
+    FROM_DASHBOARD_FIELD_NUMBER: _builtins.int
+    FILTERS_OVERRIDE_FIELD_NUMBER: _builtins.int
+    VARIABLES_OVERRIDE_FIELD_NUMBER: _builtins.int
     environment_id: _builtins.int
     """The environment."""
     id: _builtins.int
@@ -166,6 +191,29 @@ class ExportInsightResultRequest(_message.Message):
     """How the result is obtained, as GetInsight (default FORCE_CACHE: the
     cached result; FAILED_PRECONDITION when there is none).
     """
+    from_dashboard: _builtins.int
+    """Export the result as this dashboard shows it, as GetInsight's
+    from_dashboard: its stored filters apply over the saved query and the
+    result is the one cached under the query as filtered (FORCE_CACHE: the
+    one a GetInsight with the same from_dashboard computed). NOT_FOUND
+    (reason DASHBOARD_NOT_FOUND) unless the dashboard is live in the
+    environment.
+    """
+    filters_override: _builtins.str
+    """GetInsight's filters_override, as the JSON of a DashboardFilter (this
+    file cannot name that message: insight.proto imports it), such as
+    {"date_from": "-30d", "properties": [...]}; as in the reference's query
+    parameter. Applied over the dashboard's filters; empty: none.
+    INVALID_ARGUMENT naming filters_override for text that is not such JSON
+    ("Invalid JSON passed in filters_override parameter") or a part the
+    query's kind has no field for.
+    """
+    @_builtins.property
+    def variables_override(self) -> _containers.MessageMap[_builtins.str, _query_pb2.HogQLVariable]:
+        """GetInsight's variables_override: SQL variable values by variable id,
+        for this export only (same rules and errors).
+        """
+
     def __init__(
         self,
         *,
@@ -173,13 +221,21 @@ class ExportInsightResultRequest(_message.Message):
         id: _builtins.int = ...,
         short_id: _builtins.str = ...,
         refresh: _common_pb2.RefreshMode.ValueType = ...,
+        from_dashboard: _builtins.int | None = ...,
+        filters_override: _builtins.str = ...,
+        variables_override: _abc.Mapping[_builtins.str, _query_pb2.HogQLVariable] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "lookup", b"lookup", "short_id", b"short_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_from_dashboard", b"_from_dashboard", "from_dashboard", b"from_dashboard", "id", b"id", "lookup", b"lookup", "short_id", b"short_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment_id", b"environment_id", "id", b"id", "lookup", b"lookup", "refresh", b"refresh", "short_id", b"short_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_dashboard", b"_from_dashboard", "environment_id", b"environment_id", "filters_override", b"filters_override", "from_dashboard", b"from_dashboard", "id", b"id", "lookup", b"lookup", "refresh", b"refresh", "short_id", b"short_id", "variables_override", b"variables_override"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__from_dashboard: _TypeAlias = _typing.Literal["from_dashboard"]  # noqa: Y015
+    _WhichOneofArgType__from_dashboard: _TypeAlias = _typing.Literal["_from_dashboard", b"_from_dashboard"]  # noqa: Y015
     _WhichOneofReturnType_lookup: _TypeAlias = _typing.Literal["id", "short_id"]  # noqa: Y015
     _WhichOneofArgType_lookup: _TypeAlias = _typing.Literal["lookup", b"lookup"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__from_dashboard) -> _WhichOneofReturnType__from_dashboard | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_lookup) -> _WhichOneofReturnType_lookup | None: ...
 
 Global___ExportInsightResultRequest: _TypeAlias = ExportInsightResultRequest  # noqa: Y015

@@ -23,6 +23,11 @@ class InsightMetadata:
         self._db = db
         self._text_model = text_model
 
+    @property
+    def text_model(self) -> TextModel | None:
+        """The operator's text model (AnalyzeInsight rewords its Markdown with it too), or None."""
+        return self._text_model
+
     def generate(self, principal: Principal, environment_id: int, query: query_pb2.QueryNode | None) -> Metadata:
         """The derived text (INVALID_ARGUMENT naming `query` when it is missing or has no node); with
         a text model configured, its rephrasing, else (or on any failure of it) the derived text."""

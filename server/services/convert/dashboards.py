@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from generated.insights.v1 import dashboards_pb2
-from server.domain.dashboards import DashboardFields, DashboardView
+from server.domain.dashboards import DashboardFields, DashboardView, TileFields, TileView
 from server.services.convert import common
 
 
@@ -14,16 +16,7 @@ def dashboard(view: DashboardView) -> dashboards_pb2.Dashboard:
         description=view.description,
         tags=list(view.tags),
         pinned=view.pinned,
-        tiles=[
-            dashboards_pb2.DashboardItem(
-                id=t.id,
-                insight_id=t.insight_id,
-                insight_short_id=t.insight_short_id,
-                insight_name=t.insight_name,
-                position=t.position,
-            )
-            for t in view.tiles
-        ],
+        tiles=[tile(t) for t in view.tiles],
         deleted=view.deleted,
         created_at=common.timestamp(view.created_at),
         updated_at=common.timestamp(view.updated_at),
@@ -45,4 +38,31 @@ def fields(message: dashboards_pb2.Dashboard) -> DashboardFields:
         pinned=message.pinned,
         filters=message.filters,
         deleted=message.deleted,
+    )
+
+
+def tile(view: TileView) -> dashboards_pb2.DashboardItem:
+    """A live tile with its settings (color, layouts and filters only when it has them)."""
+    message = dashboards_pb2.DashboardItem(
+        id=view.id,
+        insight_id=view.insight_id,
+        insight_short_id=view.insight_short_id,
+        insight_name=view.insight_name,
+        position=view.position,
+    )
+    if view.color is not None:
+        message.color = view.color
+    if view.layouts is not None:
+        message.layouts.update(view.layouts)
+    if view.filters.ByteSize():
+        message.filters.CopyFrom(view.filters)
+    return message
+
+
+def tile_fields(message: dashboards_pb2.DashboardItem) -> TileFields:
+    """The writable fields of a request's tile (output-only fields are ignored)."""
+    return TileFields(
+        color=message.color if message.HasField("color") else None,
+        layouts=json_format.MessageToDict(message.layouts) if message.HasField("layouts") else None,
+        filters=message.filters,
     )
