@@ -18,8 +18,20 @@ from server.errors import DomainError
 from storage.migrate import upgrade
 
 
-def _settings_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", help="host:port to serve on (INSIGHTS_LISTEN)")
+# The contract of `events load` for scripts (README, "Loading events", says the same).
+LOAD_EXIT_CODES = """exit codes:
+  0  every row of the file was loaded (or was already stored)
+  1  some rows were rejected (each named by its line above); the others were loaded
+  2  an error stopped the load, or no row was valid: an unusable file, a refused or unreachable
+     server, an event store in use by another process... One line on standard error says
+     which, and what was stored before it (a server stream that broke off keeps its
+     acknowledged batches: loading the file again stores the rest, each event once)"""
+
+
+def _settings_flags(
+    parser: argparse.ArgumentParser, listen_help: str = "host:port to serve on (INSIGHTS_LISTEN)"
+) -> None:
+    parser.add_argument("--listen", metavar="HOST:PORT", help=listen_help)
     parser.add_argument(
         "--database-url", help="SQLAlchemy URL of the metadata database (INSIGHTS_DATABASE_URL)"
     )
@@ -96,8 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     load = events.add_parser(
         "load",
         help="load a JSON Lines or CSV file of events (through IngestEventBatches when a server answers)",
+        description="Loads a JSON Lines or CSV file of events: through the server answering at --listen "
+        "(or --server) when there is one, else straight into the event store of --events-dsn.",
+        epilog=LOAD_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _settings_flags(load)
+    _settings_flags(
+        load,
+        listen_help="host:port of the server to load through (INSIGHTS_LISTEN, default 127.0.0.1:50051): "
+        "a server answering there takes the events; with none there the file goes straight into "
+        "--events-dsn, which an embedded (chdb://) store only allows while no server holds it",
+    )
     load.add_argument("file", type=Path, help=".jsonl/.ndjson/.json (one object per line) or .csv")
     load.add_argument("--environment", type=int, help="environment id (default: the first one)")
     load.add_argument(
@@ -189,17 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(settings.database_url)
             return admin.run(settings, args)
         if args.command == "events" and args.events_command == "load":
-            from server.cli.loader import run_load
-
-            return run_load(
-                settings,
-                args.file,
-                args.environment,
-                args.batch_size,
-                args.api_key,
-                transport.ClientTransport.from_args(args),
-                args.server,
-            )
+            return _load(settings, args)
         if args.command == "demo":
             from server.cli.demo import run_demo
 
@@ -212,6 +223,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _load(settings: Settings, args: argparse.Namespace) -> int:
+    """`events load`, whose exit codes are a contract (LOAD_EXIT_CODES): an unexpected failure is
+    one line and 2, never a traceback's 1, which would read as "some rows were rejected"."""
+    from server.cli.loader import TransportError, run_load
+
+    try:
+        return run_load(
+            settings,
+            args.file,
+            args.environment,
+            args.batch_size,
+            args.api_key,
+            transport.ClientTransport.from_args(args),
+            args.server,
+        )
+    except (DomainError, TransportError):
+        raise  # main() words these
+    except Exception as exc:  # noqa: BLE001 - see the docstring; DEBUG logs the traceback
+        logging.getLogger("insights.cli").debug("events load failed", exc_info=True)
+        print(
+            f"error: {type(exc).__name__}: {exc}; nothing more was loaded (--log-level DEBUG shows where)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 async def serve_main(settings: Settings) -> int:
