@@ -17,7 +17,6 @@ from server.config import Settings
 from server.errors import DomainError
 from storage.migrate import upgrade
 
-
 # The contract of `events load` for scripts (README, "Loading events", says the same).
 LOAD_EXIT_CODES = """exit codes:
   0  every row of the file was loaded (or was already stored)
@@ -242,7 +241,7 @@ def _load(settings: Settings, args: argparse.Namespace) -> int:
         )
     except (DomainError, TransportError):
         raise  # main() words these
-    except Exception as exc:  # noqa: BLE001 - see the docstring; DEBUG logs the traceback
+    except Exception as exc:  # see the docstring; DEBUG logs the traceback
         logging.getLogger("insights.cli").debug("events load failed", exc_info=True)
         print(
             f"error: {type(exc).__name__}: {exc}; nothing more was loaded (--log-level DEBUG shows where)",
