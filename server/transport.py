@@ -4,11 +4,13 @@ clients' channels to it (the loader, the benchmarks), built from the same kind o
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -210,9 +212,33 @@ class ClientTransport:
         return "mutual TLS" if self.cert else "TLS"
 
 
-def client_channel(target: str, options: ChannelOptions = ()) -> grpc.aio.Channel:
-    """An asyncio channel to `target` as the environment's INSIGHTS_CLIENT_TLS_* say (benchmarks)."""
-    return ClientTransport.from_env().aio_channel(target, options)
+# The service config clients may apply (README, "Service config"): retries of idempotent calls on
+# UNAVAILABLE and default deadlines per method. Plain JSON, so that clients in any language read it.
+SERVICE_CONFIG_PATH = Path(__file__).with_name("service_config.json")
+
+
+def service_config() -> str:
+    """The service config as the one-line JSON text the `grpc.service_config` channel option takes."""
+    return json.dumps(json.loads(SERVICE_CONFIG_PATH.read_text()), separators=(",", ":"))
+
+
+def service_config_options() -> list[tuple[str, Any]]:
+    """Channel options that apply the service config (retries are on by default in grpc >= 1.40;
+    `grpc.enable_retries` says so for older ones).
+
+    Opt-in, not a default of the channels here: a config timeout caps the caller's own deadline
+    (gRPC takes the smaller), and the benchmarks' heavy queries set longer ones on purpose.
+    """
+    return [("grpc.service_config", service_config()), ("grpc.enable_retries", 1)]
+
+
+def client_channel(
+    target: str, options: ChannelOptions = (), *, with_service_config: bool = False
+) -> grpc.aio.Channel:
+    """An asyncio channel to `target` as the environment's INSIGHTS_CLIENT_TLS_* say (benchmarks),
+    with the service config when asked."""
+    extra = service_config_options() if with_service_config else []
+    return ClientTransport.from_env().aio_channel(target, [*extra, *options])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

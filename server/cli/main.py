@@ -1,5 +1,5 @@
 """Command line: serve, migrate, create-api-key, organizations, environments, api-keys, events load,
-demo, query convert."""
+demo, service-config, query convert."""
 
 from __future__ import annotations
 
@@ -139,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
         "--if-empty", action="store_true", help="do nothing when the environment already has events"
     )
     _api_key_flag(demo)
+    config = commands.add_parser(
+        "service-config",
+        help="print the gRPC service config (retries of idempotent calls, default deadlines) that "
+        "clients pass as the grpc.service_config channel option",
+    )
+    config.add_argument("--compact", action="store_true", help="on one line, as the channel option takes it")
     query = commands.add_parser("query", help="query node tools").add_subparsers(
         dest="query_command", required=True
     )
@@ -184,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "query":
         # Pure conversion: needs no settings, database or event store.
         return _convert_query(args)
+    if args.command == "service-config":
+        print(transport.service_config() if args.compact else transport.SERVICE_CONFIG_PATH.read_text().rstrip())
+        return 0
     try:
         settings = _settings(args)
     except DomainError as exc:
