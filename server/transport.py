@@ -91,6 +91,41 @@ def bind(server: grpc.aio.Server, settings: Settings, listen: str | None = None)
     return int(port)
 
 
+# Ping strikes a client gets (pings faster than the minimum interval) before too_many_pings: gRPC's
+# default, stated here with the interval it goes with.
+MAX_PING_STRIKES = 2
+# grpc_compression_level's LOW: the first of the algorithms a caller accepts, ranked gzip, deflate.
+_COMPRESSION_LEVEL_LOW = 1
+
+
+def server_options(settings: Settings) -> list[tuple[str, Any]]:
+    """The server's channel options: message sizes and the keepalive policy (README, "Connections").
+
+    Keepalive pings are accepted without calls in flight (clients behind NATs and load balancers
+    ping idle connections) at the settings' minimum interval; responses are capped by the
+    largest a caller may opt in to, which the response-limit interceptor enforces with a clear error
+    first.
+    """
+    return [
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        ("grpc.max_send_message_length", settings.max_response_opt_in_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(settings.keepalive_min_ping_interval_seconds * 1000)),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+        *compression_options(settings),
+    ]
+
+
+def compression_options(settings: Settings) -> list[tuple[str, Any]]:
+    """Response compression (INSIGHTS_COMPRESSION) as a compression *level*: grpc then picks, per
+    call, the algorithm the caller accepts (grpc-accept-encoding), gzip first, and sends a caller
+    that accepts none uncompressed responses. (A default *algorithm*, what grpc.aio.server's
+    `compression` sets, is sent even to callers that do not accept it.)"""
+    if settings.compression.strip().lower() == "none":
+        return []
+    return [("grpc.default_compression_level", _COMPRESSION_LEVEL_LOW)]
+
+
 def describe(settings: Settings) -> str:
     """How the server speaks, for its start-up log line."""
     if settings.tls_client_ca:
