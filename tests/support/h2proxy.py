@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -40,6 +41,7 @@ class FrameProxy:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.base_events.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     async def __aenter__(self) -> FrameProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -49,20 +51,19 @@ class FrameProxy:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
+        # Cutting every connection ends the relays by themselves (no task is cancelled under
+        # asyncio's stream callbacks, which would log it).
+        for writer in self._writers:
+            writer.transport.abort()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def wait_until(self, condition: object, timeout: float = 60.0) -> None:
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
         """Waits (on the proxy's own events, no polling) until `condition()` holds."""
-        assert callable(condition)
 
         async def watch() -> None:
             while not condition():
@@ -80,11 +81,14 @@ class FrameProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.append(client_w)
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream)
         except OSError:
             client_w.close()
+            self._tasks.discard(task)
             return
+        self._writers.append(server_w)
         down = asyncio.create_task(self._downstream(server_r, client_w))
         self._tasks.add(down)
         try:
@@ -92,8 +96,8 @@ class FrameProxy:
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            down.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
+            server_w.transport.abort()  # ends the other direction's relay
+            with contextlib.suppress(OSError):
                 await down
             self._tasks.discard(down)
             for writer in (server_w, client_w):
