@@ -1,5 +1,6 @@
-"""Transport security: the server's listening port (TLS, mutual TLS, or plaintext on loopback) and
-clients' channels to it (the loader, the benchmarks), built from the same kind of settings."""
+"""Transport: the server's listening port (TLS, mutual TLS, or plaintext on loopback) and its
+connection policies (keepalive, message sizes, compression), and clients' channels to it (the
+loader, the benchmarks) with the service config they may apply."""
 
 from __future__ import annotations
 
@@ -258,8 +259,8 @@ def service_config() -> str:
 
 
 def service_config_options() -> list[tuple[str, Any]]:
-    """Channel options that apply the service config (retries are on by default in grpc >= 1.40;
-    `grpc.enable_retries` says so for older ones).
+    """Channel options that apply the service config (retries were on by default in grpcio 1.85
+    already; `grpc.enable_retries` says so for older ones).
 
     Opt-in, not a default of the channels here: a config timeout caps the caller's own deadline
     (gRPC takes the smaller), and the benchmarks' heavy queries set longer ones on purpose.
