@@ -230,7 +230,7 @@ class App:
                 # After auth: every caller is authorised on its own before it joins a shared run.
                 *([self.coalescing] if self.settings.coalescing else []),
             ],
-            options=[("grpc.so_reuseport", 0)],
+            options=[("grpc.so_reuseport", 0), *transport.server_options(self.settings)],
         )
         insight_pb2_grpc.add_InsightsServiceServicer_to_server(
             InsightsServicer(self.insights, self.execution, self.blocking, self.memory, self.metadata), server

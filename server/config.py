@@ -16,6 +16,8 @@ from server.errors import InvalidArgument
 from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 
 _PREFIX = "INSIGHTS_"
+# Values of INSIGHTS_COMPRESSION (gRPC's message compressions; "none" sends responses as they are).
+COMPRESSIONS = ("none", "gzip")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,18 @@ class Settings:
     # and the most a caller may opt in to with the x-insights-max-response-bytes header.
     max_response_bytes: int = 4 * 1024 * 1024
     max_response_opt_in_bytes: int = 64 * 1024 * 1024
+    # Largest request message the server takes (gRPC's default, what clients send at most unless
+    # told otherwise); a larger one is RESOURCE_EXHAUSTED before any handler reads it.
+    max_request_bytes: int = 4 * 1024 * 1024
+    # Response compression for callers on slow links: "gzip" compresses every response to a caller
+    # that accepts it (grpc-accept-encoding: every gRPC library's default), at some CPU per
+    # response; a caller taking only deflate gets deflate, one taking neither uncompressed
+    # responses. "none" (the default): responses go as they are.
+    compression: str = "none"
+    # Shortest interval between a client's keepalive pings the server accepts while it sends the
+    # client nothing: a client pinging faster is told too_many_pings (GOAWAY) after two strikes.
+    # Below 5 s so that clients pinging every 5 s (a common grpc-js setting) keep their connection.
+    keepalive_min_ping_interval_seconds: float = 4.0
     # Engine queries running at once; more wait in a queue.
     max_running_queries: int = 4
     # Runs allowed to wait for a slot; past it, RunQuery answers RESOURCE_EXHAUSTED.
@@ -183,6 +197,20 @@ class Settings:
             raise InvalidArgument(
                 "INSIGHTS_MAX_RESPONSE_BYTES must be > 0 and <= INSIGHTS_MAX_RESPONSE_OPT_IN_BYTES",
                 field="max_response_bytes",
+            )
+        if not 0 < self.max_request_bytes <= 2**31 - 1:
+            raise InvalidArgument(
+                "INSIGHTS_MAX_REQUEST_BYTES must be > 0 and < 2 GiB", field="max_request_bytes"
+            )
+        if self.compression.strip().lower() not in COMPRESSIONS:
+            raise InvalidArgument(
+                f"INSIGHTS_COMPRESSION must be one of {', '.join(COMPRESSIONS)}: {self.compression!r}",
+                field="compression",
+            )
+        if not 0.001 <= self.keepalive_min_ping_interval_seconds <= 7200:
+            raise InvalidArgument(
+                "INSIGHTS_KEEPALIVE_MIN_PING_INTERVAL_SECONDS must be in [0.001, 7200]",
+                field="keepalive_min_ping_interval_seconds",
             )
         if self.clickhouse_cluster and not re.fullmatch(
             r"[A-Za-z_][A-Za-z0-9_]{0,63}", self.clickhouse_cluster

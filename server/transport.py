@@ -1,14 +1,17 @@
-"""Transport security: the server's listening port (TLS, mutual TLS, or plaintext on loopback) and
-clients' channels to it (the loader, the benchmarks), built from the same kind of settings."""
+"""Transport: the server's listening port (TLS, mutual TLS, or plaintext on loopback) and its
+connection policies (keepalive, message sizes, compression), and clients' channels to it (the
+loader, the benchmarks) with the service config they may apply."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -87,6 +90,41 @@ def bind(server: grpc.aio.Server, settings: Settings, listen: str | None = None)
             address,
         )
     return int(port)
+
+
+# Ping strikes a client gets (pings faster than the minimum interval) before too_many_pings: gRPC's
+# default, stated here with the interval it goes with.
+MAX_PING_STRIKES = 2
+# grpc_compression_level's LOW: the first of the algorithms a caller accepts, ranked gzip, deflate.
+_COMPRESSION_LEVEL_LOW = 1
+
+
+def server_options(settings: Settings) -> list[tuple[str, Any]]:
+    """The server's channel options: message sizes and the keepalive policy (README, "Connections").
+
+    Keepalive pings are accepted without calls in flight (clients behind NATs and load balancers
+    ping idle connections) at the settings' minimum interval; responses are capped by the
+    largest a caller may opt in to, which the response-limit interceptor enforces with a clear error
+    first.
+    """
+    return [
+        ("grpc.max_receive_message_length", settings.max_request_bytes),
+        ("grpc.max_send_message_length", settings.max_response_opt_in_bytes),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", round(settings.keepalive_min_ping_interval_seconds * 1000)),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+        *compression_options(settings),
+    ]
+
+
+def compression_options(settings: Settings) -> list[tuple[str, Any]]:
+    """Response compression (INSIGHTS_COMPRESSION) as a compression *level*: grpc then picks, per
+    call, the algorithm the caller accepts (grpc-accept-encoding), gzip first, and sends a caller
+    that accepts none uncompressed responses. (A default *algorithm*, what grpc.aio.server's
+    `compression` sets, is sent even to callers that do not accept it.)"""
+    if settings.compression.strip().lower() == "none":
+        return []
+    return [("grpc.default_compression_level", _COMPRESSION_LEVEL_LOW)]
 
 
 def describe(settings: Settings) -> str:
@@ -210,9 +248,33 @@ class ClientTransport:
         return "mutual TLS" if self.cert else "TLS"
 
 
-def client_channel(target: str, options: ChannelOptions = ()) -> grpc.aio.Channel:
-    """An asyncio channel to `target` as the environment's INSIGHTS_CLIENT_TLS_* say (benchmarks)."""
-    return ClientTransport.from_env().aio_channel(target, options)
+# The service config clients may apply (README, "Service config"): retries of idempotent calls on
+# UNAVAILABLE and default deadlines per method. Plain JSON, so that clients in any language read it.
+SERVICE_CONFIG_PATH = Path(__file__).with_name("service_config.json")
+
+
+def service_config() -> str:
+    """The service config as the one-line JSON text the `grpc.service_config` channel option takes."""
+    return json.dumps(json.loads(SERVICE_CONFIG_PATH.read_text()), separators=(",", ":"))
+
+
+def service_config_options() -> list[tuple[str, Any]]:
+    """Channel options that apply the service config (retries were on by default in grpcio 1.85
+    already; `grpc.enable_retries` says so for older ones).
+
+    Opt-in, not a default of the channels here: a config timeout caps the caller's own deadline
+    (gRPC takes the smaller), and the benchmarks' heavy queries set longer ones on purpose.
+    """
+    return [("grpc.service_config", service_config()), ("grpc.enable_retries", 1)]
+
+
+def client_channel(
+    target: str, options: ChannelOptions = (), *, with_service_config: bool = False
+) -> grpc.aio.Channel:
+    """An asyncio channel to `target` as the environment's INSIGHTS_CLIENT_TLS_* say (benchmarks),
+    with the service config when asked."""
+    extra = service_config_options() if with_service_config else []
+    return ClientTransport.from_env().aio_channel(target, [*extra, *options])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,8 @@ from generated.insights.v1 import events_pb2
 from server.cli.batch_sender import BatchSender, OutgoingBatch, SendFailed
 from server.domain.ingest import MAX_BATCH_EVENTS, MAX_REJECTIONS, IncomingEvent, Rejection, validate_all
 from server.transport import ClientTransport
-from storage.events import EventRow, EventStore
+from storage.chdb_holder import holder_of
+from storage.events import EventRow, EventStore, parse_dsn
 
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 REQUIRED_CSV_COLUMNS = ("event", "distinct_id", "timestamp")
@@ -522,6 +523,22 @@ def resolve_environment(database_url: str, environment_id: int | None) -> tuple[
         db.close()
 
 
+def store_held_elsewhere(events_dsn: str, target: str) -> str | None:
+    """The one line to end with when the embedded store is held by another process (a server
+    started with other settings, usually another --listen), else None."""
+    kind, path = parse_dsn(events_dsn)
+    if kind != "chdb":
+        return None  # a ClickHouse server takes writers from any number of processes
+    holder = holder_of(path)
+    if holder is None:
+        return None
+    return (
+        f"the event store {events_dsn} is in use by {holder} (an embedded store opens in one process "
+        f"at a time) and no server answers at {target}: load through the server holding it with "
+        "--listen HOST:PORT (its address) and --api-key, or stop it first; nothing was loaded"
+    )
+
+
 def run_load(
     settings: Any,
     path: Path,
@@ -573,6 +590,10 @@ def run_load(
             return 2
         else:
             where = f"into {settings.events_dsn}"
+            held = store_held_elsewhere(settings.events_dsn, target)
+            if held:
+                print(f"error: {held}", file=sys.stderr)
+                return 2
             store = EventStore(settings.events_dsn, cluster=settings.clickhouse_cluster)
             try:
                 store.ensure_schema()

@@ -1,5 +1,5 @@
 """Command line: serve, migrate, create-api-key, organizations, environments, api-keys, events load,
-demo, query convert."""
+demo, service-config, query convert."""
 
 from __future__ import annotations
 
@@ -17,9 +17,20 @@ from server.errors import DomainError
 from server.logformat import FORMATS
 from storage.migrate import upgrade
 
+# The contract of `events load` for scripts (README, "Loading events", says the same).
+LOAD_EXIT_CODES = """exit codes:
+  0  every row of the file was loaded (or was already stored)
+  1  some rows were rejected (each named by its line above); the others were loaded
+  2  an error stopped the load, or no row was valid: an unusable file, a refused or unreachable
+     server, an event store in use by another process... One line on standard error says
+     which, and what was stored before it (a server stream that broke off keeps its
+     acknowledged batches: loading the file again stores the rest, each event once)"""
 
-def _settings_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", help="host:port to serve on (INSIGHTS_LISTEN)")
+
+def _settings_flags(
+    parser: argparse.ArgumentParser, listen_help: str = "host:port to serve on (INSIGHTS_LISTEN)"
+) -> None:
+    parser.add_argument("--listen", metavar="HOST:PORT", help=listen_help)
     parser.add_argument(
         "--database-url", help="SQLAlchemy URL of the metadata database (INSIGHTS_DATABASE_URL)"
     )
@@ -100,8 +111,17 @@ def _parser() -> argparse.ArgumentParser:
     load = events.add_parser(
         "load",
         help="load a JSON Lines or CSV file of events (through IngestEventBatches when a server answers)",
+        description="Loads a JSON Lines or CSV file of events: through the server answering at --listen "
+        "(or --server) when there is one, else straight into the event store of --events-dsn.",
+        epilog=LOAD_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _settings_flags(load)
+    _settings_flags(
+        load,
+        listen_help="host:port of the server to load through (INSIGHTS_LISTEN, default 127.0.0.1:50051): "
+        "a server answering there takes the events; with none there the file goes straight into "
+        "--events-dsn, which an embedded (chdb://) store only allows while no server holds it",
+    )
     load.add_argument("file", type=Path, help=".jsonl/.ndjson/.json (one object per line) or .csv")
     load.add_argument("--environment", type=int, help="environment id (default: the first one)")
     load.add_argument(
@@ -123,6 +143,12 @@ def _parser() -> argparse.ArgumentParser:
         "--if-empty", action="store_true", help="do nothing when the environment already has events"
     )
     _api_key_flag(demo)
+    config = commands.add_parser(
+        "service-config",
+        help="print the gRPC service config (retries of idempotent calls, default deadlines) that "
+        "clients pass as the grpc.service_config channel option",
+    )
+    config.add_argument("--compact", action="store_true", help="on one line, as the channel option takes it")
     query = commands.add_parser("query", help="query node tools").add_subparsers(
         dest="query_command", required=True
     )
@@ -168,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "query":
         # Pure conversion: needs no settings, database or event store.
         return _convert_query(args)
+    if args.command == "service-config":
+        print(transport.service_config() if args.compact else transport.SERVICE_CONFIG_PATH.read_text().rstrip())
+        return 0
     try:
         settings = _settings(args)
     except DomainError as exc:
@@ -191,17 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(settings.database_url)
             return admin.run(settings, args)
         if args.command == "events" and args.events_command == "load":
-            from server.cli.loader import run_load
-
-            return run_load(
-                settings,
-                args.file,
-                args.environment,
-                args.batch_size,
-                args.api_key,
-                transport.ClientTransport.from_args(args),
-                args.server,
-            )
+            return _load(settings, args)
         if args.command == "demo":
             from server.cli.demo import run_demo
 
@@ -214,6 +233,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 2
+
+
+def _load(settings: Settings, args: argparse.Namespace) -> int:
+    """`events load`, whose exit codes are a contract (LOAD_EXIT_CODES): an unexpected failure is
+    one line and 2, never a traceback's 1, which would read as "some rows were rejected"."""
+    from server.cli.loader import TransportError, run_load
+
+    try:
+        return run_load(
+            settings,
+            args.file,
+            args.environment,
+            args.batch_size,
+            args.api_key,
+            transport.ClientTransport.from_args(args),
+            args.server,
+        )
+    except (DomainError, TransportError):
+        raise  # main() words these
+    except Exception as exc:  # see the docstring; DEBUG logs the traceback
+        logging.getLogger("insights.cli").debug("events load failed", exc_info=True)
+        print(
+            f"error: {type(exc).__name__}: {exc}; nothing more was loaded (--log-level DEBUG shows where)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 async def serve_main(settings: Settings) -> int:
