@@ -130,6 +130,13 @@ def test_the_api_reference_documents_every_rpc_with_its_scope_and_types() -> Non
         policy = method.GetOptions().Extensions[options_pb2.policy]
         for scope in policy.required_scopes:
             assert f"`{scope}`" in section, f"{method.full_name}: scope {scope} not in its docs/api.md section"
+        request = ("stream " if method.client_streaming else "") + method.input_type.full_name
+        response = ("stream " if method.server_streaming else "") + method.output_type.full_name
+        assert f"`rpc {method.name}({request}) returns ({response})`" in section, method.full_name
         for message in (method.input_type, method.output_type):
             if message.full_name.startswith("insights."):
                 assert message.full_name in headings, f"{message.full_name} has no section in docs/api.md"
+    # The comments come along (the descriptor set is built with source info).
+    assert "Returns one insight that is not deleted, by id or short id." in sections[
+        "insights.v1.InsightsService.GetInsight"
+    ]
