@@ -17,7 +17,8 @@ $(STAMP): requirements.txt $(wildcard requirements/*.txt)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# Rebuilds generated/ from protos/ (a contract test fails when it is stale).
+# Rebuilds generated/ (stubs, the descriptor set insights.binpb) and docs/api.md from protos/
+# (a contract test fails when any is stale).
 proto: venv
 	$(PY) tools/gen_protos.py
 

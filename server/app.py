@@ -10,7 +10,6 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from generated.insights.v1 import (
     actions_pb2,
@@ -38,7 +37,7 @@ from interceptors.logging import LoggingInterceptor
 from interceptors.throttling import ThrottleInterceptor
 from interceptors.tracing import TracingInterceptor
 from interceptors.validation import RequestChecks
-from server import redaction, requestid, tracing, transport
+from server import redaction, reflection, requestid, tracing, transport
 from server.config import Settings
 from server.domain import accounts
 from server.domain.actions import Actions
@@ -254,7 +253,8 @@ class App:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = [s.full_name for s in SERVICES]
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        # v1 and v1alpha, from the descriptor set `make proto` publishes (so `describe` shows comments).
+        reflection.enable(server, [*names, health.SERVICE_NAME])
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.port = transport.bind(server, self.settings)

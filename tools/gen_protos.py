@@ -1,4 +1,4 @@
-"""Regenerates the Python stubs in generated/ from protos/ (or checks them)."""
+"""Regenerates generated/ (Python stubs, the descriptor set) and docs/api.md from protos/ (or checks them)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ import tempfile
 from pathlib import Path
 
 import grpc_tools
+from api_reference import render  # tools/ is on the path: this runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 OUT = ROOT / "generated"
+# The published descriptor set (imports and comments included): what reflection serves.
+DESCRIPTOR_SET = "insights.binpb"
+API_REFERENCE = ROOT / "docs" / "api.md"
 # protoc writes absolute imports from the proto root ("from insights.v1 import
 # x_pb2"); we keep generated/ a real package, so they are rewritten to it.
 _IMPORT = re.compile(r"^(from|import) insights\.v1", re.MULTILINE)
@@ -47,6 +51,9 @@ def generate(dest: Path) -> None:
                 f"--grpc_python_out={raw}",
                 f"--mypy_out={raw}",
                 f"--mypy_grpc_out={raw}",
+                f"--descriptor_set_out={Path(raw) / DESCRIPTOR_SET}",
+                "--include_imports",
+                "--include_source_info",
                 *protos,
             ],
             check=True,
@@ -57,6 +64,7 @@ def generate(dest: Path) -> None:
             target = dest / src.relative_to(raw)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
+        shutil.copyfile(Path(raw) / DESCRIPTOR_SET, dest / DESCRIPTOR_SET)
     for pkg in (dest, dest / "insights", dest / "insights" / "v1"):
         init = pkg / "__init__.py"
         if not init.exists():
@@ -79,19 +87,23 @@ def stale_files(current: Path, fresh: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if generated/ is stale")
+    parser.add_argument("--check", action="store_true", help="fail if generated/ or docs/api.md is stale")
     args = parser.parse_args()
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp))
             diff = stale_files(OUT, Path(tmp))
+            reference = render((Path(tmp) / DESCRIPTOR_SET).read_bytes())
+        if not API_REFERENCE.exists() or API_REFERENCE.read_text() != reference:
+            diff.append(str(API_REFERENCE.relative_to(ROOT)))
         if diff:
-            print("generated/ is stale; run `make proto`:", *diff, sep="\n  ")
+            print("generated/ or docs/api.md is stale; run `make proto`:", *diff, sep="\n  ")
             return 1
         return 0
     if OUT.exists():
         shutil.rmtree(OUT)
     generate(OUT)
+    API_REFERENCE.write_text(render((OUT / DESCRIPTOR_SET).read_bytes()))
     return 0
 
 

@@ -50,7 +50,10 @@ def test_buf_format_is_clean() -> None:
 
 def test_generated_stubs_are_fresh() -> None:
     result = _run(sys.executable, ROOT / "tools" / "gen_protos.py", "--check")
-    assert result.returncode == 0, f"generated/ does not match protos/; run `make proto`.\n{_output(result)}"
+    # Also covers generated/insights.binpb (what reflection serves) and docs/api.md (rendered from it).
+    assert result.returncode == 0, (
+        f"generated/ or docs/api.md does not match protos/; run `make proto`.\n{_output(result)}"
+    )
 
 
 def _previous_commit_with_protos() -> str | None:
@@ -115,3 +118,25 @@ def test_every_rpc_declares_an_access_policy(method: MethodDescriptor) -> None:
         assert not scopes and not policy.sharing_access, f"{method.full_name}: public excludes other rules"
     bad = [s for s in scopes if not SCOPE.fullmatch(s)]
     assert not bad, f"{method.full_name} has malformed scopes {bad}; expected '<object>:read|write'"
+
+
+def test_the_api_reference_documents_every_rpc_with_its_scope_and_types() -> None:
+    text = (ROOT / "docs" / "api.md").read_text()
+    sections = {s.split("\n", 1)[0]: s for s in text.split("\n#### ")[1:]}
+    headings = set(re.findall(r"^### (\S+)$", text, re.MULTILINE))
+    for method in METHODS:
+        section = sections.get(method.full_name)
+        assert section, f"{method.full_name} is not in docs/api.md; run `make proto`"
+        policy = method.GetOptions().Extensions[options_pb2.policy]
+        for scope in policy.required_scopes:
+            assert f"`{scope}`" in section, f"{method.full_name}: scope {scope} not in its docs/api.md section"
+        request = ("stream " if method.client_streaming else "") + method.input_type.full_name
+        response = ("stream " if method.server_streaming else "") + method.output_type.full_name
+        assert f"`rpc {method.name}({request}) returns ({response})`" in section, method.full_name
+        for message in (method.input_type, method.output_type):
+            if message.full_name.startswith("insights."):
+                assert message.full_name in headings, f"{message.full_name} has no section in docs/api.md"
+    # The comments come along (the descriptor set is built with source info).
+    assert "Returns one insight that is not deleted, by id or short id." in sections[
+        "insights.v1.InsightsService.GetInsight"
+    ]

