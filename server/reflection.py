@@ -50,6 +50,24 @@ def _v1_reflection_file() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
+def _default_json_name(name: str) -> str:
+    """protoc's JSON name of a field that declares none: lowerCamelCase of its name."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _drop_default_json_names(message: descriptor_pb2.DescriptorProto) -> None:
+    """Leaves `json_name` only on fields that declare one. protoc writes every field's JSON name
+    into a descriptor set; grpcurl prints a field by its descriptor's JSON name when there is one,
+    so serving them all would turn its output from the proto names callers have always read
+    (`access_token`, `short_id`, what the README's jq filters read) into camelCase."""
+    for field in message.field:
+        if field.json_name == _default_json_name(field.name):
+            field.ClearField("json_name")
+    for nested in message.nested_type:
+        _drop_default_json_names(nested)
+
+
 class Descriptors:
     """Serialized files by name, the file defining each symbol, and the extensions of each message."""
 
@@ -67,6 +85,9 @@ class Descriptors:
         published = descriptor_pb2.FileDescriptorSet.FromString(
             published_set() if descriptor_set is None else descriptor_set
         )
+        for proto in published.file:
+            for message in proto.message_type:
+                _drop_default_json_names(message)
         extra = [_own_proto(health_pb2.DESCRIPTOR), _own_proto(reflection_pb2.DESCRIPTOR), _v1_reflection_file()]
         return cls([*published.file, *extra])
 

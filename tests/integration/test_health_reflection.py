@@ -165,9 +165,9 @@ async def test_grpcurl_lists_services_and_creates_an_insight(
     created = json.loads(out)
     assert created["name"] == "From grpcurl"
     assert created["tags"] == ["cli"]
-    assert len(created["shortId"]) == 8
+    assert len(created["short_id"]) == 8
     fetched = await api.get(int(created["id"]))
-    assert fetched.short_id == created["shortId"]
+    assert fetched.short_id == created["short_id"]
 
     code, out, err = await _run_grpcurl(
         "-plaintext",
