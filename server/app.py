@@ -10,7 +10,7 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from generated.insights.v1 import (
     actions_pb2,
@@ -35,8 +35,9 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
+from interceptors.metrics import RpcMeter
 from interceptors.validation import RequestChecks
-from server import redaction, requestid, transport
+from server import metrics, redaction, requestid, transport
 from server.config import Settings
 from server.domain import accounts
 from server.domain.actions import Actions
@@ -84,6 +85,12 @@ SERVICES = [
     actions_pb2.DESCRIPTOR.services_by_name["ActionsService"],
     cohorts_pb2.DESCRIPTOR.services_by_name["CohortsService"],
     dashboards_pb2.DESCRIPTOR.services_by_name["DashboardsService"],
+]
+# Every method this server serves: the bounded set of RPC metric labels.
+SERVED = [
+    *SERVICES,
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -188,6 +195,20 @@ class App:
         self._stopped = asyncio.Event()
         # Probes of the stores finished (health set from each): what a test waits on.
         self.store_probes = 0
+        # This app's metrics (a registry of its own), served over HTTP when INSIGHTS_METRICS_LISTEN is set.
+        self.rpc_meter = RpcMeter(f"/{s.full_name}/{m.name}" for s in SERVED for m in s.methods)
+        self.metrics = metrics.registry(
+            metrics.Sources(
+                rpc=self.rpc_meter,
+                execution=self.execution,
+                checker=self.checker,
+                scheduler=self.scheduler,
+                ingestion=self.ingestion,
+                # Made by start(): none before.
+                coalescing=lambda: getattr(self, "coalescing", None),
+            )
+        )
+        self.metrics_endpoint: metrics.Endpoint | None = None
 
     async def _verify(self, raw_key: str) -> Principal:
         return await self.blocking.run(accounts.verify_api_key, self.db, raw_key)
@@ -201,7 +222,7 @@ class App:
         requestid.install()  # and every record says which call it came from
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=common.reads_cache_only)
-        self.requests_log = LoggingInterceptor()
+        self.requests_log = LoggingInterceptor(meter=self.rpc_meter)
         server = grpc.aio.server(
             interceptors=[
                 self.requests_log,
@@ -253,6 +274,8 @@ class App:
         self._server = server
         self._probe = asyncio.create_task(self._watch_stores(names))
         self.scheduler.start()
+        if self.settings.metrics_address:
+            self.metrics_endpoint = metrics.serve(self.metrics, self.settings.metrics_address)
         log.info("serving on %s (%s)", self.address, transport.describe(self.settings))
         return self.port
 
@@ -318,6 +341,9 @@ class App:
         await asyncio.to_thread(self.blocking.close, _CLOSE_SECONDS)
         self.events.close()
         self.db.close()
+        if self.metrics_endpoint is not None:
+            # Last: a scrape during the drain still shows the calls finishing.
+            await asyncio.to_thread(self.metrics_endpoint.close)
         self._stopped.set()
         log.info("stopped")
 

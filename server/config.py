@@ -15,6 +15,8 @@ from server.errors import InvalidArgument
 from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 
 _PREFIX = "INSIGHTS_"
+# The metrics endpoint's host when INSIGHTS_METRICS_LISTEN names only a port: this machine only.
+METRICS_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class Settings:
     # Internal addresses the text model may be reached at, as INSIGHTS_ALERT_WEBHOOK_ALLOWED_NETWORKS
     # (a model on loopback or the private network must be listed here; public addresses need not).
     text_model_allowed_networks: str = ""
+    # host:port of the Prometheus endpoint (GET /metrics); a bare port (or ":port") listens on loopback.
+    # Empty (the default): no endpoint.
+    metrics_listen: str = ""
     # Python logging level.
     log_level: str = "INFO"
     # Log lines as text (`text`) or one JSON object per line (`json`), for a log collector.
@@ -113,6 +118,17 @@ class Settings:
         return EgressPolicy.parse(self.text_model_allowed_networks)
 
     @property
+    def metrics_address(self) -> str:
+        """Where the metrics endpoint listens (host:port), or "" when it is off."""
+        found = self.metrics_listen.strip()
+        if not found:
+            return ""
+        host, sep, port = found.rpartition(":")
+        if not sep:
+            host, port = "", found
+        return f"{host or METRICS_HOST}:{port}"
+
+    @property
     def materialized_keys(self) -> list[str]:
         return [k.strip() for k in self.materialized_properties.split(",") if k.strip()]
 
@@ -135,6 +151,12 @@ class Settings:
         if not sep or not host or not port.isdigit():
             raise InvalidArgument("INSIGHTS_LISTEN must be host:port", field="listen")
         check_transport(self)
+        if self.metrics_listen.strip():
+            port = self.metrics_address.rpartition(":")[2]
+            if not port.isdigit() or int(port) > 65535:
+                raise InvalidArgument(
+                    "INSIGHTS_METRICS_LISTEN must be host:port, :port or a port (0-65535)", field="metrics_listen"
+                )
         if self.sql_max_execution_seconds < 1:
             raise InvalidArgument(
                 "INSIGHTS_SQL_MAX_EXECUTION_SECONDS must be >= 1", field="sql_max_execution_seconds"
