@@ -59,11 +59,13 @@ class Distribution:
         """Per label tuple: cumulative counts per bound (`le`), then the total (`+Inf`), and the sum."""
         with self._lock:
             copied = {labels: (list(counts), total[0]) for labels, (counts, total) in self._values.items()}
-        out: dict[Labels, tuple[list[int], float]] = {}
-        for labels, (counts, total) in copied.items():
-            running, cumulative = 0, []
-            for count in counts:
-                running += count
-                cumulative.append(running)
-            out[labels] = (cumulative, total)
-        return out
+        return {labels: (cumulative(counts), total) for labels, (counts, total) in copied.items()}
+
+
+def cumulative(counts: Sequence[int]) -> list[int]:
+    """Counts per bucket as Prometheus wants them: each bucket with every one below it."""
+    running, out = 0, []
+    for count in counts:
+        running += count
+        out.append(running)
+    return out

@@ -4,7 +4,7 @@ HTTP endpoint serving them (INSIGHTS_METRICS_LISTEN)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from server.domain.alerts.checker import Checker
 from server.domain.alerts.scheduler import Scheduler
 from server.domain.ingest import Ingestion
 from server.execution.refresh import Execution
-from server.meter import Counts, Distribution
+from server.meter import Counts, Labels
 
 log = logging.getLogger("insights.metrics")
 
@@ -45,11 +45,13 @@ class ServiceCollector(Collector):  # type: ignore[misc]
 
     def collect(self) -> Iterator[Metric]:
         s = self._s
-        rpc = s.rpc
+        rpc = s.rpc.snapshot()
         yield _counter(
             "rpc_calls", "RPCs by method and the status code the client saw.", ["method", "code"], rpc.calls
         )
-        yield _histogram("rpc_duration_seconds", "RPC durations by method.", ["method"], rpc.seconds)
+        yield _histogram(
+            "rpc_duration_seconds", "RPC durations by method.", ["method"], s.rpc.bounds, rpc.seconds
+        )
         yield _gauge("rpc_in_flight", "RPCs running now, by method.", ["method"], rpc.in_flight)
 
         execution = s.execution
@@ -63,7 +65,8 @@ class ServiceCollector(Collector):  # type: ignore[misc]
             "engine_query_duration_seconds",
             "Engine computation durations by query kind.",
             ["kind"],
-            execution.query_seconds,
+            execution.query_seconds.bounds,
+            execution.query_seconds.snapshot(),
         )
         yield _counter(
             "engine_rows_read",
@@ -135,25 +138,36 @@ class ServiceCollector(Collector):  # type: ignore[misc]
         )
 
 
-def _counter(name: str, doc: str, labels: list[str], counts: Counts) -> Metric:
+def _counter(name: str, doc: str, labels: list[str], counts: Counts | dict[Labels, float]) -> Metric:
     family = CounterMetricFamily(PREFIX + name, doc, labels=labels)
-    for values, number in sorted(counts.snapshot().items()):
+    for values, number in sorted(_values(counts).items()):
         family.add_metric(list(values), number)
     return family
 
 
-def _gauge(name: str, doc: str, labels: list[str], counts: Counts) -> Metric:
+def _gauge(name: str, doc: str, labels: list[str], counts: Counts | dict[Labels, float]) -> Metric:
     family = GaugeMetricFamily(PREFIX + name, doc, labels=labels)
-    for values, number in sorted(counts.snapshot().items()):
+    for values, number in sorted(_values(counts).items()):
         family.add_metric(list(values), number)
     return family
 
 
-def _histogram(name: str, doc: str, labels: list[str], distribution: Distribution) -> Metric:
+def _values(counts: Counts | dict[Labels, float]) -> dict[Labels, float]:
+    return counts.snapshot() if isinstance(counts, Counts) else counts
+
+
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    bounds: Sequence[float],
+    found: dict[Labels, tuple[list[int], float]],
+) -> Metric:
+    """A histogram family from cumulative counts per bound (then +Inf) and sums, by label tuple."""
     family = HistogramMetricFamily(PREFIX + name, doc, labels=labels)
-    bounds = [_bound(b) for b in distribution.bounds] + ["+Inf"]
-    for values, (cumulative, total) in sorted(distribution.snapshot().items()):
-        family.add_metric(list(values), list(zip(bounds, cumulative, strict=True)), total)
+    edges = [_bound(b) for b in bounds] + ["+Inf"]
+    for values, (counts, total) in sorted(found.items()):
+        family.add_metric(list(values), list(zip(edges, counts, strict=True)), total)
     return family
 
 

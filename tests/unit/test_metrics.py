@@ -47,11 +47,13 @@ def test_an_unknown_method_counts_under_one_label_and_in_flight_returns_to_zero(
     meter = RpcMeter(["/pkg.Service/Known"])
     for method in ("/pkg.Service/Known", "/evil/one", "/evil/two"):
         meter.begin(method)
-    assert meter.in_flight.snapshot() == {("/pkg.Service/Known",): 1, (OTHER,): 2}
+    assert meter.snapshot().in_flight == {("/pkg.Service/Known",): 1, (OTHER,): 2}
     for method in ("/pkg.Service/Known", "/evil/one", "/evil/two"):
         meter.end(method, "OK", 0.003)
-    assert meter.calls.snapshot() == {("/pkg.Service/Known", "OK"): 1, (OTHER, "OK"): 2}
-    assert meter.in_flight.snapshot() == {("/pkg.Service/Known",): 0, (OTHER,): 0}
+    found = meter.snapshot()
+    assert found.calls == {("/pkg.Service/Known", "OK"): 1, (OTHER, "OK"): 2}
+    assert found.in_flight == {("/pkg.Service/Known",): 0, (OTHER,): 0}
+    assert found.seconds[(OTHER,)][0][-1] == 2  # both unknown calls in one histogram
 
 
 class _One(Collector):  # type: ignore[misc]
@@ -59,7 +61,8 @@ class _One(Collector):  # type: ignore[misc]
         self.distribution = distribution
 
     def collect(self) -> list[Metric]:
-        return [_histogram("probe_seconds", "probe", ["kind"], self.distribution)]
+        found = self.distribution
+        return [_histogram("probe_seconds", "probe", ["kind"], found.bounds, found.snapshot())]
 
 
 @given(
