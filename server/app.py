@@ -220,6 +220,9 @@ class App:
         """Binds the listen address, starts serving and returns the bound port."""
         redaction.install()  # however the process set up logging, no secret reaches a log line
         requestid.install()  # and every record says which call it came from
+        if self.settings.metrics_address:
+            # First: an address that cannot be bound stops the start before anything else runs.
+            self.metrics_endpoint = metrics.serve(self.metrics, self.settings.metrics_address)
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=common.reads_cache_only)
         self.requests_log = LoggingInterceptor(meter=self.rpc_meter)
@@ -274,8 +277,6 @@ class App:
         self._server = server
         self._probe = asyncio.create_task(self._watch_stores(names))
         self.scheduler.start()
-        if self.settings.metrics_address:
-            self.metrics_endpoint = metrics.serve(self.metrics, self.settings.metrics_address)
         log.info("serving on %s (%s)", self.address, transport.describe(self.settings))
         return self.port
 

@@ -23,6 +23,7 @@ from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
 from generated.insights.v1 import query_service_pb2 as qs
 from generated.insights.v1 import query_service_pb2_grpc as qs_grpc
+from storage.models import AlertConfiguration
 from tests.integration.itkit import Dedicated, bearer, dedicated_server, expect_error, timestamp, trends_viz
 from tests.integration.test_alert_checks import Receiver
 from tests.integration.test_alerts import bounds
@@ -176,6 +177,11 @@ async def test_counters_move_by_what_real_calls_did(served: Dedicated, receiver:
         apb.CheckAlertNowRequest(environment_id=env, alert_id=alert.id), metadata=md, timeout=60
     )
     assert check.state == apb.ALERT_STATE_FIRING and len(receiver.bodies) == 1
+    # A scheduler pass that finds the alert 90 s overdue (same interval: recorded, not re-sent).
+    now = dt.datetime.now(dt.UTC)
+    with app.db.session() as session:
+        session.get(AlertConfiguration, alert.id).next_check_at = now - dt.timedelta(seconds=90)
+    assert (await app.scheduler.run_once(now)).checked == [alert.id]
 
     end = await scraped(app)
     assert moved(start, end, "insights_rpc_calls_total", method=RUN_QUERY, code="OK") == 4
@@ -186,8 +192,9 @@ async def test_counters_move_by_what_real_calls_did(served: Dedicated, receiver:
     assert moved(start, end, "insights_rpc_calls_total", method=get, code="OK") == 0
     ingest = "/insights.v1.EventsService/IngestEvents"
     assert moved(start, end, "insights_rpc_calls_total", method=ingest, code="OK") == 1
-    assert moved(start, end, "insights_alert_checks_total", state="firing") == 1
+    assert moved(start, end, "insights_alert_checks_total", state="firing") == 2
     assert moved(start, end, "insights_webhook_deliveries_total", outcome="delivered") == 1
+    assert value(end, "insights_alert_scheduler_lag_seconds") == 90
     assert moved(start, end, "insights_query_runs_shed_total") == 0
     assert value(end, "insights_query_runs_queued") == value(end, "insights_query_runs_running") == 0
 
