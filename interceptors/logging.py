@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from interceptors.callstate import is_abort, is_call_over, is_cancelled
+from interceptors.metrics import RpcMeter
 from interceptors.wrap import CallInterceptor
 from server import requestid
 from server.services.context import current_principal
@@ -34,9 +35,11 @@ class LoggingInterceptor(CallInterceptor):
     calls"), and CANCELLED when the client went away.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, meter: RpcMeter | None = None):
         self._clock = clock
         self._cancel_all_at: float | None = None
+        # Counts every call with the same code as its log line (for the metrics endpoint).
+        self.meter = meter
 
     def stopping(self, grace: float | None) -> None:
         """The server is stopping: calls still running `grace` seconds from now will be cancelled.
@@ -57,6 +60,8 @@ class LoggingInterceptor(CallInterceptor):
         budget = context.time_remaining()
         ended: BaseException | None = None
         await _begin(context)
+        if self.meter is not None:
+            self.meter.begin(method)
         try:
             return await call()
         except BaseException as exc:
@@ -76,6 +81,8 @@ class LoggingInterceptor(CallInterceptor):
         budget = context.time_remaining()
         ended: BaseException | None = None
         await _begin(context)
+        if self.meter is not None:
+            self.meter.begin(method)
         try:
             async for message in call():
                 yield message
@@ -113,15 +120,22 @@ class LoggingInterceptor(CallInterceptor):
         budget: float | None,
         ended: BaseException | None,
     ) -> None:
-        if not log.isEnabledFor(logging.INFO):
+        logging_on = log.isEnabledFor(logging.INFO)
+        if not logging_on and self.meter is None:
+            return
+        code = self.code(context, budget, ended)
+        seconds = time.perf_counter() - start
+        if self.meter is not None:
+            self.meter.end(method, code, seconds)
+        if not logging_on:
             return
         principal = current_principal.get()
         environment = getattr(request, "environment_id", None)
         log.info(
             "rpc method=%s code=%s duration_ms=%.1f environment=%s key_id=%s",
             method,
-            self.code(context, budget, ended),
-            (time.perf_counter() - start) * 1000,
+            code,
+            seconds * 1000,
             environment if environment else "-",
             principal.key_id if principal else "-",
         )

@@ -10,6 +10,7 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from generated.insights.v1 import (
     actions_pb2,
@@ -34,10 +35,11 @@ from interceptors.coalescing import CoalescingInterceptor
 from interceptors.errors import ErrorInterceptor
 from interceptors.limits import ResponseLimitInterceptor
 from interceptors.logging import LoggingInterceptor
+from interceptors.metrics import RpcMeter
 from interceptors.throttling import ThrottleInterceptor
 from interceptors.tracing import TracingInterceptor
 from interceptors.validation import RequestChecks
-from server import redaction, reflection, requestid, tracing, transport
+from server import metrics, redaction, reflection, requestid, tracing, transport
 from server.config import Settings
 from server.domain import accounts
 from server.domain.actions import Actions
@@ -87,6 +89,12 @@ SERVICES = [
     actions_pb2.DESCRIPTOR.services_by_name["ActionsService"],
     cohorts_pb2.DESCRIPTOR.services_by_name["CohortsService"],
     dashboards_pb2.DESCRIPTOR.services_by_name["DashboardsService"],
+]
+# Every method this server serves: the bounded set of RPC metric labels.
+SERVED = [
+    *SERVICES,
+    health_pb2.DESCRIPTOR.services_by_name["Health"],
+    reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 ]
 # How often the stores are probed: quickly until they answer, then to notice outages.
 _PROBE_STARTING, _PROBE_SERVING = 0.5, 5.0
@@ -192,6 +200,26 @@ class App:
         self._stopped = asyncio.Event()
         # Probes of the stores finished (health set from each): what a test waits on.
         self.store_probes = 0
+        # This app's metrics (a registry of its own), served over HTTP when INSIGHTS_METRICS_LISTEN is set.
+        self.rpc_meter = RpcMeter(
+            [
+                *(f"/{s.full_name}/{m.name}" for s in SERVED for m in s.methods),
+                # Reflection v1: the v1alpha service's method under its v1 name (server/reflection.py).
+                f"/{reflection.V1}/ServerReflectionInfo",
+            ]
+        )
+        self.metrics = metrics.registry(
+            metrics.Sources(
+                rpc=self.rpc_meter,
+                execution=self.execution,
+                checker=self.checker,
+                scheduler=self.scheduler,
+                ingestion=self.ingestion,
+                # Made by start(): none before.
+                coalescing=lambda: getattr(self, "coalescing", None),
+            )
+        )
+        self.metrics_endpoint: metrics.Endpoint | None = None
 
     async def _verify(self, raw_key: str) -> Principal:
         return await self.blocking.run(accounts.verify_api_key, self.db, raw_key)
@@ -203,9 +231,12 @@ class App:
         """Binds the listen address, starts serving and returns the bound port."""
         redaction.install()  # however the process set up logging, no secret reaches a log line
         requestid.install()  # and every record says which call it came from
+        if self.settings.metrics_address:
+            # First: an address that cannot be bound stops the start before anything else runs.
+            self.metrics_endpoint = metrics.serve(self.metrics, self.settings.metrics_address)
         # Kept on the app so that tests and benchmarks can read its counters.
         self.coalescing = CoalescingInterceptor(method_policies(SERVICES), cheap=common.reads_cache_only)
-        self.requests_log = LoggingInterceptor()
+        self.requests_log = LoggingInterceptor(meter=self.rpc_meter)
         server = grpc.aio.server(
             interceptors=[
                 self.requests_log,
@@ -327,6 +358,9 @@ class App:
         await asyncio.to_thread(self.blocking.close, _CLOSE_SECONDS)
         self.events.close()
         self.db.close()
+        if self.metrics_endpoint is not None:
+            # Last: a scrape during the drain still shows the calls finishing.
+            await asyncio.to_thread(self.metrics_endpoint.close)
         self._stopped.set()
         log.info("stopped")
 

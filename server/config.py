@@ -18,6 +18,8 @@ from storage.events import DEFAULT_MATERIALIZED, materialized_columns
 _PREFIX = "INSIGHTS_"
 # Values of INSIGHTS_COMPRESSION (gRPC's message compressions; "none" sends responses as they are).
 COMPRESSIONS = ("none", "gzip")
+# The metrics endpoint's host when INSIGHTS_METRICS_LISTEN names only a port: this machine only.
+METRICS_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class Settings:
     # Internal addresses the text model may be reached at, as INSIGHTS_ALERT_WEBHOOK_ALLOWED_NETWORKS
     # (a model on loopback or the private network must be listed here; public addresses need not).
     text_model_allowed_networks: str = ""
+    # host:port of the Prometheus endpoint (GET /metrics); a bare port (or ":port") listens on loopback.
+    # Empty (the default): no endpoint.
+    metrics_listen: str = ""
     # Python logging level.
     log_level: str = "INFO"
     # Throttles per API key and environment (or shared link): COUNT/UNIT rates, comma-separated, all
@@ -139,6 +144,17 @@ class Settings:
         return {name: parse_rates(getattr(self, f"throttle_{name}")) for name in DEFAULT_RATES}
 
     @property
+    def metrics_address(self) -> str:
+        """Where the metrics endpoint listens (host:port), or "" when it is off."""
+        found = self.metrics_listen.strip()
+        if not found:
+            return ""
+        host, sep, port = found.rpartition(":")
+        if not sep:
+            host, port = "", found
+        return f"{host or METRICS_HOST}:{port}"
+
+    @property
     def materialized_keys(self) -> list[str]:
         return [k.strip() for k in self.materialized_properties.split(",") if k.strip()]
 
@@ -161,6 +177,12 @@ class Settings:
         if not sep or not host or not port.isdigit():
             raise InvalidArgument("INSIGHTS_LISTEN must be host:port", field="listen")
         check_transport(self)
+        if self.metrics_listen.strip():
+            port = self.metrics_address.rpartition(":")[2]
+            if not port.isdigit() or int(port) > 65535:
+                raise InvalidArgument(
+                    "INSIGHTS_METRICS_LISTEN must be host:port, :port or a port (0-65535)", field="metrics_listen"
+                )
         if self.sql_max_execution_seconds < 1:
             raise InvalidArgument(
                 "INSIGHTS_SQL_MAX_EXECUTION_SECONDS must be >= 1", field="sql_max_execution_seconds"

@@ -7,7 +7,7 @@ import queue
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -20,6 +20,7 @@ from clickhouse_connect.driver.exceptions import Error as ClickHouseConnectError
 from opentelemetry.trace import Span
 
 from server import tracing
+from storage import enginereads
 from storage import persons as person_upkeep
 from storage.elements import ELEMENTS_COLUMNS
 from storage.event_dedup import (
@@ -385,6 +386,7 @@ class EventStore:
     def _connect(self, *, send_receive_timeout: int = 300) -> Any:
         if self.kind == "chdb":
             Path(self.target).mkdir(parents=True, exist_ok=True)
+            enginereads.install()
             return clickhouse_connect.get_client(interface="chdb", path=self.target)
         return clickhouse_connect.get_client(
             dsn=self.target, connect_timeout=3, send_receive_timeout=send_receive_timeout
@@ -563,8 +565,10 @@ class EventStore:
         parameters: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        read: Callable[[int], None] | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Runs a query (blocking) and returns its rows.
+        """Runs a query (blocking) and returns its rows; `read` is told the rows the engine read
+        (when the engine says: see storage/enginereads.py).
 
         Every value must be bound server-side through a `{name:Type}` placeholder; a parameter
         without one is refused rather than formatted into the SQL text.
@@ -592,6 +596,10 @@ class EventStore:
                 raise
             if span is not None:
                 span.set_attribute("db.response.returned_rows", len(result.result_rows))
+            if read is not None:
+                found = enginereads.rows_read(getattr(result, "summary", None), embedded=self.kind == "chdb")
+                if found is not None:
+                    read(found)
             return [tuple(row) for row in result.result_rows]
 
     @contextmanager

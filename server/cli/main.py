@@ -57,6 +57,9 @@ def _tls_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="serve plaintext on a non-loopback address, behind a TLS proxy (INSIGHTS_ALLOW_PLAINTEXT)",
     )
+    parser.add_argument(
+        "--metrics-listen", help="host:port (or a port, on loopback) of GET /metrics (INSIGHTS_METRICS_LISTEN)"
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -73,6 +76,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
         allow_plaintext=getattr(args, "allow_plaintext", None),
+        metrics_listen=getattr(args, "metrics_listen", None),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from server import utc
 from server.errors import InvalidArgument
+from server.meter import Counts
 from server.principal import Principal
 from storage.elements import MAX_ELEMENTS_CHAIN_BYTES
 from storage.events import EventRow, EventStore
@@ -211,6 +212,8 @@ class IngestRun:
     # repeated it).
     duplicates: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # The service's events by outcome (accepted, duplicate, rejected), beside this run's own numbers.
+    counts: Counts | None = None
     _pending: list[EventRow] = field(default_factory=list)
     _next_index: int = 0
 
@@ -231,10 +234,13 @@ class IngestRun:
 
     def reject(self, rejections: Iterable[Rejection]) -> None:
         """Records rejections decided outside `add` (e.g. a line a file reader could not parse)."""
+        before = self.rejected
         for rejection in rejections:
             self.rejected += 1
             if len(self.rejections) < MAX_REJECTIONS:
                 self.rejections.append(rejection)
+        if self.counts is not None and self.rejected > before:
+            self.counts.add(("rejected",), self.rejected - before)
 
     def flush(self) -> None:
         """Stores the buffered valid events."""
@@ -243,6 +249,7 @@ class IngestRun:
             outcome = self.store.insert_new_events(pending)
             self.accepted += outcome.inserted
             self.duplicates += outcome.duplicates
+            _count(self.counts, outcome.inserted, outcome.duplicates, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +270,7 @@ class BatchStream:
     store: EventStore
     environment_id: int
     clock: Callable[[], dt.datetime] = utc.now
+    counts: Counts | None = None
 
     def check_environment(self, environment_id: int) -> None:
         """A stream carries one environment: INVALID_ARGUMENT when a later message names another."""
@@ -277,7 +285,16 @@ class BatchStream:
             )
         rows, rejections = validate_all(self.environment_id, enumerate(events), self.clock())
         outcome = self.store.insert_new_events(rows)
+        _count(self.counts, outcome.inserted, outcome.duplicates, len(rejections))
         return BatchOutcome(outcome.inserted, outcome.duplicates, rejections)
+
+
+def _count(counts: Counts | None, accepted: int, duplicates: int, rejected: int) -> None:
+    if counts is None:
+        return
+    for outcome, number in (("accepted", accepted), ("duplicate", duplicates), ("rejected", rejected)):
+        if number:
+            counts.add((outcome,), number)
 
 
 class Ingestion:
@@ -286,13 +303,15 @@ class Ingestion:
     def __init__(self, store: EventStore, batch_size: int = BATCH_SIZE):
         self.store = store
         self.batch_size = batch_size
+        # Events of every run and stream by outcome: accepted, duplicate (already stored), rejected.
+        self.counts = Counts()
 
     def start(self, principal: Principal, environment_id: int) -> IngestRun:
         """A run for the environment; PERMISSION_DENIED when the caller's key cannot reach it."""
         env = principal.environment(environment_id)
-        return IngestRun(self.store, env.id, batch_size=self.batch_size)
+        return IngestRun(self.store, env.id, batch_size=self.batch_size, counts=self.counts)
 
     def start_batches(self, principal: Principal, environment_id: int) -> BatchStream:
         """A batch stream for the environment; PERMISSION_DENIED as `start`."""
         env = principal.environment(environment_id)
-        return BatchStream(self.store, env.id)
+        return BatchStream(self.store, env.id, counts=self.counts)

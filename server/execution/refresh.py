@@ -27,6 +27,7 @@ from server.execution.staleness import (
     next_allowed_client_refresh,
 )
 from server.memory import Memo, MemoryBudget
+from server.meter import Counts, Distribution
 from server.principal import EnvironmentInfo
 from server.queries.base import (
     Definitions,
@@ -129,6 +130,11 @@ class Execution:
         self._answers: Memo[tuple[Any, ...], tuple[CacheEntry, Computed]] = Memo(
             budget, "answers", share=budget.limit // ANSWER_MEMO_SHARE, max_item=ANSWER_MEMO_MAX_ITEM
         )
+        # Engine computations by query kind (the registry's name for it) and outcome, their seconds,
+        # and the rows the engine read for them: what the metrics endpoint shows.
+        self.queries = Counts()
+        self.query_seconds = Distribution()
+        self.rows_read = Counts()
         self.runs = Runs(
             clock=clock,
             poll_progress=self._progress,
@@ -388,13 +394,32 @@ class Execution:
         return start
 
     async def _compute(self, run: Run, env: EnvironmentInfo, job: _Job) -> CacheEntry:
+        kind = (job.source.kind,)
+        started = time.perf_counter()
+        ended = "error"
+        try:
+            entry = await self._computed(run, env, job)
+            ended = "ok"
+            return entry
+        except (Cancelled, asyncio.CancelledError):
+            ended = "cancelled"
+            raise
+        finally:
+            self.queries.add((*kind, ended))
+            self.query_seconds.observe(kind, time.perf_counter() - started)
+
+    async def _computed(self, run: Run, env: EnvironmentInfo, job: _Job) -> CacheEntry:
         context = await self.blocking.run(self._context, env, job.definitions)
+        kind = (job.source.kind,)
+
+        def counted(rows: int) -> None:
+            self.rows_read.add(kind, rows)
 
         def execute(
             sql: str, params: dict[str, Any], settings: Mapping[str, Any] | None = None
         ) -> list[tuple[Any, ...]]:
             with run.engine_statement():
-                return self.events.query(sql, params, settings=settings, run_id=run.tag)
+                return self.events.query(sql, params, settings=settings, run_id=run.tag, read=counted)
 
         try:
             outcome = await self.blocking.run(job.runner.compute, job.source.node, context, execute)

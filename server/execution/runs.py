@@ -163,6 +163,14 @@ class Runs:
         self._by_id: dict[tuple[int, str], Run] = {}
         self._in_flight: dict[str, Run] = {}
         self.engine_runs = 0
+        # Runs refused because the queue was full (RESOURCE_EXHAUSTED), and runs holding a slot.
+        self.shed = 0
+        self.running = 0
+
+    @property
+    def queued(self) -> int:
+        """Runs waiting for a slot."""
+        return self._queued
 
     def in_flight(self, key: str) -> Run | None:
         return self._in_flight.get(key)
@@ -193,6 +201,7 @@ class Runs:
             current.waiters += int(waiting)
             return current
         if self._queued >= self._max_queued:
+            self.shed += 1
             raise ResourceExhausted(
                 "too many queries are waiting to run; retry shortly",
                 reason="RUN_QUEUE_FULL",
@@ -293,10 +302,12 @@ class Runs:
                 run.pickup_time = self.clock()
                 run.touch()
                 poller = asyncio.get_running_loop().create_task(self._watch(run))
+                self.running += 1
                 try:
                     self.engine_runs += 1
                     run.value = await compute(run)
                 finally:
+                    self.running -= 1
                     poller.cancel()
         except asyncio.CancelledError:
             run.error, run.error_message = True, "Query was cancelled"

@@ -91,6 +91,7 @@ class EngineProbe:
         parameters: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        read: Callable[[int], None] | None = None,
     ) -> list[tuple[Any, ...]]:
         if run_id is not None:
             with self._lock:
@@ -108,7 +109,7 @@ class EngineProbe:
                 finally:
                     self.held.discard(run_id)
                     self._killed.discard(run_id)
-        return self._store.query(sql, parameters, settings=settings, run_id=run_id)
+        return self._store.query(sql, parameters, settings=settings, run_id=run_id, read=read)
 
     def _wait(self, gate: Gate, run_id: str) -> None:
         deadline = time.monotonic() + HOLD_LIMIT

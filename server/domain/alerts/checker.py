@@ -48,6 +48,7 @@ from server.domain.insights import parse_query
 from server.echo import shown
 from server.errors import NotFound
 from server.execution.refresh import Execution, Refresh
+from server.meter import Counts
 from server.principal import EnvironmentInfo, Principal
 from server.queries.alerting import AlertValueError, Watched
 from server.queries.registry import alerting_of
@@ -145,6 +146,9 @@ class Checker:
         # Checks of one alert in this process run one after the other, so that a manual check and a
         # scheduled one never both decide to notify for the same interval.
         self._locks: dict[str, asyncio.Lock] = {}
+        # Checks recorded by state (a check that raised is "failed"), webhook deliveries by outcome.
+        self.checks = Counts()
+        self.deliveries = Counts()
 
     async def check_now(self, principal: Principal, environment_id: int, alert_id: str) -> AlertCheckRecord:
         """CheckAlertNow: the alert of an environment the caller reaches, checked at once."""
@@ -166,8 +170,15 @@ class Checker:
         async with self._locks.setdefault(alert_id, asyncio.Lock()):
             now = now or self.clock()
             loaded = await self.blocking.run(self._load, alert_id, environment_id)
-            outcome = await self._evaluate(loaded)
-            check, notify = await self.blocking.run(self._record, loaded, outcome, now, previous_next, manual)
+            try:
+                outcome = await self._evaluate(loaded)
+                check, notify = await self.blocking.run(
+                    self._record, loaded, outcome, now, previous_next, manual
+                )
+            except Exception:
+                self.checks.add(("failed",))
+                raise
+            self.checks.add((check.state.lower().replace(" ", "_"),))
             if notify:
                 check = await self.deliver(check.id, now=now)
             return check
@@ -348,6 +359,7 @@ class Checker:
         for target in pending:
             result = await self.notifier.deliver(target, notification)
             (delivered if result.delivered else failed).append(target)
+            self.deliveries.add(("delivered" if result.delivered else "failed",))
         return await self.blocking.run(
             self._record_delivery, check.id, delivered, failed, now or self.clock()
         )

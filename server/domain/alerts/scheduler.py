@@ -83,6 +83,8 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         # Passes the polling loop has finished, failed ones included: what a test waits on.
         self.passes = 0
+        # Seconds the most overdue alert of the last pass with due alerts waited past its due time.
+        self.lag_seconds = 0.0
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -120,6 +122,9 @@ class Scheduler:
         outcome = Pass()
         due, rescheduled = await blocking.run(self._claim, now)
         outcome.rescheduled = rescheduled
+        overdue = [(now - c.previous_next).total_seconds() for c in due if c.previous_next is not None]
+        if due:
+            self.lag_seconds = max([0.0, *overdue])
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(claimed: Claimed) -> None:
