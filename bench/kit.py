@@ -143,18 +143,35 @@ def context(store: EventStore, ready: Prepared) -> QueryContext:
     )
 
 
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of n paths in which each path runs right after each other path equally often (a
+    Williams design: n orders for even n, 2n for odd). Rotating one order does not do that: a
+    rotation keeps every path's cyclic predecessor, so one path would nearly always follow the same
+    heavy baseline (it did: e2e followed the reference shape in 3 rounds of 4)."""
+    first = [0]
+    low, high = 1, n - 1
+    while len(first) < n:
+        first.append(low)
+        low += 1
+        if len(first) < n:
+            first.append(high)
+            high -= 1
+    orders = [[(i + shift) % n for i in first] for shift in range(n)]
+    return orders if n % 2 == 0 else orders + [order[::-1] for order in orders]
+
+
 def timed_rounds(paths: dict[str, Callable[[], object]], repeats: int, server_pid: int) -> dict[str, Any]:
     """`repeats` interleaved rounds of every path: median wall and CPU seconds (`<path>_s`,
     `<path>_cpu_s`) and the wall samples. The CPU of "e2e" is the served process's (it runs the
-    engine there), every other path's this process's. The order rotates each round, so that no path
-    always runs right after the same one (a heavy baseline leaves cold caches and freed memory to
-    whatever follows it)."""
+    engine there), every other path's this process's. Round k runs the paths in the k-th of
+    `balanced_orders`, so that no path mostly follows the same one (a heavy baseline leaves cold
+    caches and freed memory to whatever runs next)."""
     timings: dict[str, list[float]] = {k: [] for k in paths}
     cpu: dict[str, list[float]] = {k: [] for k in paths}
     keys = list(paths)
+    orders = balanced_orders(len(keys))
     for round_no in range(repeats):
-        shift = round_no % len(keys)
-        for key in keys[shift:] + keys[:shift]:
+        for key in (keys[i] for i in orders[round_no % len(orders)]):
             run = paths[key]
             cpu_began = cpu_seconds(server_pid) if key == "e2e" else time.process_time()
             began = time.perf_counter()
