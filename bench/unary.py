@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.serverproc import UNTHROTTLED
 from generated.insights.v1 import insight_pb2 as ipb
 from generated.insights.v1 import insight_pb2_grpc as igrpc
 from generated.insights.v1 import query_pb2 as qpb
@@ -482,6 +483,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> int:
         "INSIGHTS_EVENTS_DSN": f"chdb://{tmp / 'events'}",
         "INSIGHTS_LOG_LEVEL": "WARNING",
         "INSIGHTS_GRACE_SECONDS": "1",
+        **{f"INSIGHTS_{name.upper()}": value for name, value in UNTHROTTLED.items()},
     }
     raw_key, environment_id = create_api_key(env)
     metadata: Metadata = (("authorization", f"Bearer {raw_key}"),)
