@@ -18,8 +18,7 @@ const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
 const REPO = path.resolve(__dirname, '..', '..');
-// protos/ first: once google/rpc is vendored there, the copy beside this file is no longer read.
-const INCLUDE_DIRS = [path.join(REPO, 'protos'), path.join(__dirname, 'googleapis')];
+const INCLUDE_DIRS = [path.join(REPO, 'protos')];  // our protos and the vendored google/rpc ones
 const TIMEOUT_MS = 30000;
 const STATUS_DETAILS_KEY = 'grpc-status-details-bin';
 
