@@ -20,7 +20,7 @@ from server.config import Settings
 from server.transport import server_options
 from tests.integration.itkit import Dedicated, Server, bearer, dedicated_server, length_delimited, trends_viz
 from tests.support.h2proxy import FrameProxy
-from tests.support.rawmessages import unary_exchange
+from tests.support.rawgrpc import unary_exchange
 
 # The tuned server's minimum ping interval, and the request limit; scaled down from the defaults
 # (4 s, 4 MiB) so that a test sees several pings in a few seconds. grpc-core clients ping at most
